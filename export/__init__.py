@@ -1,0 +1,1 @@
+"""Exporters to SavedModel, TFLite and TFJS (installed as `tfspeech.export`)."""

@@ -1,0 +1,1 @@
+"""TF-native building blocks (installed as `tfspeech.ops`): alignment, sequences, pitch, resampling."""

