@@ -1,0 +1,105 @@
+"""Griffin-Lim against librosa.griffinlim, plus convergence on real speech."""
+import librosa
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfspeech.audio import (MelConfig, MelSpectrogram, griffin_lim, istft, mel_filterbank,
+                            mel_to_audio, mel_to_linear, spectral_convergence, stft)
+from tfspeech.testing import assert_no_python_ops
+
+
+def _magnitude_config(config):
+  return config.replace(power=1.0, magnitude_eps=0.0)
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
+def test_matches_librosa_griffinlim(speech, pad_mode):
+  # Zero initial phase makes both deterministic; momentum on as librosa's default.
+  audio = speech[2][:16000]
+  config = MelConfig.librosa(n_fft=1024, hop_length=256, pad_mode=pad_mode, power=1.0)
+  magnitude = np.abs(librosa.stft(audio, n_fft=1024, hop_length=256, pad_mode=pad_mode))
+  expected = librosa.griffinlim(magnitude, n_iter=5, hop_length=256, n_fft=1024, pad_mode=pad_mode,
+                                init=None, momentum=0.99)
+  got = griffin_lim(magnitude.T, config, n_iter=5, momentum=0.99, init=None).numpy()
+  assert got.shape == expected.shape
+  np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_istft_inverts_stft(speech):
+  for config in (MelConfig.hifigan(), MelConfig.tacotron2(), MelConfig.librosa()):
+    audio = speech[0][np.newaxis, :20480]
+    rebuilt = istft(stft(audio, config), config).numpy()
+    assert rebuilt.shape == audio.shape
+    np.testing.assert_allclose(rebuilt, audio, atol=1e-5)
+
+
+def test_spectral_convergence_improves_on_speech(speech):
+  config = MelConfig.hifigan()
+  magnitude = MelSpectrogram(_magnitude_config(config)).linear(speech[0][np.newaxis, :33075])
+  convergence = {}
+  for n_iter in (0, 4, 32):
+    audio = griffin_lim(magnitude, config, n_iter=n_iter, power=1.0, seed=3)
+    convergence[n_iter] = float(spectral_convergence(magnitude, audio, config)[0])
+  print(f"\nGriffin-Lim spectral convergence by iterations: {convergence}")
+  assert convergence[0] > convergence[4] > convergence[32]
+  assert convergence[32] < 0.1
+
+
+@pytest.mark.parametrize("preset,frames_to_samples", [("hifigan", lambda f: f * 256),
+                                                      ("tacotron2", lambda f: (f - 1) * 256)])
+def test_output_length_and_graph_mode(preset, frames_to_samples):
+  config = getattr(MelConfig, preset)()
+  run = tf.function(lambda s: griffin_lim(s, config, n_iter=3),
+                    input_signature=[tf.TensorSpec([None, None, config.num_bins])])
+  assert_no_python_ops(run.get_concrete_function())
+  spectrogram = np.abs(np.random.default_rng(0).standard_normal((2, 37, config.num_bins)))
+  audio = run(spectrogram.astype(np.float32))
+  assert audio.shape == (2, frames_to_samples(37))
+  assert MelSpectrogram(config).num_frames(audio.shape[1]) == 37
+  np.testing.assert_allclose(audio.numpy(), griffin_lim(spectrogram, config, n_iter=3).numpy(),
+                             atol=1e-5)  # graph == eager, same seed
+  assert griffin_lim(spectrogram[0], config, n_iter=1, length=5000).shape == (5000,)
+
+
+def test_seeded_initial_phase_is_deterministic():
+  config = MelConfig.hifigan()
+  spectrogram = np.abs(np.random.default_rng(1).standard_normal((1, 20, config.num_bins)))
+  first = griffin_lim(spectrogram, config, n_iter=2, seed=7).numpy()
+  np.testing.assert_array_equal(first, griffin_lim(spectrogram, config, n_iter=2, seed=7).numpy())
+  assert np.abs(first - griffin_lim(spectrogram, config, n_iter=2, seed=8).numpy()).max() > 1e-3
+  with pytest.raises(ValueError, match="init='noise'"):
+    griffin_lim(spectrogram, config, init="noise")
+  with pytest.raises(ValueError, match="has 80 bins, config n_fft=1024 needs 513"):
+    griffin_lim(np.ones((1, 5, 80), np.float32), config)
+
+
+def test_mel_to_linear_is_a_nonnegative_preimage(speech):
+  config = MelConfig.hifigan()
+  module = MelSpectrogram(config)
+  audio = speech[1][np.newaxis, :22050]
+  linear = mel_to_linear(module(audio), config).numpy()
+  assert linear.shape == (1, module.num_frames(22050), config.num_bins)
+  assert linear.min() >= 0.0
+  mel = module.mel(audio).numpy()
+  rebuilt = linear @ mel_filterbank(config).numpy()
+  relative = np.linalg.norm(rebuilt - mel) / np.linalg.norm(mel)
+  print(f"\nmel_to_linear relative mel error: {relative:.3g}")
+  assert relative < 0.02
+
+
+def test_mel_to_audio_graph_mode(speech):
+  config = MelConfig.hifigan()
+  module = MelSpectrogram(config)
+  vocode = tf.function(lambda m: mel_to_audio(m, config, n_iter=16),
+                       input_signature=[tf.TensorSpec([None, None, config.n_mels])])
+  assert_no_python_ops(vocode.get_concrete_function())
+  mel_log = module(speech[4][np.newaxis, :22016])
+  audio = vocode(mel_log)
+  assert audio.shape == (1, 22016)
+  # The vocoded audio's log mels approach the input's (loud bins only: the log
+  # exaggerates errors near the clamp).
+  loud = mel_log.numpy() > np.log(1e-2)
+  error = np.abs(module(audio).numpy() - mel_log.numpy())[loud].mean()
+  print(f"\nmel_to_audio mean log-mel error on loud bins: {error:.3g}")
+  assert error < 0.5
