@@ -58,6 +58,10 @@ setuptools.setup(
         # Compressed audio (FLAC/MP3/OGG). Needs exactly TF 2.17.
         "io": ["tensorflow-io==0.37.1"],
         "gpu": ["tensorflow[and-cuda]>=2.17.1,<2.18"],
+        # Baselines measured beside tfspeech by benchmarks/ (never imported by the
+        # library): the Cython MAS users run today, librosa's pYIN, plots.
+        "bench": ["monotonic-alignment-search==0.2.1", "librosa>=0.10.2", "soxr>=0.3",
+                  "matplotlib>=3.7"],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,311 @@
+"""Text-to-mel alignment ops: monotonic alignment search, durations, length regulation, priors.
+
+Layouts follow the references: alignment grids are `[batch, text, mel]` as in glow-tts and
+Grad-TTS; the beta-binomial prior is `[batch, mel, text]` as in FastPitch.
+"""
+
+import tensorflow as tf
+
+from tfspeech.ops import sequence
+
+# The glow-tts reference seeds impossible moves with this finite value, not -inf; a path whose
+# score falls below it compares differently, so it must be the same float32 number here.
+_MAX_NEG_VAL = -1e9
+
+
+def _new_frame_store(size, element_shape, static_element_shape, dtype, preallocated):
+  """Somewhere to put one tensor per loop step: a TensorArray or a preallocated tensor.
+
+  A TensorArray is the fast choice in graph mode and under XLA, but TFLite converts it only
+  when every element dimension is static, which `None` batch or text dims are not. A
+  preallocated tensor updated with `tensor_scatter_nd_update` converts to TFLite builtins at
+  any shape and is as fast under XLA (which updates it in place), but plain graph mode copies
+  the whole buffer on every step.
+  """
+  if preallocated:
+    return tf.zeros(tf.concat([[size], element_shape], axis=0), dtype)
+  return tf.TensorArray(dtype, size=size, element_shape=static_element_shape)
+
+
+def _frame_store_write(store, step, element):
+  if isinstance(store, tf.TensorArray):
+    return store.write(step, element)
+  return tf.tensor_scatter_nd_update(store, [[step]], element[None])
+
+
+def _frame_store_stack(store):
+  return store.stack() if isinstance(store, tf.TensorArray) else store
+
+
+def _forward_frame(scores, values, frame, tokens, lowest_token, text_lengths):
+  """One mel frame of the reference's forward DP, for every token and batch item at once.
+
+  Args:
+    scores: `[batch, text]` float32 DP scores of frame `frame - 1` (unused when `frame` is 0).
+    values: `[batch, text]` float32 log-likelihoods of frame `frame`.
+    frame: scalar int32 mel frame index.
+    tokens: `[1, text]` int32 token positions.
+    lowest_token: `[batch, 1]` int32 `text_lengths - mel_lengths`; the band's lower edge at
+      frame `y` is `lowest_token + y`.
+    text_lengths: `[batch, 1]` int32.
+
+  Returns:
+    A tuple of the `[batch, text]` float32 scores of this frame and `[batch, text]` bool
+    `moves`: the backtrack's test `score[x] < score[x - 1]` (False for token 0).
+  """
+  neg = tf.constant(_MAX_NEG_VAL, tf.float32)
+  # Staying on a token is impossible on the diagonal (the reference's `x == y`).
+  stay = tf.where(tokens < frame, scores, neg)
+  # Token 0 can be entered only at frame 0, from an implicit score of 0.
+  entry = tf.fill(tf.shape(scores[:, :1]), tf.where(frame == 0, 0.0, neg))
+  advance = tf.concat([entry, scores[:, :-1]], axis=1)
+  # max(a, b) + v, in this order, rounds exactly like the reference.
+  updated = tf.maximum(stay, advance) + values
+  # Cells outside the band keep their input, as in the reference; its backtrack reads them
+  # when mel_length < text_length. In-band cells only read in-band cells of the previous
+  # frame and the backtrack only cells within the lengths, so padding never leaks in.
+  in_band = (tokens >= lowest_token + frame) & (tokens <= frame) & (tokens < text_lengths)
+  scores = tf.where(in_band, updated, values)
+  moves = tf.concat([tf.zeros_like(scores[:, :1], tf.bool), scores[:, 1:] < scores[:, :-1]],
+                    axis=1)
+  return scores, moves
+
+
+def maximum_path(log_likelihood, text_lengths, mel_lengths, tflite_compatible=False):
+  """Monotonic alignment search (MAS) of glow-tts / Grad-TTS, batched and masked.
+
+  Finds, per batch item, the monotonic path from (token 0, frame 0) to (last token, last frame)
+  that maximizes the summed log-likelihood, each frame assigned to exactly one token and each
+  step either staying on a token or moving to the next. The result is identical to the
+  reference Cython `maximum_path_c` of jaywalnut310/glow-tts (also used by Grad-TTS), ties and
+  float32 rounding included: scores are float32 whatever the input dtype, impossible moves are
+  seeded with -1e9, and on a tie the backtrack stays on the current token.
+
+  When `mel_lengths[b] < text_lengths[b]` no path can give every token a frame. Like the
+  reference, the result then still assigns each of the `mel_lengths[b]` frames to one token,
+  walking back from the last token at the last frame and moving to the previous token where
+  the input log-likelihood of the previous frame is larger (no DP runs in this case);
+  the first tokens get no frame. Items with a zero length get an all-zero path; lengths larger
+  than the tensor dims are clipped to them.
+
+  The op has no gradient (the path is piecewise constant); its output is wrapped in
+  `tf.stop_gradient`, as models use it.
+
+  It runs eagerly, under `tf.function` with `None` dims and under XLA. The forward DP is a
+  `tf.while_loop` over mel frames working on all tokens and batch items at once, the backtrack
+  a reverse `tf.while_loop`.
+
+  Args:
+    log_likelihood: `[batch, text, mel]` float tensor; padding may hold anything.
+    text_lengths: `[batch]` integer token counts.
+    mel_lengths: `[batch]` integer frame counts.
+    tflite_compatible: store per-frame results in preallocated tensors instead of
+      TensorArrays, so the graph converts to TFLite builtins (`TFLITE_BUILTINS` only) with
+      `None` dims; with False, conversion fails unless batch and text dims are static. About
+      as fast under XLA, about twice as slow in plain graph mode (every step copies the
+      buffer); keep False unless exporting to TFLite. Both give identical paths.
+
+  Returns:
+    `[batch, text, mel]` tensor of `log_likelihood.dtype`, 1 on the path and 0 elsewhere
+    (including padding).
+  """
+  log_likelihood = tf.convert_to_tensor(log_likelihood)
+  if log_likelihood.shape.rank is not None and log_likelihood.shape.rank != 3:
+    raise ValueError("maximum_path: `log_likelihood` must be [batch, text, mel], got shape "
+                     f"{log_likelihood.shape}.")
+  static_shape = log_likelihood.shape
+  shape = tf.shape(log_likelihood)
+  batch_size, text_size, mel_size = shape[0], shape[1], shape[2]
+  text_lengths = tf.minimum(_as_lengths(text_lengths, "text_lengths", "maximum_path"), text_size)
+  mel_lengths = tf.minimum(_as_lengths(mel_lengths, "mel_lengths", "maximum_path"), mel_size)
+
+  # No masking pass: the reference multiplies by the mask, but no cell it reads is padding
+  # (see _forward_frame), so padding is ignored whatever it holds, inf and nan included.
+  values = tf.cast(log_likelihood, tf.float32)
+
+  tokens = tf.expand_dims(tf.range(text_size), 0)
+  lowest_token = tf.expand_dims(text_lengths - mel_lengths, 1)
+  column_shape = tf.stack([batch_size, text_size])
+
+  def forward(frame, scores, moves):
+    scores, frame_moves = _forward_frame(scores, tf.gather(values, frame, axis=2), frame, tokens,
+                                         lowest_token, tf.expand_dims(text_lengths, 1))
+    return frame + 1, scores, _frame_store_write(moves, frame, frame_moves)
+
+  _, _, moves = tf.while_loop(
+      lambda frame, *_: frame < mel_size, forward,
+      (tf.constant(0), tf.zeros(column_shape, tf.float32),
+       _new_frame_store(mel_size, column_shape, static_shape[:2], tf.bool,
+                        tflite_compatible)))
+  # One spare False at the end for lookups that do not matter (inactive items, token 0, frame
+  # 0), so the gather below stays in range even with an empty text axis.
+  flat_moves = tf.concat([tf.reshape(_frame_store_stack(moves), [-1]), [False]], axis=0)
+  spare_move = tf.size(flat_moves) - 1
+
+  # Backtrack: the reference walks from the last token at the last frame, moving to the
+  # previous token when forced onto the diagonal or when it scored strictly higher.
+  has_text = text_lengths > 0
+  batch_index = tf.range(batch_size)
+
+  def backward(frame, token, path_tokens):
+    active = (frame < mel_lengths) & has_text
+    path_tokens = _frame_store_write(path_tokens, frame, tf.where(active, token, -1))
+    lookup = active & (token > 0) & (frame > 0)
+    previous_move = tf.gather(flat_moves, tf.where(
+        lookup, ((frame - 1) * batch_size + batch_index) * text_size + token, spare_move))
+    step_back = active & (token != 0) & ((token == frame) | previous_move)
+    return frame - 1, token - tf.cast(step_back, tf.int32), path_tokens
+
+  _, _, path_tokens = tf.while_loop(
+      lambda frame, *_: frame >= 0, backward,
+      (mel_size - 1, text_lengths - 1,
+       _new_frame_store(mel_size, tf.expand_dims(batch_size, 0), static_shape[:1], tf.int32,
+                        tflite_compatible)))
+  token_per_frame = tf.transpose(_frame_store_stack(path_tokens))  # [batch, mel], -1 off the path
+  # TFLite has no new-axis slicing of bool/int tensors, hence expand_dims/reshape throughout.
+  path = tf.reshape(tf.range(text_size), [1, -1, 1]) == tf.expand_dims(token_per_frame, 1)
+  return tf.stop_gradient(tf.cast(path, log_likelihood.dtype))
+
+
+def _as_lengths(lengths, name, op_name):
+  lengths = tf.convert_to_tensor(lengths)
+  if not lengths.dtype.is_integer:
+    raise TypeError(f"{op_name}: `{name}` must be an integer tensor, got {lengths.dtype}; cast "
+                    "it with tf.cast(..., tf.int32).")
+  if lengths.shape.rank is not None and lengths.shape.rank != 1:
+    raise ValueError(f"{op_name}: `{name}` must be [batch], got shape {lengths.shape}.")
+  return tf.maximum(tf.cast(lengths, tf.int32), 0)
+
+
+def path_to_durations(path):
+  """Counts the mel frames assigned to each token of an alignment path.
+
+  Args:
+    path: `[batch, text, mel]` 0/1 alignment, e.g. from `maximum_path`.
+
+  Returns:
+    `[batch, text]` int32 frame counts.
+  """
+  path = tf.convert_to_tensor(path)
+  if path.shape.rank is not None and path.shape.rank != 3:
+    raise ValueError(f"path_to_durations: `path` must be [batch, text, mel], got shape "
+                     f"{path.shape}.")
+  return tf.cast(tf.reduce_sum(tf.cast(path, tf.int32), axis=2), tf.int32)
+
+
+def durations_to_path(durations, mel_length=None, dtype=tf.float32):
+  """Expands per-token frame counts into a hard alignment (glow-tts / Grad-TTS `generate_path`).
+
+  Token `x` covers frames `[cumsum(durations)[x - 1], cumsum(durations)[x])`; frames past the
+  total duration, or past `mel_length`, are covered by no token.
+
+  Args:
+    durations: `[batch, text]` integer frame counts (zero for padding tokens).
+    mel_length: size of the mel axis; defaults to the largest total duration.
+    dtype: dtype of the result.
+
+  Returns:
+    `[batch, text, mel_length]` tensor of `dtype`, 1 where the token covers the frame.
+  """
+  durations = tf.convert_to_tensor(durations)
+  if not durations.dtype.is_integer:
+    raise TypeError(f"durations_to_path: `durations` must be integer frame counts, got "
+                    f"{durations.dtype}; round them first (e.g. tf.cast(tf.round(d), tf.int32)).")
+  durations = tf.maximum(tf.cast(durations, tf.int32), 0)
+  ends = tf.cumsum(durations, axis=1)
+  if mel_length is None:
+    mel_length = sequence.max_length_of(tf.reduce_sum(durations, axis=1))
+  frames = tf.reshape(tf.range(mel_length), [1, 1, -1])
+  # A cumulative mask minus its predecessor's: glow-tts's sequence_mask-and-difference form.
+  path = ((frames < tf.expand_dims(ends, 2)) & (frames >= tf.expand_dims(ends - durations, 2)))
+  return tf.cast(path, dtype)
+
+
+def length_regulate(encodings, durations, max_length=None, pace=1.0):
+  """Repeats each token's encoding for its duration (FastPitch `regulate_len`).
+
+  Durations are divided by `pace` and rounded as NVIDIA FastPitch does, `int(d / pace + 0.5)`
+  in float32 (so halves round up); negative durations count as 0. Built from cumulative sums
+  and comparisons (no loops), so it runs under XLA and converts to TFLite builtins.
+
+  Args:
+    encodings: `[batch, text, channels]` token encodings.
+    durations: `[batch, text]` frame counts, integer or float (predicted).
+    max_length: optional int or scalar tensor: the output is cut to at most this many frames
+      and `out_lengths` clipped to it, as FastPitch's `mel_max_len`.
+    pace: speaking-rate factor (> 1 is faster): a Python float or a scalar or `[batch]` tensor.
+
+  Returns:
+    A tuple `(expanded, out_lengths)`: `[batch, frames, channels]` encodings, zero past each
+    item's length, where `frames = min(max(out_lengths before clipping), max_length)`; and
+    `[batch]` int32 frame counts.
+  """
+  encodings = tf.convert_to_tensor(encodings)
+  durations = tf.convert_to_tensor(durations)
+  if encodings.shape.rank is not None and encodings.shape.rank != 3:
+    raise ValueError("length_regulate: `encodings` must be [batch, text, channels], got shape "
+                     f"{encodings.shape}.")
+  if durations.shape.rank is not None and durations.shape.rank != 2:
+    raise ValueError("length_regulate: `durations` must be [batch, text], got shape "
+                     f"{durations.shape}.")
+  if isinstance(pace, (int, float)) and pace <= 0:
+    raise ValueError(f"length_regulate: `pace` must be positive (1.0 = normal speed), got {pace}.")
+  pace = tf.cast(pace, tf.float32)
+  if pace.shape.rank == 1:
+    pace = tf.expand_dims(pace, 1)
+  repeats = tf.cast(tf.cast(durations, tf.float32) / pace + 0.5, tf.int32)
+  repeats = tf.maximum(repeats, 0)
+  ends = tf.cumsum(repeats, axis=1)
+  out_lengths = tf.reduce_sum(repeats, axis=1)
+  num_frames = sequence.max_length_of(out_lengths)
+  if max_length is not None:
+    max_length = tf.cast(max_length, tf.int32)
+    num_frames = tf.minimum(num_frames, max_length)
+    out_lengths = tf.minimum(out_lengths, max_length)
+  frames = tf.range(num_frames)
+  # Token of each frame = how many tokens end at or before it; tokens of zero duration are
+  # skipped and frames past the end land on index `text`, i.e. nothing.
+  token = tf.reduce_sum(
+      tf.cast(tf.expand_dims(ends, 1) <= tf.reshape(frames, [1, -1, 1]), tf.int32), axis=2)
+  in_length = tf.expand_dims(frames, 0) < tf.expand_dims(out_lengths, 1)
+  token = tf.where(in_length, token, 0)
+  expanded = tf.gather(encodings, token, batch_dims=1)
+  expanded = tf.where(tf.expand_dims(in_length, 2), expanded, tf.zeros([], encodings.dtype))
+  return expanded, out_lengths
+
+
+def beta_binomial_prior(text_lengths, mel_lengths, scaling=1.0, dtype=tf.float32):
+  """Beta-binomial alignment prior of FastPitch (`beta_binomial_prior_distribution`), batched.
+
+  For an item with `P` tokens and `M` frames, frame `i` (1-based) gets the
+  Beta-Binomial(n=P, a=scaling * i, b=scaling * (M + 1 - i)) probabilities of tokens
+  `0 .. P-1`, exactly FastPitch's formula (note n is P, not P - 1, so a row sums to slightly
+  less than 1). Computed in float64 with `lgamma`, cast to `dtype`.
+
+  Args:
+    text_lengths: `[batch]` integer token counts `P`.
+    mel_lengths: `[batch]` integer frame counts `M`.
+    scaling: the Beta parameters' scale (FastPitch's default 1.0).
+    dtype: dtype of the result.
+
+  Returns:
+    `[batch, max(mel_lengths), max(text_lengths)]` tensor of `dtype`, FastPitch's
+    `[mel, text]` layout per item, zero in padding.
+  """
+  text_lengths = _as_lengths(text_lengths, "text_lengths", "beta_binomial_prior")
+  mel_lengths = _as_lengths(mel_lengths, "mel_lengths", "beta_binomial_prior")
+  mask = sequence.pair_mask(mel_lengths, text_lengths, dtype=tf.bool)
+  n = tf.cast(text_lengths, tf.float64)[:, None, None]
+  num_mels = tf.cast(mel_lengths, tf.float64)[:, None, None]
+  k = tf.cast(tf.range(tf.shape(mask)[2]), tf.float64)[None, None, :]
+  i = tf.cast(tf.range(1, tf.shape(mask)[1] + 1), tf.float64)[None, :, None]
+  scaling = tf.cast(scaling, tf.float64)
+  a = scaling * i
+  b = scaling * (num_mels + 1.0 - i)
+  lgamma = tf.math.lgamma
+  log_choose = lgamma(n + 1.0) - lgamma(k + 1.0) - lgamma(n - k + 1.0)
+  log_beta_ratio = (lgamma(k + a) + lgamma(n - k + b) - lgamma(n + a + b)
+                    - lgamma(a) - lgamma(b) + lgamma(a + b))
+  # Padding cells can hold non-positive Beta parameters; select, not multiply, to drop them.
+  prior = tf.where(mask, tf.exp(log_choose + log_beta_ratio), 0.0)
+  return tf.cast(prior, dtype)
