@@ -1,0 +1,303 @@
+"""Grad-TTS U-Net score estimator (`GradLogPEstimator2d`), channels-last.
+
+Layout: the reference runs 2-D convolutions on `[batch, channels, n_feats, frames]`; here a
+feature map is `[batch, frames, n_feats, channels]` (NHWC with H = frames, W = mel bins), so a
+mel spectrogram `[batch, frames, n_feats]` gains a trailing channel axis and needs no
+transposition. Masks are `[batch, frames, 1, 1]` (1 = real frame). Each of the
+`len(dim_mults) - 1` downsamplings halves frames and mel bins, so both must divide by
+`2 ** (len(dim_mults) - 1)` (4 for the reference; see `fix_len_compatibility`).
+
+Porting reference weights: Conv2d `[out, in, kF, kT]` -> Keras `[kT, kF, in, out]`
+(`w.permute(3, 2, 1, 0)`), ConvTranspose2d `[in, out, kF, kT]` -> `[kT, kF, out, in]`
+(`w.permute(3, 2, 1, 0)`), Linear `[out, in]` -> `[in, out]`.
+
+Padding independence (a deliberate difference from the reference, which normalises and
+attends over padded frames too): GroupNorm statistics and the linear attention's key softmax
+use real frames only. For an utterance whose frame count is already a multiple of 4 the
+result is the reference's; otherwise a text's output no longer depends on its batch.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+def mish(x):
+  """x * tanh(softplus(x)) (Misra, 2019)."""
+  return keras.activations.mish(x)
+
+
+def sinusoidal_time_embedding(t, dim, scale):
+  """Transformer-style embedding of diffusion times.
+
+  Args:
+    t: `[batch]` float times in [0, 1].
+    dim: even embedding width.
+    scale: multiplier of t (the reference's `pe_scale`).
+
+  Returns:
+    `[batch, dim]`: `sin(scale * t * f_k)` for k < dim/2, then the cosines, with
+    `f_k = 10000 ** (-k / (dim/2 - 1))`.
+  """
+  half = dim // 2
+  frequencies = tf.exp(tf.range(half, dtype=tf.float32) * (-math.log(10000.0) / (half - 1)))
+  angles = scale * tf.cast(t, tf.float32)[:, None] * frequencies[None, :]
+  return tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
+
+
+class MaskedGroupNorm(keras.layers.Layer):
+  """GroupNorm over (frames, mel bins, channels in group), counting real frames only.
+
+  Maps `[batch, frames, n_feats, channels]` (with mask `[batch, frames, 1, 1]`) to the same
+  shape; per-channel scale and offset as `torch.nn.GroupNorm` (eps 1e-5).
+  """
+
+  def __init__(self, groups, epsilon=1e-5, **kwargs):
+    super().__init__(**kwargs)
+    self.groups = groups
+    self.epsilon = epsilon
+
+  def build(self, input_shape):
+    channels = input_shape[-1]
+    self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+    self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+  def call(self, x, mask):
+    shape = tf.shape(x)
+    channels = x.shape[-1]
+    grouped = tf.reshape(x, [shape[0], shape[1], shape[2], self.groups, channels // self.groups])
+    grouped_mask = mask[..., None]
+    count = tf.reduce_sum(grouped_mask, axis=[1, 2, 4], keepdims=True) * tf.cast(
+        shape[2] * (channels // self.groups), x.dtype)
+    count = tf.maximum(count, 1.0)
+    mean = tf.reduce_sum(grouped * grouped_mask, axis=[1, 2, 4], keepdims=True) / count
+    centred = (grouped - mean) * grouped_mask
+    variance = tf.reduce_sum(tf.square(centred), axis=[1, 2, 4], keepdims=True) / count
+    normalised = (grouped - mean) * tf.math.rsqrt(variance + self.epsilon)
+    return tf.reshape(normalised, shape) * self.gamma + self.beta
+
+
+class Block(keras.layers.Layer):
+  """3x3 Conv2D -> masked GroupNorm -> Mish, input and output masked."""
+
+  def __init__(self, dim_in, dim_out, groups, **kwargs):
+    super().__init__(**kwargs)
+    self.dim_in = dim_in
+    self.conv = keras.layers.Conv2D(dim_out, 3, padding="same", name="conv")
+    self.norm = MaskedGroupNorm(groups, name="norm")
+    self.dim_out = dim_out
+
+  def build(self, input_shape):
+    self.conv.build((None, None, None, self.dim_in))
+    self.norm.build((None, None, None, self.dim_out))
+
+  def call(self, x, mask):
+    return mish(self.norm(self.conv(x * mask), mask)) * mask
+
+
+class ResnetBlock(keras.layers.Layer):
+  """Two Blocks with the time embedding added in between, plus a (1x1 conv) shortcut."""
+
+  def __init__(self, dim_in, dim_out, time_dim, groups, **kwargs):
+    super().__init__(**kwargs)
+    self.dim_in, self.dim_out, self.time_dim = dim_in, dim_out, time_dim
+    self.time_proj = keras.layers.Dense(dim_out, name="time_proj")
+    self.block_1 = Block(dim_in, dim_out, groups, name="block_1")
+    self.block_2 = Block(dim_out, dim_out, groups, name="block_2")
+    self.shortcut = (keras.layers.Conv2D(dim_out, 1, name="shortcut")
+                     if dim_in != dim_out else None)
+
+  def build(self, input_shape):
+    self.time_proj.build((None, self.time_dim))
+    self.block_1.build(None)
+    self.block_2.build(None)
+    if self.shortcut is not None:
+      self.shortcut.build((None, None, None, self.dim_in))
+
+  def call(self, x, mask, time_embedding):
+    """x `[batch, frames, n_feats, dim_in]`, time_embedding `[batch, time_dim]` -> dim_out."""
+    h = self.block_1(x, mask)
+    h = h + self.time_proj(mish(time_embedding))[:, None, None, :]
+    h = self.block_2(h, mask)
+    shortcut = x * mask
+    if self.shortcut is not None:
+      shortcut = self.shortcut(shortcut)
+    return h + shortcut
+
+
+class ResidualLinearAttention(keras.layers.Layer):
+  """x + g * LinearAttention(x), g a scalar starting at 0 (the reference's Residual(Rezero(.))).
+
+  Linear attention (Shen et al.): keys are softmax-normalised over all real (frame, mel bin)
+  positions, `context = k^T v` per head, output `q context`; queries are not normalised.
+  """
+
+  def __init__(self, dim, heads, dim_head, **kwargs):
+    super().__init__(**kwargs)
+    self.dim, self.heads, self.dim_head = dim, heads, dim_head
+    self.to_qkv = keras.layers.Dense(3 * heads * dim_head, use_bias=False, name="to_qkv")
+    self.to_out = keras.layers.Dense(dim, name="to_out")
+
+  def build(self, input_shape):
+    self.to_qkv.build((None, None, None, self.dim))
+    self.to_out.build((None, None, None, self.heads * self.dim_head))
+    self.gate = self.add_weight(shape=(1,), initializer="zeros", name="gate")
+
+  def call(self, x, mask):
+    shape = tf.shape(x)
+    positions = shape[1] * shape[2]
+    # Channel order (qkv, head, c) as the reference's rearrange 'b (qkv heads c) h w'.
+    qkv = tf.reshape(self.to_qkv(x), [shape[0], positions, 3, self.heads, self.dim_head])
+    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [batch, positions, heads, c]
+    real = tf.reshape(tf.broadcast_to(mask, [shape[0], shape[1], shape[2], 1]),
+                      [shape[0], positions, 1, 1]) > 0
+    key = tf.nn.softmax(tf.where(real, key, -1e9), axis=1)
+    context = tf.einsum("bnhd,bnhe->bhde", key, value)
+    out = tf.einsum("bhde,bnhd->bnhe", context, query)
+    out = tf.reshape(out, [shape[0], shape[1], shape[2], self.heads * self.dim_head])
+    return x + self.gate * self.to_out(out) * mask
+
+
+class Downsample(keras.layers.Layer):
+  """3x3 stride-2 conv padded by 1 on each side, as torch `Conv2d(dim, dim, 3, 2, 1)`.
+
+  Keras' "same" would pad only after the last position; explicit symmetric padding keeps the
+  reference's sampling grid (output i sees inputs 2i-1 .. 2i+1).
+  """
+
+  def __init__(self, dim, **kwargs):
+    super().__init__(**kwargs)
+    self.dim = dim
+    self.conv = keras.layers.Conv2D(dim, 3, strides=2, padding="valid", name="conv")
+
+  def build(self, input_shape):
+    self.conv.build((None, None, None, self.dim))
+
+  def call(self, x):
+    return self.conv(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))
+
+
+class Upsample(keras.layers.Layer):
+  """4x4 stride-2 transposed conv, as torch `ConvTranspose2d(dim, dim, 4, 2, 1)`.
+
+  TF's "same" transposed conv crops one position on each side, which is the reference's
+  padding of 1, so frames and mel bins exactly double.
+  """
+
+  def __init__(self, dim, **kwargs):
+    super().__init__(**kwargs)
+    self.dim = dim
+    self.conv = keras.layers.Conv2DTranspose(dim, 4, strides=2, padding="same", name="conv")
+
+  def build(self, input_shape):
+    self.conv.build((None, None, None, self.dim))
+
+  def call(self, x):
+    return self.conv(x)
+
+
+class GradLogPEstimator2d(keras.layers.Layer):
+  """U-Net predicting the score of x_t given the aligned encoder output mu and time t.
+
+  Down path per resolution: ResnetBlock, ResnetBlock, linear attention, Downsample (not on the
+  last). Middle: ResnetBlock, attention, ResnetBlock. Up path (one fewer resolution): concat
+  skip, ResnetBlock, ResnetBlock, attention, Upsample. Then a Block and a 1x1 conv to 1 channel.
+  """
+
+  def __init__(self, config, **kwargs):
+    super().__init__(**kwargs)
+    c = self.config = config
+    dim = c.dec_dim
+    self.time_mlp_1 = keras.layers.Dense(dim * 4, name="time_mlp_1")
+    self.time_mlp_2 = keras.layers.Dense(dim, name="time_mlp_2")
+    if c.n_spks > 1:
+      self.speaker_mlp_1 = keras.layers.Dense(c.spk_emb_dim * 4, name="speaker_mlp_1")
+      self.speaker_mlp_2 = keras.layers.Dense(c.n_feats, name="speaker_mlp_2")
+    dims = [3 if c.n_spks > 1 else 2] + [dim * m for m in c.dim_mults]
+    in_out = list(zip(dims[:-1], dims[1:]))
+    resnet = lambda d_in, d_out, name: ResnetBlock(d_in, d_out, dim, c.groups, name=name)
+    attention = lambda d, name: ResidualLinearAttention(d, c.attn_heads, c.attn_dim_head,
+                                                        name=name)
+    self.downs = []
+    for i, (d_in, d_out) in enumerate(in_out):
+      last = i == len(in_out) - 1
+      self.downs.append([resnet(d_in, d_out, f"down_{i}_resnet_1"),
+                         resnet(d_out, d_out, f"down_{i}_resnet_2"),
+                         attention(d_out, f"down_{i}_attention"),
+                         None if last else Downsample(d_out, name=f"down_{i}_downsample")])
+    mid = dims[-1]
+    self.mid_resnet_1 = resnet(mid, mid, "mid_resnet_1")
+    self.mid_attention = attention(mid, "mid_attention")
+    self.mid_resnet_2 = resnet(mid, mid, "mid_resnet_2")
+    self.ups = []
+    for i, (d_in, d_out) in enumerate(reversed(in_out[1:])):
+      self.ups.append([resnet(d_out * 2, d_in, f"up_{i}_resnet_1"),
+                       resnet(d_in, d_in, f"up_{i}_resnet_2"),
+                       attention(d_in, f"up_{i}_attention"),
+                       Upsample(d_in, name=f"up_{i}_upsample")])
+    self.final_block = Block(dim, dim, c.groups, name="final_block")
+    self.final_conv = keras.layers.Conv2D(1, 1, name="final_conv")
+
+  def build(self, input_shape=None):
+    c = self.config
+    self.time_mlp_1.build((None, c.dec_dim))
+    self.time_mlp_2.build((None, c.dec_dim * 4))
+    if c.n_spks > 1:
+      self.speaker_mlp_1.build((None, c.spk_emb_dim))
+      self.speaker_mlp_2.build((None, c.spk_emb_dim * 4))
+    for stage in self.downs + self.ups + [[self.mid_resnet_1, self.mid_attention,
+                                           self.mid_resnet_2, self.final_block]]:
+      for layer in stage:
+        if layer is not None:
+          layer.build(None)
+    self.final_conv.build((None, None, None, c.dec_dim))
+
+  def call(self, x, mask, mu, t, speaker_embedding=None):
+    """Estimates the score (scaled as in the reference) of noisy mels.
+
+    Args:
+      x: `[batch, frames, n_feats]` noisy mel x_t; frames a multiple of `frames_multiple`.
+      mask: `[batch, frames]` float, 1 on real frames.
+      mu: `[batch, frames, n_feats]` aligned encoder output.
+      t: `[batch]` diffusion times in (0, 1).
+      speaker_embedding: `[batch, spk_emb_dim]` when `n_spks > 1`.
+
+    Returns:
+      `[batch, frames, n_feats]`, zero on padded frames.
+    """
+    c = self.config
+    time = sinusoidal_time_embedding(t, c.dec_dim, c.pe_scale)
+    time = self.time_mlp_2(mish(self.time_mlp_1(time)))
+    channels = [mu, x]
+    if c.n_spks > 1:
+      speaker = self.speaker_mlp_2(mish(self.speaker_mlp_1(speaker_embedding)))
+      channels.append(tf.broadcast_to(speaker[:, None, :], tf.shape(x)))
+    h = tf.stack(channels, axis=-1)  # [batch, frames, n_feats, 2 or 3]
+    mask = mask[:, :, None, None]
+
+    skips, masks = [], [mask]
+    for resnet_1, resnet_2, attention, downsample in self.downs:
+      level_mask = masks[-1]
+      h = resnet_1(h, level_mask, time)
+      h = resnet_2(h, level_mask, time)
+      h = attention(h, level_mask)
+      skips.append(h)
+      if downsample is not None:
+        h = downsample(h * level_mask)
+        masks.append(level_mask[:, ::2])
+
+    h = self.mid_resnet_1(h, masks[-1], time)
+    h = self.mid_attention(h, masks[-1])
+    h = self.mid_resnet_2(h, masks[-1], time)
+
+    for resnet_1, resnet_2, attention, upsample in self.ups:
+      level_mask = masks.pop()
+      h = tf.concat([h, skips.pop()], axis=-1)
+      h = resnet_1(h, level_mask, time)
+      h = resnet_2(h, level_mask, time)
+      h = attention(h, level_mask)
+      h = upsample(h * level_mask)
+
+    h = self.final_block(h, mask)
+    return (self.final_conv(h * mask) * mask)[..., 0]
