@@ -1,0 +1,248 @@
+"""Entry points for the binaries: `train`, `resolve_config`, `load_run`, `count_parameters`.
+
+  result = train("toy", "tiny", data_dir="", workdir="/tmp/run",
+                 overrides=parse_overrides("batch_size=8,max_steps=200"))
+  loaded = load_run("/tmp/run")               # task, config, restored modules
+  counts = count_parameters(loaded.modules)   # {"net": {"trainable": …, …}}
+"""
+
+import dataclasses
+import os
+import re
+from typing import Any, Mapping, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from tfspeech import config as cfg
+from tfspeech.models import registry
+from tfspeech.training import checkpoints as checkpoints_lib
+from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_overrides,
+                                      load_run_config, override_paths, resolve_run_config,
+                                      write_run_config)
+from tfspeech.training.loop import TrainResult, fit
+from tfspeech.training.trainer import Trainer
+
+
+def _config_class(model_name):
+  return registry.get(model_name).config_class
+
+
+@dataclasses.dataclass
+class ResolvedConfig:
+  """The outcome of `resolve_config`.
+
+  Attributes:
+    task_class: the registered `Task` subclass.
+    run: the `RunConfig` to train with.
+    changes: accepted safe changes versus the stored config (resume only).
+    resumed: whether WORKDIR/config.json existed.
+  """
+  task_class: type
+  run: RunConfig
+  changes: list
+  resumed: bool
+
+
+def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: str = "",
+                   workdir: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+                   allow_changes=()) -> ResolvedConfig:
+  """Works out the run config from the registry, WORKDIR/config.json and overrides.
+
+  New run: preset config + the task's default `TrainConfig` + overrides.
+  Resume: the *stored* config + overrides; `preset` (if given) must match the
+  stored one, and every changed field must be safe and listed in
+  `allow_changes` (see `resolve_run_config`).
+
+  Args:
+    model_name: registry name.
+    preset: model preset; required for a new run, optional on resume.
+    data_dir: data directory ("" keeps the stored one on resume).
+    workdir: run directory (None: never resume).
+    overrides: key → value ("key" is a bare field name or `model.`/`train.`
+      prefixed; str values are parsed by field type, see `parse_overrides`).
+    allow_changes: safe keys that may change on resume.
+
+  Raises:
+    ConfigMismatchError: refused change, with the diff in the message.
+    tfspeech.config.ConfigError: unknown field or bad value.
+    KeyError: unknown model or preset.
+  """
+  overrides = dict(overrides or {})
+  task_class = registry.get(model_name)
+  stored = load_run_config(workdir, _config_class) if workdir else None
+  if stored is None:
+    if workdir and checkpoints_lib.latest_checkpoint(workdir):
+      raise ConfigMismatchError(
+          f"{workdir} holds checkpoints but no config.json; restore config.json or use a "
+          "new workdir")
+    if preset is None:
+      raise ValueError(f"a new run needs a preset; model {model_name!r} has "
+                       f"{sorted(task_class.presets)}")
+    base = RunConfig(model=model_name, preset=preset, model_config=task_class.preset(preset),
+                     train=task_class.default_train_config(preset), data_dir=data_dir)
+    return ResolvedConfig(task_class, apply_run_overrides(base, overrides), [], False)
+  if stored.model != model_name:
+    raise ConfigMismatchError(
+        f"{workdir} holds a run of model {stored.model!r}; refusing to resume it as "
+        f"{model_name!r} (stored → requested):\n  model_name: {stored.model!r} → "
+        f"{model_name!r}  [fixed for the life of a run]")
+  requested = dataclasses.replace(stored, preset=preset or stored.preset,
+                                  data_dir=data_dir or stored.data_dir)
+  requested = apply_run_overrides(requested, overrides)
+  run, changes = resolve_run_config(stored, requested, allow_changes)
+  return ResolvedConfig(task_class, run, changes, True)
+
+
+def _checkpoint_step(path: Optional[str]) -> int:
+  match = re.search(r"ckpt-(\d+)$", path or "")
+  return int(match.group(1)) if match else 0
+
+
+def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", workdir: str = "",
+          overrides: Optional[Mapping[str, Any]] = None, allow_changes=(),
+          strategy: Optional[tf.distribute.Strategy] = None,
+          stop_at_step: Optional[int] = None, progress: bool = True,
+          handle_signals: bool = True) -> TrainResult:
+  """Trains (or resumes) a registered model in `workdir`.
+
+  Args:
+    model_name: registry name (e.g. "toy").
+    preset: model preset (required for a new run).
+    data_dir: directory handed to the task's `dataset` hook.
+    workdir: run directory; holds config.json, checkpoints/, train/, eval/.
+    overrides: config overrides, see `resolve_config`.
+    allow_changes: safe fields allowed to differ from the stored config.
+    strategy: a `tf.distribute.Strategy` (default: the current/default one).
+    stop_at_step: return once the global step reaches this (config unchanged).
+    progress: tqdm bar on a TTY.
+    handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
+
+  Returns:
+    `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
+    stopping signal, newest checkpoint).
+  """
+  if not workdir:
+    raise ValueError("train() needs a workdir")
+  resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
+                            overrides=overrides, allow_changes=allow_changes)
+  run = resolved.run
+  task = resolved.task_class(run.model_config)
+  if not resolved.resumed:
+    run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
+    write_run_config(workdir, run)
+  elif resolved.changes:
+    step = _checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
+    for change in resolved.changes:
+      logging.warning("resuming with changed %s", str(change).strip())
+    write_run_config(workdir, run, resolved.changes, step=step)
+  trainer = Trainer(task, run.train, strategy)
+  train_dataset = task.dataset(run.data_dir, "train", run.train)
+  eval_dataset = task.dataset(run.data_dir, "eval", run.train) if trainer.has_eval() else None
+  return fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
+             stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  """A run restored for inference/export (`load_run`).
+
+  Attributes:
+    task: the `Task`, with `task.modules` built (and restored).
+    config: the `RunConfig`.
+    modules: name → Keras module (same as `task.modules`).
+    step: global step of the restored checkpoint (0 if none restored).
+    checkpoint: path restored from, or None.
+  """
+  task: Any
+  config: RunConfig
+  modules: dict
+  step: int
+  checkpoint: Optional[str]
+
+
+def load_run(workdir: str, checkpoint: Optional[str] = None, *,
+             restore: bool = True) -> LoadedRun:
+  """Builds the task of a run and restores its module weights.
+
+  Args:
+    workdir: a run directory with config.json.
+    checkpoint: a specific checkpoint prefix (default: the newest, or the one in
+      WORKDIR/best when `checkpoint="best"`).
+    restore: False builds fresh modules only (e.g. to count parameters).
+
+  Raises:
+    FileNotFoundError: no config.json, or no checkpoint to restore.
+  """
+  run = load_run_config(workdir, _config_class)
+  if run is None:
+    raise FileNotFoundError(f"{os.path.join(workdir, 'config.json')} not found: "
+                            f"{workdir} is not a tfspeech run directory")
+  task = registry.get(run.model)(run.model_config)
+  modules = task.build_modules()
+  if not restore:
+    return LoadedRun(task, run, modules, 0, None)
+  if checkpoint == "best":
+    checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, checkpoints_lib.BEST_DIR))
+  else:
+    checkpoint = checkpoint or checkpoints_lib.latest_checkpoint(workdir)
+  if checkpoint is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}; train first")
+  step = tf.Variable(0, dtype=tf.int64)
+  status = tf.train.Checkpoint(modules=checkpoints_lib.modules_checkpoint(modules),
+                              step=step).read(
+      checkpoint)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  return LoadedRun(task, run, modules, int(step.numpy()), checkpoint)  # graph-ok: host value.
+
+
+def count_parameters(modules: Mapping[str, Any], depth: int = 0) -> dict:
+  """Parameter counts per module (and, with depth=1, per direct sub-layer).
+
+  Returns:
+    dict "name" (or "name/child") → {"trainable": int, "non_trainable": int}.
+  """
+  def count(layer):
+    trainable = sum(int(tf.size(v)) for v in layer.trainable_weights)
+    non = sum(int(tf.size(v)) for v in layer.non_trainable_weights)
+    return {"trainable": trainable, "non_trainable": non}
+
+  counts = {}
+  for name, module in modules.items():
+    counts[name] = count(module)
+    if depth >= 1:
+      for child in module._flatten_layers(include_self=False, recursive=False):
+        if child.weights:  # skips input layers and other weightless children
+          counts[f"{name}/{child.name}"] = count(child)
+  return counts
+
+
+def format_parameter_table(counts: Mapping[str, dict]) -> str:
+  """Human-readable table of `count_parameters` output with a total line."""
+  width = max([len(k) for k in counts] + [5])
+  lines = [f"{'module':<{width}}  {'trainable':>12}  {'non-trainable':>13}"]
+  total_t = total_n = 0
+  for name, c in counts.items():
+    lines.append(f"{name:<{width}}  {c['trainable']:>12,}  {c['non_trainable']:>13,}")
+    if "/" not in name:
+      total_t += c["trainable"]
+      total_n += c["non_trainable"]
+  lines.append(f"{'total':<{width}}  {total_t:>12,}  {total_n:>13,}")
+  return "\n".join(lines)
+
+
+def override_keys(model_name: str) -> list[str]:
+  """Every key `overrides` accepts for `model_name`, `model.`/`train.` prefixed, with safety."""
+  paths = override_paths(_config_class(model_name))
+  return sorted(f"{k}{' (safe)' if safe else ''}" for k, (_, safe) in paths.items())
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+  """`"batch_size=8,model.upsample_rates=(8,8,2,2)"` → {key: raw string}; see tfspeech.config."""
+  return cfg.parse_overrides(text)
+
+
+def parse_allow_changes(text: str) -> tuple[str, ...]:
+  """`"learning_rate,max_steps"` → ("learning_rate", "max_steps")."""
+  return tuple(k.strip() for k in (text or "").split(",") if k.strip())

@@ -1,0 +1,185 @@
+"""The training loop: steps, logging, validation, summaries, checkpoints, signals.
+
+`fit` is independent of the registry and of config.json (see `api.train` for
+that); tests and custom binaries can drive it with any dataset.
+"""
+
+import dataclasses
+import math
+import signal
+import time
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfspeech.training.checkpoints import Checkpoints
+from tfspeech.training.progress import Progress
+from tfspeech.training.signals import StopRequested
+from tfspeech.training.summaries import SummaryWriters
+from tfspeech.training.trainer import TrainingDivergedError
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a call to `fit`/`train` did.
+
+  Attributes:
+    start_step: global step when this call started (after restoring).
+    final_step: global step when it returned.
+    losses: the last logged training values (`losses/*` tags without prefix).
+    eval_metrics: the last validation metrics ({} when none ran).
+    skipped_steps: total skipped (non-finite) steps over the whole run.
+    stopped_by_signal: name of the signal that stopped the run, or None.
+    checkpoint: path of the newest checkpoint, or None.
+    workdir: the run directory.
+  """
+  start_step: int
+  final_step: int
+  losses: dict
+  eval_metrics: dict
+  skipped_steps: int
+  stopped_by_signal: Optional[str]
+  checkpoint: Optional[str]
+  workdir: str
+
+
+def with_symbolic_checkpoint(dataset):
+  """Checkpoint map/prefetch buffers as positions rather than contents."""
+  options = tf.data.Options()
+  options.experimental_symbolic_checkpoint = True
+  return dataset.with_options(options)
+
+
+def _mean_of(history: list) -> dict:
+  keys = history[0].keys()
+  return {k: float(np.mean(tf.stack([h[k] for h in history]).numpy()))  # graph-ok: logging.
+          for k in keys}
+
+
+def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
+        stop_at_step: Optional[int] = None, progress: bool = True,
+        handle_signals: bool = True) -> TrainResult:
+  """Trains until `stop_at_step` (default `config.max_steps`), resuming from WORKDIR.
+
+  Args:
+    trainer: a `Trainer`.
+    train_dataset: infinite dataset of global batches.
+    workdir: run directory (checkpoints/, train/, eval/ are created inside).
+    eval_dataset: finite validation dataset, or None.
+    stop_at_step: stop when the global step reaches this (≤ max_steps); the
+      config is unchanged, so a later call continues to max_steps.
+    progress: show a tqdm bar (only on a TTY).
+    handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
+
+  Raises:
+    TrainingDivergedError: `max_consecutive_skips` consecutive non-finite steps.
+    NonFiniteWeightsError: a variable became non-finite (no checkpoint written).
+  """
+  config = trainer.config
+  stop_at = min(stop_at_step or config.max_steps, config.max_steps)
+  iterator = iter(with_symbolic_checkpoint(train_dataset))
+  checkpoints = Checkpoints(trainer, workdir, iterator)
+  restored = checkpoints.restore_latest()
+  step = restored or 0
+  start_step = step
+  train_fn = trainer.train_step_fn(train_dataset.element_spec)
+  eval_fn = None
+  if eval_dataset is not None and trainer.has_eval():
+    eval_fn = trainer.eval_step_fn(eval_dataset.element_spec)
+  summary_batch = None
+  summaries_fn = None
+  if config.summary_every:
+    source = eval_dataset if eval_dataset is not None else train_dataset
+    summary_batch = next(iter(source.take(1)), None)
+    if summary_batch is not None:
+      summaries_fn = tf.function(trainer.task.summaries)
+  writers = SummaryWriters(workdir)
+  bar = Progress(step, config.max_steps, enabled=progress)
+  history, last_losses, eval_metrics = [], {}, {}
+  stopped_by = None
+  window_start, window_steps, window_items = time.perf_counter(), 0, 0.0
+  logging.info("training %s from step %d to %d (%d replica(s))", trainer.task.name or
+               type(trainer.task).__name__, step, stop_at, trainer.num_replicas)
+
+  def run_eval():
+    sums, batches = {}, 0
+    for batch in eval_dataset.take(config.eval_batches):
+      for k, v in eval_fn(batch).items():
+        sums[k] = sums.get(k, 0.0) + v
+      batches += 1
+    if not batches:
+      logging.warning("the eval dataset yielded no batch")
+      return {}
+    return {k: float(v.numpy()) / batches for k, v in sums.items()}  # graph-ok: logging.
+
+  try:
+    with StopRequested(enabled=handle_signals) as stop:
+      while step < stop_at and not stop.requested:
+        try:
+          batch = next(iterator)
+        except StopIteration:
+          raise RuntimeError(
+              f"the train dataset ended at step {step}; Task.dataset(split='train') must "
+              "repeat forever (.repeat())") from None
+        metrics = train_fn(batch)
+        step += 1
+        history.append(metrics)
+        bar.update()
+        if step % config.log_every == 0 or step == stop_at:
+          means = _mean_of(history)
+          now = time.perf_counter()
+          window_steps += len(history)
+          window_items += means["items"] * len(history)
+          elapsed = max(now - window_start, 1e-9)
+          last = {k: float(history[-1][k].numpy())  # graph-ok: logging.
+                  for k in ("skipped_steps", "consecutive_skips")}
+          scalars = {k: v for k, v in means.items()
+                     if k not in ("items", "skipped_steps", "consecutive_skips")}
+          scalars.update({"skipped_steps": last["skipped_steps"],
+                          "throughput/steps_per_sec": window_steps / elapsed,
+                          "throughput/items_per_sec": window_items / elapsed})
+          writers.scalars(step, scalars, "train")
+          last_losses = {k.split("/", 1)[1]: v for k, v in scalars.items()
+                         if k.startswith("losses/")}
+          bar.set_metrics(dict(list(last_losses.items())[:2]))
+          logging.info("step %d: %s, %.2f steps/s", step,
+                       ", ".join(f"{k}={v:.4g}" for k, v in last_losses.items()),
+                       window_steps / elapsed)
+          history, window_start, window_steps, window_items = [], now, 0, 0.0
+          if last["consecutive_skips"] >= config.max_consecutive_skips:
+            raise TrainingDivergedError(
+                f"{int(last['consecutive_skips'])} consecutive steps up to step {step} had "
+                f"non-finite losses or gradients (limit max_consecutive_skips="
+                f"{config.max_consecutive_skips}); nothing was applied during them. The last "
+                f"checkpoint is {checkpoints.latest}. Check the data for NaN/Inf, lower the "
+                "learning rate or enable clip_norm.")
+        if eval_fn is not None and config.eval_every and step % config.eval_every == 0:
+          eval_metrics = run_eval()
+          writers.scalars(step, {f"losses/{k}": v for k, v in eval_metrics.items()}, "eval")
+          logging.info("eval at step %d: %s", step,
+                       ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items()))
+          if config.keep_best and config.keep_best in eval_metrics:
+            value = eval_metrics[config.keep_best]
+            if math.isfinite(value) and value < float(trainer.best_metric.numpy()):
+              trainer.best_metric.assign(value)
+              checkpoints.save(step, best=True)
+        if summaries_fn is not None and step % config.summary_every == 0:
+          outputs = summaries_fn(summary_batch)
+          if outputs:
+            writers.media(step, outputs, trainer.task.sample_rate)
+        if step % config.checkpoint_every == 0:
+          checkpoints.save(step)
+      stopped_by = stop.signum
+      if checkpoints.last_saved_step != step:
+        checkpoints.save(step)
+  finally:
+    bar.close()
+    writers.flush()
+    writers.close()
+  return TrainResult(
+      start_step=start_step, final_step=step, losses=last_losses, eval_metrics=eval_metrics,
+      skipped_steps=int(trainer.skipped_steps.numpy()),  # graph-ok: bookkeeping.
+      stopped_by_signal=signal.Signals(stopped_by).name if stopped_by else None,
+      checkpoint=checkpoints.latest, workdir=workdir)
