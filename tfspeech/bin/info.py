@@ -1,0 +1,62 @@
+r"""Prints a model's resolved config and the parameter count of every sub-network.
+
+  tfspeech-info --list
+  tfspeech-info --model=grad_tts --preset=ljspeech
+  tfspeech-info --model=hifigan --preset=v1 --override=upsample_initial_channel=256
+  tfspeech-info --workdir=runs/gradtts        # a training run's stored config
+"""
+
+import json
+
+from absl import app
+from absl import flags
+
+from tfspeech.bin import common
+
+FLAGS = flags.FLAGS
+common.define_model_flags()
+flags.DEFINE_string("workdir", None, "Show the stored config of this run instead.")
+flags.DEFINE_bool("list", False, "List registered models and their presets.")
+flags.DEFINE_bool("list_keys", False, "List every key --override accepts for --model.")
+flags.DEFINE_integer("depth", 1, "0: one line per module; 1: also each direct sub-layer.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
+  from tfspeech import training  # pylint: disable=import-outside-toplevel
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+
+  if FLAGS.list:
+    for name in registry.names():
+      print(f"{name}: presets {', '.join(sorted(registry.get(name).presets))}")
+    return
+  if FLAGS.workdir:
+    loaded = training.load_run(FLAGS.workdir, restore=False)
+    run, modules = loaded.config, loaded.modules
+  else:
+    if not FLAGS.model:
+      common.fail("give --model (and --preset), --workdir, or --list")
+    if FLAGS.list_keys:
+      print("\n".join(training.override_keys(FLAGS.model)))
+      return
+    try:
+      resolved = training.resolve_config(
+          FLAGS.model, FLAGS.preset or "tiny",
+          overrides=training.parse_overrides(FLAGS.override))
+    except (KeyError, ValueError, cfg.ConfigError) as e:
+      common.fail(str(e).strip("'\""))
+    run = resolved.run
+    modules = resolved.task_class(run.model_config).build_modules()
+  print(json.dumps(cfg.to_dict(run), indent=2))
+  print()
+  print(training.format_parameter_table(training.count_parameters(modules, depth=FLAGS.depth)))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
