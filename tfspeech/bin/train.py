@@ -49,6 +49,9 @@ def main(argv):
                             progress=FLAGS.progress)
   except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
+  except (training.TrainingDivergedError, training.NonFiniteWeightsError,
+          training.CheckpointRestoreError) as e:
+    common.fail(str(e), code=1)
   _print_result(result)
 
 
