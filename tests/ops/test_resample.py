@@ -118,3 +118,10 @@ def test_resample_rejects_bad_input():
   with pytest.raises(ValueError, match="larger common divisor"):
     resample(np.zeros(10, np.float32), 44100, 44101)
   assert resample_lib._MAX_KERNEL_COEFFICIENTS > 441 * 1000  # 16k <-> 22.05k stays allowed
+
+
+def test_package_attribute_is_the_module():
+  # `tfspeech.ops.resample` must stay the module (tests and callers import it as one).
+  import tfspeech.ops
+  assert tfspeech.ops.resample is resample_lib
+  assert tfspeech.ops.resample.resample is resample
