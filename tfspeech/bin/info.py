@@ -15,6 +15,7 @@ from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
 common.define_model_flags()
+flags.adopt_module_key_flags(common)
 flags.DEFINE_string("workdir", None, "Show the stored config of this run instead.")
 flags.DEFINE_bool("list", False, "List registered models and their presets.")
 flags.DEFINE_bool("list_keys", False, "List every key --override accepts for --model.")

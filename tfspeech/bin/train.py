@@ -17,6 +17,7 @@ from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
 common.define_model_flags()
+flags.adopt_module_key_flags(common)
 flags.DEFINE_string("data", "", "Prepared data folder (output of tfspeech-prepare). On resume "
                     "defaults to the stored one.")
 flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, TensorBoard logs.")
