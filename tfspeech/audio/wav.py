@@ -298,10 +298,17 @@ def load_wav(path, sample_rate=None, mono=True, resample=True):
   """
   contents = _read_bytes(path)
   try:
-    audio, file_rate = decode_wav(contents)
+    audio, file_rate = _decode_wav_traced(tf.constant(contents))
   except tf.errors.InvalidArgumentError as e:
     raise AudioError(f"{os.fspath(path)}: {_problem(e)}") from None
   return _finish(os.fspath(path), audio, int(file_rate), sample_rate, mono, resample)
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _decode_wav_traced(contents):
+  # Eagerly, decode_wav runs ~300 small ops one by one per file; traced once it is
+  # several times faster, which is most of a corpus preparation's time.
+  return decode_wav(contents)
 
 
 _TFIO_HINT = "install tfspeech[io] (tensorflow-io 0.37.1, needs TensorFlow 2.17)"
