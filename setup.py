@@ -50,6 +50,7 @@ setuptools.setup(
             "scipy>=1.10",
             "soundfile>=0.12",
             "ai-edge-litert>=1.2",
+            "matplotlib>=3.7",
         ],
         # LiteRT interpreter for TFLite parity. The TFJS converter (tensorflowjs)
         # is NOT installed here: it drags in a second TensorFlow; tfspeech-export
@@ -61,7 +62,7 @@ setuptools.setup(
         # Baselines measured beside tfspeech by benchmarks/ (never imported by the
         # library): the Cython MAS users run today, librosa's pYIN, plots.
         "bench": ["monotonic-alignment-search==0.2.1", "librosa>=0.10.2", "soxr>=0.3",
-                  "matplotlib>=3.7"],
+                  "scipy>=1.10", "matplotlib>=3.7"],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,649 @@
+"""Benchmark machinery: case registry, timing statistics, memory, environment facts, reports.
+
+A *case* is one small function registered in a *suite*. It receives a `Context`
+and returns `Measurement`s: seconds per call (one sample per timed repeat) for
+each variant, one of which is the baseline of its group. The harness turns the
+samples into median and spread, divides the baseline's median by each
+variant's (the speed-up: > 1 means faster than the baseline, both measured in
+the same run on the same inputs), measures the case's peak memory, and writes
+`results.json`, `results.md` and `ratios.png`.
+
+  @harness.case("infer", "hifigan")
+  def hifigan_infer(ctx):
+    harness.require_model("hifigan", "HiFi-GAN")
+    mels, seconds = ...                             # the same inputs for every variant
+    return [
+        harness.Measurement("reference (torch)", ctx.time(lambda: ref(mels)),
+                            baseline=True, device="CPU", work=seconds, work_unit="audio s"),
+        harness.Measurement("tfspeech (XLA)", ctx.time(lambda: ours(mels).numpy()),
+                            work=seconds, work_unit="audio s"),
+    ]
+
+A case raises `Skip("why")` to be reported as skipped; any other exception is
+reported as an error and the run goes on with the next case.
+"""
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+SUITE_NAMES = ("ops", "train", "infer", "export", "prepare")
+SCHEMA_VERSION = 1
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_MIB = 1024.0 * 1024.0
+
+
+class Skip(Exception):
+  """Raised by a case that cannot run here; the message says why (and what would fix it)."""
+
+
+@dataclasses.dataclass
+class Measurement:
+  """Timings of one variant of a case.
+
+  Attributes:
+    name: the variant, e.g. "tfspeech (XLA)" or "librosa.pyin".
+    samples: seconds per call, one per timed repeat (after warm-up).
+    baseline: whether this is the baseline of its group (at most one per group).
+    group: variants are compared with the baseline of the same group (e.g. an input size).
+    device: where it ran ("CPU", "GPU"); None means the run's device.
+    work: units of work per call (e.g. seconds of audio), for throughput = work / median.
+    work_unit: the unit of `work`, e.g. "audio s".
+    note: a short remark shown in the Markdown table.
+    extra: further facts kept in results.json (numbers or strings).
+  """
+  name: str
+  samples: Sequence[float]
+  baseline: bool = False
+  group: str = ""
+  device: Optional[str] = None
+  work: Optional[float] = None
+  work_unit: str = ""
+  note: str = ""
+  extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """A registered benchmark case.
+
+  Attributes:
+    suite: one of `SUITE_NAMES`.
+    name: unique within the suite.
+    fn: `fn(ctx: Context) -> list[Measurement]`.
+    description: one line for the report.
+    placeholder: a stand-in that a real case of the same suite and name replaces.
+  """
+  suite: str
+  name: str
+  fn: Callable[["Context"], List[Measurement]]
+  description: str = ""
+  placeholder: bool = False
+
+
+_REGISTRY: Dict[tuple, Case] = {}
+
+
+def register(new_case: Case) -> Case:
+  """Adds `new_case`; a real case replaces a placeholder of the same suite and name."""
+  if new_case.suite not in SUITE_NAMES:
+    raise ValueError(f"case {new_case.name!r}: unknown suite {new_case.suite!r}; "
+                     f"use one of {SUITE_NAMES}")
+  key = (new_case.suite, new_case.name)
+  existing = _REGISTRY.get(key)
+  if existing is not None and not existing.placeholder and existing.fn is not new_case.fn:
+    if new_case.placeholder:
+      return existing  # the real case is already there
+    raise ValueError(f"benchmark case {key} is already registered by "
+                     f"{existing.fn.__module__}.{existing.fn.__qualname__}")
+  _REGISTRY[key] = new_case
+  return new_case
+
+
+def unregister(suite: str, name: str) -> None:
+  """Removes a case (for tests that register throwaway cases)."""
+  _REGISTRY.pop((suite, name), None)
+
+
+def case(suite: str, name: str, description: str = "", placeholder: bool = False):
+  """Decorator registering `fn(ctx) -> list[Measurement]` as a case of `suite`."""
+  def decorator(fn):
+    register(Case(suite, name, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
+                  placeholder))
+    return fn
+  return decorator
+
+
+def cases(suites: Iterable[str]) -> List[Case]:
+  """The registered cases of `suites`, suites in `SUITE_NAMES` order, cases in registration order."""
+  wanted = set(suites)
+  unknown = wanted - set(SUITE_NAMES)
+  if unknown:
+    raise ValueError(f"unknown suite(s) {sorted(unknown)}; use {SUITE_NAMES} or 'all'")
+  return [c for suite in SUITE_NAMES if suite in wanted
+          for (s, _), c in _REGISTRY.items() if s == suite]
+
+
+def require_model(name: str, label: str):
+  """Raises `Skip` unless model `name` (any spelling of `_`/`-`) is in the model registry."""
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  squash = lambda n: n.lower().replace("_", "").replace("-", "")
+  known = registry.names()
+  if squash(name) not in {squash(n) for n in known}:
+    raise Skip(f"not yet implemented: needs the {label} task (model {name!r} is not in "
+               f"tfspeech.models.registry.names() = {known})")
+
+
+# --- timing and statistics -----------------------------------------------------------------
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> List[float]:
+  """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls.
+
+  `fn` must wait for its result (e.g. call `.numpy()` on a tensor) so that
+  asynchronous device work is inside the timing.
+  """
+  if repeats < 1:
+    raise ValueError(f"repeats must be >= 1, got {repeats}")
+  for _ in range(warmup):
+    fn()  # tracing, XLA compilation, JIT, caches
+  samples = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    samples.append(time.perf_counter() - start)
+  return samples
+
+
+def summarize(samples: Sequence[float]) -> Dict[str, float]:
+  """Median, quartiles (linear interpolation), min and max of non-negative durations."""
+  values = np.asarray(list(samples), dtype=np.float64)
+  if values.size == 0:
+    raise ValueError("no timing samples: a measurement needs at least one timed call")
+  if not np.all(np.isfinite(values)) or np.any(values < 0):
+    raise ValueError(f"timing samples must be finite and >= 0, got {values.tolist()}")
+  q1, median, q3 = np.percentile(values, [25, 50, 75])
+  return {"n": int(values.size), "median_s": float(median), "q1_s": float(q1),
+          "q3_s": float(q3), "iqr_s": float(q3 - q1), "min_s": float(values.min()),
+          "max_s": float(values.max())}
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def _status_kib(pid, field):
+  try:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith(field + ":"):
+          return int(line.split()[1])
+  except (OSError, ValueError):
+    pass
+  return None
+
+
+def _descendants(pid):
+  """Process ids of every descendant of `pid` (Linux /proc; [] elsewhere)."""
+  found, pending = [], [pid]
+  while pending:
+    parent = pending.pop()
+    try:
+      tasks = os.listdir(f"/proc/{parent}/task")
+    except OSError:
+      continue
+    for task in tasks:
+      try:
+        with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as f:
+          children = [int(c) for c in f.read().split()]
+      except (OSError, ValueError):
+        continue
+      found.extend(children)
+      pending.extend(children)
+  return found
+
+
+class MemoryProbe:
+  """Peak memory of the code run inside `with MemoryProbe(gpu) as probe:`; see `probe.result`.
+
+  Host: the process's own peak RSS, exact per case on Linux (VmHWM after
+  resetting it through /proc/self/clear_refs), else `ru_maxrss` (the peak
+  since the process started). Child processes (e.g. corpus workers) are
+  sampled every `interval` seconds; the largest sum of their RSS is reported.
+  GPU: `tf.config.experimental.get_memory_info("GPU:0")["peak"]`, reset first.
+  """
+
+  def __init__(self, gpu: bool = False, interval: float = 0.1):
+    self.gpu = gpu
+    self.interval = interval
+    self.result: Dict[str, Any] = {}
+    self._stop = threading.Event()
+    self._children_peak_kib = 0
+    self._thread = None
+
+  def _sample_children(self):
+    pid = os.getpid()
+    while not self._stop.wait(self.interval):
+      total = sum(_status_kib(child, "VmRSS") or 0 for child in _descendants(pid))
+      self._children_peak_kib = max(self._children_peak_kib, total)
+
+  def __enter__(self):
+    self.result = {"host_rss_before_mb": _kib_to_mb(_status_kib("self", "VmRSS"))}
+    try:
+      with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+      self._method = "VmHWM, reset per case"
+    except OSError:
+      self._method = "ru_maxrss (peak since process start)"
+    if self.gpu:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      tf.config.experimental.reset_memory_stats("GPU:0")
+    if os.path.isdir("/proc/self/task"):
+      self._thread = threading.Thread(target=self._sample_children, daemon=True)
+      self._thread.start()
+    return self
+
+  def __exit__(self, *exc_info):
+    if self._thread is not None:
+      self._stop.set()
+      self._thread.join()
+    peak_kib = _status_kib("self", "VmHWM") if self._method.startswith("VmHWM") else None
+    if peak_kib is None:
+      rusage_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+      peak_kib = rusage_kib // 1024 if sys.platform == "darwin" else rusage_kib  # bytes on macOS
+    self.result.update(host_peak_rss_mb=_kib_to_mb(peak_kib), host_peak_method=self._method,
+                       children_peak_rss_mb=(_kib_to_mb(self._children_peak_kib)
+                                             if self._children_peak_kib else None),
+                       gpu_peak_mb=None)
+    if self.gpu:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      self.result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / _MIB
+    return False
+
+
+def _kib_to_mb(kib):
+  return None if kib is None else kib / 1024.0
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Context:
+  """What a case gets: the run's settings and a scratch directory.
+
+  Attributes:
+    device: "cpu" or "gpu" (TensorFlow sees GPUs only with "gpu").
+    quick: run a tiny configuration (about a minute for every suite).
+    repeats_override: --repeats, or None for each case's default.
+    tmp_dir: an empty directory, deleted after the case.
+    log: prints a progress line.
+  """
+  device: str
+  quick: bool
+  repeats_override: Optional[int]
+  tmp_dir: pathlib.Path
+  log: Callable[[str], None] = print
+
+  @property
+  def device_label(self) -> str:
+    return self.device.upper()
+
+  def repeats(self, default: int, quick: int = 2) -> int:
+    """Timed repeats: --repeats if given, else `quick` with --quick, else `default`."""
+    if self.repeats_override is not None:
+      return self.repeats_override
+    return quick if self.quick else default
+
+  def time(self, fn: Callable[[], Any], repeats: Optional[int] = None,
+           warmup: int = 1) -> List[float]:
+    """`time_calls(fn, repeats or self.repeats(5), warmup)`."""
+    return time_calls(fn, repeats if repeats is not None else self.repeats(5), warmup)
+
+
+def _measurement_records(measurements, default_device):
+  if not isinstance(measurements, (list, tuple)) or not all(
+      isinstance(m, Measurement) for m in measurements):
+    raise TypeError(f"a case must return a list of harness.Measurement, got {measurements!r}")
+  baselines = {}
+  for m in measurements:
+    if m.baseline:
+      if m.group in baselines:
+        raise ValueError(f"group {m.group!r} has two baselines: {baselines[m.group].name!r} "
+                         f"and {m.name!r}")
+      baselines[m.group] = m
+  records = []
+  for m in measurements:
+    stats = summarize(m.samples)
+    base = baselines.get(m.group)
+    speedup = None
+    if base is not None:
+      base_median = float(np.median(base.samples))
+      speedup = base_median / stats["median_s"] if stats["median_s"] > 0 else None
+    records.append({
+        "name": m.name, "group": m.group, "device": m.device or default_device,
+        "baseline": m.baseline, "baseline_name": base.name if base is not None else None,
+        **stats, "samples_s": [float(s) for s in m.samples],
+        "work": m.work, "work_unit": m.work_unit,
+        "throughput": (m.work / stats["median_s"] if m.work is not None and stats["median_s"] > 0
+                       else None),
+        "speedup_vs_baseline": speedup, "note": m.note, "extra": dict(m.extra),
+    })
+  return records
+
+
+def run_case(c: Case, device: str = "cpu", quick: bool = False,
+             repeats: Optional[int] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Runs one case; never raises except for KeyboardInterrupt/SystemExit.
+
+  Returns:
+    dict with `suite`, `case`, `description`, `status` ("ok", "skipped" or
+    "error"), `message`, `wall_seconds`, `memory` (see `MemoryProbe`) and
+    `measurements` (per variant: statistics, throughput, speed-up).
+  """
+  record = {"suite": c.suite, "case": c.name, "description": c.description, "status": "ok",
+            "message": "", "wall_seconds": None, "memory": {}, "measurements": []}
+  start = time.perf_counter()
+  with tempfile.TemporaryDirectory(prefix="tfspeech-bench-") as tmp:
+    probe = MemoryProbe(gpu=device == "gpu")
+    try:
+      with probe:
+        measurements = c.fn(Context(device, quick, repeats, pathlib.Path(tmp), log))
+      record["measurements"] = _measurement_records(measurements, device.upper())
+    except Skip as e:
+      record.update(status="skipped", message=str(e))
+    except Exception as e:  # pylint: disable=broad-except
+      # One broken case must not cost the results of all the others.
+      record.update(status="error", message=f"{type(e).__name__}: {e}",
+                    traceback=traceback.format_exc())
+  record["wall_seconds"] = time.perf_counter() - start
+  record["memory"] = probe.result
+  return record
+
+
+def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False,
+              repeats: Optional[int] = None, log: Callable[[str], None] = print,
+              options: Optional[dict] = None) -> Dict[str, Any]:
+  """Runs `selected` in order and returns the whole results document (see `write_results`)."""
+  started = datetime.datetime.now(datetime.timezone.utc)
+  load_before = _load_average()
+  records = []
+  for index, c in enumerate(selected, 1):
+    log(f"[{index}/{len(selected)}] {c.suite}/{c.name} ...")
+    record = run_case(c, device, quick, repeats, log)
+    log(f"[{index}/{len(selected)}] {c.suite}/{c.name}: {record['status']} "
+        f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
+    records.append(record)
+  finished = datetime.datetime.now(datetime.timezone.utc)
+  env = environment(device)
+  env["load_average_before"], env["load_average_after"] = load_before, _load_average()
+  return {"schema_version": SCHEMA_VERSION,
+          "options": dict(options or {}, device=device, quick=quick, repeats=repeats),
+          "started_at": started.isoformat(timespec="seconds"),
+          "finished_at": finished.isoformat(timespec="seconds"),
+          "wall_seconds": (finished - started).total_seconds(),
+          "environment": env, "cases": records}
+
+
+# --- environment ---------------------------------------------------------------------------
+
+
+def _load_average():
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    return None
+
+
+def _version(package):
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def _cpu_model():
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def _ram_gib():
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _git(*args):
+  try:
+    out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=10, check=True)
+    return out.stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def _gpus():
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  gpus = []
+  for gpu in tf.config.list_physical_devices("GPU"):
+    details = tf.config.experimental.get_device_details(gpu)
+    gpus.append({"name": details.get("device_name", gpu.name),
+                 "compute_capability": details.get("compute_capability")})
+  return gpus
+
+
+def environment(device: str = "cpu") -> Dict[str, Any]:
+  """Hardware and software facts of this run (CPU, cores, RAM, GPUs, versions, git commit)."""
+  commit = _git("rev-parse", "HEAD")
+  status = _git("status", "--porcelain", "--untracked-files=no")
+  try:
+    usable_cores = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable_cores = os.cpu_count()
+  try:
+    gpus = _gpus()
+  except Exception as e:  # pylint: disable=broad-except
+    gpus = [{"error": f"{type(e).__name__}: {e}"}]
+  return {
+      "device": device,
+      "cpu_model": _cpu_model(),
+      "cpu_cores": os.cpu_count(),
+      "usable_cores": usable_cores,
+      "ram_gib": _ram_gib(),
+      "gpus": gpus,
+      "platform": platform.platform(),
+      "python": platform.python_version(),
+      "versions": {p: _version(p) for p in (
+          "tensorflow", "keras", "numpy", "librosa", "scipy", "torch", "tfspeech",
+          "monotonic-alignment-search")},
+      "git_commit": commit,
+      "git_dirty": bool(status) if status is not None else None,
+  }
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+def _duration(seconds):
+  if seconds is None:
+    return ""
+  if seconds < 1e-3:
+    return f"{seconds * 1e6:.1f} µs"
+  if seconds < 1:
+    return f"{seconds * 1e3:.2f} ms"
+  return f"{seconds:.2f} s"
+
+
+def _number(value, digits=3):
+  if value is None:
+    return ""
+  if value == 0 or 1e-2 <= abs(value) < 1e5:
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+  return f"{value:.2e}"
+
+
+def _cell(text):
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(results: Dict[str, Any]) -> str:
+  """The results as a Markdown document: environment summary and one table row per variant."""
+  env = results["environment"]
+  gpus = ", ".join(g.get("name", g.get("error", "?")) for g in env.get("gpus") or []) or "none"
+  versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+  commit = (env.get("git_commit") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else "")
+  lines = [
+      "# tfspeech benchmarks", "",
+      f"- run: {results['started_at']} → {results['finished_at']} "
+      f"({results['wall_seconds']:.0f} s), device `{env['device']}`, "
+      f"quick={results['options'].get('quick')}, repeats={results['options'].get('repeats')}",
+      f"- CPU: {env['cpu_model']}, {env['cpu_cores']} cores ({env['usable_cores']} usable), "
+      f"RAM {env['ram_gib']:.1f} GiB; GPU: {gpus}" if env.get("ram_gib") else
+      f"- CPU: {env['cpu_model']}, {env['cpu_cores']} cores; GPU: {gpus}",
+      f"- load average (1, 5, 15 min) before {env.get('load_average_before')}, "
+      f"after {env.get('load_average_after')}",
+      f"- Python {env['python']}, {versions}; commit {commit}", "",
+      "Speed-up = baseline median time / variant median time, both measured in this run on the "
+      "same inputs (> 1: faster than the baseline). Spread: interquartile range (IQR) and "
+      "min–max over the timed repeats, after warm-up. Peak RSS is the harness process's peak "
+      "during the case (Δ over its RSS before the case); workers: summed RSS of child processes.",
+      "",
+      "| suite | case | variant | device | median | IQR | min – max | n | throughput | "
+      "speed-up vs baseline | peak RSS MB (Δ) | workers RSS MB | GPU peak MB | notes |",
+      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  ]
+  for record in results["cases"]:
+    memory = record.get("memory") or {}
+    peak, before = memory.get("host_peak_rss_mb"), memory.get("host_rss_before_mb")
+    rss = f"{peak:.0f} ({peak - before:+.0f})" if peak is not None and before is not None else ""
+    workers, gpu = memory.get("children_peak_rss_mb"), memory.get("gpu_peak_mb")
+    workers = "" if workers is None else f"{workers:.0f}"
+    gpu = "" if gpu is None else f"{gpu:.0f}"
+    if record["status"] != "ok":
+      lines.append(f"| {record['suite']} | {_cell(record['case'])} | — | | | | | | | | {rss} | "
+                   f"{workers} | {gpu} | **{record['status']}**: {_cell(record['message'])} |")
+      continue
+    for m in record["measurements"]:
+      throughput = (f"{_number(m['throughput'])} {m['work_unit']}/s"
+                    if m["throughput"] is not None else "")
+      if m["baseline"]:
+        speedup = "1 (baseline)"
+      elif m["speedup_vs_baseline"] is not None:
+        speedup = f"{_number(m['speedup_vs_baseline'])}×"
+      else:
+        speedup = "n/a"
+      case_name = record["case"] + (f" [{m['group']}]" if m["group"] else "")
+      lines.append(
+          f"| {record['suite']} | {_cell(case_name)} | {_cell(m['name'])} | {m['device']} | "
+          f"{_duration(m['median_s'])} | {_duration(m['iqr_s'])} | "
+          f"{_duration(m['min_s'])} – {_duration(m['max_s'])} | {m['n']} | {throughput} | "
+          f"{speedup} | {rss} | {workers} | {gpu} | {_cell(m['note'])} |")
+  return "\n".join(lines) + "\n"
+
+
+def ratio_rows(results: Dict[str, Any]) -> List[tuple]:
+  """(suite/case [group], baseline name, variant, speed-up) of every compared variant."""
+  rows = []
+  for record in results["cases"]:
+    for m in record.get("measurements", []):
+      if not m["baseline"] and m["speedup_vs_baseline"] is not None:
+        group = f" [{m['group']}]" if m["group"] else ""
+        rows.append((f"{record['suite']}/{record['case']}{group}", m["baseline_name"],
+                     m["name"], float(m["speedup_vs_baseline"])))
+  return rows
+
+
+def _shorten(text, width=60):
+  return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def plot_ratios(results: Dict[str, Any], path: os.PathLike) -> None:
+  """Writes a horizontal bar chart of every speed-up (log scale, 1 = baseline) to `path`.
+
+  Bars are grouped under a heading naming the case and its baseline.
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  labels, values, headings = [], [], []
+  last_heading = None
+  for heading, baseline, variant, value in ratio_rows(results):
+    heading = f"{heading} vs {baseline}"
+    if heading != last_heading:
+      headings.append(len(labels))
+      labels.append(_shorten(heading, 90))
+      values.append(None)
+      last_heading = heading
+    labels.append(_shorten(variant))
+    values.append(value)
+  fig, ax = plt.subplots(figsize=(12, 1.6 + 0.3 * max(1, len(labels))))
+  if labels:
+    positions = np.arange(len(labels))[::-1]
+    for position, value in zip(positions, values):
+      if value is None:
+        continue
+      ax.barh(position, value, color="tab:green" if value >= 1 else "tab:red")
+      ax.text(value, position, f" {value:.3g}×", va="center", fontsize=7)
+    ax.set_yticks(positions, labels, fontsize=7)
+    for index in headings:
+      ax.get_yticklabels()[index].set_fontweight("bold")
+    ax.set_xscale("log")
+    finite = [v for v in values if v]
+    ax.set_xlim(min(finite + [1.0]) / 2, max(finite + [1.0]) * 4)  # room for the value text
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("speed-up vs the baseline in bold, measured in the same run "
+                  "(log scale; > 1 = faster)")
+  else:
+    ax.text(0.5, 0.5, "no ratios: every case was skipped or failed", ha="center", va="center")
+    ax.set_axis_off()
+  env = results["environment"]
+  ax.set_title(f"tfspeech benchmarks, --device={env['device']}, {env['cpu_model']} "
+               f"({env['cpu_cores']} cores), {results['started_at'][:16]}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_results(results: Dict[str, Any], out_dir: os.PathLike) -> Dict[str, Optional[str]]:
+  """Writes results.json, results.md and ratios.png into `out_dir` (created if needed).
+
+  The plot needs matplotlib (`pip install .[bench]`); without it the other two
+  files are still written and the returned "plot" path is None.
+
+  Returns:
+    dict "json", "markdown", "plot" → path written (or None).
+  """
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {"json": out / "results.json", "markdown": out / "results.md", "plot": out / "ratios.png"}
+  try:
+    plot_ratios(results, paths["plot"])
+  except ImportError as e:
+    print(f"not writing {paths['plot']}: {e}; install matplotlib (`pip install .[bench]`)",
+          file=sys.stderr)
+    paths["plot"] = None
+  results = dict(results, files={k: (p.name if p else None) for k, p in paths.items()})
+  paths["json"].write_text(json.dumps(results, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+  paths["markdown"].write_text(to_markdown(results), encoding="utf-8")
+  return {k: (str(p) if p else None) for k, p in paths.items()}

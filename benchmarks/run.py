@@ -1,0 +1,210 @@
+"""Runs tfspeech benchmark suites and writes results.json, results.md and ratios.png.
+
+    python -m benchmarks.run --suite=ops,prepare --device=cpu --out=results/
+    python -m benchmarks.run --suite=all --quick          # tiny configuration, about a minute
+
+Every figure is a ratio against a baseline measured in the same run on the
+same inputs. Suites: ops (monotonic alignment search, pitch), prepare (corpus
+preparation throughput), train / infer / export (Grad-TTS and HiFi-GAN; cases
+report "skipped" until those models are registered). A case is a function
+registered with `@harness.case(suite, name)`; modules holding cases are listed
+in `CASE_MODULES`.
+"""
+
+import collections
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("suite", ["all"], "Comma-separated suites to run: "
+                  f"{', '.join(harness.SUITE_NAMES)}, or all.")
+flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"],
+                  "cpu hides every GPU from TensorFlow (also in worker processes); gpu requires "
+                  "one (`pip install .[gpu]`) and records its peak memory.")
+flags.DEFINE_string("out", "results", "Directory for results.json, results.md and ratios.png.")
+flags.DEFINE_integer("repeats", None, "Timed repeats per variant after warm-up; default: each "
+                     "case's own (3-5, 2 with --quick).", lower_bound=1)
+flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpora, 2 repeats): "
+                  "checks that every case runs, in about a minute; not for reporting.")
+
+# Modules whose import registers cases. Add benchmarks/train.py etc. here.
+CASE_MODULES = ("benchmarks.prepare",)
+
+
+def parse_suites(names):
+  """--suite values → suite names in canonical order; 'all' means every suite."""
+  names = [n.strip().lower() for n in names if n.strip()]
+  if not names:
+    raise ValueError("--suite is empty; pass e.g. --suite=ops,prepare or --suite=all")
+  if "all" in names:
+    return list(harness.SUITE_NAMES)
+  unknown = sorted(set(names) - set(harness.SUITE_NAMES))
+  if unknown:
+    raise ValueError(f"--suite: unknown suite(s) {unknown}; choose from "
+                     f"{', '.join(harness.SUITE_NAMES)} or all")
+  return [s for s in harness.SUITE_NAMES if s in names]
+
+
+def _suites_ok(value):
+  try:
+    parse_suites(value)
+    return True
+  except ValueError:
+    return False
+
+
+flags.register_validator("suite", _suites_ok,
+                         message=f"--suite takes a comma-separated list of "
+                                 f"{', '.join(harness.SUITE_NAMES)}, or all")
+
+
+# --- ops: wrappers of benchmarks/mas.py and benchmarks/pitch.py ----------------------------
+
+
+def _collect(runs, key_fields, seconds_of):
+  """Per-variant samples from repeated `module.run()` calls: {key: [seconds, ...]}, first rows."""
+  samples, first = collections.defaultdict(list), {}
+  for rows in runs:
+    for row in rows:
+      key = tuple(row[f] for f in key_fields)
+      samples[key].append(seconds_of(row))
+      first.setdefault(key, row)
+  return samples, first
+
+
+@harness.case("ops", "monotonic alignment search")
+def mas_case(ctx):
+  """tfspeech.ops.alignment.maximum_path vs the glow-tts Cython (else NumPy) MAS."""
+  try:
+    from benchmarks import mas  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise harness.Skip(f"not available: benchmarks/mas.py could not be imported ({e})") from e
+  if not hasattr(mas, "run"):
+    raise harness.Skip("not available: benchmarks/mas.py has no run(repeats) yet")
+  # Each mas.run() call warms up every implementation, then times `inner` round-robin calls;
+  # one sample = its median. Outer calls give the spread.
+  inner = 2 if ctx.quick else 10
+  runs = [mas.run(inner) for _ in range(ctx.repeats(5))]
+  samples, first = _collect(runs, ("case", "implementation"), lambda r: r["median_ms"] / 1e3)
+  names = {impl for _, impl in samples}
+  baseline = next((n for n in sorted(names) if n.startswith("cython")),
+                  next((n for n in sorted(names) if n.startswith("numpy")), None))
+  measurements = []
+  for (shape, impl), values in samples.items():
+    matches = first[(shape, impl)].get("matches_cython")
+    measurements.append(harness.Measurement(
+        impl, values, baseline=impl == baseline, group=f"B×T×M {shape}",
+        device=ctx.device_label if impl.startswith("tfspeech") else "CPU",
+        note=(f"median of {inner} calls per sample"
+              + ("; PATH DIFFERS FROM CYTHON" if matches is False else "")),
+        extra={"matches_cython": matches, "inner_repeats": inner}))
+  return measurements
+
+
+@harness.case("ops", "pitch (YIN)")
+def pitch_case(ctx):
+  """tfspeech.ops.pitch.yin_pitch vs librosa.yin and librosa.pyin (the baseline) on speech."""
+  from benchmarks import pitch  # pylint: disable=import-outside-toplevel
+  seconds = 2.0 if ctx.quick else 20.0
+  inner = 1 if ctx.quick else 3
+  runs = [pitch.run(inner, seconds=seconds) for _ in range(ctx.repeats(3))]
+  samples, first = _collect(runs, ("method",), lambda r: r["seconds_per_call"])
+  measurements = []
+  for (method,), values in samples.items():
+    row = first[(method,)]
+    measurements.append(harness.Measurement(
+        method, values, baseline=method == "librosa.pyin",
+        device=ctx.device_label if method.startswith("tfspeech") else "CPU",
+        work=row["audio_seconds"], work_unit="audio s",
+        note=f"{row['audio_seconds']:.0f} s of {row['audio']}"
+             + (f"; median of {inner} calls per sample" if inner > 1 and method != "librosa.pyin"
+                else "")))
+  return measurements
+
+
+# --- train / infer / export: stand-ins until the models land -------------------------------
+
+MODELS = {"grad_tts": "Grad-TTS", "hifigan": "HiFi-GAN"}
+
+
+def _model_placeholder(suite, model, label):
+  def placeholder(ctx):
+    del ctx
+    harness.require_model(model, label)
+    raise harness.Skip(f"{label} is registered, but no {suite} benchmark case is written yet "
+                       f"(register one with @harness.case({suite!r}, {model!r}))")
+  placeholder.__name__ = f"{suite}_{model}_placeholder"
+  return placeholder
+
+
+for _suite in ("train", "infer", "export"):
+  for _model, _label in MODELS.items():
+    harness.register(harness.Case(_suite, _model, _model_placeholder(_suite, _model, _label),
+                                  f"{_label} {_suite} (stand-in)", placeholder=True))
+
+
+def _import_case_modules():
+  """Imports CASE_MODULES; a module that fails to import becomes an error row, not a crash."""
+  for module in CASE_MODULES:
+    try:
+      importlib.import_module(module)
+    except Exception as e:  # pylint: disable=broad-except
+      message = f"import {module} failed: {type(e).__name__}: {e}"
+
+      def failed(ctx, message=message):
+        del ctx
+        raise RuntimeError(message)
+      suite = module.rsplit(".", 1)[-1]
+      harness.register(harness.Case(suite if suite in harness.SUITE_NAMES else "ops",
+                                    f"import {module}", failed))
+
+
+def _configure_device(device):
+  """Hides GPUs for --device=cpu (before TensorFlow starts); checks one exists for gpu."""
+  if device == "cpu":
+    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # inherited by corpus worker processes
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  gpus = tf.config.list_physical_devices("GPU")
+  if device == "cpu":
+    tf.config.set_visible_devices([], "GPU")
+    return
+  if not gpus:
+    raise app.UsageError(
+        "--device=gpu, but TensorFlow sees no GPU. Install the CUDA build with "
+        "`pip install .[gpu]` (NVIDIA driver >= 525 for TF 2.17) and check "
+        "`python -c \"import tensorflow as tf; print(tf.config.list_physical_devices('GPU'))\"`, "
+        "or run with --device=cpu.")
+  for gpu in gpus:
+    tf.config.experimental.set_memory_growth(gpu, True)  # peak memory = what the case needs
+  # Spawned corpus workers also start TensorFlow: without growth each would claim the whole GPU.
+  os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  suites = parse_suites(FLAGS.suite)
+  _configure_device(FLAGS.device)
+  _import_case_modules()
+  selected = harness.cases(suites)
+  results = harness.run_cases(
+      selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
+      options={"suites": suites, "command": " ".join(sys.argv)})
+  paths = harness.write_results(results, FLAGS.out)
+  print(harness.to_markdown(results))
+  print("wrote " + ", ".join(p for p in paths.values() if p))
+  counts = collections.Counter(r["status"] for r in results["cases"])
+  print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['error']} error")
+  return 1 if counts["error"] else 0  # every result is written either way
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,211 @@
+"""The benchmark harness machinery on fake cases: statistics, memory, registry, report files.
+
+No real suite runs here and no timing is asserted: the fake cases return fixed samples.
+"""
+import importlib
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _import_benchmarks():
+  """The repository's `benchmarks` package, a top-level folder that is not installed.
+
+  The repository root goes at the *end* of sys.path so the installed tfspeech
+  still wins over the source tree. (This folder is not named `benchmarks`:
+  pytest's importlib mode would register it under that name.)
+  """
+  if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
+  return importlib.import_module("benchmarks.harness")
+
+
+harness = _import_benchmarks()
+
+
+def _fixed_case(ctx):
+  del ctx
+  return [harness.Measurement("reference", [2.0, 2.2, 1.8], baseline=True, device="CPU",
+                              work=10.0, work_unit="audio s"),
+          harness.Measurement("ours", [1.0, 1.1, 0.9], work=10.0, work_unit="audio s",
+                              note="fake"),
+          harness.Measurement("other group, no baseline", [3.0], group="g")]
+
+
+def _timed_case(ctx):
+  calls = []
+  samples = ctx.time(lambda: calls.append(1), repeats=3, warmup=2)
+  assert len(calls) == 5
+  return [harness.Measurement("noop", samples, baseline=True)]
+
+
+def _skipped_case(ctx):
+  raise harness.Skip("not yet implemented: needs the Fake task")
+
+
+def _failing_case(ctx):
+  raise RuntimeError("boom")
+
+
+def _bad_return_case(ctx):
+  return {"not": "a list of measurements"}
+
+
+FAKE_CASES = [harness.Case("ops", "fixed", _fixed_case, "fixed samples"),
+              harness.Case("ops", "failing", _failing_case),
+              harness.Case("ops", "timed", _timed_case),
+              harness.Case("train", "skipped", _skipped_case),
+              harness.Case("infer", "bad return", _bad_return_case)]
+
+
+@pytest.fixture(scope="module")
+def results():
+  return harness.run_cases(FAKE_CASES, device="cpu", quick=True, log=lambda _: None,
+                           options={"suites": ["ops", "train", "infer"]})
+
+
+def test_summarize_median_quartiles_and_range():
+  stats = harness.summarize([5.0, 1.0, 4.0, 2.0, 3.0])
+  assert stats == {"n": 5, "median_s": 3.0, "q1_s": 2.0, "q3_s": 4.0, "iqr_s": 2.0,
+                   "min_s": 1.0, "max_s": 5.0}
+  with pytest.raises(ValueError, match="at least one"):
+    harness.summarize([])
+  with pytest.raises(ValueError, match="finite"):
+    harness.summarize([1.0, float("nan")])
+
+
+def test_every_case_runs_and_failures_do_not_stop_the_run(results):
+  statuses = {(r["suite"], r["case"]): r["status"] for r in results["cases"]}
+  assert statuses == {("ops", "fixed"): "ok", ("ops", "failing"): "error",
+                      ("ops", "timed"): "ok", ("train", "skipped"): "skipped",
+                      ("infer", "bad return"): "error"}
+  by_name = {r["case"]: r for r in results["cases"]}
+  assert by_name["failing"]["message"] == "RuntimeError: boom"
+  assert "RuntimeError: boom" in by_name["failing"]["traceback"]
+  assert "list of harness.Measurement" in by_name["bad return"]["message"]
+  assert by_name["skipped"]["message"] == "not yet implemented: needs the Fake task"
+  assert by_name["skipped"]["measurements"] == []
+
+
+def test_ratios_and_throughput_come_from_the_baseline_of_the_same_group(results):
+  fixed = next(r for r in results["cases"] if r["case"] == "fixed")
+  reference, ours, other = fixed["measurements"]
+  assert reference["baseline"] and reference["speedup_vs_baseline"] == pytest.approx(1.0)
+  assert ours["median_s"] == pytest.approx(1.0)
+  assert ours["speedup_vs_baseline"] == pytest.approx(2.0)
+  assert ours["baseline_name"] == "reference"
+  assert ours["throughput"] == pytest.approx(10.0)
+  assert (ours["min_s"], ours["max_s"]) == pytest.approx((0.9, 1.1))
+  assert ours["device"] == "CPU" and ours["samples_s"] == [1.0, 1.1, 0.9]
+  assert other["speedup_vs_baseline"] is None and other["baseline_name"] is None
+
+
+def test_two_baselines_in_one_group_is_an_error():
+  two = harness.Case("ops", "two baselines", lambda ctx: [
+      harness.Measurement("a", [1.0], baseline=True), harness.Measurement("b", [1.0], baseline=True)])
+  record = harness.run_case(two, log=lambda _: None)
+  assert record["status"] == "error" and "two baselines" in record["message"]
+
+
+def test_results_json_markdown_and_plot(results, tmp_path):
+  pytest.importorskip("matplotlib", reason="ratios.png needs matplotlib (pip install .[bench])")
+  paths = harness.write_results(results, tmp_path / "out")
+  document = json.loads(pathlib.Path(paths["json"]).read_text(encoding="utf-8"))
+  assert document["schema_version"] == harness.SCHEMA_VERSION
+  assert set(document) >= {"options", "environment", "cases", "started_at", "finished_at",
+                           "wall_seconds", "files"}
+  env = document["environment"]
+  for key in ("cpu_model", "cpu_cores", "ram_gib", "gpus", "python", "git_commit",
+              "load_average_before"):
+    assert key in env, key
+  assert env["versions"]["numpy"] and env["versions"]["tensorflow"]
+  for record in document["cases"]:
+    assert set(record) >= {"suite", "case", "status", "message", "wall_seconds", "memory",
+                           "measurements"}
+    assert record["memory"]["host_peak_rss_mb"] > 0
+
+  markdown = pathlib.Path(paths["markdown"]).read_text(encoding="utf-8")
+  rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+  header = rows[0].split("|")
+  assert "median" in rows[0] and "IQR" in rows[0] and "speed-up vs baseline" in rows[0]
+  assert all(len(row.split("|")) == len(header) for row in rows)  # no broken cells
+  ours = next(row for row in rows if "| ours |" in row)
+  assert "| 2× |" in ours and "1.00 s" in ours and "10 audio s/s" in ours and "fake" in ours
+  assert any("**skipped**: not yet implemented: needs the Fake task" in row for row in rows)
+  assert any("**error**: RuntimeError: boom" in row for row in rows)
+
+  png = pathlib.Path(paths["plot"]).read_bytes()
+  assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_plot_with_no_ratios_still_writes_a_png(tmp_path):
+  skipped_only = harness.run_cases([FAKE_CASES[3]], log=lambda _: None)
+  pytest.importorskip("matplotlib", reason="ratios.png needs matplotlib (pip install .[bench])")
+  harness.plot_ratios(skipped_only, tmp_path / "empty.png")
+  assert (tmp_path / "empty.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_without_matplotlib_json_and_markdown_are_still_written(results, tmp_path, monkeypatch):
+  def no_matplotlib(*args):
+    raise ImportError("No module named 'matplotlib'")
+  monkeypatch.setattr(harness, "plot_ratios", no_matplotlib)
+  paths = harness.write_results(results, tmp_path)
+  assert paths["plot"] is None
+  assert json.loads(pathlib.Path(paths["json"]).read_text(encoding="utf-8"))["files"]["plot"] is None
+  assert pathlib.Path(paths["markdown"]).stat().st_size > 0
+
+
+def test_memory_probe_reports_this_case_peak_and_child_processes():
+  with harness.MemoryProbe(interval=0.02) as probe:
+    block = bytearray(64 * 1024 * 1024)
+    block[::4096] = b"\x01" * len(block[::4096])  # touch every page so it is resident
+    subprocess.run([sys.executable, "-c",
+                    "import time; b = bytearray(96 << 20); b[::4096] = b'1' * len(b[::4096]); "
+                    "time.sleep(0.3)"], check=True)
+    del block
+  memory = probe.result
+  if not memory["host_peak_method"].startswith("VmHWM"):
+    pytest.skip("per-case peak RSS needs Linux /proc/self/clear_refs")
+  assert memory["host_peak_rss_mb"] - memory["host_rss_before_mb"] >= 60
+  assert memory["children_peak_rss_mb"] >= 90
+  with harness.MemoryProbe() as probe:  # the peak was reset: a small case reports a small peak
+    pass
+  assert probe.result["host_peak_rss_mb"] - probe.result["host_rss_before_mb"] < 30
+
+
+def test_registry_placeholders_are_replaced_by_real_cases():
+  def placeholder(ctx):
+    raise harness.Skip("stand-in")
+
+  def real(ctx):
+    return []
+  try:
+    harness.register(harness.Case("export", "fake model", placeholder, placeholder=True))
+    harness.case("export", "fake model")(real)
+    assert [c.fn for c in harness.cases(["export"]) if c.name == "fake model"] == [real]
+    harness.register(harness.Case("export", "fake model", placeholder, placeholder=True))
+    assert [c.fn for c in harness.cases(["export"]) if c.name == "fake model"] == [real]
+    with pytest.raises(ValueError, match="already registered"):
+      harness.case("export", "fake model")(lambda ctx: [])
+  finally:
+    harness.unregister("export", "fake model")
+  with pytest.raises(ValueError, match="unknown suite"):
+    harness.case("nonsense", "x")(real)
+  with pytest.raises(ValueError, match="unknown suite"):
+    harness.cases(["ops", "nonsense"])
+
+
+def test_suite_flag_parsing():
+  from benchmarks import run  # pylint: disable=import-outside-toplevel
+  assert run.parse_suites(["prepare", "ops"]) == ["ops", "prepare"]
+  assert run.parse_suites(["all"]) == list(harness.SUITE_NAMES)
+  with pytest.raises(ValueError, match="unknown suite"):
+    run.parse_suites(["ops", "speed"])
+  # Model suites always have cases, so --suite=all completes before the models exist.
+  for suite in ("train", "infer", "export"):
+    assert {"grad_tts", "hifigan"} <= {c.name for c in harness.cases([suite])}
