@@ -40,6 +40,7 @@ from typing import Any, Mapping, Optional
 _BUILTIN_MODULES = {
     "toy": "tfspeech.models.toy",
     "toy_gan": "tfspeech.models.toy",
+    "grad_tts": "tfspeech.models.grad_tts",
 }
 
 _REGISTRY: dict[str, type] = {}
@@ -75,6 +76,16 @@ class Task:
   config_class: type = None
   presets: Mapping[str, Any] = {}
   sample_rate: int = 22050
+  # How a resumed run finds its place in the training data (see
+  # `tfspeech.training.loop.DATA_CHECKPOINT_MODES`): "symbolic" saves the
+  # tf.data iterator position, so a resume sees exactly the batches an
+  # uninterrupted run would; right for in-memory or small pipelines. "reseed"
+  # saves no iterator: the resumed run rebuilds the dataset with
+  # `seed + step`, a fresh shuffle, so nothing is replayed or skipped twice
+  # but the order differs; right for large TFRecord corpora, whose shuffle
+  # buffers hold whole utterances (TF 2.17 also mis-restores symbolic
+  # positions of repeated TFRecord readers past the first epoch).
+  data_checkpoint: str = "symbolic"
 
   def __init__(self, config):
     if self.config_class is not None and not isinstance(config, self.config_class):

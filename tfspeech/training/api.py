@@ -137,7 +137,12 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
       logging.warning("resuming with changed %s", str(change).strip())
     write_run_config(workdir, run, resolved.changes, step=step)
   trainer = Trainer(task, run.train, strategy)
-  train_dataset = task.dataset(run.data_dir, "train", run.train)
+  data_config = run.train
+  if getattr(task, "data_checkpoint", "symbolic") == "reseed":
+    # No iterator in the checkpoint: continue with a fresh shuffle seeded by the step.
+    resume_step = _checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
+    data_config = dataclasses.replace(run.train, seed=run.train.seed + resume_step)
+  train_dataset = task.dataset(run.data_dir, "train", data_config)
   eval_dataset = task.dataset(run.data_dir, "eval", run.train) if trainer.has_eval() else None
   return fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
              stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)

@@ -45,6 +45,9 @@ class TrainResult:
   workdir: str
 
 
+DATA_CHECKPOINT_MODES = ("symbolic", "reseed")
+
+
 def with_symbolic_checkpoint(dataset):
   """Checkpoint map/prefetch buffers as positions rather than contents."""
   options = tf.data.Options()
@@ -79,8 +82,16 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
   """
   config = trainer.config
   stop_at = min(stop_at_step or config.max_steps, config.max_steps)
-  iterator = iter(with_symbolic_checkpoint(train_dataset))
-  checkpoints = Checkpoints(trainer, workdir, iterator)
+  data_checkpoint = getattr(trainer.task, "data_checkpoint", "symbolic")
+  if data_checkpoint not in DATA_CHECKPOINT_MODES:
+    raise ValueError(f"{type(trainer.task).__name__}.data_checkpoint must be one of "
+                     f"{DATA_CHECKPOINT_MODES}, got {data_checkpoint!r}")
+  if data_checkpoint == "symbolic":
+    iterator = iter(with_symbolic_checkpoint(train_dataset))
+    checkpoints = Checkpoints(trainer, workdir, iterator)
+  else:  # "reseed": the caller built train_dataset with seed + step (see api.train).
+    iterator = iter(train_dataset)
+    checkpoints = Checkpoints(trainer, workdir)
   restored = checkpoints.restore_latest()
   step = restored or 0
   start_step = step
