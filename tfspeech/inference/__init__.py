@@ -1,0 +1,15 @@
+"""Inference: text → mel → audio files with a trained run, and ground-truth-aligned mels.
+
+  run = tfspeech.training.load_run("runs/gradtts")
+  result = synthesize_texts(run, ["Hello there."], out_dir="out/")
+"""
+
+from tfspeech.inference.synthesize_lib import (GtaResult, SynthesisResult, SynthesizedItem,
+                                               TextFrontEnd, generate_gta, item_noise,
+                                               load_vocoder, make_synthesis_fn,
+                                               synthesize_mels, synthesize_texts,
+                                               text_front_end)
+
+__all__ = ["GtaResult", "SynthesisResult", "SynthesizedItem", "TextFrontEnd", "generate_gta",
+           "item_noise", "load_vocoder", "make_synthesis_fn", "synthesize_mels",
+           "synthesize_texts", "text_front_end"]

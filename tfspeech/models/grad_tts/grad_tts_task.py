@@ -1,0 +1,297 @@
+"""The "grad_tts" training task: prepared TFRecords → MAS + duration/prior/diffusion losses.
+
+  tfspeech-prepare --corpus=tests/data/ljspeech_tiny --out=data/tiny --workers=1
+  tfspeech-train --model=grad_tts --preset=tiny --data=data/tiny --workdir=runs/gradtts
+
+Vocabulary: the model's `n_vocab` must equal the ids the prepared corpus produces:
+its symbol table, plus one blank id when `add_blank` (the blank is interspersed in the
+input pipeline, in graph mode, with id `len(symbols)`, as the reference does). The paper
+presets (`ljspeech`, `libritts`) keep the reference 149 = `english_arpabet` (148) + blank,
+so they need `tfspeech-prepare --symbols=english_arpabet`. The `tiny` preset is meant for
+the default `tfspeech-prepare` output (`english_characters`, 64 symbols) and so has
+`n_vocab=65`; `--override=n_vocab=149` trains it on an ARPAbet corpus. A mismatch fails
+before training with the flag or override that fixes it.
+
+Losses are those of `GradTTS.compute_losses`, each scaled to this replica's share of the
+global-batch value (tokens for the duration loss, mel frames × bins for the prior and
+diffusion losses), so their sum over replicas equals the single-device value.
+"""
+
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+
+from tfspeech.data import dataset as dataset_lib
+from tfspeech.models import registry
+from tfspeech.models.grad_tts import grad_tts_presets
+from tfspeech.models.grad_tts.grad_tts_backbone import GradTTS
+from tfspeech.models.grad_tts.grad_tts_config import GradTTSConfig
+from tfspeech.ops.sequence import sequence_mask
+from tfspeech.training import summaries as summaries_lib
+from tfspeech.training.config import TrainConfig
+
+# Symbol-table presets a corpus can be prepared with (`tfspeech-prepare --symbols`).
+_SYMBOL_PRESETS = ("english_characters", "english_arpabet")
+# Reverse-diffusion steps of the TensorBoard sample.
+_SUMMARY_TIMESTEPS = 10
+# english_characters (64 symbols) + the blank id.
+TINY_VOCAB = 65
+
+
+@dataclasses.dataclass(frozen=True)
+class GradTTSTaskConfig(GradTTSConfig):
+  """`GradTTSConfig` plus how the input pipeline feeds it.
+
+  Attributes:
+    add_blank: intersperse a blank id (`len(symbols)`) before, between and after the
+      prepared text ids, as the reference's `add_blank=True`. Ignored when the prepared
+      symbol table already has a blank (its records already hold blanks).
+  """
+  add_blank: bool = True
+
+
+def _task_config(config_fn, **overrides) -> GradTTSTaskConfig:
+  return GradTTSTaskConfig(**dataclasses.asdict(config_fn(**overrides)))
+
+
+PRESETS = {
+    "tiny": _task_config(grad_tts_presets.tiny, n_vocab=TINY_VOCAB),
+    "ljspeech": _task_config(grad_tts_presets.ljspeech),
+    "libritts": _task_config(grad_tts_presets.libritts),
+}
+
+
+def intersperse_blank(ids, lengths, blank_id: int, pad_id: int):
+  """Graph-mode `intersperse` of a padded batch: [a, b] → [blank, a, blank, b, blank].
+
+  Args:
+    ids: `[batch, tokens]` int32 ids, padded past `lengths`.
+    lengths: `[batch]` int32 valid tokens.
+    blank_id: id put around every token.
+    pad_id: id of the padding past the new lengths.
+
+  Returns:
+    (`[batch, 2 * tokens + 1]` ids, `[batch]` lengths `2 * lengths + 1`).
+  """
+  ids = tf.cast(ids, tf.int32)
+  batch, width = tf.shape(ids)[0], tf.shape(ids)[1]
+  blanks = tf.fill([batch, width + 1], tf.constant(blank_id, tf.int32))
+  pairs = tf.reshape(tf.stack([blanks[:, :-1], ids], axis=2), [batch, 2 * width])
+  spread = tf.concat([pairs, blanks[:, -1:]], axis=1)
+  lengths = 2 * tf.cast(lengths, tf.int32) + 1
+  valid = tf.sequence_mask(lengths, 2 * width + 1)
+  return tf.where(valid, spread, tf.constant(pad_id, tf.int32)), lengths
+
+
+def vocabulary_plan(symbols: dict, add_blank: bool) -> dict:
+  """How the ids of a prepared corpus reach the model.
+
+  Args:
+    symbols: the prepared symbol table as stored in dataset.json (`SymbolTable.to_dict`).
+    add_blank: the task config's `add_blank`.
+
+  Returns:
+    dict with `n_vocab` (ids the model must embed), `blank_id` (id the pipeline
+    intersperses, or None when it intersperses nothing), `pad_id`, `table_name`,
+    `num_symbols` and `add_blank` (whether the model's inputs carry blanks).
+  """
+  num_symbols = len(symbols["symbols"])
+  pad_id = symbols["symbols"].index(symbols["pad"])
+  has_blank = symbols.get("blank") is not None
+  intersperse = add_blank and not has_blank
+  return {"n_vocab": num_symbols + (1 if intersperse else 0),
+          "blank_id": num_symbols if intersperse else None, "pad_id": pad_id,
+          "table_name": symbols.get("name", "custom"), "num_symbols": num_symbols,
+          "add_blank": bool(intersperse or has_blank)}
+
+
+def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> dict:
+  """Fails with the fix when the prepared symbols do not fit `config.n_vocab`.
+
+  Returns:
+    `vocabulary_plan` of the corpus.
+
+  Raises:
+    ValueError: naming the `--symbols` to prepare with or the override to train with.
+  """
+  plan = vocabulary_plan(info["symbols"], config.add_blank)
+  if plan["n_vocab"] == config.n_vocab:
+    return plan
+  from tfspeech import text  # pylint: disable=import-outside-toplevel
+  blank = " + 1 blank id (add_blank)" if plan["blank_id"] is not None else ""
+  fits = [name for name in _SYMBOL_PRESETS
+          if len(text.get_symbol_table(name)) + (1 if config.add_blank else 0) == config.n_vocab]
+  fixes = [f"train with --override=n_vocab={plan['n_vocab']} (a new model for this corpus)"]
+  if fits:
+    fixes.append(f"re-prepare the corpus with tfspeech-prepare --symbols={fits[0]} to match "
+                 f"the preset")
+  raise ValueError(
+      f"grad_tts: the model embeds n_vocab={config.n_vocab} ids but the corpus prepared in "
+      f"{data_dir} uses symbol table {plan['table_name']!r} with {plan['num_symbols']} "
+      f"symbols{blank} = {plan['n_vocab']} ids. Either " + ", or ".join(fixes) + ".")
+
+
+def _load_info(data_dir: str) -> dict:
+  if not data_dir:
+    raise ValueError("grad_tts needs prepared data: pass --data=DIR (the output of "
+                     "tfspeech-prepare)")
+  return dataset_lib.load_dataset_info(data_dir)
+
+
+@registry.register("grad_tts")
+class GradTTSTask(registry.Task):
+  """Grad-TTS with one Adam optimizer ("main") over the whole model."""
+  config_class = GradTTSTaskConfig
+  presets = PRESETS
+  # Prepared TFRecord corpora: resume with a fresh, step-seeded shuffle rather than
+  # checkpointing shuffle buffers full of utterances (see registry.Task.data_checkpoint).
+  data_checkpoint = "reseed"
+  bucketing = True
+
+  def __init__(self, config):
+    super().__init__(config)
+    self._info: Optional[dict] = None
+    self._plan: Optional[dict] = None
+
+  @classmethod
+  def default_train_config(cls, preset):
+    if preset == "tiny":
+      # A few-thousand-parameter model: a high rate makes the prior and duration losses fall
+      # within ~100 steps on the bundled corpus.
+      return TrainConfig(batch_size=16, max_steps=2000, optimizer="adam", learning_rate=3e-3,
+                         clip_norm=1.0, log_every=10, checkpoint_every=200, eval_every=100,
+                         eval_batches=1, summary_every=200)
+    # Reference Grad-TTS/train.py + params.py: Adam 1e-4, batch 16, gradient norms clipped
+    # to 1 (the reference clips encoder and decoder separately; here the whole model),
+    # 1.7M iterations in the paper.
+    return TrainConfig(batch_size=16, max_steps=1_700_000, optimizer="adam",
+                       learning_rate=1e-4, clip_norm=1.0, log_every=100,
+                       checkpoint_every=5000, eval_every=5000, eval_batches=10,
+                       summary_every=5000)
+
+  # ------------------------------------------------------------------ modules
+  def build(self):
+    return {"grad_tts": GradTTS(self.config, name="grad_tts")}
+
+  # ------------------------------------------------------------------ data
+  def _prepare(self, data_dir: str) -> dict:
+    """Reads dataset.json once and checks it against the config."""
+    if self._info is None:
+      info = _load_info(data_dir)
+      if int(info["n_mels"]) != self.config.n_feats:
+        raise ValueError(
+            f"grad_tts: the corpus in {data_dir} has {info['n_mels']}-bin mels but the model "
+            f"predicts n_feats={self.config.n_feats}; pass --override=n_feats={info['n_mels']} "
+            "or re-prepare with a matching mel config")
+      speakers = int(info.get("num_speakers", 1))
+      if speakers > self.config.n_spks:
+        raise ValueError(
+            f"grad_tts: the corpus in {data_dir} has {speakers} speakers but the model has "
+            f"n_spks={self.config.n_spks}; pass --override=n_spks={speakers} (or a "
+            "multi-speaker preset such as libritts)")
+      self._plan = check_vocabulary(self.config, info, data_dir)
+      self._info = info
+      self.sample_rate = int(info["sample_rate"])
+    return self._info
+
+  def data_info(self, data_dir):
+    info = self._prepare(data_dir)
+    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
+            "cleaners", "arpabet", "num_speakers", "counts")
+    facts = {k: info[k] for k in keys if k in info}
+    facts["add_blank"] = self._plan["add_blank"]
+    facts["blank_id"] = self._plan["blank_id"]
+    return facts
+
+  def dataset(self, data_dir, split, train_config):
+    info = self._prepare(data_dir)
+    training = split == "train"
+    record_split = "train" if training else "validation"
+    if not training and not int(info.get("counts", {}).get("validation", 0)):
+      return None
+    features = ("text_ids", "mel") + (("speaker",) if self.config.n_spks > 1 else ())
+    dataset = dataset_lib.make_dataset(
+        data_dir, record_split, batch_size=train_config.batch_size, features=features,
+        shuffle=training, seed=train_config.seed, repeat=training,
+        # Validation keeps corpus order: bucketing would only reorder it.
+        bucket_boundaries=None if self.bucketing and training else False,
+        drop_remainder=training)
+    blank_id = self._plan["blank_id"]
+    if blank_id is None:
+      return dataset
+    pad_id = self._plan["pad_id"]
+
+    def add_blanks(batch):
+      batch = dict(batch)
+      batch["text_ids"], batch["text_lengths"] = intersperse_blank(
+          batch["text_ids"], batch["text_lengths"], blank_id, pad_id)
+      return batch
+    return dataset.map(add_blanks, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  # ------------------------------------------------------------------ steps
+  def _speaker(self, batch):
+    return batch["speaker"] if self.config.n_spks > 1 else None
+
+  def _mel(self, batch):
+    # The trainer relaxes every dimension of the input signature; the mel bins are static.
+    return tf.ensure_shape(batch["mel"], [None, None, self.config.n_feats])
+
+  def _losses(self, batch, ctx, training, seed):
+    """The three losses, each this replica's share of its global-batch value."""
+    model = self.modules["grad_tts"]
+    losses = model.compute_losses(batch["text_ids"], batch["text_lengths"], self._mel(batch),
+                                  batch["mel_lengths"], speaker=self._speaker(batch),
+                                  training=training, seed=seed)
+    # compute_losses normalises by this replica's tokens / frames; rescale to the global
+    # counts so the replica shares add up to the global mean (ctx.masked_mean semantics).
+    tokens = tf.cast(tf.reduce_sum(batch["text_lengths"]), tf.float32)
+    mel_lengths = tf.cast(batch["mel_lengths"], tf.int32)
+    if self.config.out_size is not None:
+      mel_lengths = tf.minimum(mel_lengths, self.config.out_size)
+    frames = tf.cast(tf.reduce_sum(mel_lengths), tf.float32)
+    share = {"duration_loss": tokens / tf.maximum(ctx.global_sum(tokens), 1.0),
+             "prior_loss": frames / tf.maximum(ctx.global_sum(frames), 1.0),
+             "diffusion_loss": frames / tf.maximum(ctx.global_sum(frames), 1.0)}
+    losses = {name: losses[name] * share[name] for name in share}
+    losses["loss"] = losses["duration_loss"] + losses["prior_loss"] + losses["diffusion_loss"]
+    return losses
+
+  def train_step(self, batch, ctx):
+    # Segment offsets, diffusion times and noise come from the trainer's checkpointed RNG,
+    # so a resumed run draws what an uninterrupted one would.
+    seed = ctx.rng.uniform_full_int([2], dtype=tf.int32)
+    with tf.GradientTape() as tape:
+      losses = self._losses(batch, ctx, training=True, seed=seed)
+    ctx.apply("main", losses["loss"], tape)
+    return losses
+
+  def eval_step(self, batch, ctx):
+    # A fixed seed makes successive evaluations comparable (same segments, times, noise).
+    return self._losses(batch, ctx, training=False, seed=tf.constant([1234, 0], tf.int32))
+
+  def summaries(self, batch):
+    model = self.modules["grad_tts"]
+    text_length = batch["text_lengths"][0]
+    speaker = self._speaker(batch)
+    out = model.synthesize(batch["text_ids"][:1, :text_length], batch["text_lengths"][:1],
+                           n_timesteps=_SUMMARY_TIMESTEPS, temperature=1.5,
+                           speaker=None if speaker is None else speaker[:1],
+                           seed=tf.constant([0, 0], tf.int32))
+    frames = out.mel_lengths[0]
+    predicted = out.mel_decoded[:, :frames]
+    results = {
+        "images/prior_mel": summaries_lib.mel_image(out.mel_encoder[0, :frames]),
+        "images/predicted_mel": summaries_lib.mel_image(predicted[0]),
+        "images/alignment": summaries_lib.alignment_image(out.alignment[0, :, :frames]),
+        "images/target_mel": summaries_lib.mel_image(
+            self._mel(batch)[0, :batch["mel_lengths"][0]]),
+    }
+    if self._info is not None:
+      # pylint: disable=import-outside-toplevel
+      from tfspeech import audio
+      from tfspeech.inference import synthesize_lib
+      mel_config = audio.MelConfig(**self._info["mel_config"])
+      results["audio/predicted_griffin_lim"] = synthesize_lib.griffin_lim_audio(
+          predicted, mel_config)
+    return results
