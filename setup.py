@@ -71,6 +71,8 @@ setuptools.setup(
             "tfspeech-synthesize=tfspeech.bin.synthesize:run",
             "tfspeech-export=tfspeech.bin.export:run",
             "tfspeech-info=tfspeech.bin.info:run",
+            "tfspeech-vocode=tfspeech.bin.vocode:run",
+            "tfspeech-demo=tfspeech.bin.demo:run",
         ],
     },
 )

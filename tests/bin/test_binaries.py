@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-BINARIES = ["prepare", "train", "synthesize", "export", "info", "vocode"]
+BINARIES = ["prepare", "train", "synthesize", "export", "info", "vocode", "demo"]
 
 
 def _run(module, *args, timeout=240):

@@ -1,0 +1,102 @@
+r"""The main job, end to end: prepare the bundled corpus, train a tiny Grad-TTS, synthesize, export.
+
+  tfspeech-demo --out=demo_out
+
+Runs from a checkout of the repository (the corpus is tests/data/ljspeech_tiny).
+Each stage resumes: running it again continues training where it stopped and
+redoes synthesis and export. Equivalent to:
+
+  tfspeech-prepare --corpus=tests/data/ljspeech_tiny --out=OUT/data --workers=1
+  tfspeech-train --model=grad_tts --preset=tiny --data=OUT/data --workdir=OUT/run --max_steps=N
+  tfspeech-synthesize --workdir=OUT/run --text_file=... --out=OUT/wavs
+  tfspeech-export --workdir=OUT/run --format=saved_model --out=OUT/saved_model
+"""
+
+import os
+import shutil
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", "demo_out", "Folder for everything the demo writes.")
+flags.DEFINE_string("corpus", os.path.join("tests", "data", "ljspeech_tiny"),
+                    "LJSpeech-layout corpus to train on (default: the bundled tiny corpus).")
+flags.DEFINE_integer("max_steps", 400, "Training steps of the tiny Grad-TTS.")
+flags.DEFINE_list("texts", ["The quick brown fox jumps over the lazy dog.",
+                            "Dr. Smith paid $3.50 on the 2nd of May.",
+                            "Speech synthesis runs entirely in TensorFlow graphs."],
+                  "Sentences to synthesize (comma-separated).")
+flags.DEFINE_integer("n_timesteps", 10, "Reverse-diffusion steps at synthesis.")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def _stage(name):
+  print(f"\n=== {name}", flush=True)
+  return time.time()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not os.path.exists(os.path.join(FLAGS.corpus, "metadata.csv")):
+    raise app.UsageError(f"no corpus at {FLAGS.corpus!r} (metadata.csv missing); run from the "
+                         "repository root or pass --corpus=DIR")
+  logging.set_verbosity(logging.WARNING)  # Stage lines and progress bars say enough.
+  # pylint: disable=import-outside-toplevel
+  from tfspeech import training
+  from tfspeech.data import prepare
+  from tfspeech.export import saved_model
+  from tfspeech.inference import synthesize_lib
+  # pylint: enable=import-outside-toplevel
+  data_dir = os.path.join(FLAGS.out, "data")
+  workdir = os.path.join(FLAGS.out, "run")
+  wav_dir = os.path.join(FLAGS.out, "wavs")
+  export_dir = os.path.join(FLAGS.out, "saved_model")
+  timings = {}
+
+  start = _stage(f"1/4 prepare {FLAGS.corpus} -> {data_dir}")
+  report = prepare.prepare_corpus(FLAGS.corpus, data_dir, workers=1, on_unknown="drop",
+                                  progress=FLAGS.progress)
+  print(f"{report.num_train} train / {report.num_validation} validation utterances, "
+        f"{report.num_skipped} skipped")
+  timings["prepare"] = time.time() - start
+
+  start = _stage(f"2/4 train grad_tts (tiny) for {FLAGS.max_steps} steps -> {workdir}")
+  result = training.train("grad_tts", "tiny", data_dir=data_dir, workdir=workdir,
+                          overrides={"max_steps": FLAGS.max_steps},
+                          allow_changes=("max_steps",), progress=FLAGS.progress)
+  print(f"step {result.final_step}: " + ", ".join(
+      f"{k}={float(v):.3f}" for k, v in sorted(result.losses.items())))
+  timings["train"] = time.time() - start
+
+  start = _stage(f"3/4 synthesize {len(FLAGS.texts)} sentences -> {wav_dir}")
+  loaded = training.load_run(workdir)
+  synthesis = synthesize_lib.synthesize_texts(loaded, FLAGS.texts, n_timesteps=FLAGS.n_timesteps,
+                                              out_dir=wav_dir)
+  print(f"real-time factor {synthesis.real_time_factor:.1f} (Griffin-Lim vocoder; > 1 is "
+        "faster than real time)")
+  timings["synthesize"] = time.time() - start
+
+  start = _stage(f"4/4 export SavedModel -> {export_dir}")
+  if os.path.isdir(export_dir):
+    shutil.rmtree(export_dir)
+  saved_model.export_acoustic_saved_model(loaded, export_dir, n_timesteps=FLAGS.n_timesteps)
+  timings["export"] = time.time() - start
+
+  print("\n=== done in " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+  print(f"prepared data:   {data_dir} (report: {os.path.join(data_dir, 'report.json')})")
+  print(f"training run:    {workdir} (tensorboard --logdir={workdir})")
+  for item in synthesis.items:
+    print(f"wav:             {item.wav_path}  ({item.text!r})")
+  print(f"SavedModel:      {export_dir} (metadata.json beside it)")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
