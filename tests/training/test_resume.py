@@ -84,3 +84,19 @@ def test_retention_keeps_newest_checkpoints(tmp_path):
   run_fit("toy", str(tmp_path), 5, checkpoint_every=1, keep_checkpoints=2)
   kept = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "checkpoints" / "*.index")))
   assert kept == ["ckpt-4.index", "ckpt-5.index"]
+
+
+def test_allowed_learning_rate_change_takes_effect_on_resume(tmp_path):
+  # A constant rate lives in an optimizer variable that the restore brings back;
+  # the resumed run must use the newly allowed rate, not the checkpointed one.
+  from tfspeech import training
+  workdir = str(tmp_path / "run")
+  common = dict(log_every=1, checkpoint_every=5, eval_every=0, summary_every=0)
+  training.train("toy", "tiny", workdir=workdir, overrides=dict(common, max_steps=5,
+                                                                 learning_rate=0.01),
+                 progress=False, handle_signals=False)
+  training.train("toy", workdir=workdir, overrides={"max_steps": 8, "learning_rate": 0.005},
+                 allow_changes=("max_steps", "learning_rate"), progress=False,
+                 handle_signals=False)
+  rates = read_scalars(os.path.join(workdir, "train"))["learning_rate/main"]
+  assert rates[5] == pytest.approx(0.01) and rates[6] == pytest.approx(0.005)

@@ -41,6 +41,7 @@ _BUILTIN_MODULES = {
     "toy": "tfspeech.models.toy",
     "toy_gan": "tfspeech.models.toy",
     "grad_tts": "tfspeech.models.grad_tts",
+    "hifigan": "tfspeech.models.hifigan",
 }
 
 _REGISTRY: dict[str, type] = {}
@@ -132,6 +133,19 @@ class Task:
             "variable exists before the train step is traced")
     self.modules = modules
     return modules
+
+  def warm_start(self, trainer) -> Optional[str]:
+    """Initializes a *new* run before its first step (not called on resume).
+
+    Override to start from another run's weights, e.g. a vocoder fine-tuned on
+    an acoustic model's ground-truth-aligned mels (`finetune_from`). Load into
+    `trainer.modules` (and `trainer.optimizers` if wanted).
+
+    Returns:
+      The checkpoint loaded from, or None when nothing was loaded.
+    """
+    del trainer
+    return None
 
   def optimizers(self, train_config) -> dict[str, OptimizerSpec]:
     """Optimizer name → `OptimizerSpec`. Default: one optimizer "main" for all modules."""

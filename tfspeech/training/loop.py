@@ -93,6 +93,10 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     iterator = iter(train_dataset)
     checkpoints = Checkpoints(trainer, workdir)
   restored = checkpoints.restore_latest()
+  if restored is None:
+    trainer.task.warm_start(trainer)  # e.g. fine-tuning from another run's weights
+  else:
+    trainer.reset_constant_learning_rates()
   step = restored or 0
   start_step = step
   train_fn = trainer.train_step_fn(train_dataset.element_spec)

@@ -93,8 +93,10 @@ class Trainer:
       if not specs:
         raise ValueError(f"{type(task).__name__}.optimizers() declared no optimizer")
       self.optimizers, self.optimizer_variables, self.clip_norms = {}, {}, {}
+      self.optimizer_configs = {}
       for name, spec in specs.items():
         opt_config = spec.config or config.optimizer_config()
+        self.optimizer_configs[name] = opt_config
         variables = self._variables_of(name, spec.modules)
         optimizer = optimizers_lib.make_optimizer(opt_config, name, config.mixed_precision)
         # Slots must exist before the first trace (tf.function creates
@@ -217,6 +219,19 @@ class Trainer:
     return type(self.task).eval_step is not Task.eval_step
 
   # ------------------------------------------------------------------ state
+  def reset_constant_learning_rates(self):
+    """Sets constant learning rates from the config, after a checkpoint restore.
+
+    A constant rate is an optimizer variable, so restoring a checkpoint brings
+    back the old value; a resumed run that was allowed to change the rate must
+    see the new one. (Schedules are recomputed from the config anyway.)
+    """
+    for name, optimizer in self.optimizers.items():
+      opt_config = self.optimizer_configs[name]
+      if opt_config.schedule == "constant":
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        inner.learning_rate = opt_config.learning_rate  # assigns the variable
+
   def checkpoint_objects(self) -> dict:
     """Trackables saved in a training checkpoint (the iterator is added by the loop)."""
     return {
