@@ -14,9 +14,12 @@ from tfspeech.models.hifigan.losses import (
     discriminator_losses, feature_matching_loss, generator_loss, generator_losses, mel_l1_loss)
 from tfspeech.models.hifigan.weight_norm import (
     NormalizedConv1D, NormalizedConv1DTranspose, NormalizedConv2D)
+# Registers the "hifigan" training task.
+from tfspeech.models.hifigan.hifigan_task import HifiGanTask, HifiGanTaskConfig
 
 __all__ = [
-    "HifiGanConfig", "HifiGanGenerator", "MultiPeriodDiscriminator", "MultiScaleDiscriminator",
+    "HifiGanConfig", "HifiGanGenerator", "HifiGanTask", "HifiGanTaskConfig",
+    "MultiPeriodDiscriminator", "MultiScaleDiscriminator",
     "PeriodDiscriminator", "ScaleDiscriminator", "build_discriminators", "LRELU_SLOPE",
     "PRESETS", "get_preset", "tiny", "v1", "v2", "v3",
     "FEATURE_MATCHING_WEIGHT", "MEL_LOSS_WEIGHT", "MelReconstructionLoss", "discriminator_loss",

@@ -1,0 +1,317 @@
+"""The "hifigan" task: config, data checks, the traced GAN step, training, resume, fine-tuning."""
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfspeech import config as cfg
+from tfspeech import training
+from tfspeech.data.prepare import prepare_corpus
+from tfspeech.models import hifigan
+from tfspeech.models import registry
+from tfspeech.models.hifigan.hifigan_task import HifiGanTask, HifiGanTaskConfig
+from tfspeech.testing import assert_no_python_ops
+from tfspeech.training import Trainer
+from tfspeech.training.checkpoints import Checkpoints
+from tfspeech.training.config import RunConfig, write_run_config
+
+# One MPD period instead of five: the same step, half the graph to trace.
+SMALL = {"mpd_periods": (2,)}
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_corpus, tmp_path_factory):
+  out = tmp_path_factory.mktemp("prepared")
+  prepare_corpus(tiny_corpus, out, workers=1, progress=False)
+  return str(out)
+
+
+def make_task(**changes):
+  return HifiGanTask(dataclasses.replace(HifiGanTask.preset("tiny"), **changes))
+
+
+def train_config(**changes):
+  defaults = dict(log_every=1, eval_every=0, summary_every=0, checkpoint_every=1000)
+  defaults.update(changes)
+  return dataclasses.replace(HifiGanTask.default_train_config("tiny"), **defaults)
+
+
+def read_scalars(logdir):
+  """{tag: {step: value}} from every event file in `logdir`."""
+  scalars = {}
+  for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == "scalars":
+          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  return scalars
+
+
+def summary_tags(logdir):
+  tags = set()
+  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def trainer_state(trainer):
+  values = {f"module/{n}/{i}": v.numpy() for n, m in trainer.modules.items()
+            for i, v in enumerate(m.weights)}
+  for name, optimizer in trainer.optimizers.items():
+    for i, v in enumerate(optimizer.variables):
+      values[f"optimizer/{name}/{i}/{v.name}"] = v.numpy()
+  return values
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_registered_presets_round_trip_and_match_the_networks():
+  assert registry.get("hifigan") is HifiGanTask
+  for name, config in HifiGanTask.presets.items():
+    assert cfg.from_dict(HifiGanTaskConfig, cfg.to_dict(config)) == config
+    network, published = config.network_config(), hifigan.get_preset(name)
+    for field in ("resblock", "upsample_rates", "upsample_kernel_sizes",
+                  "upsample_initial_channel", "resblock_kernel_sizes",
+                  "resblock_dilation_sizes", "segment_size", "mpd_channels", "msd_channels",
+                  "msd_groups"):
+      assert getattr(network, field) == getattr(published, field), (name, field)
+  assert HifiGanTask.preset("v1").segment_size == 8192
+  # TFRecord corpora resume with a fresh shuffle, unless asked for the exact iterator.
+  assert HifiGanTask(HifiGanTask.preset("v1")).data_checkpoint == "reseed"
+  assert make_task(data_checkpoint="symbolic").data_checkpoint == "symbolic"
+
+
+def test_default_train_config_is_the_reference_recipe():
+  config = HifiGanTask.default_train_config("v1")
+  # jik876/hifi-gan config_v1.json + train.py: AdamW(2e-4, betas 0.8/0.99, torch's default
+  # weight decay 0.01), ExponentialLR(0.999) per epoch of 12950 // 16 = 809 steps.
+  assert (config.optimizer, config.learning_rate, config.beta_1, config.beta_2,
+          config.weight_decay, config.batch_size) == ("adamw", 2e-4, 0.8, 0.99, 0.01, 16)
+  assert (config.lr_schedule, config.decay_rate, config.decay_steps) == (
+      "exponential", 0.999, 809)
+  task = HifiGanTask(HifiGanTask.preset("v1"))
+  specs = task.optimizers(config)
+  assert specs["generator"].modules == ("generator",)
+  assert specs["discriminator"].modules == ("mpd", "msd")
+
+
+def test_override_keys_are_unambiguous():
+  # Training settings live only in TrainConfig, so bare keys resolve.
+  resolved = training.resolve_config(
+      "hifigan", "tiny", overrides={"batch_size": "4", "upsample_initial_channel": "32",
+                                    "finetune_from": "runs/x"})
+  assert resolved.run.train.batch_size == 4
+  assert resolved.run.model_config.upsample_initial_channel == 32
+  assert resolved.run.model_config.finetune_from == "runs/x"
+
+
+def test_config_and_data_problems_name_the_fix(prepared):
+  with pytest.raises(ValueError, match="eval_segment_size=1000 must be a positive multiple"):
+    dataclasses.replace(HifiGanTask.preset("tiny"), eval_segment_size=1000)
+  with pytest.raises(ValueError, match="segment_size=1000 must be a multiple"):
+    dataclasses.replace(HifiGanTask.preset("tiny"), segment_size=1000)
+  config = train_config()
+  with pytest.raises(ValueError, match=r"80-bin mels .* --override=num_mels=80"):
+    make_task(num_mels=64).dataset(prepared, "train", config)
+  with pytest.raises(ValueError, match="hop length 256 .* prod\\(upsample_rates\\)=128"):
+    make_task(upsample_rates=(8, 8, 2), upsample_kernel_sizes=(16, 16, 4)).dataset(
+        prepared, "train", config)
+  with pytest.raises(ValueError, match="needs prepared data: pass --data"):
+    make_task().dataset("", "train", config)
+
+
+def test_dataset_gives_aligned_segments(prepared):
+  task = make_task()
+  config = train_config()
+  batch = next(iter(task.dataset(prepared, "train", config)))
+  assert batch["audio"].shape == (config.batch_size, 2048)
+  assert batch["mel"].shape == (config.batch_size, 2048 // 256, 80)
+  info = task.data_info(prepared)
+  assert info["mel_config"]["hop_length"] == 256 and info["counts"]["train"] > 0
+  # Full validation utterances: mel frames cover the audio.
+  eval_batch = next(iter(task.dataset(prepared, "eval", config)))
+  assert eval_batch["audio"].shape[1] >= eval_batch["mel"].shape[1] * 256 > 2048
+  # Or long segments, the same on every evaluation.
+  task = make_task(eval_segment_size=4096)
+  first, again = (next(iter(task.dataset(prepared, "eval", config))) for _ in range(2))
+  assert first["audio"].shape == (2, 4096) and first["mel"].shape == (2, 16, 80)
+  np.testing.assert_array_equal(first["audio"], again["audio"])
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def test_traced_train_and_eval_steps_have_no_python_ops(prepared):
+  task = make_task(**SMALL)
+  config = train_config()
+  trainer = Trainer(task, config)
+  train_data = task.dataset(prepared, "train", config)
+  concrete = trainer.train_step_fn(train_data.element_spec).get_concrete_function()
+  assert_no_python_ops(concrete)
+  for spec in tf.nest.flatten(concrete.structured_input_signature):
+    assert all(d is None for d in spec.shape.as_list()), spec
+  # Both optimisers update inside the one step.
+  outputs = concrete.structured_outputs
+  assert {"grad_norm/generator", "grad_norm/discriminator", "losses/d_loss", "losses/g_adv",
+          "losses/g_feature_matching", "losses/g_mel", "losses/g_total",
+          "losses/mel_l1"} <= set(outputs)
+  eval_data = task.dataset(prepared, "eval", config)
+  assert_no_python_ops(trainer.eval_step_fn(eval_data.element_spec).get_concrete_function())
+
+
+@pytest.mark.slow
+def test_tiny_preset_trains_with_falling_mel_error(prepared, tmp_path):
+  steps = 60
+  workdir = str(tmp_path / "run")
+  result = training.train(
+      "hifigan", "tiny", data_dir=prepared, workdir=workdir,
+      overrides={"max_steps": steps, "log_every": 1, "eval_every": steps,
+                 "summary_every": steps, "checkpoint_every": steps},
+      progress=False, handle_signals=False)
+  assert result.final_step == steps and result.skipped_steps == 0
+  mel_l1 = read_scalars(os.path.join(workdir, "train"))["losses/mel_l1"]
+  curve = np.array([mel_l1[s] for s in range(1, steps + 1)])
+  early, late = curve[:10].mean(), curve[-10:].mean()
+  assert late < 0.7 * early, (early, late)
+  for tag in ("d_loss", "g_adv", "g_feature_matching", "g_mel", "g_total"):
+    assert np.isfinite(result.losses[tag]), tag
+  # Validation on full held-out utterances, and the media summaries.
+  assert 0 < result.eval_metrics["mel_l1"] < early
+  tags = summary_tags(os.path.join(workdir, "eval"))
+  assert {"audio/real", "audio/generated", "images/mel_input",
+          "images/mel_generated", "losses/mel_l1"} <= tags
+
+
+@pytest.mark.slow
+def test_resume_restores_both_optimizers_exactly(prepared, tmp_path):
+  n = 3
+  # "symbolic": the resumed run replays the exact batches (within the first epoch, where
+  # TF 2.17 restores TFRecord iterators correctly), so curves can match value for value.
+  overrides = {"max_steps": 2 * n, "log_every": 1, "checkpoint_every": n, "eval_every": 0,
+               "summary_every": 0, "data_checkpoint": "symbolic", **SMALL}
+
+  def run(workdir, stop):
+    result = training.train("hifigan", "tiny", data_dir=prepared, workdir=workdir,
+                            overrides=overrides, stop_at_step=stop, progress=False,
+                            handle_signals=False)
+    return result
+
+  straight = str(tmp_path / "straight")
+  assert run(straight, 2 * n).final_step == 2 * n
+  split = str(tmp_path / "split")
+  assert (run(split, n).start_step, run(split, 2 * n).start_step) == (0, n)
+
+  curves = [read_scalars(os.path.join(d, "train")) for d in (straight, split)]
+  tags = [t for t in curves[0] if t.startswith(("losses/", "learning_rate/", "grad_norm/"))]
+  assert len(tags) > 8
+  for tag in tags:
+    assert curves[1][tag] == curves[0][tag], tag
+
+  states = []
+  for workdir in (straight, split):
+    loaded = training.load_run(workdir)
+    trainer = Trainer(loaded.task, loaded.config.train)
+    Checkpoints(trainer, workdir).checkpoint.read(loaded.checkpoint).expect_partial()
+    states.append(trainer_state(trainer))
+    for optimizer in trainer.optimizers.values():
+      assert int(optimizer.iterations.numpy()) == 2 * n
+  assert sorted(states[0]) == sorted(states[1])
+  assert sum(k.startswith("optimizer/discriminator") for k in states[0]) > 10
+  for key in states[0]:
+    np.testing.assert_array_equal(states[1][key], states[0][key], err_msg=key)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def save_source_run(workdir, data_info=None, steps=7, **changes):
+  """A hifigan run with random (non-initial) weights and optimiser state, no training."""
+  task = make_task(**changes)
+  config = train_config()
+  trainer = Trainer(task, config)
+  rng = np.random.default_rng(0)
+  for _, variable in trainer.named_variables():
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.1)
+  for optimizer in trainer.optimizers.values():
+    optimizer.iterations.assign(steps)
+  write_run_config(workdir, RunConfig(model="hifigan", preset="tiny",
+                                      model_config=task.config, train=config,
+                                      data_info=data_info or {}))
+  Checkpoints(trainer, workdir).save(steps)
+  return trainer_state(trainer)
+
+
+@pytest.mark.parametrize("with_optimizers", [False, True])
+def test_warm_start_copies_weights_and_optionally_optimizers(tmp_path, with_optimizers):
+  source = str(tmp_path / "source")
+  want = save_source_run(source)
+  task = make_task(finetune_from=source, finetune_optimizers=with_optimizers)
+  trainer = Trainer(task, train_config())
+  fresh = trainer_state(trainer)
+  assert task.warm_start(trainer).endswith("ckpt-7")
+  got = trainer_state(trainer)
+  for key in want:
+    # This run's learning rate stays; weights (and moments, on request) come from the source.
+    copied = key.startswith("module/") or (with_optimizers and "learning_rate" not in key)
+    np.testing.assert_array_equal(got[key], want[key] if copied else fresh[key], err_msg=key)
+  assert int(trainer.optimizers["generator"].iterations.numpy()) == (7 if with_optimizers
+                                                                      else 0)
+  assert make_task().warm_start(trainer) is None  # No source: nothing to do.
+
+
+def test_warm_start_refuses_incompatible_sources(tmp_path, prepared):
+  other = str(tmp_path / "other")
+  save_source_run(other, upsample_initial_channel=32)
+  task = make_task(finetune_from=other)
+  trainer = Trainer(task, train_config())
+  with pytest.raises(ValueError, match=r"upsample_initial_channel: 32 → 16"):
+    task.warm_start(trainer)
+  with pytest.raises(FileNotFoundError, match="no config.json"):
+    make_task(finetune_from=str(tmp_path / "missing")).warm_start(trainer)
+  # Trained on another mel convention than the fine-tuning data.
+  mel = str(tmp_path / "mel")
+  save_source_run(mel, data_info={"mel_config": {"fmax": 11025.0}})
+  task = make_task(finetune_from=mel)
+  task.dataset(prepared, "train", train_config())
+  with pytest.raises(ValueError, match="trained on mels"):
+    task.warm_start(trainer)
+
+
+def assert_started_from(workdir, source_weights):
+  """After one step from the source weights the generator is near them, far from a fresh init."""
+  weights = training.load_run(workdir).modules["generator"].weights
+  moved = [np.abs(v.numpy() - source_weights[f"module/generator/{i}"]).max()
+           for i, v in enumerate(weights)]
+  assert max(moved) < 0.05  # One AdamW step at lr 2e-3; the source differs by O(0.1).
+
+
+@pytest.mark.slow
+def test_finetune_through_trainer_and_fit(tmp_path, prepared):
+  source = str(tmp_path / "source")
+  want = save_source_run(source, **SMALL)
+  task = make_task(finetune_from=source, **SMALL)
+  config = train_config(max_steps=1)
+  trainer = Trainer(task, config)
+  data = task.dataset(prepared, "train", config)
+  task.warm_start(trainer)
+  workdir = str(tmp_path / "finetune")
+  write_run_config(workdir, RunConfig(model="hifigan", preset="tiny", model_config=task.config,
+                                      train=config, data_dir=prepared))
+  training.fit(trainer, data, workdir, progress=False, handle_signals=False)
+  assert_started_from(workdir, want)
+
+
+def test_finetune_from_through_train(tmp_path, prepared):
+  source = str(tmp_path / "source")
+  want = save_source_run(source, **SMALL)
+  workdir = str(tmp_path / "finetune")
+  training.train("hifigan", "tiny", data_dir=prepared, workdir=workdir,
+                 overrides={"finetune_from": source, "max_steps": 1, "eval_every": 0,
+                            "summary_every": 0, **SMALL},
+                 progress=False, handle_signals=False)
+  assert_started_from(workdir, want)

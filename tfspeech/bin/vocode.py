@@ -1,0 +1,117 @@
+r"""Turns log-mel spectrograms into WAV files with a trained vocoder run.
+
+  tfspeech-vocode --workdir=runs/hifigan --mels=mels/ --out=wavs/
+  tfspeech-vocode --workdir=runs/hifigan --mels=data/ljspeech --split=validation --out=wavs/
+
+--mels is either a folder of `.npy` files, each `[frames, n_mels]` float32 log-mels
+in the vocoder's mel convention (written `<name>.wav`), or a prepared corpus
+(tfspeech-prepare, or tfspeech-synthesize --gta output; written `<id>.wav`),
+whose dataset.json must name the mel convention the vocoder was trained on.
+Prints the number of files, the seconds of audio and the real-time factor.
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+
+from tfspeech.bin import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Vocoder training run (tfspeech-train --model=hifigan).")
+flags.DEFINE_string("mels", None, "Folder of [frames, n_mels] .npy log-mels, or a prepared "
+                    "corpus folder (with dataset.json).")
+flags.DEFINE_string("out", None, "Folder for the WAV files (created if needed).")
+flags.DEFINE_integer("batch_size", 8, "Spectrograms vocoded together (similar lengths are "
+                     "batched together).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix or 'best' (default: the newest).")
+flags.DEFINE_enum("split", "validation", ["train", "validation", "all"],
+                  "Which split of a prepared corpus to vocode.")
+flags.mark_flags_as_required(["workdir", "mels", "out"])
+
+
+def _npy_items(folder, num_mels):
+  """(name, [frames, num_mels] array) for every .npy file in `folder`, checked."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  names = sorted(n for n in os.listdir(folder) if n.endswith(".npy"))
+  if not names:
+    raise ValueError(f"--mels={folder}: no .npy files and no dataset.json; pass a folder of "
+                     f"[frames, {num_mels}] .npy log-mels or a prepared corpus")
+  items = []
+  for name in names:
+    path = os.path.join(folder, name)
+    mel = np.load(path)  # graph-ok: offline tool reading files.
+    if mel.ndim != 2 or mel.shape[1] != num_mels or mel.shape[0] == 0:
+      hint = " (it looks channels-first: save mel.T)" if (
+          mel.ndim == 2 and mel.shape[0] == num_mels) else ""
+      raise ValueError(f"{path}: shape {mel.shape}, expected [frames, {num_mels}]{hint}")
+    if not np.isfinite(mel).all():  # graph-ok: offline check of input files.
+      raise ValueError(f"{path}: contains NaN or Inf")
+    items.append((name[:-len(".npy")], mel.astype(np.float32)))
+  return items
+
+
+def _prepared_items(folder, split, vocoder):
+  """(id, mel) for every record of `split` of a prepared corpus, after a convention check."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfspeech import audio  # pylint: disable=import-outside-toplevel
+  from tfspeech.data import dataset, records  # pylint: disable=import-outside-toplevel
+  info = dataset.load_dataset_info(folder)
+  vocoder.check_mel_config(audio.MelConfig(**info["mel_config"]), f"the mels in {folder}")
+  splits = dataset.SPLITS if split == "all" else (split,)
+  items = []
+  for name in splits:
+    if not int(info.get("counts", {}).get(name, 0)):
+      continue
+    for serialized in tf.data.TFRecordDataset(dataset.shard_files(folder, name)):
+      example = records.parse_example(serialized, ("id", "mel"), n_mels=int(info["n_mels"]))
+      items.append((example["id"].numpy().decode("utf-8"),  # graph-ok: offline tool.
+                    example["mel"]))
+  if not items:
+    raise ValueError(f"--mels={folder}: the {split} split holds no utterances")
+  return items
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+
+  if FLAGS.batch_size < 1:
+    common.fail(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+  if not os.path.isdir(FLAGS.mels):
+    common.fail(f"--mels={FLAGS.mels} is not a folder")
+  try:
+    vocoder = vocode_lib.load_vocoder(FLAGS.workdir, FLAGS.checkpoint)
+    if os.path.isfile(os.path.join(FLAGS.mels, "dataset.json")):
+      items = _prepared_items(FLAGS.mels, FLAGS.split, vocoder)
+    else:
+      items = _npy_items(FLAGS.mels, vocoder.num_mels)
+  except (ValueError, FileNotFoundError) as e:
+    common.fail(str(e))
+
+  items.sort(key=lambda item: int(item[1].shape[0]))  # Less padding per batch.
+  start = time.perf_counter()
+  samples = 0
+  for first in range(0, len(items), FLAGS.batch_size):
+    batch = items[first:first + FLAGS.batch_size]
+    mels, lengths = vocode_lib.pad_mels([mel for _, mel in batch], vocoder.mel_pad_value)
+    audio, audio_lengths = vocoder.vocode(mels, lengths)
+    vocode_lib.write_wavs(FLAGS.out, [name for name, _ in batch], audio, audio_lengths,
+                          vocoder.sample_rate)
+    samples += int(sum(audio_lengths.numpy()))  # graph-ok: reporting.
+  wall = time.perf_counter() - start
+  seconds = samples / vocoder.sample_rate
+  print(f"wrote {len(items)} WAV files ({seconds:.1f} s of audio at {vocoder.sample_rate} Hz) "
+        f"to {FLAGS.out} in {wall:.1f} s (real-time factor {wall / max(seconds, 1e-9):.3f}, "
+        "first batch includes tracing)")
+  print(f"vocoder: {FLAGS.workdir} step {vocoder.step}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,229 @@
+"""Vocoding with a trained HiFi-GAN run: log-mels → waveforms, WAV files, real-time factor.
+
+  vocoder = load_vocoder("runs/hifigan")          # weight norm folded away
+  vocoder.check_mel_config(acoustic_mel_config)   # the mels must follow its convention
+  audio, audio_lengths = vocoder.vocode(mels, mel_lengths)   # one traced tf.function
+  write_wavs("out/", ["a", "b"], audio, audio_lengths, vocoder.sample_rate)
+
+`vocode` takes `[batch, frames, n_mels]` padded log-mels (any batch, any frame
+count: one trace) and `[batch]` valid frame counts; it returns `[batch, frames *
+hop]` audio, zero past each item's `mel_lengths * hop` samples, and those lengths.
+The generator's convolutions zero-pad, so the padding of a short item in a batch
+changes its audio only within `receptive_field(config)` samples of its end.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from tfspeech import audio as audio_lib
+from tfspeech.models.hifigan.generator import CONV_PRE_POST_KERNEL, HifiGanGenerator
+from tfspeech.models.hifigan.hifigan_config import HifiGanConfig
+
+GENERATOR_MODULE = "generator"
+DEFAULT_SAMPLE_RATE = 22050
+
+
+def receptive_field(config: HifiGanConfig) -> int:
+  """How far (in output samples) a change of one mel frame can reach past that frame's samples.
+
+  Summed layer by layer, each layer's reach in output samples: conv_pre and
+  conv_post (kernel 7: 3 positions each side), each transposed conv ((kernel -
+  rate) / 2 of its output positions: torch's padding crops the rest), and the
+  widest residual block of each stage (its dilated and undilated convs in
+  series). Exact up to taps that happen to cancel; equally, the output at a
+  sample depends on no mel frame further away than this.
+
+  Args:
+    config: the generator's `HifiGanConfig`.
+
+  Returns:
+    The one-sided radius in output samples.
+  """
+  half = (CONV_PRE_POST_KERNEL - 1) // 2
+  spacing = config.hop_length  # Output samples between neighbouring positions of a stage.
+  radius = half * spacing  # conv_pre, at frame rate.
+  for rate, kernel in zip(config.upsample_rates, config.upsample_kernel_sizes):
+    spacing //= rate
+    radius += (kernel - rate) // 2 * spacing
+    widest = 0
+    for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
+      per_block = sum((k - 1) // 2 * d for d in dilations)
+      if config.resblock == "1":
+        per_block += len(dilations) * ((k - 1) // 2)  # The undilated conv after each.
+      widest = max(widest, per_block)
+    radius += widest * spacing
+  return radius + half  # conv_post, at the output rate.
+
+
+def make_vocode_fn(generator: HifiGanGenerator):
+  """The traced `vocode(mels, mel_lengths) -> (audio, audio_lengths)` of a generator.
+
+  Args:
+    generator: a `HifiGanGenerator` (normally with weight norm removed).
+
+  Returns:
+    A `tf.function` with signature `mels [None, None, num_mels] float32`,
+    `mel_lengths [None] int32` → `audio [batch, frames * hop] float32` (zero past
+    each item's length), `audio_lengths [batch] int32`.
+  """
+  config = generator.config
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, config.num_mels], tf.float32, name="mels"),
+      tf.TensorSpec([None], tf.int32, name="mel_lengths")])
+  def vocode(mels, mel_lengths):
+    audio = generator(mels, training=False)
+    audio_lengths = mel_lengths * config.hop_length
+    valid = tf.sequence_mask(audio_lengths, tf.shape(audio)[1], audio.dtype)
+    return audio * valid, audio_lengths
+  return vocode
+
+
+@dataclasses.dataclass
+class Vocoder:
+  """An inference generator and the conventions of the mels it expects.
+
+  Attributes:
+    generator: the `HifiGanGenerator` (plain kernels).
+    vocode: its traced function, see `make_vocode_fn`.
+    sample_rate: output sample rate in Hz.
+    mel_config: the `MelConfig` of the mels it was trained on (None if unknown).
+    workdir: the run it came from ("" when built from a bare generator).
+    checkpoint: the checkpoint restored, or None.
+    step: the training step of that checkpoint.
+  """
+  generator: HifiGanGenerator
+  vocode: object
+  sample_rate: int
+  mel_config: Optional[audio_lib.MelConfig] = None
+  workdir: str = ""
+  checkpoint: Optional[str] = None
+  step: int = 0
+
+  @classmethod
+  def from_generator(cls, generator: HifiGanGenerator, sample_rate: int = DEFAULT_SAMPLE_RATE,
+                     mel_config: Optional[audio_lib.MelConfig] = None, **kwargs) -> "Vocoder":
+    """Wraps a generator; one with weight norm is folded into plain kernels first."""
+    if generator.weight_norm:
+      generator = generator.remove_weight_norm()
+    return cls(generator, make_vocode_fn(generator), int(sample_rate), mel_config, **kwargs)
+
+  @property
+  def config(self) -> HifiGanConfig:
+    return self.generator.config
+
+  @property
+  def hop_length(self) -> int:
+    return self.config.hop_length
+
+  @property
+  def num_mels(self) -> int:
+    return self.config.num_mels
+
+  @property
+  def mel_pad_value(self) -> float:
+    """The log-mel of silence in this vocoder's convention (pad mels with it)."""
+    if self.mel_config is None:
+      return float(audio_lib.log_compress(tf.zeros([]), audio_lib.MelConfig.hifigan()))
+    return float(audio_lib.log_compress(tf.zeros([]), self.mel_config))
+
+  def check_mel_config(self, mel_config: audio_lib.MelConfig, source: str = "the mels"):
+    """Raises ValueError when `mel_config` is not the convention the vocoder was trained on."""
+    if self.mel_config is None or mel_config == self.mel_config:
+      return
+    ours, theirs = dataclasses.asdict(self.mel_config), dataclasses.asdict(mel_config)
+    differences = ", ".join(f"{k}: {theirs[k]!r} (vocoder: {ours[k]!r})" for k in ours
+                            if ours[k] != theirs[k])
+    raise ValueError(f"{source} follow another mel convention than the vocoder "
+                     f"{self.workdir or '(generator)'} was trained on: {differences}. Vocode "
+                     "mels computed like its training data, or train a vocoder on these")
+
+
+def load_vocoder(workdir: str, checkpoint: Optional[str] = None) -> Vocoder:
+  """Restores a trained vocoder run for inference (weight norm removed).
+
+  Args:
+    workdir: a training run of a task with a `HifiGanGenerator` named "generator".
+    checkpoint: a checkpoint prefix, "best", or None for the newest.
+
+  Raises:
+    FileNotFoundError: not a run directory, or no checkpoint.
+    ValueError: the run has no HiFi-GAN generator.
+  """
+  from tfspeech import training  # pylint: disable=import-outside-toplevel
+  run = training.load_run(workdir, checkpoint)
+  generator = run.modules.get(GENERATOR_MODULE)
+  if not isinstance(generator, HifiGanGenerator):
+    raise ValueError(f"{workdir}: a run of model {run.config.model!r} has no HiFi-GAN "
+                     f"{GENERATOR_MODULE!r} module (modules: {sorted(run.modules)}); pass the "
+                     "workdir of a trained vocoder (tfspeech-train --model=hifigan)")
+  info = run.config.data_info or {}
+  mel_config = audio_lib.MelConfig(**info["mel_config"]) if "mel_config" in info else None
+  sample_rate = info.get("sample_rate") or (mel_config.sample_rate if mel_config
+                                            else DEFAULT_SAMPLE_RATE)
+  return Vocoder.from_generator(generator, sample_rate, mel_config, workdir=workdir,
+                                checkpoint=run.checkpoint, step=run.step)
+
+
+def pad_mels(mels: Sequence, pad_value: float):
+  """Stacks `[frames_i, n_mels]` arrays into `([batch, max_frames, n_mels], [batch])` tensors."""
+  lengths = tf.constant([int(m.shape[0]) for m in mels], tf.int32)
+  longest = int(tf.reduce_max(lengths))
+  padded = [tf.pad(tf.convert_to_tensor(m, tf.float32), [[0, longest - int(m.shape[0])], [0, 0]],
+                   constant_values=pad_value) for m in mels]
+  return tf.stack(padded), lengths
+
+
+def write_wav(path: str, audio, sample_rate: int):
+  """Writes `[samples]` float audio in [-1, 1] (clipped) as 16-bit PCM WAV."""
+  audio = tf.clip_by_value(tf.reshape(tf.cast(audio, tf.float32), [-1, 1]), -1.0, 1.0)
+  tf.io.write_file(path, tf.audio.encode_wav(audio, sample_rate))
+
+
+def write_wavs(out_dir: str, names: Sequence[str], audio, audio_lengths,
+               sample_rate: int) -> list:
+  """Writes each item of a vocoded batch to `out_dir/<name>.wav`, cut to its length.
+
+  Returns:
+    The written paths.
+  """
+  tf.io.gfile.makedirs(out_dir)
+  paths = []
+  for name, item, length in zip(names, tf.unstack(audio), tf.unstack(audio_lengths)):
+    path = os.path.join(out_dir, f"{name}.wav")
+    write_wav(path, item[:length], sample_rate)
+    paths.append(path)
+  return paths
+
+
+def real_time_factor(vocoder: Vocoder, seconds: float = 10.0, batch_size: int = 1,
+                     repeats: int = 3, seed: int = 0) -> dict:
+  """Times `vocoder.vocode` on random mels of `seconds` of audio per item.
+
+  The first call (tracing, graph optimisation) is excluded; the fastest of
+  `repeats` timed calls is kept.
+
+  Returns:
+    dict: `rtf` (compute seconds per second of generated audio, summed over the
+    batch; < 1 is faster than real time), `seconds_per_call`, `audio_seconds`
+    (per call), `batch_size`.
+  """
+  frames = max(int(round(seconds * vocoder.sample_rate / vocoder.hop_length)), 1)
+  mels = tf.random.stateless_normal([batch_size, frames, vocoder.num_mels], [seed, 0],
+                                    mean=-5.0, stddev=2.0)
+  lengths = tf.fill([batch_size], frames)
+  audio, _ = vocoder.vocode(mels, lengths)
+  audio.numpy()  # graph-ok: wait for the warm-up call before timing.
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    audio, _ = vocoder.vocode(mels, lengths)
+    audio.numpy()  # graph-ok: synchronise so the timing covers the computation.
+    best = min(best, time.perf_counter() - start)
+  audio_seconds = batch_size * frames * vocoder.hop_length / vocoder.sample_rate
+  return {"rtf": best / audio_seconds, "seconds_per_call": best, "audio_seconds": audio_seconds,
+          "batch_size": batch_size}
