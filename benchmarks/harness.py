@@ -647,3 +647,17 @@ def write_results(results: Dict[str, Any], out_dir: os.PathLike) -> Dict[str, Op
   paths["json"].write_text(json.dumps(results, indent=2, allow_nan=True) + "\n", encoding="utf-8")
   paths["markdown"].write_text(to_markdown(results), encoding="utf-8")
   return {k: (str(p) if p else None) for k, p in paths.items()}
+
+
+def parse_suites(names):
+  """--suite values → suite names in canonical order; 'all' means every suite."""
+  names = [n.strip().lower() for n in names if n.strip()]
+  if not names:
+    raise ValueError("--suite is empty; pass e.g. --suite=ops,prepare or --suite=all")
+  if "all" in names:
+    return list(SUITE_NAMES)
+  unknown = sorted(set(names) - set(SUITE_NAMES))
+  if unknown:
+    raise ValueError(f"--suite: unknown suite(s) {unknown}; choose from "
+                     f"{', '.join(SUITE_NAMES)} or all")
+  return [s for s in SUITE_NAMES if s in names]

@@ -39,23 +39,9 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
 CASE_MODULES = ("benchmarks.prepare",)
 
 
-def parse_suites(names):
-  """--suite values → suite names in canonical order; 'all' means every suite."""
-  names = [n.strip().lower() for n in names if n.strip()]
-  if not names:
-    raise ValueError("--suite is empty; pass e.g. --suite=ops,prepare or --suite=all")
-  if "all" in names:
-    return list(harness.SUITE_NAMES)
-  unknown = sorted(set(names) - set(harness.SUITE_NAMES))
-  if unknown:
-    raise ValueError(f"--suite: unknown suite(s) {unknown}; choose from "
-                     f"{', '.join(harness.SUITE_NAMES)} or all")
-  return [s for s in harness.SUITE_NAMES if s in names]
-
-
 def _suites_ok(value):
   try:
-    parse_suites(value)
+    harness.parse_suites(value)
     return True
   except ValueError:
     return False
@@ -191,7 +177,7 @@ def _configure_device(device):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  suites = parse_suites(FLAGS.suite)
+  suites = harness.parse_suites(FLAGS.suite)
   _configure_device(FLAGS.device)
   _import_case_modules()
   selected = harness.cases(suites)

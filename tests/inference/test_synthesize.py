@@ -9,7 +9,6 @@ import scipy.io.wavfile
 import tensorflow as tf
 
 from tfspeech import training
-from tfspeech.bin import synthesize as synthesize_bin
 from tfspeech.data import load_dataset_info, make_dataset
 from tfspeech.data.prepare import prepare_corpus
 from tfspeech.inference import synthesize_lib
@@ -101,12 +100,12 @@ def test_bad_inputs_fail_clearly(loaded_run, tmp_path):
 def test_read_text_file(tmp_path):
   path = tmp_path / "lines.txt"
   path.write_text("first|Hello there.\n\nSecond line without a name.\n", encoding="utf-8")
-  names, texts = synthesize_bin.read_text_file(str(path))
+  names, texts = synthesize_lib.read_text_file(str(path))
   assert names == ["first", "0003"]
   assert texts == ["Hello there.", "Second line without a name."]
   path.write_text("a|one\na|two\n", encoding="utf-8")
   with pytest.raises(ValueError, match="unique"):
-    synthesize_bin.read_text_file(str(path))
+    synthesize_lib.read_text_file(str(path))
 
 
 def test_gta_rewrites_mels_and_keeps_everything_else(loaded_run, prepared, tmp_path):

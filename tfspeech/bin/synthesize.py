@@ -46,31 +46,6 @@ flags.DEFINE_string("data", None, "Prepared corpus (tfspeech-prepare --out) for 
 flags.mark_flags_as_required(["workdir", "out"])
 
 
-def read_text_file(path: str):
-  """(names, texts) of a text file: one text per line, optionally 'NAME|text'."""
-  if not os.path.isfile(path):
-    raise ValueError(f"--text_file={path}: no such file")
-  names, texts = [], []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      line = line.strip()
-      if not line:
-        continue
-      name, sep, text = line.partition("|")
-      if not sep:
-        name, text = f"{number:04d}", line
-      if not text.strip() or not name.strip():
-        raise ValueError(f"--text_file={path}:{number}: expected 'text' or 'NAME|text', got "
-                         f"{line!r}")
-      names.append(name.strip())
-      texts.append(text.strip())
-  if not texts:
-    raise ValueError(f"--text_file={path}: no text in the file")
-  if len(set(names)) != len(names):
-    raise ValueError(f"--text_file={path}: names must be unique")
-  return names, texts
-
-
 def _check_flags():
   if FLAGS.gta:
     if not FLAGS.data:
@@ -105,7 +80,7 @@ def main(argv):
             f"{result.out_dir} in {result.wall_seconds:.1f} s")
       return
     if FLAGS.text_file:
-      names, texts = read_text_file(FLAGS.text_file)
+      names, texts = inference.read_text_file(FLAGS.text_file)
     else:
       names, texts = ["0000"], [FLAGS.text]
     result = inference.synthesize_texts(

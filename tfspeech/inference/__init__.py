@@ -6,10 +6,10 @@
 
 from tfspeech.inference.synthesize_lib import (GtaResult, SynthesisResult, SynthesizedItem,
                                                TextFrontEnd, generate_gta, item_noise,
-                                               load_vocoder, make_synthesis_fn,
+                                               load_vocoder, make_synthesis_fn, read_text_file,
                                                synthesize_mels, synthesize_texts,
                                                text_front_end)
 
 __all__ = ["GtaResult", "SynthesisResult", "SynthesizedItem", "TextFrontEnd", "generate_gta",
-           "item_noise", "load_vocoder", "make_synthesis_fn", "synthesize_mels",
+           "item_noise", "load_vocoder", "make_synthesis_fn", "read_text_file", "synthesize_mels",
            "synthesize_texts", "text_front_end"]

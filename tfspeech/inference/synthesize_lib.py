@@ -535,3 +535,28 @@ def _with_mel(example, mel) -> bytes:
       audio=records.quantize_pcm16(example["audio"].numpy()),  # graph-ok: offline tool
       mel=mel, speaker=int(example["speaker"]), pitch=optional("pitch"),
       energy=optional("energy"), durations=optional("durations"))
+
+
+def read_text_file(path: str):
+  """(names, texts) of a text file: one text per line, optionally 'NAME|text'."""
+  if not os.path.isfile(path):
+    raise ValueError(f"--text_file={path}: no such file")
+  names, texts = [], []
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, 1):
+      line = line.strip()
+      if not line:
+        continue
+      name, sep, text = line.partition("|")
+      if not sep:
+        name, text = f"{number:04d}", line
+      if not text.strip() or not name.strip():
+        raise ValueError(f"--text_file={path}:{number}: expected 'text' or 'NAME|text', got "
+                         f"{line!r}")
+      names.append(name.strip())
+      texts.append(text.strip())
+  if not texts:
+    raise ValueError(f"--text_file={path}: no text in the file")
+  if len(set(names)) != len(names):
+    raise ValueError(f"--text_file={path}: names must be unique")
+  return names, texts
