@@ -20,10 +20,12 @@ from tfspeech.audio.wav import AudioError
 from tfspeech.audio.wav import decode_wav
 from tfspeech.audio.wav import load_audio
 from tfspeech.audio.wav import load_wav
+from tfspeech.audio.wav import write_wav
 
 __all__ = [
     "AudioError", "MelConfig", "MelSpectrogram", "decode_wav", "griffin_lim", "hann_window",
     "istft", "load_audio", "load_wav", "log_compress", "log_decompress", "mel_filterbank",
     "mel_to_audio", "mel_to_linear", "num_frames", "peak", "rms_db", "spectral_convergence",
+    "write_wav",
     "stft", "trim_silence",
 ]

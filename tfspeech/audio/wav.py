@@ -365,3 +365,9 @@ def load_audio(path, sample_rate=None, mono=True, resample=True):
   _read_bytes(path)  # Missing/empty file errors before tfio's less readable ones.
   audio, file_rate = _load_compressed(path)
   return _finish(path, audio, file_rate, sample_rate, mono, resample)
+
+
+def write_wav(path, audio, sample_rate: int):
+  """Writes `[samples]` float audio in [-1, 1] (clipped) as a mono 16-bit PCM WAV file."""
+  audio = tf.clip_by_value(tf.reshape(tf.cast(audio, tf.float32), [-1, 1]), -1.0, 1.0)
+  tf.io.write_file(os.fspath(path), tf.audio.encode_wav(audio, sample_rate))

@@ -312,11 +312,6 @@ def _new_synthesis_fn(model):
   return synthesize
 
 
-def _write_wav(path: str, audio, sample_rate: int):
-  audio = tf.clip_by_value(tf.reshape(tf.cast(audio, tf.float32), [-1, 1]), -1.0, 1.0)
-  tf.io.write_file(path, tf.audio.encode_wav(audio, sample_rate))
-
-
 def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
                      temperature: float = 1.5, length_scale: float = 1.0, seed: int = 0,
                      batch_size: int = 16, out_dir: str = ".", vocoder: Optional[str] = None,
@@ -402,7 +397,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
       mel_path = os.path.join(out_dir, names[index] + ".npy")
       wav_path = os.path.join(out_dir, names[index] + ".wav")
       np.save(mel_path, mel)
-      _write_wav(wav_path, wav, sample_rate)
+      audio_lib.write_wav(wav_path, wav, sample_rate)
       total_samples += int(wav.shape[0])
       items[index] = SynthesizedItem(names[index], texts[index], len(id_lists[index]),
                                      int(mel.shape[0]), mel_path, wav_path)

@@ -178,12 +178,6 @@ def pad_mels(mels: Sequence, pad_value: float):
   return tf.stack(padded), lengths
 
 
-def write_wav(path: str, audio, sample_rate: int):
-  """Writes `[samples]` float audio in [-1, 1] (clipped) as 16-bit PCM WAV."""
-  audio = tf.clip_by_value(tf.reshape(tf.cast(audio, tf.float32), [-1, 1]), -1.0, 1.0)
-  tf.io.write_file(path, tf.audio.encode_wav(audio, sample_rate))
-
-
 def write_wavs(out_dir: str, names: Sequence[str], audio, audio_lengths,
                sample_rate: int) -> list:
   """Writes each item of a vocoded batch to `out_dir/<name>.wav`, cut to its length.
@@ -195,7 +189,7 @@ def write_wavs(out_dir: str, names: Sequence[str], audio, audio_lengths,
   paths = []
   for name, item, length in zip(names, tf.unstack(audio), tf.unstack(audio_lengths)):
     path = os.path.join(out_dir, f"{name}.wav")
-    write_wav(path, item[:length], sample_rate)
+    audio_lib.write_wav(path, item[:length], sample_rate)
     paths.append(path)
   return paths
 
