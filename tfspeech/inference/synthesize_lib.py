@@ -245,32 +245,21 @@ def griffin_lim_vocoder(mel_config: audio_lib.MelConfig, n_iter: int = 32) -> Ca
 
 
 def load_vocoder(workdir: str, mel_config: audio_lib.MelConfig) -> Callable:
-  """A trained vocoder run as a traced `[1, frames, n_mels]` → `[1, samples]` function.
+  """A trained vocoder run as a traced `[batch, frames, n_mels]` → `[batch, samples]` function.
 
-  The run's task must build a "generator" module mapping `[batch, frames, n_mels]` log-mels
-  to `[batch, samples]` or `[batch, samples, 1]` audio, trained on the same mel convention.
+  Uses `tfspeech.inference.vocode_lib` (weight norm folded away for inference).
 
   Raises:
     ValueError: not a vocoder run, or its mel convention differs from the acoustic model's.
   """
-  from tfspeech import training  # pylint: disable=import-outside-toplevel
-  run = training.load_run(workdir)
-  if VOCODER_MODULE not in run.modules:
-    raise ValueError(f"--vocoder={workdir}: run of model {run.config.model!r} has no "
-                     f"{VOCODER_MODULE!r} module (it has {sorted(run.modules)}); pass the "
-                     "workdir of a trained vocoder such as hifigan")
-  vocoder_mel = (run.config.data_info or {}).get("mel_config")
-  if vocoder_mel is not None and audio_lib.MelConfig(**vocoder_mel) != mel_config:
-    raise ValueError(f"--vocoder={workdir}: the vocoder was trained on mels "
-                     f"{vocoder_mel} but the acoustic model produces "
-                     f"{dataclasses.asdict(mel_config)}; use a vocoder trained on the same "
-                     "mel convention")
-  generator = run.modules[VOCODER_MODULE]
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+  vocoder = vocode_lib.load_vocoder(workdir)
+  vocoder.check_mel_config(mel_config, source=f"--vocoder={workdir}: the acoustic model's mels")
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, mel_config.n_mels], tf.float32)])
   def vocode(mel):
-    audio = generator(mel, training=False)
-    return tf.reshape(audio, [tf.shape(mel)[0], -1])
+    frames = tf.fill(tf.shape(mel)[:1], tf.shape(mel)[1])
+    audio, _ = vocoder.vocode(mel, frames)
+    return audio
   return vocode
 
 
