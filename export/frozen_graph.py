@@ -1,0 +1,219 @@
+"""Frozen, converter-friendly SavedModels: the common input of the TFLite and TFJS exporters.
+
+  functions = {"mel_to_audio": module.concrete_function()}
+  save_frozen_saved_model(functions, "/tmp/frozen")   # constants only, one signature each
+
+Why freeze: in this TensorFlow (2.17) the TFLite converter aborts the whole process
+("missing attribute 'value'", LLVM ERROR) on the variable reads of Keras 3 layers, both from
+a concrete function and from a SavedModel with variables. Folding the variables into
+constants first (`convert_variables_to_constants_v2`) avoids it, and the TFJS converter
+reads the same frozen SavedModel, so both runtimes convert one identical graph.
+
+Two rewrites make that graph legal for TFLite builtins (both keep the TF semantics):
+  * `x[:, None]`, `x[..., None]` (StridedSlice with new_axis_mask) on tensors with dynamic
+    dims do not legalize to TFLite's STRIDED_SLICE; each becomes an optional plain
+    StridedSlice followed by ExpandDims.
+  * `Assert` ops (argument checks inside the models) are removed: the TFLite converter
+    drops them itself, and removing them first keeps the TFJS graph identical; the checks
+    they made cannot fail in the inference graphs (e.g. Grad-TTS's noise-length check, as
+    `inference_graphs.TextToMel` always passes long-enough noise).
+"""
+
+import os
+from typing import Dict, List, Mapping, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import node_def_pb2
+from tensorflow.python.framework import tensor_util
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+
+def _bits(mask: int, count: int) -> List[bool]:
+  return [bool((mask >> i) & 1) for i in range(count)]
+
+
+def _mask(flags: List[bool]) -> int:
+  return sum(1 << i for i, flag in enumerate(flags) if flag)
+
+
+def _const_array(nodes: Mapping[str, node_def_pb2.NodeDef], tensor_name: str):
+  node = nodes.get(tensor_name.split(":")[0])
+  if node is None or node.op != "Const":
+    return None
+  return tensor_util.MakeNdarray(node.attr["value"].tensor)
+
+
+def _const_node(name: str, array) -> node_def_pb2.NodeDef:
+  array = np.asarray(array)  # graph-ok: building GraphDef constants offline.
+  node = node_def_pb2.NodeDef(name=name, op="Const")
+  node.attr["dtype"].type = tf.as_dtype(array.dtype).as_datatype_enum
+  node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(array))
+  return node
+
+
+def _split_new_axes(node, nodes) -> List[node_def_pb2.NodeDef]:
+  """StridedSlice with new axes → [StridedSlice without them] + ExpandDims per new axis.
+
+  Returns [] when the node cannot be split (non-constant begin/end/strides); the last node
+  returned carries the original name, so consumers need no rewiring.
+  """
+  specs = [_const_array(nodes, name) for name in node.input[1:4]]
+  if any(s is None for s in specs):
+    return []
+  begin, end, strides = specs
+  count = len(begin)
+  new_axis = _bits(node.attr["new_axis_mask"].i, count)
+  shrink = _bits(node.attr["shrink_axis_mask"].i, count)
+  ellipsis = _bits(node.attr["ellipsis_mask"].i, count)
+  begin_mask = _bits(node.attr["begin_mask"].i, count)
+  end_mask = _bits(node.attr["end_mask"].i, count)
+  ellipsis_at = ellipsis.index(True) if any(ellipsis) else count
+  # Which spec entries make an output dim (the ellipsis makes an unknown number of them).
+  makes_dim = [(new_axis[i] or not shrink[i]) and i != ellipsis_at for i in range(count)]
+  # New axes before the ellipsis sit at a position from the front, those after it at a
+  # position from the back. Inserting front ones in ascending order and back ones from the
+  # last dim inwards puts each at its final place.
+  front = sorted(sum(makes_dim[:i]) for i in range(count) if new_axis[i] and i < ellipsis_at)
+  back = sorted((-1 - sum(makes_dim[i + 1:]) for i in range(count)
+                 if new_axis[i] and i > ellipsis_at), reverse=True)
+  keep = [i for i in range(count) if not new_axis[i]]
+  controls = [name for name in node.input if name.startswith("^")]
+  source = node.input[0]
+  out = []
+  inner_is_identity = all(i == ellipsis_at or (begin_mask[i] and end_mask[i] and strides[i] == 1
+                                               and not shrink[i]) for i in keep)
+  if not inner_is_identity:
+    names = [f"{node.name}/sliced_{part}" for part in ("begin", "end", "strides")]
+    for name, values in zip(names, (begin, end, strides)):
+      out.append(_const_node(name, values[keep]))
+    inner = node_def_pb2.NodeDef(name=f"{node.name}/sliced", op="StridedSlice",
+                                 input=[source] + names + controls)
+    inner.attr["T"].CopyFrom(node.attr["T"])
+    inner.attr["Index"].CopyFrom(node.attr["Index"])
+    for key, flags in (("begin_mask", begin_mask), ("end_mask", end_mask),
+                       ("shrink_axis_mask", shrink), ("ellipsis_mask", ellipsis)):
+      inner.attr[key].i = _mask([flags[i] for i in keep])
+    inner.attr["new_axis_mask"].i = 0
+    out.append(inner)
+    source, controls = inner.name, []
+  positions = front + back
+  for index, position in enumerate(positions):
+    last = index == len(positions) - 1
+    axis_name = f"{node.name}/new_axis_{index}/axis"
+    out.append(_const_node(axis_name, np.int32(position)))  # graph-ok: GraphDef constant.
+    expand = node_def_pb2.NodeDef(name=node.name if last else f"{node.name}/new_axis_{index}",
+                                  op="ExpandDims", input=[source, axis_name] + controls)
+    expand.attr["T"].CopyFrom(node.attr["T"])
+    expand.attr["Tdim"].type = tf.int32.as_datatype_enum
+    out.append(expand)
+    source, controls = expand.name, []
+  return out
+
+
+def make_converter_friendly(graph_def: tf.compat.v1.GraphDef) -> Tuple[tf.compat.v1.GraphDef,
+                                                                       Dict[str, int]]:
+  """Applies the rewrites in the module docstring to a frozen (function-free) GraphDef.
+
+  Returns:
+    (new GraphDef, counts {"new_axis_slices": n, "asserts": n}).
+  """
+  nodes = {node.name: node for node in graph_def.node}
+  asserts = {node.name for node in graph_def.node if node.op == "Assert"}
+  out, split = [], 0
+  for node in graph_def.node:
+    if node.name in asserts:
+      continue
+    if asserts:
+      kept = [name for name in node.input if name.lstrip("^").split(":")[0] not in asserts]
+      del node.input[:]
+      node.input.extend(kept)
+    if node.op == "StridedSlice" and node.attr["new_axis_mask"].i:
+      replacement = _split_new_axes(node, nodes)
+      if replacement:
+        out.extend(replacement)
+        split += 1
+        continue
+    out.append(node)
+  result = tf.compat.v1.GraphDef()
+  result.CopyFrom(graph_def)
+  del result.node[:]
+  result.node.extend(out)
+  return result, {"new_axis_slices": split, "asserts": len(asserts)}
+
+
+def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
+  """A constants-only, converter-friendly copy of a concrete function with a dict output.
+
+  Args:
+    concrete_function: traced with an input signature whose specs have names (they become
+      the signature's input names) and returning a dict of tensors (the output names).
+
+  Returns:
+    A ConcreteFunction taking the named inputs and returning the same dict.
+  """
+  outputs = concrete_function.structured_outputs
+  if not isinstance(outputs, dict):
+    raise ValueError(f"freeze: {concrete_function.name} must return a dict of named tensors, "
+                     f"got {type(outputs).__name__}")
+  frozen = convert_variables_to_constants_v2(concrete_function)
+  graph_def, _ = make_converter_friendly(frozen.graph.as_graph_def())
+  if graph_def.library.function:
+    raise ValueError(f"freeze: {concrete_function.name} still has "
+                     f"{len(graph_def.library.function)} nested functions (control flow); "
+                     "export a loop-free graph (e.g. Grad-TTS with unroll=True)")
+  input_names = [t.name for t in frozen.inputs]
+  # The frozen function lists outputs in tf.nest order of the dict (sorted keys).
+  output_names = dict(zip(sorted(outputs), (t.name for t in frozen.outputs)))
+
+  def import_graph():
+    tf.compat.v1.import_graph_def(graph_def, name="")
+
+  wrapped = tf.compat.v1.wrap_function(import_graph, [])
+  graph = wrapped.graph
+  return wrapped.prune(feeds=[graph.get_tensor_by_name(n) for n in input_names],
+                       fetches={k: graph.get_tensor_by_name(v) for k, v in output_names.items()})
+
+
+def save_frozen_saved_model(functions: Mapping[str, object], out_dir: str) -> str:
+  """Saves frozen copies of `functions` (signature name → concrete function) as a SavedModel.
+
+  Returns:
+    `out_dir`.
+  """
+  if os.path.isdir(out_dir) and os.listdir(out_dir):
+    raise ValueError(f"save_frozen_saved_model: {out_dir} is not empty")
+  signatures = {name: freeze(fn) for name, fn in functions.items()}
+  tf.saved_model.save(tf.Module(), out_dir, signatures=signatures)
+  return out_dir
+
+
+def save_frozen_saved_models(graphs: Mapping[str, object], root: str) -> Dict[str, str]:
+  """One frozen SavedModel per graph, `root/NAME` with signature NAME; existing ones are kept.
+
+  One graph per SavedModel because both converters load every function of the SavedModel
+  they read (converting a small vocoder out of a file that also holds Grad-TTS took
+  minutes).
+
+  Args:
+    graphs: name → object with `concrete_function()` (an `InferenceGraph`).
+
+  Returns:
+    name → SavedModel folder.
+  """
+  folders = {}
+  for name, graph in graphs.items():
+    folders[name] = os.path.join(root, name)
+    if not os.path.isfile(os.path.join(folders[name], "saved_model.pb")):
+      save_frozen_saved_model({name: graph.concrete_function()}, folders[name])
+  return folders
+
+
+def op_types(saved_model_dir: str, signature: str) -> List[str]:
+  """Sorted op types of one signature of a SavedModel (for reports and tests)."""
+  loaded = tf.saved_model.load(saved_model_dir)
+  graph_def = loaded.signatures[signature].graph.as_graph_def()
+  ops = {node.op for node in graph_def.node}
+  for function in graph_def.library.function:
+    ops.update(node.op for node in function.node_def)
+  return sorted(ops)

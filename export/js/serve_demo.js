@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// Serves the browser demo (export/web) with an exported TFJS model folder.
+//
+//   node export/js/serve_demo.js --model=exported/tfjs [--port=8000] [--host=127.0.0.1]
+//
+// Routes: / and /index.html, /demo.js, /tokenizer.js (export/web); /vendor/tf.min.js
+// (@tensorflow/tfjs from export/node_modules: run `npm ci` in export/ first); /model/...
+// (the --model folder: metadata.json and the graph-model folders).
+
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+
+const WEB_DIR = path.join(__dirname, '..', 'web');
+const TFJS_BUNDLE = path.join(__dirname, '..', 'node_modules', '@tensorflow', 'tfjs', 'dist',
+                              'tf.min.js');
+const TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+               '.json': 'application/json', '.bin': 'application/octet-stream'};
+
+// The file under `root` that `relative` names, or null when it escapes `root`.
+function within(root, relative) {
+  const resolved = path.resolve(root, '.' + path.posix.normalize('/' + relative));
+  return resolved === root || resolved.startsWith(root + path.sep) ? resolved : null;
+}
+
+function resolveRoute(modelDir, pathname) {
+  if (pathname === '/' || pathname === '/index.html') return path.join(WEB_DIR, 'index.html');
+  if (pathname === '/vendor/tf.min.js') return TFJS_BUNDLE;
+  if (pathname.startsWith('/model/')) return within(modelDir, pathname.slice('/model/'.length));
+  return within(WEB_DIR, pathname.slice(1));
+}
+
+// Starts the server; resolves {server, url} once it listens (port 0 picks a free port).
+function startServer({modelDir, port = 0, host = '127.0.0.1'}) {
+  const root = path.resolve(modelDir);
+  if (!fs.existsSync(path.join(root, 'metadata.json'))) {
+    throw new Error(`${root}/metadata.json not found: --model must be a tfspeech-export ` +
+                    '--format=tfjs output folder');
+  }
+  if (!fs.existsSync(TFJS_BUNDLE)) {
+    throw new Error(`${TFJS_BUNDLE} not found: run \`npm ci\` in ${path.dirname(WEB_DIR)}`);
+  }
+  const server = http.createServer((request, response) => {
+    const pathname = decodeURIComponent(new URL(request.url, 'http://localhost').pathname);
+    const file = resolveRoute(root, pathname);
+    if (!file || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      response.writeHead(404, {'Content-Type': 'text/plain'});
+      response.end(`not found: ${pathname}\n`);
+      return;
+    }
+    response.writeHead(200, {'Content-Type': TYPES[path.extname(file)] ||
+                                             'application/octet-stream'});
+    fs.createReadStream(file).pipe(response);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      resolve({server, url: `http://${host}:${server.address().port}/`});
+    });
+  });
+}
+
+module.exports = {startServer};
+
+if (require.main === module) {
+  const args = {};
+  for (const arg of process.argv.slice(2)) {
+    const match = /^--([a-z_]+)=(.*)$/.exec(arg);
+    if (match) args[match[1]] = match[2];
+  }
+  if (!args.model) {
+    console.error('usage: node serve_demo.js --model=EXPORTED_TFJS_DIR [--port=8000]');
+    process.exit(2);
+  }
+  startServer({modelDir: args.model, port: Number(args.port || 8000), host: args.host})
+      .then(({url}) => console.log(`tfspeech demo: ${url}`))
+      .catch((error) => {
+        console.error(`serve_demo: ${error.message}`);
+        process.exit(1);
+      });
+}

@@ -1,0 +1,203 @@
+// The tfspeech browser demo: loads an exported TFJS model folder (metadata.json + graph
+// models), tokenizes the typed text with the model's symbol table, synthesizes, plays the
+// audio with WebAudio and draws the mel spectrogram.
+//
+// URL parameters: model=FOLDER/ (default "model/"), backend=cpu|webgl|... (default: the
+// best tf.js finds). `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`
+// and `lastResult` for scripted use and tests.
+
+(function () {
+  'use strict';
+
+  const params = new URLSearchParams(window.location.search);
+  const modelBase = (params.get('model') || 'model/').replace(/\/?$/, '/');
+  const $ = (id) => document.getElementById(id);
+
+  function setStatus(message, isError) {
+    $('status').textContent = message;
+    $('status').className = isError ? 'error' : '';
+  }
+
+  // Seeded standard normal noise (mulberry32 + Box-Muller): the same seed gives the same
+  // speech, as the noise input makes the graph deterministic.
+  function normalNoise(count, seed) {
+    let state = (seed >>> 0) || 0x9e3779b9;
+    const uniform = () => {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+    };
+    const values = new Float32Array(count);
+    for (let i = 0; i < count; i += 2) {
+      const radius = Math.sqrt(-2 * Math.log(uniform()));
+      const angle = 2 * Math.PI * uniform();
+      values[i] = radius * Math.cos(angle);
+      if (i + 1 < count) values[i + 1] = radius * Math.sin(angle);
+    }
+    return values;
+  }
+
+  // Output tensors of model.execute named by the model's signature.
+  function namedOutputs(model, result) {
+    const list = Array.isArray(result) ? result : [result];
+    const bare = (name) => name.replace(/:0$/, '');
+    const byNode = {};
+    const signature = (model.modelSignature || {}).outputs || {};
+    for (const [key, info] of Object.entries(signature)) byNode[bare(info.name)] = key;
+    const named = {};
+    model.outputs.forEach((output, i) => { named[byNode[bare(output.name)] || output.name] = list[i]; });
+    return named;
+  }
+
+  function drawMel(values, frames, bins) {
+    const canvas = $('mel');
+    canvas.width = Math.max(frames, 1);
+    canvas.height = bins;
+    const context = canvas.getContext('2d');
+    const image = context.createImageData(canvas.width, bins);
+    let low = Infinity;
+    let high = -Infinity;
+    for (let i = 0; i < frames * bins; i++) {
+      low = Math.min(low, values[i]);
+      high = Math.max(high, values[i]);
+    }
+    const span = high - low || 1;
+    for (let frame = 0; frame < frames; frame++) {
+      for (let bin = 0; bin < bins; bin++) {
+        const level = (values[frame * bins + bin] - low) / span;
+        const pixel = ((bins - 1 - bin) * canvas.width + frame) * 4;  // low bins at the bottom
+        image.data[pixel] = Math.round(255 * Math.min(1, 1.6 * level));
+        image.data[pixel + 1] = Math.round(255 * level * level);
+        image.data[pixel + 2] = Math.round(255 * (0.35 + 0.4 * level) * (1 - level));
+        image.data[pixel + 3] = 255;
+      }
+    }
+    context.putImageData(image, 0, 0);
+  }
+
+  function play(samples, sampleRate) {
+    const AudioContextClass = window.AudioContext || window.webkitAudioContext;
+    const context = new AudioContextClass({sampleRate});
+    const buffer = context.createBuffer(1, samples.length, sampleRate);
+    buffer.copyToChannel(samples, 0);
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    source.start();
+    return {context, buffer};
+  }
+
+  async function load() {
+    if (params.get('backend')) await tf.setBackend(params.get('backend'));
+    await tf.ready();
+    const response = await fetch(modelBase + 'metadata.json');
+    if (!response.ok) throw new Error(`${modelBase}metadata.json: HTTP ${response.status}`);
+    const metadata = await response.json();
+    const graphs = metadata.graphs || {};
+    const names = graphs.text_to_audio ? ['text_to_audio']
+        : (graphs.text_to_mel && graphs.mel_to_audio ? ['text_to_mel', 'mel_to_audio'] : null);
+    if (!names) {
+      throw new Error('metadata.json has neither text_to_audio nor text_to_mel + mel_to_audio; ' +
+                      'export with tfspeech-export --format=tfjs --vocoder=VOCODER_RUN');
+    }
+    const models = {};
+    for (const name of names) models[name] = await tf.loadGraphModel(modelBase + graphs[name].file);
+    return {metadata, models, tokenizer: new TfspeechTokenizer.Tokenizer(metadata)};
+  }
+
+  let loaded = null;
+
+  async function synthesize(text) {
+    const {metadata, models, tokenizer} = loaded;
+    const encoded = tokenizer.encode(text);
+    const special = new Set([tokenizer.blankId, tokenizer.bosId, tokenizer.eosId, tokenizer.padId]);
+    if (!encoded.ids.some((id) => !special.has(id))) {
+      throw new Error('nothing to say: no character of the text is in the model\'s symbol table');
+    }
+    const nMels = metadata.n_mels;
+    const hint = (metadata.noise || {}).frames_hint_per_token || 8;
+    const noiseFrames = Math.max(16, encoded.ids.length * hint);
+    const seed = Number($('seed').value) || 0;
+    const inputs = {
+      text_ids: tf.tensor2d([encoded.ids], [1, encoded.ids.length], 'int32'),
+      text_lengths: tf.tensor1d([encoded.ids.length], 'int32'),
+      noise: tf.tensor3d(normalNoise(noiseFrames * nMels, seed), [1, noiseFrames, nMels]),
+      temperature: tf.scalar(Number($('temperature').value) || 1.5),
+      length_scale: tf.scalar(Number($('length_scale').value) || 1.0),
+    };
+    const start = performance.now();
+    let out;
+    if (models.text_to_audio) {
+      out = namedOutputs(models.text_to_audio, models.text_to_audio.execute(inputs));
+    } else {
+      out = namedOutputs(models.text_to_mel, models.text_to_mel.execute(inputs));
+      Object.assign(out, namedOutputs(models.mel_to_audio,
+                                      models.mel_to_audio.execute({mel: out.mel})));
+      out.audio_lengths = tf.mul(out.mel_lengths, metadata.hop_length);
+    }
+    const melLength = (await out.mel_lengths.data())[0];
+    const audioLength = out.audio_lengths ? (await out.audio_lengths.data())[0]
+                                          : melLength * metadata.hop_length;
+    const audio = (await out.audio.data()).slice(0, audioLength);
+    const mel = (await out.mel.data()).slice(0, melLength * nMels);
+    const seconds = (performance.now() - start) / 1000;
+    tf.dispose(Object.values(inputs).concat(Object.values(out)));
+    drawMel(mel, melLength, nMels);
+    let played = false;
+    try {
+      play(audio, metadata.sample_rate);
+      played = true;
+    } catch (error) {
+      console.warn('WebAudio playback failed:', error);
+    }
+    let energy = 0;
+    let peak = 0;
+    for (const sample of audio) {
+      energy += sample * sample;
+      peak = Math.max(peak, Math.abs(sample));
+    }
+    const audioSeconds = audio.length / metadata.sample_rate;
+    return {
+      ids: encoded.ids, unknown: encoded.unknown, melFrames: melLength,
+      samples: audio.length, sampleRate: metadata.sample_rate,
+      rms: Math.sqrt(energy / Math.max(audio.length, 1)), peak, played,
+      seconds, realTimeFactor: audioSeconds / seconds, backend: tf.getBackend(),
+    };
+  }
+
+  async function onSynthesize() {
+    $('synthesize').disabled = true;
+    setStatus('Synthesizing…');
+    try {
+      const result = await synthesize($('text').value);
+      window.tfspeechDemo.lastResult = result;
+      const dropped = Object.keys(result.unknown);
+      setStatus(`${(result.samples / result.sampleRate).toFixed(2)} s of audio in ` +
+                `${result.seconds.toFixed(2)} s (${result.backend})` +
+                (dropped.length ? `; dropped characters: ${dropped.join(' ')}` : ''));
+      $('details').textContent = `${result.ids.length} ids, ${result.melFrames} mel frames, ` +
+          `${result.samples} samples at ${result.sampleRate} Hz`;
+    } catch (error) {
+      window.tfspeechDemo.lastError = String(error.message || error);
+      setStatus(`Error: ${window.tfspeechDemo.lastError}`, true);
+    } finally {
+      $('synthesize').disabled = false;
+    }
+  }
+
+  window.tfspeechDemo = {lastResult: null, lastError: null, synthesize: (t) => synthesize(t)};
+  window.tfspeechDemo.ready = load().then((result) => {
+    loaded = result;
+    const m = result.metadata;
+    setStatus(`Ready: ${m.model} (${m.preset})` +
+              (m.vocoder ? ` + ${m.vocoder.model} (${m.vocoder.preset})` : '') +
+              `, ${m.sample_rate} Hz, backend ${tf.getBackend()}.`);
+    $('synthesize').disabled = false;
+    $('synthesize').addEventListener('click', onSynthesize);
+  }).catch((error) => {
+    window.tfspeechDemo.lastError = String(error.message || error);
+    setStatus(`Could not load the model: ${window.tfspeechDemo.lastError}`, true);
+  });
+})();

@@ -1,0 +1,207 @@
+"""TFLite export: frozen-graph rewrites, parity of every graph and precision under LiteRT.
+
+References are the trained Keras modules themselves (Grad-TTS `synthesize` with its
+`tf.while_loop` decoder, the weight-norm HiFi-GAN generator), never the exported graphs.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfspeech.export import frozen_graph, inference_graphs, tflite
+from tfspeech.testing import assert_no_python_ops
+
+# Must equal the conftest's n_timesteps fixture (it drives every test export).
+N_TIMESTEPS = 2
+TEMPERATURE = np.float32(1.5)
+LENGTH_SCALE = np.float32(1.0)
+# float32 TFLite vs TF: max |error| <= FLOAT32_RTOL * max |reference|.
+FLOAT32_RTOL = 1e-4
+# Quantized weights: documented bounds on the same relative error, measured on these random
+# tiny models (float16 ~1e-3, dynamic range ~3e-2), with headroom.
+QUANTIZED_RTOL = {"float16": 1e-2, "dynamic_range": 0.15}
+
+
+def relative_error(actual, reference):
+  reference = np.asarray(reference)
+  return float(np.max(np.abs(np.asarray(actual) - reference)) / max(np.max(np.abs(reference)), 1e-12))
+
+
+def text_inputs(batch_lengths, seed=0, noise_frames=400, vocab=64):
+  """Padded random ids (no pad id 0) and long-enough noise for `batch_lengths`."""
+  rng = np.random.default_rng(seed)
+  tokens = max(batch_lengths)
+  ids = rng.integers(1, vocab, size=(len(batch_lengths), tokens)).astype(np.int32)
+  for row, length in enumerate(batch_lengths):
+    ids[row, length:] = 0
+  noise = rng.standard_normal((len(batch_lengths), noise_frames, 80)).astype(np.float32)
+  return {"text_ids": ids, "text_lengths": np.array(batch_lengths, np.int32), "noise": noise,
+          "temperature": TEMPERATURE, "length_scale": LENGTH_SCALE}
+
+
+def reference_mel(model, inputs):
+  """Grad-TTS's own synthesis (while-loop decoder) on the same noise."""
+  out = model.synthesize(inputs["text_ids"], inputs["text_lengths"], n_timesteps=N_TIMESTEPS,
+                         temperature=float(inputs["temperature"]),
+                         length_scale=float(inputs["length_scale"]), noise=inputs["noise"])
+  return out.mel_decoded.numpy(), out.mel_lengths.numpy()
+
+
+def builtin_only(path):
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  ops = {op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()}  # pylint: disable=protected-access
+  return sorted(op for op in ops if op.startswith("Flex") or op == "CUSTOM")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, acoustic_run, vocoder_run, n_timesteps):
+  """float32 text_to_audio + mel_to_audio with metadata.json; text_to_audio quantized.
+
+  text_to_mel is the first half of text_to_audio (same mel outputs), so it is not
+  converted separately here; test_cli covers a text_to_mel-free export path.
+  """
+  assert n_timesteps == N_TIMESTEPS
+  root = tmp_path_factory.mktemp("tflite")
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, N_TIMESTEPS,
+                                            names=["mel_to_audio", "text_to_audio"])
+  frozen_dir = str(root / "frozen")
+  files = tflite.export_graphs(graphs, str(root / "float32"), frozen_dir=frozen_dir)
+  metadata = inference_graphs.export_metadata(
+      "tflite", graphs, {name: os.path.basename(path) for name, path in files.items()},
+      acoustic_run, vocoder_run)
+  files["metadata"] = tflite.write_metadata(metadata, str(root / "float32"))
+  for precision in ("float16", "dynamic_range"):
+    quantized = tflite.export_graphs({"text_to_audio": graphs["text_to_audio"]},
+                                     str(root / precision), precision, frozen_dir=frozen_dir)
+    files[f"text_to_audio.{precision}"] = quantized["text_to_audio"]
+  return {"graphs": graphs, "frozen_dir": frozen_dir, **files}
+
+
+def test_new_axis_slices_are_rewritten_to_expand_dims():
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32, name="x")])
+  def fn(x):
+    check = tf.debugging.assert_positive(tf.shape(x)[0])
+    with tf.control_dependencies([check]):
+      return {"a": x[:, None], "b": x[..., None, :], "c": x[1:, None, ::2, None],
+              "d": x[None, :, -1], "e": x[..., None]}
+  frozen = frozen_graph.freeze(fn.get_concrete_function())
+  nodes = frozen.graph.as_graph_def().node
+  assert not [n.name for n in nodes if n.op == "StridedSlice" and n.attr["new_axis_mask"].i]
+  assert not [n.name for n in nodes if n.op == "Assert"]
+  for shape in [(1, 1, 3), (2, 5, 3), (4, 3, 3)]:
+    x = tf.random.normal(shape)
+    expected, actual = fn(x), frozen(x)
+    for key, value in expected.items():
+      assert actual[key].shape == value.shape, key
+      np.testing.assert_array_equal(actual[key], value, err_msg=key)
+
+
+def test_exported_graphs_are_loop_free_and_pure_tf(exported):
+  for name, graph in exported["graphs"].items():
+    assert_no_python_ops(graph.concrete_function())
+    ops = set(frozen_graph.op_types(os.path.join(exported["frozen_dir"], name), name))
+    assert not ops & {"While", "StatelessWhile", "If", "TensorListReserve", "Assert",
+                      "RandomStandardNormal", "StatelessRandomNormalV2"}, name
+
+
+def test_mel_to_audio_float32_matches_weight_norm_generator(exported, vocoder_run):
+  generator = vocoder_run.modules["generator"]
+  assert generator.weight_norm
+  runner = tflite.TFLiteGraph(exported["mel_to_audio"])
+  assert builtin_only(exported["mel_to_audio"]) == []
+  rng = np.random.default_rng(3)
+  for batch, frames in [(1, 1), (1, 2), (3, 7), (1, 120)]:
+    mel = rng.normal(-5.0, 2.0, (batch, frames, 80)).astype(np.float32)
+    audio = runner(mel=mel)["audio"]
+    reference = generator(mel).numpy()
+    assert audio.shape == (batch, frames * 256)
+    assert relative_error(audio, reference) <= FLOAT32_RTOL, (batch, frames)
+
+
+@pytest.mark.parametrize("lengths", [[1], [2], [2, 1], [60, 13]])
+def test_text_to_audio_float32_matches_models(exported, acoustic_run, vocoder_run, lengths):
+  runner = tflite.TFLiteGraph(exported["text_to_audio"])
+  inputs = text_inputs(lengths, seed=len(lengths) * 100 + lengths[0])
+  out = runner(**inputs)
+  mel, mel_lengths = reference_mel(acoustic_run.modules["grad_tts"], inputs)
+  np.testing.assert_array_equal(out["mel_lengths"], mel_lengths)
+  np.testing.assert_array_equal(out["audio_lengths"], mel_lengths * 256)
+  assert out["mel"].shape == mel.shape
+  assert relative_error(out["mel"], mel) <= FLOAT32_RTOL
+  audio = vocoder_run.modules["generator"](mel).numpy()
+  assert relative_error(out["audio"], audio) <= FLOAT32_RTOL
+  assert builtin_only(exported["text_to_audio"]) == []
+
+
+def test_short_noise_is_repeated_along_time(exported, acoustic_run):
+  runner = tflite.TFLiteGraph(exported["text_to_audio"])
+  inputs = text_inputs([9], seed=5, noise_frames=3)
+  out = runner(**inputs)
+  tiled = dict(inputs, noise=np.tile(inputs["noise"], [1, 200, 1]))
+  mel, mel_lengths = reference_mel(acoustic_run.modules["grad_tts"], tiled)
+  np.testing.assert_array_equal(out["mel_lengths"], mel_lengths)
+  assert relative_error(out["mel"], mel) <= FLOAT32_RTOL
+
+
+@pytest.mark.parametrize("precision", ["float16", "dynamic_range"])
+def test_quantized_variants_are_smaller_and_within_tolerance(exported, acoustic_run,
+                                                             vocoder_run, precision):
+  path = exported[f"text_to_audio.{precision}"]
+  assert os.path.getsize(path) < 0.9 * os.path.getsize(exported["text_to_audio"])
+  assert builtin_only(path) == []
+  inputs = text_inputs([17, 4], seed=7)
+  out = tflite.TFLiteGraph(path)(**inputs)
+  mel, mel_lengths = reference_mel(acoustic_run.modules["grad_tts"], inputs)
+  # Quantized duration predictors may round a token's duration the other way.
+  assert np.all(np.abs(out["mel_lengths"] - mel_lengths) <= np.maximum(2, 0.05 * mel_lengths))
+  # The vocoder half alone: the quantized graph's audio vs the float generator on its mel.
+  audio_error = relative_error(out["audio"],
+                               vocoder_run.modules["generator"](out["mel"]).numpy())
+  message = f"{precision}: mel_to_audio rel error {audio_error:.2e}"
+  assert 0 < audio_error <= QUANTIZED_RTOL[precision], message
+  if np.array_equal(out["mel_lengths"], mel_lengths):
+    mel_error = relative_error(out["mel"], mel)
+    message += f", text_to_mel rel error {mel_error:.2e}"
+    assert 0 < mel_error <= QUANTIZED_RTOL[precision], message
+  print(message)
+
+
+def test_metadata_describes_files_and_front_end(exported):
+  with open(exported["metadata"], encoding="utf-8") as f:
+    metadata = json.load(f)
+  assert metadata["runtime"] == "tflite" and metadata["precision"] == "float32"
+  assert metadata["sample_rate"] == 22050 and metadata["hop_length"] == 256
+  assert metadata["n_mels"] == 80 and metadata["n_timesteps"] == N_TIMESTEPS
+  assert metadata["add_blank"] and metadata["blank_id"] == 64
+  assert metadata["symbols"]["symbols"][64] == metadata["symbols"]["blank"]
+  assert metadata["vocoder"]["model"] == "hifigan"
+  assert sorted(metadata["graphs"]) == ["mel_to_audio", "text_to_audio"]
+  for name, graph in metadata["graphs"].items():
+    assert os.path.isfile(os.path.join(os.path.dirname(exported["metadata"]), graph["file"]))
+    runner = tflite.TFLiteGraph(exported[name])
+    assert sorted(graph["inputs"]) == sorted(runner.input_names)
+    assert sorted(graph["outputs"]) == sorted(runner.output_names)
+  assert metadata["graphs"]["text_to_audio"]["inputs"]["noise"]["shape"] == [
+      "batch", "noise_frames", 80]
+
+
+def test_cli_exports_vocoder_run(tmp_path, vocoder_run, run_saver):
+  from tfspeech.bin import export  # pylint: disable=import-outside-toplevel
+  workdir = run_saver(vocoder_run, str(tmp_path / "run"))
+  paths = export.export(workdir, "tflite", str(tmp_path / "out"))
+  assert sorted(paths) == ["mel_to_audio", "metadata"]
+  mel = np.random.default_rng(0).normal(-5, 2, (1, 9, 80)).astype(np.float32)
+  audio = tflite.TFLiteGraph(paths["mel_to_audio"])(mel=mel)["audio"]
+  assert relative_error(audio, vocoder_run.modules["generator"](mel).numpy()) <= FLOAT32_RTOL
+  with pytest.raises(ValueError, match="already a vocoder run"):
+    export.export(workdir, "tflite", str(tmp_path / "out2"), vocoder=workdir)
+
+
+def test_bad_precision_is_a_clear_error(acoustic_run, tmp_path):
+  with pytest.raises(ValueError, match="--precision='int4'"):
+    tflite.export_run(acoustic_run, None, str(tmp_path), precision="int4")
+  with pytest.raises(ValueError, match="text_to_audio needs an acoustic and a vocoder run"):
+    tflite.export_run(acoustic_run, None, str(tmp_path), graphs=["text_to_audio"])

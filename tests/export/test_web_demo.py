@@ -1,0 +1,80 @@
+"""The browser demo (export/web) driven in headless Chromium as a person would use it.
+
+A tiny TFJS text_to_audio export is served on 127.0.0.1; puppeteer-core types a sentence,
+clicks Synthesize and reads back what the page made. Skips when Chromium, node/npm or the
+TFJS converter are unavailable.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tfspeech.export import tfjs
+from tfspeech.inference import synthesize_lib
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TOKENIZER_JS = os.path.join(tfjs.EXPORT_DIR, "web", "tokenizer.js")
+CHECK_JS = os.path.join(tfjs.EXPORT_DIR, "js", "check_web_demo.js")
+HOP_LENGTH = 256
+
+
+@pytest.fixture(scope="module")
+def chromium():
+  if not os.path.isfile(CHROMIUM):
+    pytest.skip("Chromium is not installed (apt-get install chromium); skipping the browser "
+                "demo test")
+  return CHROMIUM
+
+
+def js_encode(node, metadata_path, texts):
+  script = (f"const {{Tokenizer}} = require({json.dumps(TOKENIZER_JS)});"
+            f"const m = require({json.dumps(metadata_path)});"
+            "const t = new Tokenizer(m);"
+            f"console.log(JSON.stringify({json.dumps(texts)}.map((s) => t.encode(s))));")
+  result = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)
+  return json.loads(result.stdout)
+
+
+def test_js_tokenizer_matches_python_front_end(tfjs_text_to_audio, node, acoustic_run):
+  out_dir, _ = tfjs_text_to_audio
+  texts = ["Hello, World!", "Dr. Smith's   café — fine?", "Mrs. O'Neil (the capt.) said: no;",
+           "{HH AH0 L OW1} there"]
+  front_end = synthesize_lib.text_front_end(acoustic_run)
+  encoded = js_encode(node, os.path.join(out_dir, "metadata.json"), texts)
+  for text, js in zip(texts, encoded):
+    assert js["ids"] == front_end.encode(text), text
+  # english_characters has no phones: both drop the ARPAbet group's 4 phones.
+  assert sum(encoded[-1]["unknown"].values()) == 4
+
+
+def test_page_synthesizes_plays_and_draws(tfjs_text_to_audio, node, chromium, acoustic_run,
+                                          tmp_path):
+  out_dir, _ = tfjs_text_to_audio
+  text = "Hello world, this is a test."
+  screenshot = str(tmp_path / "demo.png")
+  result = subprocess.run(
+      [node, CHECK_JS, f"--model={out_dir}", f"--text={text}", f"--chromium={chromium}",
+       f"--screenshot={screenshot}", "--timeout_s=100"],
+      capture_output=True, text=True, check=False, cwd=tfjs.EXPORT_DIR, timeout=150)
+  assert result.returncode == 0, result.stderr[-3000:]
+  outcome = json.loads(result.stdout.strip().splitlines()[-1])
+  assert outcome["error"] is None, outcome
+  page = outcome["result"]
+  assert page["ids"] == synthesize_lib.text_front_end(acoustic_run).encode(text)
+  assert page["unknown"] == {}
+  assert page["melFrames"] >= 1
+  assert page["samples"] == page["melFrames"] * HOP_LENGTH
+  assert page["sampleRate"] == 22050
+  assert page["played"]
+  # Non-silent, in range: the fixture's vocoder has an audible output gain.
+  assert page["rms"] > 1e-3 and 0 < page["peak"] <= 1.0
+  canvas = outcome["canvas"]
+  assert (canvas["width"], canvas["height"]) == (page["melFrames"], 80)
+  assert canvas["litPixels"] > 0.5 * canvas["width"] * canvas["height"]
+  assert "s of audio in" in outcome["status"]
+  assert os.path.getsize(screenshot) > 0
+  print(f"browser: {page['samples'] / 22050:.2f} s of audio in {page['seconds']:.2f} s "
+        f"({page['backend']})")
