@@ -11,7 +11,7 @@ realistic sizes, after an untimed warm-up call (tracing, graph optimisation):
   (mel frames × hop / sample rate), i.e. the real-time factor.
 - train/hifigan: `Trainer(HifiGanTask, ...).train_step_fn` (generator and both
   discriminators) on random audio crops and their mels.
-- infer/hifigan: `vocode_lib.Vocoder.from_generator(...).vocode` on random mels;
+- infer/hifigan: `vocode_lib.Vocoder.for_generator(...).vocode` on random mels;
   throughput = audio seconds per second.
 
 The weights are untrained, which does not change the cost of a step or a
@@ -247,7 +247,7 @@ def hifigan_infer(ctx):
     if preset not in vocoders:
       network = get_preset(preset)
       generator = HifiGanGenerator(network, weight_norm=False)
-      vocoders[preset] = vocode_lib.Vocoder.from_generator(generator, SAMPLE_RATE)
+      vocoders[preset] = vocode_lib.Vocoder.for_generator(generator, SAMPLE_RATE)
       # Trace once on a short input: the signature has None dims, so one graph serves all.
       short = tf.zeros([1, 8, network.num_mels])
       vocoders[preset].vocode(short, tf.constant([8]))[0].numpy()

@@ -28,3 +28,31 @@ def tiny_corpus():
   if not (TINY_CORPUS / "metadata.csv").exists():
     pytest.fail(f"tiny corpus missing at {TINY_CORPUS}; run tests/data/make_tiny_corpus.sh")
   return TINY_CORPUS
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_corpus, tmp_path_factory):
+  """The tiny corpus prepared once per session (hifigan mel convention, 1 worker)."""
+  from tfspeech.data.prepare import prepare_corpus
+  prepared = str(tmp_path_factory.mktemp("tiny_prepared"))
+  prepare_corpus(tiny_corpus, prepared, workers=1, progress=False)
+  return prepared
+
+
+@pytest.fixture(scope="session")
+def tiny_grad_tts_run(tiny_prepared, tmp_path_factory):
+  """A tiny grad_tts run trained for 2 steps, restored with `load_run` (its speech is noise)."""
+  import tensorflow as tf
+  from tfspeech import training
+  previous = tf.config.optimizer.get_experimental_options()
+  # Grappler would spend most of this fixture optimising a graph that runs twice.
+  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+  try:
+    workdir = str(tmp_path_factory.mktemp("tiny_grad_tts_run"))
+    training.train("grad_tts", "tiny", data_dir=tiny_prepared, workdir=workdir,
+                   overrides={"batch_size": 4, "max_steps": 2, "eval_every": 0,
+                              "summary_every": 0}, progress=False, handle_signals=False)
+  finally:
+    tf.config.optimizer.set_experimental_options(
+        {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
+  return training.load_run(workdir)

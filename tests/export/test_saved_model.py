@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfspeech import training
-from tfspeech.data.prepare import prepare_corpus
 from tfspeech.export import saved_model
 from tfspeech.inference import synthesize_lib
 from tfspeech.models import grad_tts  # noqa: F401  (registers "grad_tts")
@@ -47,21 +45,8 @@ _RELOAD = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def loaded_run(tiny_corpus, tmp_path_factory):
-  """A tiny grad_tts run trained for 2 steps."""
-  prepared = str(tmp_path_factory.mktemp("prepared"))
-  prepare_corpus(tiny_corpus, prepared, workers=1, progress=False)
-  previous = tf.config.optimizer.get_experimental_options()
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  try:
-    workdir = str(tmp_path_factory.mktemp("run"))
-    training.train("grad_tts", "tiny", data_dir=prepared, workdir=workdir,
-                   overrides={"batch_size": 4, "max_steps": 2, "eval_every": 0,
-                              "summary_every": 0}, progress=False, handle_signals=False)
-  finally:
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
-  return training.load_run(workdir)
+def loaded_run(tiny_grad_tts_run):
+  return tiny_grad_tts_run
 
 
 def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):

@@ -6,11 +6,8 @@ import os
 import numpy as np
 import pytest
 import scipy.io.wavfile
-import tensorflow as tf
 
-from tfspeech import training
 from tfspeech.data import load_dataset_info, make_dataset
-from tfspeech.data.prepare import prepare_corpus
 from tfspeech.inference import synthesize_lib
 from tfspeech.models import grad_tts  # noqa: F401  (registers "grad_tts")
 from tfspeech.testing import assert_no_python_ops
@@ -19,27 +16,13 @@ TEXTS = ["Hi.", "A much longer sentence, so that the batch needs padding!", "Thi
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_corpus, tmp_path_factory):
-  out = tmp_path_factory.mktemp("prepared")
-  prepare_corpus(tiny_corpus, out, workers=1, progress=False)
-  return str(out)
+def prepared(tiny_prepared):
+  return tiny_prepared
 
 
 @pytest.fixture(scope="module")
-def loaded_run(prepared, tmp_path_factory):
-  """A tiny grad_tts run trained for 2 steps (mechanics only; its speech is noise)."""
-  previous = tf.config.optimizer.get_experimental_options()
-  # Grappler would spend most of this fixture optimising a graph that runs twice.
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  try:
-    workdir = str(tmp_path_factory.mktemp("run"))
-    training.train("grad_tts", "tiny", data_dir=prepared, workdir=workdir,
-                   overrides={"batch_size": 4, "max_steps": 2, "eval_every": 0,
-                              "summary_every": 0}, progress=False, handle_signals=False)
-  finally:
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
-  return training.load_run(workdir)
+def loaded_run(tiny_grad_tts_run):
+  return tiny_grad_tts_run
 
 
 def test_padding_does_not_change_any_item(loaded_run, tmp_path):

@@ -63,7 +63,7 @@ def test_receptive_field_bounds_the_influence_of_one_frame():
   for config in (hifigan.tiny(),
                  hifigan.tiny().replace(resblock="1", resblock_kernel_sizes=(3, 5),
                                         resblock_dilation_sizes=((1, 3), (1, 2)))):
-    vocoder = vocode_lib.Vocoder.from_generator(random_generator(config))
+    vocoder = vocode_lib.Vocoder.for_generator(random_generator(config))
     radius = vocode_lib.receptive_field(config)
     frames, changed_frame = 40, 20
     mels = random_mels([frames])
@@ -82,7 +82,7 @@ def test_receptive_field_bounds_the_influence_of_one_frame():
 
 def test_padding_changes_an_item_only_near_its_end():
   config = hifigan.tiny()
-  vocoder = vocode_lib.Vocoder.from_generator(random_generator(config))
+  vocoder = vocode_lib.Vocoder.for_generator(random_generator(config))
   radius = vocode_lib.receptive_field(config)
   lengths = [20, 33]
   # Junk padding (not silence) so that any leak of the padding shows.
@@ -109,7 +109,7 @@ def test_padding_changes_an_item_only_near_its_end():
 
 
 def test_vocode_is_one_pure_graph_with_unknown_dims():
-  vocoder = vocode_lib.Vocoder.from_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
+  vocoder = vocode_lib.Vocoder.for_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
   assert not vocoder.generator.weight_norm
   concrete = vocoder.vocode.get_concrete_function()
   assert_no_python_ops(concrete)
@@ -153,7 +153,7 @@ def test_write_wavs_reads_back(tmp_path):
 
 
 def test_real_time_factor_reports_batch_audio():
-  vocoder = vocode_lib.Vocoder.from_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
+  vocoder = vocode_lib.Vocoder.for_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
   result = vocode_lib.real_time_factor(vocoder, seconds=0.5, batch_size=2, repeats=1)
   assert result["audio_seconds"] == pytest.approx(2 * 43 * HOP / 22050)
   assert result["rtf"] == pytest.approx(result["seconds_per_call"] / result["audio_seconds"])

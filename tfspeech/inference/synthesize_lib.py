@@ -494,7 +494,7 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, n_timesteps: int = 10,
           decoded = gta(tf.constant(ids), tf.constant(lengths), tf.constant(padded),
                         tf.constant(mel_lengths), tf.constant(seeds, tf.int32),
                         tf.constant(n_timesteps), tf.constant(temperature, tf.float32),
-                        tf.constant([int(e["speaker"]) for e in batch], tf.int32)).numpy()
+                        tf.constant([int(e["speaker"]) for e in batch], tf.int32)).numpy()  # graph-ok
           for row, example in enumerate(batch):
             writer.write(_with_mel(example, decoded[row, :mel_lengths[row]]))
           counts[split] += len(batch)

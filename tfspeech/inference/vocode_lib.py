@@ -105,7 +105,7 @@ class Vocoder:
   step: int = 0
 
   @classmethod
-  def from_generator(cls, generator: HifiGanGenerator, sample_rate: int = DEFAULT_SAMPLE_RATE,
+  def for_generator(cls, generator: HifiGanGenerator, sample_rate: int = DEFAULT_SAMPLE_RATE,
                      mel_config: Optional[audio_lib.MelConfig] = None, **kwargs) -> "Vocoder":
     """Wraps a generator; one with weight norm is folded into plain kernels first."""
     if generator.weight_norm:
@@ -165,7 +165,7 @@ def load_vocoder(workdir: str, checkpoint: Optional[str] = None) -> Vocoder:
   mel_config = audio_lib.MelConfig(**info["mel_config"]) if "mel_config" in info else None
   sample_rate = info.get("sample_rate") or (mel_config.sample_rate if mel_config
                                             else DEFAULT_SAMPLE_RATE)
-  return Vocoder.from_generator(generator, sample_rate, mel_config, workdir=workdir,
+  return Vocoder.for_generator(generator, sample_rate, mel_config, workdir=workdir,
                                 checkpoint=run.checkpoint, step=run.step)
 
 

@@ -163,7 +163,7 @@ class Task:
         or "eval" (finite; may return None when there is no validation data).
       train_config: the run's `TrainConfig` (batch_size is the global batch).
 
-    The pipeline must be built from TF ops (no `from_generator`) so its
+    The pipeline must be built from TF ops (no Python generators) so its
     iterator position can be checkpointed.
     """
     raise NotImplementedError

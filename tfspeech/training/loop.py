@@ -177,7 +177,8 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
                        ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items()))
           if config.keep_best and config.keep_best in eval_metrics:
             value = eval_metrics[config.keep_best]
-            if math.isfinite(value) and value < float(trainer.best_metric.numpy()):
+            best = float(trainer.best_metric.numpy())  # graph-ok: host-side bookkeeping.
+            if math.isfinite(value) and value < best:
               trainer.best_metric.assign(value)
               checkpoints.save(step, best=True)
         if summaries_fn is not None and step % config.summary_every == 0:
