@@ -28,7 +28,7 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=_lib_packages + _ops_packages + _export_packages,
     package_dir={"tfspeech.ops": "ops", "tfspeech.export": "export"},
-    package_data={"tfspeech.export": ["web/*", "js/*"]},
+    package_data={"tfspeech.export": ["web/*", "js/*", "package.json", "package-lock.json"]},
     install_requires=[
         TENSORFLOW,
         "numpy>=1.23.5,<2",
