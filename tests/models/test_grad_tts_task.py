@@ -74,7 +74,7 @@ def test_intersperse_blank_matches_python_intersperse():
   rows = [[5, 6, 7], [9], [3, 4]]
   ids = tf.constant([r + [0] * (3 - len(r)) for r in rows])
   lengths = tf.constant([len(r) for r in rows])
-  traced = tf.function(lambda i, n: grad_tts_task.intersperse_blank(i, n, 64, 0),
+  traced = tf.function(lambda i, n: text_lib.intersperse_blank(i, n, 64, 0),
                        input_signature=[tf.TensorSpec([None, None], tf.int32),
                                         tf.TensorSpec([None], tf.int32)])
   assert_no_python_ops(traced.get_concrete_function())

@@ -33,6 +33,7 @@ from tfspeech.text.tokenizer import (
     encode_text,
     ids_to_text,
     intersperse,
+    intersperse_blank,
     text_to_ids,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "get_symbol_table",
     "ids_to_text",
     "intersperse",
+    "intersperse_blank",
     "load_cmudict",
     "normalize_numbers",
     "text_to_ids",

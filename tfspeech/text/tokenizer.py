@@ -183,6 +183,28 @@ def _unused_code_points(table: SymbolTable, count: int) -> List[str]:
   return found[:count]
 
 
+def intersperse_blank(ids, lengths, blank_id: int, pad_id: int):
+  """Graph-mode `intersperse` of a padded batch: [a, b] → [blank, a, blank, b, blank].
+
+  Args:
+    ids: `[batch, tokens]` int32 ids, padded past `lengths`.
+    lengths: `[batch]` int32 valid tokens.
+    blank_id: id put around every token.
+    pad_id: id of the padding past the new lengths.
+
+  Returns:
+    (`[batch, 2 * tokens + 1]` ids, `[batch]` lengths `2 * lengths + 1`).
+  """
+  ids = tf.cast(ids, tf.int32)
+  batch, width = tf.shape(ids)[0], tf.shape(ids)[1]
+  blanks = tf.fill([batch, width + 1], tf.constant(blank_id, tf.int32))
+  pairs = tf.reshape(tf.stack([blanks[:, :-1], ids], axis=2), [batch, 2 * width])
+  spread = tf.concat([pairs, blanks[:, -1:]], axis=1)
+  lengths = 2 * tf.cast(lengths, tf.int32) + 1
+  valid = tf.sequence_mask(lengths, 2 * width + 1)
+  return tf.where(valid, spread, tf.constant(pad_id, tf.int32)), lengths
+
+
 class GraphTokenizer(tf.Module):
   """Maps cleaned text to padded ids inside a TensorFlow graph.
 
@@ -269,15 +291,6 @@ class GraphTokenizer(tf.Module):
     lengths = tf.cast(ids.row_lengths(), tf.int32)
     ids = ids.to_tensor(default_value=self.symbols.pad_id)
     if self.symbols.blank is not None:
-      ids, lengths = self._intersperse_blank(ids, lengths)
+      ids, lengths = intersperse_blank(ids, lengths, self.symbols.blank_id,
+                                       self.symbols.pad_id)
     return ids, lengths, unknown_counts
-
-  def _intersperse_blank(self, ids, lengths):
-    """[batch, n] ids -> [batch, 2n + 1] with blanks around every id."""
-    batch, width = tf.shape(ids)[0], tf.shape(ids)[1]
-    blank = tf.fill([batch, width + 1], tf.constant(self.symbols.blank_id, tf.int32))
-    pairs = tf.reshape(tf.stack([blank[:, :-1], ids], axis=2), [batch, 2 * width])
-    spread = tf.concat([pairs, blank[:, -1:]], axis=1)
-    lengths = 2 * lengths + 1
-    valid = tf.sequence_mask(lengths, tf.shape(spread)[1])
-    return tf.where(valid, spread, self.symbols.pad_id), lengths

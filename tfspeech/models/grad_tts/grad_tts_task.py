@@ -27,7 +27,7 @@ from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
 from tfspeech.models.grad_tts.grad_tts_backbone import GradTTS
 from tfspeech.models.grad_tts.grad_tts_config import GradTTSConfig
-from tfspeech.ops.sequence import sequence_mask
+from tfspeech.text.tokenizer import intersperse_blank
 from tfspeech.training import summaries as summaries_lib
 from tfspeech.training.config import TrainConfig
 
@@ -60,28 +60,6 @@ PRESETS = {
     "ljspeech": _task_config(grad_tts_presets.ljspeech),
     "libritts": _task_config(grad_tts_presets.libritts),
 }
-
-
-def intersperse_blank(ids, lengths, blank_id: int, pad_id: int):
-  """Graph-mode `intersperse` of a padded batch: [a, b] → [blank, a, blank, b, blank].
-
-  Args:
-    ids: `[batch, tokens]` int32 ids, padded past `lengths`.
-    lengths: `[batch]` int32 valid tokens.
-    blank_id: id put around every token.
-    pad_id: id of the padding past the new lengths.
-
-  Returns:
-    (`[batch, 2 * tokens + 1]` ids, `[batch]` lengths `2 * lengths + 1`).
-  """
-  ids = tf.cast(ids, tf.int32)
-  batch, width = tf.shape(ids)[0], tf.shape(ids)[1]
-  blanks = tf.fill([batch, width + 1], tf.constant(blank_id, tf.int32))
-  pairs = tf.reshape(tf.stack([blanks[:, :-1], ids], axis=2), [batch, 2 * width])
-  spread = tf.concat([pairs, blanks[:, -1:]], axis=1)
-  lengths = 2 * tf.cast(lengths, tf.int32) + 1
-  valid = tf.sequence_mask(lengths, 2 * width + 1)
-  return tf.where(valid, spread, tf.constant(pad_id, tf.int32)), lengths
 
 
 def vocabulary_plan(symbols: dict, add_blank: bool) -> dict:
