@@ -29,11 +29,11 @@ so any `noise_frames >= 1` works, but for independent noise pass at least the fr
 text will take (metadata.json: `noise.frames_hint_per_token`).
 """
 
-import dataclasses
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from tfspeech.export import saved_model
 from tfspeech.inference import synthesize_lib
 
 MEL_TO_AUDIO = "mel_to_audio"
@@ -254,31 +254,11 @@ def in_memory_run(model: str, preset: str, modules: Mapping[str, object],
 
 def vocoder_generator(vocoder_run):
   """The generator of a vocoder run; ValueError naming the run otherwise."""
-  module = vocoder_run.modules.get(synthesize_lib.VOCODER_MODULE)
-  if module is None or not hasattr(module, "remove_weight_norm"):
-    raise ValueError(f"--vocoder: run of model {vocoder_run.config.model!r} has no HiFi-GAN "
-                     f"{synthesize_lib.VOCODER_MODULE!r} module (it has "
-                     f"{sorted(vocoder_run.modules)}); pass a hifigan workdir")
-  return module
+  saved_model.vocoder_metadata(vocoder_run)  # raises for a run without a HiFi-GAN generator
+  return vocoder_run.modules[synthesize_lib.VOCODER_MODULE]
 
 
-def _vocoder_facts(vocoder_run) -> dict:
-  info = dict(vocoder_run.config.data_info or {})
-  config = vocoder_generator(vocoder_run).config
-  return {"model": vocoder_run.config.model, "preset": vocoder_run.config.preset,
-          "step": vocoder_run.step, "model_config": dataclasses.asdict(config),
-          "sample_rate": info.get("sample_rate"), "hop_length": config.hop_length,
-          "n_mels": config.num_mels, "mel_config": info.get("mel_config")}
-
-
-def check_pair(acoustic_run, vocoder_run):
-  """Raises ValueError when the vocoder was trained on another mel convention."""
-  acoustic_mel = synthesize_lib.run_facts(acoustic_run)["mel_config"]
-  vocoder_mel = (vocoder_run.config.data_info or {}).get("mel_config")
-  if vocoder_mel is not None and vocoder_mel != acoustic_mel:
-    raise ValueError(f"--vocoder: the vocoder was trained on mels {vocoder_mel} but the "
-                     f"acoustic model makes {acoustic_mel}; use a vocoder trained on the same "
-                     "mel convention")
+check_pair = saved_model.check_pair
 
 
 def graphs_for_runs(acoustic_run=None, vocoder_run=None, n_timesteps: int = 10,
@@ -322,7 +302,6 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
     precision: weight precision of the files.
     extra: more keys (e.g. conversion notes).
   """
-  from tfspeech.export import saved_model  # pylint: disable=import-outside-toplevel
   import tfspeech  # pylint: disable=import-outside-toplevel
   acoustic_graph = graphs.get(TEXT_TO_MEL) or getattr(graphs.get(TEXT_TO_AUDIO), "text_to_mel",
                                                       None)
@@ -336,14 +315,11 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
         "shorter_noise": "repeated along time (pass at least the frames the text needs)",
         "frames_hint_per_token": NOISE_FRAMES_PER_TOKEN_HINT}
   else:
-    facts = _vocoder_facts(vocoder_run)
-    metadata = {"model": facts["model"], "preset": facts["preset"], "step": facts["step"],
-                "sample_rate": facts["sample_rate"], "hop_length": facts["hop_length"],
-                "n_mels": facts["n_mels"], "mel_config": facts["mel_config"],
-                "mel_pad_value": (vocoder_run.config.data_info or {}).get("mel_pad_value"),
-                "tfspeech_version": tfspeech.__version__}
+    metadata = saved_model.vocoder_metadata(vocoder_run)
+    metadata.pop("model_config")
+    metadata["tfspeech_version"] = tfspeech.__version__
   if vocoder_run is not None:
-    metadata["vocoder"] = _vocoder_facts(vocoder_run)
+    metadata["vocoder"] = saved_model.vocoder_metadata(vocoder_run)
   metadata.update({
       "format": "tfspeech.export",
       "format_version": 1,

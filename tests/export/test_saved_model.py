@@ -1,4 +1,4 @@
-"""SavedModel export of Grad-TTS: reloaded without tfspeech, same mels as the Python model."""
+"""SavedModel export: reloaded without tfspeech, each signature gives what the models give."""
 
 import json
 import os
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfspeech.export import export_lib
 from tfspeech.export import saved_model
+from tfspeech.inference import vocode_lib
 from tfspeech.inference import synthesize_lib
 from tfspeech.models import grad_tts  # noqa: F401  (registers "grad_tts")
 
@@ -42,6 +44,39 @@ _RELOAD = textwrap.dedent("""
              seeded_lengths=seeded["mel_lengths"].numpy(), noise_mel=with_noise["mel"].numpy(),
              noise_lengths=with_noise["mel_lengths"].numpy(), bound=bound["frames"].numpy())
 """)
+
+
+# Calls named signatures in a fresh interpreter without tfspeech: argv = folder, calls.json,
+# inputs.npz, outputs.npz; calls.json maps signature → {input name: key in inputs.npz}.
+_CALL_SIGNATURES = textwrap.dedent("""
+    import json
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    folder, calls, inputs, outputs = sys.argv[1:]
+    loaded = tf.saved_model.load(folder)
+    feed = dict(np.load(inputs))
+    results = {"signatures": np.array(sorted(loaded.signatures))}
+    for name, args in json.load(open(calls)).items():
+      out = loaded.signatures[name](**{k: tf.constant(feed[v]) for k, v in args.items()})
+      results.update({name + "/" + k: v.numpy() for k, v in out.items()})
+    assert "tfspeech" not in sys.modules
+    np.savez(outputs, **results)
+""")
+
+
+def call_in_fresh_process(folder, calls, feed, tmp_path):
+  """{"signature/output": array} from `_CALL_SIGNATURES`, plus "signatures" (all names)."""
+  paths = {name: str(tmp_path / name) for name in ("calls.json", "inputs.npz", "outputs.npz")}
+  with open(paths["calls.json"], "w", encoding="utf-8") as f:
+    json.dump(calls, f)
+  np.savez(paths["inputs.npz"], **feed)
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  subprocess.run([sys.executable, "-c", _CALL_SIGNATURES, folder, paths["calls.json"],
+                  paths["inputs.npz"], paths["outputs.npz"]],
+                 check=True, env=env, cwd=str(tmp_path), timeout=300)
+  return dict(np.load(paths["outputs.npz"]))
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +129,85 @@ def test_export_refuses_a_non_empty_folder(loaded_run, tmp_path):
   (tmp_path / "old.txt").write_text("x")
   with pytest.raises(ValueError, match="not empty"):
     saved_model.export_acoustic_saved_model(loaded_run, str(tmp_path))
+
+
+def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timesteps, tmp_path):
+  out_dir = str(tmp_path / "pair")
+  saved_model.export_saved_model(out_dir, acoustic_run, vocoder_run, n_timesteps=n_timesteps)
+  metadata = json.load(open(os.path.join(out_dir, "metadata.json"), encoding="utf-8"))
+  rng = np.random.default_rng(0)
+  lengths = np.array([7, 19], np.int32)
+  ids = rng.integers(1, 64, size=[2, 19]).astype(np.int32)
+  ids[0, 7:] = 0
+  noise = rng.standard_normal([2, 200, 80]).astype(np.float32)
+  mel_lengths = np.array([5, 11], np.int32)
+  mel = rng.normal(-5.0, 2.0, size=[2, 11, 80]).astype(np.float32)
+  scales = {"temperature": np.float32(1.5), "length_scale": np.float32(1.0)}
+  feed = dict(text_ids=ids, text_lengths=lengths, noise=noise, noise_seeds=np.array(
+      [[3, 0], [3, 1]], np.int32), mel=mel, mel_lengths=mel_lengths, **scales)
+  text = {"text_ids": "text_ids", "text_lengths": "text_lengths", "temperature": "temperature",
+          "length_scale": "length_scale"}
+  got = call_in_fresh_process(out_dir, {
+      "mel_to_audio": {"mel": "mel", "mel_lengths": "mel_lengths"},
+      "text_to_audio_with_noise": dict(text, noise="noise"),
+      "text_to_audio": dict(text, noise_seeds="noise_seeds"),
+      "text_to_mel": dict(text, noise_seeds="noise_seeds")}, feed, tmp_path)
+
+  expected_names = ["mel_frames_bound", "mel_to_audio", "text_to_audio",
+                    "text_to_audio_with_noise", "text_to_mel", "text_to_mel_with_noise"]
+  assert list(got["signatures"]) == expected_names == sorted(metadata["signatures"])
+  assert metadata["vocoder"]["model"] == "hifigan" and metadata["model"] == "grad_tts"
+  hop = vocoder_run.modules["generator"].config.hop_length
+
+  # mel_to_audio: the weight-norm generator, zeroed past each item's length.
+  generator = vocoder_run.modules["generator"]
+  reference = generator(mel).numpy()
+  audio = got["mel_to_audio/audio"]
+  np.testing.assert_array_equal(got["mel_to_audio/audio_lengths"], mel_lengths * hop)
+  scale = np.max(np.abs(reference))
+  assert scale > 0
+  np.testing.assert_allclose(audio[1], reference[1], atol=1e-5 * scale)
+  np.testing.assert_allclose(audio[0, :5 * hop], reference[0, :5 * hop], atol=1e-5 * scale)
+  assert not np.any(audio[0, 5 * hop:])
+
+  # text_to_audio_with_noise: the model's own synthesis, then the vocoder on its mels.
+  model = acoustic_run.modules["grad_tts"]
+  direct = model.synthesize(ids, lengths, n_timesteps=n_timesteps, temperature=1.5,
+                            noise=noise)
+  np.testing.assert_array_equal(got["text_to_audio_with_noise/mel_lengths"], direct.mel_lengths)
+  np.testing.assert_allclose(got["text_to_audio_with_noise/mel"], direct.mel_decoded,
+                             atol=1e-4)
+  vocoded, _ = vocode_lib.make_vocode_fn(generator)(direct.mel_decoded, direct.mel_lengths)
+  audio = got["text_to_audio_with_noise/audio"]
+  assert audio.shape == vocoded.shape
+  np.testing.assert_allclose(audio, vocoded, atol=1e-4 * float(np.max(np.abs(vocoded))))
+  np.testing.assert_array_equal(got["text_to_audio_with_noise/audio_lengths"],
+                                direct.mel_lengths.numpy() * hop)
+
+  # text_to_audio draws the same seeded noise as text_to_mel: same mels, and audio of them.
+  np.testing.assert_array_equal(got["text_to_audio/mel"], got["text_to_mel/mel"])
+  assert got["text_to_audio/audio"].shape[1] == got["text_to_mel/mel"].shape[1] * hop
+
+
+def test_vocoder_workdir_exports_mel_to_audio_only(vocoder_run, run_saver, tmp_path):
+  workdir = run_saver(vocoder_run, str(tmp_path / "run"))
+  paths = export_lib.export_workdir(workdir, "saved_model", str(tmp_path / "out"))
+  metadata = json.load(open(os.path.join(paths["saved_model"], "metadata.json"),
+                            encoding="utf-8"))
+  assert list(metadata["signatures"]) == ["mel_to_audio"]
+  assert metadata["model"] == "hifigan" and metadata["hop_length"] == 256
+  loaded = tf.saved_model.load(paths["saved_model"])
+  assert sorted(loaded.signatures) == ["mel_to_audio"]
+  mel = np.random.default_rng(1).normal(-5, 2, (1, 6, 80)).astype(np.float32)
+  out = loaded.signatures["mel_to_audio"](mel=tf.constant(mel), mel_lengths=tf.constant([6]))
+  reference = vocoder_run.modules["generator"](mel).numpy()
+  np.testing.assert_allclose(out["audio"], reference,
+                             atol=1e-5 * float(np.max(np.abs(reference))))
+
+
+def test_export_options_are_checked_before_loading(tmp_path):
+  with pytest.raises(ValueError, match="--precision and --select_tf_ops apply"):
+    export_lib.export_workdir(str(tmp_path / "missing"), "saved_model", str(tmp_path / "o"),
+                              precision="float16")
+  with pytest.raises(ValueError, match="format 'onnx'"):
+    export_lib.check_options("onnx", str(tmp_path / "o"))

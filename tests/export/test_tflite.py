@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfspeech.export import frozen_graph, inference_graphs, tflite
+from tfspeech.export import export_lib, frozen_graph, inference_graphs, tflite
 from tfspeech.testing import assert_no_python_ops
 
 # Must equal the conftest's n_timesteps fixture (it drives every test export).
@@ -189,15 +189,14 @@ def test_metadata_describes_files_and_front_end(exported):
 
 
 def test_cli_exports_vocoder_run(tmp_path, vocoder_run, run_saver):
-  from tfspeech.bin import export  # pylint: disable=import-outside-toplevel
   workdir = run_saver(vocoder_run, str(tmp_path / "run"))
-  paths = export.export(workdir, "tflite", str(tmp_path / "out"))
+  paths = export_lib.export_workdir(workdir, "tflite", str(tmp_path / "out"))
   assert sorted(paths) == ["mel_to_audio", "metadata"]
   mel = np.random.default_rng(0).normal(-5, 2, (1, 9, 80)).astype(np.float32)
   audio = tflite.TFLiteGraph(paths["mel_to_audio"])(mel=mel)["audio"]
   assert relative_error(audio, vocoder_run.modules["generator"](mel).numpy()) <= FLOAT32_RTOL
   with pytest.raises(ValueError, match="already a vocoder run"):
-    export.export(workdir, "tflite", str(tmp_path / "out2"), vocoder=workdir)
+    export_lib.export_workdir(workdir, "tflite", str(tmp_path / "out2"), vocoder=workdir)
 
 
 def test_bad_precision_is_a_clear_error(acoustic_run, tmp_path):
