@@ -45,7 +45,8 @@ def test_padding_does_not_change_any_item(loaded_run, tmp_path):
     assert np.abs(wav).max() > 0
   assert batched.audio_seconds == pytest.approx(sum(frames) * hop / sample_rate)
   assert batched.real_time_factor == pytest.approx(
-      batched.audio_seconds / batched.wall_seconds)
+      batched.wall_seconds / batched.audio_seconds)
+  assert batched.times_real_time == pytest.approx(1 / batched.real_time_factor)
   assert batched.first_call_seconds > 0 and batched.vocoder == "griffin_lim"
   # A different seed gives a different sample: the noise really comes from the seed.
   other = synthesize_lib.synthesize_texts(loaded_run, TEXTS[:1], n_timesteps=4, seed=4,

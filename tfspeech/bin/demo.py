@@ -76,8 +76,8 @@ def main(argv):
   loaded = training.load_run(workdir)
   synthesis = synthesize_lib.synthesize_texts(loaded, FLAGS.texts, n_timesteps=FLAGS.n_timesteps,
                                               out_dir=wav_dir)
-  print(f"real-time factor {synthesis.real_time_factor:.1f} (Griffin-Lim vocoder; > 1 is "
-        "faster than real time)")
+  print(f"real-time factor {synthesis.real_time_factor:.3f}, {synthesis.times_real_time:.1f}x "
+        "faster than real time (Griffin-Lim vocoder)")
   timings["synthesize"] = time.time() - start
 
   start = _stage(f"4/4 export SavedModel -> {export_dir}")

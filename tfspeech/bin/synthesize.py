@@ -92,7 +92,8 @@ def main(argv):
   for item in result.items:
     print(f"{item.wav_path}  ({item.num_frames} frames)  {item.text}")
   print(f"{result.audio_seconds:.2f} s of audio in {result.wall_seconds:.2f} s: real-time "
-        f"factor {result.real_time_factor:.2f}x (vocoder: {result.vocoder}; one-off warm-up "
+        f"factor {result.real_time_factor:.3f}, {result.times_real_time:.1f}x faster than real "
+        f"time (vocoder: {result.vocoder}; one-off warm-up "
         f"{result.first_call_seconds:.1f} s not counted)")
 
 

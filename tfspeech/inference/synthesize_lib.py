@@ -37,7 +37,6 @@ from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.data import records
-from tfspeech.ops import alignment as alignment_lib
 from tfspeech.ops.sequence import sequence_mask
 
 ACOUSTIC_MODULE = "grad_tts"
@@ -74,7 +73,8 @@ class SynthesisResult:
     audio_seconds: seconds of audio written.
     wall_seconds: wall time of synthesis, vocoding and writing, after warm-up.
     first_call_seconds: one-off time to trace and optimise the graphs (warm-up).
-    real_time_factor: `audio_seconds / wall_seconds` (> 1 is faster than real time).
+    real_time_factor: `wall_seconds / audio_seconds`, the convention of the Grad-TTS and
+      HiFi-GAN papers and of `vocode_lib.real_time_factor` (< 1 is faster than real time).
     vocoder: "griffin_lim" or the vocoder workdir.
   """
   items: List[SynthesizedItem]
@@ -83,6 +83,11 @@ class SynthesisResult:
   first_call_seconds: float
   real_time_factor: float
   vocoder: str
+
+  @property
+  def times_real_time(self) -> float:
+    """Audio seconds per wall second (`1 / real_time_factor`; > 1 is faster than real time)."""
+    return self.audio_seconds / max(self.wall_seconds, 1e-9)
 
 
 # --------------------------------------------------------------------------- #
@@ -394,7 +399,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   audio_seconds = total_samples / sample_rate
   return SynthesisResult(items=items, audio_seconds=audio_seconds, wall_seconds=wall_seconds,
                          first_call_seconds=first_call_seconds,
-                         real_time_factor=audio_seconds / max(wall_seconds, 1e-9),
+                         real_time_factor=wall_seconds / max(audio_seconds, 1e-9),
                          vocoder=vocoder or "griffin_lim")
 
 
@@ -421,10 +426,9 @@ def make_gta_fn(model):
           speaker):
     mu_x, _, _, speaker_embedding = model.encode(
         text_ids, text_lengths, speaker if multi_speaker else None)
-    log_prior = model._log_prior(mu_x, mel)  # pylint: disable=protected-access
-    path = alignment_lib.maximum_path(log_prior, text_lengths, mel_lengths)
+    path = model.align(mu_x, text_lengths, mel, mel_lengths)
     frames = model.compatible_frames(tf.shape(mel)[1])
-    path = tf.pad(tf.cast(path, tf.float32), [[0, 0], [0, 0], [0, frames - tf.shape(mel)[1]]])
+    path = tf.pad(path, [[0, 0], [0, 0], [0, frames - tf.shape(mel)[1]]])
     mask = sequence_mask(mel_lengths, frames)
     mu_y = tf.linalg.matmul(path, mu_x, transpose_a=True)
     z = mu_y + item_noise(item_seeds, frames, n_feats) / temperature

@@ -163,6 +163,23 @@ class GradTTS(keras.Model):
     """`synthesize` with default settings; inputs = (text_ids, text_lengths[, speaker])."""
     return self.synthesize(*inputs)
 
+  def align(self, mu_x, text_lengths, mel, mel_lengths):
+    """The most likely monotonic token-to-frame path under the encoder's prior (MAS).
+
+    Args:
+      mu_x: `[batch, tokens, n_feats]` encoder means (from `encode`).
+      text_lengths: `[batch]` int token counts.
+      mel: `[batch, frames, n_feats]` log-mels.
+      mel_lengths: `[batch]` int frame counts.
+
+    Returns:
+      `[batch, tokens, frames]` float32 0/1 path; no gradient flows through it.
+    """
+    log_prior = tf.stop_gradient(self._log_prior(mu_x, mel))
+    path = alignment.maximum_path(log_prior, tf.cast(text_lengths, tf.int32),
+                                  tf.cast(mel_lengths, tf.int32))
+    return tf.stop_gradient(tf.cast(path, tf.float32))
+
   def _log_prior(self, mu_x, mel):
     """log N(mel_j; mu_i, I) for every (token i, frame j): `[batch, tokens, frames]`."""
     const = -0.5 * math.log(2.0 * math.pi) * self.config.n_feats
@@ -230,9 +247,7 @@ class GradTTS(keras.Model):
         text_ids, text_lengths, speaker, training=training)
     text_lengths = tf.cast(text_lengths, tf.int32)
 
-    path = alignment.maximum_path(tf.stop_gradient(self._log_prior(mu_x, mel)),
-                                  text_lengths, mel_lengths)
-    path = tf.stop_gradient(tf.cast(path, tf.float32))
+    path = self.align(mu_x, text_lengths, mel, mel_lengths)
     target_log_durations = tf.math.log(1e-8 + tf.reduce_sum(path, axis=-1)) * text_mask
     duration_loss = tf.reduce_sum(tf.square(log_durations - target_log_durations)) / tf.cast(
         tf.reduce_sum(text_lengths), tf.float32)
