@@ -108,9 +108,12 @@ def test_tiny_corpus_end_to_end(tiny_corpus, prepared_tiny):
 
 
 def test_output_does_not_depend_on_worker_count(tiny_corpus, prepared_tiny, tmp_path):
-  out_dir, _ = prepared_tiny
-  prepare.prepare_corpus(tiny_corpus, tmp_path, workers=1, num_shards=3, validation_count=4,
-                         seed=1, progress=False)
+  out_dir, spawned = prepared_tiny
+  # workers=None: a corpus this small is prepared in-process (no worker start-up).
+  assert prepare.MIN_ENTRIES_FOR_WORKERS > 40
+  in_process = prepare.prepare_corpus(tiny_corpus, tmp_path, workers=None, num_shards=3,
+                                      validation_count=4, seed=1, progress=False)
+  assert (spawned.workers, in_process.workers) == (2, 1)
   for split in dataset_lib.SPLITS:
     for path in dataset_lib.shard_files(out_dir, split):
       name = path.rsplit("/", 1)[-1]

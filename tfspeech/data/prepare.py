@@ -95,6 +95,7 @@ class PrepareReport:
     first_result_seconds: wall time from starting the workers to the first
       processed utterance; mostly worker start-up (importing TensorFlow), which
       dominates `throughput` on small corpora.
+    workers: worker processes asked for (1 = in-process).
   """
   out_dir: str
   num_train: int
@@ -108,6 +109,7 @@ class PrepareReport:
   shards_resumed: int
   dropped_symbols: Dict[str, int] = dataclasses.field(default_factory=dict)
   first_result_seconds: float = 0.0
+  workers: int = 1
 
   @property
   def num_skipped(self) -> int:
@@ -123,6 +125,7 @@ class PrepareReport:
         "num_train": self.num_train,
         "num_validation": self.num_validation,
         "num_skipped": self.num_skipped,
+        "workers": self.workers,
         "skipped_by_reason": self.skipped_by_reason,
         "audio_seconds": self.audio_seconds,
         "processed_audio_seconds": self.processed_audio_seconds,
@@ -182,6 +185,11 @@ class _Shard:
   def name(self) -> str:
     return dataset_lib.shard_name(self.split, self.index, self.count)
 
+
+# Below this many entries `workers=None` prepares in-process: each spawned worker spends
+# 6-17 s importing TensorFlow, more than ~250 LJSpeech clips (~25 min of audio) take to
+# process in one process at the measured 60-120 audio-s/s.
+MIN_ENTRIES_FOR_WORKERS = 256
 
 # --- per-utterance work (runs in workers) --------------------------------------------------
 
@@ -607,8 +615,9 @@ def prepare_corpus(
     num_shards: train shards.
     num_validation_shards: validation shards.
     seed: seed of the train/validation split.
-    workers: processes computing audio and mels; None = all cores; 1 = in
-      this process (no TensorFlow start-up per worker: fastest for tiny corpora).
+    workers: processes computing audio and mels; 1 = in this process (no
+      TensorFlow start-up per worker); None = 1 below `MIN_ENTRIES_FOR_WORKERS`
+      entries, else all cores.
     allow_resample: resample files at another rate (else skip them).
     allow_downmix: average multi-channel files to mono (else skip them).
     trim_silence: False, True (trim below 60 dB under the peak) or a top_db
@@ -646,7 +655,6 @@ def prepare_corpus(
     text_lib.get_cleaner(name)  # Fail fast on a typo, before any work.
   trim_top_db = None if trim_silence is False else (60.0 if trim_silence is True
                                                    else float(trim_silence))
-  workers = (os.cpu_count() or 1) if workers is None else int(workers)
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -657,6 +665,9 @@ def prepare_corpus(
   kept = _encode_transcripts(utterances, table, cleaners, on_unknown, cmudict, skipped, dropped)
   speakers = _speaker_indices(u for u, _, _ in kept)
   splits = _split(kept, _validation_count(len(kept), validation_fraction, validation_count), seed)
+  if workers is None:
+    workers = 1 if len(kept) < MIN_ENTRIES_FOR_WORKERS else (os.cpu_count() or 1)
+  workers = int(workers)
 
   settings = _Settings(config.sample_rate, config, bool(allow_resample), bool(allow_downmix),
                        trim_top_db, threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
@@ -730,7 +741,8 @@ def prepare_corpus(
       throughput=processed_seconds / wall_seconds if wall_seconds > 0 else 0.0,
       shards_written=len(pending), shards_resumed=shards_resumed,
       dropped_symbols=dict(sorted(dropped.items())),
-      first_result_seconds=first_result_seconds)
+      first_result_seconds=first_result_seconds,
+      workers=workers)
   _write_json(out_dir / dataset_lib.REPORT_JSON, report.to_dict())
   if skipped:
     _LOG.warning("prepare: skipped %d entries (%s); see %s", len(skipped),
