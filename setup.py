@@ -60,9 +60,11 @@ setuptools.setup(
         "io": ["tensorflow-io==0.37.1"],
         "gpu": ["tensorflow[and-cuda]>=2.17.1,<2.18"],
         # Baselines measured beside tfspeech by benchmarks/ (never imported by the
-        # library): the Cython MAS users run today, librosa's pYIN, plots.
+        # library): the Cython MAS users run today, librosa's pYIN, PyTorch for the
+        # reference Grad-TTS / HiFi-GAN transcriptions in benchmarks/torch_reference,
+        # plots. Install a CPU-only torch first on machines without CUDA (README).
         "bench": ["monotonic-alignment-search==0.2.1", "librosa>=0.10.2", "soxr>=0.3",
-                  "scipy>=1.10", "matplotlib>=3.7"],
+                  "scipy>=1.10", "matplotlib>=3.7", "torch>=2.1"],
     },
     entry_points={
         "console_scripts": [
