@@ -1,4 +1,4 @@
-"""Train and inference speed of the models: Grad-TTS and HiFi-GAN (absolute numbers).
+"""Train and inference speed of Grad-TTS and HiFi-GAN against their PyTorch references.
 
 Every case times the real library code on synthetic in-memory inputs of
 realistic sizes, after an untimed warm-up call (tracing, graph optimisation):
@@ -16,9 +16,17 @@ realistic sizes, after an untimed warm-up call (tracing, graph optimisation):
 
 The weights are untrained, which does not change the cost of a step or a
 synthesis of a given size (Grad-TTS's lengths are set by `length_scale`, see
-`grad_tts_infer`). There is no baseline yet: a later change adds PyTorch
-transcriptions of the references; until then each row is an absolute
-measurement and says so.
+`grad_tts_infer`).
+
+Baseline of every group: the PyTorch transcription of the reference
+(`benchmarks/torch_reference`: huawei-noah/Speech-Backbones Grad-TTS,
+jik876/hifi-gan) with the same hyperparameters and parameter counts, timed in
+the same run on the same inputs (the NumPy/TF batch converted to torch) with
+the same warm-up/repeat policy. Both libraries keep their default thread
+counts (all cores); torch waits passively (OMP_WAIT_POLICY=PASSIVE unless the
+environment sets it, see `benchmarks/torch_reference/__init__.py`); the settings
+are in each row's `extra`. Without torch the tfspeech rows remain, as absolute
+numbers that say why.
 """
 
 import dataclasses
@@ -30,7 +38,9 @@ import tensorflow as tf
 
 from benchmarks import harness
 
-NO_BASELINE = "absolute; no baseline yet (PyTorch reference to come)"
+from benchmarks import torch_reference
+
+NO_TORCH = f"no baseline: torch not installed ({torch_reference.INSTALL_HINT})"
 # LJSpeech: 22050 Hz, hop 256 (both models' presets use it).
 SAMPLE_RATE = 22050
 HOP_LENGTH = 256
@@ -57,6 +67,51 @@ def _timed(ctx, fn, default_repeats):
   fn()
   warmup = time.perf_counter() - start
   return harness.time_calls(fn, _repeats(ctx, warmup, default_repeats), warmup=0), warmup
+
+
+class _Torch:
+  """The torch reference of a case: its modules, device and thread facts (None: no torch)."""
+
+  def __init__(self, ctx):
+    # pylint: disable=import-outside-toplevel
+    import torch
+    from benchmarks.torch_reference import grad_tts, hifigan
+    self.torch, self.grad_tts, self.hifigan = torch, grad_tts, hifigan
+    cuda = ctx.device == "gpu" and torch.cuda.is_available()
+    self.device = torch.device("cuda" if cuda else "cpu")
+    self.label = "GPU" if cuda else "CPU"
+    self.threads = torch_reference.thread_settings()
+    self.note = (f"torch {torch.__version__}, {self.threads['torch_num_threads']} threads "
+                 f"(OMP_WAIT_POLICY {self.threads['omp_wait_policy']}); TF intra/inter-op "
+                 f"threads {self.threads['tf_intra_op_threads']}/"
+                 f"{self.threads['tf_inter_op_threads']} (0 = all cores); both use every core "
+                 "(default thread counts)")
+    if ctx.device == "gpu" and not cuda:
+      self.note += "; torch has no CUDA here, so it ran on CPU against TF on GPU"
+
+  @classmethod
+  def get(cls, ctx):
+    if not torch_reference.available():
+      return None
+    return cls(ctx)
+
+  def seed(self, value=0):
+    self.torch.manual_seed(value)
+
+  def tensors(self, batch):
+    return {k: v.to(self.device) for k, v in batch.items()}
+
+
+def _tf_note(reference, note):
+  """The tfspeech row's note: `note`, plus why there is no ratio when torch is missing."""
+  return note if reference is not None else f"{note}; {NO_TORCH}"
+
+
+def _thread_extra(reference):
+  if reference is not None:
+    return dict(reference.threads)
+  return {"tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+          "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
 def _token_lengths(rng, batch):
@@ -86,11 +141,12 @@ def _grad_tts_variants(ctx):
 
 @harness.case("train", "grad_tts")
 def grad_tts_train(ctx):
-  """Grad-TTS train step (Trainer, MAS + losses + Adam), synthetic LJSpeech-length batches."""
+  """Grad-TTS train step (Trainer, MAS + losses + Adam) vs the PyTorch reference's train.py step."""
   harness.require_model("grad_tts", "Grad-TTS")
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   from tfspeech.training import Trainer  # pylint: disable=import-outside-toplevel
   task_class = registry.get("grad_tts")
+  reference = _Torch.get(ctx)
   measurements = []
   for preset, batch_size in _grad_tts_variants(ctx):
     task = task_class(task_class.preset(preset))
@@ -101,33 +157,76 @@ def grad_tts_train(ctx):
     step = trainer.train_step_fn(tf.data.Dataset.from_tensors(batch).element_spec)
     samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
+    ids = int(np.sum(batch["text_lengths"].numpy()))
+    group = f"{preset}, batch {batch_size}"
     ctx.log(f"  grad_tts train {preset} b{batch_size}: {np.median(samples):.3f} s/step "
             f"(first call {warmup:.1f} s)")
     measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=f"batch {batch_size}", work=frames,
-        work_unit="mel frames",
-        note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames, "
-              f"{int(np.sum(batch['text_lengths'].numpy()))} ids per batch; {NO_BASELINE}"),
+        f"tfspeech {preset}", samples, group=group, work=frames, work_unit="mel frames",
+        note=_tf_note(reference, f"{1 / np.median(samples):.3g} steps/s; {frames} frames, "
+                                 f"{ids} ids per batch"),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "first_call_seconds": warmup}))
+               "batch_size": batch_size, "first_call_seconds": warmup,
+               **_thread_extra(reference)}))
+    if reference is None:
+      continue
+    reference.seed(0)
+    model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
+    torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
+                                              learning_rate=config.learning_rate, seed=0)
+    torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
+    samples, warmup = _timed(ctx, lambda: torch_step(torch_batch), 5)
+    ctx.log(f"  grad_tts train {preset} b{batch_size} pytorch reference: "
+            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset}", samples, baseline=True, group=group,
+        device=reference.label, work=frames, work_unit="mel frames",
+        note=(f"{1 / np.median(samples):.3g} steps/s; Speech-Backbones train.py step, same "
+              f"batch, same out_size={task.config.out_size} random segment as tfspeech; MAS "
+              "is the Cython core on host copies (tfspeech: in-graph op); gradient norms "
+              "clipped per encoder and decoder (tfspeech: whole model; same cost); "
+              + reference.note),
+        extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
+               "batch_size": batch_size, "first_call_seconds": warmup,
+               "parameters": reference.grad_tts.count_parameters(model), **reference.threads}))
   return measurements
+
+
+def _time_synthesis(ctx, call, expected):
+  """Times a synthesis call; skips the warm-up when the previous step count predicts a slow one.
+
+  Returns:
+    (samples, warm-up seconds, expected seconds per call at 5× the steps).
+  """
+  if expected is not None and expected > SLOW_CALL_SECONDS:
+    # The probe call traced the function; a second warm-up would cost minutes.
+    samples, warmup = harness.time_calls(call, ctx.repeats_override or 1, warmup=0), 0.0
+  else:
+    samples, warmup = _timed(ctx, call, 3)
+  return samples, warmup, float(np.median(samples)) * 5
 
 
 @harness.case("infer", "grad_tts")
 def grad_tts_infer(ctx):
-  """Grad-TTS synthesis (make_synthesis_fn): real-time factor on 60-150-id inputs."""
+  """Grad-TTS synthesis (make_synthesis_fn) vs the PyTorch reference's forward: RTF."""
   harness.require_model("grad_tts", "Grad-TTS")
   # pylint: disable=import-outside-toplevel
   from tfspeech.inference import synthesize_lib
   from tfspeech.models.grad_tts import GradTTS
   from tfspeech.models import registry
   task_class = registry.get("grad_tts")
+  reference = _Torch.get(ctx)
   timesteps = (10,) if ctx.quick else (10, 50)
   measurements = []
   for preset in sorted({p for p, _ in _grad_tts_variants(ctx)}, key=["tiny", "ljspeech"].index):
     config = task_class.preset(preset)
     model = GradTTS(config)
     synthesize = synthesize_lib.make_synthesis_fn(model)
+    if reference is not None:
+      # tfspeech's weights, so that both predict the same durations (hence mel lengths).
+      torch_model = reference.grad_tts.load_tfspeech_weights(
+          reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(config)), model)
+      torch_model = torch_model.to(reference.device).eval()
     for batch_size in sorted({b for p, b in _grad_tts_variants(ctx) if p == preset}):
       inputs = _grad_tts_batch(config, batch_size, seed=1)
       ids, lengths = inputs["text_ids"], inputs["text_lengths"]
@@ -142,34 +241,67 @@ def grad_tts_infer(ctx):
       probe = run(1, 1.0)["mel_lengths"].numpy()
       length_scale = FRAMES_PER_TOKEN * float(np.sum(lengths.numpy())) / max(
           float(np.sum(probe)), 1.0)
+      if reference is not None:
+        torch_inputs = reference.tensors(reference.grad_tts.torch_batch(inputs))
+
+        def run_torch(n_timesteps, length_scale=length_scale):
+          """The reference's GradTTS.forward (temperature 1.5, stoc=False) -> total frames."""
+          with reference.torch.inference_mode():
+            _, _, attn = torch_model(torch_inputs["x"], torch_inputs["x_lengths"], n_timesteps,
+                                     temperature=1.5, stoc=False, length_scale=length_scale)
+            return int(attn.sum())  # = sum of y_lengths; waits for the result
+
+        reference.seed(1)
+        run_torch(1)  # mirrors tfspeech's probe call
       # ljspeech × 16 × 50 steps is ~7 min per call on 2 cores: 10 steps only (the decoder's
       # cost grows linearly with the steps).
       big = preset != "tiny" and batch_size > 1 and not ctx.quick
-      expected = None  # seconds per call, extrapolated from the previous step count
+      expected = expected_torch = None  # seconds per call, from the previous step count
       for n_timesteps in ((10,) if big else timesteps):
         out = {}
 
         def call(n_timesteps=n_timesteps):
           out["mel_lengths"] = run(n_timesteps, length_scale)["mel_lengths"].numpy()
-        if expected is not None and expected > SLOW_CALL_SECONDS:
-          # The probe call traced the function; a second warm-up would cost minutes.
-          samples, warmup = harness.time_calls(call, ctx.repeats_override or 1, warmup=0), 0.0
-        else:
-          samples, warmup = _timed(ctx, call, 3)
-        expected = float(np.median(samples)) * 5
+        samples, warmup, expected = _time_synthesis(ctx, call, expected)
         frames = int(np.sum(out["mel_lengths"]))
         audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
+        group = f"{preset}, batch {batch_size}, {n_timesteps} steps"
         ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps}: "
                 f"{np.median(samples):.3f} s for {audio_seconds:.1f} audio s")
         measurements.append(harness.Measurement(
-            f"tfspeech {preset}", samples, group=f"batch {batch_size}, {n_timesteps} steps",
-            work=audio_seconds, work_unit="audio s",
-            note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids "
-                  f"(length_scale {length_scale:.2f}); throughput = RTF; "
-                  + ("50 steps not run (~5× the time); " if big else "") + NO_BASELINE),
+            f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
+            note=_tf_note(reference, (
+                f"{frames} frames from {int(np.sum(lengths.numpy()))} ids "
+                f"(length_scale {length_scale:.2f}); throughput = RTF"
+                + ("; 50 steps not run (~5× the time)" if big else ""))),
             extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps, "frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup}))
+                   "length_scale": length_scale, "first_call_seconds": warmup,
+                   **_thread_extra(reference)}))
+        if reference is None:
+          continue
+        torch_out = {}
+
+        def torch_call(n_timesteps=n_timesteps):
+          torch_out["frames"] = run_torch(n_timesteps)
+        samples, warmup, expected_torch = _time_synthesis(ctx, torch_call, expected_torch)
+        torch_frames = torch_out["frames"]
+        torch_audio_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
+        ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps} pytorch reference: "
+                f"{np.median(samples):.3f} s for {torch_audio_seconds:.1f} audio s")
+        same = ("same frames as tfspeech" if torch_frames == frames
+                else f"tfspeech: {frames} frames")
+        measurements.append(harness.Measurement(
+            f"pytorch reference {preset}", samples, baseline=True, group=group,
+            device=reference.label, work=torch_audio_seconds, work_unit="audio s",
+            note=(f"Speech-Backbones GradTTS.forward with tfspeech's weights (Euler sampler, "
+                  f"temperature 1.5, stoc=False, same length_scale), inference_mode; "
+                  f"{torch_frames} frames ({same}); " + reference.note),
+            extra={"rtf": torch_audio_seconds / float(np.median(samples)), "preset": preset,
+                   "batch_size": batch_size, "n_timesteps": n_timesteps,
+                   "frames": torch_frames, "tfspeech_frames": frames,
+                   "length_scale": length_scale, "first_call_seconds": warmup,
+                   **reference.threads}))
   return measurements
 
 
@@ -188,13 +320,14 @@ def _write_dataset_json(directory, mel_config):
 
 @harness.case("train", "hifigan")
 def hifigan_train(ctx):
-  """HiFi-GAN GAN step (Trainer: generator + MPD + MSD, two AdamW) on random crops."""
+  """HiFi-GAN GAN step (Trainer: G + MPD + MSD, two AdamW) vs the reference train.py step."""
   harness.require_model("hifigan", "HiFi-GAN")
   # pylint: disable=import-outside-toplevel
   from tfspeech import audio as audio_lib
   from tfspeech.models import registry
   from tfspeech.training import Trainer
   task_class = registry.get("hifigan")
+  reference = _Torch.get(ctx)
   mel_config = audio_lib.MelConfig.hifigan()
   _write_dataset_json(ctx.tmp_dir, mel_config)
   mel_fn = audio_lib.MelSpectrogram(mel_config)
@@ -217,32 +350,60 @@ def hifigan_train(ctx):
     step = trainer.train_step_fn(tf.data.Dataset.from_tensors(batch).element_spec)
     samples, warmup = _timed(ctx, lambda: step(batch)["items"].numpy(), 3)
     audio_seconds = batch_size * segment / SAMPLE_RATE
+    group = f"{preset}, batch {batch_size} × {segment} samples"
     ctx.log(f"  hifigan train {preset} b{batch_size}: {np.median(samples):.3f} s/step "
             f"(first call {warmup:.1f} s)")
     measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=f"batch {batch_size} × {segment} samples",
-        work=audio_seconds, work_unit="audio s",
-        note=f"{1 / np.median(samples):.3g} steps/s; {NO_BASELINE}",
+        f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
+        note=_tf_note(reference, f"{1 / np.median(samples):.3g} steps/s"),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "segment_size": segment,
-               "first_call_seconds": warmup}))
+               "first_call_seconds": warmup, **_thread_extra(reference)}))
+    if reference is None:
+      continue
+    torch_lib, hifigan = reference.torch, reference.hifigan
+    reference.seed(0)
+    torch_step = hifigan.TrainStep(hifigan.params_from_tfspeech(task.config),
+                                   learning_rate=config.learning_rate)
+    for module in (torch_step.generator, torch_step.mpd, torch_step.msd):
+      module.to(reference.device)
+    y = torch_lib.from_numpy(audio.numpy()).to(reference.device)
+    x = torch_lib.from_numpy(np.ascontiguousarray(
+        batch["mel"].numpy().transpose(0, 2, 1))).to(reference.device)
+    # The reference's data loader computes the loss mel (fmax_for_loss) outside the step.
+    y_mel = torch_step.loss_mel(y)
+    samples, warmup = _timed(ctx, lambda: torch_step(x, y.unsqueeze(1), y_mel), 3)
+    ctx.log(f"  hifigan train {preset} b{batch_size} pytorch reference: "
+            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset}", samples, baseline=True, group=group,
+        device=reference.label, work=audio_seconds, work_unit="audio s",
+        note=(f"{1 / np.median(samples):.3g} steps/s; jik876/hifi-gan train.py step on the "
+              "same audio and input mels: D update then G update through the updated D, "
+              "real and fake in separate D calls (tfspeech: one call on both), loss mel of "
+              "the real audio precomputed as its data loader does (tfspeech: in the step); "
+              + reference.note),
+        extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
+               "batch_size": batch_size, "segment_size": segment,
+               "first_call_seconds": warmup, **reference.threads}))
   return measurements
 
 
 @harness.case("infer", "hifigan")
 def hifigan_infer(ctx):
-  """HiFi-GAN generator (Vocoder.vocode, weight norm folded) on random mels: RTF."""
+  """HiFi-GAN generator (Vocoder.vocode, weight norm folded) vs the reference generator: RTF."""
   harness.require_model("hifigan", "HiFi-GAN")
   # pylint: disable=import-outside-toplevel
   from tfspeech.inference import vocode_lib
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
+  reference = _Torch.get(ctx)
   if ctx.quick:
     variants, seconds = [("v3", 1)], 2.0
   else:
     variants, seconds = [(p, b) for p in ("v1", "v2", "v3") for b in (1, 16)], 10.0
   measurements = []
-  vocoders = {}
+  vocoders, generators = {}, {}
   for preset, batch_size in variants:
     if preset not in vocoders:
       network = get_preset(preset)
@@ -251,23 +412,52 @@ def hifigan_infer(ctx):
       # Trace once on a short input: the signature has None dims, so one graph serves all.
       short = tf.zeros([1, 8, network.num_mels])
       vocoders[preset].vocode(short, tf.constant([8]))[0].numpy()
+      if reference is not None:
+        reference.seed(0)
+        generators[preset] = reference.hifigan.inference_generator(
+            reference.hifigan.params_from_tfspeech(network)).to(reference.device)
+        with reference.torch.inference_mode():  # the same short first call
+          generators[preset](reference.torch.zeros(1, network.num_mels, 8,
+                                                   device=reference.device)).cpu()
     vocoder = vocoders[preset]
     frames = int(round(seconds * SAMPLE_RATE / vocoder.hop_length))
     mels = tf.random.stateless_normal([batch_size, frames, vocoder.num_mels], [0, 0],
                                       mean=-5.0, stddev=2.0)
     lengths = tf.fill([batch_size], frames)
     big = batch_size * seconds > 40  # v1 × 16 × 10 s is minutes per call on 2 cores
-    samples = ctx.time(lambda: vocoder.vocode(mels, lengths)[0].numpy(),
-                       repeats=_repeats(ctx, 0.0, 3) if not big else (ctx.repeats_override or 1),
-                       warmup=0 if big else 1)
+    repeats = _repeats(ctx, 0.0, 3) if not big else (ctx.repeats_override or 1)
+    warmup = 0 if big else 1
+    samples = ctx.time(lambda: vocoder.vocode(mels, lengths)[0].numpy(), repeats=repeats,
+                       warmup=warmup)
     audio_seconds = batch_size * frames * vocoder.hop_length / SAMPLE_RATE
+    group = f"{preset}, batch {batch_size} × {seconds:g} s"
     ctx.log(f"  hifigan infer {preset} b{batch_size}: {np.median(samples):.3f} s for "
             f"{audio_seconds:.0f} audio s")
     measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=f"batch {batch_size} × {seconds:g} s",
-        work=audio_seconds, work_unit="audio s",
-        note=("throughput = RTF (audio s per wall s); "
-              + ("warm-up was a short input only; " if big else "") + NO_BASELINE),
+        f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
+        note=_tf_note(reference, "throughput = RTF (audio s per wall s)"
+                      + ("; warm-up was a short input only" if big else "")),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "audio_seconds_per_item": seconds}))
+               "batch_size": batch_size, "audio_seconds_per_item": seconds,
+               **_thread_extra(reference)}))
+    if reference is None:
+      continue
+    torch_generator = generators[preset]
+    torch_mels = reference.torch.from_numpy(np.ascontiguousarray(
+        mels.numpy().transpose(0, 2, 1))).to(reference.device)
+
+    def torch_call():
+      with reference.torch.inference_mode():
+        return torch_generator(torch_mels).cpu()  # waits for the result, as .numpy() does
+    samples = ctx.time(torch_call, repeats=repeats, warmup=warmup)
+    ctx.log(f"  hifigan infer {preset} b{batch_size} pytorch reference: "
+            f"{np.median(samples):.3f} s for {audio_seconds:.0f} audio s")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset}", samples, baseline=True, group=group,
+        device=reference.label, work=audio_seconds, work_unit="audio s",
+        note=("jik876/hifi-gan Generator, weight norm removed, inference_mode, same mels; "
+              + ("warm-up was a short input only; " if big else "") + reference.note),
+        extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
+               "batch_size": batch_size, "audio_seconds_per_item": seconds,
+               **reference.threads}))
   return measurements

@@ -1,0 +1,56 @@
+"""PyTorch transcriptions of the reference models, the baselines of the train/infer benchmarks.
+
+- `grad_tts`: huawei-noah/Speech-Backbones Grad-TTS (model/text_encoder.py, diffusion.py,
+  tts.py, utils.py, base.py; params.py; the step of train.py).
+- `hifigan`: jik876/hifi-gan (models.py, meldataset.py `mel_spectrogram`, the step of train.py).
+
+Both are compact re-writings of the reference code (same modules, same parameter counts, same
+operations in the same order), built from tfspeech's config dataclasses so that a benchmark
+compares equal models. They are benchmark baselines, not part of the tfspeech package, and need
+`torch` (optional: `available()` says whether it imports).
+"""
+
+import importlib.util
+import os
+import sys
+
+# torch's CPU wheels use GNU OpenMP, whose threads spin-wait at every barrier by default. On a
+# shared, oversubscribed machine (the 2-core CI box under load) that made the references 10-40x
+# slower with the default 2 threads (tiny Grad-TTS synthesis: 8-40 s against 1.1 s passive,
+# 1.0 s with one thread), which would measure the scheduler, not the model. Passive waiting
+# keeps torch on all cores. It must be set before torch is first imported; an explicit
+# OMP_WAIT_POLICY in the environment wins. `thread_settings()` records what was in force.
+TORCH_IMPORTED_BEFORE_POLICY = "torch" in sys.modules
+if not TORCH_IMPORTED_BEFORE_POLICY:
+  os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+TORCH_PIN = "torch==2.13.0"
+INSTALL_HINT = (f"pip install {TORCH_PIN} --index-url https://download.pytorch.org/whl/cpu "
+                "(or the CUDA build for --device=gpu)")
+
+
+def available() -> bool:
+  """Whether `torch` can be imported (without importing it)."""
+  return importlib.util.find_spec("torch") is not None
+
+
+def thread_settings() -> dict:
+  """Threads each library uses: both are left at their defaults (all cores).
+
+  Returns:
+    dict with `torch_num_threads`, `torch_num_interop_threads`, `omp_wait_policy` (when
+    torch imports; "default (torch imported first)" when this module could not set it) and
+    TF's `tf_intra_op_threads`, `tf_inter_op_threads` (0 = TF's default, every core).
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  settings = {"tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+              "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+  if available():
+    import torch  # pylint: disable=import-outside-toplevel
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")
+    if TORCH_IMPORTED_BEFORE_POLICY and policy == "default":
+      policy = "default (torch imported first)"
+    settings.update(torch_num_threads=torch.get_num_threads(),
+                    torch_num_interop_threads=torch.get_num_interop_threads(),
+                    omp_wait_policy=policy)
+  return settings
