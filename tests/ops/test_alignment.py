@@ -99,6 +99,26 @@ def test_maximum_path_matches_reference_on_random_batches(graph_fns):
     np.testing.assert_array_equal(got, expected, err_msg=f"trial {trial}")
 
 
+def test_maximum_path_matches_reference_across_frame_blocks(graph_fns):
+  # The forward loop runs 16 frames per iteration and the backtrack 8 steps, each with a
+  # one-frame remainder loop; these mel sizes cover full blocks, remainders and block edges.
+  rng = np.random.default_rng(11)
+  xla = tf.function(alignment.maximum_path, jit_compile=True)
+  for trial in range(40):
+    shape = (rng.integers(1, 5), rng.integers(1, 13), rng.integers(15, 50))
+    value, text_lengths, mel_lengths = random_case(rng, shape=shape, integer=trial % 2 == 0)
+    expected = reference_maximum_path(value, text_lengths, mel_lengths)
+    for mode in (False, True):
+      got = graph_fns[mode](value, text_lengths, mel_lengths).numpy()
+      np.testing.assert_array_equal(got, expected, err_msg=f"trial {trial}, {mode}")
+    if trial < 12:  # one padded shape for XLA (a compile per shape)
+      value, text_lengths, mel_lengths = random_case(rng, shape=(3, 10, 37),
+                                                     integer=trial % 2 == 1)
+      np.testing.assert_array_equal(xla(value, text_lengths, mel_lengths).numpy(),
+                                    reference_maximum_path(value, text_lengths, mel_lengths),
+                                    err_msg=f"xla trial {trial}")
+
+
 @pytest.mark.parametrize("text_lengths, mel_lengths", [
     ([1], [1]), ([1], [9]), ([6], [6]), ([6, 3], [6, 3]), ([6, 6], [3, 1]), ([5, 2], [4, 9]),
     ([1, 6, 4], [1, 2, 9]),
