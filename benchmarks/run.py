@@ -36,7 +36,7 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
                   "checks that every case runs, in about a minute; not for reporting.")
 
 # Modules whose import registers cases. Add benchmarks/train.py etc. here.
-CASE_MODULES = ("benchmarks.prepare", "benchmarks.models")
+CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.export")
 
 
 def _suites_ok(value):

@@ -1,0 +1,342 @@
+"""Exported-model speed, size and parity: TF vs TFLite (LiteRT) vs TFJS (Node).
+
+Every case builds untrained models from presets (weights do not change the cost of a call of
+a given size), wraps them in the export's inference graphs (`tfspeech.export.
+inference_graphs`), and compares, on the same inputs in the same run:
+
+- TF: the inference graph's `tf.function` (the baseline of its group);
+- TFLite float32 / float16 / dynamic_range (`tflite.export_graphs`, one conversion each per
+  run, all from one frozen SavedModel), run by LiteRT (`tflite.TFLiteGraph`) with as many
+  interpreter threads as the process has cores;
+- TFJS float32 and float16 (`tfjs.export_graphs` through the converter's own virtualenv), run
+  in Node by `export/js/run_graph_model.js` (`tfjs.run_in_node`): float32 on the wasm and
+  pure-JS cpu backends when the runner takes `backend=` (else on its only backend, cpu),
+  float16 on the first of them (its weights are dequantized when the model loads, so it
+  computes like float32: one call, for its size and error). Node is 30-300x slower than TF
+  here, so a variant whose call is expected (from TF's time, `NODE_SLOWDOWN`) to take more
+  than `NODE_CALL_BUDGET_SECONDS` (a quarter of it for float16) is not run, and the TF row's
+  note says so; slow calls get no warm-up and one timed call.
+
+Cases:
+
+- export/grad_tts: `TextToMel` (decoder unrolled to 4 steps, 2 with --quick; fixed noise) on one
+  LJSpeech-length input (120 ids; `length_scale` set so the untrained durations give
+  ~4 frames per id, as `benchmarks/models.py` does), presets tiny and ljspeech.
+- export/hifigan: `MelToAudio` on random mels of 6 s (2 s with --quick), presets tiny, v1,
+  v2, v3.
+
+Per row: throughput in audio seconds per wall second (the real-time factor), the artifact
+size in MB (TF: the frozen SavedModel), the largest absolute and relative error of the main
+output (mel / audio) against TF, and the conversion time (note and extra). Timings of Node
+runs exclude process start and model loading; each call waits for its outputs.
+
+Reading Grad-TTS errors: durations are rounded up per token (`ceil`), then scaled, so a
+runtime whose log-durations differ in the last bits (quantized weights, another exp/softmax
+kernel) can give a token a frame more or less, which shifts the mel from there on: the max
+error then measures that shift, not the precision of the decoder. A different total length
+is stated in the note; a shift inside an equal total length is not visible.
+"""
+
+import inspect
+import os
+import pathlib
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import harness
+from benchmarks import models as model_cases
+
+SAMPLE_RATE = model_cases.SAMPLE_RATE
+HOP_LENGTH = model_cases.HOP_LENGTH
+FRAMES_PER_TOKEN = model_cases.FRAMES_PER_TOKEN
+# Converting the unrolled decoder costs ~linear time in its steps (tiny preset, loaded 2-core
+# machine: freeze ~20 s and each TFLite conversion ~10 s per step), and a call's cost is ~linear
+# in them for every runtime alike, so the suite unrolls 4 (the ratios hold for 10), --quick 2.
+N_TIMESTEPS = 4
+N_TIMESTEPS_QUICK = 2
+TEMPERATURE = 1.5
+GRAD_TTS_TOKENS = 120
+HIFIGAN_SECONDS, HIFIGAN_SECONDS_QUICK = 6.0, 2.0
+# Variants whose warm-up call takes longer than this get one timed repeat (unless --repeats).
+SLOW_CALL_SECONDS = model_cases.SLOW_CALL_SECONDS
+TFLITE_PRECISIONS = ("float32", "float16", "dynamic_range")
+TFJS_PRECISIONS = ("float32", "float16")
+NODE_BACKENDS = ("wasm", "cpu")
+# Node seconds per call ÷ TF's, measured on tiny Grad-TTS (2 steps, 5.6 s of mel) on a loaded
+# 2-core machine (wasm 29-75x, pure-JS cpu 300-480x); used to skip calls over the budget below.
+NODE_SLOWDOWN = {"wasm": 80, "cpu": 500}
+NODE_CALL_BUDGET_SECONDS = 240.0  # float16 (same compute as float32): a quarter of it
+_MB = 1e6
+
+
+def _cores():
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def _size_mb(path):
+  """Bytes of a file, or of every file under a folder, in MB."""
+  path = pathlib.Path(path)
+  if path.is_file():
+    return path.stat().st_size / _MB
+  return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / _MB
+
+
+def errors(actual, reference):
+  """(max |actual - reference|, that / max |reference|) on the overlapping region.
+
+  Quantized Grad-TTS graphs may round a duration the other way and give a few frames more
+  or less than TF; the common frames are compared then (the note says the lengths differ).
+  """
+  actual, reference = np.asarray(actual), np.asarray(reference)
+  if actual.shape != reference.shape:
+    common = tuple(slice(0, min(a, r)) for a, r in zip(actual.shape, reference.shape))
+    actual, reference = actual[common], reference[common]
+  max_abs = float(np.max(np.abs(actual.astype(np.float64) - reference)))
+  return max_abs, max_abs / max(float(np.max(np.abs(reference))), 1e-30)
+
+
+def node_backends():
+  """Backends to time in Node: both when `tfjs.run_in_node` takes `backend=`, else [None]."""
+  from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
+  if "backend" in inspect.signature(tfjs.run_in_node).parameters:
+    return list(NODE_BACKENDS)
+  return [None]  # the runner's only backend: pure-JS CPU
+
+
+def _repeats(ctx, first_call_seconds, default=3):
+  if ctx.repeats_override is not None:
+    return ctx.repeats_override
+  return 1 if first_call_seconds > SLOW_CALL_SECONDS else ctx.repeats(default)
+
+
+class _Comparison:
+  """Times one inference graph in TF, LiteRT and Node and collects the Measurements.
+
+  Args:
+    ctx: the case's `harness.Context`.
+    graph: an `InferenceGraph`.
+    inputs: input name → NumPy array (the same for every runtime).
+    output: the output compared against TF ("mel" or "audio").
+    group: the Measurement group (one per preset).
+    preset: for `extra`.
+  """
+
+  def __init__(self, ctx, graph, inputs, output, group, preset):
+    self.ctx, self.graph, self.inputs, self.output = ctx, graph, inputs, output
+    self.group, self.preset = group, preset
+    self.dir = ctx.tmp_dir / preset
+    self.frozen_dir = str(self.dir / "frozen")
+    self.measurements = []
+    self.reference = None
+    self.work = None
+    self.skipped = []
+
+  def _measure(self, name, samples, size_mb, outputs, runtime, precision, convert_seconds,
+               extra_note="", **extra):
+    actual = outputs[self.output]
+    max_abs, relative = errors(actual, self.reference[self.output])
+    note = f"{size_mb:.2f} MB; max |err| {max_abs:.1e} (rel {relative:.1e})"
+    if "mel_lengths" in outputs and not np.array_equal(outputs["mel_lengths"],
+                                                       self.reference["mel_lengths"]):
+      note += (f"; mel_lengths {outputs['mel_lengths'].tolist()} vs TF "
+               f"{self.reference['mel_lengths'].tolist()} (common frames compared)")
+    note += f"; converted in {convert_seconds:.0f} s" + extra_note
+    self.measurements.append(harness.Measurement(
+        name, samples, group=self.group, device="CPU", work=self.work, work_unit="audio s",
+        note=note,
+        extra=dict(preset=self.preset, runtime=runtime, precision=precision, size_mb=size_mb,
+                   max_abs_error=max_abs, relative_error=relative,
+                   conversion_seconds=convert_seconds,
+                   rtf=self.work / float(np.median(samples)), **extra)))
+
+  def tf_baseline(self, audio_seconds_of):
+    """Times `graph.function`; sets the reference outputs and the work (audio seconds)."""
+    tensors = {name: tf.constant(value) for name, value in self.inputs.items()}
+    out = {}
+
+    def call():
+      out.update({k: v.numpy() for k, v in self.graph.function(**tensors).items()})
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    samples = harness.time_calls(call, _repeats(self.ctx, first), warmup=0)
+    self.reference = dict(out)
+    self.work = audio_seconds_of(self.reference)
+    self.ctx.log(f"  export {self.preset} TF: {np.median(samples):.3f} s per call "
+                 f"({self.work:.1f} audio s; first call {first:.1f} s)")
+    return samples, first
+
+  def tflite(self):
+    from tfspeech.export import tflite  # pylint: disable=import-outside-toplevel
+    threads = _cores()
+    for precision in TFLITE_PRECISIONS:
+      start = time.perf_counter()
+      path = tflite.export_graphs({self.graph.name: self.graph}, str(self.dir / precision),
+                                  precision, frozen_dir=self.frozen_dir)[self.graph.name]
+      convert_seconds = time.perf_counter() - start
+      runner = tflite.TFLiteGraph(path, num_threads=threads)
+      out = {}
+
+      def call(runner=runner):
+        out.update(runner(**self.inputs))
+      start = time.perf_counter()
+      call()
+      first = time.perf_counter() - start
+      samples = harness.time_calls(call, _repeats(self.ctx, first), warmup=0)
+      self.ctx.log(f"  export {self.preset} TFLite {precision}: {np.median(samples):.3f} s "
+                   f"per call (converted in {convert_seconds:.0f} s)")
+      self._measure(f"TFLite {precision} (LiteRT, {threads} threads)", samples,
+                    _size_mb(path), out, "tflite", precision, convert_seconds,
+                    extra_note=" (incl. freezing)" if precision == TFLITE_PRECISIONS[0] else "",
+                    num_threads=threads, first_call_seconds=first)
+      del runner
+
+  def tfjs(self, tf_seconds):
+    """TFJS float32 on every Node backend, float16 on the first; skips say why."""
+    # pylint: disable=import-outside-toplevel
+    from tfspeech.export import tfjs
+    backends = node_backends()
+    plan = []  # (precision, backend, estimated seconds per call)
+    for precision in TFJS_PRECISIONS:
+      for backend in (backends if precision == "float32" else backends[:1]):
+        label = backend or "cpu"
+        estimate = tf_seconds * NODE_SLOWDOWN[label]
+        budget = NODE_CALL_BUDGET_SECONDS / (1 if precision == "float32" else 4)
+        if estimate > budget and self.ctx.repeats_override is None:
+          self.skipped.append(f"TFJS {precision} {label} not run: ~{estimate:.0f} s per call "
+                              f"expected ({NODE_SLOWDOWN[label]}x TF), over the "
+                              f"{budget:.0f} s budget")
+        else:
+          plan.append((precision, backend, estimate))
+    if not plan:
+      return
+    try:
+      converter = tfjs.converter_executable(progress=self.ctx.log)
+      tfjs.ensure_node_modules()
+    except (tfjs.ConverterUnavailable, tfjs.NodeUnavailable) as error:
+      self.skipped.append(f"TFJS not measured: {str(error).splitlines()[0]}")
+      return
+    folders = {}
+    for precision, backend, estimate in plan:
+      if precision not in folders:
+        start = time.perf_counter()
+        folders[precision] = (tfjs.export_graphs(
+            {self.graph.name: self.graph}, str(self.dir / f"tfjs_{precision}"), precision,
+            converter=converter, frozen_dir=self.frozen_dir)[self.graph.name],
+                              time.perf_counter() - start)
+      folder, convert_seconds = folders[precision]
+      label = backend or "cpu"
+      kwargs = {} if backend is None else {"backend": backend}
+      # One Node process per variant; a Node call cannot be timed before it is made, so
+      # slow ones (estimated from TF's time) get no warm-up and one timed call.
+      slow = estimate > SLOW_CALL_SECONDS or precision != "float32"
+      repeats = 1 if slow and self.ctx.repeats_override is None else self.ctx.repeats(3)
+      try:
+        out, samples = tfjs.run_in_node(folder, self.inputs, repeat=repeats,
+                                        warmup=0 if slow else 1, **kwargs)
+      except RuntimeError as error:  # e.g. a backend that cannot load here
+        self.skipped.append(f"TFJS {precision} {label} failed: {str(error).splitlines()[-1]}")
+        continue
+      self.ctx.log(f"  export {self.preset} TFJS {precision} ({label}): "
+                   f"{np.median(samples):.3f} s per call (converted in {convert_seconds:.0f} s)")
+      extra_note = "; no warm-up call" if slow else ""
+      if precision != "float32":
+        extra_note += "; weights dequantized at load: computes like float32"
+      self._measure(f"TFJS {precision} (Node, {label})", samples, _size_mb(folder), out,
+                    "tfjs", precision, convert_seconds, extra_note=extra_note, backend=label,
+                    warmup_calls=0 if slow else 1)
+
+  def run(self, audio_seconds_of, with_tfjs=True, tfjs_skip_reason=""):
+    """All variants; returns the Measurements (TF first, the baseline)."""
+    tf_samples, first = self.tf_baseline(audio_seconds_of)
+    self.tflite()
+    if with_tfjs:
+      self.tfjs(float(np.median(tf_samples)))
+    elif tfjs_skip_reason:
+      self.skipped.append(tfjs_skip_reason)
+    note = (f"frozen SavedModel {_size_mb(self.frozen_dir):.2f} MB; reference of the errors; "
+            f"{_cores()} cores")
+    if self.skipped:
+      note += "; " + "; ".join(self.skipped)
+    baseline = harness.Measurement(
+        "TF (tf.function)", tf_samples, baseline=True, group=self.group, device="CPU",
+        work=self.work, work_unit="audio s", note=note,
+        extra={"preset": self.preset, "runtime": "tf", "precision": "float32",
+               "size_mb": _size_mb(self.frozen_dir), "first_call_seconds": first,
+               "rtf": self.work / float(np.median(tf_samples)), "skipped": self.skipped})
+    return [baseline] + self.measurements
+
+
+# --- Grad-TTS ------------------------------------------------------------------------------
+
+
+def grad_tts_inputs(graph, tokens, n_vocab, seed=0):
+  """One item of `tokens` random ids, fixed noise, and a length_scale for ~4 frames per id.
+
+  Untrained durations are ~1 frame per id; a probe call of the TF graph measures them.
+  """
+  rng = np.random.default_rng(seed)
+  inputs = {
+      "text_ids": rng.integers(1, n_vocab, size=(1, tokens)).astype(np.int32),
+      "text_lengths": np.array([tokens], np.int32),
+      # More frames than the text takes: only the first ones are used.
+      "noise": rng.standard_normal((1, 2 * FRAMES_PER_TOKEN * tokens + 64,
+                                    graph.n_mels)).astype(np.float32),
+      "temperature": np.float32(TEMPERATURE), "length_scale": np.float32(1.0)}
+  probe = graph.function(**{k: tf.constant(v) for k, v in inputs.items()})
+  frames = max(int(probe["mel_lengths"].numpy()[0]), 1)
+  inputs["length_scale"] = np.float32(FRAMES_PER_TOKEN * tokens / frames)
+  return inputs
+
+
+@harness.case("export", "grad_tts")
+def grad_tts_export(ctx):
+  """Grad-TTS text_to_mel (4 unrolled steps; 2 with --quick): TF vs TFLite vs TFJS in Node."""
+  harness.require_model("grad_tts", "Grad-TTS")
+  # pylint: disable=import-outside-toplevel
+  from tfspeech.export import inference_graphs
+  from tfspeech.models import registry
+  from tfspeech.models.grad_tts import GradTTS
+  task_class = registry.get("grad_tts")
+  measurements = []
+  n_timesteps = N_TIMESTEPS_QUICK if ctx.quick else N_TIMESTEPS
+  for preset in (("tiny",) if ctx.quick else ("tiny", "ljspeech")):
+    tf.keras.utils.set_random_seed(0)
+    config = task_class.preset(preset)
+    graph = inference_graphs.TextToMel(GradTTS(config), n_timesteps)
+    inputs = grad_tts_inputs(graph, GRAD_TTS_TOKENS, config.n_vocab)
+    comparison = _Comparison(ctx, graph, inputs, "mel",
+                             f"{preset}, {GRAD_TTS_TOKENS} ids, {n_timesteps} steps", preset)
+    measurements += comparison.run(
+        lambda out: float(out["mel_lengths"][0]) * HOP_LENGTH / SAMPLE_RATE)
+  return measurements
+
+
+# --- HiFi-GAN ------------------------------------------------------------------------------
+
+
+@harness.case("export", "hifigan")
+def hifigan_export(ctx):
+  """HiFi-GAN mel_to_audio: TF vs TFLite (3 precisions) vs TFJS in Node, on random mels."""
+  harness.require_model("hifigan", "HiFi-GAN")
+  # pylint: disable=import-outside-toplevel
+  from tfspeech.export import inference_graphs
+  from tfspeech.models.hifigan import get_preset
+  from tfspeech.models.hifigan.generator import HifiGanGenerator
+  seconds = HIFIGAN_SECONDS_QUICK if ctx.quick else HIFIGAN_SECONDS
+  measurements = []
+  for preset in (("tiny",) if ctx.quick else ("tiny", "v1", "v2", "v3")):
+    tf.keras.utils.set_random_seed(0)
+    network = get_preset(preset)
+    graph = inference_graphs.MelToAudio(HifiGanGenerator(network, weight_norm=False))
+    frames = int(round(seconds * SAMPLE_RATE / graph.hop_length))
+    mel = np.random.default_rng(0).normal(-5.0, 2.0, (1, frames, graph.n_mels))
+    comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32)}, "audio",
+                             f"{preset}, {seconds:g} s", preset)
+    measurements += comparison.run(lambda out: out["audio"].shape[1] / SAMPLE_RATE)
+  return measurements

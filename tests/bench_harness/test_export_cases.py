@@ -1,0 +1,83 @@
+"""The export benchmark suite (benchmarks/export.py): registration, helpers, one quick case.
+
+The case test runs export/hifigan with --quick (tiny generator, 2 s of mel) in TF and the
+three TFLite precisions; TFJS is switched off through `TFSPEECH_TFJS_CONVERTER` so the test
+needs neither the converter's virtualenv nor Node (tests/export covers those), and checks
+that the skip is reported rather than silent.
+"""
+
+import importlib
+import inspect
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+  sys.path.append(str(REPO_ROOT))  # after the installed tfspeech, as test_harness.py does
+harness = importlib.import_module("benchmarks.harness")
+export_cases = importlib.import_module("benchmarks.export")
+
+
+def test_run_registers_the_export_cases_instead_of_the_placeholders():
+  # benchmarks.run defines absl flags, so it is imported in a fresh process.
+  code = ("import benchmarks.run as run; from benchmarks import harness; "
+          "run._import_case_modules(); "
+          "print(sorted((c.name, c.placeholder, c.fn.__module__) "
+          "for c in harness.cases(['export'])))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=str(REPO_ROOT), timeout=300, check=True).stdout
+  assert "('grad_tts', False, 'benchmarks.export')" in out, out
+  assert "('hifigan', False, 'benchmarks.export')" in out, out
+
+
+def test_errors_compare_the_common_region():
+  reference = np.array([[1.0, -4.0, 2.0]])
+  assert export_cases.errors(reference + [[0.0, 0.5, 0.0]], reference) == (0.5, 0.125)
+  # A quantized Grad-TTS may give a frame more: only the common frames are compared.
+  longer = np.concatenate([reference, [[100.0, 100.0, 100.0]]])[None]
+  assert export_cases.errors(longer, reference[None]) == (0.0, 0.0)
+
+
+def test_node_backends_follow_the_runner_signature(monkeypatch):
+  from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
+  if "backend" in inspect.signature(tfjs.run_in_node).parameters:
+    assert "cpu" in export_cases.node_backends()
+  monkeypatch.setattr(tfjs, "run_in_node", lambda model_dir, inputs, repeat=1, warmup=0: None)
+  assert export_cases.node_backends() == [None]
+  monkeypatch.setattr(tfjs, "run_in_node",
+                      lambda model_dir, inputs, repeat=1, warmup=0, backend="cpu": None)
+  assert set(export_cases.node_backends()) >= {"cpu"}
+
+
+@pytest.fixture(scope="module")
+def hifigan_record():
+  monkeypatch = pytest.MonkeyPatch()
+  monkeypatch.setenv("TFSPEECH_TFJS_CONVERTER", str(REPO_ROOT / "no-such-converter"))
+  try:
+    case = harness.Case("export", "hifigan", export_cases.hifigan_export)
+    yield harness.run_case(case, quick=True, repeats=1, log=lambda _: None)
+  finally:
+    monkeypatch.undo()
+
+
+def test_quick_hifigan_case_measures_tf_and_every_tflite_precision(hifigan_record):
+  record = hifigan_record
+  assert record["status"] == "ok", record.get("traceback")
+  by_name = {m["name"]: m for m in record["measurements"]}
+  baseline = by_name.pop("TF (tf.function)")
+  assert baseline["baseline"] and "TFJS not measured" in baseline["note"]
+  assert sorted(m["extra"]["precision"] for m in by_name.values()) == [
+      "dynamic_range", "float16", "float32"]
+  for m in by_name.values():
+    assert m["group"] == baseline["group"] and m["speedup_vs_baseline"] > 0
+    assert m["work"] == pytest.approx(2.0, rel=0.01) and m["work_unit"] == "audio s"
+    assert 0 < m["extra"]["size_mb"] < baseline["extra"]["size_mb"] * 2
+  float32 = next(m for m in by_name.values() if m["extra"]["precision"] == "float32")
+  assert float32["extra"]["relative_error"] <= 1e-4
+  for m in by_name.values():
+    if m["extra"]["precision"] != "float32":
+      assert 0 < m["extra"]["relative_error"] <= 0.15, m["name"]
