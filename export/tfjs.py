@@ -2,6 +2,7 @@
 
   paths = export_run(acoustic_run, vocoder_run, "exported/tfjs", n_timesteps=10)
   outputs, seconds = run_in_node(paths["text_to_audio"], {"text_ids": ids, ...})
+  run = run_graph_model(paths["mel_to_audio"], {"mel": mel}, backend="cpu")  # or "wasm"
 
 Each graph becomes `OUT/NAME/model.json` + weight shards (tensorflowjs_converter
 `--output_format=tfjs_graph_model`), next to one `OUT/metadata.json` for all of them. The
@@ -18,11 +19,18 @@ pinned to 6.31.1 on top because the TF-DF protos tensorflowjs imports were gener
 (pip warns that tensorflow 2.19 asks for < 6; the converter works). Point
 `TFSPEECH_TFJS_CONVERTER` at an existing `tensorflowjs_converter` to skip all of this.
 
+In Node the graphs run with @tensorflow/tfjs 4.22.0 on the WebAssembly backend
+(@tensorflow/tfjs-backend-wasm: XNNPACK kernels, SIMD; the .wasm binaries ship in the npm
+package) or the pure-JS CPU backend; `backend="auto"` takes wasm when it loads and has every
+kernel of the graph, else cpu, and says why. Both come from `npm ci` in export/.
+
 Precisions: float32; float16 (`--quantize_float16`: weights stored as float16); and
 "dynamic_range", which for TFJS means `--quantize_uint8` (weights stored as 8-bit affine,
 dequantized to float32 when the model loads; compute stays float32).
 """
 
+import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -39,6 +47,11 @@ from tfspeech.export import inference_graphs
 
 EXPORT_DIR = os.path.dirname(os.path.abspath(__file__))
 NODE_RUNNER = os.path.join(EXPORT_DIR, "js", "run_graph_model.js")
+# Node backends of run_graph_model.js: "auto" is wasm when it loads and runs the graph, else cpu.
+BACKENDS = ("auto", "wasm", "cpu")
+WASM_PACKAGE = "@tensorflow/tfjs-backend-wasm"
+WASM_BINARIES = ("tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm",
+                 "tfjs-backend-wasm-threaded-simd.wasm")
 CONVERTER_ENV = "TFSPEECH_TFJS_CONVERTER"
 CONVERTER_VENV_ENV = "TFSPEECH_TFJS_VENV"
 CONVERTER_VENV = os.path.join(os.path.expanduser("~"), ".cache", "tfspeech", "tfjs-converter")
@@ -93,15 +106,36 @@ def converter_executable(create: bool = True,
     return given
   venv = _venv_dir()
   executable = os.path.join(venv, "bin", "tensorflowjs_converter")
-  marker = os.path.join(venv, _MARKER)
   pins = list(CONVERTER_PINS) + [CONVERTER_PROTOBUF]
-  if os.path.isfile(executable) and os.path.isfile(marker):
-    with open(marker, encoding="utf-8") as f:
-      if json.load(f).get("pins") == pins:
-        return executable
+  if _venv_ready(venv, pins):
+    return executable
   if not create:
     raise ConverterUnavailable(f"no TFJS converter virtualenv at {venv}; run tfspeech-export "
                                f"--format=tfjs once to create it, or set {CONVERTER_ENV}")
+  # Two processes (parallel test sessions, an export beside a test run) must not both delete
+  # and install the same folder: the second waits for the first and then finds it ready.
+  os.makedirs(os.path.dirname(os.path.abspath(venv)), exist_ok=True)
+  with open(os.path.abspath(venv) + ".lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if _venv_ready(venv, pins):
+      return executable
+    _create_converter_venv(venv, executable, pins, progress)
+  return executable
+
+
+def _venv_ready(venv: str, pins: List[str]) -> bool:
+  """Whether `venv` holds a converter installed with exactly `pins` (its marker says so)."""
+  marker = os.path.join(venv, _MARKER)
+  if not (os.path.isfile(os.path.join(venv, "bin", "tensorflowjs_converter"))
+          and os.path.isfile(marker)):
+    return False
+  with open(marker, encoding="utf-8") as f:
+    return json.load(f).get("pins") == pins
+
+
+def _create_converter_venv(venv: str, executable: str, pins: List[str],
+                           progress: Callable[[str], None]):
+  """(Re)creates the converter virtualenv and writes its marker last."""
   python = getattr(sys, "_base_executable", None) or sys.executable
   pip = os.path.join(venv, "bin", "pip")
   progress(f"tfjs: creating the converter virtualenv {venv} (one time, ~3 GB, minutes)")
@@ -122,10 +156,9 @@ def converter_executable(create: bool = True,
     raise ConverterUnavailable(f"{error}\nThe TFJS converter needs PyPI access and ~3 GB in "
                                f"{venv} (or set {CONVERTER_VENV_ENV} to another folder, or "
                                f"{CONVERTER_ENV} to an existing converter).") from error
-  with open(marker, "w", encoding="utf-8") as f:
+  with open(os.path.join(venv, _MARKER), "w", encoding="utf-8") as f:
     json.dump({"pins": pins}, f)
   progress("tfjs: converter ready")
-  return executable
 
 
 def _quiet_env() -> dict:
@@ -241,8 +274,37 @@ def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tfj
 # Node runtime.
 
 
+def _pinned_packages() -> Dict[str, str]:
+  """name → version spec of export/package.json's dependencies and devDependencies."""
+  with open(os.path.join(EXPORT_DIR, "package.json"), encoding="utf-8") as f:
+    package = json.load(f)
+  return {**package.get("dependencies", {}), **package.get("devDependencies", {})}
+
+
+def _installed_version(name: str) -> Optional[str]:
+  manifest = os.path.join(EXPORT_DIR, "node_modules", *name.split("/"), "package.json")
+  if not os.path.isfile(manifest):
+    return None
+  with open(manifest, encoding="utf-8") as f:
+    return json.load(f).get("version")
+
+
+def _stale_packages() -> List[str]:
+  """The pinned npm packages that node_modules lacks or holds at another version."""
+  stale = []
+  for name, spec in _pinned_packages().items():
+    version = _installed_version(name)
+    exact = re.fullmatch(r"\d+\.\d+\.\d+", spec) is not None
+    if version is None or (exact and version != spec):
+      stale.append(f"{name}@{spec} (installed: {version or 'none'})")
+  return stale
+
+
 def ensure_node_modules() -> str:
-  """`npm ci` in export/ when @tensorflow/tfjs is not installed there yet.
+  """`npm ci` in export/ when a package of export/package.json is missing or another version.
+
+  An older checkout's node_modules (e.g. without @tensorflow/tfjs-backend-wasm) is
+  reinstalled from package-lock.json, so the wasm backend is never skipped for staleness.
 
   Returns:
     The `node` executable.
@@ -253,44 +315,94 @@ def ensure_node_modules() -> str:
   node, npm = shutil.which("node"), shutil.which("npm")
   if node is None or npm is None:
     raise NodeUnavailable("node and npm are needed to run TFJS models (install Node >= 18)")
-  if not os.path.isdir(os.path.join(EXPORT_DIR, "node_modules", "@tensorflow", "tfjs")):
+  if _stale_packages():
     _run([npm, "ci", "--no-audit", "--no-fund"], f"npm ci in {EXPORT_DIR}", NodeUnavailable,
          cwd=EXPORT_DIR)
   return node
 
 
-def run_in_node(model_dir: str, inputs: Mapping[str, np.ndarray], repeat: int = 1,
-                warmup: int = 0) -> Tuple[Dict[str, np.ndarray], List[float]]:
-  """Runs a converted graph model in Node (@tensorflow/tfjs, pure-JS CPU backend).
+def wasm_backend_missing() -> Optional[str]:
+  """None when @tensorflow/tfjs-backend-wasm and its .wasm binaries are installed, else why."""
+  dist = os.path.join(EXPORT_DIR, "node_modules", *WASM_PACKAGE.split("/"), "dist")
+  missing = [name for name in WASM_BINARIES if not os.path.isfile(os.path.join(dist, name))]
+  if missing:
+    return (f"{WASM_PACKAGE} is not installed in {EXPORT_DIR}/node_modules (missing "
+            f"{', '.join(missing)}); run `npm ci` there")
+  return None
+
+
+@dataclasses.dataclass
+class NodeRun:
+  """What one `run_graph_model.js` call produced.
+
+  Attributes:
+    outputs: signature output name → array (the last timed call's).
+    seconds: wall seconds of each timed call, until every output is on the host.
+    backend: the tfjs backend that ran: "wasm" or "cpu".
+    fallback: with backend="auto", why wasm was not used (None when it was).
+  """
+  outputs: Dict[str, np.ndarray]
+  seconds: List[float]
+  backend: str
+  fallback: Optional[str] = None
+
+
+def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: str = "auto",
+                    repeat: int = 1, warmup: int = 0,
+                    wasm_dir: Optional[str] = None) -> NodeRun:
+  """Runs a converted graph model in Node (export/js/run_graph_model.js).
 
   Args:
     model_dir: folder with model.json.
     inputs: signature input name → float32 / int32 array.
+    backend: "wasm" (@tensorflow/tfjs-backend-wasm, fails when it cannot run the graph),
+      "cpu" (pure-JS), or "auto": wasm when it loads and has every kernel, else cpu.
     repeat: timed calls (outputs are the last call's).
     warmup: untimed calls before.
+    wasm_dir: folder of the tfjs-backend-wasm*.wasm binaries (default: the npm package's).
 
-  Returns:
-    (output name → array, seconds of each timed call).
+  Raises:
+    ValueError: unknown backend or input dtype.
+    NodeUnavailable: node/npm missing or npm ci failed.
+    RuntimeError: the runner failed (its message ends the error).
   """
+  if backend not in BACKENDS:
+    raise ValueError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
   node = ensure_node_modules()
   with tempfile.TemporaryDirectory(prefix="tfspeech_node_") as scratch:
     spec = {}
     for name, value in inputs.items():
       array = np.asarray(value)  # graph-ok: host I/O (0-d stays 0-d, unlike ascontiguousarray)
       if array.dtype not in (np.float32, np.int32):
-        raise ValueError(f"run_in_node: input {name} is {array.dtype}; pass float32 or int32")
+        raise ValueError(f"run_graph_model: input {name} is {array.dtype}; pass float32 or "
+                         "int32")
       array.tofile(os.path.join(scratch, f"{name}.bin"))
       spec[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "file": f"{name}.bin"}
     with open(os.path.join(scratch, "inputs.json"), "w", encoding="utf-8") as f:
       json.dump(spec, f)
     out_dir = os.path.join(scratch, "out")
-    _run([node, NODE_RUNNER, f"--model={model_dir}", f"--inputs={scratch}/inputs.json",
-          f"--out={out_dir}", f"--repeat={repeat}", f"--warmup={warmup}"],
-         "run_graph_model.js", RuntimeError, cwd=EXPORT_DIR)
+    command = [node, NODE_RUNNER, f"--model={model_dir}", f"--inputs={scratch}/inputs.json",
+               f"--out={out_dir}", f"--backend={backend}", f"--repeat={repeat}",
+               f"--warmup={warmup}"]
+    if wasm_dir:
+      command.append(f"--wasm_dir={wasm_dir}")
+    _run(command, "run_graph_model.js", RuntimeError, cwd=EXPORT_DIR)
     with open(os.path.join(out_dir, "outputs.json"), encoding="utf-8") as f:
       description = json.load(f)
     outputs = {}
     for name, entry in description["outputs"].items():
       array = np.fromfile(os.path.join(out_dir, entry["file"]), dtype=entry["dtype"])
       outputs[name] = array.reshape(entry["shape"])
-  return outputs, description["seconds_per_call"]
+  return NodeRun(outputs, description["seconds_per_call"], description["backend"],
+                 description.get("fallback"))
+
+
+def run_in_node(model_dir: str, inputs: Mapping[str, np.ndarray], repeat: int = 1,
+                warmup: int = 0, backend: str = "auto"
+                ) -> Tuple[Dict[str, np.ndarray], List[float]]:
+  """`run_graph_model` returning (output name → array, seconds of each timed call).
+
+  Args: as `run_graph_model`; backend "auto" runs on wasm when it can, else on cpu.
+  """
+  run = run_graph_model(model_dir, inputs, backend=backend, repeat=repeat, warmup=warmup)
+  return run.outputs, run.seconds

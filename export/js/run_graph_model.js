@@ -1,12 +1,30 @@
 #!/usr/bin/env node
-// Runs a converted TFJS graph model in Node with the pure-JS CPU backend of @tensorflow/tfjs.
+// Runs a converted TFJS graph model in Node with the WebAssembly backend
+// (@tensorflow/tfjs-backend-wasm) or the pure-JS CPU backend of @tensorflow/tfjs.
 //
 //   node export/js/run_graph_model.js --model=DIR --inputs=inputs.json --out=OUT_DIR \
-//       [--repeat=N] [--warmup=N]
+//       [--backend=auto|wasm|cpu] [--wasm_dir=DIR] [--repeat=N] [--warmup=N]
+//   node export/js/run_graph_model.js --model=DIR --inputs=inputs.json --check_ops
 //
 // DIR holds model.json and its weight shards (tensorflowjs_converter --output_format=
 // tfjs_graph_model). `file://` URLs need @tensorflow/tfjs-node, whose install downloads a
 // native binary, so the model is read from disk by the small IO handler below instead.
+//
+// --backend: "wasm" (the .wasm binaries ship in the npm package and are read from
+// node_modules; SIMD when Node supports it, single-threaded because tfjs 4.22 does not use
+// worker threads in Node), "cpu", or "auto" (the default): wasm when it loads, else cpu.
+// --wasm_dir: where the tfjs-backend-wasm*.wasm binaries are (default: the package's dist/).
+// The wasm backend gets two kernels from export/web/wasm_kernels.js: Einsum, which it lacks
+// and Grad-TTS needs, and a OneHot that is right for float outputs (its own writes int32 bit
+// patterns into float tensors).
+// The backend used is printed on stderr ("run_graph_model: backend wasm (simd)") and stored in
+// outputs.json. With "auto", a wasm backend that cannot load, or a graph that needs a kernel
+// the wasm backend lacks ("Kernel 'X' not registered for backend 'wasm'"), falls back to cpu
+// and the reason is printed and stored as "fallback"; an explicit --backend=wasm fails instead.
+//
+// --check_ops prints JSON instead of running: the graph's TF ops, the tfjs kernels a CPU run
+// of it executes, which of those the wasm backend lacks (missing_kernels) or has only through
+// wasm_kernels.js (added_by_tfspeech), and whether the graph then runs on wasm.
 //
 // inputs.json: {"NAME": {"dtype": "float32"|"int32", "shape": [..], "file": "NAME.bin"}, ..}
 // with each file the tensor's raw little-endian values in row-major order (NumPy
@@ -14,8 +32,9 @@
 // ("mel", "text_ids", ...).
 //
 // OUT_DIR receives NAME.bin per output and outputs.json {"outputs": {NAME: {dtype, shape,
-// file}}, "seconds_per_call": [...], "backend": "cpu"}. With --repeat=N the model runs N
-// timed calls after --warmup untimed ones; the outputs are those of the last call.
+// file}}, "seconds_per_call": [...], "backend": "wasm"|"cpu", "fallback": null|"why", ...}.
+// With --repeat=N the model runs N timed calls after --warmup untimed ones; the outputs are
+// those of the last call. A timed call ends when every output's values are on the host.
 //
 // The graphs tfspeech exports are loop-free, so `execute` (synchronous) runs them; a graph
 // with control flow would make tfjs demand `executeAsync`, which is reported as an error.
@@ -26,21 +45,85 @@ const fs = require('fs');
 const path = require('path');
 const tf = require('@tensorflow/tfjs');
 
+const {registerWasmKernels} = require('../web/wasm_kernels.js');
+
+const WASM_PACKAGE = '@tensorflow/tfjs-backend-wasm';
+let stockWasmKernels = null;  // the kernels the package registers, before tfspeech's own
+const BACKENDS = ['auto', 'wasm', 'cpu'];
+
 function parseArgs(argv) {
-  const args = {repeat: '1', warmup: '0'};
+  const args = {repeat: '1', warmup: '0', backend: 'auto'};
   for (const arg of argv) {
-    const match = /^--([a-z_]+)=(.*)$/.exec(arg);
+    const match = /^--([a-z_]+)(?:=(.*))?$/.exec(arg);
     if (!match) {
       throw new Error(`unexpected argument ${JSON.stringify(arg)}; use --name=value`);
     }
-    args[match[1]] = match[2];
+    args[match[1]] = match[2] === undefined ? 'true' : match[2];
   }
-  for (const required of ['model', 'inputs', 'out']) {
-    if (!args[required]) {
-      throw new Error(`--${required} is required (see the header of run_graph_model.js)`);
+  const required = args.check_ops ? ['model', 'inputs'] : ['model', 'inputs', 'out'];
+  for (const name of required) {
+    if (!args[name]) {
+      throw new Error(`--${name} is required (see the header of run_graph_model.js)`);
     }
   }
+  if (!BACKENDS.includes(args.backend)) {
+    throw new Error(`--backend=${args.backend}: choose one of ${BACKENDS.join(', ')}`);
+  }
   return args;
+}
+
+// Registers the wasm backend with its binaries' folder in node_modules. Returns null, or why
+// the package cannot be used.
+function registerWasm(wasmDir) {
+  let wasm;
+  try {
+    wasm = require(WASM_PACKAGE);
+  } catch (error) {
+    return `${WASM_PACKAGE} is not installed (run \`npm ci\` in export/): ${error.message}`;
+  }
+  // The Node bundle (dist/tf-backend-wasm.node.js) sits beside the three .wasm binaries.
+  const dist = wasmDir ? path.resolve(wasmDir) : path.dirname(require.resolve(WASM_PACKAGE));
+  // Emscripten reads a local path with fs in Node; the prefix needs its trailing separator.
+  wasm.setWasmPaths(dist + path.sep);
+  stockWasmKernels = tf.getKernelsForBackend('wasm').map((k) => k.kernelName);
+  // tfjs-backend-wasm 4.22 has no Einsum and a float OneHot that writes int bit patterns;
+  // the Grad-TTS graphs need both (web/wasm_kernels.js).
+  registerWasmKernels(tf, 'wasm');
+  return null;
+}
+
+// Sets the backend; resolves {backend, fallback}. `fallback` says why auto did not get wasm.
+async function selectBackend(requested, wasmDir) {
+  if (requested === 'cpu') {
+    await tf.setBackend('cpu');
+    return {backend: 'cpu', fallback: null};
+  }
+  let why = registerWasm(wasmDir);
+  if (why === null) {
+    // setBackend resolves false (after logging the emscripten error) when init fails.
+    const warn = console.warn;
+    const messages = [];
+    console.warn = (...parts) => messages.push(parts.join(' '));
+    try {
+      if (await tf.setBackend('wasm')) return {backend: 'wasm', fallback: null};
+      why = `the wasm backend failed to initialize: ${messages.join('; ') || 'no message'}`;
+    } catch (error) {
+      why = `the wasm backend failed to initialize: ${error.message || error}`;
+    } finally {
+      console.warn = warn;
+    }
+  }
+  if (requested === 'wasm') throw new Error(`--backend=wasm: ${why}`);
+  await tf.setBackend('cpu');
+  return {backend: 'cpu', fallback: why};
+}
+
+// "simd" / "simd, 4 threads" / "no simd": which wasm binary runs.
+async function wasmFlavor() {
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+  const count = threads ? require(WASM_PACKAGE).getThreadsCount() : 1;
+  return (simd ? 'simd' : 'no simd') + (count > 1 ? `, ${count} threads` : '');
 }
 
 // An IO handler reading model.json and its shards from a folder (tf.io.IOHandler).
@@ -92,7 +175,7 @@ function readInputs(inputsPath) {
   return tensors;
 }
 
-async function writeOutputs(outputs, outDir, secondsPerCall) {
+async function writeOutputs(outputs, outDir, summary) {
   fs.mkdirSync(outDir, {recursive: true});
   const description = {};
   for (const [name, tensor] of Object.entries(outputs)) {
@@ -103,8 +186,7 @@ async function writeOutputs(outputs, outDir, secondsPerCall) {
     description[name] = {dtype: tensor.dtype, shape: tensor.shape, file};
   }
   fs.writeFileSync(path.join(outDir, 'outputs.json'), JSON.stringify(
-      {outputs: description, seconds_per_call: secondsPerCall, backend: tf.getBackend(),
-       tfjs_version: tf.version.tfjs}, null, 2));
+      Object.assign({outputs: description}, summary), null, 2));
 }
 
 // Names the outputs by the model's signature (model.outputs are the node names).
@@ -125,9 +207,50 @@ function namedOutputs(model, result) {
   return named;
 }
 
-async function main() {
-  const args = parseArgs(process.argv.slice(2));
+// The kernel a "Kernel 'X' not registered for backend 'Y'" error names, else null.
+function missingKernel(error) {
+  const match = /Kernel '([^']+)' not registered for backend '([^']+)'/.exec(
+      String((error && error.message) || error));
+  return match ? match[1] : null;
+}
+
+// --check_ops: the graph's TF ops, the tfjs kernels a CPU run executes (tf.profile), which of
+// them the wasm backend does not register, and whether a wasm run then succeeds.
+async function checkOps(args) {
+  const modelJSON = JSON.parse(fs.readFileSync(path.join(args.model, 'model.json'), 'utf8'));
+  const ops = [...new Set(modelJSON.modelTopology.node.map((node) => node.op))].sort();
   await tf.setBackend('cpu');
+  let model = await tf.loadGraphModel(diskHandler(args.model));
+  let inputs = readInputs(args.inputs);
+  const profile = await tf.profile(() => model.execute(inputs));
+  tf.dispose(profile.result);
+  const kernels = [...new Set(profile.kernelNames)].sort();
+  const report = {model: args.model, tf_ops: ops, kernels, wasm: {}};
+  const why = registerWasm(args.wasm_dir);
+  if (why !== null) {
+    report.wasm = {available: false, why};
+  } else {
+    const registered = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+    report.wasm.missing_kernels = kernels.filter((k) => !registered.has(k));
+    report.wasm.added_by_tfspeech = kernels.filter((k) => !stockWasmKernels.includes(k));
+    report.wasm.available = await tf.setBackend('wasm');
+    if (report.wasm.available) {
+      model = await tf.loadGraphModel(diskHandler(args.model));
+      inputs = readInputs(args.inputs);
+      try {
+        tf.dispose(model.execute(inputs));
+        report.wasm.runs = true;
+      } catch (error) {
+        report.wasm.runs = false;
+        report.wasm.error = String(error.message || error);
+      }
+    }
+  }
+  console.log(JSON.stringify(report, null, 2));
+}
+
+// Runs `warmup` untimed and `repeat` timed calls; resolves {outputs, seconds}.
+async function timedCalls(args) {
   const model = await tf.loadGraphModel(diskHandler(args.model));
   const inputs = readInputs(args.inputs);
   const run = () => model.execute(inputs);
@@ -144,7 +267,33 @@ async function main() {
     await Promise.all(tensors.map((t) => t.data()));
     seconds.push(Number(process.hrtime.bigint() - start) / 1e9);
   }
-  await writeOutputs(namedOutputs(model, result), args.out, seconds);
+  return {outputs: namedOutputs(model, result), seconds};
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.check_ops) return checkOps(args);
+  let {backend, fallback} = await selectBackend(args.backend, args.wasm_dir);
+  const flavor = backend === 'wasm' ? ` (${await wasmFlavor()})` : '';
+  let calls;
+  try {
+    calls = await timedCalls(args);
+  } catch (error) {
+    const kernel = missingKernel(error);
+    if (backend !== 'wasm' || !kernel) throw error;
+    const why = `the graph needs kernel ${kernel}, which the wasm backend lacks`;
+    if (args.backend === 'wasm') throw new Error(`--backend=wasm: ${why}`);
+    ({backend, fallback} = {backend: 'cpu', fallback: why});
+    await tf.setBackend('cpu');
+    calls = await timedCalls(args);
+  }
+  const detail = backend + (backend === 'wasm' ? flavor : '');
+  console.error(`run_graph_model: backend ${detail}` +
+                (fallback ? `; wasm not used: ${fallback}` : ''));
+  await writeOutputs(calls.outputs, args.out, {
+    seconds_per_call: calls.seconds, backend, backend_detail: detail, fallback,
+    tfjs_version: tf.version.tfjs,
+  });
 }
 
 main().catch((error) => {

@@ -1,11 +1,20 @@
 #!/usr/bin/env node
 // Serves the browser demo (export/web) with an exported TFJS model folder.
 //
-//   node export/js/serve_demo.js --model=exported/tfjs [--port=8000] [--host=127.0.0.1]
+//   node export/js/serve_demo.js --model=exported/tfjs [--port=8000] [--host=127.0.0.1] \
+//       [--isolate=true|false]
 //
 // Routes: / and /index.html, /demo.js, /tokenizer.js (export/web); /vendor/tf.min.js
-// (@tensorflow/tfjs from export/node_modules: run `npm ci` in export/ first); /model/...
+// (@tensorflow/tfjs from export/node_modules: run `npm ci` in export/ first);
+// /vendor/tf-backend-wasm.min.js and /vendor/tfjs-backend-wasm*.wasm (the WebAssembly backend
+// and its three binaries, plain / SIMD / threaded SIMD, from @tensorflow/tfjs-backend-wasm;
+// .wasm goes out as application/wasm so the browser compiles it while streaming); /model/...
 // (the --model folder: metadata.json and the graph-model folders).
+//
+// --isolate (default true) sends Cross-Origin-Opener-Policy: same-origin and
+// Cross-Origin-Embedder-Policy: require-corp, which make the page cross-origin isolated: only
+// then does the browser allow SharedArrayBuffer, and so the multi-threaded wasm binary. Every
+// resource comes from this server, so the policies block nothing the demo loads.
 
 'use strict';
 
@@ -14,10 +23,21 @@ const http = require('http');
 const path = require('path');
 
 const WEB_DIR = path.join(__dirname, '..', 'web');
-const TFJS_BUNDLE = path.join(__dirname, '..', 'node_modules', '@tensorflow', 'tfjs', 'dist',
-                              'tf.min.js');
+const NODE_MODULES = path.join(__dirname, '..', 'node_modules');
+const TFJS_BUNDLE = path.join(NODE_MODULES, '@tensorflow', 'tfjs', 'dist', 'tf.min.js');
+const WASM_DIST = path.join(NODE_MODULES, '@tensorflow', 'tfjs-backend-wasm', 'dist');
+// URL path under /vendor/ → file of the wasm backend package.
+const WASM_FILES = {
+  'tf-backend-wasm.min.js': 'tf-backend-wasm.min.js',
+  'tfjs-backend-wasm.wasm': 'tfjs-backend-wasm.wasm',
+  'tfjs-backend-wasm-simd.wasm': 'tfjs-backend-wasm-simd.wasm',
+  'tfjs-backend-wasm-threaded-simd.wasm': 'tfjs-backend-wasm-threaded-simd.wasm',
+};
 const TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
-               '.json': 'application/json', '.bin': 'application/octet-stream'};
+               '.json': 'application/json', '.bin': 'application/octet-stream',
+               '.wasm': 'application/wasm'};
+const ISOLATION_HEADERS = {'Cross-Origin-Opener-Policy': 'same-origin',
+                           'Cross-Origin-Embedder-Policy': 'require-corp'};
 
 // The file under `root` that `relative` names, or null when it escapes `root`.
 function within(root, relative) {
@@ -28,12 +48,17 @@ function within(root, relative) {
 function resolveRoute(modelDir, pathname) {
   if (pathname === '/' || pathname === '/index.html') return path.join(WEB_DIR, 'index.html');
   if (pathname === '/vendor/tf.min.js') return TFJS_BUNDLE;
+  if (pathname.startsWith('/vendor/')) {
+    const file = WASM_FILES[pathname.slice('/vendor/'.length)];
+    return file ? path.join(WASM_DIST, file) : null;
+  }
   if (pathname.startsWith('/model/')) return within(modelDir, pathname.slice('/model/'.length));
   return within(WEB_DIR, pathname.slice(1));
 }
 
-// Starts the server; resolves {server, url} once it listens (port 0 picks a free port).
-function startServer({modelDir, port = 0, host = '127.0.0.1'}) {
+// Starts the server; resolves {server, url, wasm} once it listens (port 0 picks a free port).
+// `wasm` is false when the wasm backend package is not installed: the page then runs on cpu.
+function startServer({modelDir, port = 0, host = '127.0.0.1', isolate = true}) {
   const root = path.resolve(modelDir);
   if (!fs.existsSync(path.join(root, 'metadata.json'))) {
     throw new Error(`${root}/metadata.json not found: --model must be a tfspeech-export ` +
@@ -42,22 +67,28 @@ function startServer({modelDir, port = 0, host = '127.0.0.1'}) {
   if (!fs.existsSync(TFJS_BUNDLE)) {
     throw new Error(`${TFJS_BUNDLE} not found: run \`npm ci\` in ${path.dirname(WEB_DIR)}`);
   }
+  const wasm = Object.values(WASM_FILES).every((f) => fs.existsSync(path.join(WASM_DIST, f)));
+  if (!wasm) {
+    console.warn(`serve_demo: ${WASM_DIST} has no wasm backend (run \`npm ci\` in ` +
+                 `${path.dirname(WEB_DIR)}); the page will run on the cpu backend`);
+  }
+  const extraHeaders = isolate ? ISOLATION_HEADERS : {};
   const server = http.createServer((request, response) => {
     const pathname = decodeURIComponent(new URL(request.url, 'http://localhost').pathname);
     const file = resolveRoute(root, pathname);
     if (!file || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      response.writeHead(404, {'Content-Type': 'text/plain'});
+      response.writeHead(404, Object.assign({'Content-Type': 'text/plain'}, extraHeaders));
       response.end(`not found: ${pathname}\n`);
       return;
     }
-    response.writeHead(200, {'Content-Type': TYPES[path.extname(file)] ||
-                                             'application/octet-stream'});
+    response.writeHead(200, Object.assign(
+        {'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream'}, extraHeaders));
     fs.createReadStream(file).pipe(response);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
-      resolve({server, url: `http://${host}:${server.address().port}/`});
+      resolve({server, url: `http://${host}:${server.address().port}/`, wasm});
     });
   });
 }
@@ -74,7 +105,8 @@ if (require.main === module) {
     console.error('usage: node serve_demo.js --model=EXPORTED_TFJS_DIR [--port=8000]');
     process.exit(2);
   }
-  startServer({modelDir: args.model, port: Number(args.port || 8000), host: args.host})
+  startServer({modelDir: args.model, port: Number(args.port || 8000), host: args.host,
+               isolate: args.isolate !== 'false'})
       .then(({url}) => console.log(`tfspeech demo: ${url}`))
       .catch((error) => {
         console.error(`serve_demo: ${error.message}`);

@@ -2,9 +2,14 @@
 // models), tokenizes the typed text with the model's symbol table, synthesizes, plays the
 // audio with WebAudio and draws the mel spectrogram.
 //
-// URL parameters: model=FOLDER/ (default "model/"), backend=cpu|webgl|... (default: the
-// best tf.js finds). `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`
-// and `lastResult` for scripted use and tests.
+// URL parameters: model=FOLDER/ (default "model/"), threads=N (wasm threads, when the page is
+// cross-origin isolated), backend=auto|wasm|cpu|webgl (default
+// auto: the WebAssembly backend, @tensorflow/tfjs-backend-wasm, whose .wasm binaries the server
+// serves from vendor/, and the pure-JS cpu backend when wasm cannot load or lacks a kernel of
+// the graph; an explicit backend=wasm fails instead of falling back). The page shows the
+// backend that ran. `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`,
+// `lastResult`, `backend` and `backendFallback` (why auto did not get wasm) for scripted use
+// and tests.
 
 (function () {
   'use strict';
@@ -89,9 +94,71 @@
     return {context, buffer};
   }
 
+  // "simd" / "simd, 2 threads" / "no simd": which wasm binary the backend loaded.
+  async function wasmFlavor() {
+    const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+    const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+    const count = threads ? tf.wasm.getThreadsCount() : 1;
+    window.tfspeechDemo.wasm = {simd, multithreadSupport: threads, threads: count};
+    return (simd ? 'simd' : 'no simd') + (count > 1 ? `, ${count} threads` : '');
+  }
+
+  // Sets the backend the URL asks for; returns null, or why "auto" fell back to cpu.
+  async function chooseBackend(requested) {
+    if (requested !== 'auto' && requested !== 'wasm') {
+      if (!(await tf.setBackend(requested))) throw new Error(`backend ${requested} failed to load`);
+      return null;
+    }
+    let why = null;
+    if (!tf.wasm || !tf.findBackendFactory('wasm')) {
+      why = 'the wasm backend script (vendor/tf-backend-wasm.min.js) did not load';
+    } else {
+      // The server serves the three .wasm binaries of the npm package under vendor/.
+      tf.wasm.setWasmPaths(new URL('vendor/', window.location.href).href);
+      // threads=N: the multi-threaded binary's pool size (it needs cross-origin isolation,
+      // which serve_demo.js sets up; tfjs's default is about half the cores, at most 4).
+      if (params.get('threads')) tf.wasm.setThreadsCount(Number(params.get('threads')));
+      // tfjs-backend-wasm 4.22 has no Einsum and a float OneHot that writes int bit patterns;
+      // Grad-TTS's attention needs both (wasm_kernels.js).
+      TfspeechWasmKernels.registerWasmKernels(tf, 'wasm');
+      try {
+        if (await tf.setBackend('wasm')) return null;
+        why = 'the wasm backend failed to initialize (see the console)';
+      } catch (error) {
+        why = `the wasm backend failed to initialize: ${error.message || error}`;
+      }
+    }
+    if (requested === 'wasm') throw new Error(`backend=wasm: ${why}`);
+    console.warn(`tfspeech demo: running on cpu because ${why}`);
+    await tf.setBackend('cpu');
+    return why;
+  }
+
+  async function describeBackend() {
+    const name = tf.getBackend();
+    return name === 'wasm' ? `wasm (${await wasmFlavor()})` : name;
+  }
+
+  // The kernel a "Kernel 'X' not registered for backend 'Y'" error names, else null.
+  function missingKernel(error) {
+    const text = String(error.message || error);
+    const match = /Kernel '([^']+)' not registered for backend/.exec(text);
+    return match ? match[1] : null;
+  }
+
+  async function loadModels(metadata, names) {
+    const graphs = metadata.graphs;
+    const models = {};
+    for (const name of names) models[name] = await tf.loadGraphModel(modelBase + graphs[name].file);
+    return models;
+  }
+
   async function load() {
-    if (params.get('backend')) await tf.setBackend(params.get('backend'));
+    const requested = params.get('backend') || 'auto';
+    window.tfspeechDemo.backendFallback = await chooseBackend(requested);
+    window.tfspeechDemo.requestedBackend = requested;
     await tf.ready();
+    window.tfspeechDemo.backend = await describeBackend();
     const response = await fetch(modelBase + 'metadata.json');
     if (!response.ok) throw new Error(`${modelBase}metadata.json: HTTP ${response.status}`);
     const metadata = await response.json();
@@ -102,14 +169,39 @@
       throw new Error('metadata.json has neither text_to_audio nor text_to_mel + mel_to_audio; ' +
                       'export with tfspeech-export --format=tfjs --vocoder=VOCODER_RUN');
     }
-    const models = {};
-    for (const name of names) models[name] = await tf.loadGraphModel(modelBase + graphs[name].file);
-    return {metadata, models, tokenizer: new TfspeechTokenizer.Tokenizer(metadata)};
+    const models = await loadModels(metadata, names);
+    return {metadata, names, models, tokenizer: new TfspeechTokenizer.Tokenizer(metadata)};
   }
 
   let loaded = null;
 
+  // Runs the graphs; with backend=auto, a kernel the wasm backend lacks moves the page to cpu
+  // (models reloaded there) and says so, instead of failing.
   async function synthesize(text) {
+    try {
+      return await synthesizeOnce(text);
+    } catch (error) {
+      const kernel = missingKernel(error);
+      const auto = window.tfspeechDemo.requestedBackend === 'auto';
+      if (!kernel || tf.getBackend() !== 'wasm' || !auto) throw error;
+      const why = `the graph needs kernel ${kernel}, which the wasm backend lacks`;
+      console.warn(`tfspeech demo: running on cpu because ${why}`);
+      await tf.setBackend('cpu');
+      loaded.models = await loadModels(loaded.metadata, loaded.names);
+      window.tfspeechDemo.backendFallback = why;
+      window.tfspeechDemo.backend = await describeBackend();
+      showBackend();
+      return synthesizeOnce(text);
+    }
+  }
+
+  function showBackend() {
+    const demo = window.tfspeechDemo;
+    $('backend').textContent = `Backend: ${demo.backend}` +
+        (demo.backendFallback ? ` (wasm not used: ${demo.backendFallback})` : '');
+  }
+
+  async function synthesizeOnce(text) {
     const {metadata, models, tokenizer} = loaded;
     const encoded = tokenizer.encode(text);
     const special = new Set([tokenizer.blankId, tokenizer.bosId, tokenizer.eosId, tokenizer.padId]);
@@ -164,6 +256,8 @@
       samples: audio.length, sampleRate: metadata.sample_rate,
       rms: Math.sqrt(energy / Math.max(audio.length, 1)), peak, played,
       seconds, realTimeFactor: audioSeconds / seconds, backend: tf.getBackend(),
+      backendDetail: window.tfspeechDemo.backend,
+      backendFallback: window.tfspeechDemo.backendFallback,
     };
   }
 
@@ -187,13 +281,16 @@
     }
   }
 
-  window.tfspeechDemo = {lastResult: null, lastError: null, synthesize: (t) => synthesize(t)};
+  window.tfspeechDemo = {lastResult: null, lastError: null, synthesize: (t) => synthesize(t),
+                        backend: null, backendFallback: null, requestedBackend: null,
+                        wasm: null};
   window.tfspeechDemo.ready = load().then((result) => {
     loaded = result;
     const m = result.metadata;
     setStatus(`Ready: ${m.model} (${m.preset})` +
               (m.vocoder ? ` + ${m.vocoder.model} (${m.vocoder.preset})` : '') +
-              `, ${m.sample_rate} Hz, backend ${tf.getBackend()}.`);
+              `, ${m.sample_rate} Hz, backend ${window.tfspeechDemo.backend}.`);
+    showBackend();
     $('synthesize').disabled = false;
     $('synthesize').addEventListener('click', onSynthesize);
   }).catch((error) => {

@@ -1,8 +1,9 @@
 """The browser demo (export/web) driven in headless Chromium as a person would use it.
 
 A tiny TFJS text_to_audio export is served on 127.0.0.1; puppeteer-core types a sentence,
-clicks Synthesize and reads back what the page made. Skips when Chromium, node/npm or the
-TFJS converter are unavailable.
+clicks Synthesize and reads back what the page made and the backend it ran on (WebAssembly
+when @tensorflow/tfjs-backend-wasm is installed, else the pure-JS cpu backend). Skips when
+Chromium, node/npm or the TFJS converter are unavailable.
 """
 
 import json
@@ -50,20 +51,23 @@ def test_js_tokenizer_matches_python_front_end(tfjs_text_to_audio, node, acousti
   assert sum(encoded[-1]["unknown"].values()) == 4
 
 
-def test_page_synthesizes_plays_and_draws(tfjs_text_to_audio, node, chromium, acoustic_run,
-                                          tmp_path):
-  out_dir, _ = tfjs_text_to_audio
-  text = "Hello world, this is a test."
-  screenshot = str(tmp_path / "demo.png")
-  result = subprocess.run(
-      [node, CHECK_JS, f"--model={out_dir}", f"--text={text}", f"--chromium={chromium}",
-       f"--screenshot={screenshot}", "--timeout_s=100"],
-      capture_output=True, text=True, check=False, cwd=tfjs.EXPORT_DIR, timeout=150)
+def drive_page(node, chromium, out_dir, text, *flags, screenshot=None):
+  """Runs check_web_demo.js; returns its JSON outcome (result, status, backend, canvas, ...)."""
+  command = [node, CHECK_JS, f"--model={out_dir}", f"--text={text}", f"--chromium={chromium}",
+             "--timeout_s=100", *flags]
+  if screenshot:
+    command.append(f"--screenshot={screenshot}")
+  result = subprocess.run(command, capture_output=True, text=True, check=False,
+                          cwd=tfjs.EXPORT_DIR, timeout=150)
   assert result.returncode == 0, result.stderr[-3000:]
   outcome = json.loads(result.stdout.strip().splitlines()[-1])
   assert outcome["error"] is None, outcome
-  page = outcome["result"]
-  assert page["ids"] == synthesize_lib.text_front_end(acoustic_run).encode(text)
+  return outcome
+
+
+def check_audio(page, expected_ids):
+  """Non-silent audio of the length the mel frames give, from the expected token ids."""
+  assert page["ids"] == expected_ids
   assert page["unknown"] == {}
   assert page["melFrames"] >= 1
   assert page["samples"] == page["melFrames"] * HOP_LENGTH
@@ -71,10 +75,39 @@ def test_page_synthesizes_plays_and_draws(tfjs_text_to_audio, node, chromium, ac
   assert page["played"]
   # Non-silent, in range: the fixture's vocoder has an audible output gain.
   assert page["rms"] > 1e-3 and 0 < page["peak"] <= 1.0
+
+
+def test_page_synthesizes_plays_and_draws(tfjs_text_to_audio, node, chromium, acoustic_run,
+                                          tmp_path):
+  out_dir, _ = tfjs_text_to_audio
+  text = "Hello world, this is a test."
+  screenshot = str(tmp_path / "demo.png")
+  outcome = drive_page(node, chromium, out_dir, text, screenshot=screenshot)
+  page = outcome["result"]
+  check_audio(page, synthesize_lib.text_front_end(acoustic_run).encode(text))
   canvas = outcome["canvas"]
   assert (canvas["width"], canvas["height"]) == (page["melFrames"], 80)
   assert canvas["litPixels"] > 0.5 * canvas["width"] * canvas["height"]
   assert "s of audio in" in outcome["status"]
   assert os.path.getsize(screenshot) > 0
+  # The default backend is wasm whenever the package is installed, and the page says so.
+  wasm_missing = tfjs.wasm_backend_missing()
+  expected = "cpu" if wasm_missing else "wasm"
+  assert outcome["serverHasWasm"] == (wasm_missing is None)
+  assert page["backend"] == expected, (outcome["backendFallback"], outcome["console"][-5:])
+  assert outcome["backendText"].startswith(f"Backend: {expected}")
+  assert f"({expected})" in outcome["status"]
   print(f"browser: {page['samples'] / 22050:.2f} s of audio in {page['seconds']:.2f} s "
-        f"({page['backend']})")
+        f"({outcome['backend']}, cross-origin isolated: {outcome['crossOriginIsolated']})")
+
+
+def test_page_falls_back_to_cpu_without_wasm(tfjs_text_to_audio, node, chromium, acoustic_run):
+  """A server without the wasm backend's files: the page runs on cpu and says why."""
+  out_dir, _ = tfjs_text_to_audio
+  text = "Hi."
+  outcome = drive_page(node, chromium, out_dir, text, "--block_wasm")
+  page = outcome["result"]
+  check_audio(page, synthesize_lib.text_front_end(acoustic_run).encode(text))
+  assert page["backend"] == "cpu"
+  assert "did not load" in outcome["backendFallback"]
+  assert outcome["backendText"].startswith("Backend: cpu (wasm not used: ")
