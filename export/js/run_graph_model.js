@@ -14,9 +14,9 @@
 // node_modules; SIMD when Node supports it, single-threaded because tfjs 4.22 does not use
 // worker threads in Node), "cpu", or "auto" (the default): wasm when it loads, else cpu.
 // --wasm_dir: where the tfjs-backend-wasm*.wasm binaries are (default: the package's dist/).
-// The wasm backend gets two kernels from export/web/wasm_kernels.js: Einsum, which it lacks
-// and Grad-TTS needs, and a OneHot that is right for float outputs (its own writes int32 bit
-// patterns into float tensors).
+// The wasm backend gets two kernels from export/web/wasm_kernels.js: Einsum, which it lacks,
+// and a OneHot that is right for float outputs (its own writes int32 bit patterns into float
+// tensors). Current tfspeech graphs need neither (see that file); older exports did.
 // The backend used is printed on stderr ("run_graph_model: backend wasm (simd)") and stored in
 // outputs.json. With "auto", a wasm backend that cannot load, or a graph that needs a kernel
 // the wasm backend lacks ("Kernel 'X' not registered for backend 'wasm'"), falls back to cpu

@@ -1,14 +1,15 @@
-// Kernels the TensorFlow.js WebAssembly backend (@tensorflow/tfjs-backend-wasm 4.22.0) needs
-// to run tfspeech's graphs exactly like the CPU backend and TensorFlow:
+// Kernels the TensorFlow.js WebAssembly backend (@tensorflow/tfjs-backend-wasm 4.22.0) lacks
+// or gets wrong, for graphs that use them:
 //
 //   TfspeechWasmKernels.registerWasmKernels(tf);   // before tf.setBackend('wasm')
 //
-// * Einsum: the backend registers none, and the Grad-TTS graphs hold 48 Einsum nodes
-//   (text-encoder relative attention "bhid,bhjd->bhij", "bhid,rd->bhir", "bhir,ijr->bhij",
-//   ...; score-estimator linear attention "bnhd,bnhe->bhde", "bhde,bnhd->bnhe"); without it
-//   tfjs stops with "Kernel 'Einsum' not registered for backend 'wasm'".
+// tfspeech's own exports no longer need either (Grad-TTS writes its attention as transposes
+// and batched matmuls and builds its one-hot as int32, then casts), so they run on the stock
+// backend; these kernels keep exports of older tfspeech versions, and other graphs, working:
+// * Einsum: the backend registers none; tfjs stops with "Kernel 'Einsum' not registered for
+//   backend 'wasm'". (Earlier Grad-TTS graphs held 48 Einsum nodes.)
 // * OneHot with a float output: the backend's kernel writes the int32 bit patterns of
-//   on/off into a float32 tensor (1 reads as 1.4e-45), which silently breaks the text
+//   on/off into a float32 tensor (1 reads as 1.4e-45), which silently broke the text
 //   encoder's relative-position one-hot (different durations, hence lengths, than TF). It is
 //   right for int32, so the float case runs it as int32 with on=1, off=0, casts, and applies
 //   off + (on - off) * x.

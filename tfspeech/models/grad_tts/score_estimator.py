@@ -153,8 +153,11 @@ class ResidualLinearAttention(keras.layers.Layer):
     real = tf.reshape(tf.broadcast_to(mask, [shape[0], shape[1], shape[2], 1]),
                       [shape[0], positions, 1, 1]) > 0
     key = tf.nn.softmax(tf.where(real, key, -1e9), axis=1)
-    context = tf.einsum("bnhd,bnhe->bhde", key, value)
-    out = tf.einsum("bhde,bnhd->bnhe", context, query)
+    # Transposes and batched matmuls rather than tf.einsum: the TFJS wasm backend has no Einsum.
+    context = tf.linalg.matmul(tf.transpose(key, [0, 2, 3, 1]),
+                               tf.transpose(value, [0, 2, 1, 3]))  # [batch, heads, d, e]
+    out = tf.transpose(tf.linalg.matmul(tf.transpose(query, [0, 2, 1, 3]), context),
+                       [0, 2, 1, 3])  # [batch, positions, heads, e]
     out = tf.reshape(out, [shape[0], shape[1], shape[2], self.heads * self.dim_head])
     return x + self.gate * self.to_out(out) * mask
 

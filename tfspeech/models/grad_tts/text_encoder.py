@@ -102,8 +102,21 @@ def relative_position_one_hot(length, window_size):
   """
   positions = tf.range(length)
   offsets = positions[None, :] - positions[:, None] + window_size
-  # tf.one_hot maps indices outside [0, depth) to all-zero rows: exactly "no embedding".
-  return tf.one_hot(offsets, 2 * window_size + 1, dtype=tf.float32)
+  # tf.one_hot maps indices outside [0, depth) to all-zero rows: exactly "no embedding". An
+  # int32 one-hot then a cast: the TFJS wasm backend (4.22) fills float one-hots with int bits.
+  return tf.cast(tf.one_hot(offsets, 2 * window_size + 1, dtype=tf.int32), tf.float32)
+
+
+def _matmul_per_query(x, one_hot):
+  """`[batch, heads, i, k] x [i, k, n] -> [batch, heads, i, n]`, one matrix per query i.
+
+  Written as transposes and one batched matmul instead of `tf.einsum`, so exported graphs
+  need only kernels every runtime has (the TFJS wasm backend has no Einsum).
+  """
+  batch, heads, length = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+  per_query = tf.reshape(tf.transpose(x, [2, 0, 1, 3]), [length, batch * heads, -1])
+  out = tf.linalg.matmul(per_query, one_hot)  # [i, batch * heads, n]
+  return tf.transpose(tf.reshape(out, [length, batch, heads, -1]), [1, 2, 0, 3])
 
 
 class RelativeMultiHeadAttention(keras.layers.Layer):
@@ -153,16 +166,17 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
     scale = 1.0 / math.sqrt(self.head_channels)
     one_hot = relative_position_one_hot(length, self.window_size)  # [tokens, tokens, offsets]
 
-    scores = tf.einsum("bhid,bhjd->bhij", query, key)
-    query_offsets = tf.einsum("bhid,rd->bhir", query, self.relative_keys)
-    scores = (scores + tf.einsum("bhir,ijr->bhij", query_offsets, one_hot)) * scale
+    scores = tf.linalg.matmul(query, key, transpose_b=True)  # [batch, heads, i, j]
+    query_offsets = tf.linalg.matmul(query, self.relative_keys, transpose_b=True)  # [b, h, i, r]
+    scores = (scores + _matmul_per_query(query_offsets, tf.transpose(one_hot, [0, 2, 1]))
+              ) * scale
     pair_mask = mask[:, None, :, :] * tf.transpose(mask, [0, 2, 1])[:, None, :, :]
     scores = tf.where(pair_mask > 0, scores, _MASKED_SCORE)
     weights = self.dropout(tf.nn.softmax(scores, axis=-1), training=training)
 
-    out = tf.einsum("bhij,bhjd->bhid", weights, value)
-    offset_weights = tf.einsum("bhij,ijr->bhir", weights, one_hot)
-    out = out + tf.einsum("bhir,rd->bhid", offset_weights, self.relative_values)
+    out = tf.linalg.matmul(weights, value)  # [batch, heads, i, head_channels]
+    offset_weights = _matmul_per_query(weights, one_hot)  # [batch, heads, i, offsets]
+    out = out + tf.linalg.matmul(offset_weights, self.relative_values)
     out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.channels])
     return self.output_proj(out)
 
