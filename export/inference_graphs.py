@@ -252,12 +252,7 @@ def in_memory_run(model: str, preset: str, modules: Mapping[str, object],
   return training.LoadedRun(None, run_config, dict(modules), step, None)
 
 
-def vocoder_generator(vocoder_run):
-  """The generator of a vocoder run; ValueError naming the run otherwise."""
-  saved_model.vocoder_metadata(vocoder_run)  # raises for a run without a HiFi-GAN generator
-  return vocoder_run.modules[synthesize_lib.VOCODER_MODULE]
-
-
+vocoder_generator = saved_model.vocoder_generator
 check_pair = saved_model.check_pair
 
 

@@ -244,15 +244,20 @@ def _acoustic_metadata(acoustic_run, n_timesteps: int) -> dict:
   }
 
 
-def vocoder_metadata(vocoder_run) -> dict:
-  """The vocoder's facts: model, preset, step, config, sample rate, hop, mel convention."""
+def vocoder_generator(vocoder_run):
+  """The HiFi-GAN generator of a vocoder run; ValueError naming the run otherwise."""
   module = vocoder_run.modules.get(synthesize_lib.VOCODER_MODULE)
   if module is None or not hasattr(module, "remove_weight_norm"):
     raise ValueError(f"vocoder: run of model {vocoder_run.config.model!r} has no HiFi-GAN "
                      f"{synthesize_lib.VOCODER_MODULE!r} module (it has "
                      f"{sorted(vocoder_run.modules)}); pass a hifigan workdir")
+  return module
+
+
+def vocoder_metadata(vocoder_run) -> dict:
+  """The vocoder's facts: model, preset, step, config, sample rate, hop, mel convention."""
   info = dict(vocoder_run.config.data_info or {})
-  config = module.config
+  config = vocoder_generator(vocoder_run).config
   return {"model": vocoder_run.config.model, "preset": vocoder_run.config.preset,
           "step": vocoder_run.step, "model_config": dataclasses.asdict(config),
           "sample_rate": info.get("sample_rate"), "hop_length": config.hop_length,
@@ -289,7 +294,7 @@ def saved_model_metadata(acoustic_run=None, vocoder_run=None, n_timesteps: int =
     names += [TEXT_TO_MEL, TEXT_TO_MEL_WITH_NOISE, MEL_FRAMES_BOUND]
     multi_speaker = metadata["num_speakers"] > 1
   else:
-    metadata = {key: value for key, value in vocoder_metadata(vocoder_run).items()}
+    metadata = vocoder_metadata(vocoder_run)
     multi_speaker = False
   if vocoder_run is not None:
     metadata["vocoder"] = vocoder_metadata(vocoder_run)
@@ -330,8 +335,7 @@ def export_saved_model(out_dir: str, acoustic_run=None, vocoder_run=None,
     check_pair(acoustic_run, vocoder_run)
   metadata = saved_model_metadata(acoustic_run, vocoder_run, n_timesteps)
   model = None if acoustic_run is None else synthesize_lib.acoustic_model(acoustic_run)
-  generator = (None if vocoder_run is None
-               else vocoder_run.modules[synthesize_lib.VOCODER_MODULE])
+  generator = None if vocoder_run is None else vocoder_generator(vocoder_run)
   module = SpeechInference(model, generator, n_timesteps)
   tf.saved_model.save(module, out_dir, signatures=module.signatures())
   with open(os.path.join(out_dir, METADATA_FILE), "w", encoding="utf-8") as f:
