@@ -12,10 +12,14 @@ inference_graphs`), and compares, on the same inputs in the same run:
   in Node by `export/js/run_graph_model.js` (`tfjs.run_in_node`): float32 on the wasm and
   pure-JS cpu backends when the runner takes `backend=` (else on its only backend, cpu),
   float16 on the first of them (its weights are dequantized when the model loads, so it
-  computes like float32: one call, for its size and error). Node is 30-300x slower than TF
+  computes like float32: one call, for its size and error). Node is 30-500x slower than TF
   here, so a variant whose call is expected (from TF's time, `NODE_SLOWDOWN`) to take more
-  than `NODE_CALL_BUDGET_SECONDS` (a quarter of it for float16) is not run, and the TF row's
-  note says so; slow calls get no warm-up and one timed call.
+  than its backend's `NODE_CALL_BUDGET_SECONDS` (a quarter of it for float16) is not run, and
+  the TF row's note says so; slow calls get no warm-up and one timed call.
+
+Repeats: each variant gets `REPEAT_BUDGET_SECONDS` of timed calls (at least 1, at most 3),
+from its first call's time (Node: from the estimate), so that big presets do not dominate the
+suite's time; the n column says how many.
 
 Cases:
 
@@ -59,15 +63,20 @@ N_TIMESTEPS_QUICK = 2
 TEMPERATURE = 1.5
 GRAD_TTS_TOKENS = 120
 HIFIGAN_SECONDS, HIFIGAN_SECONDS_QUICK = 6.0, 2.0
-# Variants whose warm-up call takes longer than this get one timed repeat (unless --repeats).
+# Node variants expected to take longer than this per call get no warm-up call.
 SLOW_CALL_SECONDS = model_cases.SLOW_CALL_SECONDS
+# Timed calls per variant: as many as fit in this (1-3), unless --repeats.
+REPEAT_BUDGET_SECONDS = 12.0
 TFLITE_PRECISIONS = ("float32", "float16", "dynamic_range")
 TFJS_PRECISIONS = ("float32", "float16")
 NODE_BACKENDS = ("wasm", "cpu")
 # Node seconds per call ÷ TF's, measured on tiny Grad-TTS (2 steps, 5.6 s of mel) on a loaded
 # 2-core machine (wasm 29-75x, pure-JS cpu 300-480x); used to skip calls over the budget below.
 NODE_SLOWDOWN = {"wasm": 80, "cpu": 500}
-NODE_CALL_BUDGET_SECONDS = 240.0  # float16 (same compute as float32): a quarter of it
+# Seconds per call above which a Node variant is not run; float16 (same compute as float32):
+# a quarter of it. The pure-JS cpu backend is the browser's fallback, 5-20x slower than wasm
+# on every model: it is timed where a call is short (tiny HiFi-GAN), which shows that ratio.
+NODE_CALL_BUDGET_SECONDS = {"wasm": 240.0, "cpu": 30.0}
 _MB = 1e6
 
 
@@ -108,10 +117,12 @@ def node_backends():
   return [None]  # the runner's only backend: pure-JS CPU
 
 
-def _repeats(ctx, first_call_seconds, default=3):
+def _repeats(ctx, call_seconds, default=3):
+  """Timed calls that fit in REPEAT_BUDGET_SECONDS (1 to `default`), unless --repeats."""
   if ctx.repeats_override is not None:
     return ctx.repeats_override
-  return 1 if first_call_seconds > SLOW_CALL_SECONDS else ctx.repeats(default)
+  fit = int(REPEAT_BUDGET_SECONDS // max(call_seconds, 1e-9))
+  return max(1, min(ctx.repeats(default), fit))
 
 
 class _Comparison:
@@ -206,7 +217,7 @@ class _Comparison:
       for backend in (backends if precision == "float32" else backends[:1]):
         label = backend or "cpu"
         estimate = tf_seconds * NODE_SLOWDOWN[label]
-        budget = NODE_CALL_BUDGET_SECONDS / (1 if precision == "float32" else 4)
+        budget = NODE_CALL_BUDGET_SECONDS[label] / (1 if precision == "float32" else 4)
         if estimate > budget and self.ctx.repeats_override is None:
           self.skipped.append(f"TFJS {precision} {label} not run: ~{estimate:.0f} s per call "
                               f"expected ({NODE_SLOWDOWN[label]}x TF), over the "
@@ -235,7 +246,7 @@ class _Comparison:
       # One Node process per variant; a Node call cannot be timed before it is made, so
       # slow ones (estimated from TF's time) get no warm-up and one timed call.
       slow = estimate > SLOW_CALL_SECONDS or precision != "float32"
-      repeats = 1 if slow and self.ctx.repeats_override is None else self.ctx.repeats(3)
+      repeats = 1 if slow and self.ctx.repeats_override is None else _repeats(self.ctx, estimate)
       try:
         out, samples = tfjs.run_in_node(folder, self.inputs, repeat=repeats,
                                         warmup=0 if slow else 1, **kwargs)

@@ -63,8 +63,9 @@ def _read_wav(path):
   return audio[:, 0].numpy()  # graph-ok: offline benchmark input
 
 
-def _time(fn, repeats):
-  fn()  # warm-up: tracing, XLA compilation, numba JIT
+def _time(fn, repeats, warmup=True):
+  if warmup:
+    fn()  # tracing, XLA compilation, numba JIT
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -73,12 +74,14 @@ def _time(fn, repeats):
   return float(np.median(times))
 
 
-def run(repeats=3, seconds=20.0):
+def run(repeats=3, seconds=20.0, pyin_warmup=True):
   """Times every method on the same audio.
 
   Args:
     repeats: timed calls per method after one warm-up call (median reported).
     seconds: length of the benchmark audio.
+    pyin_warmup: False skips pyin's warm-up call (~10 s on 20 s of audio), for a repeated
+      run in a process whose numba functions are already compiled.
 
   Returns:
     One dict per method: `method`, `seconds_per_call`, `audio_seconds`,
@@ -109,7 +112,8 @@ def run(repeats=3, seconds=20.0):
   rows = []
   for method, fn in methods.items():
     try:
-      seconds_per_call = _time(fn, 1 if method == "librosa.pyin" else repeats)
+      pyin = method == "librosa.pyin"
+      seconds_per_call = _time(fn, 1 if pyin else repeats, warmup=pyin_warmup or not pyin)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
       print(f"{method}: skipped ({type(error).__name__}: {str(error).splitlines()[0]})")
       continue

@@ -101,7 +101,8 @@ def pitch_case(ctx):
   from benchmarks import pitch  # pylint: disable=import-outside-toplevel
   seconds = 2.0 if ctx.quick else 20.0
   inner = 1 if ctx.quick else 3
-  runs = [pitch.run(inner, seconds=seconds) for _ in range(ctx.repeats(3))]
+  # pyin is warmed up (numba) by the first run only: ~10 s per call.
+  runs = [pitch.run(inner, seconds=seconds, pyin_warmup=i == 0) for i in range(ctx.repeats(3))]
   samples, first = _collect(runs, ("method",), lambda r: r["seconds_per_call"])
   measurements = []
   for (method,), values in samples.items():
