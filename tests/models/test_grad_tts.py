@@ -214,6 +214,16 @@ def test_linear_attention_matches_reference():
   want = xt + layer.gate.numpy()[0] * out
   np.testing.assert_allclose(got, _keras_layout(want), rtol=1e-4, atol=1e-4)
 
+  # Padded frames: keys there get no weight, so the real frames' output is that of the
+  # unpadded input, and padded frames pass x through.
+  mask = (np.arange(4) < 3).astype(np.float32)[None, :, None, None]
+  noisy_padding = x.copy()
+  noisy_padding[:, 3:] = 50.0
+  padded = layer(noisy_padding, np.broadcast_to(mask, (2, 4, 1, 1))).numpy()
+  unpadded = layer(x[:, :3], np.ones((2, 3, 1, 1), np.float32)).numpy()
+  np.testing.assert_allclose(padded[:, :3], unpadded, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(padded[:, 3:], noisy_padding[:, 3:])
+
 
 def test_masked_group_norm_counts_only_real_frames():
   rng = np.random.default_rng(3)

@@ -146,19 +146,32 @@ class ResidualLinearAttention(keras.layers.Layer):
 
   def call(self, x, mask):
     shape = tf.shape(x)
-    positions = shape[1] * shape[2]
-    # Channel order (qkv, head, c) as the reference's rearrange 'b (qkv heads c) h w'.
-    qkv = tf.reshape(self.to_qkv(x), [shape[0], positions, 3, self.heads, self.dim_head])
-    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [batch, positions, heads, c]
-    real = tf.reshape(tf.broadcast_to(mask, [shape[0], shape[1], shape[2], 1]),
-                      [shape[0], positions, 1, 1]) > 0
-    key = tf.nn.softmax(tf.where(real, key, -1e9), axis=1)
+    batch, frames, bins = shape[0], shape[1], shape[2]
+    inner = self.heads * self.dim_head
+    # One matmul per q, k, v on column blocks of to_qkv's kernel (channel order (qkv, head, c),
+    # as the reference's rearrange 'b (qkv heads c) h w') rather than slicing one
+    # [batch, positions, 3, heads, c] product: the TFJS wasm backend's StridedSlice took 80%
+    # of a Grad-TTS call on that slice.
+    rows = tf.reshape(x, [-1, self.dim])
+    kernel = self.to_qkv.kernel
+
+    def project(index):  # -> [batch, frames, bins, heads * c]
+      block = tf.matmul(rows, kernel[:, index * inner:(index + 1) * inner])
+      return tf.reshape(block, [batch, frames, bins, inner])
+
+    # Padded frames get -1e9 added (not tf.where on a broadcast mask: broadcasting the mask
+    # over mel bins costs a Tile in TFJS); softmax over all (frame, bin) positions.
+    key = project(1) + (mask - 1.0) * 1e9
+    heads_shape = [batch, frames * bins, self.heads, self.dim_head]
+    key = tf.nn.softmax(tf.reshape(key, heads_shape), axis=1)  # [batch, positions, heads, c]
+    query = tf.reshape(project(0), heads_shape)
+    value = tf.reshape(project(2), heads_shape)
     # Transposes and batched matmuls rather than tf.einsum: the TFJS wasm backend has no Einsum.
     context = tf.linalg.matmul(tf.transpose(key, [0, 2, 3, 1]),
                                tf.transpose(value, [0, 2, 1, 3]))  # [batch, heads, d, e]
     out = tf.transpose(tf.linalg.matmul(tf.transpose(query, [0, 2, 1, 3]), context),
                        [0, 2, 1, 3])  # [batch, positions, heads, e]
-    out = tf.reshape(out, [shape[0], shape[1], shape[2], self.heads * self.dim_head])
+    out = tf.reshape(out, [batch, frames, bins, inner])
     return x + self.gate * self.to_out(out) * mask
 
 
