@@ -38,7 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -340,16 +340,20 @@ class NodeRun:
     seconds: wall seconds of each timed call, until every output is on the host.
     backend: the tfjs backend that ran: "wasm" or "cpu".
     fallback: with backend="auto", why wasm was not used (None when it was).
+    profile: with profile=True, time per tfjs kernel of one more call: {"total_ms",
+      "kernels": [{"kernel", "calls", "ms", "share"}, ...] (most time first), "slowest":
+      the 20 slowest kernel calls with their shapes}; else None.
   """
   outputs: Dict[str, np.ndarray]
   seconds: List[float]
   backend: str
   fallback: Optional[str] = None
+  profile: Optional[Dict[str, Any]] = None
 
 
 def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: str = "auto",
                     repeat: int = 1, warmup: int = 0,
-                    wasm_dir: Optional[str] = None) -> NodeRun:
+                    wasm_dir: Optional[str] = None, profile: bool = False) -> NodeRun:
   """Runs a converted graph model in Node (export/js/run_graph_model.js).
 
   Args:
@@ -360,6 +364,7 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
     repeat: timed calls (outputs are the last call's).
     warmup: untimed calls before.
     wasm_dir: folder of the tfjs-backend-wasm*.wasm binaries (default: the npm package's).
+    profile: also time each kernel of one more call (`NodeRun.profile`).
 
   Raises:
     ValueError: unknown backend or input dtype.
@@ -386,6 +391,8 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
                f"--warmup={warmup}"]
     if wasm_dir:
       command.append(f"--wasm_dir={wasm_dir}")
+    if profile:
+      command.append("--profile")
     _run(command, "run_graph_model.js", RuntimeError, cwd=EXPORT_DIR)
     with open(os.path.join(out_dir, "outputs.json"), encoding="utf-8") as f:
       description = json.load(f)
@@ -394,7 +401,7 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
       array = np.fromfile(os.path.join(out_dir, entry["file"]), dtype=entry["dtype"])
       outputs[name] = array.reshape(entry["shape"])
   return NodeRun(outputs, description["seconds_per_call"], description["backend"],
-                 description.get("fallback"))
+                 description.get("fallback"), description.get("profile"))
 
 
 def run_in_node(model_dir: str, inputs: Mapping[str, np.ndarray], repeat: int = 1,

@@ -3,7 +3,7 @@
 // (@tensorflow/tfjs-backend-wasm) or the pure-JS CPU backend of @tensorflow/tfjs.
 //
 //   node export/js/run_graph_model.js --model=DIR --inputs=inputs.json --out=OUT_DIR \
-//       [--backend=auto|wasm|cpu] [--wasm_dir=DIR] [--repeat=N] [--warmup=N]
+//       [--backend=auto|wasm|cpu] [--wasm_dir=DIR] [--repeat=N] [--warmup=N] [--profile]
 //   node export/js/run_graph_model.js --model=DIR --inputs=inputs.json --check_ops
 //
 // DIR holds model.json and its weight shards (tensorflowjs_converter --output_format=
@@ -35,6 +35,11 @@
 // file}}, "seconds_per_call": [...], "backend": "wasm"|"cpu", "fallback": null|"why", ...}.
 // With --repeat=N the model runs N timed calls after --warmup untimed ones; the outputs are
 // those of the last call. A timed call ends when every output's values are on the host.
+//
+// --profile: after the timed calls, one more call under tf.profile; outputs.json gets
+// "profile": {"total_ms", "kernels": [{kernel, calls, ms, share}] (most time first),
+// "slowest": [{kernel, ms, input_shapes, output_shapes}] (the 20 slowest kernel calls)}.
+// Kernel times are wall times around each kernel; they show where a backend spends a call.
 //
 // The graphs tfspeech exports are loop-free, so `execute` (synchronous) runs them; a graph
 // with control flow would make tfjs demand `executeAsync`, which is reported as an error.
@@ -267,7 +272,32 @@ async function timedCalls(args) {
     await Promise.all(tensors.map((t) => t.data()));
     seconds.push(Number(process.hrtime.bigint() - start) / 1e9);
   }
-  return {outputs: namedOutputs(model, result), seconds};
+  const calls = {outputs: namedOutputs(model, result), seconds};
+  if (args.profile) calls.profile = await kernelProfile(run);
+  return calls;
+}
+
+// Time per kernel of one call (see --profile).
+async function kernelProfile(run) {
+  const info = await tf.profile(() => run());
+  tf.dispose(info.result);
+  const byKernel = new Map();
+  let total = 0;
+  const timed = [];
+  for (const kernel of info.kernels) {
+    const ms = Number(await kernel.kernelTimeMs) || 0;
+    total += ms;
+    const entry = byKernel.get(kernel.name) || {kernel: kernel.name, calls: 0, ms: 0};
+    entry.calls += 1;
+    entry.ms += ms;
+    byKernel.set(kernel.name, entry);
+    timed.push({kernel: kernel.name, ms, input_shapes: kernel.inputShapes,
+                output_shapes: kernel.outputShapes});
+  }
+  const kernels = [...byKernel.values()].sort((a, b) => b.ms - a.ms);
+  for (const entry of kernels) entry.share = total > 0 ? entry.ms / total : 0;
+  timed.sort((a, b) => b.ms - a.ms);
+  return {total_ms: total, kernels, slowest: timed.slice(0, 20)};
 }
 
 async function main() {
@@ -290,10 +320,12 @@ async function main() {
   const detail = backend + (backend === 'wasm' ? flavor : '');
   console.error(`run_graph_model: backend ${detail}` +
                 (fallback ? `; wasm not used: ${fallback}` : ''));
-  await writeOutputs(calls.outputs, args.out, {
+  const summary = {
     seconds_per_call: calls.seconds, backend, backend_detail: detail, fallback,
     tfjs_version: tf.version.tfjs,
-  });
+  };
+  if (calls.profile) summary.profile = calls.profile;
+  await writeOutputs(calls.outputs, args.out, summary);
 }
 
 main().catch((error) => {

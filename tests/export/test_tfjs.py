@@ -96,16 +96,26 @@ def test_text_to_audio_in_node_matches_models(tfjs_text_to_audio, references, n_
 
 
 def test_auto_backend_prefers_wasm(tfjs_text_to_audio, references, node):
-  """The default backend is wasm whenever its package is installed, and says so."""
+  """The default backend is wasm whenever its package is installed, and says so; --profile
+  times every kernel of one more call."""
   del node
   _, paths = tfjs_text_to_audio
   inputs, mel, _, _ = references([2, 1])
-  run = tfjs.run_graph_model(paths["text_to_audio"], inputs, repeat=2)
+  run = tfjs.run_graph_model(paths["text_to_audio"], inputs, repeat=2, profile=True)
   expected = "cpu" if tfjs.wasm_backend_missing() else "wasm"
   assert run.backend == expected, run.fallback
   assert (run.fallback is None) == (expected == "wasm")
   assert len(run.seconds) == 2 and all(s > 0 for s in run.seconds)
   assert relative_error(run.outputs["mel"], mel) <= FLOAT32_RTOL
+  profile = run.profile
+  kernels = {entry["kernel"]: entry for entry in profile["kernels"]}
+  assert {"Conv2D", "Conv2DBackpropInput", "BatchMatMul"} <= set(kernels), sorted(kernels)
+  assert profile["total_ms"] > 0
+  assert sum(entry["ms"] for entry in profile["kernels"]) == pytest.approx(profile["total_ms"])
+  assert [e["ms"] for e in profile["kernels"]] == sorted(
+      (e["ms"] for e in profile["kernels"]), reverse=True)
+  assert 0 < len(profile["slowest"]) <= 20
+  assert all("input_shapes" in call for call in profile["slowest"])
 
 
 def test_auto_falls_back_to_cpu_when_wasm_cannot_load(tfjs_text_to_audio, references,
