@@ -12,7 +12,7 @@ inference_graphs`), and compares, on the same inputs in the same run:
   in Node by `export/js/run_graph_model.js` (`tfjs.run_in_node`): float32 on the wasm and
   pure-JS cpu backends when the runner takes `backend=` (else on its only backend, cpu),
   float16 on the first of them (its weights are dequantized when the model loads, so it
-  computes like float32: one call, for its size and error). Node is 30-500x slower than TF
+  computes like float32: one call, for its size and error). Node is 6-150x slower than TF
   here, so a variant whose call is expected (from TF's time, `NODE_SLOWDOWN`) to take more
   than its backend's `NODE_CALL_BUDGET_SECONDS` (a quarter of it for float16) is not run, and
   the TF row's note says so; slow calls get no warm-up and one timed call.
@@ -70,13 +70,14 @@ REPEAT_BUDGET_SECONDS = 12.0
 TFLITE_PRECISIONS = ("float32", "float16", "dynamic_range")
 TFJS_PRECISIONS = ("float32", "float16")
 NODE_BACKENDS = ("wasm", "cpu")
-# Node seconds per call ÷ TF's, measured on tiny Grad-TTS (2 steps, 5.6 s of mel) on a loaded
-# 2-core machine (wasm 29-75x, pure-JS cpu 300-480x); used to skip calls over the budget below.
-NODE_SLOWDOWN = {"wasm": 80, "cpu": 500}
+# Node seconds per call ÷ TF's, measured on a quiet 2-core machine (2026-11-23): wasm 6x
+# (Grad-TTS tiny) to 11x (HiFi-GAN V1-V3), pure-JS cpu 29x (HiFi-GAN tiny) to 120x (Grad-TTS
+# tiny, V2, V3); a loaded machine doubles them. Used to skip calls over the budget below.
+NODE_SLOWDOWN = {"wasm": 15, "cpu": 150}
 # Seconds per call above which a Node variant is not run; float16 (same compute as float32):
 # a quarter of it. The pure-JS cpu backend is the browser's fallback, 5-20x slower than wasm
 # on every model: it is timed where a call is short (tiny HiFi-GAN), which shows that ratio.
-NODE_CALL_BUDGET_SECONDS = {"wasm": 240.0, "cpu": 30.0}
+NODE_CALL_BUDGET_SECONDS = {"wasm": 240.0, "cpu": 20.0}
 _MB = 1e6
 
 

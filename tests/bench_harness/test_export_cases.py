@@ -53,6 +53,16 @@ def test_node_backends_follow_the_runner_signature(monkeypatch):
   assert set(export_cases.node_backends()) >= {"cpu"}
 
 
+def test_repeats_fit_the_time_budget(tmp_path):
+  ctx = harness.Context(device="cpu", quick=False, repeats_override=None, tmp_dir=tmp_path)
+  budget = export_cases.REPEAT_BUDGET_SECONDS
+  assert export_cases._repeats(ctx, 0.01) == 3  # pylint: disable=protected-access
+  assert export_cases._repeats(ctx, budget / 2) == 2  # pylint: disable=protected-access
+  assert export_cases._repeats(ctx, budget * 5) == 1  # pylint: disable=protected-access
+  forced = harness.Context(device="cpu", quick=False, repeats_override=4, tmp_dir=tmp_path)
+  assert export_cases._repeats(forced, budget * 5) == 4  # pylint: disable=protected-access
+
+
 @pytest.fixture(scope="module")
 def hifigan_record():
   monkeypatch = pytest.MonkeyPatch()
