@@ -222,6 +222,25 @@ def test_float16_vocoder_halves_weights_within_tolerance(tmp_path, vocoder_run, 
   assert 0 < error <= FLOAT16_RTOL
 
 
+def test_float16_text_to_mel_stays_finite_and_close(tmp_path, acoustic_run, references, node,
+                                                    tfjs_converter):
+  """float16 quantizes every float constant of the graph, not only weights: a constant
+  beyond float16's range (65504) becomes inf, and a masking product 0 * inf gave NaN mels."""
+  graphs = inference_graphs.build_graphs(acoustic_run.modules["grad_tts"],
+                                         n_timesteps=N_TIMESTEPS)
+  graphs = {inference_graphs.TEXT_TO_MEL: graphs[inference_graphs.TEXT_TO_MEL]}
+  folder = tfjs.export_graphs(graphs, str(tmp_path), precision="float16",
+                              converter=tfjs_converter)[inference_graphs.TEXT_TO_MEL]
+  inputs, mel, mel_lengths, _ = references([40, 9])
+  del node  # only for its npm ci
+  out, _ = tfjs.run_in_node(folder, inputs)  # auto: wasm if installed
+  assert np.all(np.isfinite(out["mel"]))
+  np.testing.assert_array_equal(out["mel_lengths"], mel_lengths)
+  error = relative_error(out["mel"], mel)
+  print(f"tfjs float16 text_to_mel rel error {error:.2e}")
+  assert error <= FLOAT16_RTOL
+
+
 def test_missing_converter_is_a_clear_error(monkeypatch, tmp_path):
   monkeypatch.setenv(tfjs.CONVERTER_ENV, str(tmp_path / "nope"))
   with pytest.raises(tfjs.ConverterUnavailable, match="not an executable"):

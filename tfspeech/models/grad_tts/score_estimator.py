@@ -23,6 +23,13 @@ import keras
 import tensorflow as tf
 
 
+# Added to the keys of padded frames before their softmax. Padded keys are 0 (the attention's
+# input is masked), so exp(-1e4 - max) is exactly 0 in float32: they get no weight. Not 1e9:
+# float16 exports (TFJS, TFLite) and mixed precision quantize the constant, and beyond
+# float16's 65504 it becomes inf, where 0 * inf on real frames made NaN mels.
+KEY_MASK_OFFSET = 1e4
+
+
 def mish(x):
   """x * tanh(softplus(x)) (Misra, 2019)."""
   return keras.activations.mish(x)
@@ -159,9 +166,9 @@ class ResidualLinearAttention(keras.layers.Layer):
       block = tf.matmul(rows, kernel[:, index * inner:(index + 1) * inner])
       return tf.reshape(block, [batch, frames, bins, inner])
 
-    # Padded frames get -1e9 added (not tf.where on a broadcast mask: broadcasting the mask
-    # over mel bins costs a Tile in TFJS); softmax over all (frame, bin) positions.
-    key = project(1) + (mask - 1.0) * 1e9
+    # Padded frames get -KEY_MASK_OFFSET added (not tf.where on a broadcast mask: broadcasting
+    # the mask over mel bins costs a Tile in TFJS); softmax over all (frame, bin) positions.
+    key = project(1) + (mask - 1.0) * KEY_MASK_OFFSET
     heads_shape = [batch, frames * bins, self.heads, self.dim_head]
     key = tf.nn.softmax(tf.reshape(key, heads_shape), axis=1)  # [batch, positions, heads, c]
     query = tf.reshape(project(0), heads_shape)
