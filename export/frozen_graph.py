@@ -17,6 +17,12 @@ Two rewrites make that graph legal for TFLite builtins (both keep the TF semanti
     drops them itself, and removing them first keeps the TFJS graph identical; the checks
     they made cannot fail in the inference graphs (e.g. Grad-TTS's noise-length check, as
     `inference_graphs.TextToMel` always passes long-enough noise).
+
+One more rewrite keeps the artifacts small: freezing turns every variable read into an
+`Identity` of the variable's one `Const`, and the TFJS converter folds each of those into a
+`Const` of its own, so a weight read N times was stored N times (Grad-TTS unrolled to 4
+steps: 3x the weights, 184 MB for the ljspeech preset). Consumers of an `Identity` of a `Const`
+read the `Const` directly instead.
 """
 
 import os
@@ -111,23 +117,57 @@ def _split_new_axes(node, nodes) -> List[node_def_pb2.NodeDef]:
   return out
 
 
-def make_converter_friendly(graph_def: tf.compat.v1.GraphDef) -> Tuple[tf.compat.v1.GraphDef,
-                                                                       Dict[str, int]]:
+def _const_identities(graph_def, keep) -> Dict[str, str]:
+  """{name of an Identity (chain) of a Const, not in `keep`: that Const's name}."""
+  consts = {node.name for node in graph_def.node if node.op == "Const"}
+  identities = {node.name: node.input[0].split(":")[0] for node in graph_def.node
+                if node.op == "Identity" and node.name not in keep and len(node.input) == 1
+                and not node.input[0].startswith("^")}
+  renames = {}
+  for name in identities:
+    source, seen = identities[name], {name}
+    while source in identities and source not in seen:  # an Identity of an Identity of ...
+      seen.add(source)
+      source = identities[source]
+    if source in consts:
+      renames[name] = source
+  return renames
+
+
+def _rename_input(name: str, renames: Mapping[str, str]) -> str:
+  control = name.startswith("^")
+  node = name.lstrip("^").split(":")[0]
+  if node not in renames:
+    return name
+  return ("^" if control else "") + renames[node]
+
+
+def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
+                            ) -> Tuple[tf.compat.v1.GraphDef, Dict[str, int]]:
   """Applies the rewrites in the module docstring to a frozen (function-free) GraphDef.
 
+  Args:
+    graph_def: the frozen graph.
+    keep: node names that must stay (the function's outputs).
+
   Returns:
-    (new GraphDef, counts {"new_axis_slices": n, "asserts": n}).
+    (new GraphDef, counts {"new_axis_slices": n, "asserts": n, "const_identities": n}).
   """
   nodes = {node.name: node for node in graph_def.node}
   asserts = {node.name for node in graph_def.node if node.op == "Assert"}
+  bypassed = _const_identities(graph_def, set(keep))
   out, split = [], 0
   for node in graph_def.node:
-    if node.name in asserts:
+    if node.name in asserts or node.name in bypassed:
       continue
     if asserts:
       kept = [name for name in node.input if name.lstrip("^").split(":")[0] not in asserts]
       del node.input[:]
       node.input.extend(kept)
+    if bypassed and any(name.lstrip("^").split(":")[0] in bypassed for name in node.input):
+      renamed = [_rename_input(name, bypassed) for name in node.input]
+      del node.input[:]
+      node.input.extend(renamed)
     if node.op == "StridedSlice" and node.attr["new_axis_mask"].i:
       replacement = _split_new_axes(node, nodes)
       if replacement:
@@ -139,7 +179,8 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef) -> Tuple[tf.compat
   result.CopyFrom(graph_def)
   del result.node[:]
   result.node.extend(out)
-  return result, {"new_axis_slices": split, "asserts": len(asserts)}
+  return result, {"new_axis_slices": split, "asserts": len(asserts),
+                  "const_identities": len(bypassed)}
 
 
 def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
@@ -157,7 +198,9 @@ def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
     raise ValueError(f"freeze: {concrete_function.name} must return a dict of named tensors, "
                      f"got {type(outputs).__name__}")
   frozen = convert_variables_to_constants_v2(concrete_function)
-  graph_def, _ = make_converter_friendly(frozen.graph.as_graph_def())
+  graph_def, _ = make_converter_friendly(
+      frozen.graph.as_graph_def(),
+      keep=[t.name.split(":")[0] for t in frozen.outputs + frozen.inputs])
   if graph_def.library.function:
     raise ValueError(f"freeze: {concrete_function.name} still has "
                      f"{len(graph_def.library.function)} nested functions (control flow); "

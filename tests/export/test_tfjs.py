@@ -188,6 +188,20 @@ def test_node_runner_rejects_unknown_backend(tmp_path):
     tfjs.run_graph_model(str(tmp_path), {}, backend="webgpu")
 
 
+def test_weights_are_stored_once(tfjs_text_to_audio, acoustic_run, vocoder_run, n_timesteps):
+  """Each unrolled decoder step reads the same U-Net weights: the shards hold them once."""
+  assert n_timesteps >= 2  # else a per-step copy could not show
+  _, paths = tfjs_text_to_audio
+  parameters = sum(int(np.prod(w.shape)) for module in (acoustic_run.modules["grad_tts"],
+                                                        vocoder_run.modules["generator"])
+                   for w in module.weights)
+  decoder = sum(int(np.prod(w.shape))
+                for w in acoustic_run.modules["grad_tts"].decoder.weights)
+  stored = shard_bytes(paths["text_to_audio"])
+  # Float32 weights (weight norm folded: fewer than the trained ones) plus small int constants.
+  assert stored < 4 * parameters + 4 * decoder // 2, (stored, parameters, decoder)
+
+
 def test_model_json_names_the_signature(tfjs_text_to_audio):
   out_dir, paths = tfjs_text_to_audio
   with open(os.path.join(paths["text_to_audio"], "model.json"), encoding="utf-8") as f:

@@ -99,6 +99,31 @@ def test_new_axis_slices_are_rewritten_to_expand_dims():
       np.testing.assert_array_equal(actual[key], value, err_msg=key)
 
 
+def test_variable_reads_become_one_constant():
+  """Freezing makes each read an Identity of one Const; consumers read the Const itself, so
+  a converter folding those Identities cannot store the weight once per read."""
+  weight = tf.Variable(tf.random.normal([3, 4]))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+  def fn(x):
+    hidden = tf.matmul(x, weight)
+    return {"y": tf.matmul(tf.nn.relu(hidden), weight, transpose_b=True) + tf.identity(x),
+            "w": weight + 0.0}
+  frozen = frozen_graph.freeze(fn.get_concrete_function())
+  nodes = {n.name: n for n in frozen.graph.as_graph_def().node}
+  consts = {name for name, node in nodes.items() if node.op == "Const"}
+  const_identities = [name for name, node in nodes.items() if node.op == "Identity"
+                      and node.input and node.input[0].split(":")[0] in consts]
+  assert const_identities == []
+  weight_consts = [name for name in consts if nodes[name].attr["value"].tensor.tensor_shape.dim
+                   and [d.size for d in nodes[name].attr["value"].tensor.tensor_shape.dim]
+                   == [3, 4]]
+  assert len(weight_consts) == 1, weight_consts
+  x = tf.random.normal([5, 3])
+  for key, value in fn(x).items():
+    np.testing.assert_array_equal(frozen(x)[key], value, err_msg=key)
+
+
 def test_exported_graphs_are_loop_free_and_pure_tf(exported):
   for name, graph in exported["graphs"].items():
     assert_no_python_ops(graph.concrete_function())
