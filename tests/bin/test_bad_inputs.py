@@ -174,6 +174,7 @@ def _make_sandbox(folder: pathlib.Path):
   (folder / "badrun").mkdir()
   (folder / "badrun" / "config.json").write_text("{not json")
   (folder / "ckptonly" / "checkpoints").mkdir(parents=True)
+  (folder / "ckptonly" / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"')
   (folder / "notrun").mkdir()
   (folder / "mels").mkdir()
   (folder / "full").mkdir()

@@ -36,8 +36,8 @@ def _check_paths_and_values():
   common.check_model_name(FLAGS.model)
   common.check_out_dir("workdir", FLAGS.workdir)
   if os.path.isdir(FLAGS.workdir) and not os.path.isfile(
-      os.path.join(FLAGS.workdir, common.RUN_CONFIG)) and os.path.isdir(
-          os.path.join(FLAGS.workdir, "checkpoints")):
+      os.path.join(FLAGS.workdir, common.RUN_CONFIG)) and os.path.isfile(
+          os.path.join(FLAGS.workdir, "checkpoints", "checkpoint")):
     common.fail(f"--workdir={FLAGS.workdir} holds checkpoints but no {common.RUN_CONFIG}; "
                 "restore config.json or use a new workdir")
   if FLAGS.data:
