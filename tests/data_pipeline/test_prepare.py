@@ -225,6 +225,69 @@ def test_broken_corpus_lenient_settings_keep_convertible_audio(broken_corpus, tm
   assert examples["BAD-stereo"]["num_samples"] == 11025
   assert examples["BAD-unknown"]["text"] == b"tilde ~ here."
   assert report.num_validation == 0
+  # report.json names every converted entry, with what it was converted from.
+  saved = json.loads((tmp_path / "out" / "report.json").read_text())
+  converted = {c["id"]: c for c in saved["converted"]}
+  assert set(converted) == {"BAD-16k", "BAD-stereo"}
+  assert converted["BAD-16k"] == {
+      "id": "BAD-16k", "audio_path": str(corpus / "wavs" / "BAD-16k.wav"),
+      "from_sample_rate": 16000, "to_sample_rate": 22050, "from_channels": 1, "to_channels": 1}
+  assert converted["BAD-stereo"]["from_channels"] == 2
+  assert converted["BAD-stereo"]["to_channels"] == 1
+  assert converted["BAD-stereo"]["from_sample_rate"] == 22050
+  assert (saved["num_resampled"], saved["num_downmixed"]) == (1, 1)
+  assert (report.num_resampled, report.num_downmixed) == (1, 1)
+  # Every entry is in train (validation_count=0), so no split warning either.
+  assert saved["warnings"] == [] and saved["validation_passed_over"] == []
+
+
+def _validation_candidates(corpus, seed=0):
+  """Entry ids in the order the split draws validation from (lowest hash rank first)."""
+  ids = [u.id for u in prepare._read_corpus(corpus, "ljspeech", None)]
+  return sorted(ids, key=lambda i: prepare._validation_rank(i, seed))
+
+
+def test_validation_split_is_drawn_from_usable_entries(tiny_corpus, tmp_path):
+  corpus = tmp_path / "corpus"
+  _subset(tiny_corpus, corpus, 8)
+  first, second, third, fourth = _validation_candidates(corpus)[:4]
+  # The two entries the split would hold out first are broken (kinds a worker finds).
+  (corpus / "wavs" / f"{first}.wav").write_bytes(b"not audio at all")
+  (corpus / "wavs" / f"{second}.wav").unlink()
+  # on_unknown="drop" keeps TINY-0006 (its '"'), so every entry is a candidate.
+  report = prepare.prepare_corpus(corpus, tmp_path / "out", workers=1, num_shards=1,
+                                  validation_count=2, on_unknown="drop", progress=False)
+  assert report.num_validation == 2
+  validation = {e["id"].decode() for e in _read_records(tmp_path / "out", "validation")}
+  assert validation == {third, fourth}
+  assert {s.id: s.reason for s in report.skipped if s.id in (first, second)} == {
+      first: "unreadable_audio", second: "missing_file"}
+  assert report.validation_passed_over == (first, second)
+  assert report.warnings == ()
+  saved = json.loads((tmp_path / "out" / "report.json").read_text())
+  assert saved["num_validation"] == 2 and saved["validation_passed_over"] == [first, second]
+
+
+def test_too_few_usable_entries_warn_loudly(tiny_corpus, tmp_path, caplog):
+  corpus = tmp_path / "corpus"
+  lines = _subset(tiny_corpus, corpus, 3)
+  good = lines[0].split("|")[0]
+  for line in lines[1:]:
+    (corpus / "wavs" / (line.split("|")[0] + ".wav")).write_bytes(b"")
+  with caplog.at_level("WARNING", logger=prepare.__name__):
+    report = prepare.prepare_corpus(corpus, tmp_path / "out", workers=1, num_shards=1,
+                                    validation_count=2, progress=False)
+  # The one usable entry is held out; train is empty. Both are said, not left silent.
+  assert (report.num_train, report.num_validation) == (0, 1)
+  validation = {e["id"].decode() for e in _read_records(tmp_path / "out", "validation")}
+  assert validation == {good}
+  assert len(report.warnings) == 2
+  assert "validation split holds 1 of the 2" in report.warnings[0]
+  assert "train split is empty" in report.warnings[1]
+  saved = json.loads((tmp_path / "out" / "report.json").read_text())
+  assert saved["warnings"] == list(report.warnings)
+  logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any("validation split holds 1 of the 2" in m for m in logged)
 
 
 def _mtimes(out_dir):
@@ -308,6 +371,7 @@ def test_bad_arguments_raise(tiny_corpus, tmp_path):
     prepare.prepare_corpus(tiny_corpus, tmp_path, cleaners=("englsh_cleaners",))
   with pytest.raises(FileNotFoundError, match="metadata.csv"):
     prepare.prepare_corpus(tmp_path / "nothing", tmp_path / "out")
+  assert not (tmp_path / "out").exists()  # A missing corpus creates no output folder.
 
 
 def test_filelist_with_speakers(tiny_corpus, tmp_path):

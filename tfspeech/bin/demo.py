@@ -16,9 +16,10 @@ import os
 import shutil
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "demo_out", "Folder for everything the demo writes.")
@@ -39,11 +40,17 @@ def _stage(name):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not os.path.exists(os.path.join(FLAGS.corpus, "metadata.csv")):
-    raise app.UsageError(f"no corpus at {FLAGS.corpus!r} (metadata.csv missing); run from the "
-                         "repository root or pass --corpus=DIR")
+  common.check_no_arguments(argv)
+  common.check_dir("corpus", FLAGS.corpus, "an LJSpeech-layout corpus (run from the "
+                   "repository root for the bundled one)")
+  if not os.path.isfile(os.path.join(FLAGS.corpus, "metadata.csv")):
+    common.fail(f"--corpus={FLAGS.corpus} has no metadata.csv; run from the repository root "
+                "or pass --corpus=DIR of an LJSpeech-layout corpus")
+  common.check_out_dir("out", FLAGS.out)
+  common.check_positive(max_steps=FLAGS.max_steps, n_timesteps=FLAGS.n_timesteps)
+  if not FLAGS.texts or not all(text.strip() for text in FLAGS.texts):
+    common.fail(f"--texts={','.join(FLAGS.texts)}: every sentence must hold text (they are "
+                "separated by commas)")
   logging.set_verbosity(logging.WARNING)  # Stage lines and progress bars say enough.
   # pylint: disable=import-outside-toplevel
   from tfspeech import training
@@ -95,7 +102,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after `npm ci`
 tfspeech.export.tfjs), or uses $TFSPEECH_TFJS_CONVERTER.
 """
 
-from absl import app
 from absl import flags
 
 from tfspeech.bin import common
@@ -44,8 +43,14 @@ flags.mark_flags_as_required(["workdir", "format", "out"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.check_no_arguments(argv)
+  common.check_run_dir("workdir", FLAGS.workdir)
+  common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
+  if FLAGS.vocoder is not None:
+    common.check_run_dir("vocoder", FLAGS.vocoder, models=("hifigan",))
+  common.check_out_dir("out", FLAGS.out, must_be_empty=True)
+  common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.n_timesteps,
+                       FLAGS.precision, FLAGS.select_tf_ops)
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   try:
     paths = export_lib.export_workdir(
@@ -58,7 +63,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

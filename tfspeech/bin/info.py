@@ -8,7 +8,6 @@ r"""Prints a model's resolved config and the parameter count of every sub-networ
 
 import json
 
-from absl import app
 from absl import flags
 
 from tfspeech.bin import common
@@ -23,8 +22,19 @@ flags.DEFINE_integer("depth", 1, "0: one line per module; 1: also each direct su
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.check_no_arguments(argv)
+  if FLAGS.depth < 0:
+    common.fail(f"--depth={FLAGS.depth}: must be 0 or 1")
+  if FLAGS.workdir is not None:
+    if FLAGS.model or FLAGS.preset or FLAGS.override or FLAGS.list_keys:
+      common.fail("--workdir shows a run's stored config; drop --model/--preset/--override/"
+                  "--list_keys (or drop --workdir)")
+    common.check_run_dir("workdir", FLAGS.workdir)
+  elif not FLAGS.list:
+    if not FLAGS.model:
+      common.fail("give --model (and --preset), --workdir, or --list")
+    common.check_model_name(FLAGS.model)
+  overrides = common.parse_overrides(FLAGS.override)
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
@@ -34,7 +44,10 @@ def main(argv):
       print(f"{name}: presets {', '.join(sorted(registry.get(name).presets))}")
     return
   if FLAGS.workdir:
-    loaded = training.load_run(FLAGS.workdir, restore=False)
+    try:
+      loaded = training.load_run(FLAGS.workdir, restore=False)
+    except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
+      common.fail(f"--workdir={FLAGS.workdir}: {common.error_text(e)}")
     run, modules = loaded.config, loaded.modules
   else:
     if not FLAGS.model:
@@ -45,7 +58,7 @@ def main(argv):
     try:
       resolved = training.resolve_config(
           FLAGS.model, FLAGS.preset or "tiny",
-          overrides=training.parse_overrides(FLAGS.override))
+          overrides=overrides)
     except (KeyError, ValueError, cfg.ConfigError) as e:
       common.fail(str(e).strip("'\""))
     run = resolved.run
@@ -56,7 +69,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ report.json, which lists every skipped entry with its reason. Bad entries never
 abort the run; re-running after an interruption finishes only what is missing.
 """
 
-from absl import app
+import os
+
 from absl import flags
+
+from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("corpus", None, "Corpus: an LJSpeech-layout folder (metadata.csv + wavs/) "
@@ -44,10 +47,67 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flags_as_required(["corpus", "out"])
 
 
+def _check_paths():
+  """Corpus, audio root and output checks: file-system only, before TensorFlow loads."""
+  corpus = FLAGS.corpus
+  if FLAGS.format == "ljspeech":
+    if os.path.isfile(corpus):
+      common.fail(f"--corpus={corpus} is a file; an LJSpeech-layout corpus is the folder "
+                  "holding metadata.csv and wavs/ (for a 'path|text' filelist add "
+                  "--format=filelist)")
+    common.check_dir("corpus", corpus, "an LJSpeech-layout corpus (metadata.csv + wavs/)")
+    if not os.path.isfile(os.path.join(corpus, "metadata.csv")):
+      common.fail(f"--corpus={corpus} has no metadata.csv; pass an LJSpeech-layout folder "
+                  "(metadata.csv + wavs/), or a filelist with --format=filelist")
+  else:
+    common.check_file("corpus", corpus, "a filelist of 'path|text' lines")
+  if FLAGS.audio_root is not None:
+    if FLAGS.format != "filelist":
+      common.fail("--audio_root applies to --format=filelist only; drop it")
+    common.check_dir("audio_root", FLAGS.audio_root, "the audio the filelist's paths point into")
+  common.check_out_dir("out", FLAGS.out)
+  if FLAGS.format == "ljspeech" and os.path.abspath(FLAGS.out) == os.path.abspath(corpus):
+    # The shards would land among the corpus files (and stale train-* files be deleted).
+    common.fail(f"--out={FLAGS.out} is the corpus folder; choose a separate output folder")
+
+
+def _check_values():
+  common.check_positive(num_shards=FLAGS.num_shards, workers=FLAGS.workers,
+                        sample_rate=FLAGS.sample_rate)
+  if FLAGS.validation_count is not None and FLAGS.validation_count < 0:
+    common.fail(f"--validation_count={FLAGS.validation_count}: must be >= 0")
+  if not 0.0 <= FLAGS.validation_fraction < 1.0:
+    common.fail(f"--validation_fraction={FLAGS.validation_fraction}: must be in [0, 1)")
+  if FLAGS.trim_silence_db is not None and FLAGS.trim_silence_db <= 0:
+    common.fail(f"--trim_silence_db={FLAGS.trim_silence_db}: must be > 0 (dB below the peak, "
+                "e.g. 60)")
+  if not FLAGS.cleaners:
+    common.fail("--cleaners is empty; pass at least one cleaner, e.g. english_cleaners")
+
+
+def _check_names(prepare):
+  """--mel, --symbols, --cleaners (needs the text front end, hence TensorFlow)."""
+  if FLAGS.mel not in prepare.MEL_PRESETS:
+    common.fail(f"--mel={FLAGS.mel}: unknown mel convention; choose one of "
+                f"{', '.join(prepare.MEL_PRESETS)}")
+  text = prepare._text_lib()  # pylint: disable=protected-access
+  try:
+    text.get_symbol_table(FLAGS.symbols)
+  except ValueError as e:
+    common.fail(f"--symbols={FLAGS.symbols}: {e}")
+  for name in FLAGS.cleaners:
+    try:
+      text.get_cleaner(name)
+    except ValueError as e:
+      common.fail(f"--cleaners={','.join(FLAGS.cleaners)}: {e}")
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.check_no_arguments(argv)
+  _check_paths()
+  _check_values()
   from tfspeech.data import prepare  # pylint: disable=import-outside-toplevel
+  _check_names(prepare)
   report = prepare.prepare_corpus(
       FLAGS.corpus, FLAGS.out, format=FLAGS.format, audio_root=FLAGS.audio_root,
       sample_rate=FLAGS.sample_rate, mel_config=FLAGS.mel, symbols=FLAGS.symbols,
@@ -67,15 +127,21 @@ def _print_report(report):
   print(f"throughput: {report.throughput:.1f} s of audio per second "
         f"({report.wall_seconds:.1f} s wall; {report.shards_written} shards written, "
         f"{report.shards_resumed} kept from an earlier run)")
+  if report.converted:
+    print(f"converted {len(report.converted)} entries ({report.num_resampled} resampled, "
+          f"{report.num_downmixed} down-mixed to mono); they are listed in "
+          f"{report.out_dir}/report.json")
   if report.skipped:
     print(f"skipped {report.num_skipped} entries ({report.skipped_by_reason}); first ones:")
     for entry in report.skipped[:10]:
       print(f"  {entry.id or '-'}: {entry.message}")
     print(f"the full list with reasons is in {report.out_dir}/report.json")
+  for warning in report.warnings:
+    print(f"WARNING: {warning}")
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ the data for fine-tuning a vocoder on this acoustic model's outputs.
 
 import os
 
-from absl import app
 from absl import flags
 
 from tfspeech.bin import common
@@ -61,8 +60,19 @@ def _check_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.check_no_arguments(argv)
+  if FLAGS.text is not None and not FLAGS.text.strip():
+    common.fail("--text is empty; pass the sentence to speak, e.g. --text='Hello there.'")
+  common.check_or_fail(_check_flags)
+  common.check_run_dir("workdir", FLAGS.workdir)
+  common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
+  if FLAGS.vocoder is not None:
+    common.check_run_dir("vocoder", FLAGS.vocoder, models=("hifigan",))
+  if FLAGS.text_file is not None:
+    common.check_text_file("text_file", FLAGS.text_file)
+  if FLAGS.gta:
+    common.check_prepared_dir("data", FLAGS.data)
+  common.check_out_dir("out", FLAGS.out)
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   from tfspeech import inference  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
@@ -98,7 +108,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

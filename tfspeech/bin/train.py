@@ -10,7 +10,8 @@ SIGTERM saves a checkpoint and exits; a killed run loses at most the steps since
 the last checkpoint. TensorBoard: `tensorboard --logdir=WORKDIR`.
 """
 
-from absl import app
+import os
+
 from absl import flags
 
 from tfspeech.bin import common
@@ -30,18 +31,57 @@ flags.DEFINE_bool("progress", True, "Show a progress bar (only on a terminal).")
 flags.mark_flags_as_required(["model", "workdir"])
 
 
+def _check_paths_and_values():
+  """Flag checks that need no TensorFlow: paths, numbers, --override syntax, model name."""
+  common.check_model_name(FLAGS.model)
+  common.check_out_dir("workdir", FLAGS.workdir)
+  if os.path.isdir(FLAGS.workdir) and not os.path.isfile(
+      os.path.join(FLAGS.workdir, common.RUN_CONFIG)) and os.path.isfile(
+          os.path.join(FLAGS.workdir, "checkpoints", "checkpoint")):
+    common.fail(f"--workdir={FLAGS.workdir} holds checkpoints but no {common.RUN_CONFIG}; "
+                "restore config.json or use a new workdir")
+  if FLAGS.data:
+    common.check_prepared_dir("data", FLAGS.data)
+  if FLAGS.max_steps is not None and FLAGS.max_steps < 0:
+    common.fail(f"--max_steps={FLAGS.max_steps}: must be >= 0")
+  return common.parse_overrides(FLAGS.override)
+
+
+def _check_config(training, cfg, overrides, allow):
+  """Resolves the run config once before training, so a bad preset, override key or value,
+  or a refused change on resume, fails before the workdir is touched."""
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  from tfspeech.training import config as run_config  # pylint: disable=import-outside-toplevel
+  config_class = registry.get(FLAGS.model).config_class
+  for key in allow:
+    if key == "data_dir":
+      continue
+    try:
+      run_config.canonical_key(key, config_class)
+    except cfg.ConfigError as e:
+      common.fail(f"--allow_changes: {e}")
+  try:
+    training.resolve_config(FLAGS.model, FLAGS.preset, data_dir=FLAGS.data,
+                            workdir=FLAGS.workdir, overrides=overrides,
+                            allow_changes=tuple(allow))
+  except cfg.ConfigError as e:
+    common.fail(str(e))
+  except (KeyError, ValueError) as e:
+    common.fail(f"{common.error_text(e)} (--model={FLAGS.model}, --preset={FLAGS.preset})")
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.check_no_arguments(argv)
+  overrides = _check_paths_and_values()
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
 
-  overrides = training.parse_overrides(FLAGS.override)
   allow = list(FLAGS.allow_changes)
   if FLAGS.max_steps is not None:
     overrides["max_steps"] = str(FLAGS.max_steps)
     allow.append("max_steps")  # Naming --max_steps is itself the consent.
+  _check_config(training, cfg, overrides, allow)
   strategy = tf.distribute.MirroredStrategy() if FLAGS.strategy == "mirrored" else None
   try:
     result = training.train(FLAGS.model, FLAGS.preset, data_dir=FLAGS.data,
@@ -70,7 +110,7 @@ def _print_result(result):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

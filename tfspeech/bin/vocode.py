@@ -13,7 +13,6 @@ Prints the number of files, the seconds of audio and the real-time factor.
 import os
 import time
 
-from absl import app
 from absl import flags
 
 from tfspeech.bin import common
@@ -74,14 +73,14 @@ def _prepared_items(folder, split, vocoder):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.check_no_arguments(argv)
+  common.check_positive(batch_size=FLAGS.batch_size)
+  common.check_run_dir("workdir", FLAGS.workdir, models=("hifigan",))
+  common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
+  common.check_dir("mels", FLAGS.mels, "[frames, n_mels] .npy log-mels or a prepared corpus")
+  common.check_out_dir("out", FLAGS.out)
   from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
 
-  if FLAGS.batch_size < 1:
-    common.fail(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-  if not os.path.isdir(FLAGS.mels):
-    common.fail(f"--mels={FLAGS.mels} is not a folder")
   try:
     vocoder = vocode_lib.load_vocoder(FLAGS.workdir, FLAGS.checkpoint)
     if os.path.isfile(os.path.join(FLAGS.mels, "dataset.json")):
@@ -110,7 +109,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,13 @@
                                       mel config, symbol table, cleaners, speakers,
                                       counts, audio seconds, length deciles
   stats.json                          per-mel-bin mean/std over the train split
-  report.json                         every skipped entry with its reason, throughput
+  report.json                         every skipped entry with its reason, every entry
+                                      resampled or down-mixed (from/to rate and
+                                      channels), warnings, throughput
 
-Bad entries never abort the run; each is skipped with a reason code:
+Bad entries never abort the run; each is skipped with a reason code (a validation
+candidate with faulty audio is replaced by the next usable entry, so the validation
+split holds good utterances):
   wrong_field_count, empty_id, duplicate_id, ambiguous_layout   (listing lines)
   empty_transcript, unknown_characters                          (text)
   missing_file, empty_file, unreadable_audio, empty_audio,
@@ -96,6 +100,13 @@ class PrepareReport:
       processed utterance; mostly worker start-up (importing TensorFlow), which
       dominates `throughput` on small corpora.
     workers: worker processes asked for (1 = in-process).
+    converted: one dict per kept entry whose audio was resampled or down-mixed:
+      id, audio_path, from/to_sample_rate, from/to_channels.
+    validation_passed_over: ids of validation candidates whose audio is
+      faulty; the next-ranked usable entries were held out instead (the faulty
+      ones are skipped with their reason like any other).
+    warnings: problems with the prepared data as a whole (e.g. an empty
+      validation split), also logged as warnings.
   """
   out_dir: str
   num_train: int
@@ -110,10 +121,21 @@ class PrepareReport:
   dropped_symbols: Dict[str, int] = dataclasses.field(default_factory=dict)
   first_result_seconds: float = 0.0
   workers: int = 1
+  converted: Tuple[Dict[str, Any], ...] = ()
+  validation_passed_over: Tuple[str, ...] = ()
+  warnings: Tuple[str, ...] = ()
 
   @property
   def num_skipped(self) -> int:
     return len(self.skipped)
+
+  @property
+  def num_resampled(self) -> int:
+    return sum(c["from_sample_rate"] != c["to_sample_rate"] for c in self.converted)
+
+  @property
+  def num_downmixed(self) -> int:
+    return sum(c["from_channels"] != c["to_channels"] for c in self.converted)
 
   @property
   def skipped_by_reason(self) -> Dict[str, int]:
@@ -135,7 +157,12 @@ class PrepareReport:
         "shards_resumed": self.shards_resumed,
         "first_result_seconds": self.first_result_seconds,
         "dropped_symbols": self.dropped_symbols,
+        "warnings": list(self.warnings),
+        "num_resampled": self.num_resampled,
+        "num_downmixed": self.num_downmixed,
+        "validation_passed_over": list(self.validation_passed_over),
         "skipped": [dataclasses.asdict(s) for s in self.skipped],
+        "converted": list(self.converted),
     }
 
 
@@ -171,6 +198,7 @@ class _Result:
   num_frames: int = 0
   mel_sum: Optional[np.ndarray] = None
   mel_sum_squares: Optional[np.ndarray] = None
+  converted: Optional[Dict[str, Any]] = None
 
 
 @dataclasses.dataclass
@@ -219,7 +247,12 @@ def _skip(task, reason, message):
 
 
 def _load_checked(task: _Task, settings: _Settings):
-  """Decoded mono audio at the target rate, or a skip `_Result`."""
+  """(decoded mono audio at the target rate, conversion or None), or a skip `_Result`.
+
+  The conversion (for report.json) is a dict with the id, the path and the
+  from/to sample rate and channel count, set when the file was resampled or
+  down-mixed.
+  """
   path = task.audio_path
   if not os.path.isfile(path):
     return _skip(task, "missing_file", f"{path}: audio file not found")
@@ -230,6 +263,11 @@ def _load_checked(task: _Task, settings: _Settings):
   except audio_lib.AudioError as e:
     return _skip(task, "unreadable_audio", str(e))
   num_samples, channels = audio.shape
+  conversion = None
+  if channels > 1 or rate != settings.sample_rate:
+    conversion = {"id": task.id, "audio_path": path, "from_sample_rate": int(rate),
+                  "to_sample_rate": settings.sample_rate, "from_channels": int(channels),
+                  "to_channels": 1}
   if num_samples == 0:
     return _skip(task, "empty_audio", f"{path}: contains no samples")
   if channels > 1:
@@ -248,14 +286,15 @@ def _load_checked(task: _Task, settings: _Settings):
                    "allow_resample=True")
     from tfspeech.ops.resample import resample  # Lazy: only corpora that need it pay.
     audio = resample(audio, rate, settings.sample_rate)
-  return audio
+  return audio, conversion
 
 
-def _process_unchecked(task: _Task) -> _Result:
-  settings = _WORKER["settings"]
-  audio = _load_checked(task, settings)
-  if isinstance(audio, _Result):
-    return audio
+def _usable_audio(task: _Task, settings: _Settings):
+  """(audio to store, conversion or None) after every audio check, or a skip `_Result`."""
+  loaded = _load_checked(task, settings)
+  if isinstance(loaded, _Result):
+    return loaded
+  audio, conversion = loaded
   if settings.trim_top_db is not None:
     audio, _ = audio_lib.trim_silence(audio, top_db=settings.trim_top_db)
   min_samples = settings.mel_config.n_fft
@@ -264,6 +303,15 @@ def _process_unchecked(task: _Task) -> _Result:
                  f"{task.audio_path}: {audio.shape[0]} samples"
                  f"{' after trimming silence' if settings.trim_top_db is not None else ''}, "
                  f"fewer than one analysis window (n_fft={min_samples})")
+  return audio, conversion
+
+
+def _process_unchecked(task: _Task) -> _Result:
+  settings = _WORKER["settings"]
+  usable = _usable_audio(task, settings)
+  if isinstance(usable, _Result):
+    return usable
+  audio, conversion = usable
   # The mel is computed from the 16-bit samples that are stored, so vocoder
   # targets and their mels agree exactly.
   pcm = records.quantize_pcm16(audio.numpy())  # graph-ok: offline tool
@@ -275,7 +323,7 @@ def _process_unchecked(task: _Task) -> _Result:
   mel64 = mel.astype(np.float64)  # graph-ok: offline statistics
   return _Result(task.position, serialized, seconds=pcm.shape[0] / settings.sample_rate,
                  num_frames=mel.shape[0], mel_sum=mel64.sum(axis=0),
-                 mel_sum_squares=np.square(mel64).sum(axis=0))
+                 mel_sum_squares=np.square(mel64).sum(axis=0), converted=conversion)
 
 
 def _process(task: _Task) -> _Result:
@@ -299,14 +347,14 @@ def _text_lib():
   return text
 
 
-_MEL_PRESETS = ("hifigan", "gradtts", "tacotron2", "librosa")
+MEL_PRESETS = ("hifigan", "gradtts", "tacotron2", "librosa")
 
 
 def _resolve_mel_config(mel_config, sample_rate):
   if isinstance(mel_config, str):
-    if mel_config not in _MEL_PRESETS:
+    if mel_config not in MEL_PRESETS:
       raise ValueError(f"mel_config={mel_config!r} is not a MelConfig preset; use one of "
-                       f"{_MEL_PRESETS} or pass a tfspeech.audio.MelConfig")
+                       f"{MEL_PRESETS} or pass a tfspeech.audio.MelConfig")
     preset = getattr(audio_lib.MelConfig, mel_config)
     return preset() if sample_rate is None else preset(sample_rate=int(sample_rate))
   if not isinstance(mel_config, audio_lib.MelConfig):
@@ -377,20 +425,58 @@ def _validation_count(total, validation_fraction, validation_count):
   return min(count, total - 1) if total else 0
 
 
-def _split(kept, num_validation, seed):
-  """Deterministic split: validation = the entries whose hash(seed, id) ranks lowest.
+def _validation_rank(utterance_id: str, seed: int) -> str:
+  """Sort key of the validation draw: the lowest-ranked usable entries are held out."""
+  return hashlib.sha256(f"{seed}:{utterance_id}".encode("utf-8")).hexdigest()
+
+
+def _split(kept, num_validation, seed, usable=None):
+  """Deterministic split: validation = the usable entries whose hash(seed, id) ranks lowest.
 
   Ranking by a per-id hash (rather than shuffling a list) keeps an entry's
   split stable when other entries are added or removed.
-  """
-  def rank(item):
-    return hashlib.sha256(f"{seed}:{item[0].id}".encode("utf-8")).hexdigest()
 
-  validation_ids = {item[0].id for item in sorted(kept, key=rank)[:num_validation]}
+  Args:
+    kept: (utterance, cleaned text, ids) tuples.
+    num_validation: entries to hold out.
+    seed: seed of the ranking.
+    usable: optional predicate on an entry, asked in rank order until
+      `num_validation` entries pass; entries that fail stay in train (where
+      their worker skips them with the reason), so one broken file among the
+      candidates does not shrink or empty the validation split.
+
+  Returns:
+    ({"train": [...], "validation": [...]}, ids of candidates passed over).
+  """
+  validation_ids, passed_over = set(), []
+  for item in sorted(kept, key=lambda item: _validation_rank(item[0].id, seed)):
+    if len(validation_ids) == num_validation:
+      break
+    if usable is None or usable(item):
+      validation_ids.add(item[0].id)
+    else:
+      passed_over.append(item[0].id)
   return {
       "train": [item for item in kept if item[0].id not in validation_ids],
       "validation": [item for item in kept if item[0].id in validation_ids],
-  }
+  }, passed_over
+
+
+def _audio_screen(settings):
+  """Predicate for `_split`: whether an entry's audio passes every check of its worker.
+
+  Decodes (and, if needed, resamples) the file in this process; the mel is left
+  to the worker. Only validation candidates are screened, a small share of the
+  corpus, so this costs little next to the preparation itself.
+  """
+  def usable(item):
+    utterance, cleaned, ids = item
+    task = _Task(-1, utterance.id, utterance.audio_path, cleaned, ids, 0, "validation")
+    try:
+      return not isinstance(_usable_audio(task, settings), _Result)
+    except Exception:  # pylint: disable=broad-except
+      return False  # The worker reports it as processing_error.
+  return usable
 
 
 def _fingerprint(settings_key, tasks):
@@ -462,7 +548,7 @@ class _ShardWriter:
     self.marker = {
         "fingerprint": shard.fingerprint, "split": shard.split, "index": shard.index,
         "count": shard.count, "num_examples": 0, "audio_seconds": 0.0, "mel_frames": 0,
-        "frame_lengths": [], "skipped": [],
+        "frame_lengths": [], "skipped": [], "converted": [],
     }
     self._sum = np.zeros(n_mels)  # graph-ok: offline statistics
     self._sum_squares = np.zeros(n_mels)  # graph-ok: offline statistics
@@ -473,6 +559,8 @@ class _ShardWriter:
       self.marker["skipped"].append(dataclasses.asdict(result.skip))
       return
     self.writer.write(result.serialized)
+    if result.converted is not None:
+      self.marker["converted"].append(result.converted)
     self.marker["num_examples"] += 1
     self.marker["audio_seconds"] += result.seconds
     self.marker["mel_frames"] += result.num_frames
@@ -655,22 +743,28 @@ def prepare_corpus(
     text_lib.get_cleaner(name)  # Fail fast on a typo, before any work.
   trim_top_db = None if trim_silence is False else (60.0 if trim_silence is True
                                                    else float(trim_silence))
+  if validation_count is not None and validation_count < 0:
+    raise ValueError(f"validation_count must be >= 0, got {validation_count}")
+  if validation_count is None and not 0.0 <= validation_fraction < 1.0:
+    raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+
+  # Read the listing before creating out_dir: a wrong corpus path creates nothing.
+  utterances = _read_corpus(corpus_dir, format, audio_root)
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-
-  utterances = _read_corpus(corpus_dir, format, audio_root)
   skipped = [SkippedEntry(p.id, p.reason, f"{p.source}:{p.line_number}: {p.message}")
              for p in utterances.problems]
   dropped = collections.Counter()
   kept = _encode_transcripts(utterances, table, cleaners, on_unknown, cmudict, skipped, dropped)
   speakers = _speaker_indices(u for u, _, _ in kept)
-  splits = _split(kept, _validation_count(len(kept), validation_fraction, validation_count), seed)
   if workers is None:
     workers = 1 if len(kept) < MIN_ENTRIES_FOR_WORKERS else (os.cpu_count() or 1)
   workers = int(workers)
 
   settings = _Settings(config.sample_rate, config, bool(allow_resample), bool(allow_downmix),
                        trim_top_db, threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+  num_validation = _validation_count(len(kept), validation_fraction, validation_count)
+  splits, passed_over = _split(kept, num_validation, seed, usable=_audio_screen(settings))
   settings_key = json.dumps([records.SCHEMA_VERSION, dataclasses.asdict(config),
                              table.to_dict(), cleaners, settings.allow_resample,
                              settings.allow_downmix, trim_top_db])
@@ -696,6 +790,8 @@ def prepare_corpus(
   # Audio problems in plan order, after listing and transcript problems.
   for shard in shards:
     skipped.extend(SkippedEntry(**entry) for entry in markers[shard.name]["skipped"])
+  # Markers of an older tfspeech have no "converted" list.
+  converted = [c for shard in shards for c in markers[shard.name].get("converted", [])]
   counts = {split: sum(m["num_examples"] for m in by_split[split]) for split in by_split}
   seconds = {split: sum(m["audio_seconds"] for m in by_split[split]) for split in by_split}
   quantiles = {}
@@ -733,6 +829,23 @@ def prepare_corpus(
   }
   _write_json(out_dir / dataset_lib.DATASET_JSON, info)
 
+  warnings = []
+  if passed_over:
+    _LOG.info("prepare: validation candidates with faulty audio stay in train (and are "
+              "skipped): %s", passed_over)
+  if counts["validation"] < num_validation:
+    outcome = ("training runs without validation" if not counts["validation"] else
+               "validation metrics rest on fewer utterances")
+    warnings.append(
+        f"the validation split holds {counts['validation']} of the {num_validation} utterances "
+        f"asked for: too few entries have usable audio and a transcript (see 'skipped' in "
+        f"report.json); {outcome}")
+  if not counts["train"]:
+    warnings.append("the train split is empty: no entry has usable audio and a transcript "
+                    "(see 'skipped' in report.json); there is nothing to train on")
+  for warning in warnings:
+    _LOG.warning("prepare: %s", warning)
+
   wall_seconds = time.perf_counter() - start_time
   report = PrepareReport(
       out_dir=str(out_dir), num_train=counts["train"], num_validation=counts["validation"],
@@ -742,7 +855,10 @@ def prepare_corpus(
       shards_written=len(pending), shards_resumed=shards_resumed,
       dropped_symbols=dict(sorted(dropped.items())),
       first_result_seconds=first_result_seconds,
-      workers=workers)
+      workers=workers,
+      converted=tuple(converted),
+      validation_passed_over=tuple(passed_over),
+      warnings=tuple(warnings))
   _write_json(out_dir / dataset_lib.REPORT_JSON, report.to_dict())
   if skipped:
     _LOG.warning("prepare: skipped %d entries (%s); see %s", len(skipped),
