@@ -8,7 +8,11 @@ r"""Synthesizes speech with a trained acoustic model, or ground-truth-aligned me
 Text mode writes NAME.npy (float32 [frames, n_mels] log-mel) and NAME.wav per text and
 prints the real-time factor. A --text_file has one text per line, optionally "NAME|text";
 blank lines are skipped. Without --vocoder, audio comes from Griffin-Lim (a preview: a
-trained vocoder sounds far better).
+trained vocoder sounds far better). A text longer than --max_tokens ids is split at
+sentence (then clause, word) boundaries and its chunks joined into one WAV. A text that
+fails (nothing to say, a model or vocoder error) is named on an "error:" line and the
+others are still written (exit status 1); dropped emoji or transliterated text is listed
+on "note:" lines.
 
 --gta rewrites the prepared corpus --data into --out with teacher-forced mels (the model's
 decoder run on the prior aligned to the true mel), same schema and shard names, audio kept:

@@ -522,7 +522,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   order = sorted(range(len(chunks)), key=lambda c: len(chunks[c].ids))
   try:
     run_vocoder(run_model([chunks[order[0]]], 1)[0])
-  except _ITEM_ERRORS as e:  # pylint: disable=broad-except
+  except _ITEM_ERRORS as e:
     _LOG.warning("synthesis warm-up failed (%s); items are tried one by one", _one_line(e))
   first_call_seconds = time.perf_counter() - start
 
@@ -553,7 +553,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
     try:
       np.save(mel_path, mel)
       audio_lib.write_wav(wav_path, wav, sample_rate)
-    except _ITEM_ERRORS as e:  # pylint: disable=broad-except
+    except _ITEM_ERRORS as e:
       fail(index, f"cannot write its files: {_one_line(e)}")
       return
     total_samples += int(wav.shape[0])
@@ -572,20 +572,20 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
       continue
     try:
       results = list(zip(batch, run_model(batch, n_timesteps)))
-    except _ITEM_ERRORS:  # pylint: disable=broad-except
+    except _ITEM_ERRORS:
       # Find the culprit: each chunk alone, so only a chunk that fails by itself fails.
       results = []
       for chunk in batch:
         try:
           results.append((chunk, run_model([chunk], n_timesteps)[0]))
-        except _ITEM_ERRORS as e:  # pylint: disable=broad-except
+        except _ITEM_ERRORS as e:
           fail(chunk.index, f"the acoustic model failed: {_one_line(e)}", chunk.part)
     for chunk, mel in results:
       if chunk.index in failures:
         continue
       try:
         wav = run_vocoder(mel)
-      except _ITEM_ERRORS as e:  # pylint: disable=broad-except
+      except _ITEM_ERRORS as e:
         fail(chunk.index, f"the vocoder failed on {mel.shape[0]} frames: {_one_line(e)}",
              chunk.part)
         continue
