@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfspeech.audio import (MelConfig, MelSpectrogram, griffin_lim, istft, mel_filterbank,
                             mel_to_audio, mel_to_linear, spectral_convergence, stft)
+from tfspeech.audio.mel import pad_for_stft
 from tfspeech.testing import assert_no_python_ops
 
 
@@ -103,3 +104,42 @@ def test_mel_to_audio_graph_mode(speech):
   error = np.abs(module(audio).numpy() - mel_log.numpy())[loud].mean()
   print(f"\nmel_to_audio mean log-mel error on loud bins: {error:.3g}")
   assert error < 0.5
+
+
+@pytest.mark.parametrize("preset", ["hifigan", "tacotron2", "librosa_reflect", "librosa_constant"])
+def test_one_two_and_three_frame_mels_vocode_in_graph_mode(preset):
+  # Regression: a 1-frame mel gave a 256-sample signal that MirrorPad could not reflect
+  # by 384 ("paddings must be less than the dimension size"), in the first iteration.
+  if preset.startswith("librosa"):
+    config = MelConfig.librosa(n_fft=1024, hop_length=256, n_mels=80,
+                               pad_mode=preset.split("_")[1])
+  else:
+    config = getattr(MelConfig, preset)()
+  vocode = tf.function(lambda m: mel_to_audio(m, config, n_iter=4),
+                       input_signature=[tf.TensorSpec([None, None, config.n_mels])])
+  centred = config.padding != "hifigan"
+  rng = np.random.default_rng(0)
+  for frames in (0, 1, 2, 3):
+    mel = rng.normal(-3.0, 1.0, (2, frames, config.n_mels)).astype(np.float32)
+    for run in (vocode, lambda m: mel_to_audio(m, config, n_iter=4)):  # graph, eager
+      audio = run(mel).numpy()
+      samples = max(frames - 1, 0) * 256 if centred else frames * 256
+      assert audio.shape == (2, samples) and np.isfinite(audio).all(), (frames, audio.shape)
+      if frames > 1:
+        # The STFT of the result has the frames Griffin-Lim was given.
+        assert stft(audio, config).shape[1] == frames and np.abs(audio).max() > 0
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 5, 383, 384, 385, 1000])
+def test_reflect_padding_of_any_length_matches_numpy(length):
+  config = MelConfig.hifigan()  # pads (1024 - 256) / 2 = 384 each side
+  audio = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+  dynamic = tf.function(lambda a: pad_for_stft(a, config),
+                        input_signature=[tf.TensorSpec([None, None])])
+  got = dynamic(audio).numpy()
+  assert got.shape == (2, length + 768)
+  if length == 0:
+    assert not got.any()  # An empty signal reflects silence.
+  else:
+    np.testing.assert_array_equal(got, np.pad(audio, [[0, 0], [384, 384]], mode="reflect"))
+  np.testing.assert_array_equal(pad_for_stft(audio, config).numpy(), got)  # static == dynamic

@@ -61,3 +61,17 @@ def test_peak_and_rms_db():
   concrete = tf.function(lambda a: (peak(a), rms_db(a))).get_concrete_function(
       tf.TensorSpec([None, None]))
   assert_no_python_ops(concrete)
+
+
+def test_normalize_peak_scales_each_signal_and_leaves_silence():
+  from tfspeech.audio import normalize_peak
+  rng = np.random.default_rng(0)
+  loud = rng.uniform(-3.0, 3.0, 1000).astype(np.float32)  # Would clip at full scale.
+  quiet = 0.01 * rng.standard_normal(1000).astype(np.float32)
+  batch = np.stack([loud, quiet, np.zeros(1000, np.float32)])
+  out = normalize_peak(batch, peak_db=-1.0).numpy()
+  target = 10 ** (-1 / 20)
+  np.testing.assert_allclose(np.abs(out[:2]).max(axis=1), [target, target], rtol=1e-6)
+  np.testing.assert_allclose(out[0] / loud, target / np.abs(loud).max(), rtol=1e-5)  # one gain
+  assert not out[2].any()  # Silence stays silence (no division by zero).
+  assert normalize_peak(np.zeros([2, 0], np.float32)).shape == (2, 0)

@@ -236,3 +236,21 @@ def test_load_audio_errors(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # As if it were not installed.
   with pytest.raises(AudioError, match=r"y\.flac: .*install tfspeech\[io\] \(tensorflow-io 0\.37\.1"):
     load_audio(flac)
+
+
+def test_write_wav_warns_when_it_clips(tmp_path, caplog):
+  path = tmp_path / "loud.wav"
+  audio = np.zeros(1000, np.float32)
+  audio[:50] = 1.5  # 5% of the samples past full scale.
+  audio[50:60] = -2.0  # 1% more, negative.
+  with caplog.at_level("WARNING", logger="tfspeech.audio.wav"):
+    wav.write_wav(path, audio, 22050)
+  assert len(caplog.records) == 1
+  message = caplog.records[0].getMessage()
+  assert str(path) in message and "60 of 1000 samples (6.00%)" in message
+  pcm, rate = soundfile.read(path, dtype="int16")
+  assert rate == 22050 and pcm[:50].min() == 32767 and pcm[50:60].max() == -32768
+  caplog.clear()
+  with caplog.at_level("WARNING", logger="tfspeech.audio.wav"):
+    wav.write_wav(tmp_path / "fine.wav", np.full(100, 1.0, np.float32), 22050)  # Exactly 1.0.
+  assert not caplog.records

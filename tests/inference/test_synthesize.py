@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 import scipy.io.wavfile
+import tensorflow as tf
 
+from tfspeech import audio as audio_lib
 from tfspeech.data import load_dataset_info, make_dataset
 from tfspeech.inference import synthesize_lib
 from tfspeech.models import grad_tts  # noqa: F401  (registers "grad_tts")
@@ -72,6 +74,7 @@ def test_text_front_end_uses_the_run_symbols(loaded_run):
 def test_bad_inputs_fail_clearly(loaded_run, tmp_path):
   with pytest.raises(ValueError, match="no texts"):
     synthesize_lib.synthesize_texts(loaded_run, [], out_dir=str(tmp_path))
+  # With nothing to say in any text there is nothing to do: one error for the call.
   with pytest.raises(ValueError, match="no letter or phone"):
     synthesize_lib.synthesize_texts(loaded_run, ["<<< ###"], out_dir=str(tmp_path))
   with pytest.raises(ValueError, match="names must be unique"):
@@ -115,3 +118,81 @@ def test_gta_rewrites_mels_and_keeps_everything_else(loaded_run, prepared, tmp_p
     assert np.isfinite(after["mel"]).all()
   with pytest.raises(ValueError, match="must differ"):
     synthesize_lib.generate_gta(loaded_run, prepared, prepared)
+
+
+def test_every_text_is_written_down_to_one_frame_mels(loaded_run, tmp_path):
+  # Regression: the warm-up on a one-token input gave a 1-frame mel and Griffin-Lim's
+  # reflect padding failed, so nothing was written. length_scale 1e-3 makes every mel as
+  # short as the model allows (1 frame); "a" is a one-character text.
+  texts = ["a", "Hi.", "A longer one, to batch with the others."]
+  for length_scale in (1e-3, 1.0):
+    out = tmp_path / str(length_scale)
+    result = synthesize_lib.synthesize_texts(loaded_run, texts, n_timesteps=2,
+                                             length_scale=length_scale, out_dir=str(out))
+    assert not result.failures and [item.text for item in result.items] == texts
+    hop = loaded_run.config.data_info["hop_length"]
+    for item in result.items:
+      rate, wav = scipy.io.wavfile.read(item.wav_path)
+      assert wav.shape == (item.num_frames * hop,) and item.num_frames >= 1
+      if length_scale < 1:
+        assert item.num_frames <= 3
+      assert np.abs(wav).max() > 0
+      # Griffin-Lim previews peak at -1 dBFS, not clipped at full scale.
+      assert np.abs(wav).max() == pytest.approx(32768 * 10 ** (-1 / 20), rel=1e-3)
+
+
+def test_one_bad_text_fails_alone_and_is_named(loaded_run, tmp_path, monkeypatch):
+  vocoder = synthesize_lib.griffin_lim_vocoder
+  calls = []
+
+  def flaky_vocoder(mel_config, n_iter=32):
+    real = vocoder(mel_config, n_iter)
+
+    def vocode(mel):
+      calls.append(int(mel.shape[1]))
+      if len(calls) == 3:  # The warm-up is call 1: fail on the second text vocoded.
+        raise tf.errors.InvalidArgumentError(None, None, "MirrorPad failed\nlong trace")
+      return real(mel)
+    return vocode
+
+  monkeypatch.setattr(synthesize_lib, "griffin_lim_vocoder", flaky_vocoder)
+  texts = ["One.", "<<< ###", "Two words.", "Three words here."]
+  result = synthesize_lib.synthesize_texts(loaded_run, texts, n_timesteps=2,
+                                           names=["one", "empty", "two", "three"],
+                                           out_dir=str(tmp_path))
+  assert len(calls) == 4  # warm-up + the 3 texts with something to say
+  assert [f.name for f in result.failures] == ["empty", "two"]
+  assert "no letter or phone" in result.failures[0].error
+  assert result.failures[1].describe() == (
+      "two: the vocoder failed on %d frames: InvalidArgumentError: MirrorPad failed" % calls[2])
+  assert [item.name for item in result.items] == ["one", "three"]
+  assert sorted(os.listdir(tmp_path)) == ["one.npy", "one.wav", "three.npy", "three.wav"]
+
+
+def test_long_text_is_chunked_and_joined_into_one_wav(loaded_run, tmp_path):
+  sentence = "The quick brown fox jumps over the lazy dog, and runs away. "
+  long_text = sentence * 12 + "The end 😀."  # ~700 characters, ~1,400 ids with blanks.
+  front_end = synthesize_lib.text_front_end(loaded_run)
+  assert front_end.count_tokens(long_text) > 1000
+  result = synthesize_lib.synthesize_texts(loaded_run, [long_text, "Short."], n_timesteps=2,
+                                           max_tokens=150, chunk_pause=0.1, batch_size=4,
+                                           out_dir=str(tmp_path))
+  assert not result.failures
+  item, short = result.items
+  assert item.num_chunks >= 10 and short.num_chunks == 1
+  assert item.notes() == ["dropped '😀'"]
+  hop = loaded_run.config.data_info["hop_length"]
+  rate = loaded_run.config.data_info["sample_rate"]
+  mel = np.load(item.mel_path)
+  _, wav = scipy.io.wavfile.read(item.wav_path)
+  assert mel.shape == (item.num_frames, 80) and wav.shape == (item.num_frames * hop,)
+  # The chunks are joined with pauses of silence: round(0.1 s / hop) frames each.
+  pause = int(round(0.1 * rate / hop))
+  mel_config = audio_lib.MelConfig(**loaded_run.config.data_info["mel_config"])
+  silence = float(audio_lib.log_compress(tf.zeros([]), mel_config))
+  silent_frames = np.all(mel == np.float32(silence), axis=1)
+  assert silent_frames.sum() == pause * (item.num_chunks - 1)
+  assert (wav == 0).sum() >= pause * hop * (item.num_chunks - 1)
+  assert np.abs(wav[:hop * 2]).max() > 0  # Speech (noise) starts right away.
+  # Every chunk was synthesized within the bound, and the ids add up to the whole text's.
+  assert item.num_ids >= front_end.count_tokens(long_text) - item.num_chunks * 2

@@ -108,6 +108,63 @@ def test_padding_changes_an_item_only_near_its_end():
   np.testing.assert_allclose(audio[1], full.numpy()[0], atol=1e-5 * scale)
 
 
+def test_one_two_and_three_frame_mels_and_empty_items():
+  config = hifigan.tiny()
+  vocoder = vocode_lib.Vocoder.for_generator(random_generator(config))
+  for frames in (1, 2, 3):
+    audio, lengths = vocoder.vocode(tf.constant(random_mels([frames], seed=frames)),
+                                    tf.constant([frames]))
+    assert audio.shape == (1, frames * HOP) and int(lengths[0]) == frames * HOP
+    assert np.isfinite(audio.numpy()).all() and np.abs(audio.numpy()).max() > 1e-4
+  # Zero-length items in a padded batch are silent; a batch of only empty items (0
+  # frames: the transposed convolutions would get an empty input) gives empty audio.
+  audio, lengths = vocoder.vocode(tf.constant(random_mels([0, 2, 1])), tf.constant([0, 2, 1]))
+  np.testing.assert_array_equal(lengths.numpy(), [0, 2 * HOP, HOP])
+  assert not audio.numpy()[0].any() and not audio.numpy()[2, HOP:].any()
+  audio, lengths = vocoder.vocode(tf.zeros([2, 0, 80]), tf.constant([0, 0]))
+  assert audio.shape == (2, 0) and not lengths.numpy().any()
+  assert vocoder.vocode.experimental_get_tracing_count() == 1
+
+
+def test_read_npy_mels_names_each_bad_file(tmp_path):
+  good = random_mels([7])[0]
+  np.save(tmp_path / "good.npy", good)
+  whole = (tmp_path / "good.npy").read_bytes()
+  (tmp_path / "truncated.npy").write_bytes(whole[:-100])
+  (tmp_path / "empty.npy").write_bytes(b"")
+  np.save(tmp_path / "nan.npy", np.full([3, 80], np.nan, np.float32))
+  np.save(tmp_path / "zero_frames.npy", np.zeros([0, 80], np.float32))
+  items, failures = vocode_lib.read_npy_mels(str(tmp_path), 80)
+  assert [name for name, _ in items] == ["good"]
+  np.testing.assert_array_equal(items[0][1], good)
+  errors = {f.name: f.error for f in failures}
+  assert sorted(errors) == ["empty", "nan", "truncated", "zero_frames"]
+  for name, error in errors.items():
+    assert error.startswith(str(tmp_path / f"{name}.npy") + ": "), error
+  assert "not a readable .npy file" in errors["truncated"]
+  assert "contains NaN or Inf" in errors["nan"]
+  assert "shape (0, 80)" in errors["zero_frames"]
+
+
+def test_vocode_items_retries_a_failing_batch_item_by_item(tmp_path):
+  vocoder = vocode_lib.Vocoder.for_generator(random_generator(hifigan.tiny()))
+  real = vocoder.vocode
+
+  def vocode(mels, lengths):
+    if int(tf.reduce_max(lengths)) == 9:  # The batch holding "bad", and "bad" alone.
+      raise tf.errors.InvalidArgumentError(None, None, "boom\ntrace")
+    return real(mels, lengths)
+
+  vocoder.vocode = vocode
+  items = [(name, random_mels([frames])[0]) for name, frames in
+           (("a", 2), ("bad", 9), ("b", 1), ("c", 5))]
+  result = vocode_lib.vocode_items(vocoder, items, str(tmp_path / "out"), batch_size=2)
+  assert [(f.name, f.error) for f in result.failures] == [
+      ("bad", "bad: the vocoder failed: InvalidArgumentError: boom")]
+  assert sorted(os.path.basename(p) for p in result.paths) == ["a.wav", "b.wav", "c.wav"]
+  assert result.audio_seconds == pytest.approx(8 * HOP / 22050)
+
+
 def test_vocode_is_one_pure_graph_with_unknown_dims():
   vocoder = vocode_lib.Vocoder.for_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
   assert not vocoder.generator.weight_norm
@@ -187,11 +244,21 @@ def test_cli_vocodes_npy_files_and_rejects_bad_ones(vocoder_run, tmp_path):
     rate, pcm = scipy.io.wavfile.read(out / f"{name}.wav")
     assert rate == 22050 and pcm.shape == (frames * HOP,)
 
+  # Bad files are named and fail alone: the good ones are still written.
   np.save(mels_dir / "transposed.npy", random_mels([9])[0].T)
+  whole = (mels_dir / "long.npy").read_bytes()
+  (mels_dir / "truncated.npy").write_bytes(whole[:len(whole) // 2])
+  (mels_dir / "garbage.npy").write_bytes(b"not numpy at all")
+  out = tmp_path / "wavs2"
   result = run_cli(f"--workdir={workdir}", f"--mels={mels_dir}", f"--out={out}")
-  assert result.returncode == 2
+  assert result.returncode == 1, result.stderr
+  assert "wrote 2 WAV files" in result.stdout
   assert "transposed.npy: shape (80, 9), expected [frames, 80]" in result.stderr
   assert "channels-first" in result.stderr
+  assert "truncated.npy: not a readable .npy file" in result.stderr
+  assert "garbage.npy: not a readable .npy file" in result.stderr
+  assert "3 of 5 inputs failed" in result.stderr
+  assert sorted(os.listdir(out)) == ["long.wav", "short.wav"]
 
 
 def test_cli_vocodes_a_prepared_corpus(vocoder_run, tiny_corpus, tmp_path):

@@ -118,3 +118,50 @@ def test_unknown_cleaner_lists_valid_names():
 def test_clean_text_rejects_non_strings():
   with pytest.raises(TypeError, match="must be str"):
     cleaners.clean_text(b"bytes")
+
+
+def test_emoji_are_dropped_and_reported_not_spelled_out():
+  # anyascii spells 😀 as ":grinning:"; the colons were dropped and the name was read.
+  cleaned, changes = cleaners.clean_text_with_changes("I won 😀🎉👍!", "english_cleaners")
+  assert cleaned == "i won !"
+  assert [(c.kind, c.original, c.replacement) for c in changes] == [("dropped", "😀🎉👍", "")]
+  assert changes[0].describe() == "dropped '😀🎉👍'"
+  # Between two letters the emoji leaves a word boundary; ZWJ sequences, flags and skin
+  # tones go as one span.
+  assert cleaners.english_cleaners("good😀day") == "good day"
+  cleaned, changes = cleaners.clean_text_with_changes("we 👨\u200d👩\u200d👧 🇺🇸 👍🏽 ok",
+                                                      "transliteration_cleaners")
+  assert cleaned == "we ok"
+  assert [c.original for c in changes] == ["👨\u200d👩\u200d👧", "🇺🇸", "👍🏽"]
+
+
+def test_other_scripts_are_transliterated_and_reported():
+  cleaned, changes = cleaners.clean_text_with_changes("Say 你好 to Привет.", "english_cleaners")
+  assert cleaned == "say nihao to privet."
+  assert [(c.kind, c.original, c.replacement) for c in changes] == [
+      ("transliterated", "你好", "NiHao"), ("transliterated", "Привет", "Privet")]
+  assert changes[0].describe() == "transliterated '你好' -> 'NiHao'"
+  # A transliterated span is its own word.
+  assert cleaners.english_cleaners("5™") == "five tm"
+  # Accented Latin and typographic punctuation change silently, as in the reference.
+  assert cleaners.clean_text_with_changes("Café “naïve” Straße—ok", "english_cleaners") == (
+      "cafe \"naive\" strasse-ok", [])
+  # basic_cleaners keeps non-ASCII text as it is, so it reports nothing.
+  assert cleaners.clean_text_with_changes("你好 😀", "basic_cleaners") == ("你好 😀", [])
+
+
+def test_slash_keeps_the_words_apart():
+  assert cleaners.english_cleaners("twelve/twenty-five") == "twelve twenty-five"
+  assert cleaners.english_cleaners("and / or, 12/25") == "and or, twelve twenty-five"
+  assert cleaners.transliteration_cleaners("A/B") == "a b"
+
+
+def test_encode_text_returns_the_changes():
+  from tfspeech import text
+  table = text.english_characters()
+  encoding = text.encode_text("Hi 😀 你好/there {HH AY1}", text.english_arpabet(),
+                              on_unknown="drop")
+  assert [c.original for c in encoding.changes] == ["😀", "你好"]
+  plain = text.encode_text("Hi 😀 there", table, on_unknown="error")  # Nothing unknown left.
+  assert text.ids_to_text(plain.ids, table) == "hi there"
+  assert [c.kind for c in plain.changes] == ["dropped"]

@@ -13,6 +13,7 @@ from tfspeech.audio.mel import log_decompress
 from tfspeech.audio.mel import mel_filterbank
 from tfspeech.audio.mel import num_frames
 from tfspeech.audio.mel import stft
+from tfspeech.audio.silence import normalize_peak
 from tfspeech.audio.silence import peak
 from tfspeech.audio.silence import rms_db
 from tfspeech.audio.silence import trim_silence
@@ -25,7 +26,7 @@ from tfspeech.audio.wav import write_wav
 __all__ = [
     "AudioError", "MelConfig", "MelSpectrogram", "decode_wav", "griffin_lim", "hann_window",
     "istft", "load_audio", "load_wav", "log_compress", "log_decompress", "mel_filterbank",
-    "mel_to_audio", "mel_to_linear", "num_frames", "peak", "rms_db", "spectral_convergence",
-    "write_wav",
+    "mel_to_audio", "mel_to_linear", "normalize_peak", "num_frames", "peak", "rms_db",
+    "spectral_convergence", "write_wav",
     "stft", "trim_silence",
 ]

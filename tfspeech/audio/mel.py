@@ -260,11 +260,43 @@ def _stft_pad_width(config):
   return config.n_fft // 2
 
 
+def _reflect_pad_any_length(audio, width):
+  """Reflect padding of `[batch, samples]` by `width` each side that works for any length.
+
+  `tf.pad(mode="REFLECT")` (MirrorPad) needs samples > width; Griffin-Lim of a one- or
+  two-frame mel re-pads a signal shorter than that. Like `np.pad(mode="reflect")` (what
+  librosa does) the reflection repeats when width >= samples: index p maps to p mod
+  2 * (samples - 1), folded back. One sample pads with copies of itself; zero samples
+  pad with zeros. Equal to MirrorPad wherever MirrorPad works.
+  """
+  length = tf.shape(audio)[1]
+  # An empty signal reflects zeros: give it one zero sample to index.
+  source = tf.pad(audio, [[0, 0], [0, tf.cast(tf.equal(length, 0), tf.int32)]])
+  count = tf.maximum(length, 1)
+  period = tf.maximum(2 * (count - 1), 1)
+
+  def reflected(positions):
+    folded = tf.math.floormod(positions, period)
+    return tf.gather(source, tf.where(folded >= count, period - folded, folded), axis=1)
+
+  left = reflected(tf.range(-width, 0))
+  right = reflected(tf.range(length, length + width))
+  return tf.concat([left, audio, right], axis=1)
+
+
 def pad_for_stft(audio, config):
-  """Pads `[batch, samples]` audio on the time axis as the config's convention does."""
+  """Pads `[batch, samples]` audio on the time axis as the config's convention does.
+
+  Any length works, down to 0 samples (see `_reflect_pad_any_length`); a signal whose
+  static length exceeds the pad width keeps the plain MirrorPad op.
+  """
   width = _stft_pad_width(config)
-  mode = "CONSTANT" if config.padding == "center_constant" else "REFLECT"
-  return tf.pad(audio, [[0, 0], [width, width]], mode=mode)
+  if config.padding == "center_constant":
+    return tf.pad(audio, [[0, 0], [width, width]])
+  static_length = audio.shape[1]
+  if static_length is not None and static_length > width:
+    return tf.pad(audio, [[0, 0], [width, width]], mode="REFLECT")
+  return _reflect_pad_any_length(audio, width)
 
 
 def num_frames(num_samples, config):

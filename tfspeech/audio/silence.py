@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-__all__ = ["peak", "rms_db", "trim_silence"]
+__all__ = ["normalize_peak", "peak", "rms_db", "trim_silence"]
 
 # librosa.amplitude_to_db's default amin (1e-5) squared: the floor of power values.
 _POWER_FLOOR = 1e-10
@@ -18,6 +18,28 @@ def peak(audio):
     `[...]` float32; 1.0 or more means the signal is clipping.
   """
   return tf.reduce_max(tf.abs(tf.cast(audio, tf.float32)), axis=-1)
+
+
+def normalize_peak(audio, peak_db=-1.0, silence=1e-4):
+  """Scales each signal so that its largest absolute sample is `peak_db` dBFS.
+
+  Used on Griffin-Lim previews, whose level follows the predicted mel and can exceed
+  full scale (then `write_wav` would clip 3-6% of the samples). Signals quieter than
+  `silence` peak (silence, or the zero padding of an empty item) are left as they are
+  rather than amplifying noise.
+
+  Args:
+    audio: `[..., samples]` float.
+    peak_db: target peak in dB relative to full scale (1.0); -1 dBFS is ~0.891.
+    silence: peak below which a signal is not scaled.
+
+  Returns:
+    `[..., samples]` float32.
+  """
+  audio = tf.cast(audio, tf.float32)
+  current = peak(audio)[..., tf.newaxis]
+  target = 10.0 ** (peak_db / 20.0)
+  return audio * tf.where(current > silence, target / tf.maximum(current, silence), 1.0)
 
 
 def rms_db(audio):

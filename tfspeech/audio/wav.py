@@ -7,12 +7,15 @@ it handles what `tf.audio.decode_wav` does not: 8/24/32-bit PCM, IEEE float
 an `AudioError` naming the file.
 """
 
+import logging
 import os
 import re
 
 import tensorflow as tf
 
 __all__ = ["AudioError", "decode_wav", "load_wav", "load_audio", "SUPPORTED_EXTENSIONS"]
+
+_LOG = logging.getLogger(__name__)
 
 # Little-endian int32 values of the four-character chunk ids.
 _RIFF = 0x46464952  # "RIFF"
@@ -368,6 +371,17 @@ def load_audio(path, sample_rate=None, mono=True, resample=True):
 
 
 def write_wav(path, audio, sample_rate: int):
-  """Writes `[samples]` float audio in [-1, 1] (clipped) as a mono 16-bit PCM WAV file."""
-  audio = tf.clip_by_value(tf.reshape(tf.cast(audio, tf.float32), [-1, 1]), -1.0, 1.0)
+  """Writes `[samples]` float audio in [-1, 1] as a mono 16-bit PCM WAV file.
+
+  Samples outside [-1, 1] are clipped, with a logged warning naming the file and the
+  fraction clipped: clipping is audible distortion, so the caller should lower the gain
+  (Griffin-Lim previews are peak-normalised for this reason).
+  """
+  audio = tf.reshape(tf.cast(audio, tf.float32), [-1, 1])
+  clipped = int(tf.math.count_nonzero(tf.abs(audio) > 1.0))
+  if clipped:
+    total = int(tf.size(audio))
+    _LOG.warning("%s: clipped %d of %d samples (%.2f%%) outside [-1, 1]; lower the gain "
+                 "before writing", os.fspath(path), clipped, total, 100.0 * clipped / total)
+  audio = tf.clip_by_value(audio, -1.0, 1.0)
   tf.io.write_file(os.fspath(path), tf.audio.encode_wav(audio, sample_rate))

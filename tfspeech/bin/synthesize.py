@@ -8,7 +8,11 @@ r"""Synthesizes speech with a trained acoustic model, or ground-truth-aligned me
 Text mode writes NAME.npy (float32 [frames, n_mels] log-mel) and NAME.wav per text and
 prints the real-time factor. A --text_file has one text per line, optionally "NAME|text";
 blank lines are skipped. Without --vocoder, audio comes from Griffin-Lim (a preview: a
-trained vocoder sounds far better).
+trained vocoder sounds far better). A text longer than --max_tokens ids is split at
+sentence (then clause, word) boundaries and its chunks joined into one WAV. A text that
+fails (nothing to say, a model or vocoder error) is named on an "error:" line and the
+others are still written (exit status 1); dropped emoji or transliterated text is listed
+on "note:" lines.
 
 --gta rewrites the prepared corpus --data into --out with teacher-forced mels (the model's
 decoder run on the prior aligned to the true mel), same schema and shard names, audio kept:
@@ -16,6 +20,7 @@ the data for fine-tuning a vocoder on this acoustic model's outputs.
 """
 
 import os
+import sys
 
 from absl import flags
 
@@ -39,6 +44,10 @@ flags.DEFINE_float("length_scale", 1.0, "Multiplies durations (> 1 speaks slower
 flags.DEFINE_integer("seed", 0, "Noise seed; text k of a call uses (seed, k).")
 flags.DEFINE_integer("batch_size", 16, "Texts (or --gta utterances) per model call.")
 flags.DEFINE_integer("speaker", 0, "Speaker id (multi-speaker models).")
+flags.DEFINE_integer("max_tokens", 400, "Longer texts are split at sentence (then clause, "
+                     "word) boundaries into chunks of at most this many ids, synthesized in "
+                     "batches and joined: peak memory follows batch_size x max_tokens, not "
+                     "the text length.")
 flags.DEFINE_bool("gta", False, "Write ground-truth-aligned mels of the prepared corpus "
                   "--data instead of synthesizing texts.")
 flags.DEFINE_string("data", None, "Prepared corpus (tfspeech-prepare --out) for --gta.")
@@ -96,15 +105,25 @@ def main(argv):
     result = inference.synthesize_texts(
         run, texts, n_timesteps=FLAGS.n_timesteps, temperature=FLAGS.temperature,
         length_scale=FLAGS.length_scale, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-        out_dir=FLAGS.out, vocoder=FLAGS.vocoder, names=names, speaker=FLAGS.speaker)
+        out_dir=FLAGS.out, vocoder=FLAGS.vocoder, names=names, speaker=FLAGS.speaker,
+        max_tokens=FLAGS.max_tokens)
   except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for item in result.items:
-    print(f"{item.wav_path}  ({item.num_frames} frames)  {item.text}")
+    chunks = f", {item.num_chunks} chunks" if item.num_chunks > 1 else ""
+    print(f"{item.wav_path}  ({item.num_frames} frames{chunks})  {item.text}")
+    for note in item.notes():
+      print(f"note: {item.name}: {note}", file=sys.stderr)
+  for failure in result.failures:
+    print(f"error: {failure.describe()}", file=sys.stderr)
   print(f"{result.audio_seconds:.2f} s of audio in {result.wall_seconds:.2f} s: real-time "
         f"factor {result.real_time_factor:.3f}, {result.times_real_time:.1f}x faster than real "
         f"time (vocoder: {result.vocoder}; one-off warm-up "
         f"{result.first_call_seconds:.1f} s not counted)")
+  if result.failures:
+    print(f"error: {len(result.failures)} of {len(texts)} texts failed (named above); the "
+          "others were written", file=sys.stderr)
+    sys.exit(1)
 
 
 def run():

@@ -11,7 +11,7 @@ Prints the number of files, the seconds of audio and the real-time factor.
 """
 
 import os
-import time
+import sys
 
 from absl import flags
 
@@ -28,27 +28,6 @@ flags.DEFINE_string("checkpoint", None, "Checkpoint prefix or 'best' (default: t
 flags.DEFINE_enum("split", "validation", ["train", "validation", "all"],
                   "Which split of a prepared corpus to vocode.")
 flags.mark_flags_as_required(["workdir", "mels", "out"])
-
-
-def _npy_items(folder, num_mels):
-  """(name, [frames, num_mels] array) for every .npy file in `folder`, checked."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  names = sorted(n for n in os.listdir(folder) if n.endswith(".npy"))
-  if not names:
-    raise ValueError(f"--mels={folder}: no .npy files and no dataset.json; pass a folder of "
-                     f"[frames, {num_mels}] .npy log-mels or a prepared corpus")
-  items = []
-  for name in names:
-    path = os.path.join(folder, name)
-    mel = np.load(path)  # graph-ok: offline tool reading files.
-    if mel.ndim != 2 or mel.shape[1] != num_mels or mel.shape[0] == 0:
-      hint = " (it looks channels-first: save mel.T)" if (
-          mel.ndim == 2 and mel.shape[0] == num_mels) else ""
-      raise ValueError(f"{path}: shape {mel.shape}, expected [frames, {num_mels}]{hint}")
-    if not np.isfinite(mel).all():  # graph-ok: offline check of input files.
-      raise ValueError(f"{path}: contains NaN or Inf")
-    items.append((name[:-len(".npy")], mel.astype(np.float32)))
-  return items
 
 
 def _prepared_items(folder, split, vocoder):
@@ -84,28 +63,26 @@ def main(argv):
   try:
     vocoder = vocode_lib.load_vocoder(FLAGS.workdir, FLAGS.checkpoint)
     if os.path.isfile(os.path.join(FLAGS.mels, "dataset.json")):
-      items = _prepared_items(FLAGS.mels, FLAGS.split, vocoder)
+      items, unreadable = _prepared_items(FLAGS.mels, FLAGS.split, vocoder), []
     else:
-      items = _npy_items(FLAGS.mels, vocoder.num_mels)
+      # A corrupt or mis-shaped file fails alone (named below); the good ones are vocoded.
+      items, unreadable = vocode_lib.read_npy_mels(FLAGS.mels, vocoder.num_mels)
   except (ValueError, FileNotFoundError) as e:
     common.fail(str(e))
 
-  items.sort(key=lambda item: int(item[1].shape[0]))  # Less padding per batch.
-  start = time.perf_counter()
-  samples = 0
-  for first in range(0, len(items), FLAGS.batch_size):
-    batch = items[first:first + FLAGS.batch_size]
-    mels, lengths = vocode_lib.pad_mels([mel for _, mel in batch], vocoder.mel_pad_value)
-    audio, audio_lengths = vocoder.vocode(mels, lengths)
-    vocode_lib.write_wavs(FLAGS.out, [name for name, _ in batch], audio, audio_lengths,
-                          vocoder.sample_rate)
-    samples += int(sum(audio_lengths.numpy()))  # graph-ok: reporting.
-  wall = time.perf_counter() - start
-  seconds = samples / vocoder.sample_rate
-  print(f"wrote {len(items)} WAV files ({seconds:.1f} s of audio at {vocoder.sample_rate} Hz) "
-        f"to {FLAGS.out} in {wall:.1f} s (real-time factor {wall / max(seconds, 1e-9):.3f}, "
-        "first batch includes tracing)")
+  result = vocode_lib.vocode_items(vocoder, items, FLAGS.out, FLAGS.batch_size)
+  seconds, wall = result.audio_seconds, result.wall_seconds
+  print(f"wrote {len(result.paths)} WAV files ({seconds:.1f} s of audio at "
+        f"{vocoder.sample_rate} Hz) to {FLAGS.out} in {wall:.1f} s (real-time factor "
+        f"{wall / max(seconds, 1e-9):.3f}, first batch includes tracing)")
   print(f"vocoder: {FLAGS.workdir} step {vocoder.step}")
+  failures = unreadable + result.failures
+  for failure in failures:
+    print(f"error: {failure.error}", file=sys.stderr)
+  if failures:
+    print(f"error: {len(failures)} of {len(items) + len(unreadable)} inputs failed (named "
+          "above); the others were written", file=sys.stderr)
+    sys.exit(1)
 
 
 def run():

@@ -4,12 +4,12 @@
   result = synthesize_texts(run, ["Hello there."], out_dir="out/")
 """
 
-from tfspeech.inference.synthesize_lib import (GtaResult, SynthesisResult, SynthesizedItem,
-                                               TextFrontEnd, generate_gta, item_noise,
-                                               load_vocoder, make_synthesis_fn, read_text_file,
-                                               synthesize_mels, synthesize_texts,
-                                               text_front_end)
+from tfspeech.inference.synthesize_lib import (GtaResult, SynthesisFailure, SynthesisResult,
+                                               SynthesizedItem, TextFrontEnd, generate_gta,
+                                               item_noise, load_vocoder, make_synthesis_fn,
+                                               read_text_file, synthesize_mels,
+                                               synthesize_texts, text_front_end)
 
-__all__ = ["GtaResult", "SynthesisResult", "SynthesizedItem", "TextFrontEnd", "generate_gta",
-           "item_noise", "load_vocoder", "make_synthesis_fn", "read_text_file", "synthesize_mels",
-           "synthesize_texts", "text_front_end"]
+__all__ = ["GtaResult", "SynthesisFailure", "SynthesisResult", "SynthesizedItem",
+           "TextFrontEnd", "generate_gta", "item_noise", "load_vocoder", "make_synthesis_fn",
+           "read_text_file", "synthesize_mels", "synthesize_texts", "text_front_end"]

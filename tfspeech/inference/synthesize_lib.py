@@ -11,8 +11,19 @@ batch), and run through one `tf.function` whose input signature has `None` batch
 dims. Item k of a call draws its terminal noise from the stateless seed `(seed, k)`, so an
 item's mel does not depend on what else is in its batch or on the batch size.
 
-Audio comes from Griffin-Lim (`tfspeech.audio.mel_to_audio`) until a vocoder run is given
-(`vocoder=WORKDIR` of a trained vocoder whose task has a "generator" module).
+Audio comes from Griffin-Lim (`tfspeech.audio.mel_to_audio`, peak-normalised to -1 dBFS)
+until a vocoder run is given (`vocoder=WORKDIR` of a trained vocoder whose task has a
+"generator" module).
+
+Long texts are split (`tfspeech.text.chunking.split_text`: sentence, then clause, then
+word boundaries) into chunks of at most `max_tokens` ids; chunks of all texts are batched
+like texts, and each text's chunks are joined into one WAV with `chunk_pause` seconds of
+silence between them. One model call therefore holds at most `batch_size x max_tokens`
+ids however long the input is (peak memory is bounded by that, not by the text length).
+
+One item that fails (its text has nothing to say, the model or the vocoder fails on it,
+its file cannot be written) is reported in `SynthesisResult.failures` with its name and
+the error; the other items are still written.
 
 `generate_gta` writes teacher-forced (ground-truth-aligned) mels of a prepared corpus:
 MAS aligns the text to the true mel, the decoder runs on the aligned prior, and the records
@@ -23,6 +34,7 @@ vocoder on the acoustic model's outputs.
 import dataclasses
 import functools
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -38,10 +50,23 @@ from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.data import records
 from tfspeech.ops.sequence import sequence_mask
+from tfspeech.text import chunking
+
+_LOG = logging.getLogger(__name__)
 
 ACOUSTIC_MODULE = "grad_tts"
 VOCODER_MODULE = "generator"
 NOISE_ALGORITHM = "philox"
+# Ids per chunk of a long text (blanks included: ~200 characters, ~10-15 s of speech,
+# the length of the longest LJSpeech utterances the models are trained on).
+DEFAULT_MAX_TOKENS = 400
+# Silence between the chunks of a long text, in seconds.
+DEFAULT_CHUNK_PAUSE = 0.2
+# Griffin-Lim previews are scaled to this peak (dBFS) so that write_wav need not clip.
+PREVIEW_PEAK_DB = -1.0
+# Errors of one item that must not stop the others: graph runtime errors, bad values,
+# files that cannot be written.
+_ITEM_ERRORS = (tf.errors.OpError, ValueError, OSError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +78,13 @@ class SynthesizedItem:
     text: the input text.
     num_ids: token ids fed to the model (blanks included).
     num_frames: mel frames generated.
-    mel_path: `NAME.npy`, float32 `[frames, n_mels]` log-mel.
+    mel_path: `NAME.npy`, float32 `[frames, n_mels]` log-mel (chunks joined, the
+      pauses between them filled with the log-mel of silence).
     wav_path: `NAME.wav`, 16-bit PCM at the run's sample rate.
+    num_chunks: pieces the text was split into (1 unless longer than `max_tokens`).
+    text_changes: `tfspeech.text.TextChange`s of cleaning: spans dropped (emoji, ...)
+      or transliterated (other scripts); tell the user.
+    unknown_symbols: characters or phones missing from the run's symbol table (dropped).
   """
   name: str
   text: str
@@ -62,6 +92,34 @@ class SynthesizedItem:
   num_frames: int
   mel_path: str
   wav_path: str
+  num_chunks: int = 1
+  text_changes: tuple = ()
+  unknown_symbols: tuple = ()
+
+  def notes(self) -> List[str]:
+    """What was dropped or transliterated from the text, one line each (may be empty)."""
+    lines = [change.describe() for change in self.text_changes]
+    if self.unknown_symbols:
+      lines.append("dropped symbols not in the model's symbol table: " +
+                   ", ".join(repr(s) for s in self.unknown_symbols))
+    return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisFailure:
+  """A text that could not be synthesized or written (the others were).
+
+  Attributes:
+    name: output file stem.
+    text: the input text.
+    error: what went wrong, one line.
+  """
+  name: str
+  text: str
+  error: str
+
+  def describe(self) -> str:
+    return f"{self.name}: {self.error}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +127,14 @@ class SynthesisResult:
   """What `synthesize_texts` did.
 
   Attributes:
-    items: one `SynthesizedItem` per text, in input order.
+    items: one `SynthesizedItem` per text written, in input order.
     audio_seconds: seconds of audio written.
     wall_seconds: wall time of synthesis, vocoding and writing, after warm-up.
     first_call_seconds: one-off time to trace and optimise the graphs (warm-up).
     real_time_factor: `wall_seconds / audio_seconds`, the convention of the Grad-TTS and
       HiFi-GAN papers and of `vocode_lib.real_time_factor` (< 1 is faster than real time).
     vocoder: "griffin_lim" or the vocoder workdir.
+    failures: one `SynthesisFailure` per text that was not written, in input order.
   """
   items: List[SynthesizedItem]
   audio_seconds: float
@@ -83,6 +142,7 @@ class SynthesisResult:
   first_call_seconds: float
   real_time_factor: float
   vocoder: str
+  failures: List[SynthesisFailure] = dataclasses.field(default_factory=list)
 
   @property
   def times_real_time(self) -> float:
@@ -160,10 +220,18 @@ class TextFrontEnd:
   cmudict: Optional[text_lib.CMUDict]
   add_blank: bool
 
-  def encode(self, text: str) -> List[int]:
+  def encoding(self, text: str, on_unknown: str = "warn") -> text_lib.Encoding:
+    """`text_lib.encode_text` with the run's conventions: ids, unknown symbols, changes."""
+    return text_lib.encode_text(text, self.symbols, self.cleaners, cmudict=self.cmudict,
+                                on_unknown=on_unknown)
+
+  def count_tokens(self, text: str) -> int:
+    """Ids `text` becomes (0 for no text), without the spoken-content check or warnings."""
+    return len(self.encoding(text, on_unknown="drop").ids) if text.strip() else 0
+
+  def encode(self, text: str, on_unknown: str = "warn") -> List[int]:
     """Cleaned, tokenized (and blank-interspersed) ids; ValueError when nothing is left."""
-    ids = text_lib.encode_text(text, self.symbols, self.cleaners, cmudict=self.cmudict,
-                               on_unknown="warn").ids
+    ids = self.encoding(text, on_unknown).ids
     special = set(self.symbols.special_symbols)
     # Spaces and punctuation alone would make a silent, meaningless utterance.
     spoken = [s for s in map(self.symbols.symbol_of, ids)
@@ -230,14 +298,21 @@ def griffin_lim_audio(mel, mel_config: audio_lib.MelConfig, n_iter: int = 32):
     mel_config: the `MelConfig` of the training data.
     n_iter: Griffin-Lim iterations.
 
+  Any frame count works, down to 0 (see `tfspeech.audio.griffin_lim`).
+
   Returns:
-    `[batch, frames * hop_length]` float32 audio.
+    `[batch, samples]` float32 audio, each item's peak at `PREVIEW_PEAK_DB` dBFS (silent
+    items stay silent); samples = frames * hop_length for 'hifigan' padding.
   """
   floor = audio_lib.log_compress(tf.zeros([]), mel_config)
   ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
   mel = tf.where(tf.math.is_finite(mel), mel, floor)
   mel = tf.clip_by_value(mel, floor, ceiling)
-  return audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
+  audio = audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
+  # Griffin-Lim's level follows the predicted magnitudes and often passes full scale (3-6%
+  # of the samples of a trained run's preview clipped): a preview is for listening, so
+  # each item is scaled to a fixed peak instead.
+  return audio_lib.normalize_peak(audio, PREVIEW_PEAK_DB)
 
 
 @functools.lru_cache(maxsize=8)
@@ -306,12 +381,54 @@ def _new_synthesis_fn(model):
   return synthesize
 
 
+def _one_line(error) -> str:
+  """The first line of an exception's message (TF errors carry a long graph trace)."""
+  text = getattr(error, "message", None) or str(error)
+  lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+  return f"{type(error).__name__}: {lines[0] if lines else 'no details'}"
+
+
+@dataclasses.dataclass
+class _Chunk:
+  """One model input: chunk `part` of text `index`, with its ids and noise seed."""
+  index: int
+  part: int
+  ids: List[int]
+
+
+def _split_and_encode(front_end: TextFrontEnd, text: str, max_tokens: int):
+  """(ids per chunk, Encoding of the whole text) of one text; ValueError if nothing to say.
+
+  A chunk with nothing to say on its own (e.g. "..." cut off at a sentence end) is
+  skipped; the text fails only when no chunk has anything to say.
+  """
+  encoding = front_end.encoding(text, on_unknown="drop")
+  if len(encoding.ids) <= max_tokens:
+    return [front_end.encode(text, on_unknown="drop")], encoding
+  chunks, problem = [], None
+  for piece in chunking.split_text(text, max_tokens, front_end.count_tokens):
+    try:
+      chunks.append(front_end.encode(piece, on_unknown="drop"))
+    except ValueError as e:
+      problem = e
+  if not chunks:
+    raise problem or ValueError(f"text {text!r} is empty")
+  return chunks, encoding
+
+
 def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
                      temperature: float = 1.5, length_scale: float = 1.0, seed: int = 0,
                      batch_size: int = 16, out_dir: str = ".", vocoder: Optional[str] = None,
                      names: Optional[Sequence[str]] = None, speaker: int = 0,
-                     griffin_lim_iters: int = 32) -> SynthesisResult:
+                     griffin_lim_iters: int = 32, max_tokens: int = DEFAULT_MAX_TOKENS,
+                     chunk_pause: float = DEFAULT_CHUNK_PAUSE) -> SynthesisResult:
   """Synthesizes `texts` with a trained Grad-TTS run and writes `NAME.npy` / `NAME.wav`.
+
+  Memory is bounded whatever the length of the texts: a text of more than `max_tokens`
+  ids is split at sentence (then clause, then word) boundaries into chunks of at most
+  `max_tokens` ids, and one model call takes at most `batch_size` chunks, so it holds at
+  most `batch_size x max_tokens` ids (and the frames their durations give). The chunks
+  of a text are vocoded one by one and joined with `chunk_pause` seconds of silence.
 
   Args:
     loaded_run: `tfspeech.training.load_run(workdir)` of a grad_tts run.
@@ -319,19 +436,24 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
     n_timesteps: reverse-diffusion steps.
     temperature: divides the terminal noise (the reference uses 1.5).
     length_scale: > 1 speaks slower.
-    seed: item k uses the noise seed `(seed, k)`.
-    batch_size: texts per model call (texts are grouped by length, then padded).
+    seed: chunk j of text k uses the noise seed `(seed + j, k)` (`(seed, k)` for a text
+      that is not split).
+    batch_size: chunks per model call (grouped by length, then padded).
     out_dir: where the files go (created).
     vocoder: None for Griffin-Lim, or the workdir of a trained vocoder run.
     names: file stems (default `0000`, `0001`, ...).
     speaker: speaker id for multi-speaker models.
     griffin_lim_iters: Griffin-Lim iterations.
+    max_tokens: most ids (blanks included) per chunk of a long text.
+    chunk_pause: seconds of silence between the chunks of a text.
 
   Returns:
-    `SynthesisResult`.
+    `SynthesisResult`; texts that failed (nothing to say after cleaning, a model or
+    vocoder error, an unwritable file) are in its `failures`, the others were written.
 
   Raises:
-    ValueError: on empty `texts`, a text without known symbols, bad arguments or names.
+    ValueError: on empty `texts`, bad arguments or names, or when no text has anything
+      to say.
   """
   texts = list(texts)
   if not texts:
@@ -342,6 +464,9 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   if temperature <= 0 or length_scale <= 0:
     raise ValueError(f"synthesize_texts: temperature ({temperature}) and length_scale "
                      f"({length_scale}) must be > 0")
+  if max_tokens < 1 or chunk_pause < 0:
+    raise ValueError(f"synthesize_texts: max_tokens ({max_tokens}) must be >= 1 and "
+                     f"chunk_pause ({chunk_pause}) >= 0")
   names = [f"{i:04d}" for i in range(len(texts))] if names is None else list(names)
   if len(names) != len(texts) or len(set(names)) != len(names):
     raise ValueError("synthesize_texts: names must be unique, one per text")
@@ -353,54 +478,127 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   front_end = text_front_end(loaded_run)
   mel_config = audio_lib.MelConfig(**info["mel_config"])
   sample_rate = int(info["sample_rate"])
-  id_lists = [front_end.encode(t) for t in texts]
+  hop = mel_config.hop_length
+
+  failures = {}
+  encodings, chunks = {}, []
+  for index, text in enumerate(texts):
+    try:
+      id_lists, encodings[index] = _split_and_encode(front_end, text, max_tokens)
+    except ValueError as e:
+      failures[index] = SynthesisFailure(names[index], text, str(e))
+      continue
+    chunks.extend(_Chunk(index, part, ids) for part, ids in enumerate(id_lists))
+  if not chunks:
+    raise ValueError("; ".join(f.error for f in failures.values()))
+  chunk_counts, id_counts = {}, {}
+  for chunk in chunks:
+    chunk_counts[chunk.index] = chunk_counts.get(chunk.index, 0) + 1
+    id_counts[chunk.index] = id_counts.get(chunk.index, 0) + len(chunk.ids)
   os.makedirs(out_dir, exist_ok=True)
 
   start = time.perf_counter()
   synthesize = make_synthesis_fn(model)
   vocode = (griffin_lim_vocoder(mel_config, griffin_lim_iters) if vocoder is None
             else load_vocoder(vocoder, mel_config))
-  # Warm-up: trace and optimise both graphs on a one-token input, so the timing below is
-  # steady-state speed.
   pad_id = front_end.symbols.pad_id
-  warm = synthesize(tf.constant([[id_lists[0][0]]], tf.int32), tf.constant([1]),
-                    tf.constant([[seed, 0]]), tf.constant(1), tf.constant(1.0),
-                    tf.constant(1.0), tf.constant([speaker]))
-  vocode(warm["mel"])
+
+  def run_model(batch, steps):
+    ids, lengths = pad_batch([c.ids for c in batch], pad_id)
+    seeds = np.array([[seed + c.part, c.index] for c in batch], np.int32)  # graph-ok: host
+    out = synthesize(tf.constant(ids), tf.constant(lengths), tf.constant(seeds),
+                     tf.constant(steps), tf.constant(temperature, tf.float32),
+                     tf.constant(length_scale, tf.float32),
+                     tf.fill([len(batch)], tf.constant(speaker, tf.int32)))
+    mels, mel_lengths = out["mel"].numpy(), out["mel_lengths"].numpy()  # graph-ok: files
+    return [mels[row, :mel_lengths[row]] for row in range(len(batch))]
+
+  def run_vocoder(mel):
+    return vocode(tf.constant(mel[None]))[0][:mel.shape[0] * hop].numpy()  # graph-ok: files
+
+  # Warm-up: trace and optimise both graphs on a real chunk (the shortest, whose mel is
+  # the shortest the vocoder will see), so the timing below is steady-state speed. A
+  # failure here is not final: the loop below retries and reports per item.
+  order = sorted(range(len(chunks)), key=lambda c: len(chunks[c].ids))
+  try:
+    run_vocoder(run_model([chunks[order[0]]], 1)[0])
+  except _ITEM_ERRORS as e:
+    _LOG.warning("synthesis warm-up failed (%s); items are tried one by one", _one_line(e))
   first_call_seconds = time.perf_counter() - start
 
   start = time.perf_counter()
-  items, total_samples = [None] * len(texts), 0
-  # Batching texts of similar length wastes less compute on padding; item k keeps its seed
-  # (seed, k), so the order changes no output.
-  order = sorted(range(len(texts)), key=lambda k: len(id_lists[k]))
-  for first in range(0, len(texts), batch_size):
-    indices = order[first:first + batch_size]
-    ids, lengths = pad_batch([id_lists[k] for k in indices], pad_id)
-    count = len(indices)
-    seeds = np.stack([np.full(count, seed), np.array(indices)], axis=1)  # graph-ok: host batch
-    out = synthesize(tf.constant(ids), tf.constant(lengths), tf.constant(seeds, tf.int32),
-                     tf.constant(n_timesteps), tf.constant(temperature, tf.float32),
-                     tf.constant(length_scale, tf.float32),
-                     tf.fill([count], tf.constant(speaker, tf.int32)))
-    mels = out["mel"].numpy()  # graph-ok: writing files.
-    mel_lengths = out["mel_lengths"].numpy()  # graph-ok: writing files.
-    for row, index in enumerate(indices):
-      mel = mels[row, :mel_lengths[row]]
-      wav = vocode(tf.constant(mel[None]))[0][:mel.shape[0] * mel_config.hop_length]
-      mel_path = os.path.join(out_dir, names[index] + ".npy")
-      wav_path = os.path.join(out_dir, names[index] + ".wav")
+  pause_frames = int(round(chunk_pause * sample_rate / hop))
+  silence = float(audio_lib.log_compress(tf.zeros([]), mel_config))
+  pending = {}  # Text index -> {part: (mel, wav)} until all its chunks are done.
+  items, total_samples = {}, 0
+
+  def fail(index, error, part=None):
+    if index in failures:
+      return
+    where = f" (chunk {part + 1} of {chunk_counts[index]})" if chunk_counts[index] > 1 else ""
+    failures[index] = SynthesisFailure(names[index], texts[index], f"{error}{where}")
+    pending.pop(index, None)
+
+  def finish(index):
+    """Joins the chunks of text `index` and writes its files."""
+    nonlocal total_samples
+    parts = [pending[index][part] for part in range(chunk_counts[index])]
+    del pending[index]
+    mel_gap = np.full([pause_frames, mel_config.n_mels], silence, np.float32)
+    wav_gap = np.zeros([pause_frames * hop], np.float32)
+    mel = np.concatenate([x for m, _ in parts for x in (mel_gap, m)][1:])
+    wav = np.concatenate([x for _, w in parts for x in (wav_gap, w)][1:])
+    mel_path = os.path.join(out_dir, names[index] + ".npy")
+    wav_path = os.path.join(out_dir, names[index] + ".wav")
+    try:
       np.save(mel_path, mel)
       audio_lib.write_wav(wav_path, wav, sample_rate)
-      total_samples += int(wav.shape[0])
-      items[index] = SynthesizedItem(names[index], texts[index], len(id_lists[index]),
-                                     int(mel.shape[0]), mel_path, wav_path)
+    except _ITEM_ERRORS as e:
+      fail(index, f"cannot write its files: {_one_line(e)}")
+      return
+    total_samples += int(wav.shape[0])
+    encoding = encodings[index]
+    items[index] = SynthesizedItem(
+        names[index], texts[index], id_counts[index],
+        int(mel.shape[0]), mel_path, wav_path, num_chunks=chunk_counts[index],
+        text_changes=tuple(encoding.changes), unknown_symbols=tuple(sorted(encoding.unknown)))
+
+  # Batching chunks of similar length wastes less compute on padding; chunk j of text k
+  # keeps its seed (seed + j, k), so the order changes no output.
+  for first in range(0, len(order), batch_size):
+    batch = [chunks[c] for c in order[first:first + batch_size]
+             if chunks[c].index not in failures]
+    if not batch:
+      continue
+    try:
+      results = list(zip(batch, run_model(batch, n_timesteps)))
+    except _ITEM_ERRORS:
+      # Find the culprit: each chunk alone, so only a chunk that fails by itself fails.
+      results = []
+      for chunk in batch:
+        try:
+          results.append((chunk, run_model([chunk], n_timesteps)[0]))
+        except _ITEM_ERRORS as e:
+          fail(chunk.index, f"the acoustic model failed: {_one_line(e)}", chunk.part)
+    for chunk, mel in results:
+      if chunk.index in failures:
+        continue
+      try:
+        wav = run_vocoder(mel)
+      except _ITEM_ERRORS as e:
+        fail(chunk.index, f"the vocoder failed on {mel.shape[0]} frames: {_one_line(e)}",
+             chunk.part)
+        continue
+      pending.setdefault(chunk.index, {})[chunk.part] = (mel, wav)
+      if len(pending[chunk.index]) == chunk_counts[chunk.index]:
+        finish(chunk.index)
   wall_seconds = time.perf_counter() - start
   audio_seconds = total_samples / sample_rate
-  return SynthesisResult(items=items, audio_seconds=audio_seconds, wall_seconds=wall_seconds,
-                         first_call_seconds=first_call_seconds,
+  return SynthesisResult(items=[items[k] for k in sorted(items)], audio_seconds=audio_seconds,
+                         wall_seconds=wall_seconds, first_call_seconds=first_call_seconds,
                          real_time_factor=wall_seconds / max(audio_seconds, 1e-9),
-                         vocoder=vocoder or "griffin_lim")
+                         vocoder=vocoder or "griffin_lim",
+                         failures=[failures[k] for k in sorted(failures)])
 
 
 # --------------------------------------------------------------------------- #

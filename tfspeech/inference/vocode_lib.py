@@ -6,7 +6,7 @@
   write_wavs("out/", ["a", "b"], audio, audio_lengths, vocoder.sample_rate)
 
 `vocode` takes `[batch, frames, n_mels]` padded log-mels (any batch, any frame
-count: one trace) and `[batch]` valid frame counts; it returns `[batch, frames *
+count down to 0: one trace) and `[batch]` valid frame counts; it returns `[batch, frames *
 hop]` audio, zero past each item's `mel_lengths * hop` samples, and those lengths.
 The generator's convolutions zero-pad, so the padding of a short item in a batch
 changes its audio only within `receptive_field(config)` samples of its end.
@@ -17,6 +17,7 @@ import os
 import time
 from typing import Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tfspeech import audio as audio_lib
@@ -76,7 +77,11 @@ def make_vocode_fn(generator: HifiGanGenerator):
       tf.TensorSpec([None, None, config.num_mels], tf.float32, name="mels"),
       tf.TensorSpec([None], tf.int32, name="mel_lengths")])
   def vocode(mels, mel_lengths):
-    audio = generator(mels, training=False)
+    frames = tf.shape(mels)[1]
+    # A batch of empty mels (every item 0 frames) would give the transposed convolutions
+    # a zero-length input, which oneDNN rejects; one frame of padding is cut off again.
+    mels = tf.pad(mels, [[0, 0], [0, tf.maximum(1 - frames, 0)], [0, 0]])
+    audio = generator(mels, training=False)[:, :frames * config.hop_length]
     audio_lengths = mel_lengths * config.hop_length
     valid = tf.sequence_mask(audio_lengths, tf.shape(audio)[1], audio.dtype)
     return audio * valid, audio_lengths
@@ -167,6 +172,115 @@ def load_vocoder(workdir: str, checkpoint: Optional[str] = None) -> Vocoder:
                                             else DEFAULT_SAMPLE_RATE)
   return Vocoder.for_generator(generator, sample_rate, mel_config, workdir=workdir,
                                 checkpoint=run.checkpoint, step=run.step)
+
+
+@dataclasses.dataclass(frozen=True)
+class VocodeFailure:
+  """An input that could not be read, vocoded or written; `error` names the file."""
+  name: str
+  error: str
+
+
+def read_npy_mels(folder: str, num_mels: int):
+  """Reads every `.npy` log-mel of `folder`; a file that cannot be used fails alone.
+
+  Args:
+    folder: a folder of `[frames, num_mels]` float `.npy` files.
+    num_mels: mel bins the vocoder expects.
+
+  Returns:
+    `(items, failures)`: `(name, [frames, num_mels] float32 array)` per good file and a
+    `VocodeFailure` per bad one (truncated or corrupt file, wrong shape, NaN/Inf), both
+    sorted by file name.
+
+  Raises:
+    ValueError: the folder has no `.npy` file.
+  """
+  names = sorted(n for n in os.listdir(folder) if n.endswith(".npy"))
+  if not names:
+    raise ValueError(f"--mels={folder}: no .npy files and no dataset.json; pass a folder of "
+                     f"[frames, {num_mels}] .npy log-mels or a prepared corpus")
+  items, failures = [], []
+  for name in names:
+    path = os.path.join(folder, name)
+    stem = name[:-len(".npy")]
+    try:
+      mel = np.load(path, allow_pickle=False)  # graph-ok: offline tool reading files.
+    except (OSError, ValueError, EOFError) as e:
+      # A truncated file: "cannot reshape array"; garbage: "Failed to interpret file".
+      failures.append(VocodeFailure(stem, f"{path}: not a readable .npy file "
+                                          f"({type(e).__name__}: {str(e).strip()[:200]})"))
+      continue
+    if mel.ndim != 2 or mel.shape[1] != num_mels or mel.shape[0] == 0:
+      hint = " (it looks channels-first: save mel.T)" if (
+          mel.ndim == 2 and mel.shape[0] == num_mels) else ""
+      failures.append(VocodeFailure(
+          stem, f"{path}: shape {mel.shape}, expected [frames, {num_mels}]{hint}"))
+      continue
+    if not np.issubdtype(mel.dtype, np.floating) and not np.issubdtype(mel.dtype, np.integer):
+      failures.append(VocodeFailure(stem, f"{path}: dtype {mel.dtype}, expected float32"))
+      continue
+    if not np.isfinite(mel).all():  # graph-ok: offline check of input files.
+      failures.append(VocodeFailure(stem, f"{path}: contains NaN or Inf"))
+      continue
+    items.append((stem, mel.astype(np.float32)))
+  return items, failures
+
+
+@dataclasses.dataclass(frozen=True)
+class VocodeResult:
+  """What `vocode_items` wrote: paths, failures, seconds of audio, wall seconds."""
+  paths: list
+  failures: list
+  audio_seconds: float
+  wall_seconds: float
+
+
+def vocode_items(vocoder: Vocoder, items: Sequence, out_dir: str,
+                 batch_size: int = 8) -> VocodeResult:
+  """Vocodes `(name, [frames, n_mels] mel)` items in batches and writes `out_dir/NAME.wav`.
+
+  Items are batched by length (less padding). A batch the vocoder fails on is retried
+  item by item, so only an item that fails on its own (or whose file cannot be written)
+  is lost; it is reported in `VocodeResult.failures`, the others are written.
+  """
+  items = sorted(items, key=lambda item: int(item[1].shape[0]))
+  paths, failures, samples = [], [], 0
+  start = time.perf_counter()
+  for first in range(0, len(items), batch_size):
+    batch = items[first:first + batch_size]
+    groups = [batch]
+    try:
+      outputs = [vocoder.vocode(*pad_mels([mel for _, mel in batch], vocoder.mel_pad_value))]
+    except (tf.errors.OpError, ValueError):
+      groups, outputs = [], []
+      for item in batch:
+        try:
+          outputs.append(vocoder.vocode(*pad_mels([item[1]], vocoder.mel_pad_value)))
+          groups.append([item])
+        except (tf.errors.OpError, ValueError) as e:
+          failures.append(VocodeFailure(item[0], f"{item[0]}: the vocoder failed: "
+                                                 f"{_one_line(e)}"))
+    for group, (audio, audio_lengths) in zip(groups, outputs):
+      for (name, _), item_audio, length in zip(group, tf.unstack(audio),
+                                               tf.unstack(audio_lengths)):
+        path = os.path.join(out_dir, f"{name}.wav")
+        try:
+          tf.io.gfile.makedirs(out_dir)
+          audio_lib.write_wav(path, item_audio[:length], vocoder.sample_rate)
+        except (tf.errors.OpError, OSError) as e:
+          failures.append(VocodeFailure(name, f"{path}: cannot write: {_one_line(e)}"))
+          continue
+        paths.append(path)
+        samples += int(length)
+  return VocodeResult(paths, failures, samples / vocoder.sample_rate,
+                      time.perf_counter() - start)
+
+
+def _one_line(error) -> str:
+  text = getattr(error, "message", None) or str(error)
+  lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+  return f"{type(error).__name__}: {lines[0] if lines else 'no details'}"
 
 
 def pad_mels(mels: Sequence, pad_value: float):

@@ -13,8 +13,10 @@ Typical use:
 from tfspeech.text.arpabet import CMUDict, load_cmudict, words_to_arpabet
 from tfspeech.text.cleaners import (
     CLEANER_NAMES,
+    TextChange,
     basic_cleaners,
     clean_text,
+    clean_text_with_changes,
     english_cleaners,
     get_cleaner,
     transliteration_cleaners,
@@ -44,8 +46,10 @@ __all__ = [
     "Encoding",
     "GraphTokenizer",
     "SymbolTable",
+    "TextChange",
     "basic_cleaners",
     "clean_text",
+    "clean_text_with_changes",
     "encode_text",
     "english_arpabet",
     "english_characters",

@@ -11,13 +11,23 @@ Transliteration uses `anyascii` (ISC license) instead of the GPL `unidecode`
 of the references; they agree on Latin letters with diacritics and on typographic
 quotes and dashes ("café" -> "cafe", "’" -> "'", "—" -> "-").
 
+Transliteration keeps what can be read and says what it changed: emoji and other
+pictographs, control and private-use characters are dropped (anyascii would spell
+"😀" as ":grinning:", which the symbol tables read as "grinning"), text of other
+scripts ("你好" -> "NiHao", "Привет" -> "Privet") is transliterated, and both are
+listed as `TextChange`s when a `changes` list is passed (`clean_text_with_changes`).
+Accented Latin letters and typographic punctuation change silently, as in the reference.
+"/" becomes a space so "twelve/twenty-five" stays two words (see `_SLASH_RE`).
+
 Cleaners run in Python (regular expressions, inflect), outside the graph:
 clean text while preparing a dataset or in the app, and feed cleaned text to
 `GraphTokenizer`.
 """
 
+import dataclasses
 import re
-from typing import Callable, Iterable, List, Union
+import unicodedata
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from anyascii import anyascii
 
@@ -26,6 +36,19 @@ from tfspeech.text.symbols import ARPABET_GROUP_PATTERN
 
 _ARPABET_GROUP_RE = re.compile(ARPABET_GROUP_PATTERN)
 _WHITESPACE_RE = re.compile(r"\s+")
+# The reference cleaners leave "/" to the symbol table, which has no "/", so
+# text_to_sequence drops it and "and/or" is read "andor". Those cleaners never spell a
+# symbol out (only numbers, currency and abbreviations), so we do not say "slash"
+# either: a space keeps the two words apart, which is how "and/or", "12/25" or
+# "twelve/twenty-five" are read aloud ("and or", "twelve twenty-five").
+_SLASH_RE = re.compile(r"\s*/\s*")
+# anyascii writes emoji as their short names: "😀" -> ":grinning:".
+_EMOJI_NAME_RE = re.compile(r":[^:\s]+:")
+# Regional indicator letters (two make a flag emoji); anyascii reads them as "U", "S".
+_REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)
+# Invisible or unreadable: format (zero-width joiner, BOM), control, private use,
+# unassigned, surrogates.
+_UNREADABLE_CATEGORIES = ("Cf", "Cc", "Co", "Cn", "Cs")
 
 # Reference order: "mrs" before "mr" so that "mrs." is not read as "mr" + "s.".
 _ABBREVIATIONS = [(re.compile(rf"\b{short}\.", re.IGNORECASE), long) for short, long in [
@@ -66,28 +89,118 @@ def collapse_whitespace(text: str) -> str:
   return _WHITESPACE_RE.sub(" ", text)
 
 
-def convert_to_ascii(text: str) -> str:
-  return anyascii(text)
+@dataclasses.dataclass(frozen=True)
+class TextChange:
+  """A span of input text that `convert_to_ascii` dropped or transliterated.
+
+  Attributes:
+    kind: "dropped" (emoji, pictographs, invisible or unassigned characters) or
+      "transliterated" (another script or a symbol, spelled in ASCII letters).
+    original: the characters of the span.
+    replacement: what it became ("" when dropped).
+  """
+  kind: str
+  original: str
+  replacement: str
+
+  def describe(self) -> str:
+    if self.kind == "dropped":
+      return f"dropped {self.original!r}"
+    return f"transliterated {self.original!r} -> {self.replacement!r}"
 
 
-def basic_cleaners(text: str) -> str:
-  """Lowercase and collapse whitespace; keeps non-ASCII characters."""
+def _char_kind(char: str) -> str:
+  """'ascii', 'plain' (changes silently), 'mark', 'dropped' or 'transliterated'."""
+  if char.isascii():
+    return "ascii"
+  category = unicodedata.category(char)
+  if category in ("Mn", "Me"):
+    return "mark"  # Belongs to the character before it (accent, emoji variation selector).
+  if category.startswith("Z"):
+    return "plain"  # No-break and other spaces.
+  if category in _UNREADABLE_CATEGORIES or ord(char) in _REGIONAL_INDICATORS:
+    return "dropped"
+  ascii_form = anyascii(char)
+  if not ascii_form or _EMOJI_NAME_RE.fullmatch(ascii_form):
+    return "dropped"
+  if category.startswith("P") and not any(c.isalnum() for c in ascii_form):
+    return "plain"  # Typographic quotes, dashes, ellipses, CJK full stops.
+  if category.startswith("L") and "LATIN" in unicodedata.name(char, ""):
+    return "plain"  # "é" -> "e", "ß" -> "ss", full-width Latin letters.
+  return "transliterated"
+
+
+def transliterate(text: str) -> Tuple[str, List[TextChange]]:
+  """ASCII text and the spans that were dropped or transliterated on the way.
+
+  Runs of characters of the same kind form one span (with their combining marks).
+  A dropped span between two non-space characters becomes a space, so "good😀day"
+  stays two words; elsewhere it vanishes.
+  """
+  pieces, changes = [], []
+  index = 0
+  while index < len(text):
+    kind = _char_kind(text[index])
+    end = index + 1
+    if kind in ("dropped", "transliterated"):
+      while end < len(text) and _char_kind(text[end]) in (kind, "mark"):
+        end += 1
+    span = text[index:end]
+    if kind == "dropped":
+      inside = 0 < index and end < len(text)
+      pieces.append(" " if inside and not (text[index - 1].isspace() or text[end].isspace())
+                    else "")
+      changes.append(TextChange("dropped", span, ""))
+    elif kind == "transliterated":
+      replacement = anyascii(span)
+      # "5™" -> "5 TM", "我爱你world" -> "WoAiNi world": a span of another script or a
+      # symbol is its own word.
+      before = " " if index and text[index - 1].isalnum() else ""
+      after = " " if end < len(text) and text[end].isalnum() else ""
+      pieces.append(before + replacement + after)
+      changes.append(TextChange("transliterated", span, replacement))
+    else:
+      pieces.append(anyascii(span))
+    index = end
+  return "".join(pieces), changes
+
+
+def convert_to_ascii(text: str, changes: Optional[List[TextChange]] = None) -> str:
+  """`transliterate(text)`'s ASCII text; its `TextChange`s are appended to `changes`."""
+  converted, found = transliterate(text)
+  if changes is not None:
+    changes.extend(found)
+  return converted
+
+
+def separate_slashes(text: str) -> str:
+  """"twelve/twenty-five" -> "twelve twenty-five" (see `_SLASH_RE` for why a space)."""
+  return _SLASH_RE.sub(" ", text)
+
+
+def basic_cleaners(text: str, changes: Optional[List[TextChange]] = None) -> str:
+  """Lowercase and collapse whitespace; keeps non-ASCII characters (`changes` unused)."""
+  del changes  # Nothing is dropped or transliterated.
   return collapse_whitespace(lowercase(text))
 
 
-def transliteration_cleaners(text: str) -> str:
-  """Transliterate to ASCII, lowercase, collapse whitespace."""
-  return collapse_whitespace(lowercase(convert_to_ascii(text)))
+def transliteration_cleaners(text: str, changes: Optional[List[TextChange]] = None) -> str:
+  """Transliterate to ASCII, separate slashes, lowercase, collapse whitespace.
+
+  Dropped and transliterated spans are appended to `changes` when given.
+  """
+  return collapse_whitespace(lowercase(separate_slashes(convert_to_ascii(text, changes))))
 
 
-def english_cleaners(text: str) -> str:
+def english_cleaners(text: str, changes: Optional[List[TextChange]] = None) -> str:
   """English pipeline: ASCII, lowercase, numbers and abbreviations spelled out.
 
   Currency is expanded first because transliteration would otherwise turn "£"
-  into "GBP" (see `tfspeech.text.numbers`).
+  into "GBP" (see `tfspeech.text.numbers`). Dropped and transliterated spans are
+  appended to `changes` when given.
   """
   text = numbers.expand_currency(text)
-  text = convert_to_ascii(text)
+  text = separate_slashes(convert_to_ascii(text, changes))
   text = lowercase(text)
   text = numbers.normalize_numbers(text)
   text = expand_abbreviations(text)
@@ -131,14 +244,27 @@ def clean_text(text: str, cleaner_names: Union[str, Iterable[str]] = ("english_c
   Returns:
     The cleaned text.
   """
+  return clean_text_with_changes(text, cleaner_names)[0]
+
+
+def clean_text_with_changes(
+    text: str, cleaner_names: Union[str, Iterable[str]] = ("english_cleaners",)
+) -> Tuple[str, List[TextChange]]:
+  """`clean_text`, and the spans the cleaners dropped or transliterated, in text order.
+
+  The changes are what a caller should tell the user: "dropped '😀'", "transliterated
+  '你好' -> 'NiHao'" (see `TextChange.describe`).
+  """
   if not isinstance(text, str):
     raise TypeError(f"clean_text: text must be str, got {type(text).__name__}")
   if isinstance(cleaner_names, str):
     cleaner_names = (cleaner_names,)
   functions = [get_cleaner(name) for name in cleaner_names]
+  changes = []
   pieces = split_arpabet_groups(text)
   for index in range(0, len(pieces), 2):
     for function in functions:
-      pieces[index] = function(pieces[index])
-  return "".join(piece if index % 2 == 0 else "{" + piece + "}"
-                 for index, piece in enumerate(pieces))
+      pieces[index] = function(pieces[index], changes)
+  cleaned = "".join(piece if index % 2 == 0 else "{" + piece + "}"
+                    for index, piece in enumerate(pieces))
+  return cleaned, changes

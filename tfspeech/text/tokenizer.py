@@ -46,9 +46,12 @@ class Encoding(NamedTuple):
     ids: symbol ids.
     unknown: Counter of the symbols that were not in the table (characters,
       or "@PHONE" for phones), with how often each was dropped.
+    changes: the `cleaners.TextChange`s of cleaning, in text order: spans the
+      cleaners dropped (emoji, ...) or transliterated (other scripts), to tell the user.
   """
   ids: List[int]
   unknown: collections.Counter
+  changes: tuple = ()
 
 
 def intersperse(ids: Sequence[int], item: int) -> List[int]:
@@ -87,12 +90,13 @@ def encode_text(text: str, symbols: SymbolTable,
                      "symbols; use english_arpabet() or pass cmudict=None.")
   lookup = _text_ids(symbols)
   generator = arpabet.as_rng(rng) if cmudict is not None and p_arpabet > 0 else None
-  tokens = []
+  tokens, changes = [], []
   for index, piece in enumerate(split_arpabet_groups(text)):
     if index % 2:
       tokens.extend(_phones(piece))
       continue
-    piece = cleaners.clean_text(piece, cleaner_names)
+    piece, piece_changes = cleaners.clean_text_with_changes(piece, cleaner_names)
+    changes.extend(piece_changes)
     if generator is None:
       tokens.extend(piece)
       continue
@@ -121,7 +125,7 @@ def encode_text(text: str, symbols: SymbolTable,
     ids.append(symbols.eos_id)
   if symbols.blank is not None:
     ids = intersperse(ids, symbols.blank_id)
-  return Encoding(ids, unknown)
+  return Encoding(ids, unknown, tuple(changes))
 
 
 def text_to_ids(text: str, symbols: SymbolTable,
