@@ -19,7 +19,6 @@ decoder run on the prior aligned to the true mel), same schema and shard names, 
 the data for fine-tuning a vocoder on this acoustic model's outputs.
 """
 
-import os
 import sys
 
 from absl import flags
@@ -88,7 +87,6 @@ def main(argv):
   # Registers "grad_tts" until the registry imports it on demand.
   import tfspeech.models.grad_tts  # pylint: disable=import-outside-toplevel,unused-import
   try:
-    _check_flags()
     run = training.load_run(FLAGS.workdir, FLAGS.checkpoint)
     if FLAGS.gta:
       result = inference.generate_gta(run, FLAGS.data, FLAGS.out,
