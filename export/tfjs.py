@@ -23,8 +23,9 @@ pinned to 6.31.1 on top because the TF-DF protos tensorflowjs imports were gener
 
 In Node the graphs run with @tensorflow/tfjs 4.22.0 on the WebAssembly backend
 (@tensorflow/tfjs-backend-wasm: XNNPACK kernels, SIMD; the .wasm binaries ship in the npm
-package) or the pure-JS CPU backend; `backend="auto"` takes wasm when it loads and has every
-kernel of the graph, else cpu, and says why. Both come from `npm ci` in export/.
+package) or the pure-JS CPU backend; `backend="auto"` takes wasm when it loads and runs the
+graph, else cpu (a kernel wasm lacks, or one that fails at run time), and says why. Both come
+from `npm ci` in export/.
 
 Precisions: float32; float16 (`--quantize_float16`: weights stored as float16); and
 "dynamic_range", which for TFJS means `--quantize_uint8` (weights stored as 8-bit affine,
@@ -382,7 +383,8 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
     model_dir: folder with model.json.
     inputs: signature input name → float32 / int32 array.
     backend: "wasm" (@tensorflow/tfjs-backend-wasm, fails when it cannot run the graph),
-      "cpu" (pure-JS), or "auto": wasm when it loads and has every kernel, else cpu.
+      "cpu" (pure-JS), or "auto": wasm when it loads and runs the graph, else cpu (any
+      failure on wasm, stated in `NodeRun.fallback`).
     repeat: timed calls (outputs are the last call's).
     warmup: untimed calls before.
     wasm_dir: folder of the tfjs-backend-wasm*.wasm binaries (default: the npm package's).

@@ -12,7 +12,8 @@
 //
 // --backend: "wasm" (the .wasm binaries ship in the npm package and are read from
 // node_modules; SIMD when Node supports it, single-threaded because tfjs 4.22 does not use
-// worker threads in Node), "cpu", or "auto" (the default): wasm when it loads, else cpu.
+// worker threads in Node), "cpu", or "auto" (the default): wasm when it loads and runs the
+// graph, else cpu.
 // --wasm_dir: where the tfjs-backend-wasm*.wasm binaries are (default: the package's dist/).
 // The wasm backend gets two kernels from export/web/wasm_kernels.js: Einsum, which it lacks,
 // and a OneHot that is right for float outputs (its own writes int32 bit patterns into float

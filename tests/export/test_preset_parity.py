@@ -139,7 +139,11 @@ def test_tfjs_float32_in_node_matches_big_preset(request, tmp_path, frozen_dir, 
   folder = tfjs.export_graphs({graph.name: graph}, str(tmp_path), converter=tfjs_converter,
                               frozen_dir=frozen_dir)[graph.name]
   check = check_grad_tts if model == "grad_tts" else check_hifigan
+  # auto falls back to cpu on any wasm failure: the backend that ran is checked too.
+  expected = "cpu" if tfjs.wasm_backend_missing() else "wasm"
   for inputs, reference in references:
-    out, _ = tfjs.run_in_node(folder, inputs)
-    where = f"tfjs {model} {[v.shape for v in inputs.values()]}"
+    run = tfjs.run_graph_model(folder, inputs)
+    assert run.backend == expected, run.fallback
+    out = run.outputs
+    where = f"tfjs {run.backend} {model} {[v.shape for v in inputs.values()]}"
     print(f"{where}: rel error {check(out, reference, where):.1e}")

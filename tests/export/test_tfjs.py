@@ -326,8 +326,9 @@ def test_float16_vocoder_halves_weights_within_tolerance(tmp_path, vocoder_run, 
   float32_bytes = 4 * sum(int(np.prod(w.shape)) for w in graphs["mel_to_audio"].model_weights)
   assert shard_bytes(folders["mel_to_audio"]) < 0.6 * float32_bytes
   mel = np.random.default_rng(4).normal(-5, 2, (2, 33, 80)).astype(np.float32)
-  out, _ = tfjs.run_in_node(folders["mel_to_audio"], {"mel": mel})  # auto: wasm if installed
-  error = relative_error(out["audio"], generator(mel).numpy())
+  run = tfjs.run_graph_model(folders["mel_to_audio"], {"mel": mel})  # auto: wasm if installed
+  assert run.backend == ("cpu" if tfjs.wasm_backend_missing() else "wasm"), run.fallback
+  error = relative_error(run.outputs["audio"], generator(mel).numpy())
   print(f"tfjs float16 mel_to_audio rel error {error:.2e}")
   assert 0 < error <= FLOAT16_RTOL
 
@@ -343,7 +344,9 @@ def test_float16_text_to_mel_stays_finite_and_close(tmp_path, acoustic_run, refe
                               converter=tfjs_converter)[inference_graphs.TEXT_TO_MEL]
   inputs, mel, mel_lengths, _ = references([40, 9])
   del node  # only for its npm ci
-  out, _ = tfjs.run_in_node(folder, inputs)  # auto: wasm if installed
+  run = tfjs.run_graph_model(folder, inputs)  # auto: wasm if installed
+  assert run.backend == ("cpu" if tfjs.wasm_backend_missing() else "wasm"), run.fallback
+  out = run.outputs
   assert np.all(np.isfinite(out["mel"]))
   np.testing.assert_array_equal(out["mel_lengths"], mel_lengths)
   error = relative_error(out["mel"], mel)
