@@ -29,7 +29,8 @@ Cases:
 - export/hifigan: `MelToAudio` on random mels of 6 s (2 s with --quick), presets tiny, v1,
   v2, v3.
 
-Per row: throughput in audio seconds per wall second (the real-time factor), the artifact
+Per row: throughput in audio seconds per wall second (the inverse of the real-time factor,
+wall / audio, that tfspeech-synthesize, tfspeech-vocode and the web demo print), the artifact
 size in MB (TF: the frozen SavedModel), the largest absolute and relative error of the main
 output (mel / audio) against TF, and the conversion time (note and extra). Timings of Node
 runs exclude process start and model loading; each call waits for its outputs.

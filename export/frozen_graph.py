@@ -23,6 +23,15 @@ One more rewrite keeps the artifacts small: freezing turns every variable read i
 `Const` of its own, so a weight read N times was stored N times (Grad-TTS unrolled to 4
 steps: 3x the weights, 184 MB for the ljspeech preset). Consumers of an `Identity` of a `Const`
 read the `Const` directly instead.
+
+And one keeps the TFJS graph runnable on its WebAssembly backend: Keras adds a conv's bias as
+`x + reshape(bias, [1, 1, 1, C])`, which Keras's TF backend turns into a `BiasAdd` with a
+rank-1 bias except when C == 1 (the Grad-TTS score estimator's `final_conv`): that stays an
+`AddV2` with a `[1, 1, 1, 1]` constant, which the TFJS converter fuses into `_FusedConv2D`
+with a rank-4 bias, which tfjs-backend-wasm rejects ("FusedConv2D only supports rank-1 bias",
+issue #16). An `Add`/`AddV2` of a conv or MatMul output and a constant of shape
+`[1, ..., 1, C]` (no more dims than the output) gets that constant as `[C]`: the same
+broadcast, so TF and TFLite compute exactly the same values.
 """
 
 import os
@@ -142,6 +151,58 @@ def _rename_input(name: str, renames: Mapping[str, str]) -> str:
   return ("^" if control else "") + renames[node]
 
 
+# Ops whose output an Add with a per-channel constant is a bias of (the TFJS converter fuses
+# them), and the rank of that output.
+_BIASED_OPS = {"Conv2D": 4, "Conv2DBackpropInput": 4, "DepthwiseConv2dNative": 4, "MatMul": 2}
+
+
+def _folded_const(nodes: Mapping[str, node_def_pb2.NodeDef], tensor_name: str):
+  """The value of a `Const`, or of `Reshape`/`Identity` chains of one, else None."""
+  node = nodes.get(tensor_name.split(":")[0])
+  if node is None or tensor_name.startswith("^"):
+    return None
+  if node.op == "Const":
+    return tensor_util.MakeNdarray(node.attr["value"].tensor)
+  if node.op == "Identity":
+    return _folded_const(nodes, node.input[0])
+  if node.op == "Reshape":
+    value, shape = (_folded_const(nodes, name) for name in node.input[:2])
+    if value is None or shape is None:
+      return None
+    return np.reshape(value, shape)  # graph-ok: folding GraphDef constants offline.
+  return None
+
+
+def _rank1_biases(nodes_list: List[node_def_pb2.NodeDef]
+                  ) -> Tuple[List[node_def_pb2.NodeDef], int]:
+  """Gives each `Add(conv or MatMul, constant [1, ..., 1, C])` a `[C]` constant instead.
+
+  See the module docstring. Returns (nodes, how many Adds changed); the old constant's nodes
+  stay (unused: the converters prune them).
+  """
+  nodes = {node.name: node for node in nodes_list}
+  out, changed = [], 0
+  for node in nodes_list:
+    out.append(node)
+    if node.op not in ("Add", "AddV2") or len(node.input) < 2:
+      continue
+    producers = [nodes.get(name.split(":")[0]) for name in node.input[:2]]
+    for side in (0, 1):
+      producer = producers[1 - side]
+      if producer is None or producer.op not in _BIASED_OPS:
+        continue
+      value = _folded_const(nodes, node.input[side])
+      if (value is None or value.ndim < 2 or value.ndim > _BIASED_OPS[producer.op]
+          or any(dim != 1 for dim in value.shape[:-1])):
+        continue
+      name = f"{node.name}/rank1_bias"
+      out.insert(len(out) - 1, _const_node(name, value.reshape([-1])))
+      node.input[side] = name
+      changed += 1
+      break
+  return out, changed
+
+
 def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
                             ) -> Tuple[tf.compat.v1.GraphDef, Dict[str, int]]:
   """Applies the rewrites in the module docstring to a frozen (function-free) GraphDef.
@@ -151,7 +212,8 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
     keep: node names that must stay (the function's outputs).
 
   Returns:
-    (new GraphDef, counts {"new_axis_slices": n, "asserts": n, "const_identities": n}).
+    (new GraphDef, counts {"new_axis_slices": n, "asserts": n, "const_identities": n,
+    "rank1_biases": n}).
   """
   nodes = {node.name: node for node in graph_def.node}
   asserts = {node.name for node in graph_def.node if node.op == "Assert"}
@@ -175,12 +237,13 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
         split += 1
         continue
     out.append(node)
+  out, biases = _rank1_biases(out)
   result = tf.compat.v1.GraphDef()
   result.CopyFrom(graph_def)
   del result.node[:]
   result.node.extend(out)
   return result, {"new_axis_slices": split, "asserts": len(asserts),
-                  "const_identities": len(bypassed)}
+                  "const_identities": len(bypassed), "rank1_biases": biases}
 
 
 def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:

@@ -14,15 +14,18 @@ The converter lives in its own virtualenv. tensorflowjs 4.22.0 depends on tensor
 tensorflow-decision-forests, tensorflow-hub, tf-keras, jax/jaxlib and flax, and would pull
 a second TensorFlow into the project's environment; it also only reads SavedModels, so it
 runs as a separate program: `CONVERTER_VENV` (default ~/.cache/tfspeech/tfjs-converter,
-about 3 GB, ~2 minutes to create from PyPI on first use) with `CONVERTER_PINS`. Protobuf is
+about 3 GB) with `CONVERTER_PINS`, created on first use: 1 min 55 s measured with a fast
+package index, longer on a slow network; pip's output (each package collected, downloaded,
+installed) is passed on as progress lines meanwhile. Protobuf is
 pinned to 6.31.1 on top because the TF-DF protos tensorflowjs imports were generated for it
 (pip warns that tensorflow 2.19 asks for < 6; the converter works). Point
 `TFSPEECH_TFJS_CONVERTER` at an existing `tensorflowjs_converter` to skip all of this.
 
 In Node the graphs run with @tensorflow/tfjs 4.22.0 on the WebAssembly backend
 (@tensorflow/tfjs-backend-wasm: XNNPACK kernels, SIMD; the .wasm binaries ship in the npm
-package) or the pure-JS CPU backend; `backend="auto"` takes wasm when it loads and has every
-kernel of the graph, else cpu, and says why. Both come from `npm ci` in export/.
+package) or the pure-JS CPU backend; `backend="auto"` takes wasm when it loads and runs the
+graph, else cpu (a kernel wasm lacks, or one that fails at run time), and says why. Both come
+from `npm ci` in export/.
 
 Precisions: float32; float16 (`--quantize_float16`: weights stored as float16); and
 "dynamic_range", which for TFJS means `--quantize_uint8` (weights stored as 8-bit affine,
@@ -85,6 +88,22 @@ def _run(command: List[str], what: str, error_class, **kwargs) -> str:
   return result.stdout
 
 
+def _run_with_progress(command: List[str], what: str, error_class,
+                       progress: Callable[[str], None], prefix: str):
+  """`_run`, passing each line the command prints to `progress` (prefixed) as it comes."""
+  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+  lines = []
+  for line in process.stdout:
+    line = line.rstrip()
+    if line:
+      lines.append(line)
+      progress(f"{prefix}{line}")
+  if process.wait() != 0:
+    tail = "\n".join(lines[-25:])
+    raise error_class(f"{what} failed (exit {process.returncode}): {' '.join(command)}\n{tail}")
+
+
 def converter_executable(create: bool = True,
                          progress: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
                          ) -> str:
@@ -92,7 +111,8 @@ def converter_executable(create: bool = True,
 
   Args:
     create: install the virtualenv when it is missing (else raise).
-    progress: receives one line per step (the install takes minutes).
+    progress: receives one line per step and each line pip prints (the install takes
+      minutes).
 
   Raises:
     ConverterUnavailable: `TFSPEECH_TFJS_CONVERTER` names no executable, or the virtualenv
@@ -145,11 +165,14 @@ def _create_converter_venv(venv: str, executable: str, pins: List[str],
     _run([python, "-m", "venv", venv], "creating the converter virtualenv",
          ConverterUnavailable)
     progress(f"tfjs: pip install {' '.join(CONVERTER_PINS)}")
-    _run([pip, "install", "--disable-pip-version-check", "-q"] + list(CONVERTER_PINS),
-         "installing tensorflowjs", ConverterUnavailable)
+    # Not quiet: pip's lines (Collecting / Downloading / Installing ...) show the minutes pass.
+    _run_with_progress([pip, "install", "--disable-pip-version-check", "--progress-bar=off"]
+                       + list(CONVERTER_PINS), "installing tensorflowjs", ConverterUnavailable,
+                       progress, "tfjs: pip: ")
     progress(f"tfjs: pip install {CONVERTER_PROTOBUF} (the TF-DF protos need it)")
-    _run([pip, "install", "--disable-pip-version-check", "-q", "--no-deps",
-          CONVERTER_PROTOBUF], "installing protobuf", ConverterUnavailable)
+    _run_with_progress([pip, "install", "--disable-pip-version-check", "--progress-bar=off",
+                        "--no-deps", CONVERTER_PROTOBUF], "installing protobuf",
+                       ConverterUnavailable, progress, "tfjs: pip: ")
     _run([executable, "--version"], "checking tensorflowjs_converter", ConverterUnavailable,
          env=_quiet_env())
   except (ConverterUnavailable, OSError) as error:
@@ -360,7 +383,8 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
     model_dir: folder with model.json.
     inputs: signature input name → float32 / int32 array.
     backend: "wasm" (@tensorflow/tfjs-backend-wasm, fails when it cannot run the graph),
-      "cpu" (pure-JS), or "auto": wasm when it loads and has every kernel, else cpu.
+      "cpu" (pure-JS), or "auto": wasm when it loads and runs the graph, else cpu (any
+      failure on wasm, stated in `NodeRun.fallback`).
     repeat: timed calls (outputs are the last call's).
     warmup: untimed calls before.
     wasm_dir: folder of the tfjs-backend-wasm*.wasm binaries (default: the npm package's).

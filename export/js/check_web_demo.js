@@ -2,15 +2,22 @@
 // Drives the browser demo in headless Chromium the way a person would: serves it with an
 // exported model on 127.0.0.1, types a sentence, clicks Synthesize, and prints what the page
 // produced as JSON (ids, mel frames, samples, rms, ... from window.tfspeechDemo.lastResult;
-// the backend the page ran on and why it fell back, as the page shows them).
+// the backend the page ran on and why it fell back, as the page shows them; the WAV behind
+// the page's download link, parsed).
 //
 //   node export/js/check_web_demo.js --model=EXPORTED_TFJS_DIR --text="Hello." \
-//       [--backend=auto|wasm|cpu] [--block_wasm] [--chromium=/usr/bin/chromium] \
-//       [--screenshot=page.png] [--timeout_s=120]
+//       [--backend=auto|wasm|cpu] [--block_wasm] [--break_wasm_kernel=KERNEL] \
+//       [--chromium=/usr/bin/chromium] [--screenshot=page.png] [--timeout_s=120]
 //
 // --backend is the page's backend URL parameter (default auto: wasm, else cpu). --block_wasm
 // makes the browser fail every request for the wasm backend's script and binaries, as a
-// server without them would, to check the page's fallback to cpu.
+// server without them would, to check the page's fallback to cpu. --break_wasm_kernel=KERNEL
+// replaces the wasm backend's KERNEL with one that throws (as tfjs 4.22's FusedConv2D did on
+// a rank-4 bias), to check the fallback from a failure at run time.
+//
+// Exits 1 (after printing the JSON, with "problems") when the page failed: an error on the
+// page or in its console (pageerror), no result, no or silent audio, a length other than
+// mel frames x hop_length, or a download link without that audio as WAV.
 //
 // Uses puppeteer-core with the system Chromium (it never downloads a browser).
 
@@ -21,6 +28,8 @@ const os = require('os');
 const path = require('path');
 const puppeteer = require('puppeteer-core');
 const {startServer} = require('./serve_demo');
+
+const WEB_DIR = path.join(__dirname, '..', 'web');
 
 const CHROMIUM_FLAGS = [
   '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -49,11 +58,16 @@ async function main() {
     const page = await browser.newPage();
     page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
     page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
-    if (args.block_wasm === 'true') {
+    if (args.block_wasm === 'true' || args.break_wasm_kernel) {
+      const broken = args.break_wasm_kernel ? brokenKernelScript(args.break_wasm_kernel) : null;
       await page.setRequestInterception(true);
       page.on('request', (request) => {
-        if (/\/vendor\/(tf-backend-wasm|tfjs-backend-wasm)/.test(request.url())) {
+        if (args.block_wasm === 'true' &&
+            /\/vendor\/(tf-backend-wasm|tfjs-backend-wasm)/.test(request.url())) {
           request.abort();
+        } else if (broken && new URL(request.url()).pathname === '/wasm_kernels.js') {
+          request.respond({status: 200, contentType: 'text/javascript; charset=utf-8',
+                           body: broken});
         } else {
           request.continue();
         }
@@ -86,15 +100,82 @@ async function main() {
         return {width: canvas.width, height: canvas.height, litPixels: lit};
       })(),
     }));
+    outcome.wav = await page.evaluate(readDownload);
     if (args.screenshot) await page.screenshot({path: args.screenshot});
     outcome.console = console_;
     outcome.serverHasWasm = wasm;
+    const metadata = JSON.parse(fs.readFileSync(path.join(args.model, 'metadata.json'), 'utf8'));
+    outcome.problems = problems(outcome, metadata.hop_length);
     console.log(JSON.stringify(outcome));
+    if (outcome.problems.length) {
+      throw new Error(`the page failed: ${outcome.problems.join('; ')}`);
+    }
   } finally {
     await browser.close();
     server.close();
     fs.rmSync(profile, {recursive: true, force: true});
   }
+}
+
+// web/wasm_kernels.js followed by a wasm `kernel` that throws whenever it runs.
+function brokenKernelScript(kernel) {
+  return fs.readFileSync(path.join(WEB_DIR, 'wasm_kernels.js'), 'utf8') + `
+;(function () {
+  const kernel = ${JSON.stringify(kernel)};
+  if (tf.getKernel(kernel, 'wasm')) tf.unregisterKernel(kernel, 'wasm');
+  tf.registerKernel({kernelName: kernel, backendName: 'wasm', kernelFunc: () => {
+    throw new Error(kernel + ' failed on purpose (check_web_demo.js --break_wasm_kernel)');
+  }});
+})();
+`;
+}
+
+// In the page: the WAV behind #download, parsed (null when the link has none).
+async function readDownload() {
+  const link = document.querySelector('#download');
+  if (!link || link.hidden || !link.href) return null;
+  const bytes = await (await fetch(link.href)).arrayBuffer();
+  const view = new DataView(bytes);
+  const tag = (offset) => String.fromCharCode(...new Uint8Array(bytes, offset, 4));
+  if (bytes.byteLength < 44 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE' || tag(36) !== 'data') {
+    return {bytes: bytes.byteLength, valid: false};
+  }
+  let peak = 0;
+  for (let i = 44; i + 1 < bytes.byteLength; i += 2) {
+    peak = Math.max(peak, Math.abs(view.getInt16(i, true)));
+  }
+  return {bytes: bytes.byteLength, valid: true, file: link.download,
+          sampleRate: view.getUint32(24, true), bitsPerSample: view.getUint16(34, true),
+          samples: view.getUint32(40, true) / 2, peak: peak / 32767};
+}
+
+// What is wrong with the page's outcome: [] when it made audio of the right length, offered
+// it as a WAV, and logged no page error.
+function problems(outcome, hopLength) {
+  const found = [];
+  if (outcome.error) found.push(`page error: ${outcome.error}`);
+  found.push(...outcome.console.filter((line) => line.startsWith('pageerror:')));
+  const result = outcome.result;
+  if (!result) {
+    found.push('no result: the page produced no audio');
+    return found;
+  }
+  if (!(result.samples > 0)) found.push(`no audio samples (${result.samples})`);
+  if (result.samples !== result.melFrames * hopLength) {
+    found.push(`${result.samples} samples for ${result.melFrames} mel frames x hop ${hopLength}`);
+  }
+  if (!(result.rms > 0) || !Number.isFinite(result.rms)) {
+    found.push(`silent or non-finite audio (rms ${result.rms})`);
+  }
+  const wav = outcome.wav;
+  if (!wav || !wav.valid) {
+    found.push(`no WAV download (${JSON.stringify(wav)})`);
+  } else if (wav.samples !== result.samples || wav.sampleRate !== result.sampleRate ||
+             !(wav.peak > 0)) {
+    found.push(`the WAV download (${wav.samples} samples at ${wav.sampleRate} Hz, peak ` +
+               `${wav.peak}) is not the audio (${result.samples} at ${result.sampleRate} Hz)`);
+  }
+  return found;
 }
 
 main().catch((error) => {

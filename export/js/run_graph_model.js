@@ -12,19 +12,24 @@
 //
 // --backend: "wasm" (the .wasm binaries ship in the npm package and are read from
 // node_modules; SIMD when Node supports it, single-threaded because tfjs 4.22 does not use
-// worker threads in Node), "cpu", or "auto" (the default): wasm when it loads, else cpu.
+// worker threads in Node), "cpu", or "auto" (the default): wasm when it loads and runs the
+// graph, else cpu.
 // --wasm_dir: where the tfjs-backend-wasm*.wasm binaries are (default: the package's dist/).
 // The wasm backend gets two kernels from export/web/wasm_kernels.js: Einsum, which it lacks,
 // and a OneHot that is right for float outputs (its own writes int32 bit patterns into float
 // tensors). Current tfspeech graphs need neither (see that file); older exports did.
 // The backend used is printed on stderr ("run_graph_model: backend wasm (simd)") and stored in
-// outputs.json. With "auto", a wasm backend that cannot load, or a graph that needs a kernel
-// the wasm backend lacks ("Kernel 'X' not registered for backend 'wasm'"), falls back to cpu
-// and the reason is printed and stored as "fallback"; an explicit --backend=wasm fails instead.
+// outputs.json. With "auto", a wasm backend that cannot load, or ANY failure of the graph on
+// wasm (a kernel it lacks: "Kernel 'X' not registered for backend 'wasm'", or one that rejects
+// its inputs, e.g. tfjs 4.22's "FusedConv2D only supports rank-1 bias") falls back to cpu: the
+// reason is printed on stderr and stored as "fallback". An explicit --backend=wasm fails
+// instead, with that reason.
 //
 // --check_ops prints JSON instead of running: the graph's TF ops, the tfjs kernels a CPU run
-// of it executes, which of those the wasm backend lacks (missing_kernels) or has only through
-// wasm_kernels.js (added_by_tfspeech), and whether the graph then runs on wasm.
+// of it executes (registered kernels only: tf.profile also lists the op scopes of custom-
+// gradient ops, such as "fusedConv2d__op", which are no kernels), which of those the wasm
+// backend lacks (missing_kernels) or has only through wasm_kernels.js (added_by_tfspeech),
+// and whether the graph then runs on wasm (runs, and error when it does not).
 //
 // inputs.json: {"NAME": {"dtype": "float32"|"int32", "shape": [..], "file": "NAME.bin"}, ..}
 // with each file the tensor's raw little-endian values in row-major order (NumPy
@@ -219,6 +224,13 @@ function missingKernel(error) {
   return match ? match[1] : null;
 }
 
+// Why the graph failed on wasm, in one line.
+function wasmFailure(error) {
+  const kernel = missingKernel(error);
+  if (kernel) return `the graph needs kernel ${kernel}, which the wasm backend lacks`;
+  return `the graph failed on the wasm backend: ${String((error && error.message) || error)}`;
+}
+
 // --check_ops: the graph's TF ops, the tfjs kernels a CPU run executes (tf.profile), which of
 // them the wasm backend does not register, and whether a wasm run then succeeds.
 async function checkOps(args) {
@@ -229,7 +241,10 @@ async function checkOps(args) {
   let inputs = readInputs(args.inputs);
   const profile = await tf.profile(() => model.execute(inputs));
   tf.dispose(profile.result);
-  const kernels = [...new Set(profile.kernelNames)].sort();
+  // kernelNames also holds the scopes of ops run through customGrad ("fusedConv2d__op"):
+  // keep the names the cpu backend registers a kernel for, i.e. the kernels that ran.
+  const kernels = [...new Set(profile.kernelNames)]
+      .filter((name) => tf.getKernel(name, 'cpu') !== undefined).sort();
   const report = {model: args.model, tf_ops: ops, kernels, wasm: {}};
   const why = registerWasm(args.wasm_dir);
   if (why !== null) {
@@ -309,11 +324,14 @@ async function main() {
   try {
     calls = await timedCalls(args);
   } catch (error) {
-    const kernel = missingKernel(error);
-    if (backend !== 'wasm' || !kernel) throw error;
-    const why = `the graph needs kernel ${kernel}, which the wasm backend lacks`;
-    if (args.backend === 'wasm') throw new Error(`--backend=wasm: ${why}`);
+    if (backend !== 'wasm') throw error;
+    // Any failure on wasm (not only a missing kernel): auto runs the graph on cpu instead.
+    const why = wasmFailure(error);
+    if (args.backend === 'wasm') {
+      throw new Error(`--backend=wasm: ${why} (--backend=cpu or auto runs it on cpu)`);
+    }
     ({backend, fallback} = {backend: 'cpu', fallback: why});
+    console.error(`run_graph_model: wasm failed, running on cpu: ${why}`);
     await tf.setBackend('cpu');
     calls = await timedCalls(args);
   }

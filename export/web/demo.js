@@ -5,11 +5,15 @@
 // URL parameters: model=FOLDER/ (default "model/"), threads=N (wasm threads, when the page is
 // cross-origin isolated), backend=auto|wasm|cpu|webgl (default
 // auto: the WebAssembly backend, @tensorflow/tfjs-backend-wasm, whose .wasm binaries the server
-// serves from vendor/, and the pure-JS cpu backend when wasm cannot load or lacks a kernel of
-// the graph; an explicit backend=wasm fails instead of falling back). The page shows the
-// backend that ran. `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`,
-// `lastResult`, `backend` and `backendFallback` (why auto did not get wasm) for scripted use
-// and tests.
+// serves from vendor/, and the pure-JS cpu backend when wasm cannot load or the graph fails on
+// it for any reason (a kernel it lacks, a kernel rejecting its inputs); an explicit
+// backend=wasm fails instead of falling back). The page shows the backend that ran, and after
+// a fallback why, and the backend= parameter. Each synthesis offers the audio as a WAV
+// download and reports the real-time factor as wall seconds / audio seconds (< 1 is faster
+// than real time), the convention of tfspeech-synthesize and tfspeech-vocode.
+// `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`, `lastResult`,
+// `lastWav` (the WAV Blob), `backend` and `backendFallback` (why auto did not get wasm) for
+// scripted use and tests.
 
 (function () {
   'use strict';
@@ -139,11 +143,50 @@
     return name === 'wasm' ? `wasm (${await wasmFlavor()})` : name;
   }
 
-  // The kernel a "Kernel 'X' not registered for backend 'Y'" error names, else null.
-  function missingKernel(error) {
+  // Why the graph failed on wasm, in one line.
+  function wasmFailure(error) {
     const text = String(error.message || error);
     const match = /Kernel '([^']+)' not registered for backend/.exec(text);
-    return match ? match[1] : null;
+    if (match) return `the graph needs kernel ${match[1]}, which the wasm backend lacks`;
+    return `the graph failed on the wasm backend: ${text}`;
+  }
+
+  // 16-bit PCM mono WAV of float samples in [-1, 1] (clipped).
+  function wavBlob(samples, sampleRate) {
+    const bytes = new ArrayBuffer(44 + 2 * samples.length);
+    const view = new DataView(bytes);
+    const text = (offset, value) => {
+      for (let i = 0; i < value.length; i++) view.setUint8(offset + i, value.charCodeAt(i));
+    };
+    text(0, 'RIFF');
+    view.setUint32(4, 36 + 2 * samples.length, true);
+    text(8, 'WAVE');
+    text(12, 'fmt ');
+    view.setUint32(16, 16, true);  // PCM format chunk size
+    view.setUint16(20, 1, true);  // PCM
+    view.setUint16(22, 1, true);  // mono
+    view.setUint32(24, sampleRate, true);
+    view.setUint32(28, 2 * sampleRate, true);  // bytes per second
+    view.setUint16(32, 2, true);  // bytes per frame
+    view.setUint16(34, 16, true);  // bits per sample
+    text(36, 'data');
+    view.setUint32(40, 2 * samples.length, true);
+    for (let i = 0; i < samples.length; i++) {
+      const sample = Math.max(-1, Math.min(1, samples[i]));
+      view.setInt16(44 + 2 * i, Math.round(sample * 32767), true);
+    }
+    return new Blob([bytes], {type: 'audio/wav'});
+  }
+
+  // Points the download link at a WAV of `samples` (the previous one's URL is released).
+  function offerDownload(samples, sampleRate) {
+    const blob = wavBlob(samples, sampleRate);
+    const link = $('download');
+    if (link.href && link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(blob);
+    link.hidden = false;
+    window.tfspeechDemo.lastWav = blob;
+    return blob.size;
   }
 
   async function loadModels(metadata, names) {
@@ -175,16 +218,19 @@
 
   let loaded = null;
 
-  // Runs the graphs; with backend=auto, a kernel the wasm backend lacks moves the page to cpu
-  // (models reloaded there) and says so, instead of failing.
+  // Runs the graphs; with backend=auto, any failure on wasm (a kernel it lacks, a kernel that
+  // rejects its inputs) moves the page to cpu (models reloaded there) and says so, instead of
+  // failing. An explicit backend=wasm fails, and the error names the way out.
   async function synthesize(text) {
     try {
       return await synthesizeOnce(text);
     } catch (error) {
-      const kernel = missingKernel(error);
-      const auto = window.tfspeechDemo.requestedBackend === 'auto';
-      if (!kernel || tf.getBackend() !== 'wasm' || !auto) throw error;
-      const why = `the graph needs kernel ${kernel}, which the wasm backend lacks`;
+      if (tf.getBackend() !== 'wasm') throw error;
+      const why = wasmFailure(error);
+      if (window.tfspeechDemo.requestedBackend !== 'auto') {
+        throw new Error(`${why} (backend=wasm was asked for; open the page with ?backend=auto ` +
+                        'or ?backend=cpu to run on cpu)');
+      }
       console.warn(`tfspeech demo: running on cpu because ${why}`);
       await tf.setBackend('cpu');
       loaded.models = await loadModels(loaded.metadata, loaded.names);
@@ -198,7 +244,8 @@
   function showBackend() {
     const demo = window.tfspeechDemo;
     $('backend').textContent = `Backend: ${demo.backend}` +
-        (demo.backendFallback ? ` (wasm not used: ${demo.backendFallback})` : '');
+        (demo.backendFallback ? ` (wasm not used: ${demo.backendFallback}). Choose one with ` +
+         'the URL parameter ?backend=auto|wasm|cpu (wasm: fail instead of falling back).' : '');
   }
 
   async function synthesizeOnce(text) {
@@ -237,6 +284,7 @@
     const seconds = (performance.now() - start) / 1000;
     tf.dispose(Object.values(inputs).concat(Object.values(out)));
     drawMel(mel, melLength, nMels);
+    const wavBytes = offerDownload(audio, metadata.sample_rate);
     let played = false;
     try {
       play(audio, metadata.sample_rate);
@@ -255,7 +303,9 @@
       ids: encoded.ids, unknown: encoded.unknown, melFrames: melLength,
       samples: audio.length, sampleRate: metadata.sample_rate,
       rms: Math.sqrt(energy / Math.max(audio.length, 1)), peak, played,
-      seconds, realTimeFactor: audioSeconds / seconds, backend: tf.getBackend(),
+      // Wall seconds per audio second, as tfspeech-synthesize and tfspeech-vocode print it.
+      seconds, realTimeFactor: seconds / Math.max(audioSeconds, 1e-9), wavBytes,
+      backend: tf.getBackend(),
       backendDetail: window.tfspeechDemo.backend,
       backendFallback: window.tfspeechDemo.backendFallback,
     };
@@ -269,21 +319,23 @@
       window.tfspeechDemo.lastResult = result;
       const dropped = Object.keys(result.unknown);
       setStatus(`${(result.samples / result.sampleRate).toFixed(2)} s of audio in ` +
-                `${result.seconds.toFixed(2)} s (${result.backend})` +
+                `${result.seconds.toFixed(2)} s: real-time factor ` +
+                `${result.realTimeFactor.toFixed(3)} (${result.backend})` +
                 (dropped.length ? `; dropped characters: ${dropped.join(' ')}` : ''));
       $('details').textContent = `${result.ids.length} ids, ${result.melFrames} mel frames, ` +
           `${result.samples} samples at ${result.sampleRate} Hz`;
     } catch (error) {
       window.tfspeechDemo.lastError = String(error.message || error);
       setStatus(`Error: ${window.tfspeechDemo.lastError}`, true);
+      $('download').hidden = true;
     } finally {
       $('synthesize').disabled = false;
     }
   }
 
   window.tfspeechDemo = {lastResult: null, lastError: null, synthesize: (t) => synthesize(t),
-                        backend: null, backendFallback: null, requestedBackend: null,
-                        wasm: null};
+                        lastWav: null, backend: null, backendFallback: null,
+                        requestedBackend: null, wasm: null};
   window.tfspeechDemo.ready = load().then((result) => {
     loaded = result;
     const m = result.metadata;

@@ -1,4 +1,12 @@
-"""Shared fixtures of the export tests: tiny untrained runs, the TFJS converter and Node."""
+"""Shared fixtures of the export tests: tiny runs with trained-like weights, the TFJS converter
+and Node.
+
+Every export test exports weights like a trained model's: `randomize_weights` perturbs EVERY
+float variable, biases, norm offsets and zero-initialised gates included. Freshly built
+modules have all-zero biases, which freezing folds away, so a converter path that only a
+non-zero bias takes (TFJS fusing a conv with a rank-4 bias constant, which the wasm backend
+rejects, issue #16) went untested.
+"""
 
 import dataclasses
 import os
@@ -18,6 +26,36 @@ N_TIMESTEPS = 2
 # The random tiny generator's conv_post gain is N(0, 0.01): its audio is ~1e-6. A larger
 # gain makes "the page produced non-silent audio" a meaningful check.
 AUDIBLE_GAIN = 3000.0
+# `randomize_weights`: a variable with spread (kernels, embeddings) moves by N(0, this * its
+# std); one that starts constant (biases and offsets 0, norm scales 1, ReZero gates 0, the
+# prenet's zero projection, weight-norm gains) by N(0, this * max(|value|, 1)). Small enough
+# that outputs stay finite and of the untrained model's size, large enough that no bias,
+# offset or gate is zero (or folds away when frozen).
+WEIGHT_JITTER = 0.2
+CONSTANT_JITTER = 0.1
+
+
+def randomize_weights(layers, seed: int) -> int:
+  """Perturbs every float variable of `layers` (Keras layers/models) in place, seeded.
+
+  Integer variables (seed-generator states) are left alone.
+
+  Returns:
+    How many variables changed.
+  """
+  rng = np.random.default_rng(seed)
+  changed = 0
+  for layer in layers:
+    for variable in layer.variables:
+      if not tf.as_dtype(variable.dtype).is_floating:
+        continue
+      value = variable.numpy()
+      spread = float(np.std(value))
+      scale = (WEIGHT_JITTER * spread if spread > 0
+               else CONSTANT_JITTER * max(float(np.max(np.abs(value))), 1.0))
+      variable.assign(value + rng.normal(0.0, scale, value.shape).astype(value.dtype))
+      changed += 1
+  return changed
 
 
 def data_info() -> dict:
@@ -30,10 +68,11 @@ def data_info() -> dict:
 
 
 def make_run(model: str, seed: int):
-  """An in-memory `LoadedRun` of the tiny preset with the task's own (random) modules."""
+  """An in-memory `LoadedRun` of the tiny preset, every weight randomized (`randomize_weights`)."""
   tf.keras.utils.set_random_seed(seed)
   task = registry.get(model)(registry.get(model).presets["tiny"])
   modules = task.build_modules()
+  randomize_weights(modules.values(), seed)
   if model == "hifigan":
     gain = modules["generator"].conv_post.kernel_g
     gain.assign(gain * AUDIBLE_GAIN)
@@ -59,6 +98,12 @@ def n_timesteps():
 def run_saver():
   """`save_run(run, workdir)`: writes an in-memory run as a training workdir."""
   return save_run
+
+
+@pytest.fixture(scope="session")
+def weight_randomizer():
+  """`randomize_weights(layers, seed)`: trained-like weights for modules a test builds itself."""
+  return randomize_weights
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """The big presets export: Grad-TTS `ljspeech` and HiFi-GAN V1 in TFLite and TFJS float32.
 
 The other export tests use the tiny presets; these check that the published model shapes
-(14.8M-parameter Grad-TTS, 13.9M-parameter HiFi-GAN V1; untrained, which does not change
-what converts or how exactly it runs) convert with builtins only and match their Keras
+(14.8M-parameter Grad-TTS, 13.9M-parameter HiFi-GAN V1; every weight randomized like a
+trained model's, biases included, by the conftest's `randomize_weights`: zero biases fold
+away and hide what a trained model converts to) convert with builtins only and match their Keras
 modules in LiteRT (two input lengths through one interpreter, i.e. a resize) and in Node.
 Inputs are short and the decoder has 1 step, to keep the conversions and runs cheap; the
 TFJS part is marked `slow` (still run by default; `-m "not slow"` leaves it out).
@@ -50,13 +51,14 @@ def mel_inputs(batch, frames, seed):
 
 
 @pytest.fixture(scope="module")
-def grad_tts():
-  """Untrained Grad-TTS `ljspeech` preset and its `text_to_mel` graph."""
+def grad_tts(weight_randomizer):
+  """Grad-TTS `ljspeech` preset with randomized weights and its `text_to_mel` graph."""
   # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry
   from tfspeech.models.grad_tts import GradTTS
   tf.keras.utils.set_random_seed(11)
   model = GradTTS(registry.get("grad_tts").preset("ljspeech"))
+  weight_randomizer([model], seed=11)
   graph = inference_graphs.TextToMel(model, N_TIMESTEPS)
   references = []
   for seed, lengths in enumerate(TEXT_LENGTHS):
@@ -70,13 +72,15 @@ def grad_tts():
 
 
 @pytest.fixture(scope="module")
-def hifigan_v1():
-  """Untrained HiFi-GAN V1 generator (with weight norm) and its `mel_to_audio` graph."""
+def hifigan_v1(weight_randomizer):
+  """HiFi-GAN V1 generator (with weight norm, randomized weights) and its `mel_to_audio`
+  graph."""
   # pylint: disable=import-outside-toplevel
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
   tf.keras.utils.set_random_seed(12)
   generator = HifiGanGenerator(get_preset("v1"), weight_norm=True)
+  weight_randomizer([generator], seed=12)
   references = []
   for seed, (batch, frames) in enumerate(MEL_FRAMES):
     inputs = mel_inputs(batch, frames, seed)
@@ -135,7 +139,11 @@ def test_tfjs_float32_in_node_matches_big_preset(request, tmp_path, frozen_dir, 
   folder = tfjs.export_graphs({graph.name: graph}, str(tmp_path), converter=tfjs_converter,
                               frozen_dir=frozen_dir)[graph.name]
   check = check_grad_tts if model == "grad_tts" else check_hifigan
+  # auto falls back to cpu on any wasm failure: the backend that ran is checked too.
+  expected = "cpu" if tfjs.wasm_backend_missing() else "wasm"
   for inputs, reference in references:
-    out, _ = tfjs.run_in_node(folder, inputs)
-    where = f"tfjs {model} {[v.shape for v in inputs.values()]}"
+    run = tfjs.run_graph_model(folder, inputs)
+    assert run.backend == expected, run.fallback
+    out = run.outputs
+    where = f"tfjs {run.backend} {model} {[v.shape for v in inputs.values()]}"
     print(f"{where}: rel error {check(out, reference, where):.1e}")

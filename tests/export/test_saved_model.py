@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfspeech import training
 from tfspeech.export import export_lib
 from tfspeech.export import saved_model
 from tfspeech.inference import vocode_lib
@@ -80,8 +81,15 @@ def call_in_fresh_process(folder, calls, feed, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def loaded_run(tiny_grad_tts_run):
-  return tiny_grad_tts_run
+def loaded_run(tiny_grad_tts_run, run_saver, weight_randomizer, tmp_path_factory):
+  """The 2-step tiny training run, copied, restored with `load_run` and its weights randomized
+  like a trained model's (after 2 steps its biases are still ~0; the shared run is left as
+  it is)."""
+  workdir = run_saver(tiny_grad_tts_run, str(tmp_path_factory.mktemp("loaded_run")))
+  run = training.load_run(workdir)
+  assert run.step == tiny_grad_tts_run.step
+  weight_randomizer(run.modules.values(), seed=3)
+  return run
 
 
 def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):

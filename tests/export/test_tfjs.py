@@ -7,9 +7,11 @@ HiFi-GAN generator). Skips when the converter or node/npm are unavailable; the w
 alone when @tensorflow/tfjs-backend-wasm is not installed in export/node_modules.
 """
 
+import base64
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -183,6 +185,100 @@ def test_wasm_kernels_match_cpu(node):
   assert report["tensors"] == report["wasmDataIds"] == 13
 
 
+def rank4_bias_model(folder):
+  """A graph model tfjs-backend-wasm 4.22 rejects at run time, as the score estimator's
+  final_conv was before frozen_graph's rank-1 bias rewrite (issue #16): `y = 2 x + 0.5` as a
+  _FusedConv2D whose bias constant is [1, 1, 1, 1] ("FusedConv2D only supports rank-1 bias").
+
+  Returns:
+    (model folder, inputs {"x": [1, 2, 2, 1]}, the expected y).
+  """
+  os.makedirs(folder, exist_ok=True)
+  weights = {"filter": np.full([1, 1, 1, 1], 2.0, np.float32),
+             "bias": np.full([1, 1, 1, 1], 0.5, np.float32)}
+
+  def encode(text):
+    return base64.b64encode(text.encode()).decode()
+
+  nodes = [{"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"}, "shape": {
+      "shape": {"dim": [{"size": "-1"}, {"size": "-1"}, {"size": "-1"}, {"size": "1"}]}}}}]
+  nodes += [{"name": name, "op": "Const", "attr": {"dtype": {"type": "DT_FLOAT"}, "value": {
+      "tensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "1"}] * 4}}}}}
+            for name in weights]
+  nodes.append({"name": "y", "op": "_FusedConv2D", "input": ["x", "filter", "bias"], "attr": {
+      "T": {"type": "DT_FLOAT"}, "num_args": {"i": "1"},
+      "fused_ops": {"list": {"s": [encode("BiasAdd")]}}, "padding": {"s": encode("VALID")},
+      "data_format": {"s": encode("NHWC")}, "strides": {"list": {"i": ["1"] * 4}},
+      "dilations": {"list": {"i": ["1"] * 4}}, "epsilon": {"f": 0.0}}})
+  model = {"format": "graph-model", "generatedBy": "tests/export/test_tfjs.py",
+           "convertedBy": "hand", "modelTopology": {"node": nodes, "library": {}, "versions": {}},
+           "signature": {"inputs": {"x": {"name": "x:0", "dtype": "DT_FLOAT"}},
+                         "outputs": {"y": {"name": "y:0", "dtype": "DT_FLOAT"}}},
+           "weightsManifest": [{"paths": ["weights.bin"], "weights": [
+               {"name": name, "shape": [1, 1, 1, 1], "dtype": "float32"} for name in weights]}]}
+  with open(os.path.join(folder, "model.json"), "w", encoding="utf-8") as f:
+    json.dump(model, f)
+  np.concatenate([w.ravel() for w in weights.values()]).tofile(
+      os.path.join(folder, "weights.bin"))
+  x = np.arange(4, dtype=np.float32).reshape([1, 2, 2, 1])
+  return folder, {"x": x}, 2 * x + 0.5
+
+
+RANK4_BIAS_ERROR = "FusedConv2D only supports rank-1 bias but got rank 4"
+
+
+def test_auto_falls_back_to_cpu_on_any_wasm_failure(tmp_path, node):
+  """Not only a missing kernel: a wasm kernel rejecting its inputs at run time makes auto run
+  the graph on cpu and say why; --backend=wasm fails with that reason."""
+  del node
+  if tfjs.wasm_backend_missing():
+    pytest.skip(f"TFJS wasm backend unavailable: {tfjs.wasm_backend_missing()}")
+  folder, inputs, expected = rank4_bias_model(str(tmp_path / "model"))
+  run = tfjs.run_graph_model(folder, inputs)
+  assert run.backend == "cpu"
+  assert f"the graph failed on the wasm backend: {RANK4_BIAS_ERROR}" in run.fallback
+  np.testing.assert_array_equal(run.outputs["y"], expected)
+  with pytest.raises(RuntimeError, match=f"--backend=wasm: the graph failed on the wasm "
+                                         f"backend: {RANK4_BIAS_ERROR}"):
+    tfjs.run_graph_model(folder, inputs, backend="wasm")
+
+
+def test_check_ops_lists_kernels_not_op_scopes(tmp_path, node):
+  """--check_ops lists the kernels that ran (FusedConv2D), not tf.profile's op scopes
+  (fusedConv2d__op), and reports the wasm failure."""
+  if tfjs.wasm_backend_missing():
+    pytest.skip(f"TFJS wasm backend unavailable: {tfjs.wasm_backend_missing()}")
+  folder, inputs, _ = rank4_bias_model(str(tmp_path / "model"))
+  inputs["x"].tofile(str(tmp_path / "x.bin"))
+  with open(tmp_path / "inputs.json", "w", encoding="utf-8") as f:
+    json.dump({"x": {"dtype": "float32", "shape": [1, 2, 2, 1], "file": "x.bin"}}, f)
+  result = subprocess.run([node, tfjs.NODE_RUNNER, f"--model={folder}",
+                           f"--inputs={tmp_path / 'inputs.json'}", "--check_ops"],
+                          capture_output=True, text=True, check=True, cwd=tfjs.EXPORT_DIR,
+                          timeout=60)
+  report = json.loads(result.stdout)
+  assert report["tf_ops"] == ["Const", "Placeholder", "_FusedConv2D"]
+  assert report["kernels"] == ["FusedConv2D"]
+  assert report["wasm"]["missing_kernels"] == []
+  assert report["wasm"]["runs"] is False
+  assert RANK4_BIAS_ERROR in report["wasm"]["error"]
+
+
+def test_fused_biases_are_rank_1(tfjs_text_to_audio):
+  """Every bias the converter fused into a conv or MatMul is rank 1, as the wasm kernels
+  demand (issue #16: the score estimator's final_conv had a [1, 1, 1, 1] one). The fixture's
+  weights are randomized, so no bias is zero and folded away."""
+  _, paths = tfjs_text_to_audio
+  with open(os.path.join(paths["text_to_audio"], "model.json"), encoding="utf-8") as f:
+    model = json.load(f)
+  shapes = {w["name"]: w["shape"] for group in model["weightsManifest"]
+            for w in group["weights"]}
+  fused = [entry["input"][2] for entry in model["modelTopology"]["node"]
+           if entry["op"] in ("_FusedConv2D", "_FusedMatMul") and len(entry["input"]) > 2]
+  assert fused and all(len(shapes[name]) == 1 for name in fused), [
+      (name, shapes[name]) for name in fused if len(shapes[name]) != 1]
+
+
 def test_node_runner_rejects_unknown_backend(tmp_path):
   with pytest.raises(ValueError, match="choose one of auto, wasm, cpu"):
     tfjs.run_graph_model(str(tmp_path), {}, backend="webgpu")
@@ -230,8 +326,9 @@ def test_float16_vocoder_halves_weights_within_tolerance(tmp_path, vocoder_run, 
   float32_bytes = 4 * sum(int(np.prod(w.shape)) for w in graphs["mel_to_audio"].model_weights)
   assert shard_bytes(folders["mel_to_audio"]) < 0.6 * float32_bytes
   mel = np.random.default_rng(4).normal(-5, 2, (2, 33, 80)).astype(np.float32)
-  out, _ = tfjs.run_in_node(folders["mel_to_audio"], {"mel": mel})  # auto: wasm if installed
-  error = relative_error(out["audio"], generator(mel).numpy())
+  run = tfjs.run_graph_model(folders["mel_to_audio"], {"mel": mel})  # auto: wasm if installed
+  assert run.backend == ("cpu" if tfjs.wasm_backend_missing() else "wasm"), run.fallback
+  error = relative_error(run.outputs["audio"], generator(mel).numpy())
   print(f"tfjs float16 mel_to_audio rel error {error:.2e}")
   assert 0 < error <= FLOAT16_RTOL
 
@@ -247,7 +344,9 @@ def test_float16_text_to_mel_stays_finite_and_close(tmp_path, acoustic_run, refe
                               converter=tfjs_converter)[inference_graphs.TEXT_TO_MEL]
   inputs, mel, mel_lengths, _ = references([40, 9])
   del node  # only for its npm ci
-  out, _ = tfjs.run_in_node(folder, inputs)  # auto: wasm if installed
+  run = tfjs.run_graph_model(folder, inputs)  # auto: wasm if installed
+  assert run.backend == ("cpu" if tfjs.wasm_backend_missing() else "wasm"), run.fallback
+  out = run.outputs
   assert np.all(np.isfinite(out["mel"]))
   np.testing.assert_array_equal(out["mel_lengths"], mel_lengths)
   error = relative_error(out["mel"], mel)
@@ -270,3 +369,45 @@ def test_node_modules_match_package_json(node):
   del node
   assert tfjs._stale_packages() == []  # pylint: disable=protected-access
   assert tfjs.wasm_backend_missing() is None or "npm ci" in tfjs.wasm_backend_missing()
+
+
+def test_converter_install_shows_pip_progress(monkeypatch, tmp_path):
+  """Creating the converter venv takes minutes: pip runs without -q and every line it prints
+  reaches `progress` as it comes (here with stand-ins for venv and pip)."""
+  commands = []
+  run_with_progress = tfjs._run_with_progress  # pylint: disable=protected-access
+
+  def fake_run(command, what, error_class, **kwargs):
+    del what, error_class, kwargs
+    commands.append(("quiet", command))
+    if command[1:3] == ["-m", "venv"]:
+      os.makedirs(command[3])
+    return ""
+
+  def fake_pip(command, what, error_class, progress, prefix):
+    commands.append(("progress", command))
+    pip_output = "print('Collecting x'); print(); print('Successfully installed x')"
+    run_with_progress([sys.executable, "-c", pip_output], what, error_class, progress, prefix)
+
+  monkeypatch.setattr(tfjs, "_run", fake_run)
+  monkeypatch.setattr(tfjs, "_run_with_progress", fake_pip)
+  lines = []
+  venv = str(tmp_path / "venv")
+  tfjs._create_converter_venv(  # pylint: disable=protected-access
+      venv, os.path.join(venv, "bin", "tensorflowjs_converter"), ["pins"], lines.append)
+  pip_installs = [command for how, command in commands if "install" in command]
+  assert len(pip_installs) == 2
+  assert all(how == "progress" for how, command in commands if "install" in command)
+  assert not [command for command in pip_installs if "-q" in command]
+  assert lines.count("tfjs: pip: Collecting x") == 2
+  assert lines.count("tfjs: pip: Successfully installed x") == 2
+  assert lines[-1] == "tfjs: converter ready"
+
+
+def test_progress_runner_reports_failures():
+  lines = []
+  with pytest.raises(tfjs.ConverterUnavailable, match=r"(?s)exit 3.*went wrong"):
+    tfjs._run_with_progress(  # pylint: disable=protected-access
+        [sys.executable, "-c", "print('went wrong'); raise SystemExit(3)"], "step",
+        tfjs.ConverterUnavailable, lines.append, "p: ")
+  assert lines == ["p: went wrong"]

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
 from tfspeech.export import export_lib, frozen_graph, inference_graphs, tflite
 from tfspeech.testing import assert_no_python_ops
 
@@ -122,6 +124,47 @@ def test_variable_reads_become_one_constant():
   x = tf.random.normal([5, 3])
   for key, value in fn(x).items():
     np.testing.assert_array_equal(frozen(x)[key], value, err_msg=key)
+
+
+def const_operands(graph_def, producer_ops):
+  """Shapes of the Const operands of Add/AddV2/BiasAdd nodes that add to a producer_ops output."""
+  nodes = {n.name: n for n in graph_def.node}
+  shapes = []
+  for node in graph_def.node:
+    if node.op in ("Add", "AddV2", "BiasAdd"):
+      inputs = [nodes[name.split(":")[0]] for name in node.input[:2]]
+      if any(n.op in producer_ops for n in inputs):
+        shapes += [[d.size for d in n.attr["value"].tensor.tensor_shape.dim]
+                   for n in inputs if n.op == "Const"]
+  return sorted(shapes)
+
+
+def test_conv_biases_become_rank_1():
+  """A conv's bias added as a [1, 1, 1, C] constant (Keras does so for C == 1: the Grad-TTS
+  score estimator's final_conv) becomes [C]: the TFJS converter fuses it into _FusedConv2D,
+  whose wasm kernel rejects any other rank (issue #16). TF outputs stay bit-identical."""
+  conv_1 = tf.keras.layers.Conv2D(1, 1, bias_initializer="random_normal")
+  conv_3 = tf.keras.layers.Conv2D(3, 1, bias_initializer="random_normal")
+  offset = tf.constant(np.arange(2, dtype=np.float32).reshape([1, 1, 1, 2]))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 5, 2], tf.float32, name="x")])
+  def fn(x):
+    flat = tf.reshape(x, [-1, 2])
+    return {"conv_1": conv_1(x), "conv_3": conv_3(x),
+            "matmul": tf.matmul(flat, tf.ones([2, 3])) + tf.ones([1, 3]),
+            "not_a_bias": tf.sin(x) + offset}  # no conv/MatMul: left as it is
+  function = fn.get_concrete_function()
+  constants = convert_variables_to_constants_v2(function).graph.as_graph_def()
+  _, counts = frozen_graph.make_converter_friendly(constants)
+  assert counts["rank1_biases"] == 2  # conv_1's bias and the matmul's [1, 3]
+  frozen = frozen_graph.freeze(function)
+  frozen_def = frozen.graph.as_graph_def()
+  assert const_operands(frozen_def, ("Conv2D", "MatMul")) == [[1], [3]]
+  assert const_operands(frozen_def, ("Sin",)) == [[1, 1, 1, 2]]
+  for shape in [(2, 7, 5, 2), (1, 1, 5, 2)]:
+    x = tf.random.normal(shape)
+    for key, value in fn(x).items():
+      np.testing.assert_array_equal(frozen(x)[key], value, err_msg=key)
 
 
 def test_exported_graphs_are_loop_free_and_pure_tf(exported):
