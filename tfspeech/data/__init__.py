@@ -3,6 +3,7 @@
   utterances = read_ljspeech("LJSpeech-1.1")             # corpus.py
   report = prepare_corpus("LJSpeech-1.1", "prepared/")   # prepare.py (tfspeech-prepare)
   ds = make_dataset("prepared/", "train", batch_size=16) # dataset.py
+  info = CorpusInfo.load("prepared/")                    # corpus_info.py (dataset.json)
 """
 
 from tfspeech.data.corpus import LineProblem
@@ -10,6 +11,8 @@ from tfspeech.data.corpus import Utterance
 from tfspeech.data.corpus import UtteranceList
 from tfspeech.data.corpus import read_filelist
 from tfspeech.data.corpus import read_ljspeech
+from tfspeech.data.corpus_info import CorpusInfo
+from tfspeech.data.corpus_info import CorpusInfoError
 from tfspeech.data.dataset import load_dataset_info
 from tfspeech.data.dataset import load_stats
 from tfspeech.data.dataset import make_dataset
@@ -20,7 +23,7 @@ from tfspeech.data.records import parse_example
 from tfspeech.data.records import serialize_example
 
 __all__ = [
-    "LineProblem", "PrepareReport", "SkippedEntry", "Utterance", "UtteranceList",
-    "load_dataset_info", "load_stats", "make_dataset", "parse_example", "prepare_corpus",
-    "read_filelist", "read_ljspeech", "serialize_example",
+    "CorpusInfo", "CorpusInfoError", "LineProblem", "PrepareReport", "SkippedEntry", "Utterance",
+    "UtteranceList", "load_dataset_info", "load_stats", "make_dataset", "parse_example",
+    "prepare_corpus", "read_filelist", "read_ljspeech", "serialize_example",
 ]

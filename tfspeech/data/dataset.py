@@ -1,9 +1,10 @@
 """tf.data input pipelines over corpora prepared by `tfspeech.data.prepare`.
 
 A prepared directory holds `dataset.json` (conventions: sample rate, mel config,
-symbols, counts), `stats.json`, and sharded records `SPLIT-IIIII-of-NNNNN.tfrecord`
-in the schema of `tfspeech.data.records`. Everything here is pure graph-mode
-tf.data: no Python generators or callbacks, no fixed maximum lengths.
+symbols, counts; read typed by `tfspeech.data.CorpusInfo.load`), `stats.json`, and
+sharded records `SPLIT-IIIII-of-NNNNN.tfrecord` in the schema of
+`tfspeech.data.records`. Everything here is pure graph-mode tf.data: no Python
+generators or callbacks, no fixed maximum lengths.
 """
 
 import json
@@ -14,11 +15,12 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 
+from tfspeech.data import corpus_info as corpus_info_lib
 from tfspeech.data import records
 
 PathLike = Union[str, os.PathLike]
 
-DATASET_JSON = "dataset.json"
+DATASET_JSON = corpus_info_lib.DATASET_JSON
 STATS_JSON = "stats.json"
 REPORT_JSON = "report.json"
 SPLITS = ("train", "validation")
@@ -40,18 +42,15 @@ def shard_pattern(split: str) -> str:
 
 
 def load_dataset_info(prepared_dir: PathLike) -> dict:
-  """Reads `dataset.json` of a prepared directory.
+  """Reads `dataset.json` of a prepared directory as a raw dict.
+
+  Prefer `CorpusInfo.load(prepared_dir)`, which returns the typed facts.
 
   Raises:
     FileNotFoundError: if the directory was not prepared (no dataset.json).
+    CorpusInfoError: (a ValueError) if dataset.json is not a JSON object.
   """
-  path = pathlib.Path(prepared_dir) / DATASET_JSON
-  if not path.is_file():
-    raise FileNotFoundError(
-        f"{path} not found: {prepared_dir} is not a prepared corpus; run "
-        "tfspeech-prepare (tfspeech.data.prepare.prepare_corpus) on the corpus first")
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return corpus_info_lib.read_dataset_json(prepared_dir)
 
 
 def load_stats(prepared_dir: PathLike) -> dict:
@@ -75,17 +74,20 @@ def shard_files(prepared_dir: PathLike, split: str) -> list:
   return files
 
 
-def auto_bucket_boundaries(info: Mapping[str, Any], split: str) -> list:
-  """Bucket boundaries (in mel frames) from the length deciles stored by prepare."""
-  quantiles = info.get("length_quantiles", {}).get(split, [])
+def auto_bucket_boundaries(info: Union[corpus_info_lib.CorpusInfo, Mapping[str, Any]],
+                           split: str) -> list:
+  """Bucket boundaries (in mel frames) from the length deciles stored by prepare.
+
+  Args:
+    info: a `CorpusInfo`, or the dict of dataset.json.
+    split: "train" or "validation".
+  """
+  if isinstance(info, corpus_info_lib.CorpusInfo):
+    quantiles = info.length_quantiles.get(split, [])
+  else:
+    quantiles = info.get("length_quantiles", {}).get(split, [])
   # Interior deciles only: the extremes would make near-empty buckets.
   return sorted({int(q) for q in quantiles[1:-1] if q > 0})
-
-
-def _text_pad_id(info: Mapping[str, Any]) -> int:
-  """The symbol table's pad id, read from dataset.json without importing tfspeech.text."""
-  table = info.get("symbols")
-  return table["symbols"].index(table["pad"]) if table else 0
 
 
 def _padding_values(element_spec: Mapping[str, tf.TensorSpec], mel_pad_value: float,
@@ -188,15 +190,16 @@ def make_dataset(
 
   Raises:
     FileNotFoundError: if `prepared_dir` is not prepared.
-    ValueError: on unknown features/split, or a bad `segment_samples`.
+    ValueError: on unknown features/split, a bad `segment_samples`, or a
+      malformed dataset.json (`CorpusInfoError`, naming the file).
   """
-  info = load_dataset_info(prepared_dir)
+  info = corpus_info_lib.CorpusInfo.load(prepared_dir)
   features = records.check_features(features)
   files = shard_files(prepared_dir, split)
-  n_mels = int(info["n_mels"])
-  hop_length = int(info["hop_length"])
-  mel_pad_value = float(info.get("mel_pad_value", 0.0))
-  text_pad_id = _text_pad_id(info)
+  n_mels = info.n_mels
+  hop_length = info.hop_length
+  mel_pad_value = 0.0 if info.mel_pad_value is None else float(info.mel_pad_value)
+  text_pad_id = info.text_pad_id
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if segment_samples is not None:

@@ -29,54 +29,62 @@ NumPy), in a pool of 'spawn' processes so each worker imports TensorFlow once
 and never inherits a forked TF runtime. The mel comes from
 `tfspeech.audio.MelSpectrogram`, so its conventions are exactly those of
 training and export.
+
+The work is split along its jobs; `prepare_corpus` here runs them in order:
+  prepare_plan.py     the listing, transcripts, validation draw, shard plan
+  prepare_worker.py   per utterance: decode, resample/down-mix, trim, mel, record
+  prepare_shards.py   shard files, done-markers and resume, stats.json statistics
+  corpus_info.py      dataset.json (`CorpusInfo`)
 """
 
 import collections
 import dataclasses
-import hashlib
-import json
 import logging
-import math
-import multiprocessing
 import os
 import pathlib
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import tensorflow as tf
-import tqdm
 
 import tfspeech
 from tfspeech import audio as audio_lib
-from tfspeech.data import corpus as corpus_lib
+from tfspeech.data import corpus_info as corpus_info_lib
 from tfspeech.data import dataset as dataset_lib
+from tfspeech.data import prepare_plan
+from tfspeech.data import prepare_shards
+from tfspeech.data import prepare_worker
 from tfspeech.data import records
+# Public names that lived here before the split; other code imports them from here.
+from tfspeech.data.prepare_plan import FORMATS  # pylint: disable=unused-import
+from tfspeech.data.prepare_plan import MEL_PRESETS  # pylint: disable=unused-import
+from tfspeech.data.prepare_plan import ON_UNKNOWN
+from tfspeech.data.prepare_shards import MARKER_SUFFIX  # pylint: disable=unused-import
+from tfspeech.data.prepare_worker import SkippedEntry
 
 _LOG = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-FORMATS = ("ljspeech", "filelist")
-ON_UNKNOWN = ("error", "warn", "drop")
-MARKER_SUFFIX = ".done"
-_STD_FLOOR = 1e-5
-_DECILES = np.linspace(0.0, 1.0, 11)
+
+# Below this many entries `workers=None` prepares in-process: each spawned worker spends
+# 6-17 s importing TensorFlow, more than ~250 LJSpeech clips (~25 min of audio) take to
+# process in one process at the measured 60-120 audio-s/s.
+MIN_ENTRIES_FOR_WORKERS = 256
+
+# Private helpers that tests and tfspeech.bin.prepare reach by their old names.
+_text_lib = prepare_plan.import_text
+_read_corpus = prepare_plan.read_corpus
+_validation_rank = prepare_plan.validation_rank
+_process_unchecked = prepare_worker.process_unchecked
 
 
-@dataclasses.dataclass(frozen=True)
-class SkippedEntry:
-  """A corpus entry left out of the prepared data.
+def _process(task: prepare_worker.Task) -> prepare_worker.Result:
+  """The pool's task function; spawned workers find it as tfspeech.data.prepare._process.
 
-  Attributes:
-    id: the entry's id ("" when the line had none).
-    reason: reason code (see the module docstring).
-    message: what is wrong, with the file or line it concerns.
-    audio_path: the audio file, when known.
+  It runs `_process_unchecked` looked up here at call time, so a test can
+  replace that name to interrupt a run.
   """
-  id: str
-  reason: str
-  message: str
-  audio_path: str = ""
+  return prepare_worker.process(task, _process_unchecked)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,501 +174,6 @@ class PrepareReport:
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class _Task:
-  """One utterance to turn into a record (picklable, sent to workers)."""
-  position: int
-  id: str
-  audio_path: str
-  text: str
-  text_ids: Tuple[int, ...]
-  speaker: int
-  split: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-  """Per-utterance processing settings, sent once to each worker."""
-  sample_rate: int
-  mel_config: audio_lib.MelConfig
-  allow_resample: bool
-  allow_downmix: bool
-  trim_top_db: Optional[float]
-  threads: int
-
-
-@dataclasses.dataclass
-class _Result:
-  position: int
-  serialized: Optional[bytes] = None
-  skip: Optional[SkippedEntry] = None
-  seconds: float = 0.0
-  num_frames: int = 0
-  mel_sum: Optional[np.ndarray] = None
-  mel_sum_squares: Optional[np.ndarray] = None
-  converted: Optional[Dict[str, Any]] = None
-
-
-@dataclasses.dataclass
-class _Shard:
-  split: str
-  index: int
-  count: int
-  tasks: List[_Task]
-  fingerprint: str
-
-  @property
-  def name(self) -> str:
-    return dataset_lib.shard_name(self.split, self.index, self.count)
-
-
-# Below this many entries `workers=None` prepares in-process: each spawned worker spends
-# 6-17 s importing TensorFlow, more than ~250 LJSpeech clips (~25 min of audio) take to
-# process in one process at the measured 60-120 audio-s/s.
-MIN_ENTRIES_FOR_WORKERS = 256
-
-# --- per-utterance work (runs in workers) --------------------------------------------------
-
-_WORKER: Dict[str, Any] = {}
-
-
-def _init_worker(settings: _Settings, configure_threads: bool):
-  _WORKER.clear()
-  _WORKER["settings"] = settings
-  try:
-    if configure_threads:
-      # A fresh (spawned) process: split the cores between workers instead of
-      # letting every worker start a thread per core.
-      tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
-      tf.config.threading.set_inter_op_parallelism_threads(settings.threads)
-    mel_layer = audio_lib.MelSpectrogram(settings.mel_config)
-    # One trace for all lengths, instead of op-by-op eager dispatch per utterance.
-    _WORKER["mel"] = tf.function(mel_layer, input_signature=[tf.TensorSpec([None], tf.float32)])
-  except Exception as e:  # pylint: disable=broad-except
-    # A Pool whose initializer raises restarts the worker forever; report the
-    # error through every task instead.
-    _WORKER["init_error"] = f"worker set-up failed: {type(e).__name__}: {e}"
-
-
-def _skip(task, reason, message):
-  return _Result(task.position, skip=SkippedEntry(task.id, reason, message, task.audio_path))
-
-
-def _load_checked(task: _Task, settings: _Settings):
-  """(decoded mono audio at the target rate, conversion or None), or a skip `_Result`.
-
-  The conversion (for report.json) is a dict with the id, the path and the
-  from/to sample rate and channel count, set when the file was resampled or
-  down-mixed.
-  """
-  path = task.audio_path
-  if not os.path.isfile(path):
-    return _skip(task, "missing_file", f"{path}: audio file not found")
-  if os.path.getsize(path) == 0:
-    return _skip(task, "empty_file", f"{path}: file is empty (0 bytes)")
-  try:
-    audio, rate = audio_lib.load_audio(path, sample_rate=None, mono=False)
-  except audio_lib.AudioError as e:
-    return _skip(task, "unreadable_audio", str(e))
-  num_samples, channels = audio.shape
-  conversion = None
-  if channels > 1 or rate != settings.sample_rate:
-    conversion = {"id": task.id, "audio_path": path, "from_sample_rate": int(rate),
-                  "to_sample_rate": settings.sample_rate, "from_channels": int(channels),
-                  "to_channels": 1}
-  if num_samples == 0:
-    return _skip(task, "empty_audio", f"{path}: contains no samples")
-  if channels > 1:
-    if not settings.allow_downmix:
-      return _skip(task, "channel_mismatch",
-                   f"{path}: {channels} channels, expected mono; convert it "
-                   "(`sox in.wav -c 1 out.wav`) or pass allow_downmix=True")
-    audio = tf.reduce_mean(audio, axis=1)
-  else:
-    audio = audio[:, 0]
-  if rate != settings.sample_rate:
-    if not settings.allow_resample:
-      return _skip(task, "sample_rate_mismatch",
-                   f"{path}: sample rate {rate} Hz, expected {settings.sample_rate} Hz; "
-                   f"convert it (`sox in.wav -r {settings.sample_rate} out.wav`) or pass "
-                   "allow_resample=True")
-    from tfspeech.ops.resample import resample  # Lazy: only corpora that need it pay.
-    audio = resample(audio, rate, settings.sample_rate)
-  return audio, conversion
-
-
-def _usable_audio(task: _Task, settings: _Settings):
-  """(audio to store, conversion or None) after every audio check, or a skip `_Result`."""
-  loaded = _load_checked(task, settings)
-  if isinstance(loaded, _Result):
-    return loaded
-  audio, conversion = loaded
-  if settings.trim_top_db is not None:
-    audio, _ = audio_lib.trim_silence(audio, top_db=settings.trim_top_db)
-  min_samples = settings.mel_config.n_fft
-  if audio.shape[0] < min_samples:
-    return _skip(task, "too_short",
-                 f"{task.audio_path}: {audio.shape[0]} samples"
-                 f"{' after trimming silence' if settings.trim_top_db is not None else ''}, "
-                 f"fewer than one analysis window (n_fft={min_samples})")
-  return audio, conversion
-
-
-def _process_unchecked(task: _Task) -> _Result:
-  settings = _WORKER["settings"]
-  usable = _usable_audio(task, settings)
-  if isinstance(usable, _Result):
-    return usable
-  audio, conversion = usable
-  # The mel is computed from the 16-bit samples that are stored, so vocoder
-  # targets and their mels agree exactly.
-  pcm = records.quantize_pcm16(audio.numpy())  # graph-ok: offline tool
-  mel = _WORKER["mel"](tf.constant(pcm, tf.float32) / 32768.0).numpy()  # graph-ok: offline tool
-  if not np.isfinite(mel).all():  # graph-ok: offline tool
-    return _skip(task, "processing_error", f"{task.audio_path}: mel has non-finite values")
-  serialized = records.serialize_example(
-      task.id, task.text, task.text_ids, pcm, mel, speaker=task.speaker)
-  mel64 = mel.astype(np.float64)  # graph-ok: offline statistics
-  return _Result(task.position, serialized, seconds=pcm.shape[0] / settings.sample_rate,
-                 num_frames=mel.shape[0], mel_sum=mel64.sum(axis=0),
-                 mel_sum_squares=np.square(mel64).sum(axis=0), converted=conversion)
-
-
-def _process(task: _Task) -> _Result:
-  if "init_error" in _WORKER:
-    return _skip(task, "processing_error", _WORKER["init_error"])
-  try:
-    return _process_unchecked(task)
-  except Exception as e:  # pylint: disable=broad-except
-    # One strange file must not abort hours of preparation: report it instead.
-    detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return _skip(task, "processing_error", f"{task.audio_path}: {type(e).__name__}: {detail}")
-
-
-# --- planning ------------------------------------------------------------------------------
-
-
-def _text_lib():
-  # Imported here, not at module level: spawned workers import this module but
-  # never touch text, and the text front end is slow to import (inflect).
-  from tfspeech import text  # pylint: disable=import-outside-toplevel
-  return text
-
-
-MEL_PRESETS = ("hifigan", "gradtts", "tacotron2", "librosa")
-
-
-def _resolve_mel_config(mel_config, sample_rate):
-  if isinstance(mel_config, str):
-    if mel_config not in MEL_PRESETS:
-      raise ValueError(f"mel_config={mel_config!r} is not a MelConfig preset; use one of "
-                       f"{MEL_PRESETS} or pass a tfspeech.audio.MelConfig")
-    preset = getattr(audio_lib.MelConfig, mel_config)
-    return preset() if sample_rate is None else preset(sample_rate=int(sample_rate))
-  if not isinstance(mel_config, audio_lib.MelConfig):
-    raise TypeError(f"mel_config must be a MelConfig or a preset name, got {mel_config!r}")
-  if sample_rate is not None and int(sample_rate) != mel_config.sample_rate:
-    raise ValueError(f"sample_rate={sample_rate} disagrees with mel_config.sample_rate="
-                     f"{mel_config.sample_rate}; pass sample_rate=None or a matching MelConfig")
-  return mel_config
-
-
-def _read_corpus(corpus_dir, format, audio_root):  # pylint: disable=redefined-builtin
-  if format == "ljspeech":
-    return corpus_lib.read_ljspeech(corpus_dir)
-  if format == "filelist":
-    return corpus_lib.read_filelist(corpus_dir, root=audio_root)
-  raise ValueError(f"format={format!r} is not one of {FORMATS}")
-
-
-def _speaker_indices(utterances) -> Dict[str, int]:
-  """Speaker label -> index. Integer labels keep their value (Grad-TTS filelists)."""
-  labels = sorted({u.speaker for u in utterances if u.speaker is not None})
-  if all(label.isdigit() for label in labels):
-    return {label: int(label) for label in labels}
-  return {label: index for index, label in enumerate(labels)}
-
-
-def _encode_transcripts(utterances, table, cleaners, on_unknown, cmudict, skipped, dropped):
-  """(utterance, cleaned text, ids) for usable transcripts; others go to `skipped`."""
-  text_lib = _text_lib()
-  special_ids = {table.id_of(s) for s in table.special_symbols}
-  kept = []
-  for utterance in utterances:
-    cleaned = text_lib.clean_text(utterance.text, cleaners)
-    encoding = text_lib.encode_text(utterance.text, table, cleaners, cmudict=cmudict,
-                                    on_unknown="drop")
-    if encoding.unknown and on_unknown == "error":
-      described = ", ".join(f"{s!r} x{n}" for s, n in sorted(encoding.unknown.items()))
-      skipped.append(SkippedEntry(
-          utterance.id, "unknown_characters",
-          f"transcript {utterance.text!r} has symbols not in table {table.name!r}: {described}; "
-          "fix the text, use other cleaners/symbols, or pass on_unknown='drop'",
-          utterance.audio_path))
-      continue
-    if not cleaned.strip() or all(i in special_ids for i in encoding.ids):
-      skipped.append(SkippedEntry(
-          utterance.id, "empty_transcript",
-          f"transcript {utterance.text!r} is empty after cleaning with {list(cleaners)}",
-          utterance.audio_path))
-      continue
-    if encoding.unknown and on_unknown == "warn":
-      _LOG.warning("%s: dropped symbols not in table %r from transcript %r: %s", utterance.id,
-                   table.name, utterance.text, dict(encoding.unknown))
-    dropped.update(encoding.unknown)
-    kept.append((utterance, cleaned, tuple(encoding.ids)))
-  return kept
-
-
-def _validation_count(total, validation_fraction, validation_count):
-  if validation_count is not None:
-    if validation_count < 0:
-      raise ValueError(f"validation_count must be >= 0, got {validation_count}")
-    return min(int(validation_count), total)
-  if not 0.0 <= validation_fraction < 1.0:
-    raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-  count = int(round(total * validation_fraction))
-  if validation_fraction > 0 and total >= 2:
-    count = max(count, 1)
-  return min(count, total - 1) if total else 0
-
-
-def _validation_rank(utterance_id: str, seed: int) -> str:
-  """Sort key of the validation draw: the lowest-ranked usable entries are held out."""
-  return hashlib.sha256(f"{seed}:{utterance_id}".encode("utf-8")).hexdigest()
-
-
-def _split(kept, num_validation, seed, usable=None):
-  """Deterministic split: validation = the usable entries whose hash(seed, id) ranks lowest.
-
-  Ranking by a per-id hash (rather than shuffling a list) keeps an entry's
-  split stable when other entries are added or removed.
-
-  Args:
-    kept: (utterance, cleaned text, ids) tuples.
-    num_validation: entries to hold out.
-    seed: seed of the ranking.
-    usable: optional predicate on an entry, asked in rank order until
-      `num_validation` entries pass; entries that fail stay in train (where
-      their worker skips them with the reason), so one broken file among the
-      candidates does not shrink or empty the validation split.
-
-  Returns:
-    ({"train": [...], "validation": [...]}, ids of candidates passed over).
-  """
-  validation_ids, passed_over = set(), []
-  for item in sorted(kept, key=lambda item: _validation_rank(item[0].id, seed)):
-    if len(validation_ids) == num_validation:
-      break
-    if usable is None or usable(item):
-      validation_ids.add(item[0].id)
-    else:
-      passed_over.append(item[0].id)
-  return {
-      "train": [item for item in kept if item[0].id not in validation_ids],
-      "validation": [item for item in kept if item[0].id in validation_ids],
-  }, passed_over
-
-
-def _audio_screen(settings):
-  """Predicate for `_split`: whether an entry's audio passes every check of its worker.
-
-  Decodes (and, if needed, resamples) the file in this process; the mel is left
-  to the worker. Only validation candidates are screened, a small share of the
-  corpus, so this costs little next to the preparation itself.
-  """
-  def usable(item):
-    utterance, cleaned, ids = item
-    task = _Task(-1, utterance.id, utterance.audio_path, cleaned, ids, 0, "validation")
-    try:
-      return not isinstance(_usable_audio(task, settings), _Result)
-    except Exception:  # pylint: disable=broad-except
-      return False  # The worker reports it as processing_error.
-  return usable
-
-
-def _fingerprint(settings_key, tasks):
-  digest = hashlib.sha256(settings_key.encode("utf-8"))
-  for task in tasks:
-    digest.update(json.dumps([task.id, task.audio_path, task.text, task.text_ids,
-                              task.speaker]).encode("utf-8"))
-  return digest.hexdigest()
-
-
-def _plan_shards(splits, shard_counts, speakers, settings_key):
-  """Deals each split's entries round-robin into its shards; tasks are numbered in plan order."""
-  shards = []
-  position = 0
-  for split in dataset_lib.SPLITS:
-    count = shard_counts[split]
-    for shard_index in range(count):
-      tasks = []
-      for utterance, cleaned, ids in splits[split][shard_index::count]:
-        speaker = 0 if utterance.speaker is None else speakers[utterance.speaker]
-        tasks.append(_Task(position, utterance.id, utterance.audio_path, cleaned, ids,
-                           speaker, split))
-        position += 1
-      shards.append(_Shard(split, shard_index, count, tasks, _fingerprint(settings_key, tasks)))
-  return shards
-
-
-# --- shard files ---------------------------------------------------------------------------
-
-
-def _write_json(path: pathlib.Path, data):
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-  os.replace(tmp, path)
-
-
-def _load_marker(out_dir, shard):
-  marker = out_dir / (shard.name + MARKER_SUFFIX)
-  if not marker.is_file() or not (out_dir / shard.name).is_file():
-    return None
-  try:
-    data = json.loads(marker.read_text(encoding="utf-8"))
-  except (OSError, ValueError):
-    return None
-  return data if data.get("fingerprint") == shard.fingerprint else None
-
-
-def _remove_stale_files(out_dir, shards, keep_finished):
-  """Deletes shards/markers not in the plan (or all, when not resuming) and temp files."""
-  planned = {s.name for s in shards}
-  for split in dataset_lib.SPLITS:
-    for path in out_dir.glob(f"{split}-*"):
-      base = path.name
-      for suffix in (".tmp", MARKER_SUFFIX):
-        base = base[:-len(suffix)] if base.endswith(suffix) else base
-      if path.name.endswith(".tmp") or base not in planned or not keep_finished:
-        path.unlink()
-
-
-class _ShardWriter:
-  """Writes one shard to a temp file; `finish` renames it and writes its marker."""
-
-  def __init__(self, out_dir, shard, n_mels):
-    self.out_dir = out_dir
-    self.shard = shard
-    self.tmp_path = out_dir / (shard.name + ".tmp")
-    self.writer = tf.io.TFRecordWriter(str(self.tmp_path))
-    self.remaining = len(shard.tasks)
-    self.marker = {
-        "fingerprint": shard.fingerprint, "split": shard.split, "index": shard.index,
-        "count": shard.count, "num_examples": 0, "audio_seconds": 0.0, "mel_frames": 0,
-        "frame_lengths": [], "skipped": [], "converted": [],
-    }
-    self._sum = np.zeros(n_mels)  # graph-ok: offline statistics
-    self._sum_squares = np.zeros(n_mels)  # graph-ok: offline statistics
-
-  def add(self, result: _Result):
-    self.remaining -= 1
-    if result.skip is not None:
-      self.marker["skipped"].append(dataclasses.asdict(result.skip))
-      return
-    self.writer.write(result.serialized)
-    if result.converted is not None:
-      self.marker["converted"].append(result.converted)
-    self.marker["num_examples"] += 1
-    self.marker["audio_seconds"] += result.seconds
-    self.marker["mel_frames"] += result.num_frames
-    self.marker["frame_lengths"].append(result.num_frames)
-    self._sum += result.mel_sum
-    self._sum_squares += result.mel_sum_squares
-
-  def finish(self):
-    self.writer.close()
-    os.replace(self.tmp_path, self.out_dir / self.shard.name)
-    self.marker["mel_sum"] = self._sum.tolist()
-    self.marker["mel_sum_squares"] = self._sum_squares.tolist()
-    _write_json(self.out_dir / (self.shard.name + MARKER_SUFFIX), self.marker)
-    return self.marker
-
-
-def _run_tasks(out_dir, pending, settings, workers, n_mels, progress):
-  """Processes the pending shards' utterances.
-
-  Returns:
-    (markers by shard name, seconds from start to the first result).
-  """
-  tasks = [task for shard in pending for task in shard.tasks]
-  shard_of = {task.position: shard for shard in pending for task in shard.tasks}
-  markers = {}
-  writers = {}
-
-  def open_writer(shard):
-    writers[shard.name] = _ShardWriter(out_dir, shard, n_mels)
-    if not shard.tasks:
-      markers[shard.name] = writers.pop(shard.name).finish()
-
-  for shard in pending:
-    if not shard.tasks:
-      open_writer(shard)
-
-  workers = max(1, min(int(workers), len(tasks)))
-  bar = tqdm.tqdm(total=len(tasks), unit="utt", desc="prepare", disable=not progress)
-  pool = None
-  started = time.perf_counter()
-  first_result_seconds = 0.0
-  try:
-    if workers == 1:
-      _init_worker(settings, configure_threads=False)
-      results = map(_process, tasks)
-    else:
-      pool = multiprocessing.get_context("spawn").Pool(
-          workers, initializer=_init_worker, initargs=(settings, True))
-      # Ordered results: shards are written in plan order and finish one by one,
-      # so an interruption loses at most the shards in flight.
-      results = pool.imap(_process, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers))))
-    for result in results:
-      if not first_result_seconds:
-        first_result_seconds = time.perf_counter() - started
-      shard = shard_of[result.position]
-      if shard.name not in writers:
-        open_writer(shard)
-      writer = writers[shard.name]
-      writer.add(result)
-      if writer.remaining == 0:
-        markers[shard.name] = writers.pop(shard.name).finish()
-      bar.update(1)
-  finally:
-    bar.close()
-    if pool is not None:
-      pool.terminate()
-      pool.join()
-    for writer in writers.values():  # Only after an error: leave no half shard behind.
-      writer.writer.close()
-      writer.tmp_path.unlink(missing_ok=True)
-  return markers, first_result_seconds
-
-
-# --- the entry point -----------------------------------------------------------------------
-
-
-def _mel_stats(markers, n_mels):
-  frames = sum(m["mel_frames"] for m in markers)
-  if not frames:
-    return {"mel_mean": None, "mel_std": None, "mel_frames": 0, "pitch": None, "energy": None}
-  total = np.sum([m["mel_sum"] for m in markers], axis=0)  # graph-ok: offline statistics
-  total_squares = np.sum([m["mel_sum_squares"] for m in markers], axis=0)  # graph-ok: offline
-  mean = total / frames
-  std = np.sqrt(np.maximum(total_squares / frames - np.square(mean), 0.0))
-  global_mean = float(total.sum() / (frames * n_mels))
-  global_var = float(total_squares.sum() / (frames * n_mels)) - global_mean ** 2
-  return {
-      "mel_mean": mean.tolist(),
-      # Floored so that normalizing never divides by zero (e.g. bins above fmax).
-      "mel_std": np.maximum(std, _STD_FLOOR).tolist(),
-      "mel_global_mean": global_mean,
-      "mel_global_std": max(math.sqrt(max(global_var, 0.0)), _STD_FLOOR),
-      "mel_frames": int(frames),
-      "std_floor": _STD_FLOOR,
-      "split": "train",
-      "pitch": None,  # Filled once pitch extraction exists.
-      "energy": None,
-  }
-
-
 def prepare_corpus(
     corpus_dir: PathLike,
     out_dir: PathLike,
@@ -735,7 +248,7 @@ def prepare_corpus(
   if num_shards < 1 or num_validation_shards < 1:
     raise ValueError(f"num_shards ({num_shards}) and num_validation_shards "
                      f"({num_validation_shards}) must be >= 1")
-  config = _resolve_mel_config(mel_config, sample_rate)
+  config = prepare_plan.resolve_mel_config(mel_config, sample_rate)
   text_lib = _text_lib()
   table = text_lib.get_symbol_table(symbols) if isinstance(symbols, str) else symbols
   cleaners = (cleaners,) if isinstance(cleaners, str) else tuple(cleaners)
@@ -755,33 +268,36 @@ def prepare_corpus(
   skipped = [SkippedEntry(p.id, p.reason, f"{p.source}:{p.line_number}: {p.message}")
              for p in utterances.problems]
   dropped = collections.Counter()
-  kept = _encode_transcripts(utterances, table, cleaners, on_unknown, cmudict, skipped, dropped)
-  speakers = _speaker_indices(u for u, _, _ in kept)
+  kept = prepare_plan.encode_transcripts(
+      utterances, table, cleaners, on_unknown, cmudict, skipped, dropped)
+  speakers = prepare_plan.speaker_indices(u for u, _, _ in kept)
   if workers is None:
     workers = 1 if len(kept) < MIN_ENTRIES_FOR_WORKERS else (os.cpu_count() or 1)
   workers = int(workers)
 
-  settings = _Settings(config.sample_rate, config, bool(allow_resample), bool(allow_downmix),
-                       trim_top_db, threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
-  num_validation = _validation_count(len(kept), validation_fraction, validation_count)
-  splits, passed_over = _split(kept, num_validation, seed, usable=_audio_screen(settings))
-  settings_key = json.dumps([records.SCHEMA_VERSION, dataclasses.asdict(config),
-                             table.to_dict(), cleaners, settings.allow_resample,
-                             settings.allow_downmix, trim_top_db])
-  shards = _plan_shards(splits, {"train": num_shards, "validation": num_validation_shards},
-                        speakers, settings_key)
-  _remove_stale_files(out_dir, shards, keep_finished=resume)
+  settings = prepare_worker.Settings(
+      config.sample_rate, config, bool(allow_resample), bool(allow_downmix), trim_top_db,
+      threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+  num_validation = prepare_plan.num_validation_entries(
+      len(kept), validation_fraction, validation_count)
+  splits, passed_over = prepare_plan.split_entries(
+      kept, num_validation, seed, usable=prepare_plan.audio_screen(settings))
+  settings_key = prepare_plan.make_settings_key(settings, table, cleaners)
+  shards = prepare_plan.plan_shards(
+      splits, {"train": num_shards, "validation": num_validation_shards}, speakers, settings_key)
+  prepare_shards.remove_stale_files(out_dir, shards, keep_finished=resume)
   markers = {}
   if resume:
     for shard in shards:
-      marker = _load_marker(out_dir, shard)
+      marker = prepare_shards.load_marker(out_dir, shard)
       if marker is not None:
         markers[shard.name] = marker
   pending = [s for s in shards if s.name not in markers]
   shards_resumed = len(markers)
   _LOG.info("prepare: %d entries, %d shards to write, %d kept from an earlier run",
             len(kept), len(pending), shards_resumed)
-  new_markers, first_result_seconds = _run_tasks(out_dir, pending, settings, workers, config.n_mels, progress)
+  new_markers, first_result_seconds = prepare_shards.run_tasks(
+      out_dir, pending, settings, workers, config.n_mels, progress, process=_process)
   processed_seconds = sum(m["audio_seconds"] for m in new_markers.values())
   markers.update(new_markers)
 
@@ -792,42 +308,33 @@ def prepare_corpus(
     skipped.extend(SkippedEntry(**entry) for entry in markers[shard.name]["skipped"])
   # Markers of an older tfspeech have no "converted" list.
   converted = [c for shard in shards for c in markers[shard.name].get("converted", [])]
-  counts = {split: sum(m["num_examples"] for m in by_split[split]) for split in by_split}
-  seconds = {split: sum(m["audio_seconds"] for m in by_split[split]) for split in by_split}
-  quantiles = {}
-  for split, split_markers in by_split.items():
-    lengths = [n for m in split_markers for n in m["frame_lengths"]]
-    quantiles[split] = np.quantile(lengths, _DECILES).tolist() if lengths else []
+  counts, seconds, quantiles = prepare_shards.split_statistics(by_split)
 
-  stats = _mel_stats(by_split["train"], config.n_mels)
-  _write_json(out_dir / dataset_lib.STATS_JSON, stats)
+  stats = prepare_shards.mel_stats(by_split["train"], config.n_mels)
+  corpus_info_lib.write_json(out_dir / dataset_lib.STATS_JSON, stats)
   mel_pad_value = float(audio_lib.log_compress(tf.zeros([]), config))
-  info = {
-      "schema_version": records.SCHEMA_VERSION,
-      "tfspeech_version": tfspeech.__version__,
-      "audio_encoding": records.AUDIO_ENCODING,
-      "sample_rate": config.sample_rate,
-      "mel_config": dataclasses.asdict(config),
-      "n_mels": config.n_mels,
-      "hop_length": config.hop_length,
-      "mel_pad_value": mel_pad_value,
-      "symbols": table.to_dict(),
-      "cleaners": list(cleaners),
-      "arpabet": cmudict is not None,
-      "on_unknown": on_unknown,
-      "trim_silence_top_db": trim_top_db,
-      "speakers": speakers,
-      "num_speakers": (max(speakers.values()) + 1) if speakers else 1,
-      "counts": {**counts, "skipped": len(skipped)},
-      "audio_seconds": seconds,
-      "total_audio_seconds": sum(seconds.values()),
-      "length_quantiles": quantiles,
-      "shards": {split: [s.name for s in shards if s.split == split]
-                 for split in dataset_lib.SPLITS},
-      "seed": seed,
-      "corpus": {"path": str(pathlib.Path(corpus_dir).resolve()), "format": format},
-  }
-  _write_json(out_dir / dataset_lib.DATASET_JSON, info)
+  corpus_info_lib.CorpusInfo(
+      schema_version=records.SCHEMA_VERSION,
+      tfspeech_version=tfspeech.__version__,
+      audio_encoding=records.AUDIO_ENCODING,
+      mel_config=config,
+      mel_pad_value=mel_pad_value,
+      symbols=table,
+      cleaners=cleaners,
+      arpabet=cmudict is not None,
+      on_unknown=on_unknown,
+      trim_silence_top_db=trim_top_db,
+      speakers=speakers,
+      num_speakers=(max(speakers.values()) + 1) if speakers else 1,
+      counts={**counts, "skipped": len(skipped)},
+      audio_seconds=seconds,
+      total_audio_seconds=sum(seconds.values()),
+      length_quantiles=quantiles,
+      shards={split: [s.name for s in shards if s.split == split]
+              for split in dataset_lib.SPLITS},
+      seed=seed,
+      corpus={"path": str(pathlib.Path(corpus_dir).resolve()), "format": format},
+  ).write(out_dir)
 
   warnings = []
   if passed_over:
@@ -859,7 +366,7 @@ def prepare_corpus(
       converted=tuple(converted),
       validation_passed_over=tuple(passed_over),
       warnings=tuple(warnings))
-  _write_json(out_dir / dataset_lib.REPORT_JSON, report.to_dict())
+  corpus_info_lib.write_json(out_dir / dataset_lib.REPORT_JSON, report.to_dict())
   if skipped:
     _LOG.warning("prepare: skipped %d entries (%s); see %s", len(skipped),
                  report.skipped_by_reason, out_dir / dataset_lib.REPORT_JSON)
