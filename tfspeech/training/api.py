@@ -22,6 +22,7 @@ from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_
                                       write_run_config)
 from tfspeech.training.loop import TrainResult, fit
 from tfspeech.training.trainer import Trainer
+from tfspeech.training.workdir_lock import hold_workdir
 
 
 def _config_class(model_name):
@@ -121,9 +122,22 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
   Returns:
     `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
     stopping signal, newest checkpoint).
+
+  Raises:
+    WorkdirLockedError: another process is running in `workdir` (its pid and
+      host are in the message).
   """
   if not workdir:
     raise ValueError("train() needs a workdir")
+  # Held from before config.json is read until the last checkpoint is written, so a
+  # second process can neither rewrite the config nor interleave checkpoints.
+  with hold_workdir(workdir):
+    return _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
+                  stop_at_step, progress, handle_signals)
+
+
+def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
+           stop_at_step, progress, handle_signals):
   resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
                             overrides=overrides, allow_changes=allow_changes)
   run = resolved.run

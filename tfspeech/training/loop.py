@@ -19,6 +19,7 @@ from tfspeech.training.progress import Progress
 from tfspeech.training.signals import StopRequested
 from tfspeech.training.summaries import SummaryWriters
 from tfspeech.training.trainer import TrainingDivergedError
+from tfspeech.training.workdir_lock import hold_workdir
 
 
 @dataclasses.dataclass
@@ -79,7 +80,15 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
   Raises:
     TrainingDivergedError: `max_consecutive_skips` consecutive non-finite steps.
     NonFiniteWeightsError: a variable became non-finite (no checkpoint written).
+    WorkdirLockedError: another process is training in `workdir`.
   """
+  with hold_workdir(workdir):
+    return _fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
+                stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)
+
+
+def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progress,
+         handle_signals):
   config = trainer.config
   stop_at = min(stop_at_step or config.max_steps, config.max_steps)
   data_checkpoint = getattr(trainer.task, "data_checkpoint", "symbolic")
