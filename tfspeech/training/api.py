@@ -8,7 +8,6 @@
 
 import dataclasses
 import os
-import re
 from typing import Any, Mapping, Optional
 
 import tensorflow as tf
@@ -95,11 +94,6 @@ def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: s
   return ResolvedConfig(task_class, run, changes, True)
 
 
-def _checkpoint_step(path: Optional[str]) -> int:
-  match = re.search(r"ckpt-(\d+)$", path or "")
-  return int(match.group(1)) if match else 0
-
-
 def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", workdir: str = "",
           overrides: Optional[Mapping[str, Any]] = None, allow_changes=(),
           strategy: Optional[tf.distribute.Strategy] = None,
@@ -146,7 +140,7 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
     run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
     write_run_config(workdir, run)
   elif resolved.changes:
-    step = _checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
+    step = checkpoints_lib.checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
     for change in resolved.changes:
       logging.warning("resuming with changed %s", str(change).strip())
     write_run_config(workdir, run, resolved.changes, step=step)
@@ -154,7 +148,7 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
   data_config = run.train
   if getattr(task, "data_checkpoint", "symbolic") == "reseed":
     # No iterator in the checkpoint: continue with a fresh shuffle seeded by the step.
-    resume_step = _checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
+    resume_step = checkpoints_lib.checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
     data_config = dataclasses.replace(run.train, seed=run.train.seed + resume_step)
   train_dataset = task.dataset(run.data_dir, "train", data_config)
   eval_dataset = task.dataset(run.data_dir, "eval", run.train) if trainer.has_eval() else None

@@ -24,6 +24,10 @@ Layout: WORKDIR/checkpoints/ckpt-<step>.*, WORKDIR/best/ckpt-<step>.*.
 """
 
 import os
+import re
+import shutil
+import tempfile
+import time
 
 import tensorflow as tf
 from absl import logging
@@ -87,6 +91,32 @@ class Checkpoints:
   def latest(self):
     return self.manager.latest_checkpoint
 
+  def newest_before(self, step: int):
+    """The newest kept training checkpoint written at a step < `step`, or None."""
+    earlier = [p for p in self.manager.checkpoints if checkpoint_step(p) < step]
+    return max(earlier, key=checkpoint_step) if earlier else None
+
+  def warm_up(self):
+    """Runs the whole save path once into a scratch directory, so real saves are fast.
+
+    The first save in a process traces the non-finite check over every variable
+    and builds TF's saver (1.5–4 s for the tiny grad_tts on 2 CPU cores, 7–11 s
+    reported on a GPU host); a SIGTERM must be saved and exited within a
+    container's ~10 s grace period, so that cost is paid at start-up instead.
+    The scratch copy is deleted; a failure here only costs speed later.
+    """
+    start = time.perf_counter()
+    self.trainer.nonfinite_variables()
+    scratch = tempfile.mkdtemp(prefix="tfspeech-save-warmup-")
+    try:
+      self.checkpoint.write(os.path.join(scratch, "ckpt"))
+    except (OSError, tf.errors.OpError) as e:
+      logging.warning("could not warm up checkpoint saving in %s (%s); the first save may "
+                      "be slow", scratch, e)
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
+    logging.info("checkpoint saving warmed up in %.1f s", time.perf_counter() - start)
+
   def restore_latest(self):
     """Restores the newest checkpoint, if any. Returns its step or None."""
     path = self.manager.latest_checkpoint
@@ -128,6 +158,12 @@ class Checkpoints:
       self.last_saved_step = step
     logging.info("saved %s", path)
     return path
+
+
+def checkpoint_step(path) -> int:
+  """The step in a checkpoint prefix `…/ckpt-<step>` (0 when there is none)."""
+  match = re.search(r"ckpt-(\d+)$", path or "")
+  return int(match.group(1)) if match else 0
 
 
 def latest_checkpoint(workdir: str):
