@@ -1,15 +1,25 @@
 """Training checkpoints: what is saved, retention, the non-finite guard, restore.
 
-A checkpoint holds every module, every optimizer (slots, `iterations`, loss
-scale), the global step, skip counters, the best eval metric, the step RNG
-(`tf.random.Generator` state) and the tf.data iterator.
+A checkpoint holds every module weight, every optimizer (slots, `iterations`,
+loss scale), the global step, skip counters, the best eval metric, the step RNG
+(`tf.random.Generator` state) and, for "symbolic" tasks, the tf.data iterator.
 
-Data position: the *iterator itself* is checkpointed (tf.data's own iterator
-checkpointing), so a resumed run sees exactly the batches an uninterrupted one
-would (tests/training/test_resume.py compares the loss curves value by value).
-The alternative, replaying epochs with a seeded shuffle and skipping to an
-offset, needs a known epoch length (unknown once items are filtered or
-bucketed) and re-reads everything it skips.
+Data position (`Task.data_checkpoint`): with "symbolic" the *iterator itself*
+is checkpointed (tf.data's own iterator checkpointing), so a resumed run sees
+exactly the batches an uninterrupted one would (tests/training/test_resume.py
+compares the loss curves value by value). With "reseed" (prepared TFRecord
+corpora: Grad-TTS, HiFi-GAN by default) no iterator is saved and `api.train`
+rebuilds the pipeline with `seed + step`: a new shuffle (and new HiFi-GAN
+crops) from the start of a fresh pass, so the batches after a resume differ
+from an uninterrupted run's. Replaying epochs with the original seed and
+skipping to the offset would be exact, but needs a known epoch length (unknown
+once items are filtered or bucketed) and re-reads everything it skips.
+
+Not in the checkpoint: the state of Keras `SeedGenerator`s (`Dropout` masks;
+they are module variables but not `module.weights`), so dropout restarts from
+its initial seed on resume; and the partial `log_every` window, so a run
+stopped between two log steps logs, at the next one, the mean of only the
+steps since the restart.
 
 Cost: iterator checkpoints store the contents of shuffle buffers. The loop sets
 `tf.data.Options().experimental_symbolic_checkpoint`, which stores map and
