@@ -114,3 +114,48 @@ def test_direct_save_refuses_nan_weight(tmp_path):
   with pytest.raises(NonFiniteWeightsError, match="kernel"):
     checkpoints.save(2)
   assert checkpoints.latest.endswith("ckpt-1")
+
+
+def checkpoint_steps(workdir):
+  return sorted(int(p.rsplit("-", 1)[1].split(".")[0])
+                for p in tf.io.gfile.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index")))
+
+
+def test_finite_blow_up_is_not_checkpointed_during_the_skip_streak(tmp_path):
+  # Step 5's update is finite but throws the weights to ~1e25; every later loss is then
+  # inf and skipped. The weights stay finite, so only the streak can keep them out of a
+  # checkpoint, and the stop message must name the checkpoint from before the streak.
+  workdir = str(tmp_path)
+  settings = dict(checkpoint_every=2, log_every=1, max_consecutive_skips=4, keep_checkpoints=10)
+  task, config, trainer = toy_trainer(**settings)
+  fit(trainer, task.dataset("", "train", config), workdir, stop_at_step=4, progress=False,
+      handle_signals=False)
+  task, config, trainer = toy_trainer(learning_rate=1e25, **settings)
+  with pytest.raises(TrainingDivergedError, match="4 consecutive steps up to step 9") as error:
+    fit(trainer, task.dataset("", "train", config), workdir, progress=False,
+        handle_signals=False)
+  assert int(trainer.skipped_steps.numpy()) == 4
+  weights = [np.abs(v.numpy()).max() for v in trainer.modules["net"].weights]
+  assert all(np.isfinite(weights)) and max(weights) > 1e20  # finite, but blown up
+  assert checkpoint_steps(workdir) == [2, 4]  # nothing at 6 or 8, inside the streak
+  assert "before them is " + os.path.join(workdir, "checkpoints", "ckpt-4;") in str(error.value)
+
+
+def test_postponed_checkpoint_and_stop_during_a_streak(tmp_path, caplog):
+  workdir = str(tmp_path)
+  task, config, trainer = toy_trainer(checkpoint_every=2, log_every=1, keep_checkpoints=10)
+  data = poisoned(task.dataset("", "train", config), {3, 6})  # steps 4 and 7 are skipped
+  # Stopping on a skipped step keeps the last good checkpoint instead of saving.
+  result = fit(trainer, data, workdir, stop_at_step=4, progress=False, handle_signals=False)
+  assert result.final_step == 4 and result.checkpoint.endswith("ckpt-2")
+  assert checkpoint_steps(workdir) == [2]
+  assert any("not saving a checkpoint at step 4 (stopping)" in r.getMessage()
+             for r in caplog.records)
+  # The checkpoint due at step 4 (resumed from 2, so step 4 is skipped again) is written at
+  # step 5, the next applied one; the streak at step 7 postpones nothing.
+  task, config, trainer = toy_trainer(checkpoint_every=2, log_every=1, keep_checkpoints=10,
+                                      max_steps=8)
+  data = poisoned(task.dataset("", "train", config), {3, 6})
+  result = fit(trainer, data, workdir, progress=False, handle_signals=False)
+  assert result.final_step == 8 and int(trainer.skipped_steps.numpy()) == 2
+  assert checkpoint_steps(workdir) == [2, 5, 6, 8]

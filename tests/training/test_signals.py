@@ -6,9 +6,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 
 from tfspeech import training
+from tfspeech.models.toy.regression import ToyTask
 
 CHILD = """
 import json, sys
@@ -55,9 +57,11 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   workdir = str(tmp_path)
   child = start_child(workdir)
   wait_for_checkpoint(child, workdir, at_least=20)
+  sent = time.monotonic()
   child.send_signal(signal.SIGTERM)
   out, err = child.communicate(timeout=60)
   assert child.returncode == 0, err[-3000:]
+  assert time.monotonic() - sent < 10  # container runtimes SIGKILL after ~10 s
   report = json.loads(out.strip().splitlines()[-1])
   assert report["signal"] == "SIGTERM"
   assert report["final_step"] >= 20
@@ -80,3 +84,68 @@ def test_sigkill_loses_only_steps_since_last_checkpoint(tmp_path):
   start, result = resume(workdir, 3)
   assert result.start_step == last
   assert result.final_step == last + 3
+
+
+def test_save_path_is_warmed_up_before_the_first_step(tmp_path, caplog):
+  # The first save in a process traced the non-finite check and built the saver
+  # (7–11 s on a GPU host), so a SIGTERM took longer than a container's grace period.
+  task = ToyTask(ToyTask.preset("tiny"))
+  config = ToyTask.default_train_config("tiny")
+  trainer = training.Trainer(task, config)
+  caplog.set_level("INFO")
+  training.fit(trainer, task.dataset("", "train", config), str(tmp_path / "fit"),
+               stop_at_step=1, progress=False, handle_signals=True)
+  messages = [r.getMessage() for r in caplog.records]
+  warmed = [i for i, m in enumerate(messages) if "checkpoint saving warmed up" in m]
+  started = [i for i, m in enumerate(messages) if m.startswith("training ")]
+  assert warmed and started and warmed[0] < started[0], messages
+
+  trainer = training.Trainer(task, config)
+  checkpoints = training.Checkpoints(trainer, str(tmp_path))
+  checkpoints.warm_up()
+  assert trainer._finite_fn.experimental_get_tracing_count() == 1
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))  # scratch copy only
+  checkpoints.save(1)
+  checkpoints.save(2)
+  assert trainer._finite_fn.experimental_get_tracing_count() == 1  # saves do not retrace
+
+
+GRAD_TTS_CHILD = """
+import sys
+from absl import logging
+from tfspeech import training
+logging.set_verbosity(logging.INFO)
+training.train("grad_tts", "tiny", data_dir=sys.argv[2], workdir=sys.argv[1], progress=False,
+               overrides=dict(max_steps=10**7, log_every=1, checkpoint_every=10**6,
+                              eval_every=0, summary_every=0))
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_grad_tts_sigterm_saves_and_exits_well_within_10_seconds(tmp_path, tiny_prepared):
+  workdir = str(tmp_path / "run")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  child = subprocess.Popen([sys.executable, "-c", GRAD_TTS_CHILD, workdir, tiny_prepared],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+  try:
+    log = []
+    for line in child.stderr:  # "INFO:absl:step 1: …" once the first step has run
+      log.append(line)
+      if "step 1:" in line:
+        break
+    assert "step 1:" in log[-1] and child.poll() is None, "".join(log)[-3000:]
+    assert any("checkpoint saving warmed up" in line for line in log)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=60)
+  finally:
+    if child.poll() is None:
+      child.kill()
+  took = time.monotonic() - sent
+  assert child.returncode == 0 and "returned" in out, err[-3000:]
+  assert took < 8, f"SIGTERM to exit took {took:.1f} s"
+  step = latest_step(workdir)
+  assert step is not None and step >= 1
+  loaded = training.load_run(workdir)  # the signal's checkpoint restores
+  assert loaded.step == step

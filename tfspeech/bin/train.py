@@ -88,7 +88,8 @@ def main(argv):
                             workdir=FLAGS.workdir, overrides=overrides,
                             allow_changes=tuple(allow), strategy=strategy,
                             progress=FLAGS.progress)
-  except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
+  except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError,
+          training.WorkdirLockedError) as e:
     common.fail(str(e).strip("'\""))
   except (training.TrainingDivergedError, training.NonFiniteWeightsError,
           training.CheckpointRestoreError) as e:

@@ -82,8 +82,10 @@ class Task:
   # tf.data iterator position, so a resume sees exactly the batches an
   # uninterrupted run would; right for in-memory or small pipelines. "reseed"
   # saves no iterator: the resumed run rebuilds the dataset with
-  # `seed + step`, a fresh shuffle, so nothing is replayed or skipped twice
-  # but the order differs; right for large TFRecord corpora, whose shuffle
+  # `seed + step` and starts a fresh shuffled pass, so the batches after a
+  # resume differ from an uninterrupted run's (the cut pass is not finished:
+  # some items come round again before others it had not reached); right
+  # for large TFRecord corpora, whose shuffle
   # buffers hold whole utterances (TF 2.17 also mis-restores symbolic
   # positions of repeated TFRecord readers past the first epoch).
   data_checkpoint: str = "symbolic"

@@ -8,7 +8,6 @@
 
 import dataclasses
 import os
-import re
 from typing import Any, Mapping, Optional
 
 import tensorflow as tf
@@ -22,6 +21,7 @@ from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_
                                       write_run_config)
 from tfspeech.training.loop import TrainResult, fit
 from tfspeech.training.trainer import Trainer
+from tfspeech.training.workdir_lock import hold_workdir
 
 
 def _config_class(model_name):
@@ -94,11 +94,6 @@ def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: s
   return ResolvedConfig(task_class, run, changes, True)
 
 
-def _checkpoint_step(path: Optional[str]) -> int:
-  match = re.search(r"ckpt-(\d+)$", path or "")
-  return int(match.group(1)) if match else 0
-
-
 def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", workdir: str = "",
           overrides: Optional[Mapping[str, Any]] = None, allow_changes=(),
           strategy: Optional[tf.distribute.Strategy] = None,
@@ -121,9 +116,22 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
   Returns:
     `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
     stopping signal, newest checkpoint).
+
+  Raises:
+    WorkdirLockedError: another process is running in `workdir` (its pid and
+      host are in the message).
   """
   if not workdir:
     raise ValueError("train() needs a workdir")
+  # Held from before config.json is read until the last checkpoint is written, so a
+  # second process can neither rewrite the config nor interleave checkpoints.
+  with hold_workdir(workdir):
+    return _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
+                  stop_at_step, progress, handle_signals)
+
+
+def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
+           stop_at_step, progress, handle_signals):
   resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
                             overrides=overrides, allow_changes=allow_changes)
   run = resolved.run
@@ -132,7 +140,7 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
     run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
     write_run_config(workdir, run)
   elif resolved.changes:
-    step = _checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
+    step = checkpoints_lib.checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
     for change in resolved.changes:
       logging.warning("resuming with changed %s", str(change).strip())
     write_run_config(workdir, run, resolved.changes, step=step)
@@ -140,7 +148,7 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
   data_config = run.train
   if getattr(task, "data_checkpoint", "symbolic") == "reseed":
     # No iterator in the checkpoint: continue with a fresh shuffle seeded by the step.
-    resume_step = _checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
+    resume_step = checkpoints_lib.checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
     data_config = dataclasses.replace(run.train, seed=run.train.seed + resume_step)
   train_dataset = task.dataset(run.data_dir, "train", data_config)
   eval_dataset = task.dataset(run.data_dir, "eval", run.train) if trainer.has_eval() else None

@@ -19,6 +19,7 @@ from tfspeech.training.progress import Progress
 from tfspeech.training.signals import StopRequested
 from tfspeech.training.summaries import SummaryWriters
 from tfspeech.training.trainer import TrainingDivergedError
+from tfspeech.training.workdir_lock import hold_workdir
 
 
 @dataclasses.dataclass
@@ -74,12 +75,26 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     stop_at_step: stop when the global step reaches this (≤ max_steps); the
       config is unchanged, so a later call continues to max_steps.
     progress: show a tqdm bar (only on a TTY).
-    handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
+    handle_signals: SIGINT/SIGTERM save a checkpoint and return early; the
+      save path is warmed up at start so that save takes well under a second.
+
+  Checkpoints are never written while the most recent step(s) were skipped as
+  non-finite (the weights are not known good): a periodic save waits for the
+  next applied step, and a stop during a skip streak keeps the checkpoint from
+  before it.
 
   Raises:
     TrainingDivergedError: `max_consecutive_skips` consecutive non-finite steps.
     NonFiniteWeightsError: a variable became non-finite (no checkpoint written).
+    WorkdirLockedError: another process is training in `workdir`.
   """
+  with hold_workdir(workdir):
+    return _fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
+                stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)
+
+
+def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progress,
+         handle_signals):
   config = trainer.config
   stop_at = min(stop_at_step or config.max_steps, config.max_steps)
   data_checkpoint = getattr(trainer.task, "data_checkpoint", "symbolic")
@@ -99,6 +114,8 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     trainer.reset_constant_learning_rates()
   step = restored or 0
   start_step = step
+  if handle_signals:
+    checkpoints.warm_up()  # a stop signal's save must not pay for tracing
   train_fn = trainer.train_step_fn(train_dataset.element_spec)
   eval_fn = None
   if eval_dataset is not None and trainer.has_eval():
@@ -114,9 +131,20 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
   bar = Progress(step, config.max_steps, enabled=progress)
   history, last_losses, eval_metrics = [], {}, {}
   stopped_by = None
+  save_due = False  # a periodic checkpoint postponed by a skip streak
   window_start, window_steps, window_items = time.perf_counter(), 0, 0.0
   logging.info("training %s from step %d to %d (%d replica(s))", trainer.task.name or
                type(trainer.task).__name__, step, stop_at, trainer.num_replicas)
+
+  def skip_streak():
+    """Steps skipped in a row up to now; their weights are not known good."""
+    return int(trainer.consecutive_skips.numpy())  # graph-ok: host bookkeeping.
+
+  def not_saving(why, streak):
+    logging.warning(
+        "not saving a checkpoint at step %d (%s): the last %d step(s) were skipped as "
+        "non-finite, so the weights are not known to be good. The newest checkpoint from "
+        "before the skips is %s.", step, why, streak, checkpoints.newest_before(step - streak + 1))
 
   def run_eval():
     sums, batches = {}, 0
@@ -164,12 +192,14 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
                        window_steps / elapsed)
           history, window_start, window_steps, window_items = [], now, 0, 0.0
           if last["consecutive_skips"] >= config.max_consecutive_skips:
+            streak = int(last["consecutive_skips"])
             raise TrainingDivergedError(
-                f"{int(last['consecutive_skips'])} consecutive steps up to step {step} had "
-                f"non-finite losses or gradients (limit max_consecutive_skips="
-                f"{config.max_consecutive_skips}); nothing was applied during them. The last "
-                f"checkpoint is {checkpoints.latest}. Check the data for NaN/Inf, lower the "
-                "learning rate or enable clip_norm.")
+                f"{streak} consecutive steps up to step {step} had non-finite losses or "
+                f"gradients (limit max_consecutive_skips={config.max_consecutive_skips}); "
+                "nothing was applied during them and no checkpoint was written. The last "
+                "checkpoint from before them is "
+                f"{checkpoints.newest_before(step - streak + 1)}; a resume restarts from it. "
+                "Check the data for NaN/Inf, lower the learning rate or enable clip_norm.")
         if eval_fn is not None and config.eval_every and step % config.eval_every == 0:
           eval_metrics = run_eval()
           writers.scalars(step, {f"losses/{k}": v for k, v in eval_metrics.items()}, "eval")
@@ -178,7 +208,7 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
           if config.keep_best and config.keep_best in eval_metrics:
             value = eval_metrics[config.keep_best]
             best = float(trainer.best_metric.numpy())  # graph-ok: host-side bookkeeping.
-            if math.isfinite(value) and value < best:
+            if math.isfinite(value) and value < best and not skip_streak():
               trainer.best_metric.assign(value)
               checkpoints.save(step, best=True)
         if summaries_fn is not None and step % config.summary_every == 0:
@@ -186,10 +216,24 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
           if outputs:
             writers.media(step, outputs, trainer.task.sample_rate)
         if step % config.checkpoint_every == 0:
-          checkpoints.save(step)
+          save_due = True
+        if save_due:
+          # Never while steps are being skipped: a finite update can blow the weights up
+          # (to 1e30, say) and every later step is then skipped; saving such weights would
+          # make a resume restart from them. The save waits for the next applied step.
+          streak = skip_streak()
+          if not streak:
+            checkpoints.save(step)
+            save_due = False
+          elif step % config.checkpoint_every == 0:
+            not_saving("due; saved at the next applied step", streak)
       stopped_by = stop.signum
       if checkpoints.last_saved_step != step:
-        checkpoints.save(step)
+        streak = skip_streak()
+        if streak:
+          not_saving("stopping", streak)
+        else:
+          checkpoints.save(step)
   finally:
     bar.close()
     writers.flush()
