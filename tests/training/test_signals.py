@@ -92,7 +92,8 @@ def test_save_path_is_warmed_up_before_the_first_step(tmp_path, caplog):
   task = ToyTask(ToyTask.preset("tiny"))
   config = ToyTask.default_train_config("tiny")
   trainer = training.Trainer(task, config)
-  caplog.set_level("INFO")
+  # On the absl logger itself: a binary run in-process earlier may have set its verbosity.
+  caplog.set_level("INFO", logger="absl")
   training.fit(trainer, task.dataset("", "train", config), str(tmp_path / "fit"),
                stop_at_step=1, progress=False, handle_signals=True)
   messages = [r.getMessage() for r in caplog.records]
