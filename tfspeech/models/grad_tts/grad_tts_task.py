@@ -126,6 +126,7 @@ class GradTTSTask(registry.Task):
   # checkpointing shuffle buffers full of utterances (see registry.Task.data_checkpoint).
   data_checkpoint = "reseed"
   bucketing = True
+  serving_role = "acoustic"
 
   def __init__(self, config):
     super().__init__(config)
@@ -151,6 +152,12 @@ class GradTTSTask(registry.Task):
   # ------------------------------------------------------------------ modules
   def build(self):
     return {"grad_tts": GradTTS(self.config, name="grad_tts")}
+
+  def serving(self, modules, data_info):
+    """The `AcousticModel` for inference and export (see `grad_tts_serving`)."""
+    from tfspeech.models.grad_tts import grad_tts_serving  # pylint: disable=import-outside-toplevel
+    del data_info
+    return grad_tts_serving.GradTTSServing(modules["grad_tts"])
 
   # ------------------------------------------------------------------ data
   def _prepare(self, data_dir: str) -> dict:
