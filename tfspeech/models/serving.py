@@ -91,7 +91,7 @@ class Control:
       else:
         number = _DTYPES[self.dtype](value)
     except (TypeError, ValueError):
-      raise ValueError(f"{where}={value!r}: expected {self.describe_type()}") from None
+      raise ValueError(f"{where}={value}: expected {self.describe_type()}") from None
     if self.minimum is not None and number < self.minimum:
       raise ValueError(f"{where}={value}: must be >= {self.minimum} ({self.help})")
     if self.exclusive_minimum is not None and number <= self.exclusive_minimum:
