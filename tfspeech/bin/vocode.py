@@ -1,7 +1,7 @@
 r"""Turns log-mel spectrograms into WAV files with a trained vocoder run (any vocoder model).
 
-  tfspeech-vocode --workdir=runs/hifigan --mels=mels/ --out=wavs/
-  tfspeech-vocode --workdir=runs/hifigan --mels=data/ljspeech --split=validation --out=wavs/
+  tfspeech-vocode --workdir=runs/vocoder --mels=mels/ --out=wavs/
+  tfspeech-vocode --workdir=runs/vocoder --mels=data/ljspeech --split=validation --out=wavs/
 
 --mels is either a folder of `.npy` files, each `[frames, n_mels]` float32 log-mels
 in the vocoder's mel convention (written `<name>.wav`), or a prepared corpus
@@ -18,8 +18,8 @@ from absl import flags
 from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Vocoder training run (tfspeech-train --model=M of a "
-                    "vocoder model, e.g. hifigan).")
+flags.DEFINE_string("workdir", None, "Vocoder training run (tfspeech-train --model=M of any "
+                    "vocoder model).")
 flags.DEFINE_string("mels", None, "Folder of [frames, n_mels] .npy log-mels, or a prepared "
                     "corpus folder (with dataset.json).")
 flags.DEFINE_string("out", None, "Folder for the WAV files (created if needed).")

@@ -54,6 +54,7 @@ from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.data import records
+from tfspeech.inference import serving_runs
 from tfspeech.models import serving as serving_lib
 from tfspeech.text import chunking
 
@@ -270,8 +271,7 @@ def acoustic_serving(loaded_run) -> serving_lib.AcousticModel:
   """The `AcousticModel` of a run (its task's `serving()`); ValueError for other runs."""
   task = loaded_run.task
   if task not in _SERVING:
-    from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
-    _SERVING[task] = vocode_lib.serving_of_run(loaded_run, serving_lib.ACOUSTIC)
+    _SERVING[task] = serving_runs.serving_of_run(loaded_run, serving_lib.ACOUSTIC)
   return _SERVING[task]
 
 
@@ -308,7 +308,7 @@ def griffin_lim_audio(mel, mel_config: audio_lib.MelConfig, n_iter: int = 32):
 
   Returns:
     `[batch, samples]` float32 audio, each item's peak at `PREVIEW_PEAK_DB` dBFS (silent
-    items stay silent); samples = frames * hop_length for 'hifigan' padding.
+    items stay silent); samples = frames * hop_length for uncentred mels (MelConfig.padding).
   """
   floor = audio_lib.log_compress(tf.zeros([]), mel_config)
   ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)

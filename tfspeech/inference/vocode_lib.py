@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfspeech import audio as audio_lib
+from tfspeech.inference import serving_runs
 from tfspeech.models import serving as serving_lib
 
 
@@ -103,24 +104,7 @@ class Vocoder:
 
 def vocoder_models() -> list:
   """Registered model names whose task serves as a vocoder (imports their packages)."""
-  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
-  return [name for name in registry.names()
-          if serving_lib.task_role(registry.get(name)) == serving_lib.VOCODER]
-
-
-def serving_of_run(loaded_run, role: str, flag: str = "workdir"):
-  """The serving object of a loaded run, which must serve as `role`.
-
-  Raises:
-    ValueError: the run's model serves another role (or none); the message names the flag.
-  """
-  model = loaded_run.config.model
-  actual = serving_lib.task_role(type(loaded_run.task))
-  if actual != role:
-    raise ValueError(f"--{flag}: a run of model {model!r} does not serve as the {role} "
-                     f"(its role: {actual or 'none'}); pass the workdir of a trained {role}")
-  return serving_lib.build_serving(loaded_run.task, loaded_run.modules,
-                                   loaded_run.config.data_info)
+  return serving_runs.models_with_role(serving_lib.VOCODER)
 
 
 def load_vocoder(workdir: str, checkpoint: Optional[str] = None) -> Vocoder:
@@ -136,7 +120,7 @@ def load_vocoder(workdir: str, checkpoint: Optional[str] = None) -> Vocoder:
   """
   from tfspeech import training  # pylint: disable=import-outside-toplevel
   run = training.load_run(workdir, checkpoint)
-  vocoder = serving_of_run(run, serving_lib.VOCODER)
+  vocoder = serving_runs.serving_of_run(run, serving_lib.VOCODER)
   return Vocoder.for_serving(vocoder, workdir=workdir, checkpoint=run.checkpoint, step=run.step)
 
 

@@ -7,6 +7,7 @@ its serving object:
   @registry.register("my_tts")
   class MyTask(registry.Task):
     serving_role = "acoustic"                # or "vocoder"
+    serving_controls = MyServing.controls    # acoustic: lets binaries check flags early
 
     def serving(self, modules, data_info):
       return MyServing(modules["net"], data_info)
@@ -252,6 +253,15 @@ def task_role(task_class) -> Optional[str]:
   return getattr(task_class, "serving_role", None)
 
 
+def task_controls(task_class) -> tuple:
+  """The controls a task's serving object declares, known before any weights load.
+
+  A task declares them as `serving_controls` (the same tuple its serving object's
+  `controls` holds), so binaries can check flags before loading a run.
+  """
+  return tuple(getattr(task_class, "serving_controls", ()))
+
+
 def build_serving(task, modules: Mapping[str, Any], data_info: Optional[Mapping] = None):
   """The serving object of a task instance (its `serving(modules, data_info)`).
 
@@ -267,4 +277,7 @@ def build_serving(task, modules: Mapping[str, Any], data_info: Optional[Mapping]
   if not isinstance(served, expected):
     raise TypeError(f"{type(task).__name__}.serving() returned {type(served).__name__}, not a "
                     f"tfspeech.models.serving.{expected.__name__}")
+  if role == ACOUSTIC and tuple(served.controls) != task_controls(type(task)):
+    raise TypeError(f"{type(task).__name__}.serving_controls must be the controls its serving "
+                    "object declares")
   return served

@@ -98,6 +98,9 @@ class HifiGanServing(serving.Vocoder):
     # A batch of empty mels (every item 0 frames) would give the transposed convolutions
     # a zero-length input, which oneDNN rejects; one frame of padding is cut off again.
     padded = tf.pad(mel, [[0, 0], [0, tf.maximum(1 - frames, 0)], [0, 0]])
+    # A dynamic pad loses the static channel count, which the TFLite converter needs to
+    # legalize the convolutions; a reshape restores it.
+    padded = tf.reshape(padded, [tf.shape(mel)[0], -1, self.n_mels])
     audio = self.generator(padded, training=False)[:, :frames * self.hop_length]
     audio_lengths = mel_lengths * self.hop_length
     valid = tf.sequence_mask(audio_lengths, tf.shape(audio)[1], audio.dtype)
