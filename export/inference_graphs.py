@@ -337,20 +337,11 @@ def graphs_for_runs(acoustic_run=None, vocoder_run=None,
   return {name: graphs[name] for name in graphs if name in names}
 
 
-def _acoustic_graph(graphs: Mapping[str, InferenceGraph]) -> Optional[TextToMel]:
-  if TEXT_TO_MEL in graphs:
-    return graphs[TEXT_TO_MEL]
-  if TEXT_TO_AUDIO in graphs:
-    return graphs[TEXT_TO_AUDIO].text_to_mel
-  return None
-
-
-def _vocoder_graph(graphs: Mapping[str, InferenceGraph]) -> Optional[MelToAudio]:
-  if MEL_TO_AUDIO in graphs:
-    return graphs[MEL_TO_AUDIO]
-  if TEXT_TO_AUDIO in graphs:
-    return graphs[TEXT_TO_AUDIO].mel_to_audio
-  return None
+def _part(graphs: Mapping[str, InferenceGraph], name: str, attribute: str):
+  """Graph `name`, or that half of text_to_audio (its `attribute`), or None."""
+  if name in graphs:
+    return graphs[name]
+  return getattr(graphs.get(TEXT_TO_AUDIO), attribute, None)
 
 
 def _run_facts(run) -> dict:
@@ -418,8 +409,10 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
     extra: more keys.
   """
   import tfspeech  # pylint: disable=import-outside-toplevel
-  acoustic_graph = _acoustic_graph(graphs) if acoustic_run is not None else None
-  vocoder_graph = _vocoder_graph(graphs) if vocoder_run is not None else None
+  acoustic_graph = (_part(graphs, TEXT_TO_MEL, "text_to_mel") if acoustic_run is not None
+                    else None)
+  vocoder_graph = (_part(graphs, MEL_TO_AUDIO, "mel_to_audio") if vocoder_run is not None
+                   else None)
   acoustic = None if acoustic_graph is None else _acoustic_facts(acoustic_run, acoustic_graph)
   vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run,
                                                               vocoder_graph.vocoder)

@@ -56,8 +56,6 @@ def main(argv):
   common.check_no_arguments(argv)
   common.check_run_dir("workdir", FLAGS.workdir)
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
-  if FLAGS.vocoder is not None:
-    common.check_run_dir("vocoder", FLAGS.vocoder)
   common.check_out_dir("out", FLAGS.out, must_be_empty=True)
   common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.precision,
                        FLAGS.select_tf_ops)

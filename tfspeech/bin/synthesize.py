@@ -86,8 +86,6 @@ def main(argv):
   common.check_or_fail(_check_flags)
   common.check_run_dir("workdir", FLAGS.workdir)
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
-  if FLAGS.vocoder is not None:
-    common.check_run_dir("vocoder", FLAGS.vocoder)
   if FLAGS.text_file is not None:
     common.check_text_file("text_file", FLAGS.text_file)
   if FLAGS.gta:
