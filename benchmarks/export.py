@@ -315,13 +315,15 @@ def grad_tts_export(ctx):
   from tfspeech.export import inference_graphs
   from tfspeech.models import registry
   from tfspeech.models.grad_tts import GradTTS
+  from tfspeech.models.grad_tts.grad_tts_serving import GradTTSServing
   task_class = registry.get("grad_tts")
   measurements = []
   n_timesteps = N_TIMESTEPS_QUICK if ctx.quick else N_TIMESTEPS
   for preset in (("tiny",) if ctx.quick else ("tiny", "ljspeech")):
     tf.keras.utils.set_random_seed(0)
     config = task_class.preset(preset)
-    graph = inference_graphs.TextToMel(GradTTS(config), n_timesteps)
+    graph = inference_graphs.TextToMel(GradTTSServing(GradTTS(config)),
+                                       {"n_timesteps": n_timesteps})
     inputs = grad_tts_inputs(graph, GRAD_TTS_TOKENS, config.n_vocab)
     comparison = _Comparison(ctx, graph, inputs, "mel",
                              f"{preset}, {GRAD_TTS_TOKENS} ids, {n_timesteps} steps", preset)
@@ -341,15 +343,18 @@ def hifigan_export(ctx):
   from tfspeech.export import inference_graphs
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
+  from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
   seconds = HIFIGAN_SECONDS_QUICK if ctx.quick else HIFIGAN_SECONDS
   measurements = []
   for preset in (("tiny",) if ctx.quick else ("tiny", "v1", "v2", "v3")):
     tf.keras.utils.set_random_seed(0)
     network = get_preset(preset)
-    graph = inference_graphs.MelToAudio(HifiGanGenerator(network, weight_norm=False))
+    graph = inference_graphs.MelToAudio(HifiGanServing(HifiGanGenerator(network,
+                                                                        weight_norm=False)))
     frames = int(round(seconds * SAMPLE_RATE / graph.hop_length))
     mel = np.random.default_rng(0).normal(-5.0, 2.0, (1, frames, graph.n_mels))
-    comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32)}, "audio",
+    comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32),
+                                          "mel_lengths": np.array([frames], np.int32)}, "audio",
                              f"{preset}, {seconds:g} s", preset)
     measurements += comparison.run(lambda out: out["audio"].shape[1] / SAMPLE_RATE)
   return measurements

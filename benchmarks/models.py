@@ -11,7 +11,7 @@ realistic sizes, after an untimed warm-up call (tracing, graph optimisation):
   (mel frames × hop / sample rate), i.e. the real-time factor.
 - train/hifigan: `Trainer(HifiGanTask, ...).train_step_fn` (generator and both
   discriminators) on random audio crops and their mels.
-- infer/hifigan: `vocode_lib.Vocoder.for_generator(...).vocode` on random mels;
+- infer/hifigan: `vocode_lib.Vocoder.for_serving(HifiGanServing(...)).vocode` on random mels;
   throughput = audio seconds per second.
 
 The weights are untrained, which does not change the cost of a step or a
@@ -232,7 +232,7 @@ def grad_tts_infer(ctx):
   for preset in sorted({p for p, _ in variants}, key=["tiny", "ljspeech"].index):
     config = task_class.preset(preset)
     model = GradTTS(config)
-    synthesize = synthesize_lib.make_synthesis_fn(model)
+    acoustic = task_class(config).serving({"grad_tts": model}, {})
     if reference is not None:
       # tfspeech's weights, so that both predict the same durations (hence mel lengths).
       torch_model = reference.grad_tts.load_tfspeech_weights(
@@ -244,8 +244,10 @@ def grad_tts_infer(ctx):
       seeds = tf.stack([tf.zeros([batch_size], tf.int32), tf.range(batch_size)], axis=1)
 
       def run(n_timesteps, length_scale):
-        return synthesize(ids, lengths, seeds, tf.constant(n_timesteps), tf.constant(1.5),
-                          tf.constant(length_scale, tf.float32), tf.zeros([batch_size], tf.int32))
+        # One traced graph per step count (steps are a static control, unrolled).
+        synthesize = synthesize_lib.make_synthesis_fn(acoustic, {"n_timesteps": n_timesteps})
+        return synthesize(ids, lengths, seeds, tf.zeros([batch_size], tf.int32),
+                          tf.constant(1.5), tf.constant(length_scale, tf.float32))
 
       # Untrained durations are ~1 frame per id; scale them to FRAMES_PER_TOKEN so the
       # decoder runs on utterance-sized mels (this call also traces the function).
@@ -408,6 +410,7 @@ def hifigan_infer(ctx):
   from tfspeech.inference import vocode_lib
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
+  from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
   reference = _Torch.get(ctx)
   # (preset, batch, audio seconds per item). CPU-sized: batch 16 gets 2 s items (32 s of audio
   # per call; V1 at 16 × 10 s would take minutes per call per library on 2 cores).
@@ -421,7 +424,7 @@ def hifigan_infer(ctx):
     if preset not in vocoders:
       network = get_preset(preset)
       generator = HifiGanGenerator(network, weight_norm=False)
-      vocoders[preset] = vocode_lib.Vocoder.for_generator(generator, SAMPLE_RATE)
+      vocoders[preset] = vocode_lib.Vocoder.for_serving(HifiGanServing(generator, SAMPLE_RATE))
       # Trace once on a short input: the signature has None dims, so one graph serves all.
       short = tf.zeros([1, 8, network.num_mels])
       vocoders[preset].vocode(short, tf.constant([8]))[0].numpy()

@@ -1,49 +1,75 @@
-"""Inference-only `tf.Module`s that the TFLite and TFJS exporters convert.
+"""The one family of inference graphs every export format is built from.
 
-Each module wraps trained Keras modules (no copies of the Grad-TTS weights; the HiFi-GAN
-generator is the weight-norm-free copy from `remove_weight_norm()`), and exposes one
+Each graph is a `tf.Module` around a model's serving object
+(`tfspeech.models.serving.AcousticModel` / `Vocoder`: no copies of the weights) with one
 `tf.function` whose input signature names every input and leaves batch and length dims
-`None`. None of them contains control flow, random ops or Python callbacks, so the graphs
-run synchronously in TFJS (`GraphModel.execute`) and with TFLite builtins only.
+`None`. The SavedModel exporter saves these functions as its signatures, and the TFLite and
+TFJS exporters freeze and convert the same functions, so the three formats share input and
+output names:
 
-  mel_to_audio   (HiFi-GAN)
-    mel float32 [batch, frames, n_mels]  →  audio float32 [batch, frames * hop_length]
-
-  text_to_mel    (Grad-TTS)
+  text_to_mel    (acoustic model)
     text_ids int32 [batch, tokens], text_lengths int32 [batch],
-    noise float32 [batch, noise_frames, n_mels], temperature float32 [],
-    length_scale float32 [] (+ speaker int32 [batch] for multi-speaker models)
-      →  mel float32 [batch, frames, n_mels] (0 past each length), mel_lengths int32 [batch]
+    noise float32 [batch, noise_frames, noise_channels]   (models that draw noise),
+    one float32/int32 [] input per dynamic control (e.g. temperature, length_scale),
+    speaker int32 [batch]                                   (multi-speaker models)
+      →  mel float32 [batch, frames, n_mels] (0 past each length), mel_lengths int32 [batch],
+         durations int32 [batch, tokens] (frames per token, for highlighting words)
 
-  text_to_audio  (Grad-TTS then HiFi-GAN in one graph)
-    the inputs of text_to_mel  →  audio float32 [batch, frames * hop_length],
-    audio_lengths int32 [batch] (= mel_lengths * hop_length), mel, mel_lengths
+  mel_to_audio   (vocoder)
+    mel float32 [batch, frames, n_mels], mel_lengths int32 [batch]
+      →  audio float32 [batch, frames * hop_length] (0 past each length),
+         audio_lengths int32 [batch] (= mel_lengths * hop_length)
 
-Grad-TTS decision: the reverse diffusion is unrolled into `n_timesteps` copies of the
-decoder step fixed at export (a `tf.while_loop` would become TensorList/While ops that
-TFLite builtins lack and that force TFJS's `executeAsync`), and the terminal noise is an
+  text_to_audio  (both in one graph)
+    the inputs of text_to_mel  →  the outputs of text_to_mel and of mel_to_audio
+
+Static controls (e.g. diffusion steps) are fixed when the graphs are built. The models'
+serving code is loop-free, with no random ops or Python callbacks, so the graphs run
+synchronously in TFJS (`GraphModel.execute`) and with TFLite builtins only. The noise is an
 input rather than a random op, so TF, TFLite and TFJS give the same mel for the same noise
-(tests compare them) and an app chooses its own random source. Only the first `frames`
-noise frames are used; shorter noise is repeated along time to the length the text needs,
-so any `noise_frames >= 1` works, but for independent noise pass at least the frames the
-text will take (metadata.json: `noise.frames_hint_per_token`).
+(tests compare them) and an app chooses its own random source. A model uses the first
+frames it needs and repeats shorter noise along time, so any `noise_frames >= 1` works;
+pass at least the frames the text will take for independent noise (metadata.json:
+`noise.frames_hint_per_token`).
 """
 
+import dataclasses
+import inspect
+import json
+import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
-from tfspeech.export import saved_model
-from tfspeech.inference import synthesize_lib
+from tfspeech.models import serving as serving_lib
 
 MEL_TO_AUDIO = "mel_to_audio"
 TEXT_TO_MEL = "text_to_mel"
 TEXT_TO_AUDIO = "text_to_audio"
 GRAPH_NAMES = (TEXT_TO_MEL, MEL_TO_AUDIO, TEXT_TO_AUDIO)
 
-# Frames of noise per input token that cover typical speech (Grad-TTS with blanks speaks
-# ~2-4 frames per id); only a hint for apps, see the module docstring.
+# Frames of noise per input token that cover typical speech (~2-4 frames per id with
+# blanks); only a hint for apps, see the module docstring.
 NOISE_FRAMES_PER_TOKEN_HINT = 8
+
+
+def named_function(specs: Sequence[tf.TensorSpec], body):
+  """`tf.function(body, input_signature=specs)` callable by the specs' names too.
+
+  The inputs a model declares are only known at run time, so `body` takes them as
+  `*args`; a `tf.function` of a `*args` function cannot be called with keywords, so the
+  wrapper carries a signature of one named parameter per spec.
+  """
+  names = [spec.name for spec in specs]
+  signature = inspect.Signature([
+      inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
+
+  def function(*args, **kwargs):
+    bound = signature.bind(*args, **kwargs)
+    return body(*[bound.arguments[name] for name in names])
+  function.__signature__ = signature
+  function.__name__ = getattr(body, "__name__", "function")
+  return tf.function(function, input_signature=list(specs))
 
 
 def _describe(specs: Mapping[str, tf.TensorSpec], dims: Mapping[str, List[str]]) -> dict:
@@ -79,87 +105,99 @@ class InferenceGraph(tf.Module):
 
 
 class MelToAudio(InferenceGraph):
-  """HiFi-GAN generator as `mel_to_audio`; weight norm is folded away first.
+  """A serving vocoder as `mel_to_audio`.
 
   Args:
-    generator: a `HifiGanGenerator` (with or without weight norm).
+    vocoder: a `tfspeech.models.serving.Vocoder`.
   """
   name = MEL_TO_AUDIO
 
-  def __init__(self, generator, name: Optional[str] = None):
+  def __init__(self, vocoder: serving_lib.Vocoder, name: Optional[str] = None):
     super().__init__(name=name)
-    if generator.weight_norm:
-      generator = generator.remove_weight_norm()
-    self.generator = generator
-    self.model_weights = list(generator.weights)
-    config = generator.config
-    self.n_mels = config.num_mels
-    self.hop_length = config.hop_length
-    self.function = tf.function(self._mel_to_audio, input_signature=[
-        tf.TensorSpec([None, None, self.n_mels], tf.float32, name="mel")])
-    self.input_dims = {"mel": ["batch", "frames", "n_mels"]}
-    self.output_specs = {"audio": tf.TensorSpec([None, None], tf.float32)}
-    self.output_dims = {"audio": ["batch", "frames * hop_length"]}
+    self.vocoder = vocoder
+    self.model_weights = list(vocoder.weights)
+    self.n_mels = vocoder.n_mels
+    self.hop_length = vocoder.hop_length
+    self.function = tf.function(self.audio, input_signature=[
+        tf.TensorSpec([None, None, self.n_mels], tf.float32, name="mel"),
+        tf.TensorSpec([None], tf.int32, name="mel_lengths")])
+    self.input_dims = {"mel": ["batch", "frames", "n_mels"], "mel_lengths": ["batch"]}
+    self.output_specs = {"audio": tf.TensorSpec([None, None], tf.float32),
+                         "audio_lengths": tf.TensorSpec([None], tf.int32)}
+    self.output_dims = {"audio": ["batch", "frames * hop_length"], "audio_lengths": ["batch"]}
 
-  def _mel_to_audio(self, mel):
-    return {"audio": self.generator(mel)}
-
-
-def _cyclic_frames(noise, frames):
-  """`[batch, >=1, n]` noise repeated along time and cut to `frames`: `[batch, frames, n]`."""
-  repeats = (frames + tf.shape(noise)[1] - 1) // tf.shape(noise)[1]
-  return tf.tile(noise, tf.stack([1, repeats, 1]))[:, :frames]
+  def audio(self, mel, mel_lengths) -> dict:
+    """The traced body (also used by `TextToAudio`)."""
+    out = self.vocoder.vocode(mel, mel_lengths)
+    return {"audio": out["audio"], "audio_lengths": out["audio_lengths"]}
 
 
 class TextToMel(InferenceGraph):
-  """Grad-TTS as `text_to_mel` with `n_timesteps` unrolled decoder steps and noise input.
+  """A serving acoustic model as `text_to_mel`, static controls fixed.
 
   Args:
-    model: a `GradTTS` (its weights are used directly, not copied).
-    n_timesteps: reverse-diffusion steps (Python int >= 1) fixed in the graph.
+    acoustic: a `tfspeech.models.serving.AcousticModel`.
+    controls: control values; the static ones are fixed in the graph (defaults for those
+      not given), the dynamic ones are inputs (their given values are only recorded as
+      recommendations, see `recommended`).
+
+  Raises:
+    ValueError: an unknown control or a bad value.
   """
   name = TEXT_TO_MEL
 
-  def __init__(self, model, n_timesteps: int = 10, name: Optional[str] = None):
+  def __init__(self, acoustic: serving_lib.AcousticModel,
+               controls: Optional[Mapping[str, object]] = None, name: Optional[str] = None):
     super().__init__(name=name)
-    if not isinstance(n_timesteps, int) or isinstance(n_timesteps, bool) or n_timesteps < 1:
-      raise ValueError(f"TextToMel: n_timesteps must be a positive int, got {n_timesteps!r}")
-    self.model = model
-    self.model_weights = list(model.weights)
-    self.n_timesteps = n_timesteps
-    self.n_mels = model.config.n_feats
-    self.multi_speaker = model.config.n_spks > 1
-    self.function = tf.function(self._text_to_mel, input_signature=self._signature())
+    self.acoustic = acoustic
+    self.model_weights = list(acoustic.weights)
+    self.n_mels = acoustic.n_mels
+    self.recommended = serving_lib.resolve_controls(acoustic.controls, controls)
+    self.static, _ = serving_lib.split_controls(acoustic.controls, self.recommended)
+    self.dynamic = [c for c in acoustic.controls if not c.static]
+    self.multi_speaker = acoustic.num_speakers > 1
+    self.has_noise = acoustic.noise_channels is not None
+    self.function = named_function(self.signature(), self._text_to_mel)
     self.input_dims = {"text_ids": ["batch", "tokens"], "text_lengths": ["batch"],
-                       "noise": ["batch", "noise_frames", "n_mels"], "temperature": [],
-                       "length_scale": [], "speaker": ["batch"]}
+                       "noise": ["batch", "noise_frames", "noise_channels"],
+                       "speaker": ["batch"], **{c.name: [] for c in self.dynamic}}
     self.output_specs = {"mel": tf.TensorSpec([None, None, self.n_mels], tf.float32),
-                         "mel_lengths": tf.TensorSpec([None], tf.int32)}
-    self.output_dims = {"mel": ["batch", "frames", "n_mels"], "mel_lengths": ["batch"]}
+                         "mel_lengths": tf.TensorSpec([None], tf.int32),
+                         "durations": tf.TensorSpec([None, None], tf.int32)}
+    self.output_dims = {"mel": ["batch", "frames", "n_mels"], "mel_lengths": ["batch"],
+                        "durations": ["batch", "tokens"]}
 
-  def _signature(self):
+  def signature(self, noise_spec: Optional[tf.TensorSpec] = None) -> list:
+    """Input specs: ids, lengths, noise (or `noise_spec`), dynamic controls, speaker."""
     specs = [tf.TensorSpec([None, None], tf.int32, name="text_ids"),
-             tf.TensorSpec([None], tf.int32, name="text_lengths"),
-             tf.TensorSpec([None, None, self.n_mels], tf.float32, name="noise"),
-             tf.TensorSpec([], tf.float32, name="temperature"),
-             tf.TensorSpec([], tf.float32, name="length_scale")]
+             tf.TensorSpec([None], tf.int32, name="text_lengths")]
+    if self.has_noise:
+      specs.append(noise_spec or tf.TensorSpec(
+          [None, None, self.acoustic.noise_channels], tf.float32, name="noise"))
+    specs += [tf.TensorSpec([], c.tf_dtype, name=c.name) for c in self.dynamic]
     if self.multi_speaker:
       specs.append(tf.TensorSpec([None], tf.int32, name="speaker"))
     return specs
 
-  def mel(self, text_ids, text_lengths, noise, temperature, length_scale, speaker=None):
-    """The traced body: `SynthesisOutput` of the unrolled synthesis (also used by TextToAudio)."""
-    frames = synthesize_lib.frames_upper_bound(self.model, text_ids, text_lengths,
-                                               length_scale, speaker)
-    return self.model.synthesize(
-        text_ids, text_lengths, n_timesteps=self.n_timesteps, temperature=temperature,
-        length_scale=length_scale, speaker=speaker, noise=_cyclic_frames(noise, frames),
-        unroll=True)
+  def split_args(self, args) -> dict:
+    """Positional inputs of `signature()` by name (noise/speaker None when absent)."""
+    names = [spec.name for spec in self.signature()]
+    named = dict(zip(names, args))
+    return {"text_ids": named["text_ids"], "text_lengths": named["text_lengths"],
+            "noise": named.get("noise"), "speaker": named.get("speaker"),
+            "controls": dict(self.static, **{c.name: named[c.name] for c in self.dynamic})}
 
-  def _text_to_mel(self, text_ids, text_lengths, noise, temperature, length_scale,
-                   speaker=None):
-    out = self.mel(text_ids, text_lengths, noise, temperature, length_scale, speaker)
-    return {"mel": out.mel_decoded, "mel_lengths": out.mel_lengths}
+  def frames_bound(self, text_ids, text_lengths, speaker, controls):
+    return self.acoustic.frames_bound(text_ids, text_lengths, speaker, **controls)
+
+  def mel(self, text_ids, text_lengths, noise, speaker, controls) -> dict:
+    """The traced body: {"mel", "mel_lengths", "durations"} (also used by TextToAudio)."""
+    out = self.acoustic.synthesize(text_ids, text_lengths, noise, speaker, **controls)
+    return {"mel": out["mel"], "mel_lengths": out["mel_lengths"],
+            "durations": out["durations"]}
+
+  def _text_to_mel(self, *args):
+    return self.mel(**self.split_args(args))
 
 
 class TextToAudio(InferenceGraph):
@@ -184,43 +222,39 @@ class TextToAudio(InferenceGraph):
     self.text_to_mel = text_to_mel
     self.mel_to_audio = mel_to_audio
     self.hop_length = mel_to_audio.hop_length
-    self.function = tf.function(self._text_to_audio,
-                                input_signature=text_to_mel.function.input_signature)
+    self.function = named_function(text_to_mel.signature(), self._text_to_audio)
     self.input_dims = text_to_mel.input_dims
-    self.output_specs = dict(text_to_mel.output_specs,
-                             audio=tf.TensorSpec([None, None], tf.float32),
-                             audio_lengths=tf.TensorSpec([None], tf.int32))
-    self.output_dims = dict(text_to_mel.output_dims, audio=["batch", "frames * hop_length"],
-                            audio_lengths=["batch"])
+    self.output_specs = dict(text_to_mel.output_specs, **mel_to_audio.output_specs)
+    self.output_dims = dict(text_to_mel.output_dims, **mel_to_audio.output_dims)
 
-  def _text_to_audio(self, text_ids, text_lengths, noise, temperature, length_scale,
-                     speaker=None):
-    out = self.text_to_mel.mel(text_ids, text_lengths, noise, temperature, length_scale,
-                               speaker)
-    audio = self.mel_to_audio.generator(out.mel_decoded)
-    return {"mel": out.mel_decoded, "mel_lengths": out.mel_lengths, "audio": audio,
-            "audio_lengths": out.mel_lengths * self.hop_length}
+  def audio(self, text_ids, text_lengths, noise, speaker, controls) -> dict:
+    out = self.text_to_mel.mel(text_ids, text_lengths, noise, speaker, controls)
+    return dict(out, **self.mel_to_audio.audio(out["mel"], out["mel_lengths"]))
+
+  def _text_to_audio(self, *args):
+    return self.audio(**self.text_to_mel.split_args(args))
 
 
-def build_graphs(acoustic_model=None, generator=None, n_timesteps: int = 10
-                 ) -> Dict[str, InferenceGraph]:
+def build_graphs(acoustic: Optional[serving_lib.AcousticModel] = None,
+                 vocoder: Optional[serving_lib.Vocoder] = None,
+                 controls: Optional[Mapping[str, object]] = None) -> Dict[str, InferenceGraph]:
   """The graphs a pair of models allows: text_to_mel, mel_to_audio, and with both, text_to_audio.
 
   Args:
-    acoustic_model: a `GradTTS` or None.
-    generator: a `HifiGanGenerator` or None.
-    n_timesteps: Grad-TTS decoder steps unrolled into the graph.
+    acoustic: a serving `AcousticModel` or None.
+    vocoder: a serving `Vocoder` or None.
+    controls: the acoustic model's control values (static ones fixed in the graphs).
 
   Returns:
     name → `InferenceGraph`, in the order of `GRAPH_NAMES`.
   """
-  if acoustic_model is None and generator is None:
-    raise ValueError("build_graphs: pass an acoustic model, a vocoder generator, or both")
+  if acoustic is None and vocoder is None:
+    raise ValueError("build_graphs: pass an acoustic model, a vocoder, or both")
   graphs = {}
-  if acoustic_model is not None:
-    graphs[TEXT_TO_MEL] = TextToMel(acoustic_model, n_timesteps)
-  if generator is not None:
-    graphs[MEL_TO_AUDIO] = MelToAudio(generator)
+  if acoustic is not None:
+    graphs[TEXT_TO_MEL] = TextToMel(acoustic, controls)
+  if vocoder is not None:
+    graphs[MEL_TO_AUDIO] = MelToAudio(vocoder)
   if len(graphs) == 2:
     graphs[TEXT_TO_AUDIO] = TextToAudio(graphs[TEXT_TO_MEL], graphs[MEL_TO_AUDIO])
   return graphs
@@ -229,16 +263,20 @@ def build_graphs(acoustic_model=None, generator=None, n_timesteps: int = 10
 # --------------------------------------------------------------------------- #
 # Runs and metadata.
 
+METADATA_FILE = "metadata.json"
+METADATA_FORMAT = "tfspeech.export"
+# 2: one layout for SavedModel, TFLite and TFJS; controls, durations, mel_lengths inputs.
+METADATA_VERSION = 2
+
 
 def in_memory_run(model: str, preset: str, modules: Mapping[str, object],
                   data_info: Mapping[str, object], step: int = 0):
   """A `LoadedRun` for modules built in memory (tests, notebooks, converted weights).
 
   Args:
-    model: registry name ("grad_tts", "hifigan").
+    model: registry name.
     preset: the preset the modules were built from.
-    modules: name → module, as the task builds them ({"grad_tts": GradTTS} or
-      {"generator": HifiGanGenerator}).
+    modules: name → module, as the task's `build()` returns them.
     data_info: the facts a training run records (sample_rate, hop_length, n_mels,
       mel_config, symbols, cleaners, add_blank, blank_id, ...).
   """
@@ -246,30 +284,50 @@ def in_memory_run(model: str, preset: str, modules: Mapping[str, object],
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   task_class = registry.get(model)
   config = task_class.presets[preset]
+  task = task_class(config)
+  task.modules = dict(modules)
   run_config = training.RunConfig(model=model, preset=preset, model_config=config,
                                   train=task_class.default_train_config(preset),
                                   data_info=dict(data_info))
-  return training.LoadedRun(None, run_config, dict(modules), step, None)
+  return training.LoadedRun(task, run_config, dict(modules), step, None)
 
 
-vocoder_generator = saved_model.vocoder_generator
-check_pair = saved_model.check_pair
-
-
-def graphs_for_runs(acoustic_run=None, vocoder_run=None, n_timesteps: int = 10,
-                    names: Optional[Sequence[str]] = None) -> Dict[str, InferenceGraph]:
-  """`build_graphs` for trained runs (a grad_tts run and/or a hifigan run), checked as a pair.
-
-  Args:
-    names: keep only these graphs (default: all the runs allow).
-  """
+def serving_models(acoustic_run=None, vocoder_run=None):
+  """(acoustic serving object or None, vocoder serving object or None) of runs, checked."""
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
   if acoustic_run is None and vocoder_run is None:
     raise ValueError("export: pass an acoustic-model run, a vocoder run, or both")
-  acoustic = None if acoustic_run is None else synthesize_lib.acoustic_model(acoustic_run)
-  generator = None if vocoder_run is None else vocoder_generator(vocoder_run)
+  acoustic = None if acoustic_run is None else synthesize_lib.acoustic_serving(acoustic_run)
+  vocoder = None if vocoder_run is None else serving_runs.serving_of_run(
+      vocoder_run, serving_lib.VOCODER, "vocoder")
   if acoustic_run is not None and vocoder_run is not None:
-    check_pair(acoustic_run, vocoder_run)
-  graphs = build_graphs(acoustic, generator, n_timesteps)
+    check_pair(acoustic_run, vocoder)
+  return acoustic, vocoder
+
+
+def check_pair(acoustic_run, vocoder: serving_lib.Vocoder):
+  """Raises ValueError when the vocoder was trained on another mel convention."""
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
+  acoustic_mel = synthesize_lib.run_facts(acoustic_run)["mel_config"]
+  vocoder_mel = None if vocoder.mel_config is None else dataclasses.asdict(vocoder.mel_config)
+  if vocoder_mel is not None and vocoder_mel != acoustic_mel:
+    raise ValueError(f"--vocoder: the vocoder was trained on mels {vocoder_mel} but the "
+                     f"acoustic model makes {acoustic_mel}; use a vocoder trained on the same "
+                     "mel convention")
+
+
+def graphs_for_runs(acoustic_run=None, vocoder_run=None,
+                    controls: Optional[Mapping[str, object]] = None,
+                    names: Optional[Sequence[str]] = None) -> Dict[str, InferenceGraph]:
+  """`build_graphs` for trained runs (an acoustic run and/or a vocoder run), checked as a pair.
+
+  Args:
+    controls: the acoustic model's control values (static ones fixed in the graphs).
+    names: keep only these graphs (default: all the runs allow).
+  """
+  acoustic, vocoder = serving_models(acoustic_run, vocoder_run)
+  graphs = build_graphs(acoustic, vocoder, controls)
   if names is None:
     return graphs
   unknown = sorted(set(names) - set(graphs))
@@ -279,48 +337,112 @@ def graphs_for_runs(acoustic_run=None, vocoder_run=None, n_timesteps: int = 10,
   return {name: graphs[name] for name in graphs if name in names}
 
 
+def _part(graphs: Mapping[str, InferenceGraph], name: str, attribute: str):
+  """Graph `name`, or that half of text_to_audio (its `attribute`), or None."""
+  if name in graphs:
+    return graphs[name]
+  return getattr(graphs.get(TEXT_TO_AUDIO), attribute, None)
+
+
+def _run_facts(run) -> dict:
+  return {"model": run.config.model, "preset": run.config.preset, "step": run.step,
+          "model_config": dataclasses.asdict(run.config.model_config)}
+
+
+def _vocoder_facts(run, vocoder: serving_lib.Vocoder) -> dict:
+  return dict(_run_facts(run), sample_rate=int(vocoder.sample_rate),
+              hop_length=int(vocoder.hop_length), n_mels=int(vocoder.n_mels),
+              mel_config=(None if vocoder.mel_config is None
+                          else dataclasses.asdict(vocoder.mel_config)),
+              mel_pad_value=float(vocoder.mel_pad_value),
+              receptive_field_frames=int(vocoder.receptive_field))
+
+
+def _acoustic_facts(run, graph: TextToMel) -> dict:
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
+  facts = synthesize_lib.run_facts(run)
+  front_end = synthesize_lib.text_front_end(run)
+  symbols = front_end.symbols
+  acoustic = graph.acoustic
+  controls = {}
+  for control in acoustic.controls:
+    controls[control.name] = dict(control.metadata(), recommended=graph.recommended[control.name])
+    if control.static:
+      controls[control.name]["value"] = graph.static[control.name]
+  noise = None
+  if acoustic.noise_channels is not None:
+    noise = {"input": "noise", "channels": int(acoustic.noise_channels),
+             "distribution": "standard normal",
+             "frames_used": "the first frames the batch's longest mel needs",
+             "shorter_noise": "repeated along time (pass at least the frames the text needs)",
+             "frames_hint_per_token": NOISE_FRAMES_PER_TOKEN_HINT}
+  return dict(
+      _run_facts(run), sample_rate=int(facts["sample_rate"]),
+      hop_length=int(facts["mel_config"]["hop_length"]),
+      n_mels=int(acoustic.n_mels), mel_config=facts["mel_config"],
+      mel_pad_value=facts.get("mel_pad_value"), symbols=symbols.to_dict(),
+      add_blank=front_end.add_blank, blank_id=symbols.blank_id, pad_id=symbols.pad_id,
+      cleaners=list(front_end.cleaners), arpabet=front_end.cmudict is not None,
+      num_speakers=int(acoustic.num_speakers), controls=controls, noise=noise)
+
+
 def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
                     files: Mapping[str, str], acoustic_run=None, vocoder_run=None,
                     precision: str = "float32", extra: Optional[Mapping] = None) -> dict:
-  """What an app needs beside the exported files to drive them without tfspeech.
+  """metadata.json, one layout for every format: what an app needs to drive the files.
 
-  The acoustic part reuses the SavedModel exporter's `acoustic_metadata` (symbols, cleaners,
-  add_blank, mel convention, model config); its SavedModel signatures are replaced by
-  `graphs`: file, inputs and outputs (dtype and shape with named dims) per exported graph.
+  Top level: the conventions an app needs (sample_rate, hop_length, n_mels, mel_config,
+  mel_pad_value; with an acoustic model also its text front end: symbols, add_blank,
+  blank_id, pad_id, cleaners, arpabet; num_speakers, `controls` with their recommended
+  values and `noise`), "acoustic" and "vocoder" (model, preset, step, config of each
+  exported model; null when absent), and "graphs": per graph its file, inputs and outputs
+  (dtype and shape with named dims). Runtimes add keys through `extra` (the SavedModel's
+  extra signatures, TFLite's output tensor names).
 
   Args:
-    runtime: "tflite" or "tfjs".
+    runtime: "saved_model", "tflite" or "tfjs".
     graphs: the exported `InferenceGraph`s.
     files: graph name → file or folder, relative to metadata.json.
     acoustic_run: `LoadedRun` of the acoustic model, when exported.
     vocoder_run: `LoadedRun` of the vocoder, when exported.
     precision: weight precision of the files.
-    extra: more keys (e.g. conversion notes).
+    extra: more keys.
   """
   import tfspeech  # pylint: disable=import-outside-toplevel
-  acoustic_graph = graphs.get(TEXT_TO_MEL) or getattr(graphs.get(TEXT_TO_AUDIO), "text_to_mel",
-                                                      None)
-  if acoustic_run is not None and acoustic_graph is not None:
-    metadata = saved_model.acoustic_metadata(acoustic_run, acoustic_graph.n_timesteps)
-    for saved_model_only in ("signatures", "speaker_input"):
-      metadata.pop(saved_model_only, None)
-    metadata["noise"] = {
-        "distribution": "standard normal", "input": "noise",
-        "frames_used": "the first max(mel_lengths) rounded up to the U-Net multiple",
-        "shorter_noise": "repeated along time (pass at least the frames the text needs)",
-        "frames_hint_per_token": NOISE_FRAMES_PER_TOKEN_HINT}
-  else:
-    metadata = saved_model.vocoder_metadata(vocoder_run)
-    metadata.pop("model_config")
-    metadata["tfspeech_version"] = tfspeech.__version__
-  if vocoder_run is not None:
-    metadata["vocoder"] = saved_model.vocoder_metadata(vocoder_run)
-  metadata.update({
-      "format": "tfspeech.export",
-      "format_version": 1,
-      "runtime": runtime,
-      "precision": precision,
-      "graphs": {name: dict(graph.describe(), file=files[name]) for name, graph in graphs.items()},
-  })
+  acoustic_graph = (_part(graphs, TEXT_TO_MEL, "text_to_mel") if acoustic_run is not None
+                    else None)
+  vocoder_graph = (_part(graphs, MEL_TO_AUDIO, "mel_to_audio") if vocoder_run is not None
+                   else None)
+  acoustic = None if acoustic_graph is None else _acoustic_facts(acoustic_run, acoustic_graph)
+  vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run,
+                                                              vocoder_graph.vocoder)
+  if acoustic is None and vocoder is None:
+    raise ValueError("export metadata: no acoustic or vocoder graph among the graphs")
+  main = acoustic or vocoder
+  shared = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value")
+  text = ("symbols", "add_blank", "blank_id", "pad_id", "cleaners", "arpabet")
+  metadata = {
+      "format": METADATA_FORMAT, "format_version": METADATA_VERSION, "runtime": runtime,
+      "precision": precision, "tfspeech_version": tfspeech.__version__,
+      "model": main["model"], "preset": main["preset"],
+      **{key: main[key] for key in shared},
+      **{key: (acoustic or {}).get(key) for key in text},
+      "num_speakers": (acoustic or {}).get("num_speakers", 1),
+      "controls": (acoustic or {}).get("controls", {}),
+      "noise": (acoustic or {}).get("noise"),
+      "acoustic": None if acoustic is None else {
+          k: v for k, v in acoustic.items() if k not in text + ("controls", "noise")},
+      "vocoder": vocoder,
+      "graphs": {name: dict(graph.describe(), file=files[name])
+                 for name, graph in graphs.items()},
+  }
   metadata.update(extra or {})
   return metadata
+
+
+def write_metadata(metadata: Mapping, out_dir: str) -> str:
+  """Writes `metadata.json` into `out_dir`; returns its path."""
+  path = os.path.join(out_dir, METADATA_FILE)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(metadata, f, indent=2, ensure_ascii=False)
+  return path

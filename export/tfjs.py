@@ -1,12 +1,12 @@
 """TFJS graph-model export of the inference graphs, and a Node runner for parity checks.
 
-  paths = export_run(acoustic_run, vocoder_run, "exported/tfjs", n_timesteps=10)
+  paths = export_run(acoustic_run, vocoder_run, "exported/tfjs", controls={"n_timesteps": 10})
   outputs, seconds = run_in_node(paths["text_to_audio"], {"text_ids": ids, ...})
   run = run_graph_model(paths["mel_to_audio"], {"mel": mel}, backend="cpu")  # or "wasm"
 
 Each graph becomes `OUT/NAME/model.json` + weight shards (tensorflowjs_converter
 `--output_format=tfjs_graph_model`), next to one `OUT/metadata.json` for all of them. The
-graphs are the loop-free ones of `inference_graphs` (Grad-TTS unrolled with noise as an
+graphs are the loop-free ones of `inference_graphs` (static controls fixed, noise an
 input), frozen and rewritten by `frozen_graph` exactly as for TFLite, so they run with the
 synchronous `GraphModel.execute` on every backend.
 
@@ -270,26 +270,24 @@ def export_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir
 
 
 def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tfjs",
-               n_timesteps: int = 10, precision: str = "float32",
+               controls: Optional[Mapping[str, object]] = None, precision: str = "float32",
                converter: Optional[str] = None,
                graphs: Optional[Sequence[str]] = None) -> Dict[str, str]:
   """Exports trained runs to `out_dir`: one graph-model folder per graph and metadata.json.
 
   Args:
+    controls: the acoustic model's control values (static ones fixed in the graphs).
     graphs: export only these graph names (default: every graph the runs allow).
 
   Returns:
     name → written folder (graphs) or file ("metadata").
   """
-  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, n_timesteps,
-                                            graphs)
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs)
   paths = export_graphs(graphs, out_dir, precision, converter)
   files = {name: f"{name}/model.json" for name in graphs}
   metadata = inference_graphs.export_metadata("tfjs", graphs, files, acoustic_run,
                                               vocoder_run, precision)
-  paths["metadata"] = os.path.join(out_dir, "metadata.json")
-  with open(paths["metadata"], "w", encoding="utf-8") as f:
-    json.dump(metadata, f, indent=2, ensure_ascii=False)
+  paths["metadata"] = inference_graphs.write_metadata(metadata, out_dir)
   return paths
 
 

@@ -1,31 +1,32 @@
 """TFLite export of the inference graphs, and a LiteRT runner for parity checks.
 
-  graphs = inference_graphs.build_graphs(grad_tts_model, generator, n_timesteps=10)
+  graphs = inference_graphs.build_graphs(acoustic, vocoder, controls={"n_timesteps": 10})
   files = export_graphs(graphs, "exported/tflite", precision="float16")
   runner = TFLiteGraph(files["text_to_audio"])
-  outputs = runner(text_ids=..., text_lengths=..., noise=..., temperature=..., length_scale=...)
+  outputs = runner(text_ids=..., text_lengths=..., noise=..., **dynamic_controls)
 
 Pipeline: inference `tf.Module` → frozen converter-friendly SavedModel
 (`export.frozen_graph`) → `tf.lite.TFLiteConverter.from_saved_model`, one `.tflite` file per
 graph holding one signature of the same name (`interpreter.get_signature_runner(name)`).
 Every input dim except channel sizes stays dynamic: resize the inputs (the signature runner
-does it for you) to any batch and length.
+does it for you) to any batch and length. The converter names a signature's output tensors
+`PartitionedCall:0`, `:1`, ...; metadata.json's `output_tensors` maps each graph's tensor
+names to the output names, for runtimes that read tensors rather than signatures.
 
 Precisions (inputs and outputs are float32/int32 in every variant):
   float32        exact up to float rounding (tests: max |error| <= 1e-4 * max |reference|).
   float16        weights stored as float16, dequantized when the model loads (tests: <= 1e-2
                  relative; measured ~7e-4).
   dynamic_range  weights int8, matmuls/convs quantize activations on the fly (tests: vocoder
-                 <= 0.15 relative, measured ~2e-2). Grad-TTS durations are rounded up
-                 (ceil), so a quantized duration predictor may give a token one frame more
-                 or less than float32: mel lengths are tested to within 2 frames or 5 %.
+                 <= 0.15 relative, measured ~2e-2). Durations rounded up (ceil) by a
+                 quantized duration predictor may give a token one frame more or less
+                 than float32: mel lengths are tested to within 2 frames or 5 %.
 Only TFLite builtin ops are used; `select_tf_ops=True` additionally allows TF kernels
 (Flex), which none of tfspeech's graphs needs: the one op that needed it, StridedSlice
-with new_axis_mask on dynamic shapes (`mask[:, :, None]` in Grad-TTS), is rewritten to
+with new_axis_mask on dynamic shapes (`mask[:, :, None]`), is rewritten to
 ExpandDims by `export.frozen_graph`. The flag stays for models with ops without a builtin.
 """
 
-import json
 import os
 import tempfile
 from typing import Dict, Mapping, Optional, Sequence
@@ -138,34 +139,49 @@ class TFLiteGraph:
     return self._runner(**{name: np.asarray(inputs[name]) for name in self.input_names})  # graph-ok: host runtime
 
 
+def output_tensors(path: str) -> Dict[str, str]:
+  """{tensor name (e.g. "PartitionedCall:1"): signature output name} of a `.tflite` file."""
+  try:
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    Interpreter = tf.lite.Interpreter  # pylint: disable=invalid-name
+  interpreter = Interpreter(model_path=path)
+  details = {d["index"]: d["name"] for d in interpreter.get_output_details()}
+  mapping = {}
+  for signature in interpreter.get_signature_list():
+    runner = interpreter.get_signature_runner(signature)
+    for key, detail in runner.get_output_details().items():
+      mapping[details.get(detail["index"], detail["name"])] = key
+  return mapping
+
+
 def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tflite",
-               n_timesteps: int = 10, precision: str = "float32",
+               controls: Optional[Mapping[str, object]] = None, precision: str = "float32",
                select_tf_ops: bool = False,
                graphs: Optional[Sequence[str]] = None) -> Dict[str, str]:
   """Exports trained runs to `out_dir`: `.tflite` files and `metadata.json`.
 
   Args:
-    acoustic_run: `LoadedRun` of a grad_tts run, or None.
-    vocoder_run: `LoadedRun` of a hifigan run, or None (with an acoustic run, the
+    acoustic_run: `LoadedRun` of an acoustic-model run, or None.
+    vocoder_run: `LoadedRun` of a vocoder run, or None (with an acoustic run, the
       text_to_audio graph is exported too).
+    controls: the acoustic model's control values (static ones fixed in the graphs).
     graphs: export only these graph names (default: every graph the runs allow).
 
   Returns:
     name → written path (graphs and "metadata").
   """
-  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, n_timesteps,
-                                            graphs)
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs)
   paths = export_graphs(graphs, out_dir, precision, select_tf_ops)
   metadata = inference_graphs.export_metadata(
       "tflite", graphs, {name: os.path.basename(p) for name, p in paths.items()},
       acoustic_run, vocoder_run, precision, extra={"select_tf_ops": select_tf_ops})
+  for name, path in paths.items():
+    metadata["graphs"][name]["output_tensors"] = output_tensors(path)
   paths["metadata"] = write_metadata(metadata, out_dir)
   return paths
 
 
 def write_metadata(metadata: Mapping, out_dir: str) -> str:
   """Writes `metadata.json` into `out_dir`; returns its path."""
-  path = os.path.join(out_dir, "metadata.json")
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(metadata, f, indent=2, ensure_ascii=False)
-  return path
+  return inference_graphs.write_metadata(metadata, out_dir)

@@ -189,6 +189,39 @@
     return blob.size;
   }
 
+  // One number field per control the model takes as a graph input (metadata.json
+  // "controls"; static ones are fixed in the graphs), starting at its recommended value.
+  function renderControls(metadata) {
+    const box = $('controls');
+    box.textContent = '';
+    for (const [name, control] of Object.entries(metadata.controls || {})) {
+      if (control.static) continue;
+      const label = document.createElement('label');
+      label.title = control.help;
+      label.append(`${name.replace(/_/g, ' ')} `);
+      const input = document.createElement('input');
+      input.id = `control_${name}`;
+      input.type = 'number';
+      input.value = String(control.recommended);
+      input.step = control.dtype === 'int32' ? '1' : '0.1';
+      label.append(input);
+      box.append(label);
+    }
+  }
+
+  // The dynamic controls as scalar inputs: the page's field, else the recommended value.
+  function controlInputs(metadata) {
+    const inputs = {};
+    for (const [name, control] of Object.entries(metadata.controls || {})) {
+      if (control.static) continue;
+      const field = $(`control_${name}`);
+      const value = field && field.value !== '' && Number.isFinite(Number(field.value))
+          ? Number(field.value) : control.recommended;
+      inputs[name] = tf.scalar(value, control.dtype);
+    }
+    return inputs;
+  }
+
   async function loadModels(metadata, names) {
     const graphs = metadata.graphs;
     const models = {};
@@ -256,25 +289,28 @@
       throw new Error('nothing to say: no character of the text is in the model\'s symbol table');
     }
     const nMels = metadata.n_mels;
-    const hint = (metadata.noise || {}).frames_hint_per_token || 8;
-    const noiseFrames = Math.max(16, encoded.ids.length * hint);
     const seed = Number($('seed').value) || 0;
     const inputs = {
       text_ids: tf.tensor2d([encoded.ids], [1, encoded.ids.length], 'int32'),
       text_lengths: tf.tensor1d([encoded.ids.length], 'int32'),
-      noise: tf.tensor3d(normalNoise(noiseFrames * nMels, seed), [1, noiseFrames, nMels]),
-      temperature: tf.scalar(Number($('temperature').value) || 1.5),
-      length_scale: tf.scalar(Number($('length_scale').value) || 1.0),
+      ...controlInputs(metadata),
     };
+    if (metadata.noise) {
+      // The model repeats shorter noise; this many frames cover typical speech.
+      const channels = metadata.noise.channels;
+      const noiseFrames = Math.max(16, encoded.ids.length * metadata.noise.frames_hint_per_token);
+      inputs.noise = tf.tensor3d(normalNoise(noiseFrames * channels, seed),
+                                 [1, noiseFrames, channels]);
+    }
+    if (metadata.num_speakers > 1) inputs.speaker = tf.tensor1d([0], 'int32');
     const start = performance.now();
     let out;
     if (models.text_to_audio) {
       out = namedOutputs(models.text_to_audio, models.text_to_audio.execute(inputs));
     } else {
       out = namedOutputs(models.text_to_mel, models.text_to_mel.execute(inputs));
-      Object.assign(out, namedOutputs(models.mel_to_audio,
-                                      models.mel_to_audio.execute({mel: out.mel})));
-      out.audio_lengths = tf.mul(out.mel_lengths, metadata.hop_length);
+      Object.assign(out, namedOutputs(models.mel_to_audio, models.mel_to_audio.execute(
+          {mel: out.mel, mel_lengths: out.mel_lengths})));
     }
     const melLength = (await out.mel_lengths.data())[0];
     const audioLength = out.audio_lengths ? (await out.audio_lengths.data())[0]
@@ -339,6 +375,7 @@
   window.tfspeechDemo.ready = load().then((result) => {
     loaded = result;
     const m = result.metadata;
+    renderControls(m);
     setStatus(`Ready: ${m.model} (${m.preset})` +
               (m.vocoder ? ` + ${m.vocoder.model} (${m.vocoder.preset})` : '') +
               `, ${m.sample_rate} Hz, backend ${window.tfspeechDemo.backend}.`);

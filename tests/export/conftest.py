@@ -142,6 +142,6 @@ def node():
 def tfjs_text_to_audio(tmp_path_factory, acoustic_run, vocoder_run, tfjs_converter):
   """A float32 TFJS export holding only text_to_audio (+ metadata.json): one conversion."""
   out = str(tmp_path_factory.mktemp("tfjs") / "export")
-  paths = tfjs.export_run(acoustic_run, vocoder_run, out, n_timesteps=N_TIMESTEPS,
+  paths = tfjs.export_run(acoustic_run, vocoder_run, out, {"n_timesteps": N_TIMESTEPS},
                           converter=tfjs_converter, graphs=[inference_graphs.TEXT_TO_AUDIO])
   return out, paths

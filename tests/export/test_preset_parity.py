@@ -47,7 +47,7 @@ def text_inputs(lengths, n_vocab, seed):
 
 def mel_inputs(batch, frames, seed):
   mel = np.random.default_rng(seed).normal(-5.0, 2.0, (batch, frames, 80))
-  return {"mel": mel.astype(np.float32)}
+  return {"mel": mel.astype(np.float32), "mel_lengths": np.full([batch], frames, np.int32)}
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +56,11 @@ def grad_tts(weight_randomizer):
   # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry
   from tfspeech.models.grad_tts import GradTTS
+  from tfspeech.models.grad_tts.grad_tts_serving import GradTTSServing
   tf.keras.utils.set_random_seed(11)
   model = GradTTS(registry.get("grad_tts").preset("ljspeech"))
   weight_randomizer([model], seed=11)
-  graph = inference_graphs.TextToMel(model, N_TIMESTEPS)
+  graph = inference_graphs.TextToMel(GradTTSServing(model), {"n_timesteps": N_TIMESTEPS})
   references = []
   for seed, lengths in enumerate(TEXT_LENGTHS):
     inputs = text_inputs(lengths, model.config.n_vocab, seed)
@@ -78,6 +79,7 @@ def hifigan_v1(weight_randomizer):
   # pylint: disable=import-outside-toplevel
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
+  from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
   tf.keras.utils.set_random_seed(12)
   generator = HifiGanGenerator(get_preset("v1"), weight_norm=True)
   weight_randomizer([generator], seed=12)
@@ -86,7 +88,7 @@ def hifigan_v1(weight_randomizer):
     inputs = mel_inputs(batch, frames, seed)
     references.append((inputs, {"audio": generator(inputs["mel"]).numpy()}))
   assert sum(w.shape.num_elements() for w in generator.weights) > 10_000_000
-  graph = inference_graphs.MelToAudio(generator)
+  graph = inference_graphs.MelToAudio(HifiGanServing(generator))
   return graph, references
 
 

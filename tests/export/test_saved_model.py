@@ -16,6 +16,7 @@ from tfspeech.export import saved_model
 from tfspeech.inference import vocode_lib
 from tfspeech.inference import synthesize_lib
 from tfspeech.models import grad_tts  # noqa: F401  (registers "grad_tts")
+from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
 
 TEXTS = ["Hi there.", "A second, clearly longer sentence for the batch."]
 N_TIMESTEPS = 3
@@ -29,19 +30,19 @@ _RELOAD = textwrap.dedent("""
     folder, inputs, outputs = sys.argv[1:]
     loaded = tf.saved_model.load(folder)
     feed = dict(np.load(inputs))
-    seeded = loaded.signatures["text_to_mel"](
+    seeded = loaded.signatures["text_to_mel_seeded"](
         text_ids=tf.constant(feed["text_ids"]), text_lengths=tf.constant(feed["text_lengths"]),
         noise_seeds=tf.constant(feed["noise_seeds"]), temperature=tf.constant(1.5),
         length_scale=tf.constant(1.0))
-    with_noise = loaded.signatures["text_to_mel_with_noise"](
+    with_noise = loaded.signatures["text_to_mel"](
         text_ids=tf.constant(feed["text_ids"]), text_lengths=tf.constant(feed["text_lengths"]),
         noise=tf.constant(feed["noise"]), temperature=tf.constant(1.5),
         length_scale=tf.constant(1.0))
     bound = loaded.signatures["mel_frames_bound"](
         text_ids=tf.constant(feed["text_ids"]), text_lengths=tf.constant(feed["text_lengths"]),
-        length_scale=tf.constant(1.0))
+        temperature=tf.constant(1.5), length_scale=tf.constant(1.0))
     assert "tfspeech" not in sys.modules
-    np.savez(outputs, seeded_mel=seeded["mel"].numpy(),
+    np.savez(outputs, seeded_mel=seeded["mel"].numpy(), durations=with_noise["durations"].numpy(),
              seeded_lengths=seeded["mel_lengths"].numpy(), noise_mel=with_noise["mel"].numpy(),
              noise_lengths=with_noise["mel_lengths"].numpy(), bound=bound["frames"].numpy())
 """)
@@ -94,7 +95,8 @@ def loaded_run(tiny_grad_tts_run, run_saver, weight_randomizer, tmp_path_factory
 
 def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
   out_dir = str(tmp_path / "exported")
-  saved_model.export_acoustic_saved_model(loaded_run, out_dir, n_timesteps=N_TIMESTEPS)
+  saved_model.export_saved_model(out_dir, loaded_run, controls={"n_timesteps": N_TIMESTEPS,
+                                                                 "temperature": 1.2})
   metadata = json.load(open(os.path.join(out_dir, "metadata.json"), encoding="utf-8"))
   info = loaded_run.config.data_info
   assert metadata["model"] == "grad_tts" and metadata["preset"] == "tiny"
@@ -102,7 +104,14 @@ def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
   assert metadata["hop_length"] == info["hop_length"] == metadata["mel_config"]["hop_length"]
   assert metadata["add_blank"] and metadata["blank_id"] == 64
   assert metadata["symbols"]["symbols"][64] == metadata["symbols"]["blank"]
-  assert metadata["n_timesteps"] == N_TIMESTEPS
+  controls = metadata["controls"]
+  assert controls["n_timesteps"]["static"] and controls["n_timesteps"]["value"] == N_TIMESTEPS
+  assert controls["temperature"]["recommended"] == 1.2 and controls["temperature"]["default"] == 1.5
+  assert metadata["format_version"] == 2 and metadata["runtime"] == "saved_model"
+  assert sorted(metadata["graphs"]) == ["text_to_mel"]
+  assert sorted(metadata["graphs"]["text_to_mel"]["outputs"]) == ["durations", "mel",
+                                                                  "mel_lengths"]
+  assert sorted(metadata["signatures"]) == ["mel_frames_bound", "text_to_mel_seeded"]
 
   front_end = synthesize_lib.text_front_end(loaded_run)
   ids, lengths = synthesize_lib.pad_batch([front_end.encode(t) for t in TEXTS],
@@ -120,8 +129,12 @@ def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
   got = np.load(outputs)
 
   model = loaded_run.modules["grad_tts"]
-  # The library's loop-based sampler with the same seeds: the export draws the same noise.
-  expected = synthesize_lib.synthesize_mels(model, ids, lengths, seeds, N_TIMESTEPS, 1.5, 1.0)
+  # The model's loop-based sampler with the seeded noise synthesize_texts draws: the export
+  # draws the same noise.
+  frames = int(got["bound"])
+  seeded_noise = synthesize_lib.item_noise(tf.constant(seeds), frames, 80)
+  expected = model.synthesize(ids, lengths, n_timesteps=N_TIMESTEPS, temperature=1.5,
+                              noise=seeded_noise)
   np.testing.assert_array_equal(got["seeded_lengths"], expected.mel_lengths)
   assert got["seeded_mel"].shape == expected.mel_decoded.shape
   np.testing.assert_allclose(got["seeded_mel"], expected.mel_decoded, atol=1e-4)
@@ -130,18 +143,22 @@ def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
                             noise=noise)
   np.testing.assert_array_equal(got["noise_lengths"], direct.mel_lengths)
   np.testing.assert_allclose(got["noise_mel"], direct.mel_decoded, atol=1e-4)
+  np.testing.assert_array_equal(got["durations"],
+                                tf.reduce_sum(direct.alignment, axis=2).numpy().astype(np.int32))
+  np.testing.assert_array_equal(got["durations"].sum(axis=1), got["noise_lengths"])
   assert int(got["bound"]) >= model.compatible_frames(int(np.max(got["noise_lengths"])))
 
 
 def test_export_refuses_a_non_empty_folder(loaded_run, tmp_path):
   (tmp_path / "old.txt").write_text("x")
   with pytest.raises(ValueError, match="not empty"):
-    saved_model.export_acoustic_saved_model(loaded_run, str(tmp_path))
+    saved_model.export_saved_model(str(tmp_path), loaded_run)
 
 
 def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timesteps, tmp_path):
   out_dir = str(tmp_path / "pair")
-  saved_model.export_saved_model(out_dir, acoustic_run, vocoder_run, n_timesteps=n_timesteps)
+  saved_model.export_saved_model(out_dir, acoustic_run, vocoder_run,
+                                 controls={"n_timesteps": n_timesteps})
   metadata = json.load(open(os.path.join(out_dir, "metadata.json"), encoding="utf-8"))
   rng = np.random.default_rng(0)
   lengths = np.array([7, 19], np.int32)
@@ -157,14 +174,16 @@ def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timestep
           "length_scale": "length_scale"}
   got = call_in_fresh_process(out_dir, {
       "mel_to_audio": {"mel": "mel", "mel_lengths": "mel_lengths"},
-      "text_to_audio_with_noise": dict(text, noise="noise"),
-      "text_to_audio": dict(text, noise_seeds="noise_seeds"),
-      "text_to_mel": dict(text, noise_seeds="noise_seeds")}, feed, tmp_path)
+      "text_to_audio": dict(text, noise="noise"),
+      "text_to_audio_seeded": dict(text, noise_seeds="noise_seeds"),
+      "text_to_mel_seeded": dict(text, noise_seeds="noise_seeds")}, feed, tmp_path)
 
   expected_names = ["mel_frames_bound", "mel_to_audio", "text_to_audio",
-                    "text_to_audio_with_noise", "text_to_mel", "text_to_mel_with_noise"]
-  assert list(got["signatures"]) == expected_names == sorted(metadata["signatures"])
+                    "text_to_audio_seeded", "text_to_mel", "text_to_mel_seeded"]
+  assert list(got["signatures"]) == expected_names == sorted(
+      list(metadata["signatures"]) + list(metadata["graphs"]))
   assert metadata["vocoder"]["model"] == "hifigan" and metadata["model"] == "grad_tts"
+  assert metadata["acoustic"]["model"] == "grad_tts"
   hop = vocoder_run.modules["generator"].config.hop_length
 
   # mel_to_audio: the weight-norm generator, zeroed past each item's length.
@@ -178,23 +197,25 @@ def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timestep
   np.testing.assert_allclose(audio[0, :5 * hop], reference[0, :5 * hop], atol=1e-5 * scale)
   assert not np.any(audio[0, 5 * hop:])
 
-  # text_to_audio_with_noise: the model's own synthesis, then the vocoder on its mels.
+  # text_to_audio: the model's own synthesis, then the vocoder on its mels.
   model = acoustic_run.modules["grad_tts"]
   direct = model.synthesize(ids, lengths, n_timesteps=n_timesteps, temperature=1.5,
                             noise=noise)
-  np.testing.assert_array_equal(got["text_to_audio_with_noise/mel_lengths"], direct.mel_lengths)
-  np.testing.assert_allclose(got["text_to_audio_with_noise/mel"], direct.mel_decoded,
+  np.testing.assert_array_equal(got["text_to_audio/mel_lengths"], direct.mel_lengths)
+  np.testing.assert_allclose(got["text_to_audio/mel"], direct.mel_decoded,
                              atol=1e-4)
-  vocoded, _ = vocode_lib.make_vocode_fn(generator)(direct.mel_decoded, direct.mel_lengths)
-  audio = got["text_to_audio_with_noise/audio"]
+  vocoded, _ = vocode_lib.make_vocode_fn(HifiGanServing(generator))(direct.mel_decoded,
+                                                                    direct.mel_lengths)
+  audio = got["text_to_audio/audio"]
   assert audio.shape == vocoded.shape
   np.testing.assert_allclose(audio, vocoded, atol=1e-4 * float(np.max(np.abs(vocoded))))
-  np.testing.assert_array_equal(got["text_to_audio_with_noise/audio_lengths"],
+  np.testing.assert_array_equal(got["text_to_audio/audio_lengths"],
                                 direct.mel_lengths.numpy() * hop)
 
-  # text_to_audio draws the same seeded noise as text_to_mel: same mels, and audio of them.
-  np.testing.assert_array_equal(got["text_to_audio/mel"], got["text_to_mel/mel"])
-  assert got["text_to_audio/audio"].shape[1] == got["text_to_mel/mel"].shape[1] * hop
+  # text_to_audio_seeded draws the same seeded noise as text_to_mel_seeded: same mels, and
+  # audio of them.
+  np.testing.assert_array_equal(got["text_to_audio_seeded/mel"], got["text_to_mel_seeded/mel"])
+  assert got["text_to_audio_seeded/audio"].shape[1] == got["text_to_mel_seeded/mel"].shape[1] * hop
 
 
 def test_vocoder_workdir_exports_mel_to_audio_only(vocoder_run, run_saver, tmp_path):
@@ -202,8 +223,9 @@ def test_vocoder_workdir_exports_mel_to_audio_only(vocoder_run, run_saver, tmp_p
   paths = export_lib.export_workdir(workdir, "saved_model", str(tmp_path / "out"))
   metadata = json.load(open(os.path.join(paths["saved_model"], "metadata.json"),
                             encoding="utf-8"))
-  assert list(metadata["signatures"]) == ["mel_to_audio"]
+  assert list(metadata["graphs"]) == ["mel_to_audio"] and metadata["signatures"] == {}
   assert metadata["model"] == "hifigan" and metadata["hop_length"] == 256
+  assert metadata["acoustic"] is None and metadata["controls"] == {}
   loaded = tf.saved_model.load(paths["saved_model"])
   assert sorted(loaded.signatures) == ["mel_to_audio"]
   mel = np.random.default_rng(1).normal(-5, 2, (1, 6, 80)).astype(np.float32)

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from tfspeech.export import inference_graphs, tfjs
+from tfspeech.models.grad_tts.grad_tts_serving import GradTTSServing
+from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
 
 N_TIMESTEPS = 2  # the conftest's n_timesteps
 FLOAT32_RTOL = 1e-4
@@ -63,8 +65,11 @@ def references(acoustic_run, vocoder_run):
           inputs["text_ids"], inputs["text_lengths"], n_timesteps=N_TIMESTEPS,
           temperature=1.5, length_scale=1.0, noise=inputs["noise"])
       mel = reference.mel_decoded.numpy()
+      mel_lengths = reference.mel_lengths.numpy()
       audio = vocoder_run.modules["generator"](mel).numpy()
-      cache[key] = inputs, mel, reference.mel_lengths.numpy(), audio
+      # mel_to_audio zeroes each item's audio past its length.
+      audio *= np.arange(audio.shape[1])[None, :] < (mel_lengths * 256)[:, None]
+      cache[key] = inputs, mel, mel_lengths, audio
     return cache[key]
 
   return get
@@ -90,6 +95,7 @@ def test_text_to_audio_in_node_matches_models(tfjs_text_to_audio, references, n_
   np.testing.assert_array_equal(out["audio_lengths"], mel_lengths * 256)
   assert out["mel"].shape == mel.shape
   assert relative_error(out["mel"], mel) <= FLOAT32_RTOL
+  np.testing.assert_array_equal(out["durations"].sum(axis=1), mel_lengths)
   assert out["audio"].shape == audio.shape
   assert relative_error(out["audio"], audio) <= FLOAT32_RTOL
   print(f"tfjs {backend} text_to_audio {lengths}: {run.seconds[0]:.2f} s, mel rel error "
@@ -306,7 +312,8 @@ def test_model_json_names_the_signature(tfjs_text_to_audio):
   signature = model["signature"]
   assert sorted(signature["inputs"]) == ["length_scale", "noise", "temperature", "text_ids",
                                          "text_lengths"]
-  assert sorted(signature["outputs"]) == ["audio", "audio_lengths", "mel", "mel_lengths"]
+  assert sorted(signature["outputs"]) == ["audio", "audio_lengths", "durations", "mel",
+                                          "mel_lengths"]
   ops = {node["op"] for node in model["modelTopology"]["node"]}
   assert not ops & {"While", "StatelessWhile", "If", "Enter", "Exit", "TensorListReserve",
                     "Assert"}
@@ -320,14 +327,16 @@ def test_model_json_names_the_signature(tfjs_text_to_audio):
 def test_float16_vocoder_halves_weights_within_tolerance(tmp_path, vocoder_run, node,
                                                          tfjs_converter):
   generator = vocoder_run.modules["generator"]
-  graphs = inference_graphs.build_graphs(generator=generator)
+  graphs = inference_graphs.build_graphs(vocoder=HifiGanServing(generator))
   folders = tfjs.export_graphs(graphs, str(tmp_path), precision="float16",
                                converter=tfjs_converter)
   float32_bytes = 4 * sum(int(np.prod(w.shape)) for w in graphs["mel_to_audio"].model_weights)
   assert shard_bytes(folders["mel_to_audio"]) < 0.6 * float32_bytes
   mel = np.random.default_rng(4).normal(-5, 2, (2, 33, 80)).astype(np.float32)
-  run = tfjs.run_graph_model(folders["mel_to_audio"], {"mel": mel})  # auto: wasm if installed
+  run = tfjs.run_graph_model(folders["mel_to_audio"],  # auto: wasm if installed
+                             {"mel": mel, "mel_lengths": np.array([33, 33], np.int32)})
   assert run.backend == ("cpu" if tfjs.wasm_backend_missing() else "wasm"), run.fallback
+  np.testing.assert_array_equal(run.outputs["audio_lengths"], [33 * 256, 33 * 256])
   error = relative_error(run.outputs["audio"], generator(mel).numpy())
   print(f"tfjs float16 mel_to_audio rel error {error:.2e}")
   assert 0 < error <= FLOAT16_RTOL
@@ -337,8 +346,8 @@ def test_float16_text_to_mel_stays_finite_and_close(tmp_path, acoustic_run, refe
                                                     tfjs_converter):
   """float16 quantizes every float constant of the graph, not only weights: a constant
   beyond float16's range (65504) becomes inf, and a masking product 0 * inf gave NaN mels."""
-  graphs = inference_graphs.build_graphs(acoustic_run.modules["grad_tts"],
-                                         n_timesteps=N_TIMESTEPS)
+  graphs = inference_graphs.build_graphs(GradTTSServing(acoustic_run.modules["grad_tts"]),
+                                         controls={"n_timesteps": N_TIMESTEPS})
   graphs = {inference_graphs.TEXT_TO_MEL: graphs[inference_graphs.TEXT_TO_MEL]}
   folder = tfjs.export_graphs(graphs, str(tmp_path), precision="float16",
                               converter=tfjs_converter)[inference_graphs.TEXT_TO_MEL]

@@ -67,7 +67,8 @@ def exported(tmp_path_factory, acoustic_run, vocoder_run, n_timesteps):
   """
   assert n_timesteps == N_TIMESTEPS
   root = tmp_path_factory.mktemp("tflite")
-  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, N_TIMESTEPS,
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run,
+                                            {"n_timesteps": N_TIMESTEPS},
                                             names=["mel_to_audio", "text_to_audio"])
   frozen_dir = str(root / "frozen")
   files = tflite.export_graphs(graphs, str(root / "float32"), frozen_dir=frozen_dir)
@@ -185,10 +186,16 @@ def test_mel_to_audio_float32_matches_weight_norm_generator(exported, vocoder_ru
   rng = np.random.default_rng(3)
   for batch, frames in [(1, 1), (1, 2), (3, 7), (1, 120)]:
     mel = rng.normal(-5.0, 2.0, (batch, frames, 80)).astype(np.float32)
-    audio = runner(mel=mel)["audio"]
+    lengths = np.full([batch], frames, np.int32)
+    lengths[0] = max(frames // 2, 1)
+    out = runner(mel=mel, mel_lengths=lengths)
     reference = generator(mel).numpy()
-    assert audio.shape == (batch, frames * 256)
-    assert relative_error(audio, reference) <= FLOAT32_RTOL, (batch, frames)
+    assert out["audio"].shape == (batch, frames * 256)
+    np.testing.assert_array_equal(out["audio_lengths"], lengths * 256)
+    # Zero past each item's length, the generator's audio before it.
+    assert not np.any(out["audio"][0, lengths[0] * 256:])
+    valid = np.arange(frames * 256)[None, :] < (lengths * 256)[:, None]
+    assert relative_error(out["audio"], reference * valid) <= FLOAT32_RTOL, (batch, frames)
 
 
 @pytest.mark.parametrize("lengths", [[1], [2], [2, 1], [60, 13]])
@@ -201,8 +208,10 @@ def test_text_to_audio_float32_matches_models(exported, acoustic_run, vocoder_ru
   np.testing.assert_array_equal(out["audio_lengths"], mel_lengths * 256)
   assert out["mel"].shape == mel.shape
   assert relative_error(out["mel"], mel) <= FLOAT32_RTOL
+  np.testing.assert_array_equal(out["durations"].sum(axis=1), mel_lengths)
   audio = vocoder_run.modules["generator"](mel).numpy()
-  assert relative_error(out["audio"], audio) <= FLOAT32_RTOL
+  valid = np.arange(audio.shape[1])[None, :] < (mel_lengths * 256)[:, None]
+  assert relative_error(out["audio"], audio * valid) <= FLOAT32_RTOL
   assert builtin_only(exported["text_to_audio"]) == []
 
 
@@ -228,8 +237,9 @@ def test_quantized_variants_are_smaller_and_within_tolerance(exported, acoustic_
   # Quantized duration predictors may round a token's duration the other way.
   assert np.all(np.abs(out["mel_lengths"] - mel_lengths) <= np.maximum(2, 0.05 * mel_lengths))
   # The vocoder half alone: the quantized graph's audio vs the float generator on its mel.
-  audio_error = relative_error(out["audio"],
-                               vocoder_run.modules["generator"](out["mel"]).numpy())
+  float_audio = vocoder_run.modules["generator"](out["mel"]).numpy()
+  valid = np.arange(float_audio.shape[1])[None, :] < out["audio_lengths"][:, None]
+  audio_error = relative_error(out["audio"], float_audio * valid)
   message = f"{precision}: mel_to_audio rel error {audio_error:.2e}"
   assert 0 < audio_error <= QUANTIZED_RTOL[precision], message
   if np.array_equal(out["mel_lengths"], mel_lengths):
@@ -244,7 +254,9 @@ def test_metadata_describes_files_and_front_end(exported):
     metadata = json.load(f)
   assert metadata["runtime"] == "tflite" and metadata["precision"] == "float32"
   assert metadata["sample_rate"] == 22050 and metadata["hop_length"] == 256
-  assert metadata["n_mels"] == 80 and metadata["n_timesteps"] == N_TIMESTEPS
+  assert metadata["n_mels"] == 80
+  assert metadata["controls"]["n_timesteps"]["value"] == N_TIMESTEPS
+  assert metadata["controls"]["temperature"]["recommended"] == 1.5
   assert metadata["add_blank"] and metadata["blank_id"] == 64
   assert metadata["symbols"]["symbols"][64] == metadata["symbols"]["blank"]
   assert metadata["vocoder"]["model"] == "hifigan"
@@ -256,14 +268,21 @@ def test_metadata_describes_files_and_front_end(exported):
     assert sorted(graph["outputs"]) == sorted(runner.output_names)
   assert metadata["graphs"]["text_to_audio"]["inputs"]["noise"]["shape"] == [
       "batch", "noise_frames", 80]
+  assert sorted(metadata["graphs"]["mel_to_audio"]["inputs"]) == ["mel", "mel_lengths"]
+  assert sorted(metadata["graphs"]["text_to_audio"]["outputs"]) == [
+      "audio", "audio_lengths", "durations", "mel", "mel_lengths"]
 
 
 def test_cli_exports_vocoder_run(tmp_path, vocoder_run, run_saver):
   workdir = run_saver(vocoder_run, str(tmp_path / "run"))
   paths = export_lib.export_workdir(workdir, "tflite", str(tmp_path / "out"))
   assert sorted(paths) == ["mel_to_audio", "metadata"]
+  with open(paths["metadata"], encoding="utf-8") as f:
+    tensors = json.load(f)["graphs"]["mel_to_audio"]["output_tensors"]
+  # The converter's tensor names ("PartitionedCall:0", ...) map to the output names.
+  assert sorted(tensors.values()) == ["audio", "audio_lengths"] and len(set(tensors)) == 2
   mel = np.random.default_rng(0).normal(-5, 2, (1, 9, 80)).astype(np.float32)
-  audio = tflite.TFLiteGraph(paths["mel_to_audio"])(mel=mel)["audio"]
+  audio = tflite.TFLiteGraph(paths["mel_to_audio"])(mel=mel, mel_lengths=np.array([9], np.int32))["audio"]
   assert relative_error(audio, vocoder_run.modules["generator"](mel).numpy()) <= FLOAT32_RTOL
   with pytest.raises(ValueError, match="already a vocoder run"):
     export_lib.export_workdir(workdir, "tflite", str(tmp_path / "out2"), vocoder=workdir)

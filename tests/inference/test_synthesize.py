@@ -57,7 +57,8 @@ def test_padding_does_not_change_any_item(loaded_run, tmp_path):
 
 
 def test_synthesis_graph_has_no_python_ops(loaded_run):
-  fn = synthesize_lib.make_synthesis_fn(loaded_run.modules["grad_tts"])
+  fn = synthesize_lib.make_synthesis_fn(synthesize_lib.acoustic_serving(loaded_run),
+                                       {"n_timesteps": 2})
   concrete = fn.get_concrete_function()
   assert concrete.inputs[0].shape.as_list() == [None, None]
   assert_no_python_ops(concrete)
@@ -104,7 +105,7 @@ def test_gta_rewrites_mels_and_keeps_everything_else(loaded_run, prepared, tmp_p
                            "validation": info["counts"]["validation"]}
   assert sorted(map(os.path.basename, glob.glob(os.path.join(out, "*.tfrecord")))) == \
       sorted(map(os.path.basename, glob.glob(os.path.join(prepared, "*.tfrecord"))))
-  assert load_dataset_info(out)["gta"]["n_timesteps"] == 2
+  assert load_dataset_info(out)["gta"]["controls"]["n_timesteps"] == 2
   features = ("id", "text_ids", "audio", "mel")
   source = make_dataset(prepared, "validation", 8, features, shuffle=False, repeat=False,
                         bucket_boundaries=False)
@@ -196,3 +197,33 @@ def test_long_text_is_chunked_and_joined_into_one_wav(loaded_run, tmp_path):
   assert np.abs(wav[:hop * 2]).max() > 0  # Speech (noise) starts right away.
   # Every chunk was synthesized within the bound, and the ids add up to the whole text's.
   assert item.num_ids >= front_end.count_tokens(long_text) - item.num_chunks * 2
+
+
+def test_controls_are_checked_against_the_model_declaration(loaded_run, tmp_path):
+  with pytest.raises(ValueError, match=r"unknown control nonsense; this model's controls: "
+                                       r"n_timesteps .*temperature .*length_scale"):
+    synthesize_lib.synthesize_texts(loaded_run, ["Hi."], out_dir=str(tmp_path), nonsense=1)
+  with pytest.raises(ValueError, match=r"--temperature=0: must be > 0"):
+    synthesize_lib.synthesize_texts(loaded_run, ["Hi."], out_dir=str(tmp_path), temperature=0,
+                                    control_sources={"temperature": "--temperature"})
+  with pytest.raises(ValueError, match=r"--control=n_timesteps=1.5: expected an integer"):
+    synthesize_lib.synthesize_texts(loaded_run, ["Hi."], out_dir=str(tmp_path),
+                                    n_timesteps="1.5")
+  assert not os.listdir(tmp_path)
+
+
+def test_synthesis_reports_durations_that_add_up_to_the_mel(loaded_run):
+  acoustic = synthesize_lib.acoustic_serving(loaded_run)
+  front_end = synthesize_lib.text_front_end(loaded_run)
+  ids, lengths = synthesize_lib.pad_batch([front_end.encode(t) for t in TEXTS],
+                                          front_end.symbols.pad_id)
+  fn = synthesize_lib.make_synthesis_fn(acoustic, {"n_timesteps": 2})
+  out = fn(tf.constant(ids), tf.constant(lengths), tf.constant([[0, 0], [0, 1], [0, 2]]),
+           tf.zeros([3], tf.int32), tf.constant(1.5), tf.constant(1.3))
+  durations = out["durations"].numpy()
+  assert durations.shape == ids.shape and durations.dtype == np.int32
+  np.testing.assert_array_equal(durations.sum(axis=1), out["mel_lengths"].numpy())
+  for row, length in enumerate(lengths):
+    # Padding tokens get no frame; a token may get none (a tiny predicted duration).
+    assert (durations[row, length:] == 0).all() and (durations[row, :length] >= 0).all()
+    assert durations[row, :length].sum() >= 1

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech.inference import vocode_lib
 from tfspeech.models import hifigan
+from tfspeech.models.hifigan.hifigan_serving import HifiGanServing, receptive_field_samples
 from tfspeech.models.hifigan.hifigan_task import HifiGanTask
 from tfspeech.testing import assert_no_python_ops
 from tfspeech.training import Trainer
@@ -63,8 +64,8 @@ def test_receptive_field_bounds_the_influence_of_one_frame():
   for config in (hifigan.tiny(),
                  hifigan.tiny().replace(resblock="1", resblock_kernel_sizes=(3, 5),
                                         resblock_dilation_sizes=((1, 3), (1, 2)))):
-    vocoder = vocode_lib.Vocoder.for_generator(random_generator(config))
-    radius = vocode_lib.receptive_field(config)
+    vocoder = vocode_lib.Vocoder.for_serving(HifiGanServing(random_generator(config)))
+    radius = receptive_field_samples(config)
     frames, changed_frame = 40, 20
     mels = random_mels([frames])
     bumped = mels.copy()
@@ -82,8 +83,8 @@ def test_receptive_field_bounds_the_influence_of_one_frame():
 
 def test_padding_changes_an_item_only_near_its_end():
   config = hifigan.tiny()
-  vocoder = vocode_lib.Vocoder.for_generator(random_generator(config))
-  radius = vocode_lib.receptive_field(config)
+  vocoder = vocode_lib.Vocoder.for_serving(HifiGanServing(random_generator(config)))
+  radius = receptive_field_samples(config)
   lengths = [20, 33]
   # Junk padding (not silence) so that any leak of the padding shows.
   batch = random_mels(lengths, seed=3)
@@ -110,7 +111,7 @@ def test_padding_changes_an_item_only_near_its_end():
 
 def test_one_two_and_three_frame_mels_and_empty_items():
   config = hifigan.tiny()
-  vocoder = vocode_lib.Vocoder.for_generator(random_generator(config))
+  vocoder = vocode_lib.Vocoder.for_serving(HifiGanServing(random_generator(config)))
   for frames in (1, 2, 3):
     audio, lengths = vocoder.vocode(tf.constant(random_mels([frames], seed=frames)),
                                     tf.constant([frames]))
@@ -147,7 +148,7 @@ def test_read_npy_mels_names_each_bad_file(tmp_path):
 
 
 def test_vocode_items_retries_a_failing_batch_item_by_item(tmp_path):
-  vocoder = vocode_lib.Vocoder.for_generator(random_generator(hifigan.tiny()))
+  vocoder = vocode_lib.Vocoder.for_serving(HifiGanServing(random_generator(hifigan.tiny())))
   real = vocoder.vocode
 
   def vocode(mels, lengths):
@@ -166,8 +167,9 @@ def test_vocode_items_retries_a_failing_batch_item_by_item(tmp_path):
 
 
 def test_vocode_is_one_pure_graph_with_unknown_dims():
-  vocoder = vocode_lib.Vocoder.for_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
-  assert not vocoder.generator.weight_norm
+  vocoder = vocode_lib.Vocoder.for_serving(
+      HifiGanServing(hifigan.HifiGanGenerator(hifigan.tiny())))
+  assert not vocoder.serving.generator.weight_norm
   concrete = vocoder.vocode.get_concrete_function()
   assert_no_python_ops(concrete)
   mels_spec, lengths_spec = concrete.structured_input_signature[0]
@@ -182,7 +184,7 @@ def test_load_vocoder_folds_weight_norm_of_the_restored_run(vocoder_run):
   vocoder = vocode_lib.load_vocoder(workdir)
   assert vocoder.step == 0 and vocoder.checkpoint.endswith("ckpt-5")
   assert vocoder.sample_rate == 22050 and vocoder.hop_length == HOP
-  assert not vocoder.generator.weight_norm
+  assert not vocoder.serving.generator.weight_norm
   mels = random_mels([12])
   want = trained_generator(tf.constant(mels)).numpy()
   got, _ = vocoder.vocode(tf.constant(mels), tf.constant([12]))
@@ -210,7 +212,8 @@ def test_write_wavs_reads_back(tmp_path):
 
 
 def test_real_time_factor_reports_batch_audio():
-  vocoder = vocode_lib.Vocoder.for_generator(hifigan.HifiGanGenerator(hifigan.tiny()))
+  vocoder = vocode_lib.Vocoder.for_serving(
+      HifiGanServing(hifigan.HifiGanGenerator(hifigan.tiny())))
   result = vocode_lib.real_time_factor(vocoder, seconds=0.5, batch_size=2, repeats=1)
   assert result["audio_seconds"] == pytest.approx(2 * 43 * HOP / 22050)
   assert result["rtf"] == pytest.approx(result["seconds_per_call"] / result["audio_seconds"])

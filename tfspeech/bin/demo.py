@@ -1,13 +1,17 @@
-r"""The main job, end to end: prepare the bundled corpus, train a tiny Grad-TTS, synthesize, export.
+r"""The main job, end to end: prepare the bundled corpus, train a tiny TTS model, synthesize, export.
 
   tfspeech-demo --out=demo_out
+  tfspeech-demo --out=demo_out --model=M --control=NAME=VALUE
+
+--model is any acoustic model (default in --help); its controls are set as in
+tfspeech-synthesize.
 
 Runs from a checkout of the repository (the corpus is tests/data/ljspeech_tiny).
 Each stage resumes: running it again continues training where it stopped and
 redoes synthesis and export. Equivalent to:
 
   tfspeech-prepare --corpus=tests/data/ljspeech_tiny --out=OUT/data --workers=1
-  tfspeech-train --model=grad_tts --preset=tiny --data=OUT/data --workdir=OUT/run --max_steps=N
+  tfspeech-train --model=M --preset=tiny --data=OUT/data --workdir=OUT/run --max_steps=N
   tfspeech-synthesize --workdir=OUT/run --text_file=... --out=OUT/wavs
   tfspeech-export --workdir=OUT/run --format=saved_model --out=OUT/saved_model
 """
@@ -25,12 +29,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "demo_out", "Folder for everything the demo writes.")
 flags.DEFINE_string("corpus", os.path.join("tests", "data", "ljspeech_tiny"),
                     "LJSpeech-layout corpus to train on (default: the bundled tiny corpus).")
-flags.DEFINE_integer("max_steps", 400, "Training steps of the tiny Grad-TTS.")
+flags.DEFINE_string("model", "grad_tts", "Acoustic model to train (its tiny preset).")
+flags.DEFINE_integer("max_steps", 400, "Training steps of the tiny acoustic model.")
 flags.DEFINE_list("texts", ["The quick brown fox jumps over the lazy dog.",
                             "Dr. Smith paid $3.50 on the 2nd of May.",
                             "Speech synthesis runs entirely in TensorFlow graphs."],
                   "Sentences to synthesize (comma-separated).")
-flags.DEFINE_integer("n_timesteps", 10, "Reverse-diffusion steps at synthesis.")
+flags.DEFINE_multi_string("control", [], "A control of the model as NAME=VALUE (repeatable; "
+                          "tfspeech-info --model=M lists them), for synthesis and export.")
+flags.DEFINE_integer("n_timesteps", None, "Short for --control=n_timesteps=N (e.g. "
+                     "reverse-diffusion steps at synthesis).")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 
@@ -47,10 +55,14 @@ def main(argv):
     common.fail(f"--corpus={FLAGS.corpus} has no metadata.csv; run from the repository root "
                 "or pass --corpus=DIR of an LJSpeech-layout corpus")
   common.check_out_dir("out", FLAGS.out)
-  common.check_positive(max_steps=FLAGS.max_steps, n_timesteps=FLAGS.n_timesteps)
+  common.check_positive(max_steps=FLAGS.max_steps)
   if not FLAGS.texts or not all(text.strip() for text in FLAGS.texts):
     common.fail(f"--texts={','.join(FLAGS.texts)}: every sentence must hold text (they are "
                 "separated by commas)")
+  common.check_model_name(FLAGS.model)
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  controls, sources = common.check_or_fail(serving_runs.resolve_flag_controls, FLAGS.model,
+                                           FLAGS.control, {"n_timesteps": FLAGS.n_timesteps})
   logging.set_verbosity(logging.WARNING)  # Stage lines and progress bars say enough.
   # pylint: disable=import-outside-toplevel
   from tfspeech import training
@@ -71,8 +83,8 @@ def main(argv):
         f"{report.num_skipped} skipped")
   timings["prepare"] = time.time() - start
 
-  start = _stage(f"2/4 train grad_tts (tiny) for {FLAGS.max_steps} steps -> {workdir}")
-  result = training.train("grad_tts", "tiny", data_dir=data_dir, workdir=workdir,
+  start = _stage(f"2/4 train {FLAGS.model} (tiny) for {FLAGS.max_steps} steps -> {workdir}")
+  result = training.train(FLAGS.model, "tiny", data_dir=data_dir, workdir=workdir,
                           overrides={"max_steps": FLAGS.max_steps},
                           allow_changes=("max_steps",), progress=FLAGS.progress)
   print(f"step {result.final_step}: " + ", ".join(
@@ -81,8 +93,8 @@ def main(argv):
 
   start = _stage(f"3/4 synthesize {len(FLAGS.texts)} sentences -> {wav_dir}")
   loaded = training.load_run(workdir)
-  synthesis = synthesize_lib.synthesize_texts(loaded, FLAGS.texts, n_timesteps=FLAGS.n_timesteps,
-                                              out_dir=wav_dir)
+  synthesis = synthesize_lib.synthesize_texts(loaded, FLAGS.texts, out_dir=wav_dir,
+                                              control_sources=sources, **controls)
   print(f"real-time factor {synthesis.real_time_factor:.3f}, {synthesis.times_real_time:.1f}x "
         "faster than real time (Griffin-Lim vocoder)")
   timings["synthesize"] = time.time() - start
@@ -90,7 +102,7 @@ def main(argv):
   start = _stage(f"4/4 export SavedModel -> {export_dir}")
   if os.path.isdir(export_dir):
     shutil.rmtree(export_dir)
-  saved_model.export_acoustic_saved_model(loaded, export_dir, n_timesteps=FLAGS.n_timesteps)
+  saved_model.export_saved_model(export_dir, loaded, controls=controls)
   timings["export"] = time.time() - start
 
   print("\n=== done in " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))

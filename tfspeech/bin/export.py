@@ -1,19 +1,24 @@
 r"""Exports trained runs for serving: SavedModel, TFLite or TensorFlow.js.
 
-  tfspeech-export --workdir=runs/gradtts --vocoder=runs/hifigan --format=saved_model \
+  tfspeech-export --workdir=runs/tts --vocoder=runs/vocoder --format=saved_model \
       --out=exported/saved_model
-  tfspeech-export --workdir=runs/gradtts --vocoder=runs/hifigan --format=tflite \
-      --out=exported/tflite --precision=float16
-  tfspeech-export --workdir=runs/gradtts --vocoder=runs/hifigan --format=tfjs \
+  tfspeech-export --workdir=runs/tts --vocoder=runs/vocoder --format=tflite \
+      --out=exported/tflite --precision=float16 --control=n_timesteps=10
+  tfspeech-export --workdir=runs/tts --vocoder=runs/vocoder --format=tfjs \
       --out=exported/tfjs
-  tfspeech-export --workdir=runs/hifigan --format=tflite --out=exported/vocoder
+  tfspeech-export --workdir=runs/vocoder --format=tflite --out=exported/vocoder
 
---workdir is a Grad-TTS run (text_to_mel; with --vocoder also mel_to_audio and the end-to-end
-text_to_audio) or a HiFi-GAN run (mel_to_audio), for every format. The work is done by
-tfspeech.export.export_lib.export_workdir. TFLite writes NAME.tflite per graph, TFJS a
-graph-model folder NAME/ per graph; both write metadata.json (symbols, cleaners, sample
-rate, inputs and outputs) so an app can drive the files without tfspeech. The browser demo
-serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after `npm ci` in export/).
+--workdir is a run of any acoustic model (text_to_mel; with --vocoder also mel_to_audio and
+the end-to-end text_to_audio) or of any vocoder (mel_to_audio), for every format, with the
+same graph names, inputs and outputs in each. The model's static controls (see
+`tfspeech-info --model=M`) are fixed in the graphs with --control=NAME=VALUE; its other
+controls are graph inputs, and values given for them are recorded in metadata.json as the
+recommended ones. The work is done by tfspeech.export.export_lib.export_workdir. A
+SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-model folder
+NAME/ per graph; every format writes metadata.json of one layout (symbols, cleaners,
+sample rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
+The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
+`npm ci` in export/).
 
 --format=tfjs creates the converter's own virtualenv on first use (~3 GB, minutes; see
 tfspeech.export.tfjs), or uses $TFSPEECH_TFJS_CONVERTER.
@@ -25,14 +30,19 @@ from tfspeech.bin import common
 from tfspeech.export import export_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run folder of a trained Grad-TTS or HiFi-GAN model.")
+flags.DEFINE_string("workdir", None, "Run folder of a trained acoustic model or vocoder.")
 flags.DEFINE_enum("format", None, export_lib.FORMATS, "Export format.")
 flags.DEFINE_string("out", None, "Output folder (must be empty or absent).")
-flags.DEFINE_string("vocoder", None, "Run folder of a trained HiFi-GAN for --workdir's Grad-TTS: "
-                    "adds mel_to_audio and the end-to-end text_to_audio.")
+flags.DEFINE_string("vocoder", None, "Run folder of a trained vocoder for --workdir's acoustic "
+                    "model: adds mel_to_audio and the end-to-end text_to_audio.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix of --workdir, or 'best' "
                     "(default: the newest).")
-flags.DEFINE_integer("n_timesteps", 10, "Grad-TTS reverse-diffusion steps fixed in the graph.")
+flags.DEFINE_multi_string("control", [], "A control of the acoustic model as NAME=VALUE "
+                          "(repeatable): static ones are fixed in the graphs, the others "
+                          "recorded as recommended inputs (tfspeech-info --model=M lists "
+                          "them).")
+flags.DEFINE_integer("n_timesteps", None, "Short for --control=n_timesteps=N (e.g. diffusion "
+                     "steps unrolled into the graphs).")
 flags.DEFINE_enum("precision", "float32", export_lib.PRECISIONS, "Weight precision (tflite/tfjs). "
                   "float16: half-size weights; dynamic_range: 8-bit weights (TFLite: dynamic-"
                   "range quantized kernels; TFJS: uint8 weight quantization).")
@@ -46,16 +56,25 @@ def main(argv):
   common.check_no_arguments(argv)
   common.check_run_dir("workdir", FLAGS.workdir)
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
-  if FLAGS.vocoder is not None:
-    common.check_run_dir("vocoder", FLAGS.vocoder, models=("hifigan",))
   common.check_out_dir("out", FLAGS.out, must_be_empty=True)
-  common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.n_timesteps,
-                       FLAGS.precision, FLAGS.select_tf_ops)
+  common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.precision,
+                       FLAGS.select_tf_ops)
+  # Roles and controls come from the registry: any acoustic model, any vocoder.
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
+  if FLAGS.vocoder is not None:
+    common.check_run_dir("vocoder", FLAGS.vocoder,
+                         models=tuple(serving_runs.models_with_role(serving.VOCODER)))
+  controls = None
+  model = serving_runs.run_model_name(FLAGS.workdir)
+  if FLAGS.control or FLAGS.n_timesteps is not None:
+    controls, _ = common.check_or_fail(serving_runs.resolve_flag_controls, model,
+                                       FLAGS.control, {"n_timesteps": FLAGS.n_timesteps})
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   try:
     paths = export_lib.export_workdir(
         FLAGS.workdir, FLAGS.format, FLAGS.out, FLAGS.vocoder, FLAGS.checkpoint,
-        FLAGS.n_timesteps, FLAGS.precision, FLAGS.select_tf_ops)
+        controls, FLAGS.precision, FLAGS.select_tf_ops)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for name, path in paths.items():

@@ -66,6 +66,22 @@ def main(argv):
   print(json.dumps(cfg.to_dict(run), indent=2))
   print()
   print(training.format_parameter_table(training.count_parameters(modules, depth=FLAGS.depth)))
+  _print_serving(registry.get(run.model))
+
+
+def _print_serving(task_class):
+  """The model's serving role and the controls it declares (--control=NAME=VALUE)."""
+  from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
+  role = serving.task_role(task_class)
+  if role is None:
+    return
+  print()
+  print(f"serves as: {role}")
+  controls = serving.task_controls(task_class)
+  if controls:
+    print("controls (tfspeech-synthesize / tfspeech-export --control=NAME=VALUE):")
+    for control in controls:
+      print(f"  {control.describe()}")
 
 
 def run():

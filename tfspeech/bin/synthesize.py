@@ -1,9 +1,14 @@
 r"""Synthesizes speech with a trained acoustic model, or ground-truth-aligned mels for vocoders.
 
-  tfspeech-synthesize --workdir=runs/gradtts --text="Hello there." --out=out/
-  tfspeech-synthesize --workdir=runs/gradtts --text_file=lines.txt --out=out/ \
-      --vocoder=runs/hifigan --n_timesteps=50
-  tfspeech-synthesize --workdir=runs/gradtts --gta --data=data/ljspeech --out=data/ljspeech_gta
+  tfspeech-synthesize --workdir=runs/tts --text="Hello there." --out=out/
+  tfspeech-synthesize --workdir=runs/tts --text_file=lines.txt --out=out/ \
+      --vocoder=runs/vocoder --control=n_timesteps=50 --control=temperature=1.3
+  tfspeech-synthesize --workdir=runs/tts --gta --data=data/ljspeech --out=data/ljspeech_gta
+
+--workdir is a run of any acoustic model, --vocoder a run of any vocoder. A model's knobs
+are its declared controls, given as repeated --control=NAME=VALUE (`tfspeech-info
+--model=M` lists them with their defaults); --n_timesteps, --temperature and
+--length_scale are kept as short forms of --control for the controls of those names.
 
 Text mode writes NAME.npy (float32 [frames, n_mels] log-mel) and NAME.wav per text and
 prints the real-time factor. A --text_file has one text per line, optionally "NAME|text";
@@ -15,8 +20,9 @@ others are still written (exit status 1); dropped emoji or transliterated text i
 on "note:" lines.
 
 --gta rewrites the prepared corpus --data into --out with teacher-forced mels (the model's
-decoder run on the prior aligned to the true mel), same schema and shard names, audio kept:
-the data for fine-tuning a vocoder on this acoustic model's outputs.
+ground-truth-aligned mode, e.g. its decoder on the prior aligned to the true mel), same
+schema and shard names, audio kept: the data for fine-tuning a vocoder on this acoustic
+model's outputs.
 """
 
 import sys
@@ -35,11 +41,18 @@ flags.DEFINE_string("text_file", None, "UTF-8 file with one text per line, optio
                     "'NAME|text'.")
 flags.DEFINE_string("out", None, "Output folder (NAME.wav + NAME.npy; with --gta, the "
                     "rewritten prepared corpus).")
-flags.DEFINE_string("vocoder", None, "Run folder of a trained vocoder (e.g. hifigan); "
+flags.DEFINE_string("vocoder", None, "Run folder of a trained vocoder (any vocoder model); "
                     "default: Griffin-Lim.")
-flags.DEFINE_integer("n_timesteps", 10, "Reverse-diffusion steps (more: cleaner, slower).")
-flags.DEFINE_float("temperature", 1.5, "Divides the starting noise (higher: smoother).")
-flags.DEFINE_float("length_scale", 1.0, "Multiplies durations (> 1 speaks slower).")
+flags.DEFINE_multi_string("control", [], "A control the acoustic model declares, as "
+                          "NAME=VALUE (repeat for several; tfspeech-info --model=M lists "
+                          "them); unset controls take the model's defaults.")
+# Short forms of --control=NAME=VALUE for controls of these names (default: the model's).
+flags.DEFINE_integer("n_timesteps", None, "Short for --control=n_timesteps=N (e.g. "
+                     "reverse-diffusion steps).")
+flags.DEFINE_float("temperature", None, "Short for --control=temperature=T (e.g. divides "
+                   "the starting noise).")
+flags.DEFINE_float("length_scale", None, "Short for --control=length_scale=S (multiplies "
+                   "durations: > 1 speaks slower).")
 flags.DEFINE_integer("seed", 0, "Noise seed; text k of a call uses (seed, k).")
 flags.DEFINE_integer("batch_size", 16, "Texts (or --gta utterances) per model call.")
 flags.DEFINE_integer("speaker", 0, "Speaker id (multi-speaker models).")
@@ -51,6 +64,7 @@ flags.DEFINE_bool("gta", False, "Write ground-truth-aligned mels of the prepared
                   "--data instead of synthesizing texts.")
 flags.DEFINE_string("data", None, "Prepared corpus (tfspeech-prepare --out) for --gta.")
 flags.mark_flags_as_required(["workdir", "out"])
+_CONTROL_SHORT_FORMS = ("n_timesteps", "temperature", "length_scale")
 
 
 def _check_flags():
@@ -61,10 +75,8 @@ def _check_flags():
       raise ValueError("--gta reads --data; drop --text/--text_file")
   elif bool(FLAGS.text) == bool(FLAGS.text_file):
     raise ValueError("pass exactly one of --text or --text_file (or --gta --data=DIR)")
-  if FLAGS.n_timesteps < 1 or FLAGS.batch_size < 1:
-    raise ValueError("--n_timesteps and --batch_size must be >= 1")
-  if FLAGS.temperature <= 0 or FLAGS.length_scale <= 0:
-    raise ValueError("--temperature and --length_scale must be > 0")
+  if FLAGS.batch_size < 1:
+    raise ValueError("--batch_size must be >= 1")
 
 
 def main(argv):
@@ -74,25 +86,31 @@ def main(argv):
   common.check_or_fail(_check_flags)
   common.check_run_dir("workdir", FLAGS.workdir)
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
-  if FLAGS.vocoder is not None:
-    common.check_run_dir("vocoder", FLAGS.vocoder, models=("hifigan",))
   if FLAGS.text_file is not None:
     common.check_text_file("text_file", FLAGS.text_file)
   if FLAGS.gta:
     common.check_prepared_dir("data", FLAGS.data)
   common.check_out_dir("out", FLAGS.out)
+  # Roles and controls come from the registry: any acoustic model, any vocoder.
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
+  common.check_run_dir("workdir", FLAGS.workdir,
+                       models=tuple(serving_runs.models_with_role(serving.ACOUSTIC)))
+  if FLAGS.vocoder is not None:
+    common.check_run_dir("vocoder", FLAGS.vocoder,
+                         models=tuple(serving_runs.models_with_role(serving.VOCODER)))
+  controls, sources = common.check_or_fail(
+      serving_runs.resolve_flag_controls, serving_runs.run_model_name(FLAGS.workdir),
+      FLAGS.control, {name: FLAGS[name].value for name in _CONTROL_SHORT_FORMS})
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   from tfspeech import inference  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
-  # Registers "grad_tts" until the registry imports it on demand.
-  import tfspeech.models.grad_tts  # pylint: disable=import-outside-toplevel,unused-import
   try:
     run = training.load_run(FLAGS.workdir, FLAGS.checkpoint)
     if FLAGS.gta:
-      result = inference.generate_gta(run, FLAGS.data, FLAGS.out,
-                                      n_timesteps=FLAGS.n_timesteps,
-                                      temperature=FLAGS.temperature, seed=FLAGS.seed,
-                                      batch_size=FLAGS.batch_size)
+      result = inference.generate_gta(run, FLAGS.data, FLAGS.out, seed=FLAGS.seed,
+                                      batch_size=FLAGS.batch_size, control_sources=sources,
+                                      **controls)
       print(f"wrote ground-truth-aligned mels of {result.counts} utterances to "
             f"{result.out_dir} in {result.wall_seconds:.1f} s")
       return
@@ -101,10 +119,9 @@ def main(argv):
     else:
       names, texts = ["0000"], [FLAGS.text]
     result = inference.synthesize_texts(
-        run, texts, n_timesteps=FLAGS.n_timesteps, temperature=FLAGS.temperature,
-        length_scale=FLAGS.length_scale, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-        out_dir=FLAGS.out, vocoder=FLAGS.vocoder, names=names, speaker=FLAGS.speaker,
-        max_tokens=FLAGS.max_tokens)
+        run, texts, seed=FLAGS.seed, batch_size=FLAGS.batch_size, out_dir=FLAGS.out,
+        vocoder=FLAGS.vocoder, names=names, speaker=FLAGS.speaker,
+        max_tokens=FLAGS.max_tokens, control_sources=sources, **controls)
   except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for item in result.items:

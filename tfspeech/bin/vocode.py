@@ -1,7 +1,7 @@
-r"""Turns log-mel spectrograms into WAV files with a trained vocoder run.
+r"""Turns log-mel spectrograms into WAV files with a trained vocoder run (any vocoder model).
 
-  tfspeech-vocode --workdir=runs/hifigan --mels=mels/ --out=wavs/
-  tfspeech-vocode --workdir=runs/hifigan --mels=data/ljspeech --split=validation --out=wavs/
+  tfspeech-vocode --workdir=runs/vocoder --mels=mels/ --out=wavs/
+  tfspeech-vocode --workdir=runs/vocoder --mels=data/ljspeech --split=validation --out=wavs/
 
 --mels is either a folder of `.npy` files, each `[frames, n_mels]` float32 log-mels
 in the vocoder's mel convention (written `<name>.wav`), or a prepared corpus
@@ -18,7 +18,8 @@ from absl import flags
 from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Vocoder training run (tfspeech-train --model=hifigan).")
+flags.DEFINE_string("workdir", None, "Vocoder training run (tfspeech-train --model=M of any "
+                    "vocoder model).")
 flags.DEFINE_string("mels", None, "Folder of [frames, n_mels] .npy log-mels, or a prepared "
                     "corpus folder (with dataset.json).")
 flags.DEFINE_string("out", None, "Folder for the WAV files (created if needed).")
@@ -54,11 +55,13 @@ def _prepared_items(folder, split, vocoder):
 def main(argv):
   common.check_no_arguments(argv)
   common.check_positive(batch_size=FLAGS.batch_size)
-  common.check_run_dir("workdir", FLAGS.workdir, models=("hifigan",))
+  common.check_run_dir("workdir", FLAGS.workdir)
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+  # The roles come from the registry: any model whose task serves as a vocoder.
+  common.check_run_dir("workdir", FLAGS.workdir, models=tuple(vocode_lib.vocoder_models()))
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
   common.check_dir("mels", FLAGS.mels, "[frames, n_mels] .npy log-mels or a prepared corpus")
   common.check_out_dir("out", FLAGS.out)
-  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
 
   try:
     vocoder = vocode_lib.load_vocoder(FLAGS.workdir, FLAGS.checkpoint)

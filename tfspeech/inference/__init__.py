@@ -1,15 +1,16 @@
 """Inference: text → mel → audio files with a trained run, and ground-truth-aligned mels.
 
-  run = tfspeech.training.load_run("runs/gradtts")
+  run = tfspeech.training.load_run("runs/tts")
   result = synthesize_texts(run, ["Hello there."], out_dir="out/")
 """
 
 from tfspeech.inference.synthesize_lib import (GtaResult, SynthesisFailure, SynthesisResult,
-                                               SynthesizedItem, TextFrontEnd, generate_gta,
+                                               SynthesizedItem, TextFrontEnd, acoustic_serving,
+                                               generate_gta,
                                                item_noise, load_vocoder, make_synthesis_fn,
                                                read_text_file, synthesize_mels,
                                                synthesize_texts, text_front_end)
 
 __all__ = ["GtaResult", "SynthesisFailure", "SynthesisResult", "SynthesizedItem",
-           "TextFrontEnd", "generate_gta", "item_noise", "load_vocoder", "make_synthesis_fn",
+           "TextFrontEnd", "acoustic_serving", "generate_gta", "item_noise", "load_vocoder", "make_synthesis_fn",
            "read_text_file", "synthesize_mels", "synthesize_texts", "text_front_end"]

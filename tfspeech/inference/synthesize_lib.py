@@ -1,19 +1,24 @@
 """Text → mel → audio with a trained acoustic-model run, and ground-truth-aligned mels.
 
-  run = tfspeech.training.load_run("runs/gradtts")
+  run = tfspeech.training.load_run("runs/tts")
   result = synthesize_texts(run, ["Hello there.", "A longer second sentence."],
-                            out_dir="out/")
+                            out_dir="out/", temperature=1.2)
   result.items[0].wav_path, result.real_time_factor
+
+Any run whose task serves as an acoustic model works: the model is driven through
+`tfspeech.models.serving.AcousticModel`, and its declared controls (`acoustic_serving(run)
+.controls`) are keyword arguments here (`--control=name=value` on the command line).
 
 Texts are cleaned and tokenized with the run's own symbol table and cleaners (recorded in
 its config.json at the start of training), batched (texts of different lengths share a
-batch), and run through one `tf.function` whose input signature has `None` batch and length
-dims. Item k of a call draws its terminal noise from the stateless seed `(seed, k)`, so an
-item's mel does not depend on what else is in its batch or on the batch size.
+batch), and run through one `tf.function` (per value of the model's static controls) whose input
+signature has `None` batch and length dims. Item k of a call draws its noise from the
+stateless seed `(seed, k)`, so an item's mel does not depend on what else is in its batch
+or on the batch size.
 
 Audio comes from Griffin-Lim (`tfspeech.audio.mel_to_audio`, peak-normalised to -1 dBFS)
-until a vocoder run is given (`vocoder=WORKDIR` of a trained vocoder whose task has a
-"generator" module).
+until a vocoder run is given (`vocoder=WORKDIR` of a trained run whose task serves as a
+vocoder).
 
 Long texts are split (`tfspeech.text.chunking.split_text`: sentence, then clause, then
 word boundaries) into chunks of at most `max_tokens` ids; chunks of all texts are batched
@@ -25,10 +30,10 @@ One item that fails (its text has nothing to say, the model or the vocoder fails
 its file cannot be written) is reported in `SynthesisResult.failures` with its name and
 the error; the other items are still written.
 
-`generate_gta` writes teacher-forced (ground-truth-aligned) mels of a prepared corpus:
-MAS aligns the text to the true mel, the decoder runs on the aligned prior, and the records
-are written again with that mel in place of the true one (audio kept) for fine-tuning a
-vocoder on the acoustic model's outputs.
+`generate_gta` writes teacher-forced (ground-truth-aligned) mels of a prepared corpus with
+the model's `ground_truth_aligned` (e.g. aligned to the true mel, then decoded): the
+records are written again with that mel in place of the true one (audio kept) for
+fine-tuning a vocoder on the acoustic model's outputs.
 """
 
 import dataclasses
@@ -49,13 +54,12 @@ from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.data import records
-from tfspeech.ops.sequence import sequence_mask
+from tfspeech.inference import serving_runs
+from tfspeech.models import serving as serving_lib
 from tfspeech.text import chunking
 
 _LOG = logging.getLogger(__name__)
 
-ACOUSTIC_MODULE = "grad_tts"
-VOCODER_MODULE = "generator"
 NOISE_ALGORITHM = "philox"
 # Ids per chunk of a long text (blanks included: ~200 characters, ~10-15 s of speech,
 # the length of the longest LJSpeech utterances the models are trained on).
@@ -174,38 +178,31 @@ def item_noise(item_seeds, frames, n_feats):
       tf.cast(item_seeds, tf.int32), fn_output_signature=tf.float32)
 
 
-def frames_upper_bound(model, text_ids, text_lengths, length_scale, speaker=None):
-  """An int32 scalar >= the frames `model.synthesize` will need noise for."""
-  _, log_durations, text_mask, _ = model.encode(text_ids, text_lengths, speaker)
-  durations = tf.math.ceil(tf.exp(log_durations) * text_mask) * length_scale
-  longest = tf.math.ceil(tf.reduce_max(tf.reduce_sum(durations, axis=1)))
-  # synthesize keeps >= 1 frame and rounds up to the U-Net multiple.
-  return tf.cast(longest, tf.int32) + 2 * model.config.frames_multiple
+def seeded_noise(acoustic: serving_lib.AcousticModel, item_seeds, frames):
+  """The noise `acoustic` reads, drawn per item from `item_seeds`; None if it draws none."""
+  if acoustic.noise_channels is None:
+    return None
+  return item_noise(item_seeds, frames, acoustic.noise_channels)
 
 
-def synthesize_mels(model, text_ids, text_lengths, item_seeds, n_timesteps, temperature,
-                    length_scale, speaker=None, unroll=False):
-  """Batched Grad-TTS synthesis whose items do not depend on their batch.
+def synthesize_mels(acoustic: serving_lib.AcousticModel, text_ids, text_lengths, item_seeds,
+                    speaker=None, **controls) -> dict:
+  """Batched synthesis whose items do not depend on their batch (traceable).
 
   Args:
-    model: a `GradTTS`.
+    acoustic: a serving `AcousticModel`.
     text_ids: `[batch, tokens]` int32.
     text_lengths: `[batch]` int32.
     item_seeds: `[batch, 2]` int32 noise seed of each item.
-    n_timesteps: reverse-diffusion steps (Python int when `unroll`, else int or tensor).
-    temperature: scalar; divides the terminal noise.
-    length_scale: scalar; multiplies durations.
     speaker: `[batch]` int32 ids for multi-speaker models, else None.
-    unroll: loop-free decoder graph (see `Diffusion.reverse_diffusion`).
+    **controls: every control of the model (static ones as Python values).
 
   Returns:
-    `SynthesisOutput` (mel_encoder, mel_decoded, mel_lengths, alignment).
+    {"mel", "mel_lengths", "durations"} (see `tfspeech.models.serving`).
   """
-  frames = frames_upper_bound(model, text_ids, text_lengths, length_scale, speaker)
-  noise = item_noise(item_seeds, frames, model.config.n_feats)
-  return model.synthesize(text_ids, text_lengths, n_timesteps=n_timesteps,
-                          temperature=temperature, length_scale=length_scale, stoc=False,
-                          speaker=speaker, noise=noise, unroll=unroll)
+  frames = acoustic.frames_bound(text_ids, text_lengths, speaker, **controls)
+  noise = seeded_noise(acoustic, item_seeds, frames)
+  return acoustic.synthesize(text_ids, text_lengths, noise, speaker, **controls)
 
 
 # --------------------------------------------------------------------------- #
@@ -249,7 +246,7 @@ def run_facts(loaded_run) -> dict:
   missing = [k for k in ("symbols", "mel_config", "sample_rate") if k not in info]
   if missing:
     raise ValueError(f"the run's config.json lacks data_info {missing}; it was not trained "
-                     "on a prepared corpus by a task that records them (e.g. grad_tts)")
+                     "on a prepared corpus by a task that records them")
   return info
 
 
@@ -266,12 +263,21 @@ def text_front_end(loaded_run) -> TextFrontEnd:
                       add_blank)
 
 
-def acoustic_model(loaded_run):
-  """The acoustic model of a run; ValueError for runs of other models."""
-  if ACOUSTIC_MODULE not in loaded_run.modules:
-    raise ValueError(f"run of model {loaded_run.config.model!r} has no {ACOUSTIC_MODULE!r} "
-                     f"module (it has {sorted(loaded_run.modules)}); pass a Grad-TTS workdir")
-  return loaded_run.modules[ACOUSTIC_MODULE]
+# task → its serving object, so repeated calls on one run reuse one object (and its traces).
+_SERVING = weakref.WeakKeyDictionary()
+
+
+def acoustic_serving(loaded_run) -> serving_lib.AcousticModel:
+  """The `AcousticModel` of a run (its task's `serving()`); ValueError for other runs."""
+  task = loaded_run.task
+  if task not in _SERVING:
+    _SERVING[task] = serving_runs.serving_of_run(loaded_run, serving_lib.ACOUSTIC)
+  return _SERVING[task]
+
+
+def resolve_controls(acoustic: serving_lib.AcousticModel, controls=None, sources=None) -> dict:
+  """Every control value of `acoustic`: the given ones checked, defaults for the rest."""
+  return serving_lib.resolve_controls(acoustic.controls, controls, sources)
 
 
 def pad_batch(id_lists: Sequence[Sequence[int]], pad_id: int):
@@ -302,7 +308,7 @@ def griffin_lim_audio(mel, mel_config: audio_lib.MelConfig, n_iter: int = 32):
 
   Returns:
     `[batch, samples]` float32 audio, each item's peak at `PREVIEW_PEAK_DB` dBFS (silent
-    items stay silent); samples = frames * hop_length for 'hifigan' padding.
+    items stay silent); samples = frames * hop_length for uncentred mels (MelConfig.padding).
   """
   floor = audio_lib.log_compress(tf.zeros([]), mel_config)
   ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
@@ -347,38 +353,58 @@ def load_vocoder(workdir: str, mel_config: audio_lib.MelConfig) -> Callable:
 # Text → files.
 
 
-# model → its synthesis function, so repeated calls reuse one trace.
+# acoustic model → {static control values: traced synthesis}, so repeated calls reuse graphs.
 _SYNTHESIS_FNS = weakref.WeakKeyDictionary()
 
 
-def make_synthesis_fn(model):
-  """The traced batched synthesis: every dim `None`, `n_timesteps` a tensor (one trace).
+def _dynamic_specs(acoustic: serving_lib.AcousticModel) -> list:
+  return [tf.TensorSpec([], c.tf_dtype, name=c.name) for c in acoustic.controls
+          if not c.static]
 
-  The function is cached per model: later calls with the same model reuse its graph.
+
+def _static_key(acoustic: serving_lib.AcousticModel, static: Optional[dict]) -> tuple:
+  values = resolve_controls(acoustic, {k: v for k, v in (static or {}).items()})
+  return tuple((c.name, values[c.name]) for c in acoustic.controls if c.static)
+
+
+def make_synthesis_fn(acoustic: serving_lib.AcousticModel, static: Optional[dict] = None):
+  """The traced batched synthesis for fixed static controls: every dim `None` (one trace).
+
+  Args:
+    acoustic: a serving `AcousticModel`.
+    static: values of its static controls (defaults for the missing ones).
+
+  Returns:
+    A `tf.function(text_ids [None, None], text_lengths [None], item_seeds [None, 2],
+    speaker [None], *dynamic controls as scalars in declaration order)` → {"mel",
+    "mel_lengths", "durations"}. Cached per model and static values.
   """
-  if model not in _SYNTHESIS_FNS:
-    _SYNTHESIS_FNS[model] = _new_synthesis_fn(model)
-  return _SYNTHESIS_FNS[model]
+  key = _static_key(acoustic, static)
+  cache = _SYNTHESIS_FNS.setdefault(acoustic, {})
+  if key not in cache:
+    cache[key] = _new_synthesis_fn(acoustic, dict(key))
+  return cache[key]
 
 
-def _new_synthesis_fn(model):
-  multi_speaker = model.config.n_spks > 1
+def _new_synthesis_fn(acoustic: serving_lib.AcousticModel, static: dict):
+  multi_speaker = acoustic.num_speakers > 1
+  dynamic = _dynamic_specs(acoustic)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.int32, name="text_ids"),
       tf.TensorSpec([None], tf.int32, name="text_lengths"),
       tf.TensorSpec([None, 2], tf.int32, name="item_seeds"),
-      tf.TensorSpec([], tf.int32, name="n_timesteps"),
-      tf.TensorSpec([], tf.float32, name="temperature"),
-      tf.TensorSpec([], tf.float32, name="length_scale"),
-      tf.TensorSpec([None], tf.int32, name="speaker")])
-  def synthesize(text_ids, text_lengths, item_seeds, n_timesteps, temperature, length_scale,
-                 speaker):
-    out = synthesize_mels(model, text_ids, text_lengths, item_seeds, n_timesteps,
-                          temperature, length_scale,
-                          speaker=speaker if multi_speaker else None)
-    return {"mel": out.mel_decoded, "mel_lengths": out.mel_lengths}
+      tf.TensorSpec([None], tf.int32, name="speaker")] + dynamic)
+  def synthesize(text_ids, text_lengths, item_seeds, speaker, *values):
+    controls = dict(static, **{spec.name: v for spec, v in zip(dynamic, values)})
+    return synthesize_mels(acoustic, text_ids, text_lengths, item_seeds,
+                           speaker if multi_speaker else None, **controls)
   return synthesize
+
+
+def _dynamic_args(acoustic: serving_lib.AcousticModel, values: dict) -> list:
+  """The dynamic control values as scalar tensors, in the traced functions' order."""
+  return [tf.constant(values[spec.name], spec.dtype) for spec in _dynamic_specs(acoustic)]
 
 
 def _one_line(error) -> str:
@@ -416,13 +442,13 @@ def _split_and_encode(front_end: TextFrontEnd, text: str, max_tokens: int):
   return chunks, encoding
 
 
-def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
-                     temperature: float = 1.5, length_scale: float = 1.0, seed: int = 0,
+def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
                      batch_size: int = 16, out_dir: str = ".", vocoder: Optional[str] = None,
                      names: Optional[Sequence[str]] = None, speaker: int = 0,
                      griffin_lim_iters: int = 32, max_tokens: int = DEFAULT_MAX_TOKENS,
-                     chunk_pause: float = DEFAULT_CHUNK_PAUSE) -> SynthesisResult:
-  """Synthesizes `texts` with a trained Grad-TTS run and writes `NAME.npy` / `NAME.wav`.
+                     chunk_pause: float = DEFAULT_CHUNK_PAUSE,
+                     control_sources: Optional[dict] = None, **controls) -> SynthesisResult:
+  """Synthesizes `texts` with a trained acoustic-model run and writes `NAME.npy` / `NAME.wav`.
 
   Memory is bounded whatever the length of the texts: a text of more than `max_tokens`
   ids is split at sentence (then clause, then word) boundaries into chunks of at most
@@ -431,11 +457,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   of a text are vocoded one by one and joined with `chunk_pause` seconds of silence.
 
   Args:
-    loaded_run: `tfspeech.training.load_run(workdir)` of a grad_tts run.
+    loaded_run: `tfspeech.training.load_run(workdir)` of an acoustic-model run.
     texts: raw texts (cleaned with the run's cleaners).
-    n_timesteps: reverse-diffusion steps.
-    temperature: divides the terminal noise (the reference uses 1.5).
-    length_scale: > 1 speaks slower.
     seed: chunk j of text k uses the noise seed `(seed + j, k)` (`(seed, k)` for a text
       that is not split).
     batch_size: chunks per model call (grouped by length, then padded).
@@ -446,6 +469,9 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
     griffin_lim_iters: Griffin-Lim iterations.
     max_tokens: most ids (blanks included) per chunk of a long text.
     chunk_pause: seconds of silence between the chunks of a text.
+    control_sources: control name → how the user gave it (e.g. "--temperature"), so an
+      error names the flag.
+    **controls: the model's declared controls by name (defaults for the others).
 
   Returns:
     `SynthesisResult`; texts that failed (nothing to say after cleaning, a model or
@@ -458,12 +484,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   texts = list(texts)
   if not texts:
     raise ValueError("synthesize_texts: no texts given")
-  if batch_size < 1 or n_timesteps < 1:
-    raise ValueError(f"synthesize_texts: batch_size ({batch_size}) and n_timesteps "
-                     f"({n_timesteps}) must be >= 1")
-  if temperature <= 0 or length_scale <= 0:
-    raise ValueError(f"synthesize_texts: temperature ({temperature}) and length_scale "
-                     f"({length_scale}) must be > 0")
+  if batch_size < 1:
+    raise ValueError(f"synthesize_texts: batch_size ({batch_size}) must be >= 1")
   if max_tokens < 1 or chunk_pause < 0:
     raise ValueError(f"synthesize_texts: max_tokens ({max_tokens}) must be >= 1 and "
                      f"chunk_pause ({chunk_pause}) >= 0")
@@ -473,7 +495,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   bad = [n for n in names if not n or os.sep in n or n.startswith(".")]
   if bad:
     raise ValueError(f"synthesize_texts: names {bad} cannot be file names")
-  model = acoustic_model(loaded_run)
+  acoustic = acoustic_serving(loaded_run)
+  values = resolve_controls(acoustic, controls, control_sources)
   info = run_facts(loaded_run)
   front_end = text_front_end(loaded_run)
   mel_config = audio_lib.MelConfig(**info["mel_config"])
@@ -498,18 +521,18 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   os.makedirs(out_dir, exist_ok=True)
 
   start = time.perf_counter()
-  synthesize = make_synthesis_fn(model)
+  synthesize = make_synthesis_fn(acoustic, serving_lib.split_controls(acoustic.controls,
+                                                                    values)[0])
+  dynamic = _dynamic_args(acoustic, values)
   vocode = (griffin_lim_vocoder(mel_config, griffin_lim_iters) if vocoder is None
             else load_vocoder(vocoder, mel_config))
   pad_id = front_end.symbols.pad_id
 
-  def run_model(batch, steps):
+  def run_model(batch):
     ids, lengths = pad_batch([c.ids for c in batch], pad_id)
     seeds = np.array([[seed + c.part, c.index] for c in batch], np.int32)  # graph-ok: host
     out = synthesize(tf.constant(ids), tf.constant(lengths), tf.constant(seeds),
-                     tf.constant(steps), tf.constant(temperature, tf.float32),
-                     tf.constant(length_scale, tf.float32),
-                     tf.fill([len(batch)], tf.constant(speaker, tf.int32)))
+                     tf.fill([len(batch)], tf.constant(speaker, tf.int32)), *dynamic)
     mels, mel_lengths = out["mel"].numpy(), out["mel_lengths"].numpy()  # graph-ok: files
     return [mels[row, :mel_lengths[row]] for row in range(len(batch))]
 
@@ -521,7 +544,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
   # failure here is not final: the loop below retries and reports per item.
   order = sorted(range(len(chunks)), key=lambda c: len(chunks[c].ids))
   try:
-    run_vocoder(run_model([chunks[order[0]]], 1)[0])
+    run_vocoder(run_model([chunks[order[0]]])[0])
   except _ITEM_ERRORS as e:
     _LOG.warning("synthesis warm-up failed (%s); items are tried one by one", _one_line(e))
   first_call_seconds = time.perf_counter() - start
@@ -571,13 +594,13 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
     if not batch:
       continue
     try:
-      results = list(zip(batch, run_model(batch, n_timesteps)))
+      results = list(zip(batch, run_model(batch)))
     except _ITEM_ERRORS:
       # Find the culprit: each chunk alone, so only a chunk that fails by itself fails.
       results = []
       for chunk in batch:
         try:
-          results.append((chunk, run_model([chunk], n_timesteps)[0]))
+          results.append((chunk, run_model([chunk])[0]))
         except _ITEM_ERRORS as e:
           fail(chunk.index, f"the acoustic model failed: {_one_line(e)}", chunk.part)
     for chunk, mel in results:
@@ -605,34 +628,26 @@ def synthesize_texts(loaded_run, texts: Sequence[str], n_timesteps: int = 10,
 # Ground-truth-aligned mels.
 
 
-def make_gta_fn(model):
-  """Traced teacher forcing: MAS against the true mel, then the decoder on the aligned prior.
+def make_gta_fn(acoustic: serving_lib.AcousticModel, static: Optional[dict] = None):
+  """The traced ground-truth-aligned mels of `acoustic` for fixed static controls.
 
   Returns:
-    A `tf.function(text_ids, text_lengths, mel, mel_lengths, item_seeds, n_timesteps,
-    temperature, speaker)` → `[batch, frames, n_feats]` mels (0 past each length).
+    A `tf.function(text_ids, text_lengths, mel, mel_lengths, item_seeds, speaker,
+    *dynamic controls)` → `[batch, frames, n_mels]` mels (0 past each length).
   """
-  n_feats = model.config.n_feats
-  multi_speaker = model.config.n_spks > 1
+  static = dict(_static_key(acoustic, static))
+  multi_speaker = acoustic.num_speakers > 1
+  dynamic = _dynamic_specs(acoustic)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-      tf.TensorSpec([None, None, n_feats], tf.float32), tf.TensorSpec([None], tf.int32),
-      tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([], tf.int32),
-      tf.TensorSpec([], tf.float32), tf.TensorSpec([None], tf.int32)])
-  def gta(text_ids, text_lengths, mel, mel_lengths, item_seeds, n_timesteps, temperature,
-          speaker):
-    mu_x, _, _, speaker_embedding = model.encode(
-        text_ids, text_lengths, speaker if multi_speaker else None)
-    path = model.align(mu_x, text_lengths, mel, mel_lengths)
-    frames = model.compatible_frames(tf.shape(mel)[1])
-    path = tf.pad(path, [[0, 0], [0, 0], [0, frames - tf.shape(mel)[1]]])
-    mask = sequence_mask(mel_lengths, frames)
-    mu_y = tf.linalg.matmul(path, mu_x, transpose_a=True)
-    z = mu_y + item_noise(item_seeds, frames, n_feats) / temperature
-    decoded = model.decoder.reverse_diffusion(z, mask, mu_y, n_timesteps,
-                                              speaker_embedding=speaker_embedding)
-    return decoded[:, :tf.shape(mel)[1]]
+      tf.TensorSpec([None, None, acoustic.n_mels], tf.float32), tf.TensorSpec([None], tf.int32),
+      tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32)] + dynamic)
+  def gta(text_ids, text_lengths, mel, mel_lengths, item_seeds, speaker, *values):
+    controls = dict(static, **{spec.name: v for spec, v in zip(dynamic, values)})
+    noise = seeded_noise(acoustic, item_seeds, acoustic.gta_noise_frames(tf.shape(mel)[1]))
+    return acoustic.ground_truth_aligned(text_ids, text_lengths, mel, mel_lengths, noise,
+                                         speaker if multi_speaker else None, **controls)
   return gta
 
 
@@ -644,21 +659,28 @@ class GtaResult:
   wall_seconds: float
 
 
-def generate_gta(loaded_run, data_dir: str, out_dir: str, n_timesteps: int = 10,
-                 temperature: float = 1.5, seed: int = 0, batch_size: int = 16) -> GtaResult:
+def generate_gta(loaded_run, data_dir: str, out_dir: str, seed: int = 0, batch_size: int = 16,
+                 control_sources: Optional[dict] = None, **controls) -> GtaResult:
   """Rewrites a prepared corpus with ground-truth-aligned mels (an offline tool).
 
   Every shard of `data_dir` is written under the same name in `out_dir`, each example with
   all its features kept except `mel`, which becomes the acoustic model's teacher-forced mel
   of the same frame count. dataset.json and stats.json are copied (dataset.json gains a
-  "gta" entry), so `out_dir` is a prepared corpus for `make_dataset`.
+  "gta" entry), so `out_dir` is a prepared corpus for `make_dataset`. `controls` are the
+  model's declared controls (see `synthesize_texts`); item k draws its noise from
+  `(seed, k)`.
 
   Raises:
-    ValueError: if the corpus's conventions differ from the run's (symbols, mel config).
+    ValueError: if the model has no ground-truth-aligned mode, or the corpus's conventions
+      differ from the run's (symbols, mel config).
   """
   if os.path.abspath(out_dir) == os.path.abspath(data_dir):
     raise ValueError("--gta: --out must differ from --data (the records are rewritten)")
-  model = acoustic_model(loaded_run)
+  acoustic = acoustic_serving(loaded_run)
+  if not acoustic.has_ground_truth_aligned:
+    raise ValueError(f"--gta: model {loaded_run.config.model!r} has no ground-truth-aligned "
+                     "mode; synthesize from text instead")
+  values = resolve_controls(acoustic, controls, control_sources)
   facts = run_facts(loaded_run)
   info = dataset_lib.load_dataset_info(data_dir)
   for key in ("symbols", "mel_config"):
@@ -668,7 +690,8 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, n_timesteps: int = 10,
                        "acoustic model was trained on")
   table = text_lib.SymbolTable.from_dict(info["symbols"])
   blank_id = facts.get("blank_id")
-  gta = make_gta_fn(model)
+  gta = make_gta_fn(acoustic, serving_lib.split_controls(acoustic.controls, values)[0])
+  dynamic = _dynamic_args(acoustic, values)
   start = time.perf_counter()
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -695,15 +718,15 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, n_timesteps: int = 10,
           index += len(batch)
           decoded = gta(tf.constant(ids), tf.constant(lengths), tf.constant(padded),
                         tf.constant(mel_lengths), tf.constant(seeds, tf.int32),
-                        tf.constant(n_timesteps), tf.constant(temperature, tf.float32),
-                        tf.constant([int(e["speaker"]) for e in batch], tf.int32)).numpy()  # graph-ok
+                        tf.constant([int(e["speaker"]) for e in batch], tf.int32),
+                        *dynamic).numpy()  # graph-ok: offline tool
           for row, example in enumerate(batch):
             writer.write(_with_mel(example, decoded[row, :mel_lengths[row]]))
           counts[split] += len(batch)
   shutil.copy(pathlib.Path(data_dir) / dataset_lib.STATS_JSON, out / dataset_lib.STATS_JSON)
   info["gta"] = {"acoustic_run": loaded_run.config.model, "checkpoint": loaded_run.checkpoint,
-                 "step": loaded_run.step, "n_timesteps": n_timesteps,
-                 "temperature": temperature, "seed": seed, "source": str(data_dir)}
+                 "step": loaded_run.step, "controls": values, "seed": seed,
+                 "source": str(data_dir)}
   with open(out / dataset_lib.DATASET_JSON, "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2)
   return GtaResult(str(out), counts, time.perf_counter() - start)

@@ -1,6 +1,6 @@
-"""Vocoding with a trained HiFi-GAN run: log-mels → waveforms, WAV files, real-time factor.
+"""Vocoding with a trained vocoder run: log-mels → waveforms, WAV files, real-time factor.
 
-  vocoder = load_vocoder("runs/hifigan")          # weight norm folded away
+  vocoder = load_vocoder("runs/vocoder")          # any run whose task serves as a vocoder
   vocoder.check_mel_config(acoustic_mel_config)   # the mels must follow its convention
   audio, audio_lengths = vocoder.vocode(mels, mel_lengths)   # one traced tf.function
   write_wavs("out/", ["a", "b"], audio, audio_lengths, vocoder.sample_rate)
@@ -8,8 +8,8 @@
 `vocode` takes `[batch, frames, n_mels]` padded log-mels (any batch, any frame
 count down to 0: one trace) and `[batch]` valid frame counts; it returns `[batch, frames *
 hop]` audio, zero past each item's `mel_lengths * hop` samples, and those lengths.
-The generator's convolutions zero-pad, so the padding of a short item in a batch
-changes its audio only within `receptive_field(config)` samples of its end.
+The model is driven through `tfspeech.models.serving.Vocoder`; padding a short item in a
+batch changes its audio only within `receptive_field` frames of its end.
 """
 
 import dataclasses
@@ -21,120 +21,74 @@ import numpy as np
 import tensorflow as tf
 
 from tfspeech import audio as audio_lib
-from tfspeech.models.hifigan.generator import CONV_PRE_POST_KERNEL, HifiGanGenerator
-from tfspeech.models.hifigan.hifigan_config import HifiGanConfig
-
-GENERATOR_MODULE = "generator"
-DEFAULT_SAMPLE_RATE = 22050
+from tfspeech.inference import serving_runs
+from tfspeech.models import serving as serving_lib
 
 
-def receptive_field(config: HifiGanConfig) -> int:
-  """How far (in output samples) a change of one mel frame can reach past that frame's samples.
-
-  Summed layer by layer, each layer's reach in output samples: conv_pre and
-  conv_post (kernel 7: 3 positions each side), each transposed conv ((kernel -
-  rate) / 2 of its output positions: torch's padding crops the rest), and the
-  widest residual block of each stage (its dilated and undilated convs in
-  series). Exact up to taps that happen to cancel; equally, the output at a
-  sample depends on no mel frame further away than this.
-
-  Args:
-    config: the generator's `HifiGanConfig`.
+def make_vocode_fn(vocoder: serving_lib.Vocoder):
+  """The traced `vocode(mels, mel_lengths) -> (audio, audio_lengths)` of a serving vocoder.
 
   Returns:
-    The one-sided radius in output samples.
-  """
-  half = (CONV_PRE_POST_KERNEL - 1) // 2
-  spacing = config.hop_length  # Output samples between neighbouring positions of a stage.
-  radius = half * spacing  # conv_pre, at frame rate.
-  for rate, kernel in zip(config.upsample_rates, config.upsample_kernel_sizes):
-    spacing //= rate
-    radius += (kernel - rate) // 2 * spacing
-    widest = 0
-    for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
-      per_block = sum((k - 1) // 2 * d for d in dilations)
-      if config.resblock == "1":
-        per_block += len(dilations) * ((k - 1) // 2)  # The undilated conv after each.
-      widest = max(widest, per_block)
-    radius += widest * spacing
-  return radius + half  # conv_post, at the output rate.
-
-
-def make_vocode_fn(generator: HifiGanGenerator):
-  """The traced `vocode(mels, mel_lengths) -> (audio, audio_lengths)` of a generator.
-
-  Args:
-    generator: a `HifiGanGenerator` (normally with weight norm removed).
-
-  Returns:
-    A `tf.function` with signature `mels [None, None, num_mels] float32`,
+    A `tf.function` with signature `mels [None, None, n_mels] float32`,
     `mel_lengths [None] int32` → `audio [batch, frames * hop] float32` (zero past
     each item's length), `audio_lengths [batch] int32`.
   """
-  config = generator.config
-
   @tf.function(input_signature=[
-      tf.TensorSpec([None, None, config.num_mels], tf.float32, name="mels"),
+      tf.TensorSpec([None, None, vocoder.n_mels], tf.float32, name="mels"),
       tf.TensorSpec([None], tf.int32, name="mel_lengths")])
   def vocode(mels, mel_lengths):
-    frames = tf.shape(mels)[1]
-    # A batch of empty mels (every item 0 frames) would give the transposed convolutions
-    # a zero-length input, which oneDNN rejects; one frame of padding is cut off again.
-    mels = tf.pad(mels, [[0, 0], [0, tf.maximum(1 - frames, 0)], [0, 0]])
-    audio = generator(mels, training=False)[:, :frames * config.hop_length]
-    audio_lengths = mel_lengths * config.hop_length
-    valid = tf.sequence_mask(audio_lengths, tf.shape(audio)[1], audio.dtype)
-    return audio * valid, audio_lengths
+    out = vocoder.vocode(mels, mel_lengths)
+    return out["audio"], out["audio_lengths"]
   return vocode
 
 
 @dataclasses.dataclass
 class Vocoder:
-  """An inference generator and the conventions of the mels it expects.
+  """A serving vocoder, its traced function and where it came from.
 
   Attributes:
-    generator: the `HifiGanGenerator` (plain kernels).
+    serving: the `tfspeech.models.serving.Vocoder`.
     vocode: its traced function, see `make_vocode_fn`.
-    sample_rate: output sample rate in Hz.
-    mel_config: the `MelConfig` of the mels it was trained on (None if unknown).
-    workdir: the run it came from ("" when built from a bare generator).
+    workdir: the run it came from ("" when built in memory).
     checkpoint: the checkpoint restored, or None.
     step: the training step of that checkpoint.
   """
-  generator: HifiGanGenerator
+  serving: serving_lib.Vocoder
   vocode: object
-  sample_rate: int
-  mel_config: Optional[audio_lib.MelConfig] = None
   workdir: str = ""
   checkpoint: Optional[str] = None
   step: int = 0
 
   @classmethod
-  def for_generator(cls, generator: HifiGanGenerator, sample_rate: int = DEFAULT_SAMPLE_RATE,
-                     mel_config: Optional[audio_lib.MelConfig] = None, **kwargs) -> "Vocoder":
-    """Wraps a generator; one with weight norm is folded into plain kernels first."""
-    if generator.weight_norm:
-      generator = generator.remove_weight_norm()
-    return cls(generator, make_vocode_fn(generator), int(sample_rate), mel_config, **kwargs)
+  def for_serving(cls, vocoder: serving_lib.Vocoder, **kwargs) -> "Vocoder":
+    """Wraps a serving vocoder (e.g. a task's `serving(modules, data_info)`)."""
+    return cls(vocoder, make_vocode_fn(vocoder), **kwargs)
 
   @property
-  def config(self) -> HifiGanConfig:
-    return self.generator.config
+  def sample_rate(self) -> int:
+    return int(self.serving.sample_rate)
+
+  @property
+  def mel_config(self) -> Optional[audio_lib.MelConfig]:
+    return self.serving.mel_config
 
   @property
   def hop_length(self) -> int:
-    return self.config.hop_length
+    return int(self.serving.hop_length)
 
   @property
   def num_mels(self) -> int:
-    return self.config.num_mels
+    return int(self.serving.n_mels)
+
+  @property
+  def receptive_field(self) -> int:
+    """Frames a change of one mel frame can reach (see the module docstring)."""
+    return int(self.serving.receptive_field)
 
   @property
   def mel_pad_value(self) -> float:
     """The log-mel of silence in this vocoder's convention (pad mels with it)."""
-    if self.mel_config is None:
-      return float(audio_lib.log_compress(tf.zeros([]), audio_lib.MelConfig.hifigan()))
-    return float(audio_lib.log_compress(tf.zeros([]), self.mel_config))
+    return float(self.serving.mel_pad_value)
 
   def check_mel_config(self, mel_config: audio_lib.MelConfig, source: str = "the mels"):
     """Raises ValueError when `mel_config` is not the convention the vocoder was trained on."""
@@ -144,34 +98,30 @@ class Vocoder:
     differences = ", ".join(f"{k}: {theirs[k]!r} (vocoder: {ours[k]!r})" for k in ours
                             if ours[k] != theirs[k])
     raise ValueError(f"{source} follow another mel convention than the vocoder "
-                     f"{self.workdir or '(generator)'} was trained on: {differences}. Vocode "
+                     f"{self.workdir or '(in memory)'} was trained on: {differences}. Vocode "
                      "mels computed like its training data, or train a vocoder on these")
 
 
+def vocoder_models() -> list:
+  """Registered model names whose task serves as a vocoder (imports their packages)."""
+  return serving_runs.models_with_role(serving_lib.VOCODER)
+
+
 def load_vocoder(workdir: str, checkpoint: Optional[str] = None) -> Vocoder:
-  """Restores a trained vocoder run for inference (weight norm removed).
+  """Restores a trained vocoder run for inference (its task's `serving()` object).
 
   Args:
-    workdir: a training run of a task with a `HifiGanGenerator` named "generator".
+    workdir: a training run of a task whose `serving_role` is "vocoder".
     checkpoint: a checkpoint prefix, "best", or None for the newest.
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint.
-    ValueError: the run has no HiFi-GAN generator.
+    ValueError: the run is not a vocoder.
   """
   from tfspeech import training  # pylint: disable=import-outside-toplevel
   run = training.load_run(workdir, checkpoint)
-  generator = run.modules.get(GENERATOR_MODULE)
-  if not isinstance(generator, HifiGanGenerator):
-    raise ValueError(f"{workdir}: a run of model {run.config.model!r} has no HiFi-GAN "
-                     f"{GENERATOR_MODULE!r} module (modules: {sorted(run.modules)}); pass the "
-                     "workdir of a trained vocoder (tfspeech-train --model=hifigan)")
-  info = run.config.data_info or {}
-  mel_config = audio_lib.MelConfig(**info["mel_config"]) if "mel_config" in info else None
-  sample_rate = info.get("sample_rate") or (mel_config.sample_rate if mel_config
-                                            else DEFAULT_SAMPLE_RATE)
-  return Vocoder.for_generator(generator, sample_rate, mel_config, workdir=workdir,
-                                checkpoint=run.checkpoint, step=run.step)
+  vocoder = serving_runs.serving_of_run(run, serving_lib.VOCODER)
+  return Vocoder.for_serving(vocoder, workdir=workdir, checkpoint=run.checkpoint, step=run.step)
 
 
 @dataclasses.dataclass(frozen=True)

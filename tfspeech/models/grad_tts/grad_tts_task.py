@@ -25,6 +25,7 @@ import tensorflow as tf
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
+from tfspeech.models.grad_tts import grad_tts_serving
 from tfspeech.models.grad_tts.grad_tts_backbone import GradTTS
 from tfspeech.models.grad_tts.grad_tts_config import GradTTSConfig
 from tfspeech.text.tokenizer import intersperse_blank
@@ -126,6 +127,8 @@ class GradTTSTask(registry.Task):
   # checkpointing shuffle buffers full of utterances (see registry.Task.data_checkpoint).
   data_checkpoint = "reseed"
   bucketing = True
+  serving_role = "acoustic"
+  serving_controls = grad_tts_serving.CONTROLS
 
   def __init__(self, config):
     super().__init__(config)
@@ -151,6 +154,11 @@ class GradTTSTask(registry.Task):
   # ------------------------------------------------------------------ modules
   def build(self):
     return {"grad_tts": GradTTS(self.config, name="grad_tts")}
+
+  def serving(self, modules, data_info):
+    """The `AcousticModel` for inference and export (see `grad_tts_serving`)."""
+    del data_info
+    return grad_tts_serving.GradTTSServing(modules["grad_tts"])
 
   # ------------------------------------------------------------------ data
   def _prepare(self, data_dir: str) -> dict:

@@ -170,6 +170,7 @@ class HifiGanTask(registry.Task):
   "discriminator" (over mpd + msd), each AdamW with the run's optimiser settings."""
   config_class = HifiGanTaskConfig
   presets = PRESETS
+  serving_role = "vocoder"
 
   def __init__(self, config):
     super().__init__(config)
@@ -199,6 +200,11 @@ class HifiGanTask(registry.Task):
     generator = HifiGanGenerator(network, weight_norm=True, name="generator")
     mpd, msd = build_discriminators(network)
     return {"generator": generator, "mpd": mpd, "msd": msd}
+
+  def serving(self, modules, data_info):
+    """The `Vocoder` for inference and export: the generator, weight norm folded."""
+    from tfspeech.models.hifigan import hifigan_serving  # pylint: disable=import-outside-toplevel
+    return hifigan_serving.HifiGanServing.from_data_info(modules["generator"], data_info)
 
   def optimizers(self, train_config):
     settings = train_config.optimizer_config()

@@ -1,0 +1,350 @@
+"""Models defined only here run through every binary and export format.
+
+A tiny acoustic model (embedding → per-token frames → dense, with its own controls and noise
+channels) and a tiny vocoder (one dense layer per frame) implement the two serving
+interfaces of `tfspeech.models.serving` and are registered by this file alone: nothing in
+tfspeech/inference, export/ or the binaries knows them. The binaries run in subprocesses
+that import this file first (that registers the models), then run the binary's entry point.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import scipy.io.wavfile
+import tensorflow as tf
+
+from tfspeech import audio, text
+from tfspeech.export import inference_graphs, tflite, tfjs
+from tfspeech.inference import synthesize_lib
+from tfspeech.models import registry, serving
+from tfspeech.ops import alignment
+from tfspeech.ops.sequence import sequence_mask
+
+ACOUSTIC = "test_tiny_tts"
+VOCODER = "test_tiny_vocoder"
+HOP = 256
+N_MELS = 80
+NOISE_CHANNELS = 3  # not n_mels: the exporters must take the model's word for it
+TOL = 1e-4  # float32 TF vs TFLite / TFJS, relative to the largest reference value
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyTTSConfig:
+  n_vocab: int = 65  # english_characters + blank
+  hidden: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyVocoderConfig:
+  hop_length: int = HOP
+
+
+def _frames_per_token(pace):
+  """Frames each real token gets: ceil(2 * pace) (so pace=1.5 gives 3)."""
+  return tf.cast(tf.math.ceil(2.0 * tf.cast(pace, tf.float32)), tf.int32)
+
+
+class TinyTTSNet(keras.Model):
+  """ids → embedding; [hidden + noise] → mel through `layers` dense steps."""
+
+  def __init__(self, config, **kwargs):
+    super().__init__(**kwargs)
+    self.config = config
+    self.embedding = keras.layers.Embedding(config.n_vocab, config.hidden, name="embedding")
+    self.mix = keras.layers.Dense(config.hidden, activation="tanh", name="mix")
+    self.out = keras.layers.Dense(N_MELS, name="out")
+    self.embedding.build((None, None))
+    self.mix.build((None, None, config.hidden + NOISE_CHANNELS))
+    self.out.build((None, None, config.hidden))
+    self.built = True
+
+
+class TinyTTSServing(serving.AcousticModel):
+  controls = (
+      serving.Control("pace", "float32", 1.0, "frames per token / 2", exclusive_minimum=0.0),
+      serving.Control("layers", "int32", 1, "mixing steps, fixed at export", static=True,
+                      minimum=1),
+  )
+  n_mels = N_MELS
+  noise_channels = NOISE_CHANNELS
+
+  def __init__(self, net):
+    self.net = net
+
+  @property
+  def weights(self):
+    return list(self.net.weights)
+
+  def _durations(self, text_ids, text_lengths, pace):
+    mask = tf.cast(sequence_mask(text_lengths, tf.shape(text_ids)[1]), tf.int32)
+    return mask * _frames_per_token(pace)
+
+  def frames_bound(self, text_ids, text_lengths, speaker=None, pace=1.0, layers=1):
+    del speaker, layers
+    return tf.reduce_max(tf.reduce_sum(self._durations(text_ids, text_lengths, pace), axis=1))
+
+  def synthesize(self, text_ids, text_lengths, noise, speaker=None, pace=1.0, layers=1):
+    del speaker
+    durations = self._durations(text_ids, text_lengths, pace)
+    mel_lengths = tf.reduce_sum(durations, axis=1)
+    frames = tf.reduce_max(mel_lengths)
+    path = alignment.durations_to_path(durations, frames)  # [batch, tokens, frames]
+    hidden = tf.linalg.matmul(path, self.net.embedding(text_ids), transpose_a=True)
+    noise = serving.cyclic_frames(noise, frames)
+    for _ in range(int(layers)):  # static: unrolled
+      hidden = self.net.mix(tf.concat([hidden, noise], axis=-1))
+    mask = tf.sequence_mask(mel_lengths, frames, tf.float32)[:, :, None]
+    return {"mel": self.net.out(hidden) * mask, "mel_lengths": mel_lengths,
+            "durations": durations}
+
+
+class TinyVocoderServing(serving.Vocoder):
+  n_mels = N_MELS
+  hop_length = HOP
+  receptive_field = 0
+
+  def __init__(self, net, data_info):
+    self.net = net
+    self.sample_rate = int(data_info["sample_rate"])
+    self.mel_config = audio.MelConfig(**data_info["mel_config"])
+    self.mel_pad_value = float(audio.log_compress(tf.zeros([]), self.mel_config))
+
+  @property
+  def weights(self):
+    return list(self.net.weights)
+
+  def vocode(self, mel, mel_lengths):
+    frames = self.net(mel)  # [batch, frames, hop]
+    audio_out = tf.reshape(frames, [tf.shape(mel)[0], -1])
+    audio_lengths = mel_lengths * HOP
+    valid = tf.sequence_mask(audio_lengths, tf.shape(audio_out)[1], tf.float32)
+    return {"audio": audio_out * valid, "audio_lengths": audio_lengths}
+
+
+@registry.register(ACOUSTIC, overwrite=True)
+class TinyTTSTask(registry.Task):
+  config_class = TinyTTSConfig
+  presets = {"tiny": TinyTTSConfig()}
+  serving_role = "acoustic"
+  serving_controls = TinyTTSServing.controls
+
+  def build(self):
+    return {"net": TinyTTSNet(self.config, name="net")}
+
+  def serving(self, modules, data_info):
+    del data_info
+    return TinyTTSServing(modules["net"])
+
+
+@registry.register(VOCODER, overwrite=True)
+class TinyVocoderTask(registry.Task):
+  config_class = TinyVocoderConfig
+  presets = {"tiny": TinyVocoderConfig()}
+  serving_role = "vocoder"
+
+  def build(self):
+    net = keras.layers.Dense(self.config.hop_length, activation="tanh", name="net")
+    net.build((None, None, N_MELS))
+    return {"net": net}
+
+  def serving(self, modules, data_info):
+    return TinyVocoderServing(modules["net"], data_info)
+
+
+def data_info() -> dict:
+  return {"sample_rate": 22050, "hop_length": HOP, "n_mels": N_MELS,
+          "mel_config": dataclasses.asdict(audio.MelConfig.hifigan()),
+          "mel_pad_value": float(np.log(1e-5)), "symbols": text.english_characters().to_dict(),
+          "cleaners": ["english_cleaners"], "arpabet": False, "add_blank": True,
+          "blank_id": 64}
+
+
+def make_run(model, seed):
+  tf.keras.utils.set_random_seed(seed)
+  task = registry.get(model)(registry.get(model).presets["tiny"])
+  modules = task.build_modules()
+  rng = np.random.default_rng(seed)
+  for variable in (v for module in modules.values() for v in module.variables):
+    variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))  # biases too
+  return inference_graphs.in_memory_run(model, "tiny", modules, data_info())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, run_saver):
+  """In-memory runs and their saved workdirs."""
+  root = tmp_path_factory.mktemp("custom_runs")
+  acoustic, vocoder = make_run(ACOUSTIC, 1), make_run(VOCODER, 2)
+  return {"acoustic": acoustic, "vocoder": vocoder,
+          "acoustic_dir": run_saver(acoustic, str(root / "tts")),
+          "vocoder_dir": run_saver(vocoder, str(root / "voc"))}
+
+
+def run_binary(binary, *args):
+  """`tfspeech-BINARY ARGS` in a subprocess that registers this file's models first."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  module = os.path.splitext(os.path.basename(__file__))[0]
+  code = (f"import sys; sys.path.insert(0, {here!r}); import {module}; "
+          f"from tfspeech.bin import {binary} as b; b.run()")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                        timeout=600, env=env)
+
+
+def encoded(run, texts):
+  front_end = synthesize_lib.text_front_end(run)
+  return synthesize_lib.pad_batch([front_end.encode(t) for t in texts],
+                                  front_end.symbols.pad_id)
+
+
+def reference(runs, ids, lengths, noise, pace, layers):
+  """The serving objects themselves (eager), on the same inputs: mel, lengths, audio."""
+  acoustic = synthesize_lib.acoustic_serving(runs["acoustic"])
+  out = acoustic.synthesize(tf.constant(ids), tf.constant(lengths), tf.constant(noise),
+                            pace=pace, layers=layers)
+  vocoder = runs["vocoder"].task.serving(runs["vocoder"].modules, data_info())
+  sound = vocoder.vocode(out["mel"], out["mel_lengths"])
+  return {key: value.numpy() for key, value in dict(out, **sound).items()}
+
+
+def relative_error(actual, expected):
+  return float(np.max(np.abs(np.asarray(actual) - expected)) / max(np.max(np.abs(expected)),
+                                                                   1e-12))
+
+
+def test_serving_objects_follow_the_interface(runs):
+  acoustic = synthesize_lib.acoustic_serving(runs["acoustic"])
+  assert isinstance(acoustic, serving.AcousticModel) and not acoustic.has_ground_truth_aligned
+  ids, lengths = encoded(runs["acoustic"], ["Hi.", "Longer text."])
+  noise = np.random.default_rng(0).standard_normal([2, 5, NOISE_CHANNELS]).astype(np.float32)
+  out = reference(runs, ids, lengths, noise, pace=1.5, layers=2)
+  np.testing.assert_array_equal(out["mel_lengths"], 3 * lengths)
+  np.testing.assert_array_equal(out["durations"].sum(axis=1), out["mel_lengths"])
+  assert not np.any(out["mel"][0, 3 * lengths[0]:])
+  assert not np.any(out["audio"][0, 3 * lengths[0] * HOP:]) and np.abs(out["audio"]).max() > 0
+
+
+def test_synthesize_and_vocode_binaries_run_the_test_models(runs, tmp_path):
+  out = tmp_path / "out"
+  result = run_binary("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hello there.",
+                      f"--out={out}", f"--vocoder={runs['vocoder_dir']}", "--control=pace=1.5",
+                      "--control=layers=2")
+  assert result.returncode == 0, result.stderr
+  ids, _ = encoded(runs["acoustic"], ["Hello there."])
+  mel = np.load(out / "0000.npy")
+  assert mel.shape == (3 * ids.shape[1], N_MELS)
+  rate, wav = scipy.io.wavfile.read(out / "0000.wav")
+  assert rate == 22050 and wav.shape == (mel.shape[0] * HOP,) and np.abs(wav).max() > 0
+
+  # An unknown control is one error line that lists the model's own controls.
+  bad = run_binary("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hi.",
+                   f"--out={tmp_path / 'bad'}", "--control=temperature=1")
+  assert bad.returncode == 2 and "Traceback" not in bad.stderr
+  errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "unknown control temperature" in errors[0], bad.stderr
+  assert "pace (float32, default 1.0)" in errors[0] and "layers" in errors[0]
+  # The test vocoder is accepted as --vocoder and as a vocode --workdir; the acoustic one
+  # is not a vocoder.
+  wrong = run_binary("vocode", f"--workdir={runs['acoustic_dir']}", f"--mels={out}",
+                     f"--out={tmp_path / 'w'}")
+  assert wrong.returncode == 2 and f"run of model '{ACOUSTIC}'" in wrong.stderr
+  assert VOCODER in wrong.stderr
+
+  vocoded = run_binary("vocode", f"--workdir={runs['vocoder_dir']}", f"--mels={out}",
+                       f"--out={tmp_path / 'vocoded'}")
+  assert vocoded.returncode == 0, vocoded.stderr
+  _, again = scipy.io.wavfile.read(tmp_path / "vocoded" / "0000.wav")
+  np.testing.assert_array_equal(again, wav)
+
+  info = run_binary("info", f"--model={ACOUSTIC}")
+  assert info.returncode == 0, info.stderr
+  assert "serves as: acoustic" in info.stdout and "pace (float32" in info.stdout
+
+
+@pytest.fixture(scope="module")
+def exports(runs, tmp_path_factory):
+  """The test models exported by tfspeech-export to every format (layers=2 fixed)."""
+  root = tmp_path_factory.mktemp("custom_exports")
+  paths = {}
+  for fmt in ("saved_model", "tflite", "tfjs"):
+    if fmt == "tfjs":
+      try:
+        tfjs.converter_executable(create=False)
+      except tfjs.ConverterUnavailable as error:
+        paths[fmt] = error
+        continue
+    out = root / fmt
+    result = run_binary("export", f"--workdir={runs['acoustic_dir']}",
+                        f"--vocoder={runs['vocoder_dir']}", f"--format={fmt}", f"--out={out}",
+                        "--control=layers=2", "--control=pace=1.5")
+    assert result.returncode == 0, (fmt, result.stderr)
+    paths[fmt] = out
+  return paths
+
+
+def feed(runs):
+  ids, lengths = encoded(runs["acoustic"], ["Hi.", "A longer text here."])
+  noise = np.random.default_rng(5).standard_normal([2, 4, NOISE_CHANNELS]).astype(np.float32)
+  return {"text_ids": ids, "text_lengths": lengths, "noise": noise,
+          "pace": np.float32(1.5)}
+
+
+def check(out, expected, where):
+  for key in ("mel_lengths", "durations", "audio_lengths"):
+    np.testing.assert_array_equal(out[key], expected[key], err_msg=f"{where}: {key}")
+  for key in ("mel", "audio"):
+    assert relative_error(out[key], expected[key]) <= TOL, f"{where}: {key}"
+
+
+def test_every_export_has_one_metadata_layout(exports):
+  layouts = {}
+  for fmt, path in exports.items():
+    if isinstance(path, Exception):
+      continue
+    with open(path / "metadata.json", encoding="utf-8") as f:
+      metadata = json.load(f)
+    assert metadata["model"] == ACOUSTIC and metadata["vocoder"]["model"] == VOCODER
+    assert metadata["controls"]["layers"]["value"] == 2
+    assert metadata["controls"]["pace"]["recommended"] == 1.5
+    assert metadata["noise"]["channels"] == NOISE_CHANNELS
+    graphs = metadata["graphs"]
+    assert sorted(graphs) == ["mel_to_audio", "text_to_audio", "text_to_mel"]
+    assert sorted(graphs["text_to_audio"]["inputs"]) == ["noise", "pace", "text_ids",
+                                                         "text_lengths"]
+    layouts[fmt] = ({key for key in metadata if key not in ("runtime", "precision",
+                                                            "signatures", "select_tf_ops")},
+                    {name: (g["inputs"], g["outputs"]) for name, g in graphs.items()})
+  first = next(iter(layouts.values()))
+  assert all(layout == first for layout in layouts.values()), layouts
+
+
+def test_saved_model_runs_the_test_models(runs, exports):
+  inputs = feed(runs)
+  expected = reference(runs, inputs["text_ids"], inputs["text_lengths"], inputs["noise"], 1.5, 2)
+  loaded = tf.saved_model.load(str(exports["saved_model"]))
+  out = loaded.signatures["text_to_audio"](**{k: tf.constant(v) for k, v in inputs.items()})
+  check({k: v.numpy() for k, v in out.items()}, expected, "saved_model")
+  mel_only = loaded.signatures["mel_to_audio"](mel=tf.constant(expected["mel"]),
+                                               mel_lengths=tf.constant(expected["mel_lengths"]))
+  assert relative_error(mel_only["audio"].numpy(), expected["audio"]) <= TOL
+
+
+def test_tflite_runs_the_test_models_in_litert(runs, exports):
+  inputs = feed(runs)
+  expected = reference(runs, inputs["text_ids"], inputs["text_lengths"], inputs["noise"], 1.5, 2)
+  runner = tflite.TFLiteGraph(str(exports["tflite"] / "text_to_audio.tflite"))
+  check(runner(**inputs), expected, "tflite")
+
+
+def test_tfjs_runs_the_test_models_in_node(runs, exports, node):
+  if isinstance(exports["tfjs"], Exception):
+    pytest.skip(f"TFJS converter unavailable: {exports['tfjs']}")
+  inputs = feed(runs)
+  expected = reference(runs, inputs["text_ids"], inputs["text_lengths"], inputs["noise"], 1.5, 2)
+  run = tfjs.run_graph_model(str(exports["tfjs"] / "text_to_audio"), inputs, backend="cpu")
+  check(run.outputs, expected, "tfjs")

@@ -1,0 +1,283 @@
+"""The two serving interfaces every model implements: acoustic models and vocoders.
+
+`tfspeech.inference`, `export/`, the binaries and the benchmarks drive models only through
+these interfaces and the registry; they name no model. A task declares its role and builds
+its serving object:
+
+  @registry.register("my_tts")
+  class MyTask(registry.Task):
+    serving_role = "acoustic"                # or "vocoder"
+    serving_controls = MyServing.controls    # acoustic: lets binaries check flags early
+
+    def serving(self, modules, data_info):
+      return MyServing(modules["net"], data_info)
+
+Acoustic model (token ids → mels):
+
+  controls                      the knobs it declares (`Control`): flags, export inputs
+  noise_channels                channels of the noise it draws (None: it draws none)
+  frames_bound(ids, lengths, speaker, **controls) → int32 []   noise frames it needs
+  synthesize(ids, lengths, noise, speaker, **controls)
+      → {"mel": [batch, frames, n_mels] (0 past each length), "mel_lengths": [batch],
+         "durations": [batch, tokens] int32 frames per token (0 past each text length)}
+
+  `noise` is `[batch, noise_frames, noise_channels]` standard normal noise; a model uses
+  the first frames it needs and repeats shorter noise along time, so any `noise_frames >= 1`
+  works (pass `frames_bound` frames for independent noise). Every method is traceable with
+  `None` batch and length dims and loop-free (no `tf.while_loop`), so the same code exports
+  to TFLite builtins and runs synchronously in TFJS.
+
+Vocoder (mels → audio):
+
+  n_mels, hop_length, sample_rate, mel_config, mel_pad_value, receptive_field (frames)
+  vocode(mel, mel_lengths) → {"audio": [batch, frames * hop] (0 past each length),
+                              "audio_lengths": [batch] int32}
+
+Static controls (`Control.static`, e.g. diffusion steps unrolled into the graph) are
+Python ints fixed when a graph is traced; the others are scalar graph inputs.
+"""
+
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence
+
+import tensorflow as tf
+
+ACOUSTIC = "acoustic"
+VOCODER = "vocoder"
+ROLES = (ACOUSTIC, VOCODER)
+_DTYPES = {"int32": int, "float32": float}
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+  """A knob a model declares; it becomes a `--control=name=value` flag and an export input.
+
+  Attributes:
+    name: identifier (flag value key, graph input name).
+    dtype: "float32" or "int32".
+    default: the recommended value (recorded in metadata.json).
+    help: one line for `tfspeech-info` and the metadata.
+    static: fixed when a graph is built (a Python value), not a graph input.
+    minimum: smallest allowed value (inclusive), or None.
+    exclusive_minimum: values must be greater than this, or None.
+  """
+  name: str
+  dtype: str
+  default: Any
+  help: str
+  static: bool = False
+  minimum: Optional[float] = None
+  exclusive_minimum: Optional[float] = None
+
+  def __post_init__(self):
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"Control {self.name!r}: dtype must be one of {sorted(_DTYPES)}")
+
+  @property
+  def tf_dtype(self) -> tf.DType:
+    return tf.as_dtype(self.dtype)
+
+  def convert(self, value, source: str = "") -> Any:
+    """`value` (a string from a flag, or a number) as this control's Python type, checked.
+
+    Raises:
+      ValueError: not a number of this type, or out of range (`source` names the flag).
+    """
+    where = source or f"control {self.name}"
+    try:
+      if isinstance(value, str):
+        number = _DTYPES[self.dtype](value.strip())
+      elif self.dtype == "int32" and (isinstance(value, bool) or int(value) != value):
+        raise ValueError
+      else:
+        number = _DTYPES[self.dtype](value)
+    except (TypeError, ValueError):
+      raise ValueError(f"{where}={value}: expected {self.describe_type()}") from None
+    if self.minimum is not None and number < self.minimum:
+      raise ValueError(f"{where}={value}: must be >= {self.minimum} ({self.help})")
+    if self.exclusive_minimum is not None and number <= self.exclusive_minimum:
+      raise ValueError(f"{where}={value}: must be > {self.exclusive_minimum} ({self.help})")
+    return number
+
+  def describe_type(self) -> str:
+    kind = "an integer" if self.dtype == "int32" else "a number"
+    if self.minimum is not None:
+      kind += f" >= {self.minimum}"
+    if self.exclusive_minimum is not None:
+      kind += f" > {self.exclusive_minimum}"
+    return kind
+
+  def describe(self) -> str:
+    """`name (type, default D, static): help` for listings."""
+    static = ", fixed at export" if self.static else ""
+    return f"{self.name} ({self.dtype}, default {self.default}{static}): {self.help}"
+
+  def metadata(self) -> dict:
+    return {"dtype": self.dtype, "default": self.default, "static": self.static,
+            "help": self.help, "minimum": self.minimum,
+            "exclusive_minimum": self.exclusive_minimum}
+
+
+def resolve_controls(controls: Sequence[Control], given: Optional[Mapping[str, Any]] = None,
+                     sources: Optional[Mapping[str, str]] = None) -> dict:
+  """Every declared control's value: `given` (checked and converted) or its default.
+
+  Args:
+    controls: the model's declared controls.
+    given: name → value (numbers or strings).
+    sources: name → how the user gave it (e.g. "--temperature"), for messages.
+
+  Raises:
+    ValueError: an unknown name (the message lists the model's controls) or a bad value.
+  """
+  given = dict(given or {})
+  sources = dict(sources or {})
+  declared = {c.name: c for c in controls}
+  unknown = sorted(set(given) - set(declared))
+  if unknown:
+    listing = "; ".join(c.describe() for c in controls) or "none"
+    raise ValueError(f"unknown control {', '.join(unknown)}; this model's controls: {listing}")
+  return {name: control.convert(given[name], sources.get(name, f"--control={name}"))
+          if name in given else control.default for name, control in declared.items()}
+
+
+def parse_control_flags(values: Sequence[str]) -> dict:
+  """`["name=value", ...]` (repeated `--control` flags) → {name: "value"}.
+
+  Raises:
+    ValueError: an entry without "=" or a name given twice.
+  """
+  parsed = {}
+  for entry in values or ():
+    name, sep, value = entry.partition("=")
+    name = name.strip()
+    if not sep or not name or not value.strip():
+      raise ValueError(f"--control={entry}: expected NAME=VALUE, e.g. --control=temperature=1.5")
+    if name in parsed:
+      raise ValueError(f"--control={entry}: {name} is given twice")
+    parsed[name] = value.strip()
+  return parsed
+
+
+def split_controls(controls: Sequence[Control], values: Mapping[str, Any]):
+  """(static values, dynamic values) of resolved control values, in declaration order."""
+  static = {c.name: values[c.name] for c in controls if c.static}
+  dynamic = {c.name: values[c.name] for c in controls if not c.static}
+  return static, dynamic
+
+
+def cyclic_frames(noise, frames):
+  """`[batch, >=1, c]` noise repeated along time and cut to `frames`: `[batch, frames, c]`.
+
+  Lets a graph take noise of any length: pass at least `frames_bound` frames for
+  independent noise; shorter noise is reused (still a valid, if less random, sample).
+  """
+  repeats = (frames + tf.shape(noise)[1] - 1) // tf.shape(noise)[1]
+  return tf.tile(noise, tf.stack([1, repeats, 1]))[:, :frames]
+
+
+class AcousticModel:
+  """Token ids → mels, mel lengths and per-token durations; see the module docstring.
+
+  Attributes:
+    n_mels: mel bins of the output.
+    controls: tuple of `Control`s.
+    noise_channels: channels of the `noise` input, or None when the model draws none.
+    num_speakers: > 1 for multi-speaker models (then `speaker` is `[batch]` int32).
+    weights: every variable the serving graphs read (for `tf.Module` tracking).
+  """
+  role = ACOUSTIC
+  n_mels: int = 80
+  controls: tuple = ()
+  noise_channels: Optional[int] = None
+  num_speakers: int = 1
+
+  @property
+  def weights(self) -> list:
+    raise NotImplementedError
+
+  def frames_bound(self, text_ids, text_lengths, speaker=None, **controls):
+    """int32 scalar >= the noise frames `synthesize` uses for these inputs."""
+    raise NotImplementedError
+
+  def synthesize(self, text_ids, text_lengths, noise, speaker=None, **controls) -> dict:
+    """{"mel", "mel_lengths", "durations"}; see the module docstring."""
+    raise NotImplementedError
+
+  def ground_truth_aligned(self, text_ids, text_lengths, mel, mel_lengths, noise,
+                           speaker=None, **controls):
+    """Teacher-forced mels `[batch, frames, n_mels]` for vocoder fine-tuning (optional).
+
+    `noise` is `[batch, frames_of(mel), noise_channels]` (None without noise).
+    """
+    raise NotImplementedError(f"{type(self).__name__} has no ground-truth-aligned mode")
+
+  def gta_noise_frames(self, frames):
+    """Noise frames `ground_truth_aligned` reads for a mel of `frames` frames."""
+    return frames
+
+  @property
+  def has_ground_truth_aligned(self) -> bool:
+    return type(self).ground_truth_aligned is not AcousticModel.ground_truth_aligned
+
+
+class Vocoder:
+  """Mels → audio; see the module docstring.
+
+  Attributes:
+    n_mels, hop_length, sample_rate: its shapes and rate.
+    mel_config: the `tfspeech.audio.MelConfig` it was trained on (None if unknown).
+    mel_pad_value: the log-mel of silence in that convention (pad mels with it).
+    receptive_field: frames a change of one mel frame can reach in either direction.
+    weights: every variable its graph reads.
+  """
+  role = VOCODER
+  n_mels: int = 80
+  hop_length: int = 256
+  sample_rate: int = 22050
+  mel_config: Any = None
+  mel_pad_value: float = 0.0
+  receptive_field: int = 0
+
+  @property
+  def weights(self) -> list:
+    raise NotImplementedError
+
+  def vocode(self, mel, mel_lengths) -> dict:
+    """{"audio", "audio_lengths"}; see the module docstring."""
+    raise NotImplementedError
+
+
+def task_role(task_class) -> Optional[str]:
+  """"acoustic", "vocoder" or None (a task that serves nothing, e.g. toy)."""
+  return getattr(task_class, "serving_role", None)
+
+
+def task_controls(task_class) -> tuple:
+  """The controls a task's serving object declares, known before any weights load.
+
+  A task declares them as `serving_controls` (the same tuple its serving object's
+  `controls` holds), so binaries can check flags before loading a run.
+  """
+  return tuple(getattr(task_class, "serving_controls", ()))
+
+
+def build_serving(task, modules: Mapping[str, Any], data_info: Optional[Mapping] = None):
+  """The serving object of a task instance (its `serving(modules, data_info)`).
+
+  Raises:
+    ValueError: the task declares no serving role.
+  """
+  role = task_role(type(task))
+  if role not in ROLES or not hasattr(task, "serving"):
+    raise ValueError(f"model {type(task).name!r} serves neither as an acoustic model nor as a "
+                     "vocoder (its task declares no serving_role)")
+  served = task.serving(dict(modules), dict(data_info or {}))
+  expected = AcousticModel if role == ACOUSTIC else Vocoder
+  if not isinstance(served, expected):
+    raise TypeError(f"{type(task).__name__}.serving() returned {type(served).__name__}, not a "
+                    f"tfspeech.models.serving.{expected.__name__}")
+  if role == ACOUSTIC and tuple(served.controls) != task_controls(type(task)):
+    raise TypeError(f"{type(task).__name__}.serving_controls must be the controls its serving "
+                    "object declares")
+  return served
