@@ -84,9 +84,12 @@ def main(argv):
   timings["prepare"] = time.time() - start
 
   start = _stage(f"2/4 train {FLAGS.model} (tiny) for {FLAGS.max_steps} steps -> {workdir}")
-  result = training.train(FLAGS.model, "tiny", data_dir=data_dir, workdir=workdir,
-                          overrides={"max_steps": FLAGS.max_steps},
-                          allow_changes=("max_steps",), progress=FLAGS.progress)
+  try:
+    result = training.train(FLAGS.model, "tiny", data_dir=data_dir, workdir=workdir,
+                            overrides={"max_steps": FLAGS.max_steps},
+                            allow_changes=("max_steps",), progress=FLAGS.progress)
+  except training.WorkdirLockedError as e:
+    common.fail(f"{e}; wait for it or pass another --out")
   print(f"step {result.final_step}: " + ", ".join(
       f"{k}={float(v):.3f}" for k, v in sorted(result.losses.items())))
   timings["train"] = time.time() - start
