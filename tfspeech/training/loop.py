@@ -109,7 +109,9 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
     checkpoints = Checkpoints(trainer, workdir)
   restored = checkpoints.restore_latest()
   if restored is None:
-    trainer.task.warm_start(trainer)  # e.g. fine-tuning from another run's weights
+    warm_start = getattr(trainer.task, "warm_start", None)
+    if warm_start is not None:
+      warm_start(trainer)  # a task's own start from another run's weights
   else:
     trainer.reset_constant_learning_rates()
   step = restored or 0

@@ -22,6 +22,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tfspeech import audio as audio_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
@@ -35,6 +36,8 @@ from tfspeech.training.config import TrainConfig
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
 # Reverse-diffusion steps of the TensorBoard sample.
 _SUMMARY_TIMESTEPS = 10
+# Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
+_PREVIEW_PEAK_DB = -1.0
 # english_characters (64 symbols) + the blank id.
 TINY_VOCAB = 65
 
@@ -108,6 +111,28 @@ def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> di
       f"grad_tts: the model embeds n_vocab={config.n_vocab} ids but the corpus prepared in "
       f"{data_dir} uses symbol table {plan['table_name']!r} with {plan['num_symbols']} "
       f"symbols{blank} = {plan['n_vocab']} ids. Either " + ", or ".join(fixes) + ".")
+
+
+def griffin_lim_preview(mel, mel_config, n_iter: int = 32):
+  """Griffin-Lim audio of predicted log-mels for listening, safe for out-of-range values.
+
+  An untrained or diverging model can predict log-mels whose exponent overflows (inf,
+  then NaN audio): values are clipped to [silence, 1e4 magnitude] and non-finite ones
+  silenced. Griffin-Lim's level follows the predicted magnitudes and often passes full
+  scale, so each item is scaled to a fixed peak (`_PREVIEW_PEAK_DB`).
+
+  Args:
+    mel: `[batch, frames, n_mels]` log-mels in `mel_config`'s convention.
+    mel_config: the `MelConfig` of the training data.
+
+  Returns:
+    `[batch, samples]` float32 audio.
+  """
+  floor = audio_lib.log_compress(tf.zeros([]), mel_config)
+  ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
+  mel = tf.clip_by_value(tf.where(tf.math.is_finite(mel), mel, floor), floor, ceiling)
+  audio = audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
+  return audio_lib.normalize_peak(audio, _PREVIEW_PEAK_DB)
 
 
 def _load_info(data_dir: str) -> dict:
@@ -266,10 +291,6 @@ class GradTTSTask(registry.Task):
             self._mel(batch)[0, :batch["mel_lengths"][0]]),
     }
     if self._info is not None:
-      # pylint: disable=import-outside-toplevel
-      from tfspeech import audio
-      from tfspeech.inference import synthesize_lib
-      mel_config = audio.MelConfig(**self._info["mel_config"])
-      results["audio/predicted_griffin_lim"] = synthesize_lib.griffin_lim_audio(
-          predicted, mel_config)
+      mel_config = audio_lib.MelConfig(**self._info["mel_config"])
+      results["audio/predicted_griffin_lim"] = griffin_lim_preview(predicted, mel_config)
     return results
