@@ -45,6 +45,13 @@ def test_registered_with_presets():
   assert cls.preset("ljspeech").n_vocab == len(text_lib.english_arpabet()) + 1 == 149
   assert cls.preset("tiny").n_vocab == len(text_lib.english_characters()) + 1
   assert cls.default_train_config("ljspeech").learning_rate == 1e-4
+  # One preset table and one config class: the model's `tiny` is the task's `tiny`.
+  from tfspeech.models import grad_tts
+  assert cls.presets is grad_tts.grad_tts_presets.PRESETS
+  assert cls.config_class is grad_tts.GradTTSConfig is grad_tts.GradTTSTaskConfig
+  for name in cls.presets:
+    assert grad_tts.preset(name) == getattr(grad_tts, name)() == cls.preset(name)
+  assert grad_tts.tiny(add_blank=False).add_blank is False
 
 
 def test_vocabulary_mismatch_names_the_fix(prepared):

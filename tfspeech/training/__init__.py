@@ -22,6 +22,7 @@ _EXPORTS = {
             "resolve_config", "train"),
     "checkpoints": ("CheckpointRestoreError", "Checkpoints", "NonFiniteWeightsError"),
     "config": ("ConfigMismatchError", "OptimizerConfig", "RunConfig", "TrainConfig"),
+    "init_from": ("InitFromError",),
     "loop": ("TrainResult", "fit"),
     "step_context": ("StepContext",),
     "task": ("OptimizerSpec", "Task", "TaskLookup"),

@@ -17,20 +17,20 @@ global-batch value (tokens for the duration loss, mel frames × bins for the pri
 diffusion losses), so their sum over replicas equals the single-device value.
 """
 
-import dataclasses
-from typing import Optional
+from typing import Mapping, Optional, Union
 
 import tensorflow as tf
 
 from tfspeech import audio as audio_lib
+from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
 from tfspeech.models.grad_tts.grad_tts_backbone import GradTTS
 from tfspeech.models.grad_tts.grad_tts_config import GradTTSConfig
+from tfspeech.models.grad_tts.grad_tts_config import GradTTSTaskConfig  # noqa: F401 (old name)
 from tfspeech.text.tokenizer import intersperse_blank
 from tfspeech.training import summaries as summaries_lib
-from tfspeech.training.config import TrainConfig
 
 # Symbol-table presets a corpus can be prepared with (`tfspeech-prepare --symbols`).
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
@@ -38,38 +38,16 @@ _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
 _SUMMARY_TIMESTEPS = 10
 # Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
 _PREVIEW_PEAK_DB = -1.0
-# english_characters (64 symbols) + the blank id.
-TINY_VOCAB = 65
+# The one preset table (grad_tts_presets); the task adds no fields of its own.
+PRESETS = grad_tts_presets.PRESETS
+TINY_VOCAB = grad_tts_presets.TINY_VOCAB
 
 
-@dataclasses.dataclass(frozen=True)
-class GradTTSTaskConfig(GradTTSConfig):
-  """`GradTTSConfig` plus how the input pipeline feeds it.
-
-  Attributes:
-    add_blank: intersperse a blank id (`len(symbols)`) before, between and after the
-      prepared text ids, as the reference's `add_blank=True`. Ignored when the prepared
-      symbol table already has a blank (its records already hold blanks).
-  """
-  add_blank: bool = True
-
-
-def _task_config(config_fn, **overrides) -> GradTTSTaskConfig:
-  return GradTTSTaskConfig(**dataclasses.asdict(config_fn(**overrides)))
-
-
-PRESETS = {
-    "tiny": _task_config(grad_tts_presets.tiny, n_vocab=TINY_VOCAB),
-    "ljspeech": _task_config(grad_tts_presets.ljspeech),
-    "libritts": _task_config(grad_tts_presets.libritts),
-}
-
-
-def vocabulary_plan(symbols: dict, add_blank: bool) -> dict:
+def vocabulary_plan(symbols: Union[text_lib.SymbolTable, Mapping], add_blank: bool) -> dict:
   """How the ids of a prepared corpus reach the model.
 
   Args:
-    symbols: the prepared symbol table as stored in dataset.json (`SymbolTable.to_dict`).
+    symbols: the prepared symbol table (a `SymbolTable`, or its dataset.json dict).
     add_blank: the task config's `add_blank`.
 
   Returns:
@@ -77,17 +55,18 @@ def vocabulary_plan(symbols: dict, add_blank: bool) -> dict:
     intersperses, or None when it intersperses nothing), `pad_id`, `table_name`,
     `num_symbols` and `add_blank` (whether the model's inputs carry blanks).
   """
-  num_symbols = len(symbols["symbols"])
-  pad_id = symbols["symbols"].index(symbols["pad"])
-  has_blank = symbols.get("blank") is not None
+  if not isinstance(symbols, text_lib.SymbolTable):
+    symbols = text_lib.SymbolTable.from_dict(symbols)
+  num_symbols = len(symbols)
+  has_blank = symbols.blank is not None
   intersperse = add_blank and not has_blank
   return {"n_vocab": num_symbols + (1 if intersperse else 0),
-          "blank_id": num_symbols if intersperse else None, "pad_id": pad_id,
-          "table_name": symbols.get("name", "custom"), "num_symbols": num_symbols,
+          "blank_id": num_symbols if intersperse else None, "pad_id": symbols.pad_id,
+          "table_name": symbols.name, "num_symbols": num_symbols,
           "add_blank": bool(intersperse or has_blank)}
 
 
-def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> dict:
+def check_vocabulary(config: GradTTSConfig, info: dict, data_dir: str) -> dict:
   """Fails with the fix when the prepared symbols do not fit `config.n_vocab`.
 
   Returns:
@@ -99,10 +78,9 @@ def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> di
   plan = vocabulary_plan(info["symbols"], config.add_blank)
   if plan["n_vocab"] == config.n_vocab:
     return plan
-  from tfspeech import text  # pylint: disable=import-outside-toplevel
   blank = " + 1 blank id (add_blank)" if plan["blank_id"] is not None else ""
   fits = [name for name in _SYMBOL_PRESETS
-          if len(text.get_symbol_table(name)) + (1 if config.add_blank else 0) == config.n_vocab]
+          if len(text_lib.get_symbol_table(name)) + (1 if config.add_blank else 0) == config.n_vocab]
   fixes = [f"train with --override=n_vocab={plan['n_vocab']} (a new model for this corpus)"]
   if fits:
     fixes.append(f"re-prepare the corpus with tfspeech-prepare --symbols={fits[0]} to match "
@@ -145,7 +123,7 @@ def _load_info(data_dir: str) -> dict:
 @registry.register("grad_tts")
 class GradTTSTask(registry.Task):
   """Grad-TTS with one Adam optimizer ("main") over the whole model."""
-  config_class = GradTTSTaskConfig
+  config_class = GradTTSConfig
   presets = PRESETS
   # Prepared TFRecord corpora: resume with a fresh, step-seeded shuffle rather than
   # checkpointing shuffle buffers full of utterances (see registry.Task.data_checkpoint).
@@ -159,19 +137,7 @@ class GradTTSTask(registry.Task):
 
   @classmethod
   def default_train_config(cls, preset):
-    if preset == "tiny":
-      # A few-thousand-parameter model: a high rate makes the prior and duration losses fall
-      # within ~100 steps on the bundled corpus.
-      return TrainConfig(batch_size=16, max_steps=2000, optimizer="adam", learning_rate=3e-3,
-                         clip_norm=1.0, log_every=10, checkpoint_every=200, eval_every=100,
-                         eval_batches=1, summary_every=200)
-    # Reference Grad-TTS/train.py + params.py: Adam 1e-4, batch 16, gradient norms clipped
-    # to 1 (the reference clips encoder and decoder separately; here the whole model),
-    # 1.7M iterations in the paper.
-    return TrainConfig(batch_size=16, max_steps=1_700_000, optimizer="adam",
-                       learning_rate=1e-4, clip_norm=1.0, log_every=100,
-                       checkpoint_every=5000, eval_every=5000, eval_batches=10,
-                       summary_every=5000)
+    return grad_tts_presets.train_config(preset)
 
   # ------------------------------------------------------------------ modules
   def build(self):
