@@ -1,6 +1,7 @@
 """The "hifigan" task: config, data checks, the traced GAN step, training, resume, fine-tuning."""
 import dataclasses
 import glob
+import json
 import os
 
 import numpy as np
@@ -150,6 +151,25 @@ def test_config_and_data_problems_name_the_fix(prepared):
         prepared, "train", config)
   with pytest.raises(ValueError, match="needs prepared data: pass --data"):
     make_task().dataset("", "train", config)
+
+
+def test_corpus_facts_are_read_and_recorded_through_corpus_info(prepared, tmp_path):
+  task = make_task()
+  facts = task.data_info(prepared)
+  raw = json.loads(open(os.path.join(prepared, "dataset.json"), encoding="utf-8").read())
+  assert set(facts) == {"sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value",
+                        "counts"}
+  for key in facts:
+    assert facts[key] == raw[key], key
+  assert task.sample_rate == raw["sample_rate"]
+  # A dataset.json without its mel convention is refused naming the file.
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  del raw["mel_config"]
+  (broken / "dataset.json").write_text(json.dumps(raw))
+  with pytest.raises(ValueError, match=r"broken/dataset.json: does not record "
+                     r"\['mel_config'\]"):
+    make_task().data_info(str(broken))
 
 
 def test_dataset_gives_aligned_segments(prepared):

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
+from tfspeech.data.corpus_info import CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
 from tfspeech.models.grad_tts.grad_tts_backbone import GradTTS
@@ -66,7 +67,7 @@ def vocabulary_plan(symbols: Union[text_lib.SymbolTable, Mapping], add_blank: bo
           "add_blank": bool(intersperse or has_blank)}
 
 
-def check_vocabulary(config: GradTTSConfig, info: dict, data_dir: str) -> dict:
+def check_vocabulary(config: GradTTSConfig, info: CorpusInfo, data_dir: str) -> dict:
   """Fails with the fix when the prepared symbols do not fit `config.n_vocab`.
 
   Returns:
@@ -75,7 +76,7 @@ def check_vocabulary(config: GradTTSConfig, info: dict, data_dir: str) -> dict:
   Raises:
     ValueError: naming the `--symbols` to prepare with or the override to train with.
   """
-  plan = vocabulary_plan(info["symbols"], config.add_blank)
+  plan = vocabulary_plan(info.symbols, config.add_blank)
   if plan["n_vocab"] == config.n_vocab:
     return plan
   blank = " + 1 blank id (add_blank)" if plan["blank_id"] is not None else ""
@@ -113,11 +114,11 @@ def griffin_lim_preview(mel, mel_config, n_iter: int = 32):
   return audio_lib.normalize_peak(audio, _PREVIEW_PEAK_DB)
 
 
-def _load_info(data_dir: str) -> dict:
+def _load_info(data_dir: str) -> CorpusInfo:
   if not data_dir:
     raise ValueError("grad_tts needs prepared data: pass --data=DIR (the output of "
                      "tfspeech-prepare)")
-  return dataset_lib.load_dataset_info(data_dir)
+  return CorpusInfo.load(data_dir, require=("symbols", "mel_config"))
 
 
 @registry.register("grad_tts")
@@ -132,7 +133,7 @@ class GradTTSTask(registry.Task):
 
   def __init__(self, config):
     super().__init__(config)
-    self._info: Optional[dict] = None
+    self._info: Optional[CorpusInfo] = None
     self._plan: Optional[dict] = None
 
   @classmethod
@@ -144,16 +145,16 @@ class GradTTSTask(registry.Task):
     return {"grad_tts": GradTTS(self.config, name="grad_tts")}
 
   # ------------------------------------------------------------------ data
-  def _prepare(self, data_dir: str) -> dict:
+  def _prepare(self, data_dir: str) -> CorpusInfo:
     """Reads dataset.json once and checks it against the config."""
     if self._info is None:
       info = _load_info(data_dir)
-      if int(info["n_mels"]) != self.config.n_feats:
+      if info.n_mels != self.config.n_feats:
         raise ValueError(
-            f"grad_tts: the corpus in {data_dir} has {info['n_mels']}-bin mels but the model "
-            f"predicts n_feats={self.config.n_feats}; pass --override=n_feats={info['n_mels']} "
+            f"grad_tts: the corpus in {data_dir} has {info.n_mels}-bin mels but the model "
+            f"predicts n_feats={self.config.n_feats}; pass --override=n_feats={info.n_mels} "
             "or re-prepare with a matching mel config")
-      speakers = int(info.get("num_speakers", 1))
+      speakers = info.num_speakers
       if speakers > self.config.n_spks:
         raise ValueError(
             f"grad_tts: the corpus in {data_dir} has {speakers} speakers but the model has "
@@ -161,23 +162,22 @@ class GradTTSTask(registry.Task):
             "multi-speaker preset such as libritts)")
       self._plan = check_vocabulary(self.config, info, data_dir)
       self._info = info
-      self.sample_rate = int(info["sample_rate"])
+      self.sample_rate = info.sample_rate
     return self._info
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
     keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
             "cleaners", "arpabet", "num_speakers", "counts")
-    facts = {k: info[k] for k in keys if k in info}
-    facts["add_blank"] = self._plan["add_blank"]
-    facts["blank_id"] = self._plan["blank_id"]
-    return facts
+    # The run records how its pipeline feeds the model: blanks and the blank id.
+    recorded = info.replace(add_blank=self._plan["add_blank"], blank_id=self._plan["blank_id"])
+    return recorded.to_dict(keys + ("add_blank", "blank_id"))
 
   def dataset(self, data_dir, split, train_config):
     info = self._prepare(data_dir)
     training = split == "train"
     record_split = "train" if training else "validation"
-    if not training and not int(info.get("counts", {}).get("validation", 0)):
+    if not training and not info.count("validation"):
       return None
     features = ("text_ids", "mel") + (("speaker",) if self.config.n_spks > 1 else ())
     dataset = dataset_lib.make_dataset(
@@ -257,6 +257,6 @@ class GradTTSTask(registry.Task):
             self._mel(batch)[0, :batch["mel_lengths"][0]]),
     }
     if self._info is not None:
-      mel_config = audio_lib.MelConfig(**self._info["mel_config"])
-      results["audio/predicted_griffin_lim"] = griffin_lim_preview(predicted, mel_config)
+      results["audio/predicted_griffin_lim"] = griffin_lim_preview(
+          predicted, self._info.mel_config)
     return results

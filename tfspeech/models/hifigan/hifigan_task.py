@@ -39,6 +39,7 @@ from absl import logging
 
 from tfspeech import audio as audio_lib
 from tfspeech.data import dataset as dataset_lib
+from tfspeech.data.corpus_info import MEL_CONVENTION, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.hifigan import hifigan_presets
 from tfspeech.models.hifigan.discriminators import build_discriminators
@@ -72,7 +73,7 @@ class HifiGanTask(registry.Task):
 
   def __init__(self, config):
     super().__init__(config)
-    self._info: Optional[dict] = None
+    self._info: Optional[CorpusInfo] = None
     self._data_dir: Optional[str] = None
     self._loss_mel: Optional[MelReconstructionLoss] = None
     self._input_mel: Optional[audio_lib.MelSpectrogram] = None
@@ -94,7 +95,7 @@ class HifiGanTask(registry.Task):
   def optimizers(self, train_config):
     settings = train_config.optimizer_config()
     if self._info is not None and settings.schedule == "exponential":
-      steps_per_epoch = max(int(self._info["counts"]["train"]) // train_config.batch_size, 1)
+      steps_per_epoch = max(self._info.count("train") // train_config.batch_size, 1)
       if steps_per_epoch != settings.decay_steps:
         logging.warning(
             "hifigan: the learning rate decays by %g every decay_steps=%d steps, but an epoch "
@@ -105,32 +106,32 @@ class HifiGanTask(registry.Task):
             "generator": registry.OptimizerSpec(("generator",), settings)}
 
   # ------------------------------------------------------------------ data
-  def _prepare(self, data_dir: str) -> dict:
+  def _prepare(self, data_dir: str) -> CorpusInfo:
     """Reads dataset.json once, checks it against the config, sets up the mel losses."""
     if self._info is not None and data_dir == self._data_dir:
       return self._info
     if not data_dir:
       raise ValueError("hifigan needs prepared data: pass --data=DIR (the output of "
                        "tfspeech-prepare, or of tfspeech-synthesize --gta for fine-tuning)")
-    info = dataset_lib.load_dataset_info(data_dir)
+    info = CorpusInfo.load(data_dir, require=("mel_config",))
     c = self.config
-    if int(info["n_mels"]) != c.num_mels:
-      raise ValueError(f"hifigan: the corpus in {data_dir} has {info['n_mels']}-bin mels but "
+    if info.n_mels != c.num_mels:
+      raise ValueError(f"hifigan: the corpus in {data_dir} has {info.n_mels}-bin mels but "
                        f"the generator takes num_mels={c.num_mels}; pass "
-                       f"--override=num_mels={info['n_mels']} or re-prepare the corpus")
-    if int(info["hop_length"]) != c.hop_length:
+                       f"--override=num_mels={info.n_mels} or re-prepare the corpus")
+    if info.hop_length != c.hop_length:
       raise ValueError(
-          f"hifigan: the corpus in {data_dir} has hop length {info['hop_length']} but the "
+          f"hifigan: the corpus in {data_dir} has hop length {info.hop_length} but the "
           f"generator makes prod(upsample_rates)={c.hop_length} samples per frame; choose "
           "upsample_rates whose product is the hop length, or re-prepare the corpus")
-    if not int(info.get("counts", {}).get("train", 0)):
+    if not info.count("train"):
       raise ValueError(f"hifigan: the corpus in {data_dir} has no train utterances")
-    mel_config = audio_lib.MelConfig(**info["mel_config"])
+    mel_config = info.mel_config
     # Reference: the loss compares mels up to Nyquist (fmax_for_loss=None) with the
     # input mel's other settings.
     self._loss_mel = MelReconstructionLoss(mel_config.replace(fmax=None))
     self._input_mel = audio_lib.MelSpectrogram(mel_config)
-    self.sample_rate = int(info["sample_rate"])
+    self.sample_rate = info.sample_rate
     self._info, self._data_dir = info, data_dir
     return info
 
@@ -138,7 +139,7 @@ class HifiGanTask(registry.Task):
     info = self._prepare(data_dir)
     keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "counts",
             "gta")
-    return {k: info[k] for k in keys if k in info}
+    return info.to_dict(keys)
 
   def dataset(self, data_dir, split, train_config):
     info = self._prepare(data_dir)
@@ -148,7 +149,7 @@ class HifiGanTask(registry.Task):
           data_dir, "train", batch_size=train_config.batch_size, features=("audio", "mel"),
           shuffle=True, seed=train_config.seed, repeat=True, segment_samples=c.segment_size,
           drop_remainder=True, shuffle_buffer_size=c.shuffle_buffer_size)
-    if not int(info.get("counts", {}).get("validation", 0)):
+    if not info.count("validation"):
       return None
     return dataset_lib.make_dataset(
         data_dir, "validation", batch_size=train_config.batch_size, features=("audio", "mel"),
@@ -251,9 +252,8 @@ class HifiGanTask(registry.Task):
     data_info = (source or {}).get("data_info") or {}
     if self._info is None or not data_info.get("mel_config"):
       return
-    differences = [f"mel_config.{k}: {v!r} in the source, {self._info['mel_config'].get(k)!r} "
-                   "here" for k, v in data_info["mel_config"].items()
-                   if self._info["mel_config"].get(k) != v]
+    differences = CorpusInfo.from_dict(data_info, source=where).differences(
+        self._info, MEL_CONVENTION)
     if differences:
       raise ValueError(f"{where}: it was trained on mels of another convention than "
                        f"{self._data_dir} holds:\n  " + "\n  ".join(differences) +
