@@ -49,6 +49,7 @@ def test_parse_spec():
   assert init_from.parse("runs/a") == ("runs/a", None)
   assert init_from.parse("runs/a:generator") == ("runs/a", ("generator",))
   assert init_from.parse("runs/a:generator, mpd") == ("runs/a", ("generator", "mpd"))
+  assert init_from.parse("runs/a:mpd+msd") == ("runs/a", ("mpd", "msd"))
   assert init_from.parse("gs://bucket/run") == ("gs://bucket/run", None)
 
 
@@ -122,7 +123,7 @@ def test_shape_mismatch_is_refused_before_anything_is_assigned(gan_source, tmp_p
   assert "generator/generator/dense_0/kernel: (4, 12) in the source, (4, 8) in this run" \
       in message
   assert "discriminator/discriminator/out/kernel: (12, 1) in the source, (8, 1)" in message
-  assert "init_from=WORKDIR:module" in message
+  assert "init_from=WORKDIR:module+module" in message
   for key, value in weights(trainer.modules).items():
     np.testing.assert_array_equal(value, fresh[key], err_msg=key)
   # A checkpoint prefix serves as well as a workdir.

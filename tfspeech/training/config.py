@@ -106,7 +106,7 @@ class TrainConfig:
       whose loss or gradients were non-finite; checked at every log step, so
       the stop comes at most `log_every` steps late (safe).
     init_from: start a *new* run from another run's weights (fine-tuning):
-      "WORKDIR" (its newest checkpoint), "WORKDIR:module,module" (only those
+      "WORKDIR" (its newest checkpoint), "WORKDIR:module+module" (only those
       modules, e.g. "runs/hifigan:generator"), or a checkpoint path
       (".../checkpoints/ckpt-N") in place of WORKDIR. Every variable loaded must
       exist in the source with the same shape. Ignored on resume; "" starts

@@ -3,6 +3,7 @@
   tfspeech-train --model=hifigan --preset=v1 --data=data/ljspeech_gta \
       --workdir=runs/hifigan_gta --override=init_from=runs/hifigan
   --override=init_from=runs/hifigan:generator        # only the generator
+  --override=init_from=runs/hifigan:mpd+msd          # several ("," works outside --override)
   --override=init_from=runs/hifigan,init_optimizers=true   # and the optimizers' state
 
 `fit` calls `initialize(trainer)` once, before the first step of a run that has
@@ -18,6 +19,7 @@ lists the differences. Then the task may refuse what shapes cannot show
 
 import json
 import os
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -35,12 +37,15 @@ class InitFromError(ValueError):
 
 
 def parse(spec: str) -> tuple[str, Optional[tuple[str, ...]]]:
-  """"WORKDIR[:module,module]" → (WORKDIR, module names or None for every module)."""
+  """"WORKDIR[:module+module]" → (WORKDIR, module names or None for every module).
+
+  Modules are separated by "+" or "," (--override splits its value at commas).
+  """
   path, sep, names = spec.rpartition(":")
   # A colon inside a path (no module list after it) stays part of the path.
   if not sep or not names.strip() or "/" in names or os.sep in names:
     return spec, None
-  modules = tuple(n.strip() for n in names.split(",") if n.strip())
+  modules = tuple(n.strip() for n in re.split(r"[,+]", names) if n.strip())
   return path, modules
 
 
@@ -153,7 +158,7 @@ def initialize(trainer) -> Optional[str]:
         + "\n  ".join(differences[:_MAX_LISTED]) + (f"\n  ... and {more} more" if more > 0
                                                     else "")
         + "\nStart the new run with the source run's preset and model overrides, or name "
-        "only the modules that match (init_from=WORKDIR:module,...)")
+        "only the modules that match (init_from=WORKDIR:module+module)")
   check = getattr(trainer.task, "check_init_source", None)
   if check is not None:
     check(read_source_config(workdir), where)
