@@ -148,6 +148,14 @@ def test_train_initialises_new_runs_only(gan_source, tmp_path, monkeypatch):
   assert len(calls) == 1  # The resume restored its own checkpoint.
 
 
+def test_a_missing_source_fails_before_the_workdir_is_written(tmp_path):
+  workdir = tmp_path / "new"
+  with pytest.raises(FileNotFoundError, match="neither a run directory nor a checkpoint"):
+    training.train("toy", "tiny", workdir=str(workdir), progress=False, handle_signals=False,
+                   overrides=dict(SMALL, max_steps=1, init_from=str(tmp_path / "typo")))
+  assert not (workdir / "config.json").exists()
+
+
 def test_old_hifigan_finetune_keys_read_as_init_from(tmp_path):
   hifigan = registry.get("hifigan")
   run = RunConfig(model="hifigan", preset="tiny", model_config=hifigan.preset("tiny"),

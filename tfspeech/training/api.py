@@ -20,6 +20,7 @@ from absl import logging
 
 from tfspeech import config as cfg
 from tfspeech.training import checkpoints as checkpoints_lib
+from tfspeech.training import init_from
 from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_overrides,
                                       load_run_config, override_paths, resolve_run_config,
                                       write_run_config)
@@ -156,6 +157,8 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
   run = resolved.run
   task = resolved.task_class(run.model_config)
   if not resolved.resumed:
+    if run.train.init_from:
+      init_from.check_source(run.train.init_from)  # before config.json exists
     run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
     write_run_config(workdir, run)
   elif resolved.changes:

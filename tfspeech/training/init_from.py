@@ -67,6 +67,16 @@ def source_checkpoint(path: str, where: str) -> tuple[str, Optional[str]]:
                           "prefix (…/checkpoints/ckpt-N); pass the workdir of a trained run")
 
 
+def check_source(spec: str) -> str:
+  """The checkpoint `spec` ("WORKDIR[:modules]") names; fails early when there is none.
+
+  `api.train` calls it before a new run writes its config.json, so a mistyped path
+  leaves no half-started workdir behind.
+  """
+  path, _ = parse(spec)
+  return source_checkpoint(path, f"init_from={spec}")[0]
+
+
 def read_source_config(workdir: Optional[str]) -> dict:
   """The source run's config.json as a dict ({} when there is none)."""
   if not workdir:
