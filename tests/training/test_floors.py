@@ -67,8 +67,25 @@ def test_task_interface_and_registry_load_without_tensorflow():
   assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
+def test_the_transitional_registry_fallback_is_the_only_dynamic_import():
+  # Callers above the trainer's floor that do not yet pass `tasks=` still work ...
+  code = ("import sys; from tfspeech.training import task; "
+          "print(task.resolve_task('toy').__name__, 'tfspeech.models.registry' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.split() == ["ToyTask", "True"], out.stderr[-2000:]
+  # ... through one named module string; any other string import of a floor above fails here.
+  strings = []
+  for path in sorted((PACKAGE / "training").rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+          node.value.startswith(FORBIDDEN["training"]) and " " not in node.value:
+        strings.append((path.name, node.value))
+  assert strings == [("task.py", task_lib.FALLBACK_REGISTRY_MODULE)]
+
+
 def test_a_name_without_a_lookup_is_refused_with_the_fix(monkeypatch):
   monkeypatch.setattr(task_lib, "_default_lookup", None)
+  monkeypatch.setattr(task_lib, "FALLBACK_REGISTRY_MODULE", "")
   with pytest.raises(LookupError, match="pass tasks=tfspeech.models.registry.get"):
     training.resolve_config("toy", "tiny")
   from tfspeech.models.toy import ToyTask

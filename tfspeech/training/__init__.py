@@ -8,7 +8,8 @@ Binaries use:
 
 `model` is a `Task` class or a registered name; names resolve through `tasks`
 (a callable name → Task class) or, by default, `tfspeech.models.registry.get`
-once `tfspeech.models` is imported. This package imports no model.
+once `tfspeech.models` is imported (imported on demand until every caller passes
+`tasks`; see `task.FALLBACK_REGISTRY_MODULE`). No module here imports a model.
 
 Names are imported on first use (PEP 562), so `tfspeech.training.task` — which
 the model registry imports to list names — loads without TensorFlow.

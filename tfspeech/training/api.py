@@ -7,8 +7,9 @@
 
 A model is named by its registered name or given as its `Task` class. Names
 resolve through the `tasks` argument (a callable name → Task class) or the
-default lookup that `tfspeech.models.registry` installs when imported: this
-floor imports no model (see `tfspeech.training.task`).
+default lookup that `tfspeech.models.registry` installs when imported (callers
+above this floor should pass `tasks=registry.get`; until they all do, the
+registry is imported on demand, see `task.FALLBACK_REGISTRY_MODULE`).
 """
 
 import dataclasses
