@@ -267,7 +267,7 @@ def tiny_model():
   return grad_tts.GradTTS(grad_tts.tiny())
 
 
-TEXT = np.array([[5, 9, 12, 40, 3, 77, 8], [20, 31, 4, 0, 0, 0, 0], [60, 61, 62, 63, 64, 0, 0]],
+TEXT = np.array([[5, 9, 12, 40, 3, 57, 8], [20, 31, 4, 0, 0, 0, 0], [60, 61, 62, 63, 64, 0, 0]],
                 np.int32)
 TEXT_LENGTHS = np.array([7, 3, 5], np.int32)
 

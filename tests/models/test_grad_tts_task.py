@@ -1,7 +1,9 @@
 """The "grad_tts" task: vocabulary checks, input pipeline, a short real training run, resume."""
 
 import glob
+import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from tensorflow.core.util import event_pb2
 
 from tfspeech import text as text_lib
 from tfspeech import training
-from tfspeech.data import make_dataset
+from tfspeech.data import CorpusInfo, make_dataset
 from tfspeech.data.prepare import prepare_corpus
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_task
@@ -45,6 +47,13 @@ def test_registered_with_presets():
   assert cls.preset("ljspeech").n_vocab == len(text_lib.english_arpabet()) + 1 == 149
   assert cls.preset("tiny").n_vocab == len(text_lib.english_characters()) + 1
   assert cls.default_train_config("ljspeech").learning_rate == 1e-4
+  # One preset table and one config class: the model's `tiny` is the task's `tiny`.
+  from tfspeech.models import grad_tts
+  assert cls.presets is grad_tts.grad_tts_presets.PRESETS
+  assert cls.config_class is grad_tts.GradTTSConfig is grad_tts.GradTTSTaskConfig
+  for name in cls.presets:
+    assert grad_tts.preset(name) == getattr(grad_tts, name)() == cls.preset(name)
+  assert grad_tts.tiny(add_blank=False).add_blank is False
 
 
 def test_vocabulary_mismatch_names_the_fix(prepared):
@@ -60,9 +69,31 @@ def test_vocabulary_mismatch_names_the_fix(prepared):
     grad_tts_task.GradTTSTask(no_blank).data_info(prepared)
 
 
+def test_corpus_facts_are_read_and_recorded_through_corpus_info(prepared, tmp_path):
+  task = grad_tts_task.GradTTSTask(grad_tts_task.PRESETS["tiny"])
+  facts = task.data_info(prepared)
+  raw = json.loads((pathlib.Path(prepared) / "dataset.json").read_text())
+  for key in ("sample_rate", "hop_length", "n_mels", "mel_config", "symbols", "counts"):
+    assert facts[key] == raw[key], key
+  # The run records how its pipeline feeds the model: what inference reads back.
+  recorded = CorpusInfo.from_dict(facts, require=("symbols", "mel_config"))
+  assert recorded.carries_blanks and recorded.blank_id == 64
+  assert recorded.symbols == CorpusInfo.load(prepared).symbols
+  # A dataset.json without the symbol table is refused naming the file.
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  del raw["symbols"]
+  (broken / "dataset.json").write_text(json.dumps(raw))
+  with pytest.raises(ValueError, match=r"broken/dataset.json: does not record \['symbols'\]"):
+    grad_tts_task.GradTTSTask(grad_tts_task.PRESETS["tiny"]).data_info(str(broken))
+
+
 def test_vocabulary_plan_for_tables_with_and_without_blank():
   plain = text_lib.english_characters().to_dict()
   assert grad_tts_task.vocabulary_plan(plain, add_blank=True)["blank_id"] == 64
+  # A SymbolTable (CorpusInfo.symbols) plans the same as its dataset.json dict.
+  assert grad_tts_task.vocabulary_plan(text_lib.english_characters(), True) == \
+      grad_tts_task.vocabulary_plan(plain, True)
   assert grad_tts_task.vocabulary_plan(plain, add_blank=False)["n_vocab"] == 64
   # A table that already has a blank: the records hold blanks, nothing is added.
   with_blank = grad_tts_task.vocabulary_plan(text_lib.english_arpabet(True).to_dict(), True)

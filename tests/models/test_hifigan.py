@@ -216,8 +216,10 @@ def test_presets_are_the_published_configs():
     c = hifigan.get_preset(name)
     assert (c.resblock, c.upsample_rates, c.upsample_kernel_sizes, c.upsample_initial_channel,
             c.resblock_kernel_sizes, c.resblock_dilation_sizes) == fields
-    assert (c.segment_size, c.batch_size, c.learning_rate, c.adam_b1, c.adam_b2, c.lr_decay,
-            c.num_mels, c.hop_length) == (8192, 16, 0.0002, 0.8, 0.99, 0.999, 80, 256)
+    assert (c.segment_size, c.num_mels, c.hop_length) == (8192, 80, 256)
+    t = hifigan.hifigan_presets.train_config(name)
+    assert (t.batch_size, t.learning_rate, t.beta_1, t.beta_2, t.decay_rate, t.seed) == (
+        16, 0.0002, 0.8, 0.99, 0.999, 1234)
   assert hifigan.tiny().hop_length == 256
 
 

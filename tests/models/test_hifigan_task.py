@@ -1,6 +1,7 @@
 """The "hifigan" task: config, data checks, the traced GAN step, training, resume, fine-tuning."""
 import dataclasses
 import glob
+import json
 import os
 
 import numpy as np
@@ -12,9 +13,11 @@ from tfspeech import training
 from tfspeech.data.prepare import prepare_corpus
 from tfspeech.models import hifigan
 from tfspeech.models import registry
+from tfspeech.models.hifigan import hifigan_presets
+from tfspeech.models.hifigan.hifigan_config import HifiGanConfig
 from tfspeech.models.hifigan.hifigan_task import HifiGanTask, HifiGanTaskConfig
 from tfspeech.testing import assert_no_python_ops
-from tfspeech.training import Trainer
+from tfspeech.training import Trainer, init_from
 from tfspeech.training.checkpoints import Checkpoints
 from tfspeech.training.config import RunConfig, write_run_config
 
@@ -70,16 +73,19 @@ def trainer_state(trainer):
 # --------------------------------------------------------------------------- config
 
 
-def test_registered_presets_round_trip_and_match_the_networks():
+def test_one_config_class_and_one_preset_table():
   assert registry.get("hifigan") is HifiGanTask
+  # The task's presets are the model's preset table, not a copy that could drift.
+  assert HifiGanTask.presets is hifigan_presets.PRESETS is hifigan.PRESETS
+  assert HifiGanTask.config_class is HifiGanConfig is HifiGanTaskConfig
+  assert set(HifiGanTask.presets) == {"tiny", "v1", "v2", "v3"}
   for name, config in HifiGanTask.presets.items():
-    assert cfg.from_dict(HifiGanTaskConfig, cfg.to_dict(config)) == config
-    network, published = config.network_config(), hifigan.get_preset(name)
-    for field in ("resblock", "upsample_rates", "upsample_kernel_sizes",
-                  "upsample_initial_channel", "resblock_kernel_sizes",
-                  "resblock_dilation_sizes", "segment_size", "mpd_channels", "msd_channels",
-                  "msd_groups"):
-      assert getattr(network, field) == getattr(published, field), (name, field)
+    assert cfg.from_dict(HifiGanConfig, cfg.to_dict(config)) == config
+    assert hifigan.get_preset(name) is config and getattr(hifigan, name)() is config
+    # Training settings live in TrainConfig only: no field of both.
+    both = {f.name for f in dataclasses.fields(config)} & set(cfg.field_paths(
+        training.TrainConfig))
+    assert not both, both
   assert HifiGanTask.preset("v1").segment_size == 8192
   # TFRecord corpora resume with a fresh shuffle, unless asked for the exact iterator.
   assert HifiGanTask(HifiGanTask.preset("v1")).data_checkpoint == "reseed"
@@ -87,6 +93,8 @@ def test_registered_presets_round_trip_and_match_the_networks():
 
 
 def test_default_train_config_is_the_reference_recipe():
+  assert HifiGanTask.default_train_config("v2") == HifiGanTask.default_train_config("v3") == \
+      hifigan_presets.reference_train_config()
   config = HifiGanTask.default_train_config("v1")
   # jik876/hifi-gan config_v1.json + train.py: AdamW(2e-4, betas 0.8/0.99, torch's default
   # weight decay 0.01), ExponentialLR(0.999) per epoch of 12950 // 16 = 809 steps.
@@ -104,10 +112,30 @@ def test_override_keys_are_unambiguous():
   # Training settings live only in TrainConfig, so bare keys resolve.
   resolved = training.resolve_config(
       "hifigan", "tiny", overrides={"batch_size": "4", "upsample_initial_channel": "32",
-                                    "finetune_from": "runs/x"})
+                                    "init_from": "runs/x"})
   assert resolved.run.train.batch_size == 4
   assert resolved.run.model_config.upsample_initial_channel == 32
-  assert resolved.run.model_config.finetune_from == "runs/x"
+  assert resolved.run.train.init_from == "runs/x"
+
+
+def test_old_run_config_json_still_loads(tmp_path):
+  # config.json `model_config` of a run started before the task and network configs
+  # merged (HifiGanTaskConfig then had these keys, fine-tuning included).
+  old = {"resblock": "2", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
+         "upsample_initial_channel": 16, "resblock_kernel_sizes": [3],
+         "resblock_dilation_sizes": [[1, 3]], "num_mels": 80, "segment_size": 2048,
+         "mpd_periods": [2, 3, 5, 7, 11], "mpd_channels": [4, 8, 16, 16, 16],
+         "msd_channels": [8, 8, 16, 16, 16, 16, 16], "msd_groups": [1, 4, 4, 4, 4, 4, 1],
+         "eval_segment_size": None, "shuffle_buffer_size": 256, "data_checkpoint": "reseed",
+         "finetune_from": "", "finetune_optimizers": False}
+  data = RunConfig(model="hifigan", preset="tiny", model_config=HifiGanTask.preset("tiny"),
+                   train=HifiGanTask.default_train_config("tiny")).to_dict()
+  data["model_config"] = old
+  for key in ("init_from", "init_optimizers"):
+    del data["train"][key]
+  run = RunConfig.from_dict(data, HifiGanConfig)
+  assert run.model_config == HifiGanTask.preset("tiny")
+  assert run.train == HifiGanTask.default_train_config("tiny")
 
 
 def test_config_and_data_problems_name_the_fix(prepared):
@@ -123,6 +151,25 @@ def test_config_and_data_problems_name_the_fix(prepared):
         prepared, "train", config)
   with pytest.raises(ValueError, match="needs prepared data: pass --data"):
     make_task().dataset("", "train", config)
+
+
+def test_corpus_facts_are_read_and_recorded_through_corpus_info(prepared, tmp_path):
+  task = make_task()
+  facts = task.data_info(prepared)
+  raw = json.loads(open(os.path.join(prepared, "dataset.json"), encoding="utf-8").read())
+  assert set(facts) == {"sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value",
+                        "counts"}
+  for key in facts:
+    assert facts[key] == raw[key], key
+  assert task.sample_rate == raw["sample_rate"]
+  # A dataset.json without its mel convention is refused naming the file.
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  del raw["mel_config"]
+  (broken / "dataset.json").write_text(json.dumps(raw))
+  with pytest.raises(ValueError, match=r"broken/dataset.json: does not record "
+                     r"\['mel_config'\]"):
+    make_task().data_info(str(broken))
 
 
 def test_dataset_gives_aligned_segments(prepared):
@@ -247,13 +294,13 @@ def save_source_run(workdir, data_info=None, steps=7, **changes):
 
 
 @pytest.mark.parametrize("with_optimizers", [False, True])
-def test_warm_start_copies_weights_and_optionally_optimizers(tmp_path, with_optimizers):
+def test_init_from_copies_weights_and_optionally_optimizers(tmp_path, with_optimizers):
   source = str(tmp_path / "source")
   want = save_source_run(source)
-  task = make_task(finetune_from=source, finetune_optimizers=with_optimizers)
-  trainer = Trainer(task, train_config())
+  task = make_task()
+  trainer = Trainer(task, train_config(init_from=source, init_optimizers=with_optimizers))
   fresh = trainer_state(trainer)
-  assert task.warm_start(trainer).endswith("ckpt-7")
+  assert init_from.initialize(trainer).endswith("ckpt-7")
   got = trainer_state(trainer)
   for key in want:
     # This run's learning rate stays; weights (and moments, on request) come from the source.
@@ -261,25 +308,27 @@ def test_warm_start_copies_weights_and_optionally_optimizers(tmp_path, with_opti
     np.testing.assert_array_equal(got[key], want[key] if copied else fresh[key], err_msg=key)
   assert int(trainer.optimizers["generator"].iterations.numpy()) == (7 if with_optimizers
                                                                       else 0)
-  assert make_task().warm_start(trainer) is None  # No source: nothing to do.
 
 
-def test_warm_start_refuses_incompatible_sources(tmp_path, prepared):
+def test_init_from_refuses_incompatible_sources(tmp_path, prepared):
   other = str(tmp_path / "other")
   save_source_run(other, upsample_initial_channel=32)
-  task = make_task(finetune_from=other)
-  trainer = Trainer(task, train_config())
-  with pytest.raises(ValueError, match=r"upsample_initial_channel: 32 → 16"):
-    task.warm_start(trainer)
-  with pytest.raises(FileNotFoundError, match="no config.json"):
-    make_task(finetune_from=str(tmp_path / "missing")).warm_start(trainer)
+  trainer = Trainer(make_task(), train_config(init_from=other))
+  with pytest.raises(init_from.InitFromError) as error:
+    init_from.initialize(trainer)
+  assert "generator/conv_pre/kernel: (7, 80, 32) in the source, (7, 80, 16) in this run" in \
+      str(error.value) and "... and 23 more" in str(error.value)
   # Trained on another mel convention than the fine-tuning data.
   mel = str(tmp_path / "mel")
-  save_source_run(mel, data_info={"mel_config": {"fmax": 11025.0}})
-  task = make_task(finetune_from=mel)
+  info = make_task().data_info(prepared)
+  info["mel_config"] = dict(info["mel_config"], fmax=11025.0)
+  save_source_run(mel, data_info=info)
+  task = make_task()
   task.dataset(prepared, "train", train_config())
-  with pytest.raises(ValueError, match="trained on mels"):
-    task.warm_start(trainer)
+  trainer = Trainer(task, train_config(init_from=mel))
+  with pytest.raises(ValueError, match=r"trained on mels of another convention.*\n  "
+                     r"mel_config.fmax: 11025.0"):
+    init_from.initialize(trainer)
 
 
 def assert_started_from(workdir, source_weights):
@@ -290,28 +339,14 @@ def assert_started_from(workdir, source_weights):
   assert max(moved) < 0.05  # One AdamW step at lr 2e-3; the source differs by O(0.1).
 
 
-@pytest.mark.slow
-def test_finetune_through_trainer_and_fit(tmp_path, prepared):
-  source = str(tmp_path / "source")
-  want = save_source_run(source, **SMALL)
-  task = make_task(finetune_from=source, **SMALL)
-  config = train_config(max_steps=1)
-  trainer = Trainer(task, config)
-  data = task.dataset(prepared, "train", config)
-  task.warm_start(trainer)
-  workdir = str(tmp_path / "finetune")
-  write_run_config(workdir, RunConfig(model="hifigan", preset="tiny", model_config=task.config,
-                                      train=config, data_dir=prepared))
-  training.fit(trainer, data, workdir, progress=False, handle_signals=False)
-  assert_started_from(workdir, want)
-
-
-def test_finetune_from_through_train(tmp_path, prepared):
+def test_gta_finetuning_through_train(tmp_path, prepared):
   source = str(tmp_path / "source")
   want = save_source_run(source, **SMALL)
   workdir = str(tmp_path / "finetune")
+  # The old spelling of the recipe (a HiFi-GAN model override) reaches the trainer's field.
   training.train("hifigan", "tiny", data_dir=prepared, workdir=workdir,
                  overrides={"finetune_from": source, "max_steps": 1, "eval_every": 0,
                             "summary_every": 0, **SMALL},
                  progress=False, handle_signals=False)
+  assert training.load_run(workdir).config.train.init_from == source
   assert_started_from(workdir, want)

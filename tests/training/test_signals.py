@@ -15,7 +15,9 @@ from tfspeech.models.toy.regression import ToyTask
 CHILD = """
 import json, sys
 from tfspeech import training
-result = training.train("toy", "tiny", workdir=sys.argv[1], progress=False, overrides=dict(
+from tfspeech.models import registry
+result = training.train("toy", "tiny", workdir=sys.argv[1], tasks=registry.get, progress=False,
+                        overrides=dict(
     max_steps=10**7, checkpoint_every=20, log_every=10, eval_every=0, summary_every=0))
 print(json.dumps({"final_step": result.final_step, "signal": result.stopped_by_signal,
                   "checkpoint": result.checkpoint}))
@@ -115,8 +117,9 @@ GRAD_TTS_CHILD = """
 import sys
 from absl import logging
 from tfspeech import training
+from tfspeech.models.grad_tts import GradTTSTask
 logging.set_verbosity(logging.INFO)
-training.train("grad_tts", "tiny", data_dir=sys.argv[2], workdir=sys.argv[1], progress=False,
+training.train(GradTTSTask, "tiny", data_dir=sys.argv[2], workdir=sys.argv[1], progress=False,
                overrides=dict(max_steps=10**7, log_every=1, checkpoint_every=10**6,
                               eval_every=0, summary_every=0))
 print("returned", flush=True)

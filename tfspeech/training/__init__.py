@@ -1,28 +1,53 @@
-"""tfspeech training core: configs, the `Trainer`, the loop, checkpoints and summaries.
+"""tfspeech training core: the `Task` interface, configs, the `Trainer`, the loop, checkpoints.
 
 Binaries use:
-  train(model_name, preset, data_dir, workdir, overrides, allow_changes, ...)
+  train(model, preset, data_dir, workdir, overrides, allow_changes, ..., tasks=None)
   resolve_config(...)  load_run(workdir)  count_parameters(modules)
-  parse_overrides("k=v,...")  parse_allow_changes("a,b")  override_keys(model_name)
+  parse_overrides("k=v,...")  parse_allow_changes("a,b")  override_keys(model)
   hold_workdir(workdir)  (the exclusive run lock; WorkdirLockedError when in use)
+
+`model` is a `Task` class or a registered name; names resolve through `tasks`
+(a callable name → Task class) or, by default, `tfspeech.models.registry.get`
+once `tfspeech.models` is imported (imported on demand until every caller passes
+`tasks`; see `task.FALLBACK_REGISTRY_MODULE`). No module here imports a model.
+
+Names are imported on first use (PEP 562), so `tfspeech.training.task` — which
+the model registry imports to list names — loads without TensorFlow.
 """
 
-from tfspeech.training.api import (LoadedRun, ResolvedConfig, count_parameters,
-                                   format_parameter_table, load_run, override_keys,
-                                   parse_allow_changes, parse_overrides, resolve_config, train)
-from tfspeech.training.checkpoints import (CheckpointRestoreError, Checkpoints,
-                                           NonFiniteWeightsError)
-from tfspeech.training.config import (ConfigMismatchError, OptimizerConfig, RunConfig,
-                                      TrainConfig)
-from tfspeech.training.loop import TrainResult, fit
-from tfspeech.training.step_context import StepContext
-from tfspeech.training.trainer import Trainer, TrainingDivergedError
-from tfspeech.training.workdir_lock import WorkdirLockedError, hold_workdir
+import importlib
 
-__all__ = [
-    "CheckpointRestoreError", "Checkpoints", "ConfigMismatchError", "LoadedRun",
-    "NonFiniteWeightsError", "OptimizerConfig", "ResolvedConfig", "RunConfig", "StepContext",
-    "TrainConfig", "TrainResult", "Trainer", "TrainingDivergedError", "WorkdirLockedError",
-    "count_parameters", "fit", "format_parameter_table", "hold_workdir", "load_run",
-    "override_keys", "parse_allow_changes", "parse_overrides", "resolve_config", "train",
-]
+_EXPORTS = {
+    "api": ("LoadedRun", "ResolvedConfig", "count_parameters", "format_parameter_table",
+            "load_run", "override_keys", "parse_allow_changes", "parse_overrides",
+            "resolve_config", "train"),
+    "checkpoints": ("CheckpointRestoreError", "Checkpoints", "NonFiniteWeightsError"),
+    "config": ("ConfigMismatchError", "OptimizerConfig", "RunConfig", "TrainConfig"),
+    "init_from": ("InitFromError",),
+    "loop": ("TrainResult", "fit"),
+    "step_context": ("StepContext",),
+    "task": ("OptimizerSpec", "Task", "TaskLookup"),
+    "trainer": ("Trainer", "TrainingDivergedError"),
+    "workdir_lock": ("WorkdirLockedError", "hold_workdir"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+# Submodules reachable as attributes (`training.config.TrainConfig`), as when this
+# package imported them all eagerly.
+_SUBMODULES = frozenset(_EXPORTS) | {"optimizers", "progress", "signals", "summaries"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+  if name in _SUBMODULES:
+    return importlib.import_module(f"{__name__}.{name}")
+  module = _WHERE.get(name)
+  if module is None:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+  globals()[name] = value  # Later lookups skip this function.
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))

@@ -4,28 +4,47 @@
                  overrides=parse_overrides("batch_size=8,max_steps=200"))
   loaded = load_run("/tmp/run")               # task, config, restored modules
   counts = count_parameters(loaded.modules)   # {"net": {"trainable": …, …}}
+
+A model is named by its registered name or given as its `Task` class. Names
+resolve through the `tasks` argument (a callable name → Task class) or the
+default lookup that `tfspeech.models.registry` installs when imported (callers
+above this floor should pass `tasks=registry.get`; until they all do, the
+registry is imported on demand, see `task.FALLBACK_REGISTRY_MODULE`).
 """
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import tensorflow as tf
 from absl import logging
 
 from tfspeech import config as cfg
-from tfspeech.models import registry
 from tfspeech.training import checkpoints as checkpoints_lib
+from tfspeech.training import init_from
 from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_overrides,
                                       load_run_config, override_paths, resolve_run_config,
                                       write_run_config)
 from tfspeech.training.loop import TrainResult, fit
+from tfspeech.training.task import TaskLookup, resolve_task
 from tfspeech.training.trainer import Trainer
 from tfspeech.training.workdir_lock import hold_workdir
 
+Model = Union[str, type]
 
-def _config_class(model_name):
-  return registry.get(model_name).config_class
+
+def _lookup(model: Model, tasks: Optional[TaskLookup]) -> tuple[str, type, TaskLookup]:
+  """(model name, Task class, lookup of stored names) for `model` (a name or a Task class)."""
+  task_class = resolve_task(model, tasks)
+  name = model if isinstance(model, str) else (task_class.name or task_class.__name__)
+
+  def lookup(stored_name):
+    return task_class if stored_name == name else resolve_task(stored_name, tasks)
+  return name, task_class, lookup
+
+
+def _config_class_for(lookup: TaskLookup):
+  return lambda name: lookup(name).config_class
 
 
 @dataclasses.dataclass
@@ -44,10 +63,10 @@ class ResolvedConfig:
   resumed: bool
 
 
-def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: str = "",
+def resolve_config(model_name: Model, preset: Optional[str] = None, *, data_dir: str = "",
                    workdir: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
-                   allow_changes=()) -> ResolvedConfig:
-  """Works out the run config from the registry, WORKDIR/config.json and overrides.
+                   allow_changes=(), tasks: Optional[TaskLookup] = None) -> ResolvedConfig:
+  """Works out the run config from the task's presets, WORKDIR/config.json and overrides.
 
   New run: preset config + the task's default `TrainConfig` + overrides.
   Resume: the *stored* config + overrides; `preset` (if given) must match the
@@ -55,13 +74,14 @@ def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: s
   `allow_changes` (see `resolve_run_config`).
 
   Args:
-    model_name: registry name.
+    model_name: registered name, or the `Task` class.
     preset: model preset; required for a new run, optional on resume.
     data_dir: data directory ("" keeps the stored one on resume).
     workdir: run directory (None: never resume).
     overrides: key → value ("key" is a bare field name or `model.`/`train.`
       prefixed; str values are parsed by field type, see `parse_overrides`).
     allow_changes: safe keys that may change on resume.
+    tasks: name → Task class (default: the model registry's `get`).
 
   Raises:
     ConfigMismatchError: refused change, with the diff in the message.
@@ -69,8 +89,8 @@ def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: s
     KeyError: unknown model or preset.
   """
   overrides = dict(overrides or {})
-  task_class = registry.get(model_name)
-  stored = load_run_config(workdir, _config_class) if workdir else None
+  model_name, task_class, lookup = _lookup(model_name, tasks)
+  stored = load_run_config(workdir, _config_class_for(lookup)) if workdir else None
   if stored is None:
     if workdir and checkpoints_lib.latest_checkpoint(workdir):
       raise ConfigMismatchError(
@@ -94,15 +114,15 @@ def resolve_config(model_name: str, preset: Optional[str] = None, *, data_dir: s
   return ResolvedConfig(task_class, run, changes, True)
 
 
-def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", workdir: str = "",
+def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", workdir: str = "",
           overrides: Optional[Mapping[str, Any]] = None, allow_changes=(),
           strategy: Optional[tf.distribute.Strategy] = None,
           stop_at_step: Optional[int] = None, progress: bool = True,
-          handle_signals: bool = True) -> TrainResult:
+          handle_signals: bool = True, tasks: Optional[TaskLookup] = None) -> TrainResult:
   """Trains (or resumes) a registered model in `workdir`.
 
   Args:
-    model_name: registry name (e.g. "toy").
+    model_name: registered name (e.g. "toy"), or the `Task` class.
     preset: model preset (required for a new run).
     data_dir: directory handed to the task's `dataset` hook.
     workdir: run directory; holds config.json, checkpoints/, train/, eval/.
@@ -112,6 +132,7 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
     stop_at_step: return once the global step reaches this (config unchanged).
     progress: tqdm bar on a TTY.
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
+    tasks: name → Task class (default: the model registry's `get`).
 
   Returns:
     `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
@@ -127,16 +148,18 @@ def train(model_name: str, preset: Optional[str] = None, data_dir: str = "", wor
   # second process can neither rewrite the config nor interleave checkpoints.
   with hold_workdir(workdir):
     return _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
-                  stop_at_step, progress, handle_signals)
+                  stop_at_step, progress, handle_signals, tasks)
 
 
 def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
-           stop_at_step, progress, handle_signals):
+           stop_at_step, progress, handle_signals, tasks):
   resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
-                            overrides=overrides, allow_changes=allow_changes)
+                            overrides=overrides, allow_changes=allow_changes, tasks=tasks)
   run = resolved.run
   task = resolved.task_class(run.model_config)
   if not resolved.resumed:
+    if run.train.init_from:
+      init_from.check_source(run.train.init_from)  # before config.json exists
     run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
     write_run_config(workdir, run)
   elif resolved.changes:
@@ -175,7 +198,7 @@ class LoadedRun:
 
 
 def load_run(workdir: str, checkpoint: Optional[str] = None, *,
-             restore: bool = True) -> LoadedRun:
+             restore: bool = True, tasks: Optional[TaskLookup] = None) -> LoadedRun:
   """Builds the task of a run and restores its module weights.
 
   Args:
@@ -183,15 +206,16 @@ def load_run(workdir: str, checkpoint: Optional[str] = None, *,
     checkpoint: a specific checkpoint prefix (default: the newest, or the one in
       WORKDIR/best when `checkpoint="best"`).
     restore: False builds fresh modules only (e.g. to count parameters).
+    tasks: name → Task class (default: the model registry's `get`).
 
   Raises:
     FileNotFoundError: no config.json, or no checkpoint to restore.
   """
-  run = load_run_config(workdir, _config_class)
+  run = load_run_config(workdir, lambda name: resolve_task(name, tasks).config_class)
   if run is None:
     raise FileNotFoundError(f"{os.path.join(workdir, 'config.json')} not found: "
                             f"{workdir} is not a tfspeech run directory")
-  task = registry.get(run.model)(run.model_config)
+  task = resolve_task(run.model, tasks)(run.model_config)
   modules = task.build_modules()
   if not restore:
     return LoadedRun(task, run, modules, 0, None)
@@ -245,9 +269,9 @@ def format_parameter_table(counts: Mapping[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def override_keys(model_name: str) -> list[str]:
+def override_keys(model_name: Model, tasks: Optional[TaskLookup] = None) -> list[str]:
   """Every key `overrides` accepts for `model_name`, `model.`/`train.` prefixed, with safety."""
-  paths = override_paths(_config_class(model_name))
+  paths = override_paths(resolve_task(model_name, tasks).config_class)
   return sorted(f"{k}{' (safe)' if safe else ''}" for k, (_, safe) in paths.items())
 
 

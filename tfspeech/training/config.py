@@ -105,6 +105,15 @@ class TrainConfig:
     max_consecutive_skips: stop with an error after this many consecutive steps
       whose loss or gradients were non-finite; checked at every log step, so
       the stop comes at most `log_every` steps late (safe).
+    init_from: start a *new* run from another run's weights (fine-tuning):
+      "WORKDIR" (its newest checkpoint), "WORKDIR:module+module" (only those
+      modules, e.g. "runs/hifigan:generator"), or a checkpoint path
+      (".../checkpoints/ckpt-N") in place of WORKDIR. Every variable loaded must
+      exist in the source with the same shape. Ignored on resume; "" starts
+      from a fresh initialisation (safe). See `tfspeech.training.init_from`.
+    init_optimizers: with `init_from`, also load the state (moments, step
+      counts, hence a schedule's position) of every optimizer whose modules are
+      all loaded; this run's learning-rate settings stay in force (safe).
   """
   batch_size: int = 16
   max_steps: int = cfg.safe_field(100_000)
@@ -132,6 +141,8 @@ class TrainConfig:
   eval_batches: int = cfg.safe_field(10)
   summary_every: int = cfg.safe_field(5000)
   max_consecutive_skips: int = cfg.safe_field(100)
+  init_from: str = cfg.safe_field("")
+  init_optimizers: bool = cfg.safe_field(False)
 
   def __post_init__(self):
     positive = ("batch_size", "max_steps", "log_every", "checkpoint_every",
@@ -143,6 +154,9 @@ class TrainConfig:
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
     self.optimizer_config()  # Validates the optimizer fields.
+    if self.init_optimizers and not self.init_from:
+      raise ValueError("init_optimizers=true needs init_from=WORKDIR (the run whose optimizer "
+                       "state to start from)")
 
   def optimizer_config(self) -> OptimizerConfig:
     """The optimizer settings of this config as an `OptimizerConfig`."""
@@ -195,12 +209,13 @@ class RunConfig:
                                   "data_info"})
     if unknown:
       raise cfg.ConfigError(f"unknown top-level config keys {unknown}")
+    model_dict, train_dict = _move_to_train(model_config_class, data.get("model_config", {}),
+                                            data.get("train", {}))
     return cls(
         model=cfg.coerce(str, data.get("model"), "model"),
         preset=cfg.coerce(str, data.get("preset"), "preset"),
-        model_config=cfg.from_dict(model_config_class, data.get("model_config", {}),
-                                   path="model"),
-        train=cfg.from_dict(TrainConfig, data.get("train", {}), path="train"),
+        model_config=cfg.from_dict(model_config_class, model_dict, path="model"),
+        train=cfg.from_dict(TrainConfig, train_dict, path="train"),
         data_dir=cfg.coerce(str, data.get("data_dir", ""), "data_dir"),
         data_info=dict(data.get("data_info") or {}))
 
@@ -217,6 +232,31 @@ class RunConfig:
     if self.data_dir != other.data_dir:
       changes.append(cfg.Change("data_dir", self.data_dir, other.data_dir, True))
     return changes
+
+
+def moved_to_train(model_config_class) -> Mapping[str, str]:
+  """Old model-config keys that are `TrainConfig` fields now: {old key: train field}.
+
+  A model config class declares them as `MOVED_TO_TRAIN` (a ClassVar), so that
+  config.json files written before the move still load and old override keys work.
+  """
+  return dict(getattr(model_config_class, "MOVED_TO_TRAIN", None) or {})
+
+
+def _move_to_train(model_config_class, model_dict, train_dict):
+  """(model_config, train) dicts with moved keys carried from the first to the second."""
+  moved = moved_to_train(model_config_class)
+  if not moved or not isinstance(model_dict, Mapping) or not isinstance(train_dict, Mapping):
+    return model_dict, train_dict
+  model_dict, train_dict = dict(model_dict), dict(train_dict)
+  for old, new in moved.items():
+    if old in model_dict:
+      value = model_dict.pop(old)
+      if train_dict.get(new) not in (None, "", False) and train_dict[new] != value:
+        raise cfg.ConfigError(f"model.{old}={value!r} (an older name of train.{new}) and "
+                              f"train.{new}={train_dict[new]!r} disagree; keep one")
+      train_dict[new] = value
+  return model_dict, train_dict
 
 
 FORMAT_VERSION = 1
@@ -247,6 +287,9 @@ def canonical_key(key: str, model_config_class) -> str:
   paths = override_paths(model_config_class)
   if key in paths:
     return key
+  old = key[len("model."):] if key.startswith("model.") else key
+  if old in moved_to_train(model_config_class):  # e.g. hifigan's finetune_from
+    return "train." + moved_to_train(model_config_class)[old]
   matches = [p for p in paths if p.split(".", 1)[1] == key]
   if len(matches) == 1:
     return matches[0]

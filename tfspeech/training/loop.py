@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfspeech.training import init_from
 from tfspeech.training.checkpoints import Checkpoints
 from tfspeech.training.progress import Progress
 from tfspeech.training.signals import StopRequested
@@ -78,6 +79,9 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early; the
       save path is warmed up at start so that save takes well under a second.
 
+  A run without a checkpoint of its own first loads `config.init_from` (another
+  run's weights, see `tfspeech.training.init_from`); a resumed run never does.
+
   Checkpoints are never written while the most recent step(s) were skipped as
   non-finite (the weights are not known good): a periodic save waits for the
   next applied step, and a stop during a skip streak keeps the checkpoint from
@@ -87,6 +91,7 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     TrainingDivergedError: `max_consecutive_skips` consecutive non-finite steps.
     NonFiniteWeightsError: a variable became non-finite (no checkpoint written).
     WorkdirLockedError: another process is training in `workdir`.
+    InitFromError, FileNotFoundError: `config.init_from` cannot initialise this run.
   """
   with hold_workdir(workdir):
     return _fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
@@ -109,7 +114,8 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
     checkpoints = Checkpoints(trainer, workdir)
   restored = checkpoints.restore_latest()
   if restored is None:
-    trainer.task.warm_start(trainer)  # e.g. fine-tuning from another run's weights
+    # A new run: start from another run's weights when asked (fine-tuning).
+    init_from.initialize(trainer)
   else:
     trainer.reset_constant_learning_rates()
   step = restored or 0

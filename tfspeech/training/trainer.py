@@ -20,6 +20,7 @@ from tfspeech.training import checkpoints as checkpoints_lib
 from tfspeech.training import optimizers as optimizers_lib
 from tfspeech.training.config import TrainConfig
 from tfspeech.training.step_context import StepContext
+from tfspeech.training.task import Task
 
 
 @contextlib.contextmanager
@@ -72,6 +73,7 @@ class Trainer:
     config: the `TrainConfig`.
     strategy: the `tf.distribute.Strategy`.
     optimizers: name → Keras optimizer (a `LossScaleOptimizer` under float16).
+    optimizer_modules: optimizer name → names of the modules it updates.
     step: int64 variable, number of batches consumed (skipped steps included).
     skipped_steps: int64 variable, steps where any optimizer skipped its update.
     consecutive_skips: int64 variable, current run of skipped steps.
@@ -93,10 +95,11 @@ class Trainer:
       if not specs:
         raise ValueError(f"{type(task).__name__}.optimizers() declared no optimizer")
       self.optimizers, self.optimizer_variables, self.clip_norms = {}, {}, {}
-      self.optimizer_configs = {}
+      self.optimizer_configs, self.optimizer_modules = {}, {}
       for name, spec in specs.items():
         opt_config = spec.config or config.optimizer_config()
         self.optimizer_configs[name] = opt_config
+        self.optimizer_modules[name] = tuple(spec.modules or self.modules)
         variables = self._variables_of(name, spec.modules)
         optimizer = optimizers_lib.make_optimizer(opt_config, name, config.mixed_precision)
         # Slots must exist before the first trace (tf.function creates
@@ -215,7 +218,6 @@ class Trainer:
 
   def has_eval(self) -> bool:
     """Whether the task overrides `eval_step`."""
-    from tfspeech.models.registry import Task
     return type(self.task).eval_step is not Task.eval_step
 
   # ------------------------------------------------------------------ state

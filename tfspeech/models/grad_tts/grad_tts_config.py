@@ -1,4 +1,5 @@
-"""Hyperparameters of Grad-TTS (Popov et al., 2021), named as in the reference `params.py`."""
+"""The one config of Grad-TTS (Popov et al., 2021): the model, named as in the reference
+`params.py`, plus how the training task feeds it (`add_blank`)."""
 
 import dataclasses
 from typing import Optional, Tuple
@@ -42,6 +43,9 @@ class GradTTSConfig:
       reference's `grad-tts.pt`, 1 for `grad-tts-old.pt`).
     out_size: frames of the random mel segment the decoder trains on (2 s at 22050 Hz /
       hop 256 = 172 in the reference); `None` trains on whole utterances.
+    add_blank: intersperse a blank id (`len(symbols)`) before, between and after the
+      prepared text ids, as the reference's `add_blank=True`. Ignored when the prepared
+      symbol table already has a blank (its records already hold blanks).
   """
   n_vocab: int = 149
   n_spks: int = 1
@@ -67,6 +71,7 @@ class GradTTSConfig:
   beta_max: float = 20.0
   pe_scale: float = 1000.0
   out_size: Optional[int] = 172
+  add_blank: bool = True
 
   def __post_init__(self):
     def fail(field, problem, fix):
@@ -123,3 +128,7 @@ class GradTTSConfig:
   def replace(self, **changes) -> "GradTTSConfig":
     """Returns a copy with `changes` applied (and validated)."""
     return dataclasses.replace(self, **changes)
+
+
+# The task config was a subclass adding `add_blank`; one class now.
+GradTTSTaskConfig = GradTTSConfig

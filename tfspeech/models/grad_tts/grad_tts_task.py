@@ -17,57 +17,39 @@ global-batch value (tokens for the duration loss, mel frames × bins for the pri
 diffusion losses), so their sum over replicas equals the single-device value.
 """
 
-import dataclasses
-from typing import Optional
+from typing import Mapping, Optional, Union
 
 import tensorflow as tf
 
+from tfspeech import audio as audio_lib
+from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
+from tfspeech.data.corpus_info import CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
 from tfspeech.models.grad_tts import grad_tts_serving
 from tfspeech.models.grad_tts.grad_tts_backbone import GradTTS
 from tfspeech.models.grad_tts.grad_tts_config import GradTTSConfig
+from tfspeech.models.grad_tts.grad_tts_config import GradTTSTaskConfig  # noqa: F401 (old name)
 from tfspeech.text.tokenizer import intersperse_blank
 from tfspeech.training import summaries as summaries_lib
-from tfspeech.training.config import TrainConfig
 
 # Symbol-table presets a corpus can be prepared with (`tfspeech-prepare --symbols`).
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
 # Reverse-diffusion steps of the TensorBoard sample.
 _SUMMARY_TIMESTEPS = 10
-# english_characters (64 symbols) + the blank id.
-TINY_VOCAB = 65
+# Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
+_PREVIEW_PEAK_DB = -1.0
+# The one preset table (grad_tts_presets); the task adds no fields of its own.
+PRESETS = grad_tts_presets.PRESETS
+TINY_VOCAB = grad_tts_presets.TINY_VOCAB
 
 
-@dataclasses.dataclass(frozen=True)
-class GradTTSTaskConfig(GradTTSConfig):
-  """`GradTTSConfig` plus how the input pipeline feeds it.
-
-  Attributes:
-    add_blank: intersperse a blank id (`len(symbols)`) before, between and after the
-      prepared text ids, as the reference's `add_blank=True`. Ignored when the prepared
-      symbol table already has a blank (its records already hold blanks).
-  """
-  add_blank: bool = True
-
-
-def _task_config(config_fn, **overrides) -> GradTTSTaskConfig:
-  return GradTTSTaskConfig(**dataclasses.asdict(config_fn(**overrides)))
-
-
-PRESETS = {
-    "tiny": _task_config(grad_tts_presets.tiny, n_vocab=TINY_VOCAB),
-    "ljspeech": _task_config(grad_tts_presets.ljspeech),
-    "libritts": _task_config(grad_tts_presets.libritts),
-}
-
-
-def vocabulary_plan(symbols: dict, add_blank: bool) -> dict:
+def vocabulary_plan(symbols: Union[text_lib.SymbolTable, Mapping], add_blank: bool) -> dict:
   """How the ids of a prepared corpus reach the model.
 
   Args:
-    symbols: the prepared symbol table as stored in dataset.json (`SymbolTable.to_dict`).
+    symbols: the prepared symbol table (a `SymbolTable`, or its dataset.json dict).
     add_blank: the task config's `add_blank`.
 
   Returns:
@@ -75,17 +57,18 @@ def vocabulary_plan(symbols: dict, add_blank: bool) -> dict:
     intersperses, or None when it intersperses nothing), `pad_id`, `table_name`,
     `num_symbols` and `add_blank` (whether the model's inputs carry blanks).
   """
-  num_symbols = len(symbols["symbols"])
-  pad_id = symbols["symbols"].index(symbols["pad"])
-  has_blank = symbols.get("blank") is not None
+  if not isinstance(symbols, text_lib.SymbolTable):
+    symbols = text_lib.SymbolTable.from_dict(symbols)
+  num_symbols = len(symbols)
+  has_blank = symbols.blank is not None
   intersperse = add_blank and not has_blank
   return {"n_vocab": num_symbols + (1 if intersperse else 0),
-          "blank_id": num_symbols if intersperse else None, "pad_id": pad_id,
-          "table_name": symbols.get("name", "custom"), "num_symbols": num_symbols,
+          "blank_id": num_symbols if intersperse else None, "pad_id": symbols.pad_id,
+          "table_name": symbols.name, "num_symbols": num_symbols,
           "add_blank": bool(intersperse or has_blank)}
 
 
-def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> dict:
+def check_vocabulary(config: GradTTSConfig, info: CorpusInfo, data_dir: str) -> dict:
   """Fails with the fix when the prepared symbols do not fit `config.n_vocab`.
 
   Returns:
@@ -94,13 +77,12 @@ def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> di
   Raises:
     ValueError: naming the `--symbols` to prepare with or the override to train with.
   """
-  plan = vocabulary_plan(info["symbols"], config.add_blank)
+  plan = vocabulary_plan(info.symbols, config.add_blank)
   if plan["n_vocab"] == config.n_vocab:
     return plan
-  from tfspeech import text  # pylint: disable=import-outside-toplevel
   blank = " + 1 blank id (add_blank)" if plan["blank_id"] is not None else ""
   fits = [name for name in _SYMBOL_PRESETS
-          if len(text.get_symbol_table(name)) + (1 if config.add_blank else 0) == config.n_vocab]
+          if len(text_lib.get_symbol_table(name)) + (1 if config.add_blank else 0) == config.n_vocab]
   fixes = [f"train with --override=n_vocab={plan['n_vocab']} (a new model for this corpus)"]
   if fits:
     fixes.append(f"re-prepare the corpus with tfspeech-prepare --symbols={fits[0]} to match "
@@ -111,17 +93,39 @@ def check_vocabulary(config: GradTTSTaskConfig, info: dict, data_dir: str) -> di
       f"symbols{blank} = {plan['n_vocab']} ids. Either " + ", or ".join(fixes) + ".")
 
 
-def _load_info(data_dir: str) -> dict:
+def griffin_lim_preview(mel, mel_config, n_iter: int = 32):
+  """Griffin-Lim audio of predicted log-mels for listening, safe for out-of-range values.
+
+  An untrained or diverging model can predict log-mels whose exponent overflows (inf,
+  then NaN audio): values are clipped to [silence, 1e4 magnitude] and non-finite ones
+  silenced. Griffin-Lim's level follows the predicted magnitudes and often passes full
+  scale, so each item is scaled to a fixed peak (`_PREVIEW_PEAK_DB`).
+
+  Args:
+    mel: `[batch, frames, n_mels]` log-mels in `mel_config`'s convention.
+    mel_config: the `MelConfig` of the training data.
+
+  Returns:
+    `[batch, samples]` float32 audio.
+  """
+  floor = audio_lib.log_compress(tf.zeros([]), mel_config)
+  ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
+  mel = tf.clip_by_value(tf.where(tf.math.is_finite(mel), mel, floor), floor, ceiling)
+  audio = audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
+  return audio_lib.normalize_peak(audio, _PREVIEW_PEAK_DB)
+
+
+def _load_info(data_dir: str) -> CorpusInfo:
   if not data_dir:
     raise ValueError("grad_tts needs prepared data: pass --data=DIR (the output of "
                      "tfspeech-prepare)")
-  return dataset_lib.load_dataset_info(data_dir)
+  return CorpusInfo.load(data_dir, require=("symbols", "mel_config"))
 
 
 @registry.register("grad_tts")
 class GradTTSTask(registry.Task):
   """Grad-TTS with one Adam optimizer ("main") over the whole model."""
-  config_class = GradTTSTaskConfig
+  config_class = GradTTSConfig
   presets = PRESETS
   # Prepared TFRecord corpora: resume with a fresh, step-seeded shuffle rather than
   # checkpointing shuffle buffers full of utterances (see registry.Task.data_checkpoint).
@@ -132,24 +136,12 @@ class GradTTSTask(registry.Task):
 
   def __init__(self, config):
     super().__init__(config)
-    self._info: Optional[dict] = None
+    self._info: Optional[CorpusInfo] = None
     self._plan: Optional[dict] = None
 
   @classmethod
   def default_train_config(cls, preset):
-    if preset == "tiny":
-      # A few-thousand-parameter model: a high rate makes the prior and duration losses fall
-      # within ~100 steps on the bundled corpus.
-      return TrainConfig(batch_size=16, max_steps=2000, optimizer="adam", learning_rate=3e-3,
-                         clip_norm=1.0, log_every=10, checkpoint_every=200, eval_every=100,
-                         eval_batches=1, summary_every=200)
-    # Reference Grad-TTS/train.py + params.py: Adam 1e-4, batch 16, gradient norms clipped
-    # to 1 (the reference clips encoder and decoder separately; here the whole model),
-    # 1.7M iterations in the paper.
-    return TrainConfig(batch_size=16, max_steps=1_700_000, optimizer="adam",
-                       learning_rate=1e-4, clip_norm=1.0, log_every=100,
-                       checkpoint_every=5000, eval_every=5000, eval_batches=10,
-                       summary_every=5000)
+    return grad_tts_presets.train_config(preset)
 
   # ------------------------------------------------------------------ modules
   def build(self):
@@ -161,16 +153,16 @@ class GradTTSTask(registry.Task):
     return grad_tts_serving.GradTTSServing(modules["grad_tts"])
 
   # ------------------------------------------------------------------ data
-  def _prepare(self, data_dir: str) -> dict:
+  def _prepare(self, data_dir: str) -> CorpusInfo:
     """Reads dataset.json once and checks it against the config."""
     if self._info is None:
       info = _load_info(data_dir)
-      if int(info["n_mels"]) != self.config.n_feats:
+      if info.n_mels != self.config.n_feats:
         raise ValueError(
-            f"grad_tts: the corpus in {data_dir} has {info['n_mels']}-bin mels but the model "
-            f"predicts n_feats={self.config.n_feats}; pass --override=n_feats={info['n_mels']} "
+            f"grad_tts: the corpus in {data_dir} has {info.n_mels}-bin mels but the model "
+            f"predicts n_feats={self.config.n_feats}; pass --override=n_feats={info.n_mels} "
             "or re-prepare with a matching mel config")
-      speakers = int(info.get("num_speakers", 1))
+      speakers = info.num_speakers
       if speakers > self.config.n_spks:
         raise ValueError(
             f"grad_tts: the corpus in {data_dir} has {speakers} speakers but the model has "
@@ -178,23 +170,22 @@ class GradTTSTask(registry.Task):
             "multi-speaker preset such as libritts)")
       self._plan = check_vocabulary(self.config, info, data_dir)
       self._info = info
-      self.sample_rate = int(info["sample_rate"])
+      self.sample_rate = info.sample_rate
     return self._info
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
     keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
             "cleaners", "arpabet", "num_speakers", "counts")
-    facts = {k: info[k] for k in keys if k in info}
-    facts["add_blank"] = self._plan["add_blank"]
-    facts["blank_id"] = self._plan["blank_id"]
-    return facts
+    # The run records how its pipeline feeds the model: blanks and the blank id.
+    recorded = info.replace(add_blank=self._plan["add_blank"], blank_id=self._plan["blank_id"])
+    return recorded.to_dict(keys + ("add_blank", "blank_id"))
 
   def dataset(self, data_dir, split, train_config):
     info = self._prepare(data_dir)
     training = split == "train"
     record_split = "train" if training else "validation"
-    if not training and not int(info.get("counts", {}).get("validation", 0)):
+    if not training and not info.count("validation"):
       return None
     features = ("text_ids", "mel") + (("speaker",) if self.config.n_spks > 1 else ())
     dataset = dataset_lib.make_dataset(
@@ -274,10 +265,6 @@ class GradTTSTask(registry.Task):
             self._mel(batch)[0, :batch["mel_lengths"][0]]),
     }
     if self._info is not None:
-      # pylint: disable=import-outside-toplevel
-      from tfspeech import audio
-      from tfspeech.inference import synthesize_lib
-      mel_config = audio.MelConfig(**self._info["mel_config"])
-      results["audio/predicted_griffin_lim"] = synthesize_lib.griffin_lim_audio(
-          predicted, mel_config)
+      results["audio/predicted_griffin_lim"] = griffin_lim_preview(
+          predicted, self._info.mel_config)
     return results

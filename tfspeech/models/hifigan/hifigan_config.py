@@ -1,12 +1,18 @@
-"""Hyperparameters of a HiFi-GAN vocoder (generator, discriminators, optimiser).
+"""The one config of a HiFi-GAN vocoder: generator and discriminator shapes, and how the
+training task feeds them.
 
-Field names follow jik876/hifi-gan's `config_v*.json` so the published configs
-read across one to one. Mel-spectrogram settings (n_fft, hop, fmin/fmax) are not
-repeated here: they belong to `tfspeech.audio.mel.MelConfig.hifigan()`.
+Network field names follow jik876/hifi-gan's `config_v*.json` so the published
+configs read across one to one. Mel-spectrogram settings (n_fft, hop, fmin/fmax) are
+not repeated here: they belong to the prepared corpus (`MelConfig.hifigan()`). The
+reference's optimiser settings (batch size, learning rate, betas, decay, seed) are
+a run's `TrainConfig`: `hifigan_presets.train_config(preset)`.
 """
 
 import dataclasses
 import math
+from typing import ClassVar, Literal, Optional
+
+from tfspeech import config as cfg
 
 RESBLOCK_TYPES = ("1", "2")
 
@@ -24,7 +30,10 @@ def _as_int_tuple(name, value):
 
 @dataclasses.dataclass(frozen=True)
 class HifiGanConfig:
-  """HiFi-GAN hyperparameters.
+  """HiFi-GAN hyperparameters: the networks plus the task's data settings.
+
+  A run's config.json `model_config` holds these fields (older runs' task config had
+  the same network and data fields, so they load unchanged).
 
   Attributes:
     resblock: "1" (ResBlock1: pairs of dilated + undilated convs per dilation)
@@ -40,38 +49,45 @@ class HifiGanConfig:
       kernel size).
     num_mels: mel channels of the generator input.
     segment_size: training crop, in samples (multiple of the hop length).
-    batch_size: training batch size.
-    learning_rate: AdamW learning rate for both G and D.
-    adam_b1, adam_b2: AdamW betas.
-    adam_weight_decay: the reference builds `torch.optim.AdamW` without a
-      weight_decay argument, so it trains with torch's default 0.01.
-    lr_decay: ExponentialLR gamma, applied once per *epoch* in the reference.
-    seed: random seed of the reference run.
     mpd_periods: periods of the multi-period discriminator's sub-discriminators.
     mpd_channels: output channels of each period discriminator's 5 convs.
     msd_channels: output channels of each scale discriminator's 7 convs.
     msd_groups: groups of each scale discriminator's 7 convs.
+    eval_segment_size: validation crop in samples; None validates on full
+      utterances (the reference) (safe).
+    shuffle_buffer_size: records in the training shuffle buffer (after the
+      shard order is shuffled); each holds a whole clip's audio and mel.
+    data_checkpoint: how a resumed run finds its place in the data (see
+      `Task.data_checkpoint`). "reseed" (default) rebuilds the pipeline with
+      seed + step: no data in checkpoints and correct past the first epoch.
+      "symbolic" saves the iterator, so a resume replays exactly the batches of
+      an uninterrupted run, but the checkpoint then holds the shuffle buffer's
+      records (measured 1-2.7x their size: ~0.5-1.3 MB per LJSpeech clip) and
+      TF 2.17 restores repeated TFRecord readers wrongly past the first epoch;
+      use it for short runs and tests.
   """
 
-  resblock: str
-  upsample_rates: tuple
-  upsample_kernel_sizes: tuple
+  resblock: Literal["1", "2"]
+  upsample_rates: tuple[int, ...]
+  upsample_kernel_sizes: tuple[int, ...]
   upsample_initial_channel: int
-  resblock_kernel_sizes: tuple
-  resblock_dilation_sizes: tuple
+  resblock_kernel_sizes: tuple[int, ...]
+  resblock_dilation_sizes: tuple[tuple[int, ...], ...]
   num_mels: int = 80
   segment_size: int = 8192
-  batch_size: int = 16
-  learning_rate: float = 0.0002
-  adam_b1: float = 0.8
-  adam_b2: float = 0.99
-  adam_weight_decay: float = 0.01
-  lr_decay: float = 0.999
-  seed: int = 1234
-  mpd_periods: tuple = (2, 3, 5, 7, 11)
-  mpd_channels: tuple = (32, 128, 512, 1024, 1024)
-  msd_channels: tuple = (128, 128, 256, 512, 1024, 1024, 1024)
-  msd_groups: tuple = (1, 4, 16, 16, 16, 16, 1)
+  mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+  mpd_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
+  msd_channels: tuple[int, ...] = (128, 128, 256, 512, 1024, 1024, 1024)
+  msd_groups: tuple[int, ...] = (1, 4, 16, 16, 16, 16, 1)
+  eval_segment_size: Optional[int] = cfg.safe_field(None)
+  shuffle_buffer_size: int = 256
+  data_checkpoint: Literal["reseed", "symbolic"] = "reseed"
+
+  # Keys of older runs' config.json `model_config` that are now `TrainConfig`
+  # fields (read by `tfspeech.training.config.RunConfig.from_dict`, and accepted
+  # as override keys): HiFi-GAN's own fine-tuning became the trainer's init_from.
+  MOVED_TO_TRAIN: ClassVar[dict] = {"finetune_from": "init_from",
+                                    "finetune_optimizers": "init_optimizers"}
 
   def __post_init__(self):
     # Normalise lists (e.g. from JSON) to tuples so the config stays hashable.
@@ -108,6 +124,15 @@ class HifiGanConfig:
     if self.segment_size % self.hop_length:
       raise ValueError(f"HifiGanConfig.segment_size={self.segment_size} must be a multiple of the "
                        f"hop length prod(upsample_rates)={self.hop_length}")
+    if self.eval_segment_size is not None and (
+        self.eval_segment_size <= 0 or self.eval_segment_size % self.hop_length):
+      raise ValueError(f"eval_segment_size={self.eval_segment_size} must be a positive multiple "
+                       f"of the hop length {self.hop_length}, or None for full utterances")
+    if self.shuffle_buffer_size < 1:
+      raise ValueError(f"shuffle_buffer_size must be >= 1, got {self.shuffle_buffer_size}")
+    if self.data_checkpoint not in ("reseed", "symbolic"):
+      raise ValueError(f"data_checkpoint must be 'reseed' or 'symbolic', got "
+                       f"{self.data_checkpoint!r}")
     if len(self.mpd_channels) != 5:
       raise ValueError(f"HifiGanConfig.mpd_channels needs 5 entries, got {self.mpd_channels}")
     if len(self.msd_channels) != 7 or len(self.msd_groups) != 7:
@@ -127,3 +152,11 @@ class HifiGanConfig:
   def replace(self, **changes):
     """Returns a copy with `changes` applied (validated again)."""
     return dataclasses.replace(self, **changes)
+
+  def network_config(self) -> "HifiGanConfig":
+    """This config (the task and network configs were one before; kept for old callers)."""
+    return self
+
+
+# The task config was a separate class with the network fields copied; one class now.
+HifiGanTaskConfig = HifiGanConfig

@@ -2,10 +2,12 @@ r"""The "hifigan" training task: GAN vocoder training on prepared (or GTA) TFRec
 
   tfspeech-prepare --corpus=LJSpeech-1.1 --out=data/ljspeech
   tfspeech-train --model=hifigan --preset=v1 --data=data/ljspeech --workdir=runs/hifigan
-  # Fine-tuning on ground-truth-aligned mels of an acoustic model (same record schema);
-  # `HifiGanTask.warm_start` loads the source run before step 0 of the new run:
+  # Fine-tuning on ground-truth-aligned mels of an acoustic model (same record schema):
+  # the trainer loads the source run's weights before step 0 of the new run (`init_from`,
+  # a TrainConfig field; `init_optimizers=true` also takes both optimisers' state, as the
+  # reference's fine-tuning does by resuming its checkpoint):
   tfspeech-train --model=hifigan --preset=v1 --data=data/ljspeech_gta --workdir=runs/hifigan_ft \
-      --override=finetune_from=runs/hifigan
+      --override=init_from=runs/hifigan
 
 One step (jik876/hifi-gan train.py): the generator makes audio from random
 `segment_size`-sample crops' mels; the discriminators (MPD + MSD) take an AdamW
@@ -30,151 +32,49 @@ The run's `data_info` records the corpus' mel convention (`mel_config`), which
 inference (`tfspeech.inference.vocode_lib`) checks against the mels it is given.
 """
 
-import dataclasses
-import os
-from typing import Literal, Optional
+from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 from absl import logging
 
 from tfspeech import audio as audio_lib
-from tfspeech import config as cfg
 from tfspeech.data import dataset as dataset_lib
+from tfspeech.data.corpus_info import MEL_CONVENTION, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.hifigan import hifigan_presets
 from tfspeech.models.hifigan.discriminators import build_discriminators
 from tfspeech.models.hifigan.generator import HifiGanGenerator
 from tfspeech.models.hifigan.hifigan_config import HifiGanConfig
+from tfspeech.models.hifigan.hifigan_config import HifiGanTaskConfig  # noqa: F401 (old name)
 from tfspeech.models.hifigan.losses import (MEL_LOSS_WEIGHT, MelReconstructionLoss,
                                             discriminator_loss, feature_matching_loss,
                                             generator_loss)
-from tfspeech.training import checkpoints as checkpoints_lib
 from tfspeech.training import summaries as summaries_lib
 from tfspeech.training.config import TrainConfig
 
-# jik876/hifi-gan LJSpeech-1.1/training.txt holds 12,950 clips; with batch 16 and
-# drop_last=True an epoch is 809 steps.
-REFERENCE_TRAIN_CLIPS = 12950
-# 3100 epochs (train.py --training_epochs) * 809 steps: the paper's 2.5M steps.
-REFERENCE_MAX_STEPS = 2_500_000
-# HifiGanConfig fields that are training settings: they live in TrainConfig.
-_TRAINING_FIELDS = ("batch_size", "learning_rate", "adam_b1", "adam_b2", "adam_weight_decay",
-                    "lr_decay", "seed")
-
-
-@dataclasses.dataclass(frozen=True)
-class HifiGanTaskConfig:
-  """A HiFi-GAN run's model settings: the network shape plus how the task feeds it.
-
-  The network fields mean what they mean in `HifiGanConfig` (they are typed here
-  so that config.json round-trips); its optimiser fields (batch size, learning
-  rate, betas, decay, seed) are `TrainConfig` fields of the run instead.
-
-  Attributes:
-    segment_size: training crop in samples (a multiple of the hop length).
-    eval_segment_size: validation crop in samples; None validates on full
-      utterances (the reference) (safe).
-    shuffle_buffer_size: records in the training shuffle buffer (after the
-      shard order is shuffled); each holds a whole clip's audio and mel.
-    data_checkpoint: how a resumed run finds its place in the data (see
-      `registry.Task.data_checkpoint`). "reseed" (default) rebuilds the pipeline
-      with seed + step: no data in checkpoints and correct past the first
-      epoch. "symbolic" saves the iterator, so a resume replays exactly the
-      batches of an uninterrupted run, but the checkpoint then holds the
-      shuffle buffer's records (measured 1-2.7x their size: ~0.5-1.3 MB per
-      LJSpeech clip) and TF 2.17 restores repeated TFRecord readers wrongly
-      past the first epoch; use it for short runs and tests.
-    finetune_from: workdir of a trained hifigan run; a *new* run starts from its
-      newest generator and discriminator weights (the fine-tuning recipe:
-      pretrain on ground truth, fine-tune on GTA mels). Ignored on resume (safe).
-    finetune_optimizers: also start both optimisers' moments and step counts
-      (hence a schedule's decayed learning rate) from that run, as the
-      reference's fine-tuning does by resuming its checkpoint; this run's
-      learning rate settings stay in force (safe).
-  """
-  resblock: Literal["1", "2"]
-  upsample_rates: tuple[int, ...]
-  upsample_kernel_sizes: tuple[int, ...]
-  upsample_initial_channel: int
-  resblock_kernel_sizes: tuple[int, ...]
-  resblock_dilation_sizes: tuple[tuple[int, ...], ...]
-  num_mels: int = 80
-  segment_size: int = 8192
-  mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
-  mpd_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
-  msd_channels: tuple[int, ...] = (128, 128, 256, 512, 1024, 1024, 1024)
-  msd_groups: tuple[int, ...] = (1, 4, 16, 16, 16, 16, 1)
-  eval_segment_size: Optional[int] = cfg.safe_field(None)
-  shuffle_buffer_size: int = 256
-  data_checkpoint: Literal["reseed", "symbolic"] = "reseed"
-  finetune_from: str = cfg.safe_field("")
-  finetune_optimizers: bool = cfg.safe_field(False)
-
-  def __post_init__(self):
-    network = self.network_config()  # Validates the network fields.
-    if self.eval_segment_size is not None and (
-        self.eval_segment_size <= 0 or self.eval_segment_size % network.hop_length):
-      raise ValueError(f"eval_segment_size={self.eval_segment_size} must be a positive multiple "
-                       f"of the hop length {network.hop_length}, or None for full utterances")
-    if self.shuffle_buffer_size < 1:
-      raise ValueError(f"shuffle_buffer_size must be >= 1, got {self.shuffle_buffer_size}")
-
-  @classmethod
-  def from_network(cls, network: HifiGanConfig, **task_fields) -> "HifiGanTaskConfig":
-    """The task config of a `HifiGanConfig` (its training fields dropped)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {f.name: getattr(network, f.name) for f in dataclasses.fields(network)
-              if f.name in names}
-    return cls(**values, **task_fields)
-
-  def network_config(self) -> HifiGanConfig:
-    """The `HifiGanConfig` the networks are built from."""
-    names = {f.name for f in dataclasses.fields(HifiGanConfig)}
-    return HifiGanConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                            if f.name in names})
-
-  @property
-  def hop_length(self) -> int:
-    return self.network_config().hop_length
-
-
-# Fields a fine-tuning source must share with the new run (they shape variables).
-_ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(HifiGanTaskConfig)
-                             if f.name in {g.name for g in dataclasses.fields(HifiGanConfig)}
-                             and f.name != "segment_size")
-
-PRESETS = {name: HifiGanTaskConfig.from_network(make()) for name, make in
-           hifigan_presets.PRESETS.items()}
+# The one preset table (hifigan_presets); the task adds no fields of its own.
+PRESETS = hifigan_presets.PRESETS
+REFERENCE_TRAIN_CLIPS = hifigan_presets.REFERENCE_TRAIN_CLIPS
+REFERENCE_MAX_STEPS = hifigan_presets.REFERENCE_MAX_STEPS
 
 
 def reference_train_config(preset: str) -> TrainConfig:
-  """The jik876/hifi-gan optimiser settings of `preset` as a `TrainConfig`."""
-  network = hifigan_presets.get_preset(preset)
-  return TrainConfig(
-      batch_size=network.batch_size, max_steps=REFERENCE_MAX_STEPS, seed=network.seed,
-      optimizer="adamw", learning_rate=network.learning_rate, lr_schedule="exponential",
-      decay_steps=REFERENCE_TRAIN_CLIPS // network.batch_size, decay_rate=network.lr_decay,
-      beta_1=network.adam_b1, beta_2=network.adam_b2, weight_decay=network.adam_weight_decay,
-      log_every=100, checkpoint_every=5000, eval_every=1000, eval_batches=10,
-      summary_every=5000)
-
-
-def _run_config(workdir: str):
-  from tfspeech.training import config as run_config  # pylint: disable=import-outside-toplevel
-  return run_config.load_run_config(workdir, lambda name: registry.get(name).config_class)
+  """The jik876/hifi-gan optimiser settings as a `TrainConfig` (the same for every preset)."""
+  hifigan_presets.get_preset(preset)
+  return hifigan_presets.reference_train_config()
 
 
 @registry.register("hifigan")
 class HifiGanTask(registry.Task):
   """Generator "generator", discriminators "mpd" and "msd"; optimisers "generator" and
   "discriminator" (over mpd + msd), each AdamW with the run's optimiser settings."""
-  config_class = HifiGanTaskConfig
+  config_class = HifiGanConfig
   presets = PRESETS
   serving_role = "vocoder"
 
   def __init__(self, config):
     super().__init__(config)
-    self._info: Optional[dict] = None
+    self._info: Optional[CorpusInfo] = None
     self._data_dir: Optional[str] = None
     self._loss_mel: Optional[MelReconstructionLoss] = None
     self._input_mel: Optional[audio_lib.MelSpectrogram] = None
@@ -185,20 +85,12 @@ class HifiGanTask(registry.Task):
 
   @classmethod
   def default_train_config(cls, preset):
-    config = reference_train_config(preset)
-    if preset == "tiny":
-      # A CPU smoke model: a higher rate shows the mel error falling within ~100 steps
-      # on the bundled corpus; decay off (its "epoch" is a couple of steps).
-      return dataclasses.replace(
-          config, max_steps=2000, learning_rate=2e-3, lr_schedule="constant", log_every=10,
-          checkpoint_every=500, eval_every=100, eval_batches=1, summary_every=500)
-    return config
+    return hifigan_presets.train_config(preset)
 
   # ------------------------------------------------------------------ modules
   def build(self):
-    network = self.config.network_config()
-    generator = HifiGanGenerator(network, weight_norm=True, name="generator")
-    mpd, msd = build_discriminators(network)
+    generator = HifiGanGenerator(self.config, weight_norm=True, name="generator")
+    mpd, msd = build_discriminators(self.config)
     return {"generator": generator, "mpd": mpd, "msd": msd}
 
   def serving(self, modules, data_info):
@@ -209,7 +101,7 @@ class HifiGanTask(registry.Task):
   def optimizers(self, train_config):
     settings = train_config.optimizer_config()
     if self._info is not None and settings.schedule == "exponential":
-      steps_per_epoch = max(int(self._info["counts"]["train"]) // train_config.batch_size, 1)
+      steps_per_epoch = max(self._info.count("train") // train_config.batch_size, 1)
       if steps_per_epoch != settings.decay_steps:
         logging.warning(
             "hifigan: the learning rate decays by %g every decay_steps=%d steps, but an epoch "
@@ -220,32 +112,32 @@ class HifiGanTask(registry.Task):
             "generator": registry.OptimizerSpec(("generator",), settings)}
 
   # ------------------------------------------------------------------ data
-  def _prepare(self, data_dir: str) -> dict:
+  def _prepare(self, data_dir: str) -> CorpusInfo:
     """Reads dataset.json once, checks it against the config, sets up the mel losses."""
     if self._info is not None and data_dir == self._data_dir:
       return self._info
     if not data_dir:
       raise ValueError("hifigan needs prepared data: pass --data=DIR (the output of "
                        "tfspeech-prepare, or of tfspeech-synthesize --gta for fine-tuning)")
-    info = dataset_lib.load_dataset_info(data_dir)
+    info = CorpusInfo.load(data_dir, require=("mel_config",))
     c = self.config
-    if int(info["n_mels"]) != c.num_mels:
-      raise ValueError(f"hifigan: the corpus in {data_dir} has {info['n_mels']}-bin mels but "
+    if info.n_mels != c.num_mels:
+      raise ValueError(f"hifigan: the corpus in {data_dir} has {info.n_mels}-bin mels but "
                        f"the generator takes num_mels={c.num_mels}; pass "
-                       f"--override=num_mels={info['n_mels']} or re-prepare the corpus")
-    if int(info["hop_length"]) != c.hop_length:
+                       f"--override=num_mels={info.n_mels} or re-prepare the corpus")
+    if info.hop_length != c.hop_length:
       raise ValueError(
-          f"hifigan: the corpus in {data_dir} has hop length {info['hop_length']} but the "
+          f"hifigan: the corpus in {data_dir} has hop length {info.hop_length} but the "
           f"generator makes prod(upsample_rates)={c.hop_length} samples per frame; choose "
           "upsample_rates whose product is the hop length, or re-prepare the corpus")
-    if not int(info.get("counts", {}).get("train", 0)):
+    if not info.count("train"):
       raise ValueError(f"hifigan: the corpus in {data_dir} has no train utterances")
-    mel_config = audio_lib.MelConfig(**info["mel_config"])
+    mel_config = info.mel_config
     # Reference: the loss compares mels up to Nyquist (fmax_for_loss=None) with the
     # input mel's other settings.
     self._loss_mel = MelReconstructionLoss(mel_config.replace(fmax=None))
     self._input_mel = audio_lib.MelSpectrogram(mel_config)
-    self.sample_rate = int(info["sample_rate"])
+    self.sample_rate = info.sample_rate
     self._info, self._data_dir = info, data_dir
     return info
 
@@ -253,7 +145,7 @@ class HifiGanTask(registry.Task):
     info = self._prepare(data_dir)
     keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "counts",
             "gta")
-    return {k: info[k] for k in keys if k in info}
+    return info.to_dict(keys)
 
   def dataset(self, data_dir, split, train_config):
     info = self._prepare(data_dir)
@@ -263,7 +155,7 @@ class HifiGanTask(registry.Task):
           data_dir, "train", batch_size=train_config.batch_size, features=("audio", "mel"),
           shuffle=True, seed=train_config.seed, repeat=True, segment_samples=c.segment_size,
           drop_remainder=True, shuffle_buffer_size=c.shuffle_buffer_size)
-    if not int(info.get("counts", {}).get("validation", 0)):
+    if not info.count("validation"):
       return None
     return dataset_lib.make_dataset(
         data_dir, "validation", batch_size=train_config.batch_size, features=("audio", "mel"),
@@ -357,69 +249,18 @@ class HifiGanTask(registry.Task):
     return results
 
   # ------------------------------------------------------------------ fine-tuning
-  def warm_start(self, trainer) -> Optional[str]:
-    """Initialises a *new* run from `config.finetune_from` (no-op when it is empty).
+  def check_init_source(self, source: Mapping[str, Any], where: str) -> None:
+    """Refuses to fine-tune from a run trained on another mel convention than this data.
 
-    The hook a training loop calls once, after finding no checkpoint of the run
-    itself and before the first step (`Task.warm_start(trainer)`); callers of
-    `Trainer` + `fit` may call it themselves in the same place.
-
-    Loads the source run's newest generator and discriminator weights into
-    `trainer.modules` and, with `finetune_optimizers`, both optimisers' states.
-    Meant to run once before step 0 of a fresh run (never on resume, which
-    restores the run's own checkpoint).
-
-    Returns:
-      The checkpoint path read, or None.
-
-    Raises:
-      FileNotFoundError: the source is not a run directory or has no checkpoint.
-      ValueError: the source is not a hifigan run, its networks differ in shape,
-        or it was trained on another mel convention than this run's data.
+    The trainer (`TrainConfig.init_from`) has checked the variable shapes; a
+    vocoder's weights also encode the mels it learned from, which shapes cannot show.
     """
-    source = self.config.finetune_from
-    if not source:
-      return None
-    where = f"hifigan: finetune_from={source}"
-    run = _run_config(source)
-    if run is None:
-      raise FileNotFoundError(f"{where}: no config.json there; pass the workdir of a trained "
-                              "hifigan run")
-    if run.model != "hifigan":
-      raise ValueError(f"{where} is a run of model {run.model!r}, not hifigan")
-    differences = [f"{name}: {getattr(run.model_config, name)!r} → "
-                   f"{getattr(self.config, name)!r}" for name in _ARCHITECTURE_FIELDS
-                   if getattr(run.model_config, name) != getattr(self.config, name)]
+    data_info = (source or {}).get("data_info") or {}
+    if self._info is None or not data_info.get("mel_config"):
+      return
+    differences = CorpusInfo.from_dict(data_info, source=where).differences(
+        self._info, MEL_CONVENTION)
     if differences:
-      raise ValueError(f"{where}: its networks differ from this run's (source → this run):\n  "
-                       + "\n  ".join(differences) + f"\nStart the new run with "
-                       f"--preset={run.preset} and the source run's model overrides")
-    source_mel = (run.data_info or {}).get("mel_config")
-    if self._info is not None and source_mel is not None \
-        and source_mel != self._info["mel_config"]:
-      raise ValueError(f"{where}: it was trained on mels {source_mel} but {self._data_dir} "
-                       f"holds mels {self._info['mel_config']}; fine-tune on data prepared "
-                       "with the source run's mel config")
-    checkpoint = checkpoints_lib.latest_checkpoint(source)
-    if checkpoint is None:
-      raise FileNotFoundError(f"{where}: no checkpoint in {os.path.join(source, 'checkpoints')}")
-    # The same object layout as a training checkpoint (Trainer.checkpoint_objects).
-    objects = {"modules": checkpoints_lib.modules_checkpoint(trainer.modules)}
-    # A constant learning rate is an optimizer *variable*; keep this run's value.
-    learning_rates = []
-    if self.config.finetune_optimizers:
-      objects["optimizers"] = tf.train.Checkpoint(**trainer.optimizers)
-      learning_rates = [(v, v.numpy()) for optimizer in trainer.optimizers.values()  # graph-ok
-                        for v in optimizer.variables if v.name == "learning_rate"]
-    status = tf.train.Checkpoint(**objects).read(checkpoint)
-    status.expect_partial()
-    try:
-      status.assert_existing_objects_matched()
-    except AssertionError as e:
-      raise ValueError(f"{where}: {checkpoint} does not hold every variable of this run "
-                       f"({e})") from e
-    for variable, value in learning_rates:
-      variable.assign(value)
-    logging.info("hifigan: initialised %s from %s", "modules and optimizers"
-                 if self.config.finetune_optimizers else "modules", checkpoint)
-    return checkpoint
+      raise ValueError(f"{where}: it was trained on mels of another convention than "
+                       f"{self._data_dir} holds:\n  " + "\n  ".join(differences) +
+                       "\nFine-tune on data prepared with the source run's mel config")
