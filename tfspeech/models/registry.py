@@ -5,30 +5,8 @@ The `Task` interface itself lives on the trainer's floor
 `registry.OptimizerSpec` keep working. Importing this module installs `get` as
 the default lookup of the training entry points (`tfspeech.training.train("toy")`).
 
-Minimal task:
-
-  @registry.register("my_model")
-  class MyTask(registry.Task):
-    config_class = MyConfig
-    presets = {"tiny": MyConfig(channels=8), "paper": MyConfig()}
-
-    def build(self):
-      net = MyNet(self.config)
-      net.build((None, None, 80))          # create variables now
-      return {"net": net}
-
-    def dataset(self, data_dir, split, train_config):
-      ...                                  # batched tf.data.Dataset; train repeats forever
-
-    def train_step(self, batch, ctx):
-      with tf.GradientTape() as tape:
-        pred = self.modules["net"](batch["x"], training=True)
-        loss = ctx.mean(tf.reduce_mean(tf.abs(pred - batch["y"]), axis=[1, 2]))
-      ctx.apply("main", loss, tape)
-      return {"loss": loss}
-
-A GAN declares two optimizers in `optimizers()` and calls `ctx.apply` twice
-in one `train_step` (see `tfspeech/models/toy/gan.py`).
+A minimal task and the full interface are in `tfspeech.training.task`; register
+one with `@registry.register("my_model")` on a `registry.Task` subclass.
 """
 
 import dataclasses
