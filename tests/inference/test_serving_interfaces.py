@@ -80,3 +80,33 @@ def test_builtin_serving_objects():
   with pytest.raises(ValueError, match="serves neither"):
     toy = registry.get("toy")(registry.get("toy").preset("tiny"))
     serving.build_serving(toy, toy.build_modules(), {})
+
+
+def _op_types(function, *args):
+  graph = tf.function(function).get_concrete_function(*args).graph
+  return [op.type for op in graph.get_operations()]
+
+
+def test_grad_tts_in_process_synthesis_is_a_loop_with_the_unrolled_output():
+  # Export needs loop-free graphs (one decoder copy per step); tfspeech-synthesize must not
+  # trace 50 or 1000 copies for --n_timesteps=50 or 1000.
+  task = registry.get("grad_tts")(registry.get("grad_tts").preset("tiny"))
+  unrolled = serving.build_serving(task, task.build_modules(), {})
+  looped = unrolled.in_process()
+  assert looped is unrolled.in_process() and looped.in_process() is looped
+  ids = tf.constant([[1, 2, 3, 0], [4, 5, 6, 7]], tf.int32)
+  lengths = tf.constant([3, 4], tf.int32)
+  noise = tf.random.stateless_normal([2, 64, 80], [0, 1])
+  expected = unrolled.synthesize(ids, lengths, noise, n_timesteps=3)
+  actual = looped.synthesize(ids, lengths, noise, n_timesteps=3)
+  for key in ("mel", "mel_lengths", "durations"):
+    np.testing.assert_allclose(actual[key], expected[key], atol=1e-5, err_msg=key)
+
+  def synthesize_with(model, steps):
+    return lambda i, n, z: model.synthesize(i, n, z, n_timesteps=steps)["mel"]
+  ops_looped = _op_types(synthesize_with(looped, 40), ids, lengths, noise)
+  ops_unrolled = _op_types(synthesize_with(unrolled, 2), ids, lengths, noise)
+  assert "While" in ops_looped or "StatelessWhile" in ops_looped
+  assert not {"While", "StatelessWhile"} & set(ops_unrolled)
+  # 40 looped steps trace to a smaller graph than 2 unrolled ones.
+  assert len(ops_looped) < len(ops_unrolled)

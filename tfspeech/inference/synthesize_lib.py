@@ -495,7 +495,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
   bad = [n for n in names if not n or os.sep in n or n.startswith(".")]
   if bad:
     raise ValueError(f"synthesize_texts: names {bad} cannot be file names")
-  acoustic = acoustic_serving(loaded_run)
+  acoustic = acoustic_serving(loaded_run).in_process()
   values = resolve_controls(acoustic, controls, control_sources)
   info = run_facts(loaded_run)
   front_end = text_front_end(loaded_run)
@@ -676,7 +676,7 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, seed: int = 0, batch_s
   """
   if os.path.abspath(out_dir) == os.path.abspath(data_dir):
     raise ValueError("--gta: --out must differ from --data (the records are rewritten)")
-  acoustic = acoustic_serving(loaded_run)
+  acoustic = acoustic_serving(loaded_run).in_process()
   if not acoustic.has_ground_truth_aligned:
     raise ValueError(f"--gta: model {loaded_run.config.model!r} has no ground-truth-aligned "
                      "mode; synthesize from text instead")

@@ -192,6 +192,16 @@ class AcousticModel:
   noise_channels: Optional[int] = None
   num_speakers: int = 1
 
+  def in_process(self) -> "AcousticModel":
+    """This model for synthesis in this process (`tfspeech-synthesize`, `--gta`).
+
+    Exported graphs must be loop-free, so static controls are unrolled (Grad-TTS traces one
+    decoder copy per diffusion step). In-process synthesis may use `tf.while_loop`s, so a
+    large static value (hundreds of steps) does not trace into a huge graph. Return the
+    same object on every call (traced functions are cached per object). Default: `self`.
+    """
+    return self
+
   @property
   def weights(self) -> list:
     raise NotImplementedError

@@ -27,11 +27,16 @@ class GradTTSServing(serving.AcousticModel):
 
   Args:
     model: a `GradTTS`.
+    unroll: unroll the reverse diffusion into `n_timesteps` decoder copies (loop-free, for
+      export); False runs it as a `tf.while_loop` (`in_process()`: one small graph, so
+      hundreds of steps trace as fast as ten).
   """
   controls = CONTROLS
 
-  def __init__(self, model):
+  def __init__(self, model, unroll: bool = True):
     self.model = model
+    self.unroll = unroll
+    self._in_process = self if not unroll else None
     self.n_mels = model.config.n_feats
     self.noise_channels = model.config.n_feats
     self.num_speakers = model.config.n_spks
@@ -39,6 +44,12 @@ class GradTTSServing(serving.AcousticModel):
   @property
   def weights(self):
     return list(self.model.weights)
+
+  def in_process(self):
+    """The same model with the diffusion as a loop (see `serving.AcousticModel.in_process`)."""
+    if self._in_process is None:
+      self._in_process = GradTTSServing(self.model, unroll=False)
+    return self._in_process
 
   def _speaker(self, speaker):
     return speaker if self.num_speakers > 1 else None
@@ -60,7 +71,7 @@ class GradTTSServing(serving.AcousticModel):
     out = self.model.synthesize(
         text_ids, text_lengths, n_timesteps=int(n_timesteps), temperature=temperature,
         length_scale=length_scale, speaker=self._speaker(speaker),
-        noise=serving.cyclic_frames(noise, frames), unroll=True)
+        noise=serving.cyclic_frames(noise, frames), unroll=self.unroll)
     # The 0/1 path is exact: frames per token, 0 for padding tokens.
     durations = tf.cast(tf.reduce_sum(out.alignment, axis=2), tf.int32)
     return {"mel": out.mel_decoded, "mel_lengths": out.mel_lengths, "durations": durations}
@@ -84,7 +95,7 @@ class GradTTSServing(serving.AcousticModel):
     z = mu_y + serving.cyclic_frames(noise, frames) / temperature
     decoded = model.decoder.reverse_diffusion(z, mask, mu_y, int(n_timesteps),
                                               speaker_embedding=speaker_embedding,
-                                              unroll=True)
+                                              unroll=self.unroll)
     return decoded[:, :tf.shape(mel)[1]]
 
   def gta_noise_frames(self, frames):
