@@ -232,7 +232,8 @@ def grad_tts_infer(ctx):
   for preset in sorted({p for p, _ in variants}, key=["tiny", "ljspeech"].index):
     config = task_class.preset(preset)
     model = GradTTS(config)
-    acoustic = task_class(config).serving({"grad_tts": model}, {})
+    # What tfspeech-synthesize runs: the diffusion as a loop (exports unroll it).
+    acoustic = task_class(config).serving({"grad_tts": model}, {}).in_process()
     if reference is not None:
       # tfspeech's weights, so that both predict the same durations (hence mel lengths).
       torch_model = reference.grad_tts.load_tfspeech_weights(
@@ -244,7 +245,7 @@ def grad_tts_infer(ctx):
       seeds = tf.stack([tf.zeros([batch_size], tf.int32), tf.range(batch_size)], axis=1)
 
       def run(n_timesteps, length_scale):
-        # One traced graph per step count (steps are a static control, unrolled).
+        # One traced graph per step count (steps are a static control).
         synthesize = synthesize_lib.make_synthesis_fn(acoustic, {"n_timesteps": n_timesteps})
         return synthesize(ids, lengths, seeds, tf.zeros([batch_size], tf.int32),
                           tf.constant(1.5), tf.constant(length_scale, tf.float32))
