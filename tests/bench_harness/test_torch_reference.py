@@ -39,7 +39,9 @@ def _grad_tts_torch(config):
   return torch_grad_tts.GradTTS(torch_grad_tts.params_from_tfspeech(config))
 
 
-@pytest.mark.parametrize("name,expected", [("tiny", 139_568), ("ljspeech", 14_835_032)])
+# tiny has the 65-id table it trains with (english_characters + blank) since the model and task
+# presets became one table; it had 149 ids, 1,344 parameters more.
+@pytest.mark.parametrize("name,expected", [("tiny", 138_224), ("ljspeech", 14_835_032)])
 def test_grad_tts_parameter_counts_match_tfspeech(name, expected):
   config = grad_tts_presets.preset(name)
   torch_count = torch_grad_tts.count_parameters(_grad_tts_torch(config))
