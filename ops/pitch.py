@@ -70,8 +70,8 @@ def yin_pitch(audio, sample_rate, frame_length, hop_length, fmin, fmax, threshol
       non-positive hop, an unknown pad mode, or audio that is not a float tensor
       of rank 1 or 2.
   """
-  min_period, max_period = _check_yin_params(sample_rate, frame_length, hop_length, fmin, fmax,
-                                             pad_mode)
+  min_period, max_period = check_yin_params(sample_rate, frame_length, hop_length, fmin, fmax,
+                                            pad_mode)
   with tf.name_scope(name or "yin_pitch"):
     audio = tf.convert_to_tensor(audio)
     if not audio.dtype.is_floating:
@@ -145,8 +145,18 @@ def average_pitch_per_token(f0, durations, name=None):
     return tf.where(counts > 0, sums / tf.maximum(counts, 1), tf.zeros_like(sums))
 
 
-def _check_yin_params(sample_rate, frame_length, hop_length, fmin, fmax, pad_mode):
-  # The same conditions as librosa's __check_yin_params, with our names.
+def check_yin_params(sample_rate, frame_length, hop_length, fmin, fmax, pad_mode="constant"):
+  """Checks `yin_pitch`'s settings without audio (e.g. before a corpus is prepared).
+
+  The same conditions as librosa's __check_yin_params, with our names, plus ours
+  (hop, pad mode, at least 3 candidate periods).
+
+  Returns:
+    (min_period, max_period): the lag range searched, in samples.
+
+  Raises:
+    ValueError: naming the bad setting and what would fix it.
+  """
   if not (isinstance(frame_length, (int, np.integer)) and frame_length > 2):
     raise ValueError(f"yin_pitch: frame_length must be a Python int > 2, got {frame_length!r}")
   if not (isinstance(hop_length, (int, np.integer)) and hop_length > 0):

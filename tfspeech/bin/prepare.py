@@ -4,9 +4,12 @@ r"""Converts a speech corpus once into sharded TFRecords for training.
   tfspeech-prepare --corpus=filelists/train.txt --format=filelist --out=data/mine
 
 Writes train/validation shards, dataset.json (conventions: sample rate, mel
-config, symbol table, cleaners), stats.json (mel normalization statistics) and
-report.json, which lists every skipped entry with its reason. Bad entries never
-abort the run; re-running after an interruption finishes only what is missing.
+config, symbol table, cleaners, pitch settings), stats.json (mel, pitch and energy
+normalization statistics) and report.json, which lists every skipped entry with
+its reason. Records carry pitch (YIN f0 per mel frame, 0 = unvoiced) and energy
+unless --nopitch. Bad entries never abort the run; re-running after an
+interruption finishes only what is missing; re-running with other pitch settings
+(or --pitch on a corpus prepared with --nopitch) re-extracts every shard.
 """
 
 import os
@@ -42,6 +45,15 @@ flags.DEFINE_bool("allow_resample", True, "Resample audio at another rate (else 
 flags.DEFINE_bool("allow_downmix", True, "Average multi-channel audio to mono (else skip it).")
 flags.DEFINE_float("trim_silence_db", None, "Trim leading/trailing silence quieter than this many "
                    "dB below the peak (e.g. 60); default: no trimming.")
+flags.DEFINE_bool("pitch", True, "Store pitch (YIN f0 in Hz per mel frame, 0 = unvoiced) and "
+                  "energy (L2 norm of the linear STFT magnitude per mel frame) in the records, "
+                  "with their statistics, as FastPitch needs; --nopitch leaves them out.")
+flags.DEFINE_float("pitch_fmin", 65.40639132514966, "--pitch: lowest f0 searched, Hz (C2).")
+flags.DEFINE_float("pitch_fmax", 2093.004522404789, "--pitch: highest f0 searched, Hz (C7).")
+flags.DEFINE_integer("pitch_frame_length", 1024, "--pitch: samples per pitch analysis frame; "
+                     "frames are centred on the mel frames, one per mel frame.")
+flags.DEFINE_float("pitch_voicing_threshold", 0.35, "--pitch: frames whose YIN CMNDF at the "
+                   "chosen period is at or above this are unvoiced (higher: more frames voiced).")
 flags.DEFINE_bool("resume", True, "Keep shards finished by an earlier, interrupted run.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flags_as_required(["corpus", "out"])
@@ -83,6 +95,29 @@ def _check_values():
                 "e.g. 60)")
   if not FLAGS.cleaners:
     common.fail("--cleaners is empty; pass at least one cleaner, e.g. english_cleaners")
+  if not FLAGS.pitch:
+    changed = [f"--{name}" for name in _PITCH_FLAGS if FLAGS[name].present]
+    if changed:
+      common.fail(f"{', '.join(changed)} without pitch: drop --nopitch or those flags")
+
+
+_PITCH_FLAGS = ("pitch_fmin", "pitch_fmax", "pitch_frame_length", "pitch_voicing_threshold")
+
+
+def _pitch_settings(prepare):
+  """The PitchSettings of the --pitch* flags checked against the --mel convention, or None."""
+  if not FLAGS.pitch:
+    return None
+  settings = prepare.PitchSettings(
+      fmin=FLAGS.pitch_fmin, fmax=FLAGS.pitch_fmax, frame_length=FLAGS.pitch_frame_length,
+      voicing_threshold=FLAGS.pitch_voicing_threshold)
+  mel_config = prepare.prepare_plan.resolve_mel_config(FLAGS.mel, FLAGS.sample_rate)
+  try:
+    settings.check(mel_config)
+  except ValueError as e:
+    given = " ".join(f"--{name}={FLAGS[name].value}" for name in _PITCH_FLAGS)
+    common.fail(f"{given} (with --mel={FLAGS.mel}): {e}")
+  return settings
 
 
 def _check_names(prepare):
@@ -108,6 +143,7 @@ def main(argv):
   _check_values()
   from tfspeech.data import prepare  # pylint: disable=import-outside-toplevel
   _check_names(prepare)
+  pitch = _pitch_settings(prepare)
   report = prepare.prepare_corpus(
       FLAGS.corpus, FLAGS.out, format=FLAGS.format, audio_root=FLAGS.audio_root,
       sample_rate=FLAGS.sample_rate, mel_config=FLAGS.mel, symbols=FLAGS.symbols,
@@ -116,7 +152,7 @@ def main(argv):
       num_shards=FLAGS.num_shards, seed=FLAGS.seed, workers=FLAGS.workers,
       allow_resample=FLAGS.allow_resample, allow_downmix=FLAGS.allow_downmix,
       trim_silence=FLAGS.trim_silence_db if FLAGS.trim_silence_db is not None else False,
-      resume=FLAGS.resume, progress=FLAGS.progress)
+      resume=FLAGS.resume, progress=FLAGS.progress, pitch=pitch or False)
   _print_report(report)
 
 

@@ -162,6 +162,18 @@ class CorpusInfo:
     """The "gta" entry of a corpus rewritten by `tfspeech-synthesize --gta`, else None."""
     return self.extras.get("gta")
 
+  @property
+  def pitch_extraction(self) -> Optional[dict]:
+    """How prepare extracted the records' pitch/energy (dataset.json "pitch_extraction":
+    method, fmin, fmax, frame_length, hop_length, thresholds), None without pitch."""
+    return self.extras.get("pitch_extraction")
+
+  @property
+  def stats(self) -> Dict[str, Any]:
+    """dataset.json "stats": {"pitch": {"mean", "std", "frames"} in Hz over the train
+    split's voiced frames, "energy": {...} over all its frames}; {} without pitch."""
+    return self.extras.get("stats") or {}
+
   def count(self, split: str) -> int:
     """Examples of `split` ("train" / "validation"); 0 when not recorded."""
     return int(self.counts.get(split, 0))

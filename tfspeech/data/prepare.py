@@ -9,8 +9,11 @@
                                       keep finished shards (resume)
   dataset.json                        conventions for training/export: sample rate,
                                       mel config, symbol table, cleaners, speakers,
-                                      counts, audio seconds, length deciles
-  stats.json                          per-mel-bin mean/std over the train split
+                                      counts, audio seconds, length deciles; with
+                                      pitch, how it was extracted ("pitch_extraction")
+                                      and its statistics ("stats": pitch, energy)
+  stats.json                          per-mel-bin mean/std over the train split, and
+                                      pitch (voiced frames, Hz) / energy mean and std
   report.json                         every skipped entry with its reason, every entry
                                       resampled or down-mixed (from/to rate and
                                       channels), warnings, throughput
@@ -32,7 +35,8 @@ training and export.
 
 The work is split along its jobs; `prepare_corpus` here runs them in order:
   prepare_plan.py     the listing, transcripts, validation draw, shard plan
-  prepare_worker.py   per utterance: decode, resample/down-mix, trim, mel, record
+  prepare_worker.py   per utterance: decode, resample/down-mix, trim, mel, pitch,
+                      energy, record
   prepare_shards.py   shard files, done-markers and resume, stats.json statistics
   corpus_info.py      dataset.json (`CorpusInfo`)
 """
@@ -60,6 +64,7 @@ from tfspeech.data.prepare_plan import FORMATS  # pylint: disable=unused-import
 from tfspeech.data.prepare_plan import MEL_PRESETS  # pylint: disable=unused-import
 from tfspeech.data.prepare_plan import ON_UNKNOWN
 from tfspeech.data.prepare_shards import MARKER_SUFFIX  # pylint: disable=unused-import
+from tfspeech.data.prepare_worker import PitchSettings
 from tfspeech.data.prepare_worker import SkippedEntry
 
 _LOG = logging.getLogger(__name__)
@@ -196,6 +201,7 @@ def prepare_corpus(
     audio_root: Optional[PathLike] = None,
     resume: bool = True,
     progress: bool = True,
+    pitch: Union[bool, PitchSettings] = True,
 ) -> PrepareReport:
   """Converts a corpus once into sharded TFRecords plus its conventions and statistics.
 
@@ -234,6 +240,14 @@ def prepare_corpus(
     resume: keep shards finished by an earlier run with the same inputs and
       settings (checked by fingerprint); False rewrites everything.
     progress: show a tqdm progress bar.
+    pitch: True (FastPitch's settings, `PitchSettings()`), a `PitchSettings`,
+      or False. With pitch, every record also carries `pitch` (f0 in Hz per mel
+      frame by YIN, 0 where unvoiced) and `energy` (L2 norm of the linear STFT
+      magnitude per mel frame), both exactly as many as the mel's frames;
+      dataset.json records the settings ("pitch_extraction") and the train
+      split's pitch mean/std over voiced frames and energy mean/std ("stats").
+      It costs ~1.3 ms per audio second on one core. Shards prepared with other
+      pitch settings (or without pitch) are re-extracted, not resumed.
 
   Returns:
     A `PrepareReport` (also written to `out_dir/report.json`).
@@ -260,6 +274,14 @@ def prepare_corpus(
     raise ValueError(f"validation_count must be >= 0, got {validation_count}")
   if validation_count is None and not 0.0 <= validation_fraction < 1.0:
     raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+  if pitch is True:
+    pitch = PitchSettings()
+  elif pitch is False or pitch is None:
+    pitch = None
+  elif not isinstance(pitch, PitchSettings):
+    raise TypeError(f"pitch must be True, False or a PitchSettings, got {pitch!r}")
+  if pitch is not None:
+    pitch.check(config)
 
   # Read the listing before creating out_dir: a wrong corpus path creates nothing.
   utterances = _read_corpus(corpus_dir, format, audio_root)
@@ -277,7 +299,7 @@ def prepare_corpus(
 
   settings = prepare_worker.Settings(
       config.sample_rate, config, bool(allow_resample), bool(allow_downmix), trim_top_db,
-      threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+      threads=max(1, (os.cpu_count() or 1) // max(1, workers)), pitch=pitch)
   num_validation = prepare_plan.num_validation_entries(
       len(kept), validation_fraction, validation_count)
   splits, passed_over = prepare_plan.split_entries(
@@ -313,6 +335,10 @@ def prepare_corpus(
   stats = prepare_shards.mel_stats(by_split["train"], config.n_mels)
   corpus_info_lib.write_json(out_dir / dataset_lib.STATS_JSON, stats)
   mel_pad_value = float(audio_lib.log_compress(tf.zeros([]), config))
+  extras = {}
+  if pitch is not None:
+    extras["pitch_extraction"] = pitch.to_dict(config)
+    extras["stats"] = {"pitch": stats["pitch"], "energy": stats["energy"]}
   corpus_info_lib.CorpusInfo(
       schema_version=records.SCHEMA_VERSION,
       tfspeech_version=tfspeech.__version__,
@@ -334,6 +360,7 @@ def prepare_corpus(
               for split in dataset_lib.SPLITS},
       seed=seed,
       corpus={"path": str(pathlib.Path(corpus_dir).resolve()), "format": format},
+      extras=extras,
   ).write(out_dir)
 
   warnings = []
@@ -350,6 +377,10 @@ def prepare_corpus(
   if not counts["train"]:
     warnings.append("the train split is empty: no entry has usable audio and a transcript "
                     "(see 'skipped' in report.json); there is nothing to train on")
+  elif pitch is not None and stats["pitch"] is None:
+    warnings.append("no frame of the train split is voiced, so there are no pitch statistics; "
+                    "is this speech? (check fmin/fmax and voicing_threshold of the pitch "
+                    "settings)")
   for warning in warnings:
     _LOG.warning("prepare: %s", warning)
 

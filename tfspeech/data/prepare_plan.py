@@ -187,9 +187,12 @@ def audio_screen(settings):
 
 def make_settings_key(settings: Settings, table, cleaners) -> str:
   """Everything besides the entries that shapes a record; part of every shard fingerprint."""
-  return json.dumps([records.SCHEMA_VERSION, dataclasses.asdict(settings.mel_config),
-                     table.to_dict(), cleaners, settings.allow_resample,
-                     settings.allow_downmix, settings.trim_top_db])
+  key = [records.SCHEMA_VERSION, dataclasses.asdict(settings.mel_config), table.to_dict(),
+         cleaners, settings.allow_resample, settings.allow_downmix, settings.trim_top_db]
+  if settings.pitch is not None:
+    # Only with pitch, so shards prepared without it keep their fingerprints.
+    key.append({"pitch": dataclasses.asdict(settings.pitch)})
+  return json.dumps(key)
 
 
 def fingerprint(settings_key, tasks):

@@ -2,7 +2,7 @@
 
 Each shard is written to `NAME.tmp` and renamed when complete, then its marker
 `NAME.done` (JSON: fingerprint, examples, skipped and converted entries, frame
-lengths, per-bin mel sums) is written; a re-run keeps shards whose marker has
+lengths, per-bin mel sums, pitch/energy moments) is written; a re-run keeps shards whose marker has
 the planned fingerprint. The markers' partial sums give stats.json and the
 per-split counts and length deciles of dataset.json without reading any record
 again.
@@ -83,6 +83,12 @@ class ShardWriter:
     self.marker["frame_lengths"].append(result.num_frames)
     self._sum += result.mel_sum
     self._sum_squares += result.mel_sum_squares
+    for name in ("pitch", "energy"):
+      moments = getattr(result, name + "_moments")
+      if moments is not None:
+        total = self.marker.setdefault(name + "_moments", [0.0, 0.0, 0.0])
+        for i, value in enumerate(moments):
+          total[i] += value
 
   def finish(self):
     self.writer.close()
@@ -164,8 +170,22 @@ def run_tasks(out_dir, pending, settings, workers, n_mels, progress,
 # --- the entry point -----------------------------------------------------------------------
 
 
+def moment_stats(markers, name):
+  """{"mean", "std", "frames"} of `name` ("pitch": voiced frames' f0 in Hz, "energy") over
+  the markers, or None when they hold none (prepared without pitch, or no voiced frame)."""
+  moments = [m[name + "_moments"] for m in markers if name + "_moments" in m]
+  count, total, total_squares = np.sum(moments, axis=0) if moments else (0, 0, 0)
+  if not count:
+    return None
+  mean = total / count
+  return {"mean": float(mean),
+          "std": max(math.sqrt(max(total_squares / count - mean ** 2, 0.0)), _STD_FLOOR),
+          "frames": int(count)}
+
+
 def mel_stats(markers, n_mels):
-  """stats.json: per-bin and global mel mean/std over the markers' frames (train split)."""
+  """stats.json: per-bin and global mel mean/std over the markers' frames (train split),
+  and the pitch/energy statistics (`moment_stats`) when the records carry them."""
   frames = sum(m["mel_frames"] for m in markers)
   if not frames:
     return {"mel_mean": None, "mel_std": None, "mel_frames": 0, "pitch": None, "energy": None}
@@ -184,8 +204,8 @@ def mel_stats(markers, n_mels):
       "mel_frames": int(frames),
       "std_floor": _STD_FLOOR,
       "split": "train",
-      "pitch": None,  # Filled once pitch extraction exists.
-      "energy": None,
+      "pitch": moment_stats(markers, "pitch"),
+      "energy": moment_stats(markers, "energy"),
   }
 
 
