@@ -11,7 +11,13 @@ reads the same wavs:
              + `torch.save`, when torch is installed.
   tfspeech   `prepare_corpus` with all cores (spawned workers) and with
              workers=1 (in this process); it also stores PCM, text ids and
-             mel statistics in TFRecords.
+             mel statistics in TFRecords, and (the default) pitch by YIN and
+             energy per mel frame; workers=1 also without pitch (`pitch=False`),
+             which gives what pitch costs.
+  pitch      FastPitch's own pitch extraction, `librosa.pyin` per file (C2-C7,
+             1024-sample frames), beside `tfspeech.ops.pitch.yin_pitch` per file
+             as prepare runs it, on the same first clips (pYIN runs at ~3 audio
+             s per s, so only ~20 s of them; its own group).
 
 Cases: the bundled tiny corpus (tests/data/ljspeech_tiny, ~55 s; worker
 start-up dominates), and a synthetic ~10 min corpus made by copying its wavs
@@ -138,14 +144,45 @@ def torch_reference(wavs, out_dir):
   return prepare
 
 
-def _tfspeech_prepare(corpus_dir, out_dir, workers, reports):
+def _tfspeech_prepare(corpus_dir, out_dir, workers, reports, pitch=True):
   from tfspeech.data.prepare import prepare_corpus  # pylint: disable=import-outside-toplevel
 
   def prepare():
     shutil.rmtree(out_dir, ignore_errors=True)
     reports.append(prepare_corpus(corpus_dir, out_dir, workers=workers, mel_config="hifigan",
-                                  on_unknown="drop", resume=False, progress=False))
+                                  on_unknown="drop", resume=False, progress=False, pitch=pitch))
   return prepare
+
+
+def pitch_only_variants(wavs):
+  """(name, callable, is_baseline) of librosa.pyin and yin_pitch per file, as FastPitch and
+  prepare extract pitch (C2-C7, frame 1024, hop 256); None without librosa."""
+  try:
+    import librosa  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  import soundfile  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfspeech.audio import MelSpectrogram  # pylint: disable=import-outside-toplevel
+  from tfspeech.data import prepare_worker  # pylint: disable=import-outside-toplevel
+
+  config = _mel_config()
+  settings = prepare_worker.PitchSettings()
+  audios = [soundfile.read(path, dtype="float32")[0] for path in wavs]
+  features = tf.function(
+      lambda audio: prepare_worker.frame_features(audio, MelSpectrogram(config), settings),
+      input_signature=[tf.TensorSpec([None], tf.float32)])
+
+  def pyin():
+    for audio in audios:
+      librosa.pyin(audio, fmin=settings.fmin, fmax=settings.fmax, sr=config.sample_rate,
+                   frame_length=settings.frame_length, hop_length=config.hop_length)
+
+  def yin():
+    for audio in audios:
+      [t.numpy() for t in features(tf.constant(audio))]  # graph-ok: benchmark
+  return [("librosa.pyin per file (FastPitch's extraction)", pyin, True),
+          ("tfspeech mel + energy + yin_pitch per file (prepare's worker)", yin, False)]
 
 
 def measure_corpus(ctx, corpus_dir, repeats, estimate_ljspeech, spawn_workers=True):
@@ -163,21 +200,26 @@ def measure_corpus(ctx, corpus_dir, repeats, estimate_ljspeech, spawn_workers=Tr
   if torch_fn is not None:
     variants.append(("hifi-gan meldataset.py (torch), per file",
                      torch_fn, False, ""))
-  reports_by_workers = {}
-  for workers in sorted({cores if spawn_workers else 1, 1}, reverse=True):
-    reports = reports_by_workers.setdefault(workers, [])
+  reports_by_variant = {}
+  runs = [(cores, True)] if spawn_workers and cores > 1 else []
+  runs += [(1, True), (1, False)]
+  for workers, pitch in runs:
+    reports = reports_by_variant.setdefault((workers, pitch), [])
     label = "in this process" if workers == 1 else "spawned processes"
+    label += ", pitch + energy" if pitch else ", no pitch"
     variants.append((f"tfspeech prepare_corpus (workers={workers}, {label})",
-                     _tfspeech_prepare(corpus_dir, ctx.tmp_dir / f"tfspeech-{workers}", workers,
-                                       reports), False, workers))
+                     _tfspeech_prepare(corpus_dir, ctx.tmp_dir / f"tfspeech-{workers}-{pitch}",
+                                       workers, reports, pitch), False, (workers, pitch)))
   measurements = []
-  for name, fn, is_baseline, workers in variants:
+  for name, fn, is_baseline, key in variants:
+    workers = key[0] if key else 0
     ctx.log(f"  {name}: {len(wavs)} files, {audio_seconds:.0f} s of audio, {repeats} repeats")
     samples = ctx.time(fn, repeats=repeats, warmup=0 if workers and workers > 1 else 1)
     median = float(np.median(samples))
     notes, extra = [], {"files": len(wavs), "audio_seconds": audio_seconds}
+    startup = 0.0
     if workers:
-      reports = reports_by_workers[workers]
+      reports = reports_by_variant[key]
       startup = float(np.median([r.first_result_seconds for r in reports]))
       skipped = max(r.num_skipped for r in reports)
       processed = reports[-1].processed_audio_seconds
@@ -186,13 +228,43 @@ def measure_corpus(ctx, corpus_dir, repeats, estimate_ljspeech, spawn_workers=Tr
       if skipped or abs(processed - audio_seconds) > 0.5:
         notes.append(f"{skipped} skipped, {processed:.0f} s processed")
     if estimate_ljspeech:
-      minutes = LJSPEECH_AUDIO_SECONDS * median / audio_seconds / 60.0
+      # Spawned workers' start-up (importing TensorFlow) is paid once, not per audio second.
+      fixed = startup if workers and workers > 1 else 0.0
+      minutes = (fixed + LJSPEECH_AUDIO_SECONDS * (median - fixed) / audio_seconds) / 60.0
       extra["ljspeech_estimate_minutes"] = minutes
-      notes.append(f"LJSpeech ({LJSPEECH_CLIPS} clips, 24 h) ≈ {minutes:.0f} min")
+      notes.append(f"LJSpeech ({LJSPEECH_CLIPS} clips, 24 h) ≈ {minutes:.1f} min"
+                   + (" (start-up once)" if fixed else ""))
     measurements.append(harness.Measurement(
         name, samples, baseline=is_baseline, group=f"{audio_seconds:.0f} s audio",
         device=ctx.device_label if workers else "CPU", work=audio_seconds, work_unit="audio s",
         note="; ".join(notes), extra=extra))
+  measurements += measure_pitch(ctx, wavs, 5.0 if ctx.quick else 20.0)
+  return measurements
+
+
+def measure_pitch(ctx, wavs, min_seconds):
+  """pYIN beside prepare's per-utterance features on the first clips holding >= min_seconds."""
+  subset, seconds = [], 0.0
+  for path in wavs:
+    if seconds >= min_seconds:
+      break
+    subset.append(path)
+    seconds += wav_seconds(path)
+  variants = pitch_only_variants(subset)
+  if variants is None:
+    ctx.log("  pitch: librosa missing (pip install -e '.[bench]'); pYIN not measured")
+    return []
+  measurements = []
+  for name, fn, is_baseline in variants:
+    ctx.log(f"  {name}: {len(subset)} files, {seconds:.0f} s of audio")
+    samples = ctx.time(fn, repeats=1 if is_baseline else ctx.repeats(3), warmup=1)
+    minutes = LJSPEECH_AUDIO_SECONDS * float(np.median(samples)) / seconds / 60.0
+    measurements.append(harness.Measurement(
+        name, samples, baseline=is_baseline, group=f"pitch, {seconds:.0f} s of the same audio",
+        device="CPU" if is_baseline else ctx.device_label, work=seconds, work_unit="audio s",
+        note=f"LJSpeech on one core ≈ {minutes:.1f} min",
+        extra={"files": len(subset), "audio_seconds": seconds,
+               "ljspeech_estimate_minutes": minutes}))
   return measurements
 
 
