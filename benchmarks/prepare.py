@@ -11,9 +11,9 @@ reads the same wavs:
              + `torch.save`, when torch is installed.
   tfspeech   `prepare_corpus` with all cores (spawned workers) and with
              workers=1 (in this process); it also stores PCM, text ids and
-             mel statistics in TFRecords, and (the default) pitch by YIN and
-             energy per mel frame; workers=1 also without pitch (`pitch=False`),
-             which gives what pitch costs.
+             mel statistics in TFRecords, here with pitch by YIN and energy per
+             mel frame (`pitch=True`, as for FastPitch); workers=1 also without
+             (the default), which gives what pitch costs.
   pitch      FastPitch's own pitch extraction, `librosa.pyin` per file (C2-C7,
              1024-sample frames), beside `tfspeech.ops.pitch.yin_pitch` per file
              as prepare runs it, on the same first clips (pYIN runs at ~3 audio

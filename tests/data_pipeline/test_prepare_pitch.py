@@ -48,8 +48,15 @@ def _numpy_energy(audio, config):
   return np.sqrt((np.abs(spectrum) ** 2 + config.magnitude_eps).sum(axis=-1))
 
 
+@pytest.fixture(scope="module")
+def tiny_prepared(tiny_corpus, tmp_path_factory):
+  """The tiny corpus prepared with pitch (FastPitch's settings), in-process."""
+  out_dir = str(tmp_path_factory.mktemp("tiny_prepared_pitch"))
+  prepare.prepare_corpus(tiny_corpus, out_dir, workers=1, progress=False, pitch=True)
+  return out_dir
+
+
 def test_prepared_records_carry_pitch_and_energy_on_the_mel_frames(tiny_prepared):
-  """The session's tiny corpus is prepared with the default settings: pitch on."""
   config = audio_lib.MelConfig.hifigan()
   settings = prepare.PitchSettings()
   examples = _read_records(tiny_prepared, "train") + _read_records(tiny_prepared, "validation")
@@ -126,6 +133,16 @@ def test_make_dataset_returns_pitch_and_energy_of_prepared_data(tiny_prepared):
   assert batches > 0
 
 
+def test_pitch_is_off_by_default(tiny_corpus, tmp_path):
+  corpus = tmp_path / "corpus"
+  _subset(tiny_corpus, corpus, 3)
+  prepare.prepare_corpus(corpus, tmp_path / "out", workers=1, validation_count=0,
+                         num_shards=1, progress=False)
+  assert _read_records(tmp_path / "out", "train")[0]["pitch"].shape == (0,)
+  assert dataset_lib.load_stats(tmp_path / "out")["pitch"] is None
+  assert corpus_info_lib.CorpusInfo.load(tmp_path / "out").stats == {}
+
+
 def test_pitch_settings_change_refits_shards_and_centred_mels_align(tiny_corpus, tmp_path):
   corpus = tmp_path / "corpus"
   _subset(tiny_corpus, corpus, 4)
@@ -175,13 +192,13 @@ def _run_prepare(args, cwd):
 
 
 def test_prepare_binary_names_bad_pitch_flags(tiny_corpus, tmp_path):
-  result = _run_prepare([f"--corpus={tiny_corpus}", "--out=out", "--pitch_fmin=20"], tmp_path)
+  result = _run_prepare([f"--corpus={tiny_corpus}", "--out=out", "--pitch", "--pitch_fmin=20"],
+                        tmp_path)
   assert result.returncode == 2, result.stderr
   error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(error) == 1 and "--pitch_fmin=20.0" in error[0], result.stderr
   assert "raise fmin to at least" in error[0]
-  result = _run_prepare([f"--corpus={tiny_corpus}", "--out=out", "--nopitch",
-                         "--pitch_fmax=800"], tmp_path)
+  result = _run_prepare([f"--corpus={tiny_corpus}", "--out=out", "--pitch_fmax=800"], tmp_path)
   assert result.returncode == 2
-  assert "error: --pitch_fmax without pitch" in result.stderr
+  assert "error: --pitch_fmax without --pitch" in result.stderr
   assert not (tmp_path / "out").exists()

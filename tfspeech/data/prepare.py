@@ -201,7 +201,7 @@ def prepare_corpus(
     audio_root: Optional[PathLike] = None,
     resume: bool = True,
     progress: bool = True,
-    pitch: Union[bool, PitchSettings] = True,
+    pitch: Union[bool, PitchSettings] = False,
 ) -> PrepareReport:
   """Converts a corpus once into sharded TFRecords plus its conventions and statistics.
 
@@ -240,13 +240,14 @@ def prepare_corpus(
     resume: keep shards finished by an earlier run with the same inputs and
       settings (checked by fingerprint); False rewrites everything.
     progress: show a tqdm progress bar.
-    pitch: True (FastPitch's settings, `PitchSettings()`), a `PitchSettings`,
-      or False. With pitch, every record also carries `pitch` (f0 in Hz per mel
+    pitch: False (the default), True (FastPitch's settings,
+      `PitchSettings()`) or a `PitchSettings`. With pitch, every record also carries `pitch` (f0 in Hz per mel
       frame by YIN, 0 where unvoiced) and `energy` (L2 norm of the linear STFT
       magnitude per mel frame), both exactly as many as the mel's frames;
       dataset.json records the settings ("pitch_extraction") and the train
       split's pitch mean/std over voiced frames and energy mean/std ("stats").
-      It costs ~1.3 ms per audio second on one core. Shards prepared with other
+      Off by default: it about doubles the in-process preparation time
+      (benchmarks/prepare.py), which Grad-TTS and HiFi-GAN need not pay. Shards prepared with other
       pitch settings (or without pitch) are re-extracted, not resumed.
 
   Returns:
