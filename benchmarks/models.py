@@ -30,7 +30,6 @@ numbers that say why.
 """
 
 import dataclasses
-import json
 import time
 
 import numpy as np
@@ -324,12 +323,8 @@ def grad_tts_infer(ctx):
 
 def _write_dataset_json(directory, mel_config):
   """The dataset.json facts the hifigan task checks (sets up its mel loss), no records."""
-  info = {"sample_rate": mel_config.sample_rate, "hop_length": mel_config.hop_length,
-          "n_mels": mel_config.n_mels, "mel_config": dataclasses.asdict(mel_config),
-          "counts": {"train": 13100, "validation": 0}}
-  from tfspeech.data import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
-  with open(directory / dataset_lib.DATASET_JSON, "w", encoding="utf-8") as f:
-    json.dump(info, f)
+  from tfspeech.data import CorpusInfo  # pylint: disable=import-outside-toplevel
+  CorpusInfo(mel_config=mel_config, counts={"train": 13100, "validation": 0}).write(directory)
 
 
 @harness.case("train", "hifigan")

@@ -2,7 +2,8 @@
 
   from tfspeech.export import export_lib
   paths = export_lib.export_workdir("runs/tts", "saved_model", "exported/tts",
-                                    vocoder="runs/vocoder", controls={"n_timesteps": 10})
+                                    vocoder="runs/vocoder", controls={"n_timesteps": 10},
+                                    vocoder_controls={...})
 
 `workdir` is a run of any acoustic model (text_to_mel; with `vocoder` also mel_to_audio and
 the end-to-end text_to_audio) or of any vocoder (mel_to_audio): the role comes from the
@@ -38,11 +39,12 @@ def load_runs(workdir: str, vocoder: Optional[str] = None, checkpoint: Optional[
     ValueError: `workdir` serves as neither, or a vocoder `workdir` with `vocoder` given.
   """
   from tfspeech import training  # pylint: disable=import-outside-toplevel
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
-  run = training.load_run(workdir, checkpoint)
+  run = training.load_run(workdir, checkpoint, tasks=registry.get)
   role = serving.task_role(type(run.task))
   if role == serving.ACOUSTIC:
-    return run, (training.load_run(vocoder) if vocoder else None)
+    return run, (training.load_run(vocoder, tasks=registry.get) if vocoder else None)
   if role == serving.VOCODER:
     if vocoder:
       raise ValueError(f"--workdir={workdir} is already a vocoder run; drop --vocoder")
@@ -54,7 +56,8 @@ def load_runs(workdir: str, vocoder: Optional[str] = None, checkpoint: Optional[
 def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = None,
                    checkpoint: Optional[str] = None,
                    controls: Optional[Mapping[str, object]] = None,
-                   precision: str = "float32", select_tf_ops: bool = False) -> Dict[str, str]:
+                   precision: str = "float32", select_tf_ops: bool = False,
+                   vocoder_controls: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
   """Exports a trained run (and optional vocoder run) to `out`.
 
   Args:
@@ -63,25 +66,32 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
     out: output folder (must be empty or absent).
     vocoder: a vocoder run folder for an acoustic `workdir` (adds the audio graphs).
     checkpoint: checkpoint prefix of `workdir`, or "best" (default: the newest).
-    controls: the acoustic model's control values: static ones fixed in the graphs, the
-      others recorded in metadata.json as the recommended inputs.
+    controls: the control values of `workdir`'s model (acoustic model or vocoder): static
+      ones fixed in the graphs, the others recorded in metadata.json as the recommended
+      inputs.
     precision: weight precision for tflite/tfjs.
     select_tf_ops: TFLite: allow TF (Flex) ops.
+    vocoder_controls: the control values of the `vocoder` run's model, likewise.
 
   Returns:
     {name: written path}.
   """
   check_options(fmt, out, precision, select_tf_ops)
   acoustic_run, vocoder_run = load_runs(workdir, vocoder, checkpoint)
-  if acoustic_run is None and controls:
-    raise ValueError(f"--control: {workdir} is a vocoder run, which takes no controls")
+  if acoustic_run is None:
+    # --workdir is the vocoder: its controls are --control's.
+    if vocoder_controls:
+      raise ValueError(f"--vocoder_control: {workdir} is itself the vocoder run; give its "
+                       "controls as --control")
+    controls, vocoder_controls = None, controls
   if fmt == "saved_model":
     from tfspeech.export import saved_model  # pylint: disable=import-outside-toplevel
     return {"saved_model": saved_model.export_saved_model(out, acoustic_run, vocoder_run,
-                                                          controls)}
+                                                          controls, vocoder_controls)}
   if fmt == "tflite":
     from tfspeech.export import tflite  # pylint: disable=import-outside-toplevel
     return tflite.export_run(acoustic_run, vocoder_run, out, controls, precision,
-                             select_tf_ops)
+                             select_tf_ops, vocoder_controls=vocoder_controls)
   from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
-  return tfjs.export_run(acoustic_run, vocoder_run, out, controls, precision)
+  return tfjs.export_run(acoustic_run, vocoder_run, out, controls, precision,
+                         vocoder_controls=vocoder_controls)

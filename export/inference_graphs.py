@@ -16,21 +16,26 @@ output names:
          durations int32 [batch, tokens] (frames per token, for highlighting words)
 
   mel_to_audio   (vocoder)
-    mel float32 [batch, frames, n_mels], mel_lengths int32 [batch]
+    mel float32 [batch, frames, n_mels], mel_lengths int32 [batch],
+    vocoder_noise float32 [batch, noise_length, noise_channels]   (vocoders that draw noise),
+    one float32/int32 [] input `vocoder_<name>` per dynamic vocoder control
       →  audio float32 [batch, frames * hop_length] (0 past each length),
          audio_lengths int32 [batch] (= mel_lengths * hop_length)
 
   text_to_audio  (both in one graph)
-    the inputs of text_to_mel  →  the outputs of text_to_mel and of mel_to_audio
+    the inputs of text_to_mel, then mel_to_audio's vocoder_noise and vocoder_<name> inputs
+      →  the outputs of text_to_mel and of mel_to_audio
 
-Static controls (e.g. diffusion steps) are fixed when the graphs are built. The models'
+Static controls (e.g. diffusion steps) of either model are fixed when the graphs are built. The models'
 serving code is loop-free, with no random ops or Python callbacks, so the graphs run
 synchronously in TFJS (`GraphModel.execute`) and with TFLite builtins only. The noise is an
 input rather than a random op, so TF, TFLite and TFJS give the same mel for the same noise
 (tests compare them) and an app chooses its own random source. A model uses the first
 frames it needs and repeats shorter noise along time, so any `noise_frames >= 1` works;
 pass at least the frames the text will take for independent noise (metadata.json:
-`noise.frames_hint_per_token`).
+`noise.frames_hint_per_token`). The vocoder's noise works alike: it reads
+`noise_length(frames)` steps (metadata.json: `vocoder_noise.length_per_frame` per frame)
+and repeats shorter noise.
 """
 
 import dataclasses
@@ -41,12 +46,17 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from tfspeech.data import corpus_info
 from tfspeech.models import serving as serving_lib
 
 MEL_TO_AUDIO = "mel_to_audio"
 TEXT_TO_MEL = "text_to_mel"
 TEXT_TO_AUDIO = "text_to_audio"
 GRAPH_NAMES = (TEXT_TO_MEL, MEL_TO_AUDIO, TEXT_TO_AUDIO)
+# Inputs of the vocoder in mel_to_audio and text_to_audio: its noise, and its dynamic
+# controls as `vocoder_<name>`.
+VOCODER_NOISE = "vocoder_noise"
+VOCODER_PREFIX = "vocoder_"
 
 # Frames of noise per input token that cover typical speech (~2-4 frames per id with
 # blanks); only a hint for apps, see the module docstring.
@@ -104,32 +114,78 @@ class InferenceGraph(tf.Module):
             "outputs": _describe(self.output_specs, self.output_dims)}
 
 
+def vocoder_input_name(control_name: str) -> str:
+  """The graph input of a vocoder control: `vocoder_<name>` (acoustic controls keep their
+  names; both models may declare one name, e.g. diffusion steps)."""
+  return VOCODER_PREFIX + control_name
+
+
 class MelToAudio(InferenceGraph):
-  """A serving vocoder as `mel_to_audio`.
+  """A serving vocoder as `mel_to_audio`, static controls fixed.
 
   Args:
     vocoder: a `tfspeech.models.serving.Vocoder`.
+    controls: its control values; the static ones are fixed in the graph (defaults for
+      those not given), the dynamic ones are inputs `vocoder_<name>` (given values are
+      recorded as recommendations).
+
+  Raises:
+    ValueError: an unknown control, a bad value, or a control whose input name clashes.
   """
   name = MEL_TO_AUDIO
 
-  def __init__(self, vocoder: serving_lib.Vocoder, name: Optional[str] = None):
+  def __init__(self, vocoder: serving_lib.Vocoder,
+               controls: Optional[Mapping[str, object]] = None, name: Optional[str] = None):
     super().__init__(name=name)
     self.vocoder = vocoder
     self.model_weights = list(vocoder.weights)
     self.n_mels = vocoder.n_mels
     self.hop_length = vocoder.hop_length
-    self.function = tf.function(self.audio, input_signature=[
-        tf.TensorSpec([None, None, self.n_mels], tf.float32, name="mel"),
-        tf.TensorSpec([None], tf.int32, name="mel_lengths")])
-    self.input_dims = {"mel": ["batch", "frames", "n_mels"], "mel_lengths": ["batch"]}
+    self.recommended = serving_lib.resolve_controls(vocoder.controls, controls)
+    self.static, _ = serving_lib.split_controls(vocoder.controls, self.recommended)
+    self.dynamic = [c for c in vocoder.controls if not c.static]
+    self.has_noise = vocoder.noise_channels is not None
+    names = [spec.name for spec in self.signature()]
+    if len(set(names)) != len(names):
+      raise ValueError(f"{type(vocoder).__name__}: its controls' graph inputs {names} clash; "
+                       "rename the control")
+    self.function = named_function(self.signature(), self._mel_to_audio)
+    self.input_dims = {"mel": ["batch", "frames", "n_mels"], "mel_lengths": ["batch"],
+                       VOCODER_NOISE: ["batch", "noise_length", "noise_channels"],
+                       **{vocoder_input_name(c.name): [] for c in self.dynamic}}
     self.output_specs = {"audio": tf.TensorSpec([None, None], tf.float32),
                          "audio_lengths": tf.TensorSpec([None], tf.int32)}
     self.output_dims = {"audio": ["batch", "frames * hop_length"], "audio_lengths": ["batch"]}
 
-  def audio(self, mel, mel_lengths) -> dict:
+  def vocoder_specs(self, noise_spec: Optional[tf.TensorSpec] = None) -> list:
+    """Its inputs besides the mels: noise (or `noise_spec`, None: left out), controls."""
+    specs = []
+    if self.has_noise and noise_spec is not False:
+      specs.append(noise_spec or tf.TensorSpec(
+          [None, None, self.vocoder.noise_channels], tf.float32, name=VOCODER_NOISE))
+    return specs + [tf.TensorSpec([], c.tf_dtype, name=vocoder_input_name(c.name))
+                    for c in self.dynamic]
+
+  def signature(self, noise_spec=None) -> list:
+    """Input specs: mel, mel_lengths, vocoder_noise (or `noise_spec`; False: none), controls."""
+    return [tf.TensorSpec([None, None, self.n_mels], tf.float32, name="mel"),
+            tf.TensorSpec([None], tf.int32, name="mel_lengths")] + self.vocoder_specs(noise_spec)
+
+  def split_vocoder_args(self, named: Mapping[str, object]) -> dict:
+    """{"noise", "controls"} of named inputs (noise None when absent)."""
+    return {"noise": named.get(VOCODER_NOISE),
+            "controls": dict(self.static, **{c.name: named[vocoder_input_name(c.name)]
+                                             for c in self.dynamic})}
+
+  def audio(self, mel, mel_lengths, noise=None, controls=None) -> dict:
     """The traced body (also used by `TextToAudio`)."""
-    out = self.vocoder.vocode(mel, mel_lengths)
+    out = serving_lib.call_vocoder(self.vocoder, mel, mel_lengths, noise,
+                                   **(self.static if controls is None else controls))
     return {"audio": out["audio"], "audio_lengths": out["audio_lengths"]}
+
+  def _mel_to_audio(self, *args):
+    named = dict(zip([spec.name for spec in self.signature()], args))
+    return self.audio(named["mel"], named["mel_lengths"], **self.split_vocoder_args(named))
 
 
 class TextToMel(InferenceGraph):
@@ -222,28 +278,51 @@ class TextToAudio(InferenceGraph):
     self.text_to_mel = text_to_mel
     self.mel_to_audio = mel_to_audio
     self.hop_length = mel_to_audio.hop_length
-    self.function = named_function(text_to_mel.signature(), self._text_to_audio)
-    self.input_dims = text_to_mel.input_dims
+    names = [spec.name for spec in self.signature()]
+    if len(set(names)) != len(names):
+      raise ValueError(f"TextToAudio: the models' graph inputs {names} clash; rename a "
+                       "control")
+    self.function = named_function(self.signature(), self._text_to_audio)
+    self.input_dims = dict(text_to_mel.input_dims, **{
+        k: v for k, v in mel_to_audio.input_dims.items() if k not in ("mel", "mel_lengths")})
     self.output_specs = dict(text_to_mel.output_specs, **mel_to_audio.output_specs)
     self.output_dims = dict(text_to_mel.output_dims, **mel_to_audio.output_dims)
 
-  def audio(self, text_ids, text_lengths, noise, speaker, controls) -> dict:
+  def signature(self, noise_spec=None, vocoder_noise_spec=None) -> list:
+    """The acoustic model's inputs, then the vocoder's (noise, `vocoder_<control>`s)."""
+    return (self.text_to_mel.signature(noise_spec)
+            + self.mel_to_audio.vocoder_specs(vocoder_noise_spec))
+
+  def split_args(self, args) -> dict:
+    """Positional inputs of `signature()` → the keyword arguments of `audio`."""
+    count = len(self.text_to_mel.signature())
+    named = dict(zip([spec.name for spec in self.mel_to_audio.vocoder_specs()], args[count:]))
+    vocoder = self.mel_to_audio.split_vocoder_args(named)
+    return dict(self.text_to_mel.split_args(args[:count]), vocoder_noise=vocoder["noise"],
+                vocoder_controls=vocoder["controls"])
+
+  def audio(self, text_ids, text_lengths, noise, speaker, controls, vocoder_noise=None,
+            vocoder_controls=None) -> dict:
     out = self.text_to_mel.mel(text_ids, text_lengths, noise, speaker, controls)
-    return dict(out, **self.mel_to_audio.audio(out["mel"], out["mel_lengths"]))
+    return dict(out, **self.mel_to_audio.audio(out["mel"], out["mel_lengths"], vocoder_noise,
+                                               vocoder_controls))
 
   def _text_to_audio(self, *args):
-    return self.audio(**self.text_to_mel.split_args(args))
+    return self.audio(**self.split_args(args))
 
 
 def build_graphs(acoustic: Optional[serving_lib.AcousticModel] = None,
                  vocoder: Optional[serving_lib.Vocoder] = None,
-                 controls: Optional[Mapping[str, object]] = None) -> Dict[str, InferenceGraph]:
+                 controls: Optional[Mapping[str, object]] = None,
+                 vocoder_controls: Optional[Mapping[str, object]] = None
+                 ) -> Dict[str, InferenceGraph]:
   """The graphs a pair of models allows: text_to_mel, mel_to_audio, and with both, text_to_audio.
 
   Args:
     acoustic: a serving `AcousticModel` or None.
     vocoder: a serving `Vocoder` or None.
     controls: the acoustic model's control values (static ones fixed in the graphs).
+    vocoder_controls: the vocoder's control values (likewise).
 
   Returns:
     name → `InferenceGraph`, in the order of `GRAPH_NAMES`.
@@ -254,7 +333,7 @@ def build_graphs(acoustic: Optional[serving_lib.AcousticModel] = None,
   if acoustic is not None:
     graphs[TEXT_TO_MEL] = TextToMel(acoustic, controls)
   if vocoder is not None:
-    graphs[MEL_TO_AUDIO] = MelToAudio(vocoder)
+    graphs[MEL_TO_AUDIO] = MelToAudio(vocoder, vocoder_controls)
   if len(graphs) == 2:
     graphs[TEXT_TO_AUDIO] = TextToAudio(graphs[TEXT_TO_MEL], graphs[MEL_TO_AUDIO])
   return graphs
@@ -309,25 +388,32 @@ def serving_models(acoustic_run=None, vocoder_run=None):
 def check_pair(acoustic_run, vocoder: serving_lib.Vocoder):
   """Raises ValueError when the vocoder was trained on another mel convention."""
   from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
-  acoustic_mel = synthesize_lib.run_facts(acoustic_run)["mel_config"]
-  vocoder_mel = None if vocoder.mel_config is None else dataclasses.asdict(vocoder.mel_config)
-  if vocoder_mel is not None and vocoder_mel != acoustic_mel:
-    raise ValueError(f"--vocoder: the vocoder was trained on mels {vocoder_mel} but the "
-                     f"acoustic model makes {acoustic_mel}; use a vocoder trained on the same "
-                     "mel convention")
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+  vocoder_facts = vocode_lib.serving_facts(vocoder, "the vocoder's run")
+  if vocoder_facts is None:
+    return
+  problems = synthesize_lib.run_facts(acoustic_run).differences(
+      vocoder_facts, corpus_info.MEL_CONVENTION)
+  if problems:
+    raise ValueError(f"--vocoder: the vocoder was trained on another mel convention than the "
+                     f"acoustic model's ({'; '.join(problems)}); use a vocoder trained on the "
+                     "same mel convention")
 
 
 def graphs_for_runs(acoustic_run=None, vocoder_run=None,
                     controls: Optional[Mapping[str, object]] = None,
-                    names: Optional[Sequence[str]] = None) -> Dict[str, InferenceGraph]:
+                    names: Optional[Sequence[str]] = None,
+                    vocoder_controls: Optional[Mapping[str, object]] = None
+                    ) -> Dict[str, InferenceGraph]:
   """`build_graphs` for trained runs (an acoustic run and/or a vocoder run), checked as a pair.
 
   Args:
     controls: the acoustic model's control values (static ones fixed in the graphs).
     names: keep only these graphs (default: all the runs allow).
+    vocoder_controls: the vocoder's control values (likewise).
   """
   acoustic, vocoder = serving_models(acoustic_run, vocoder_run)
-  graphs = build_graphs(acoustic, vocoder, controls)
+  graphs = build_graphs(acoustic, vocoder, controls, vocoder_controls)
   if names is None:
     return graphs
   unknown = sorted(set(names) - set(graphs))
@@ -349,13 +435,40 @@ def _run_facts(run) -> dict:
           "model_config": dataclasses.asdict(run.config.model_config)}
 
 
-def _vocoder_facts(run, vocoder: serving_lib.Vocoder) -> dict:
+def _vocoder_facts(run, graph: MelToAudio) -> dict:
+  vocoder = graph.vocoder
   return dict(_run_facts(run), sample_rate=int(vocoder.sample_rate),
               hop_length=int(vocoder.hop_length), n_mels=int(vocoder.n_mels),
               mel_config=(None if vocoder.mel_config is None
                           else dataclasses.asdict(vocoder.mel_config)),
               mel_pad_value=float(vocoder.mel_pad_value),
-              receptive_field_frames=int(vocoder.receptive_field))
+              receptive_field_frames=int(vocoder.receptive_field),
+              controls=_controls_metadata(vocoder.controls, graph.recommended, graph.static,
+                                          vocoder_input_name),
+              noise=_vocoder_noise_metadata(vocoder))
+
+
+def _controls_metadata(controls, recommended, static, input_name=lambda name: name) -> dict:
+  """metadata.json's entry per control: its description, recommended value, and either its
+  fixed `value` (static) or its graph `input`."""
+  described = {}
+  for control in controls:
+    described[control.name] = dict(control.metadata(), recommended=recommended[control.name])
+    if control.static:
+      described[control.name]["value"] = static[control.name]
+    else:
+      described[control.name]["input"] = input_name(control.name)
+  return described
+
+
+def _vocoder_noise_metadata(vocoder: serving_lib.Vocoder) -> Optional[dict]:
+  if vocoder.noise_channels is None:
+    return None
+  return {"input": VOCODER_NOISE, "channels": int(vocoder.noise_channels),
+          "distribution": "standard normal",
+          "length_per_frame": int(vocoder.noise_length(tf.constant(1, tf.int32))),
+          "steps_used": "the first noise_length(frames) steps of the batch's padded frames",
+          "shorter_noise": "repeated along time (pass length_per_frame x frames steps)"}
 
 
 def _acoustic_facts(run, graph: TextToMel) -> dict:
@@ -364,11 +477,7 @@ def _acoustic_facts(run, graph: TextToMel) -> dict:
   front_end = synthesize_lib.text_front_end(run)
   symbols = front_end.symbols
   acoustic = graph.acoustic
-  controls = {}
-  for control in acoustic.controls:
-    controls[control.name] = dict(control.metadata(), recommended=graph.recommended[control.name])
-    if control.static:
-      controls[control.name]["value"] = graph.static[control.name]
+  controls = _controls_metadata(acoustic.controls, graph.recommended, graph.static)
   noise = None
   if acoustic.noise_channels is not None:
     noise = {"input": "noise", "channels": int(acoustic.noise_channels),
@@ -377,10 +486,10 @@ def _acoustic_facts(run, graph: TextToMel) -> dict:
              "shorter_noise": "repeated along time (pass at least the frames the text needs)",
              "frames_hint_per_token": NOISE_FRAMES_PER_TOKEN_HINT}
   return dict(
-      _run_facts(run), sample_rate=int(facts["sample_rate"]),
-      hop_length=int(facts["mel_config"]["hop_length"]),
-      n_mels=int(acoustic.n_mels), mel_config=facts["mel_config"],
-      mel_pad_value=facts.get("mel_pad_value"), symbols=symbols.to_dict(),
+      _run_facts(run), sample_rate=int(facts.sample_rate),
+      hop_length=int(facts.mel_config.hop_length),
+      n_mels=int(acoustic.n_mels), mel_config=dataclasses.asdict(facts.mel_config),
+      mel_pad_value=facts.mel_pad_value, symbols=symbols.to_dict(),
       add_blank=front_end.add_blank, blank_id=symbols.blank_id, pad_id=symbols.pad_id,
       cleaners=list(front_end.cleaners), arpabet=front_end.cmudict is not None,
       num_speakers=int(acoustic.num_speakers), controls=controls, noise=noise)
@@ -394,7 +503,9 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
   Top level: the conventions an app needs (sample_rate, hop_length, n_mels, mel_config,
   mel_pad_value; with an acoustic model also its text front end: symbols, add_blank,
   blank_id, pad_id, cleaners, arpabet; num_speakers, `controls` with their recommended
-  values and `noise`), "acoustic" and "vocoder" (model, preset, step, config of each
+  values and `noise`; with a vocoder, `vocoder_controls` and `vocoder_noise` likewise:
+  {} and null when a model declares none; each control gives its fixed "value" when
+  static, else its graph "input"), "acoustic" and "vocoder" (model, preset, step, config of each
   exported model; null when absent), and "graphs": per graph its file, inputs and outputs
   (dtype and shape with named dims). Runtimes add keys through `extra` (the SavedModel's
   extra signatures, TFLite's output tensor names).
@@ -414,8 +525,7 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
   vocoder_graph = (_part(graphs, MEL_TO_AUDIO, "mel_to_audio") if vocoder_run is not None
                    else None)
   acoustic = None if acoustic_graph is None else _acoustic_facts(acoustic_run, acoustic_graph)
-  vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run,
-                                                              vocoder_graph.vocoder)
+  vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run, vocoder_graph)
   if acoustic is None and vocoder is None:
     raise ValueError("export metadata: no acoustic or vocoder graph among the graphs")
   main = acoustic or vocoder
@@ -430,9 +540,12 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
       "num_speakers": (acoustic or {}).get("num_speakers", 1),
       "controls": (acoustic or {}).get("controls", {}),
       "noise": (acoustic or {}).get("noise"),
+      "vocoder_controls": (vocoder or {}).get("controls", {}),
+      "vocoder_noise": (vocoder or {}).get("noise"),
       "acoustic": None if acoustic is None else {
           k: v for k, v in acoustic.items() if k not in text + ("controls", "noise")},
-      "vocoder": vocoder,
+      "vocoder": None if vocoder is None else {
+          k: v for k, v in vocoder.items() if k not in ("controls", "noise")},
       "graphs": {name: dict(graph.describe(), file=files[name])
                  for name, graph in graphs.items()},
   }

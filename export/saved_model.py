@@ -10,11 +10,14 @@ length dim is `None`. Its shared signatures are the `text_to_mel`, `mel_to_audio
 TFLite and TFJS files; see that module), which exist as the runs allow. A model that draws
 noise gets extra signatures on the same modules:
 
-  text_to_mel_seeded / text_to_audio_seeded
-    the inputs of text_to_mel with `noise` replaced by noise_seeds int32 [batch, 2]
-    → the same outputs. Item b's noise is stateless Philox normal noise from
-      `noise_seeds[b]`, the noise `tfspeech.inference.synthesize_texts` draws for seed
-      (s, k) = noise_seeds[b] (so they reproduce its mels).
+  text_to_mel_seeded / text_to_audio_seeded / mel_to_audio_seeded
+    the inputs of the graph with its noise inputs (`noise`, `vocoder_noise`) replaced by
+    one noise_seeds int32 [batch, 2] → the same outputs. Item b's noise is stateless
+    Philox normal noise from `noise_seeds[b]` (the vocoder's from its fold-in, see
+    `tfspeech.inference.vocode_lib`), the noise `tfspeech.inference.synthesize_texts`
+    (and tfspeech-vocode) draw for seed (s, k) = noise_seeds[b], so they reproduce its
+    mels and audio. text_to_audio_seeded exists when either model draws noise,
+    mel_to_audio_seeded when the vocoder does.
 
   mel_frames_bound(the inputs of text_to_mel without noise) → frames int32 []
     The noise frames the model needs for these inputs (shorter noise is repeated).
@@ -34,12 +37,16 @@ import tensorflow as tf
 
 from tfspeech.export import inference_graphs
 from tfspeech.inference import synthesize_lib
+from tfspeech.inference import vocode_lib
 
 TEXT_TO_MEL = inference_graphs.TEXT_TO_MEL
 MEL_TO_AUDIO = inference_graphs.MEL_TO_AUDIO
 TEXT_TO_AUDIO = inference_graphs.TEXT_TO_AUDIO
 TEXT_TO_MEL_SEEDED = "text_to_mel_seeded"
 TEXT_TO_AUDIO_SEEDED = "text_to_audio_seeded"
+MEL_TO_AUDIO_SEEDED = "mel_to_audio_seeded"
+NOISE_SEEDS = "noise_seeds"
+_SEEDS_SPEC = tf.TensorSpec([None, 2], tf.int32, name=NOISE_SEEDS)
 MEL_FRAMES_BOUND = "mel_frames_bound"
 METADATA_FILE = inference_graphs.METADATA_FILE
 
@@ -65,39 +72,77 @@ class SpeechInference(tf.Module):
         weights[id(variable)] = variable
     self.model_weights = list(weights.values())
     self._functions = {name: graph.function for name, graph in graphs.items()}
-    text_to_mel = graphs.get(TEXT_TO_MEL)
+    text_to_audio = graphs.get(TEXT_TO_AUDIO)
+    text_to_mel = graphs.get(TEXT_TO_MEL) or getattr(text_to_audio, "text_to_mel", None)
+    mel_to_audio = graphs.get(MEL_TO_AUDIO) or getattr(text_to_audio, "mel_to_audio", None)
     if text_to_mel is not None and text_to_mel.has_noise:
-      self._add_seeded(text_to_mel, graphs.get(TEXT_TO_AUDIO))
+      self._add_text_to_mel_seeded(text_to_mel)
+    if mel_to_audio is not None and mel_to_audio.has_noise:
+      self._add_mel_to_audio_seeded(mel_to_audio)
+    if text_to_audio is not None and (text_to_mel.has_noise or mel_to_audio.has_noise):
+      self._add_text_to_audio_seeded(text_to_audio)
 
-  def _add_seeded(self, text_to_mel, text_to_audio):
-    acoustic = text_to_mel.acoustic
-    seeded_specs = text_to_mel.signature(tf.TensorSpec([None, 2], tf.int32, name="noise_seeds"))
+  def _seeded_mel(self, text_to_mel, named):
+    """text_to_mel's outputs for named inputs whose noise is drawn from `noise_seeds`."""
+    args = text_to_mel.split_args([named.get(spec.name) for spec in text_to_mel.signature()])
+    if text_to_mel.has_noise:
+      frames = text_to_mel.frames_bound(args["text_ids"], args["text_lengths"],
+                                        args["speaker"], args["controls"])
+      args["noise"] = synthesize_lib.seeded_noise(text_to_mel.acoustic, named[NOISE_SEEDS],
+                                                  frames)
+    return text_to_mel.mel(**args)
+
+  def _seeded_audio(self, mel_to_audio, named, mel, mel_lengths):
+    """mel_to_audio's outputs with its noise drawn from `noise_seeds` (vocode_lib's stream)."""
+    vocoder = mel_to_audio.split_vocoder_args(named)
+    vocoder["noise"] = vocode_lib.vocoder_noise(mel_to_audio.vocoder, named[NOISE_SEEDS],
+                                                tf.shape(mel)[1])
+    return mel_to_audio.audio(mel, mel_lengths, **vocoder)
+
+  def _add_text_to_mel_seeded(self, text_to_mel):
+    seeded_specs = text_to_mel.signature(_SEEDS_SPEC)
+    names = [spec.name for spec in seeded_specs]
+    self.text_to_mel_seeded = inference_graphs.named_function(
+        seeded_specs, lambda *args: self._seeded_mel(text_to_mel, dict(zip(names, args))))
+    self._functions[TEXT_TO_MEL_SEEDED] = self.text_to_mel_seeded
+
     bound_specs = [spec for spec in text_to_mel.signature() if spec.name != "noise"]
 
-    def with_seeded_noise(args):
-      named = text_to_mel.split_args(args)  # `noise` holds the seeds here.
-      frames = text_to_mel.frames_bound(named["text_ids"], named["text_lengths"],
-                                        named["speaker"], named["controls"])
-      named["noise"] = synthesize_lib.seeded_noise(acoustic, named["noise"], frames)
-      return named
-
-    self.text_to_mel_seeded = inference_graphs.named_function(
-        seeded_specs, lambda *args: text_to_mel.mel(**with_seeded_noise(args)))
-    self._functions[TEXT_TO_MEL_SEEDED] = self.text_to_mel_seeded
-    if text_to_audio is not None:
-      self.text_to_audio_seeded = inference_graphs.named_function(
-          seeded_specs, lambda *args: text_to_audio.audio(**with_seeded_noise(args)))
-      self._functions[TEXT_TO_AUDIO_SEEDED] = self.text_to_audio_seeded
-
     def frames_bound(*args):
-      names = [spec.name for spec in bound_specs]
-      named = dict(zip(names, args))
+      named = dict(zip([spec.name for spec in bound_specs], args))
       controls = dict(text_to_mel.static,
                       **{c.name: named[c.name] for c in text_to_mel.dynamic})
       return {"frames": text_to_mel.frames_bound(named["text_ids"], named["text_lengths"],
                                                  named.get("speaker"), controls)}
     self.mel_frames_bound = inference_graphs.named_function(bound_specs, frames_bound)
     self._functions[MEL_FRAMES_BOUND] = self.mel_frames_bound
+
+  def _add_mel_to_audio_seeded(self, mel_to_audio):
+    seeded_specs = mel_to_audio.signature(_SEEDS_SPEC)
+    names = [spec.name for spec in seeded_specs]
+
+    def mel_to_audio_seeded(*args):
+      named = dict(zip(names, args))
+      return self._seeded_audio(mel_to_audio, named, named["mel"], named["mel_lengths"])
+    self.mel_to_audio_seeded = inference_graphs.named_function(seeded_specs,
+                                                               mel_to_audio_seeded)
+    self._functions[MEL_TO_AUDIO_SEEDED] = self.mel_to_audio_seeded
+
+  def _add_text_to_audio_seeded(self, text_to_audio):
+    text_to_mel, mel_to_audio = text_to_audio.text_to_mel, text_to_audio.mel_to_audio
+    acoustic = (text_to_mel.signature(_SEEDS_SPEC) if text_to_mel.has_noise
+                else text_to_mel.signature() + [_SEEDS_SPEC])
+    seeded_specs = acoustic + mel_to_audio.vocoder_specs(False)
+    names = [spec.name for spec in seeded_specs]
+
+    def text_to_audio_seeded(*args):
+      named = dict(zip(names, args))
+      out = self._seeded_mel(text_to_mel, named)
+      return dict(out, **self._seeded_audio(mel_to_audio, named, out["mel"],
+                                            out["mel_lengths"]))
+    self.text_to_audio_seeded = inference_graphs.named_function(seeded_specs,
+                                                                text_to_audio_seeded)
+    self._functions[TEXT_TO_AUDIO_SEEDED] = self.text_to_audio_seeded
 
   def signatures(self) -> dict:
     """Signature name → concrete function, for `tf.saved_model.save`."""
@@ -119,7 +164,8 @@ class SpeechInference(tf.Module):
 
 
 def export_saved_model(out_dir: str, acoustic_run=None, vocoder_run=None,
-                       controls: Optional[Mapping[str, object]] = None) -> str:
+                       controls: Optional[Mapping[str, object]] = None,
+                       vocoder_controls: Optional[Mapping[str, object]] = None) -> str:
   """Writes the SavedModel of trained runs and `metadata.json` into `out_dir`.
 
   Args:
@@ -128,6 +174,7 @@ def export_saved_model(out_dir: str, acoustic_run=None, vocoder_run=None,
     vocoder_run: a vocoder run, or None. With both: the end-to-end signatures too.
     controls: the acoustic model's control values: static ones are fixed in the graphs,
       the others recorded as recommendations in metadata.json.
+    vocoder_controls: the vocoder's control values, likewise.
 
   Returns:
     `out_dir`.
@@ -138,7 +185,8 @@ def export_saved_model(out_dir: str, acoustic_run=None, vocoder_run=None,
   """
   if os.path.isdir(out_dir) and os.listdir(out_dir):
     raise ValueError(f"export: {out_dir} is not empty; choose a new folder")
-  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls)
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls,
+                                            vocoder_controls=vocoder_controls)
   module = SpeechInference(graphs)
   tf.saved_model.save(module, out_dir, signatures=module.signatures())
   metadata = inference_graphs.export_metadata(

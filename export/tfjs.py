@@ -272,17 +272,20 @@ def export_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir
 def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tfjs",
                controls: Optional[Mapping[str, object]] = None, precision: str = "float32",
                converter: Optional[str] = None,
-               graphs: Optional[Sequence[str]] = None) -> Dict[str, str]:
+               graphs: Optional[Sequence[str]] = None,
+               vocoder_controls: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
   """Exports trained runs to `out_dir`: one graph-model folder per graph and metadata.json.
 
   Args:
     controls: the acoustic model's control values (static ones fixed in the graphs).
     graphs: export only these graph names (default: every graph the runs allow).
+    vocoder_controls: the vocoder's control values (likewise).
 
   Returns:
     name → written folder (graphs) or file ("metadata").
   """
-  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs)
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs,
+                                            vocoder_controls)
   paths = export_graphs(graphs, out_dir, precision, converter)
   files = {name: f"{name}/model.json" for name in graphs}
   metadata = inference_graphs.export_metadata("tfjs", graphs, files, acoustic_run,

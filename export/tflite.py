@@ -158,7 +158,8 @@ def output_tensors(path: str) -> Dict[str, str]:
 def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tflite",
                controls: Optional[Mapping[str, object]] = None, precision: str = "float32",
                select_tf_ops: bool = False,
-               graphs: Optional[Sequence[str]] = None) -> Dict[str, str]:
+               graphs: Optional[Sequence[str]] = None,
+               vocoder_controls: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
   """Exports trained runs to `out_dir`: `.tflite` files and `metadata.json`.
 
   Args:
@@ -167,11 +168,13 @@ def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tfl
       text_to_audio graph is exported too).
     controls: the acoustic model's control values (static ones fixed in the graphs).
     graphs: export only these graph names (default: every graph the runs allow).
+    vocoder_controls: the vocoder's control values (likewise).
 
   Returns:
     name → written path (graphs and "metadata").
   """
-  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs)
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs,
+                                            vocoder_controls)
   paths = export_graphs(graphs, out_dir, precision, select_tf_ops)
   metadata = inference_graphs.export_metadata(
       "tflite", graphs, {name: os.path.basename(p) for name, p in paths.items()},

@@ -124,7 +124,7 @@ def test_one_two_and_three_frame_mels_and_empty_items():
   assert not audio.numpy()[0].any() and not audio.numpy()[2, HOP:].any()
   audio, lengths = vocoder.vocode(tf.zeros([2, 0, 80]), tf.constant([0, 0]))
   assert audio.shape == (2, 0) and not lengths.numpy().any()
-  assert vocoder.vocode.experimental_get_tracing_count() == 1
+  assert vocoder.fn.traced.experimental_get_tracing_count() == 1
 
 
 def test_read_npy_mels_names_each_bad_file(tmp_path):
@@ -151,10 +151,10 @@ def test_vocode_items_retries_a_failing_batch_item_by_item(tmp_path):
   vocoder = vocode_lib.Vocoder.for_serving(HifiGanServing(random_generator(hifigan.tiny())))
   real = vocoder.vocode
 
-  def vocode(mels, lengths):
+  def vocode(mels, lengths, item_seeds=None):
     if int(tf.reduce_max(lengths)) == 9:  # The batch holding "bad", and "bad" alone.
       raise tf.errors.InvalidArgumentError(None, None, "boom\ntrace")
-    return real(mels, lengths)
+    return real(mels, lengths, item_seeds)
 
   vocoder.vocode = vocode
   items = [(name, random_mels([frames])[0]) for name, frames in
@@ -170,13 +170,14 @@ def test_vocode_is_one_pure_graph_with_unknown_dims():
   vocoder = vocode_lib.Vocoder.for_serving(
       HifiGanServing(hifigan.HifiGanGenerator(hifigan.tiny())))
   assert not vocoder.serving.generator.weight_norm
-  concrete = vocoder.vocode.get_concrete_function()
+  concrete = vocoder.fn.traced.get_concrete_function()
   assert_no_python_ops(concrete)
-  mels_spec, lengths_spec = concrete.structured_input_signature[0]
+  mels_spec, lengths_spec, seeds_spec = concrete.structured_input_signature[0]
   assert mels_spec.shape.as_list() == [None, None, 80] and lengths_spec.shape.as_list() == [None]
+  assert seeds_spec.shape.as_list() == [None, 2]
   for lengths in ([5], [7, 3], [2, 9, 4]):
     vocoder.vocode(tf.constant(random_mels(lengths)), tf.constant(lengths))
-  assert vocoder.vocode.experimental_get_tracing_count() == 1
+  assert vocoder.fn.traced.experimental_get_tracing_count() == 1
 
 
 def test_load_vocoder_folds_weight_norm_of_the_restored_run(vocoder_run):
@@ -191,7 +192,7 @@ def test_load_vocoder_folds_weight_norm_of_the_restored_run(vocoder_run):
   assert np.abs(want).max() > 1e-3  # The restored random weights, not a fresh init.
   np.testing.assert_allclose(got.numpy(), want, atol=1e-5 * np.abs(want).max())
   vocoder.check_mel_config(audio_lib.MelConfig.hifigan())
-  with pytest.raises(ValueError, match=r"fmax: None \(vocoder: 8000.0\)"):
+  with pytest.raises(ValueError, match=r"mel_config.fmax: None in the mels, 8000.0 in vocoder"):
     vocoder.check_mel_config(audio_lib.MelConfig.hifigan(fmax=None))
 
 

@@ -67,25 +67,51 @@ def test_task_interface_and_registry_load_without_tensorflow():
   assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
-def test_the_transitional_registry_fallback_is_the_only_dynamic_import():
-  # Callers above the trainer's floor that do not yet pass `tasks=` still work ...
-  code = ("import sys; from tfspeech.training import task; "
-          "print(task.resolve_task('toy').__name__, 'tfspeech.models.registry' in sys.modules)")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-  assert out.stdout.split() == ["ToyTask", "True"], out.stderr[-2000:]
-  # ... through one named module string; any other string import of a floor above fails here.
+def test_training_names_no_floor_above_it_even_as_a_string():
+  # An import by string (importlib.import_module("tfspeech.models...")) escapes the AST
+  # scan above; a bare dotted name of a floor above in training/ is refused too.
   strings = []
   for path in sorted((PACKAGE / "training").rglob("*.py")):
     for node in ast.walk(ast.parse(path.read_text())):
       if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-          node.value.startswith(FORBIDDEN["training"]) and " " not in node.value:
-        strings.append((path.name, node.value))
-  assert strings == [("task.py", task_lib.FALLBACK_REGISTRY_MODULE)]
+          node.value.strip().startswith(FORBIDDEN["training"]) and " " not in node.value.strip():
+        strings.append(f"{path.name}: {node.value!r}")
+  assert not strings, strings
+
+
+def test_training_alone_imports_no_model_and_says_how_to_name_one():
+  # Every training module loaded, a model name resolved without a lookup: the trainer's
+  # floor must neither import the model floor (statically or on demand) nor guess.
+  code = ("import pkgutil, importlib, sys\n"
+          "import tfspeech.training as t\n"
+          "for m in pkgutil.iter_modules(t.__path__):\n"
+          "  importlib.import_module('tfspeech.training.' + m.name)\n"
+          "from tfspeech.training import task\n"
+          "try:\n"
+          "  task.resolve_task('toy')\n"
+          "except LookupError as e:\n"
+          "  print('LookupError:', e)\n"
+          "print(sorted(n for n in sys.modules if n.startswith(('tfspeech.models', "
+          "'tfspeech.inference', 'tfspeech.export'))))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  lines = out.stdout.strip().splitlines()
+  assert lines[-1] == "[]", out.stdout + out.stderr[-2000:]
+  assert lines[0].startswith("LookupError:"), out.stdout
+  assert "tasks=tfspeech.models.registry.get" in lines[0] and "import tfspeech.models" in lines[0]
+
+
+def test_importing_the_registry_anywhere_installs_the_default_lookup():
+  # Library users who import tfspeech.models (or anything that does, e.g. inference)
+  # may keep calling training entry points by name without tasks=.
+  code = ("import tfspeech.models\n"
+          "from tfspeech import training\n"
+          "print(training.resolve_config('toy', 'tiny').task_class.__name__)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.split()[-1] == "ToyTask", out.stderr[-2000:]
 
 
 def test_a_name_without_a_lookup_is_refused_with_the_fix(monkeypatch):
   monkeypatch.setattr(task_lib, "_default_lookup", None)
-  monkeypatch.setattr(task_lib, "FALLBACK_REGISTRY_MODULE", "")
   with pytest.raises(LookupError, match="pass tasks=tfspeech.models.registry.get"):
     training.resolve_config("toy", "tiny")
   from tfspeech.models.toy import ToyTask

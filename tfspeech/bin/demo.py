@@ -69,6 +69,7 @@ def main(argv):
   from tfspeech.data import prepare
   from tfspeech.export import saved_model
   from tfspeech.inference import synthesize_lib
+  from tfspeech.models import registry
   # pylint: enable=import-outside-toplevel
   data_dir = os.path.join(FLAGS.out, "data")
   workdir = os.path.join(FLAGS.out, "run")
@@ -87,7 +88,8 @@ def main(argv):
   try:
     result = training.train(FLAGS.model, "tiny", data_dir=data_dir, workdir=workdir,
                             overrides={"max_steps": FLAGS.max_steps},
-                            allow_changes=("max_steps",), progress=FLAGS.progress)
+                            allow_changes=("max_steps",), progress=FLAGS.progress,
+                            tasks=registry.get)
   except training.WorkdirLockedError as e:
     common.fail(f"{e}; wait for it or pass another --out")
   print(f"step {result.final_step}: " + ", ".join(
@@ -95,7 +97,7 @@ def main(argv):
   timings["train"] = time.time() - start
 
   start = _stage(f"3/4 synthesize {len(FLAGS.texts)} sentences -> {wav_dir}")
-  loaded = training.load_run(workdir)
+  loaded = training.load_run(workdir, tasks=registry.get)
   synthesis = synthesize_lib.synthesize_texts(loaded, FLAGS.texts, out_dir=wav_dir,
                                               control_sources=sources, **controls)
   print(f"real-time factor {synthesis.real_time_factor:.3f}, {synthesis.times_real_time:.1f}x "

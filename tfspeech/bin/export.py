@@ -10,10 +10,11 @@ r"""Exports trained runs for serving: SavedModel, TFLite or TensorFlow.js.
 
 --workdir is a run of any acoustic model (text_to_mel; with --vocoder also mel_to_audio and
 the end-to-end text_to_audio) or of any vocoder (mel_to_audio), for every format, with the
-same graph names, inputs and outputs in each. The model's static controls (see
-`tfspeech-info --model=M`) are fixed in the graphs with --control=NAME=VALUE; its other
-controls are graph inputs, and values given for them are recorded in metadata.json as the
-recommended ones. The work is done by tfspeech.export.export_lib.export_workdir. A
+same graph names, inputs and outputs in each. The static controls of --workdir's model
+(see `tfspeech-info --model=M`) are fixed in the graphs with --control=NAME=VALUE, those of
+--vocoder's model with --vocoder_control=NAME=VALUE; the other controls are graph inputs
+(a vocoder's named vocoder_NAME, beside its vocoder_noise input when it draws noise), and
+values given for them are recorded in metadata.json as the recommended ones. The work is done by tfspeech.export.export_lib.export_workdir. A
 SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-model folder
 NAME/ per graph; every format writes metadata.json of one layout (symbols, cleaners,
 sample rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
@@ -37,10 +38,12 @@ flags.DEFINE_string("vocoder", None, "Run folder of a trained vocoder for --work
                     "model: adds mel_to_audio and the end-to-end text_to_audio.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix of --workdir, or 'best' "
                     "(default: the newest).")
-flags.DEFINE_multi_string("control", [], "A control of the acoustic model as NAME=VALUE "
-                          "(repeatable): static ones are fixed in the graphs, the others "
-                          "recorded as recommended inputs (tfspeech-info --model=M lists "
-                          "them).")
+flags.DEFINE_multi_string("control", [], "A control of --workdir's model (acoustic model or "
+                          "vocoder) as NAME=VALUE (repeatable): static ones are fixed in the "
+                          "graphs, the others recorded as recommended inputs (tfspeech-info "
+                          "--model=M lists them).")
+flags.DEFINE_multi_string("vocoder_control", [], "A control of --vocoder's model as "
+                          "NAME=VALUE (repeatable), as --control.")
 flags.DEFINE_integer("n_timesteps", None, "Short for --control=n_timesteps=N (e.g. diffusion "
                      "steps unrolled into the graphs).")
 flags.DEFINE_enum("precision", "float32", export_lib.PRECISIONS, "Weight precision (tflite/tfjs). "
@@ -65,16 +68,23 @@ def main(argv):
   if FLAGS.vocoder is not None:
     common.check_run_dir("vocoder", FLAGS.vocoder,
                          models=tuple(serving_runs.models_with_role(serving.VOCODER)))
-  controls = None
+  controls = vocoder_controls = None
   model = serving_runs.run_model_name(FLAGS.workdir)
   if FLAGS.control or FLAGS.n_timesteps is not None:
     controls, _ = common.check_or_fail(serving_runs.resolve_flag_controls, model,
                                        FLAGS.control, {"n_timesteps": FLAGS.n_timesteps})
+  if FLAGS.vocoder_control:
+    if FLAGS.vocoder is None:
+      common.fail("--vocoder_control sets controls of --vocoder; pass --vocoder (for a "
+                  "vocoder --workdir, use --control)")
+    vocoder_controls, _ = common.check_or_fail(
+        serving_runs.resolve_flag_controls, serving_runs.run_model_name(FLAGS.vocoder),
+        FLAGS.vocoder_control, None, "vocoder_control")
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   try:
     paths = export_lib.export_workdir(
         FLAGS.workdir, FLAGS.format, FLAGS.out, FLAGS.vocoder, FLAGS.checkpoint,
-        controls, FLAGS.precision, FLAGS.select_tf_ops)
+        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for name, path in paths.items():

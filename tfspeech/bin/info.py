@@ -45,7 +45,7 @@ def main(argv):
     return
   if FLAGS.workdir:
     try:
-      loaded = training.load_run(FLAGS.workdir, restore=False)
+      loaded = training.load_run(FLAGS.workdir, restore=False, tasks=registry.get)
     except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
       common.fail(f"--workdir={FLAGS.workdir}: {common.error_text(e)}")
     run, modules = loaded.config, loaded.modules
@@ -53,12 +53,12 @@ def main(argv):
     if not FLAGS.model:
       common.fail("give --model (and --preset), --workdir, or --list")
     if FLAGS.list_keys:
-      print("\n".join(training.override_keys(FLAGS.model)))
+      print("\n".join(training.override_keys(FLAGS.model, tasks=registry.get)))
       return
     try:
       resolved = training.resolve_config(
           FLAGS.model, FLAGS.preset or "tiny",
-          overrides=overrides)
+          overrides=overrides, tasks=registry.get)
     except (KeyError, ValueError, cfg.ConfigError) as e:
       common.fail(str(e).strip("'\""))
     run = resolved.run

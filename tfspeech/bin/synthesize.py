@@ -2,13 +2,18 @@ r"""Synthesizes speech with a trained acoustic model, or ground-truth-aligned me
 
   tfspeech-synthesize --workdir=runs/tts --text="Hello there." --out=out/
   tfspeech-synthesize --workdir=runs/tts --text_file=lines.txt --out=out/ \
-      --vocoder=runs/vocoder --control=n_timesteps=50 --control=temperature=1.3
+      --vocoder=runs/vocoder --control=n_timesteps=50 --control=temperature=1.3 \
+      --vocoder_control=NAME=VALUE
   tfspeech-synthesize --workdir=runs/tts --gta --data=data/ljspeech --out=data/ljspeech_gta
 
 --workdir is a run of any acoustic model, --vocoder a run of any vocoder. A model's knobs
-are its declared controls, given as repeated --control=NAME=VALUE (`tfspeech-info
---model=M` lists them with their defaults); --n_timesteps, --temperature and
---length_scale are kept as short forms of --control for the controls of those names.
+are its declared controls (`tfspeech-info --model=M` lists them with their defaults): the
+acoustic model's as repeated --control=NAME=VALUE, the vocoder's as repeated
+--vocoder_control=NAME=VALUE (two flags, because both models may declare a control of the
+same name, e.g. diffusion steps); --n_timesteps, --temperature and --length_scale are
+kept as short forms of --control for the acoustic controls of those names. --seed seeds
+both models' noise: chunk j of text k draws from (seed + j, k), so a text's audio does not
+depend on the other texts of the call.
 
 Text mode writes NAME.npy (float32 [frames, n_mels] log-mel) and NAME.wav per text and
 prints the real-time factor. A --text_file has one text per line, optionally "NAME|text";
@@ -43,9 +48,12 @@ flags.DEFINE_string("out", None, "Output folder (NAME.wav + NAME.npy; with --gta
                     "rewritten prepared corpus).")
 flags.DEFINE_string("vocoder", None, "Run folder of a trained vocoder (any vocoder model); "
                     "default: Griffin-Lim.")
-flags.DEFINE_multi_string("control", [], "A control the acoustic model declares, as "
-                          "NAME=VALUE (repeat for several; tfspeech-info --model=M lists "
-                          "them); unset controls take the model's defaults.")
+flags.DEFINE_multi_string("control", [], "A control the acoustic model (--workdir) "
+                          "declares, as NAME=VALUE (repeat for several; tfspeech-info "
+                          "--model=M lists them); unset controls take the model's defaults.")
+flags.DEFINE_multi_string("vocoder_control", [], "A control the --vocoder declares, as "
+                          "NAME=VALUE (repeatable; tfspeech-info --model=M lists them; "
+                          "separate from --control since both models may use one name).")
 # Short forms of --control=NAME=VALUE for controls of these names (default: the model's).
 flags.DEFINE_integer("n_timesteps", None, "Short for --control=n_timesteps=N (e.g. "
                      "reverse-diffusion steps).")
@@ -53,7 +61,8 @@ flags.DEFINE_float("temperature", None, "Short for --control=temperature=T (e.g.
                    "the starting noise).")
 flags.DEFINE_float("length_scale", None, "Short for --control=length_scale=S (multiplies "
                    "durations: > 1 speaks slower).")
-flags.DEFINE_integer("seed", 0, "Noise seed; text k of a call uses (seed, k).")
+flags.DEFINE_integer("seed", 0, "Noise seed of the acoustic model and the vocoder; text k "
+                     "of a call uses (seed, k).")
 flags.DEFINE_integer("batch_size", 16, "Texts (or --gta utterances) per model call.")
 flags.DEFINE_integer("speaker", 0, "Speaker id (multi-speaker models).")
 flags.DEFINE_integer("max_tokens", 400, "Longer texts are split at sentence (then clause, "
@@ -77,6 +86,9 @@ def _check_flags():
     raise ValueError("pass exactly one of --text or --text_file (or --gta --data=DIR)")
   if FLAGS.batch_size < 1:
     raise ValueError("--batch_size must be >= 1")
+  if FLAGS.vocoder_control and (FLAGS.gta or FLAGS.vocoder is None):
+    raise ValueError("--vocoder_control sets controls of --vocoder, which --gta and "
+                     "Griffin-Lim (no --vocoder) do not use; drop it or pass --vocoder")
 
 
 def main(argv):
@@ -102,11 +114,17 @@ def main(argv):
   controls, sources = common.check_or_fail(
       serving_runs.resolve_flag_controls, serving_runs.run_model_name(FLAGS.workdir),
       FLAGS.control, {name: FLAGS[name].value for name in _CONTROL_SHORT_FORMS})
+  vocoder_controls, vocoder_sources = None, None
+  if FLAGS.vocoder is not None:
+    vocoder_controls, vocoder_sources = common.check_or_fail(
+        serving_runs.resolve_flag_controls, serving_runs.run_model_name(FLAGS.vocoder),
+        FLAGS.vocoder_control, None, "vocoder_control")
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   from tfspeech import inference  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   try:
-    run = training.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    run = training.load_run(FLAGS.workdir, FLAGS.checkpoint, tasks=registry.get)
     if FLAGS.gta:
       result = inference.generate_gta(run, FLAGS.data, FLAGS.out, seed=FLAGS.seed,
                                       batch_size=FLAGS.batch_size, control_sources=sources,
@@ -121,7 +139,8 @@ def main(argv):
     result = inference.synthesize_texts(
         run, texts, seed=FLAGS.seed, batch_size=FLAGS.batch_size, out_dir=FLAGS.out,
         vocoder=FLAGS.vocoder, names=names, speaker=FLAGS.speaker,
-        max_tokens=FLAGS.max_tokens, control_sources=sources, **controls)
+        max_tokens=FLAGS.max_tokens, control_sources=sources,
+        vocoder_controls=vocoder_controls, vocoder_control_sources=vocoder_sources, **controls)
   except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for item in result.items:

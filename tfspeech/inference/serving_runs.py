@@ -40,13 +40,15 @@ def model_controls(model: str) -> tuple:
 
 
 def resolve_flag_controls(model: str, control_flags: Sequence[str],
-                          aliases: Optional[Mapping[str, object]] = None) -> tuple:
+                          aliases: Optional[Mapping[str, object]] = None,
+                          flag: str = "control") -> tuple:
   """Checks `--control=name=value` flags (and set alias flags) against a model's controls.
 
   Args:
     model: registered model name.
     control_flags: the repeated `--control` values.
     aliases: control name → value of a flag of that name (None when not given).
+    flag: the repeated flag's name ("control", or "vocoder_control" for a --vocoder's).
 
   Returns:
     (values: every control's checked value, sources: name → the flag that gave it).
@@ -55,13 +57,13 @@ def resolve_flag_controls(model: str, control_flags: Sequence[str],
     ValueError: a malformed entry, a name the model does not declare (the message lists
       its controls), a value out of range, or one control given twice.
   """
-  given = serving_lib.parse_control_flags(control_flags)
-  sources = {name: f"--control={name}" for name in given}
+  given = serving_lib.parse_control_flags(control_flags, flag)
+  sources = {name: f"--{flag}={name}" for name in given}
   for name, value in (aliases or {}).items():
     if value is None:
       continue
     if name in given:
-      raise ValueError(f"--{name} and --control={name}=... both given; keep one")
+      raise ValueError(f"--{name} and --{flag}={name}=... both given; keep one")
     given[name], sources[name] = value, f"--{name}"
   controls = model_controls(model)
   return serving_lib.resolve_controls(controls, given, sources), sources

@@ -38,7 +38,6 @@ fine-tuning a vocoder on the acoustic model's outputs.
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import pathlib
@@ -53,6 +52,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
+from tfspeech.data.corpus_info import CorpusInfo
 from tfspeech.data import records
 from tfspeech.inference import serving_runs
 from tfspeech.models import serving as serving_lib
@@ -135,8 +135,8 @@ class SynthesisResult:
     audio_seconds: seconds of audio written.
     wall_seconds: wall time of synthesis, vocoding and writing, after warm-up.
     first_call_seconds: one-off time to trace and optimise the graphs (warm-up).
-    real_time_factor: `wall_seconds / audio_seconds`, the convention of the Grad-TTS and
-      HiFi-GAN papers and of `vocode_lib.real_time_factor` (< 1 is faster than real time).
+    real_time_factor: `wall_seconds / audio_seconds`, the convention of the TTS and vocoder
+      papers and of `vocode_lib.real_time_factor` (< 1 is faster than real time).
     vocoder: "griffin_lim" or the vocoder workdir.
     failures: one `SynthesisFailure` per text that was not written, in input order.
   """
@@ -240,27 +240,33 @@ class TextFrontEnd:
     return ids
 
 
-def run_facts(loaded_run) -> dict:
-  """The data facts of a run (symbols, mel config, ...), with a clear error when absent."""
-  info = dict(loaded_run.config.data_info or {})
-  missing = [k for k in ("symbols", "mel_config", "sample_rate") if k not in info]
+def run_facts(loaded_run) -> CorpusInfo:
+  """The data facts a run recorded (config.json `data_info`), typed, with a clear error.
+
+  Raises:
+    ValueError (`CorpusInfoError`): the run records no symbol table, mel config or sample
+      rate (it was not trained on a prepared corpus by a task that records them).
+  """
+  where = getattr(loaded_run, "workdir", None)
+  source = f"{where}/config.json data_info" if where else "the run's config.json data_info"
+  info = loaded_run.config.data_info or {}
+  missing = [k for k in ("symbols", "mel_config", "sample_rate") if not info.get(k)]
   if missing:
-    raise ValueError(f"the run's config.json lacks data_info {missing}; it was not trained "
-                     "on a prepared corpus by a task that records them")
-  return info
+    raise ValueError(f"{source} lacks {missing}; the run was not trained on a prepared "
+                     "corpus by a task that records them")
+  return CorpusInfo.from_dict(info, source=source)
 
 
 def text_front_end(loaded_run) -> TextFrontEnd:
   """The `TextFrontEnd` of a trained run."""
   info = run_facts(loaded_run)
-  table = text_lib.SymbolTable.from_dict(info["symbols"])
-  add_blank = bool(info.get("add_blank", False))
+  table = info.symbols
+  add_blank = bool(info.add_blank)
   if add_blank and table.blank is None:
     # The pipeline interspersed id len(symbols); with_blank appends exactly that id.
     table = table.with_blank()
-  cmudict = text_lib.load_cmudict() if info.get("arpabet") else None
-  return TextFrontEnd(table, tuple(info.get("cleaners", ("english_cleaners",))), cmudict,
-                      add_blank)
+  cmudict = text_lib.load_cmudict() if info.arpabet else None
+  return TextFrontEnd(table, tuple(info.cleaners), cmudict, add_blank)
 
 
 # task → its serving object, so repeated calls on one run reuse one object (and its traces).
@@ -330,23 +336,41 @@ def griffin_lim_vocoder(mel_config: audio_lib.MelConfig, n_iter: int = 32) -> Ca
   return vocode
 
 
-def load_vocoder(workdir: str, mel_config: audio_lib.MelConfig) -> Callable:
-  """A trained vocoder run as a traced `[batch, frames, n_mels]` → `[batch, samples]` function.
+def load_vocoder(workdir: str, mels, controls: Optional[dict] = None,
+                 control_sources: Optional[dict] = None) -> Callable:
+  """A trained vocoder run as `vocode(mel [batch, frames, n_mels], item_seeds [batch, 2])`.
 
-  Uses `tfspeech.inference.vocode_lib` (weight norm folded away for inference).
+  Uses `tfspeech.inference.vocode_lib` (its `in_process()` serving object, traced once);
+  a vocoder that draws noise draws item b's from `item_seeds[b]` (see `vocode_lib`).
+
+  Args:
+    workdir: the vocoder run.
+    mels: the acoustic model's facts (`CorpusInfo`) or `MelConfig`, checked against the
+      vocoder's.
+    controls: the vocoder's control values; control_sources: the flags that gave them.
+
+  Returns:
+    `vocode(mel, item_seeds) → [batch, samples]`.
 
   Raises:
-    ValueError: not a vocoder run, or its mel convention differs from the acoustic model's.
+    ValueError: not a vocoder run, a bad control, or its mel convention differs from the
+      acoustic model's.
   """
   from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
-  vocoder = vocode_lib.load_vocoder(workdir)
-  vocoder.check_mel_config(mel_config, source=f"--vocoder={workdir}: the acoustic model's mels")
+  vocoder = vocode_lib.load_vocoder(workdir, controls=controls, control_sources=control_sources)
+  vocoder.check_mel_config(mels, source=f"--vocoder={workdir}: the acoustic model's mels")
 
-  def vocode(mel):
+  def vocode(mel, item_seeds):
     frames = tf.fill(tf.shape(mel)[:1], tf.shape(mel)[1])
-    audio, _ = vocoder.vocode(mel, frames)
+    audio, _ = vocoder.vocode(mel, frames, item_seeds)
     return audio
   return vocode
+
+
+def griffin_lim_as_vocoder(mel_config: audio_lib.MelConfig, n_iter: int = 32) -> Callable:
+  """`griffin_lim_vocoder` with the `vocode(mel, item_seeds)` call of `load_vocoder`."""
+  vocode = griffin_lim_vocoder(mel_config, n_iter)
+  return lambda mel, item_seeds: vocode(mel)
 
 
 # --------------------------------------------------------------------------- #
@@ -414,6 +438,11 @@ def _one_line(error) -> str:
   return f"{type(error).__name__}: {lines[0] if lines else 'no details'}"
 
 
+def _seed_pair(seed: int, chunk) -> list:
+  """Chunk j of text k draws its noise (acoustic and vocoder) from `(seed + j, k)`."""
+  return [seed + chunk.part, chunk.index]
+
+
 @dataclasses.dataclass
 class _Chunk:
   """One model input: chunk `part` of text `index`, with its ids and noise seed."""
@@ -447,7 +476,10 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
                      names: Optional[Sequence[str]] = None, speaker: int = 0,
                      griffin_lim_iters: int = 32, max_tokens: int = DEFAULT_MAX_TOKENS,
                      chunk_pause: float = DEFAULT_CHUNK_PAUSE,
-                     control_sources: Optional[dict] = None, **controls) -> SynthesisResult:
+                     control_sources: Optional[dict] = None,
+                     vocoder_controls: Optional[dict] = None,
+                     vocoder_control_sources: Optional[dict] = None,
+                     **controls) -> SynthesisResult:
   """Synthesizes `texts` with a trained acoustic-model run and writes `NAME.npy` / `NAME.wav`.
 
   Memory is bounded whatever the length of the texts: a text of more than `max_tokens`
@@ -471,6 +503,10 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
     chunk_pause: seconds of silence between the chunks of a text.
     control_sources: control name → how the user gave it (e.g. "--temperature"), so an
       error names the flag.
+    vocoder_controls: the vocoder's declared controls by name (defaults for the others;
+      needs `vocoder`). A vocoder that draws noise draws chunk j of text k's from the same
+      seed pair as the acoustic model (a separate stream, see `vocode_lib`).
+    vocoder_control_sources: as `control_sources`, for `vocoder_controls`.
     **controls: the model's declared controls by name (defaults for the others).
 
   Returns:
@@ -495,12 +531,15 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
   bad = [n for n in names if not n or os.sep in n or n.startswith(".")]
   if bad:
     raise ValueError(f"synthesize_texts: names {bad} cannot be file names")
+  if vocoder is None and vocoder_controls:
+    raise ValueError(f"vocoder controls {sorted(vocoder_controls)} need a vocoder run "
+                     "(--vocoder); Griffin-Lim takes none")
   acoustic = acoustic_serving(loaded_run).in_process()
   values = resolve_controls(acoustic, controls, control_sources)
   info = run_facts(loaded_run)
   front_end = text_front_end(loaded_run)
-  mel_config = audio_lib.MelConfig(**info["mel_config"])
-  sample_rate = int(info["sample_rate"])
+  mel_config = info.mel_config
+  sample_rate = int(info.sample_rate)
   hop = mel_config.hop_length
 
   failures = {}
@@ -524,27 +563,28 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
   synthesize = make_synthesis_fn(acoustic, serving_lib.split_controls(acoustic.controls,
                                                                     values)[0])
   dynamic = _dynamic_args(acoustic, values)
-  vocode = (griffin_lim_vocoder(mel_config, griffin_lim_iters) if vocoder is None
-            else load_vocoder(vocoder, mel_config))
+  vocode = (griffin_lim_as_vocoder(mel_config, griffin_lim_iters) if vocoder is None
+            else load_vocoder(vocoder, info, vocoder_controls, vocoder_control_sources))
   pad_id = front_end.symbols.pad_id
 
   def run_model(batch):
     ids, lengths = pad_batch([c.ids for c in batch], pad_id)
-    seeds = np.array([[seed + c.part, c.index] for c in batch], np.int32)  # graph-ok: host
+    seeds = np.array([_seed_pair(seed, c) for c in batch], np.int32)  # graph-ok: host
     out = synthesize(tf.constant(ids), tf.constant(lengths), tf.constant(seeds),
                      tf.fill([len(batch)], tf.constant(speaker, tf.int32)), *dynamic)
     mels, mel_lengths = out["mel"].numpy(), out["mel_lengths"].numpy()  # graph-ok: files
     return [mels[row, :mel_lengths[row]] for row in range(len(batch))]
 
-  def run_vocoder(mel):
-    return vocode(tf.constant(mel[None]))[0][:mel.shape[0] * hop].numpy()  # graph-ok: files
+  def run_vocoder(mel, chunk):
+    seeds = tf.constant([_seed_pair(seed, chunk)], tf.int32)
+    return vocode(tf.constant(mel[None]), seeds)[0][:mel.shape[0] * hop].numpy()  # graph-ok
 
   # Warm-up: trace and optimise both graphs on a real chunk (the shortest, whose mel is
   # the shortest the vocoder will see), so the timing below is steady-state speed. A
   # failure here is not final: the loop below retries and reports per item.
   order = sorted(range(len(chunks)), key=lambda c: len(chunks[c].ids))
   try:
-    run_vocoder(run_model([chunks[order[0]]])[0])
+    run_vocoder(run_model([chunks[order[0]]])[0], chunks[order[0]])
   except _ITEM_ERRORS as e:
     _LOG.warning("synthesis warm-up failed (%s); items are tried one by one", _one_line(e))
   first_call_seconds = time.perf_counter() - start
@@ -607,7 +647,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
       if chunk.index in failures:
         continue
       try:
-        wav = run_vocoder(mel)
+        wav = run_vocoder(mel, chunk)
       except _ITEM_ERRORS as e:
         fail(chunk.index, f"the vocoder failed on {mel.shape[0]} frames: {_one_line(e)}",
              chunk.part)
@@ -682,14 +722,14 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, seed: int = 0, batch_s
                      "mode; synthesize from text instead")
   values = resolve_controls(acoustic, controls, control_sources)
   facts = run_facts(loaded_run)
-  info = dataset_lib.load_dataset_info(data_dir)
-  for key in ("symbols", "mel_config"):
-    if info.get(key) != facts.get(key):
-      raise ValueError(f"--gta: the corpus in {data_dir} has another {key} than the one the "
-                       f"run was trained on; use the corpus (or one prepared alike) the "
-                       "acoustic model was trained on")
-  table = text_lib.SymbolTable.from_dict(info["symbols"])
-  blank_id = facts.get("blank_id")
+  info = CorpusInfo.load(data_dir, require=("symbols", "mel_config"))
+  problems = facts.differences(info, ("symbols", "mel_config"))
+  if problems:
+    raise ValueError(f"--gta: the corpus in {data_dir} follows other conventions than the "
+                     f"run was trained on ({'; '.join(problems)}); use the corpus (or one "
+                     "prepared alike) the acoustic model was trained on")
+  table = info.symbols
+  blank_id = facts.blank_id
   gta = make_gta_fn(acoustic, serving_lib.split_controls(acoustic.controls, values)[0])
   dynamic = _dynamic_args(acoustic, values)
   start = time.perf_counter()
@@ -698,8 +738,8 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, seed: int = 0, batch_s
   counts, index = {}, 0
   for split in dataset_lib.SPLITS:
     counts[split] = 0
-    for shard in dataset_lib.shard_files(data_dir, split) if info["counts"].get(split) else []:
-      examples = [records.parse_example(r, n_mels=int(info["n_mels"]))
+    for shard in dataset_lib.shard_files(data_dir, split) if info.count(split) else []:
+      examples = [records.parse_example(r, n_mels=info.n_mels)
                   for r in tf.data.TFRecordDataset(shard)]
       with tf.io.TFRecordWriter(str(out / os.path.basename(shard))) as writer:
         for first in range(0, len(examples), batch_size):
@@ -724,11 +764,10 @@ def generate_gta(loaded_run, data_dir: str, out_dir: str, seed: int = 0, batch_s
             writer.write(_with_mel(example, decoded[row, :mel_lengths[row]]))
           counts[split] += len(batch)
   shutil.copy(pathlib.Path(data_dir) / dataset_lib.STATS_JSON, out / dataset_lib.STATS_JSON)
-  info["gta"] = {"acoustic_run": loaded_run.config.model, "checkpoint": loaded_run.checkpoint,
-                 "step": loaded_run.step, "controls": values, "seed": seed,
-                 "source": str(data_dir)}
-  with open(out / dataset_lib.DATASET_JSON, "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=2)
+  gta_entry = {"acoustic_run": loaded_run.config.model, "checkpoint": loaded_run.checkpoint,
+               "step": loaded_run.step, "controls": values, "seed": seed,
+               "source": str(data_dir)}
+  info.replace(extras=dict(info.extras, gta=gta_entry)).write(out)
   return GtaResult(str(out), counts, time.perf_counter() - start)
 
 

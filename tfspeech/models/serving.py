@@ -7,7 +7,7 @@ its serving object:
   @registry.register("my_tts")
   class MyTask(registry.Task):
     serving_role = "acoustic"                # or "vocoder"
-    serving_controls = MyServing.controls    # acoustic: lets binaries check flags early
+    serving_controls = MyServing.controls    # lets binaries check flags before loading
 
     def serving(self, modules, data_info):
       return MyServing(modules["net"], data_info)
@@ -30,8 +30,18 @@ Acoustic model (token ids → mels):
 Vocoder (mels → audio):
 
   n_mels, hop_length, sample_rate, mel_config, mel_pad_value, receptive_field (frames)
-  vocode(mel, mel_lengths) → {"audio": [batch, frames * hop] (0 past each length),
-                              "audio_lengths": [batch] int32}
+  controls                      the knobs it declares (`Control`), as for acoustic models
+  noise_channels                channels of the noise it draws (None: it draws none)
+  noise_length(mel_frames) → int32 []   noise steps `vocode` reads for this many frames
+                                        (default `mel_frames * hop_length`)
+  vocode(mel, mel_lengths, noise=None, **controls)
+      → {"audio": [batch, frames * hop] (0 past each length), "audio_lengths": [batch] int32}
+
+  `noise` is `[batch, noise_steps, noise_channels]` standard normal noise (e.g. DiffWave:
+  channels 1, `frames * hop` steps); as for acoustic models, a vocoder uses the first
+  `noise_length(frames)` steps and repeats shorter noise (`cyclic_frames`), so any
+  `noise_steps >= 1` works. Drivers pass `noise` only to vocoders that declare
+  `noise_channels`, and every control by name (static ones as Python values).
 
 Static controls (`Control.static`, e.g. diffusion steps unrolled into the graph) are
 Python ints fixed when a graph is traced; the others are scalar graph inputs.
@@ -141,8 +151,12 @@ def resolve_controls(controls: Sequence[Control], given: Optional[Mapping[str, A
           if name in given else control.default for name, control in declared.items()}
 
 
-def parse_control_flags(values: Sequence[str]) -> dict:
+def parse_control_flags(values: Sequence[str], flag: str = "control") -> dict:
   """`["name=value", ...]` (repeated `--control` flags) → {name: "value"}.
+
+  Args:
+    values: the flag's values.
+    flag: the flag's name, for messages (e.g. "vocoder_control").
 
   Raises:
     ValueError: an entry without "=" or a name given twice.
@@ -152,9 +166,9 @@ def parse_control_flags(values: Sequence[str]) -> dict:
     name, sep, value = entry.partition("=")
     name = name.strip()
     if not sep or not name or not value.strip():
-      raise ValueError(f"--control={entry}: expected NAME=VALUE, e.g. --control=temperature=1.5")
+      raise ValueError(f"--{flag}={entry}: expected NAME=VALUE, e.g. --{flag}=temperature=1.5")
     if name in parsed:
-      raise ValueError(f"--control={entry}: {name} is given twice")
+      raise ValueError(f"--{flag}={entry}: {name} is given twice")
     parsed[name] = value.strip()
   return parsed
 
@@ -253,9 +267,39 @@ class Vocoder:
   def weights(self) -> list:
     raise NotImplementedError
 
-  def vocode(self, mel, mel_lengths) -> dict:
+  controls: tuple = ()
+  noise_channels: Optional[int] = None
+
+  def noise_length(self, mel_frames):
+    """int32 scalar: the noise steps `vocode` reads for mels of `mel_frames` frames."""
+    return mel_frames * self.hop_length
+
+  def in_process(self) -> "Vocoder":
+    """This vocoder for vocoding in this process (`tfspeech-vocode`, `tfspeech-synthesize`).
+
+    As `AcousticModel.in_process`: exports need loop-free graphs (static controls
+    unrolled), in-process vocoding may loop. Return the same object on every call.
+    Default: `self`.
+    """
+    return self
+
+  def vocode(self, mel, mel_lengths, noise=None, **controls) -> dict:
     """{"audio", "audio_lengths"}; see the module docstring."""
     raise NotImplementedError
+
+
+def call_vocoder(vocoder: Vocoder, mel, mel_lengths, noise=None, **controls) -> dict:
+  """`vocoder.vocode(...)`, passing `noise` only to a vocoder that declares noise channels.
+
+  Raises:
+    ValueError: noise missing for a vocoder that draws it.
+  """
+  if vocoder.noise_channels is None:
+    return vocoder.vocode(mel, mel_lengths, **controls)
+  if noise is None:
+    raise ValueError(f"{type(vocoder).__name__} draws noise ({vocoder.noise_channels} "
+                     "channels); pass noise")
+  return vocoder.vocode(mel, mel_lengths, noise, **controls)
 
 
 def task_role(task_class) -> Optional[str]:
@@ -266,8 +310,9 @@ def task_role(task_class) -> Optional[str]:
 def task_controls(task_class) -> tuple:
   """The controls a task's serving object declares, known before any weights load.
 
-  A task declares them as `serving_controls` (the same tuple its serving object's
-  `controls` holds), so binaries can check flags before loading a run.
+  A task (acoustic model or vocoder) declares them as `serving_controls` (the same tuple
+  its serving object's `controls` holds), so binaries can check flags before loading a
+  run.
   """
   return tuple(getattr(task_class, "serving_controls", ()))
 
@@ -287,7 +332,7 @@ def build_serving(task, modules: Mapping[str, Any], data_info: Optional[Mapping]
   if not isinstance(served, expected):
     raise TypeError(f"{type(task).__name__}.serving() returned {type(served).__name__}, not a "
                     f"tfspeech.models.serving.{expected.__name__}")
-  if role == ACOUSTIC and tuple(served.controls) != task_controls(type(task)):
+  if tuple(served.controls) != task_controls(type(task)):
     raise TypeError(f"{type(task).__name__}.serving_controls must be the controls its serving "
                     "object declares")
   return served

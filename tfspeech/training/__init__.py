@@ -7,9 +7,9 @@ Binaries use:
   hold_workdir(workdir)  (the exclusive run lock; WorkdirLockedError when in use)
 
 `model` is a `Task` class or a registered name; names resolve through `tasks`
-(a callable name → Task class) or, by default, `tfspeech.models.registry.get`
-once `tfspeech.models` is imported (imported on demand until every caller passes
-`tasks`; see `task.FALLBACK_REGISTRY_MODULE`). No module here imports a model.
+(a callable name → Task class) or, by default, the lookup the model registry
+installs when it is imported. No module here imports a model or the registry:
+without either, a name fails with a `LookupError` that says what to pass.
 
 Names are imported on first use (PEP 562), so `tfspeech.training.task` — which
 the model registry imports to list names — loads without TensorFlow.

@@ -7,9 +7,8 @@
 
 A model is named by its registered name or given as its `Task` class. Names
 resolve through the `tasks` argument (a callable name → Task class) or the
-default lookup that `tfspeech.models.registry` installs when imported (callers
-above this floor should pass `tasks=registry.get`; until they all do, the
-registry is imported on demand, see `task.FALLBACK_REGISTRY_MODULE`).
+default lookup the model registry installs when it is imported (callers above
+this floor pass `tasks=registry.get`); this floor never imports the registry.
 """
 
 import dataclasses

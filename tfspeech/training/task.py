@@ -38,7 +38,6 @@ installs its `get` as the default lookup when it is imported.
 """
 
 import dataclasses
-import importlib
 from typing import Any, Callable, Mapping, Optional, Union
 
 
@@ -214,14 +213,6 @@ TaskLookup = Callable[[str], type]
 
 _default_lookup: Optional[TaskLookup] = None
 
-# Transitional: callers above this floor (inference, export, the binaries) still call
-# `load_run(workdir)` / `train("name")` without `tasks=` and without importing the
-# model registry. Until they pass `tasks=tfspeech.models.registry.get`, a name with no
-# lookup installed imports the registry by this name (no model floor import at module
-# level; tests/training/test_floors.py names this as the one exception).
-FALLBACK_REGISTRY_MODULE = "tfspeech.models.registry"
-
-
 def set_default_lookup(lookup: Optional[TaskLookup]) -> None:
   """Sets the lookup used when a training entry point gets a name and no `tasks`."""
   global _default_lookup
@@ -233,8 +224,8 @@ def resolve_task(model: Union[str, type], tasks: Optional[TaskLookup] = None) ->
 
   Raises:
     KeyError: unknown model name (from the lookup).
-    LookupError: a name with neither `tasks` nor a default lookup installed (and the
-      transitional fallback switched off).
+    LookupError: a name with neither `tasks` nor a default lookup installed (this
+      floor never imports the model registry itself; importing it installs its lookup).
     TypeError: `model` is neither a name nor a `Task` subclass.
   """
   if isinstance(model, type):
@@ -244,9 +235,6 @@ def resolve_task(model: Union[str, type], tasks: Optional[TaskLookup] = None) ->
   if not isinstance(model, str):
     raise TypeError(f"expected a model name or a Task subclass, got {model!r}")
   lookup = tasks or _default_lookup
-  if lookup is None and FALLBACK_REGISTRY_MODULE:
-    importlib.import_module(FALLBACK_REGISTRY_MODULE)  # installs its `get` on import
-    lookup = _default_lookup
   if lookup is None:
     raise LookupError(f"no model lookup to find {model!r}: import tfspeech.models (its "
                       "registry installs itself), or pass tasks=tfspeech.models.registry.get "

@@ -12,6 +12,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tfspeech import audio as audio_lib
+from tfspeech.data.corpus_info import CorpusInfo
 from tfspeech.models import serving
 from tfspeech.models.hifigan.generator import CONV_PRE_POST_KERNEL, HifiGanGenerator
 from tfspeech.models.hifigan.hifigan_config import HifiGanConfig
@@ -79,10 +80,10 @@ class HifiGanServing(serving.Vocoder):
   def from_data_info(cls, generator: HifiGanGenerator, data_info) -> "HifiGanServing":
     """The vocoder of a run whose `data_info` may record `mel_config` and `sample_rate`."""
     info = dict(data_info or {})
-    mel_config = audio_lib.MelConfig(**info["mel_config"]) if "mel_config" in info else None
-    sample_rate = info.get("sample_rate") or (mel_config.sample_rate if mel_config
-                                              else DEFAULT_SAMPLE_RATE)
-    return cls(generator, sample_rate, mel_config)
+    if not info.get("mel_config"):
+      return cls(generator, info.get("sample_rate") or DEFAULT_SAMPLE_RATE)
+    facts = CorpusInfo.from_dict(info, source="the vocoder run's data_info")
+    return cls(generator, facts.sample_rate, facts.mel_config)
 
   @property
   def config(self) -> HifiGanConfig:
@@ -92,8 +93,12 @@ class HifiGanServing(serving.Vocoder):
   def weights(self):
     return list(self.generator.weights)
 
-  def vocode(self, mel, mel_lengths):
-    """`[batch, frames, n_mels]`, `[batch]` → audio `[batch, frames * hop]` (0 past lengths)."""
+  def vocode(self, mel, mel_lengths, noise=None):
+    """`[batch, frames, n_mels]`, `[batch]` → audio `[batch, frames * hop]` (0 past lengths).
+
+    HiFi-GAN draws no noise and declares no controls (`noise` is always None).
+    """
+    del noise
     frames = tf.shape(mel)[1]
     # A batch of empty mels (every item 0 frames) would give the transposed convolutions
     # a zero-length input, which oneDNN rejects; one frame of padding is cut off again.
