@@ -44,15 +44,16 @@ def tiny_grad_tts_run(tiny_prepared, tmp_path_factory):
   """A tiny grad_tts run trained for 2 steps, restored with `load_run` (its speech is noise)."""
   import tensorflow as tf
   from tfspeech import training
+  from tfspeech.models import registry
   previous = tf.config.optimizer.get_experimental_options()
   # Grappler would spend most of this fixture optimising a graph that runs twice.
   tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
   try:
     workdir = str(tmp_path_factory.mktemp("tiny_grad_tts_run"))
-    training.train("grad_tts", "tiny", data_dir=tiny_prepared, workdir=workdir,
+    training.train("grad_tts", "tiny", tasks=registry.get, data_dir=tiny_prepared, workdir=workdir,
                    overrides={"batch_size": 4, "max_steps": 2, "eval_every": 0,
                               "summary_every": 0}, progress=False, handle_signals=False)
   finally:
     tf.config.optimizer.set_experimental_options(
         {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
-  return training.load_run(workdir)
+  return training.load_run(workdir, tasks=registry.get)

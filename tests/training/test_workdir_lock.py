@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tfspeech import training
+from tfspeech.models import registry
 from tfspeech.training import workdir_lock
 
 # Holds the lock from a second process without importing TensorFlow (fast to start).
@@ -44,8 +45,8 @@ def holder(tmp_path):
 def test_second_process_is_refused_with_pid_and_host(holder):
   workdir, child = holder
   with pytest.raises(training.WorkdirLockedError) as error:
-    training.train("toy", "tiny", workdir=workdir, overrides=SMALL, progress=False,
-                   handle_signals=False)
+    training.train("toy", "tiny", tasks=registry.get, workdir=workdir, overrides=SMALL,
+                   progress=False, handle_signals=False)
   message = str(error.value)
   assert f"pid {child.pid} on host {socket.gethostname()}" in message
   assert workdir in message
@@ -67,14 +68,14 @@ def test_binary_turns_the_lock_into_one_error_line(holder):
 
 def test_kill_9_leaves_a_stale_record_that_does_not_block_resume(holder):
   workdir, child = holder
-  training.train("toy", "tiny", workdir=os.path.join(workdir, "..", "other"), overrides=SMALL,
-                 progress=False, handle_signals=False)  # unrelated workdirs are independent
+  training.train("toy", "tiny", tasks=registry.get, workdir=os.path.join(workdir, "..", "other"),
+                 overrides=SMALL, progress=False, handle_signals=False)  # unrelated workdirs are independent
   child.send_signal(signal.SIGKILL)
   child.wait(timeout=30)
   with open(os.path.join(workdir, ".lock"), encoding="utf-8") as f:
     assert json.load(f)["pid"] == child.pid  # the record survives; the flock does not
-  result = training.train("toy", "tiny", workdir=workdir, overrides=SMALL, progress=False,
-                          handle_signals=False)
+  result = training.train("toy", "tiny", tasks=registry.get, workdir=workdir, overrides=SMALL,
+                          progress=False, handle_signals=False)
   assert result.final_step == 4
   with open(os.path.join(workdir, ".lock"), encoding="utf-8") as f:
     assert f.read() == ""  # cleared on release
