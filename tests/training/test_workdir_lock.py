@@ -68,8 +68,9 @@ def test_binary_turns_the_lock_into_one_error_line(holder):
 
 def test_kill_9_leaves_a_stale_record_that_does_not_block_resume(holder):
   workdir, child = holder
+  # Unrelated workdirs are independent.
   training.train("toy", "tiny", tasks=registry.get, workdir=os.path.join(workdir, "..", "other"),
-                 overrides=SMALL, progress=False, handle_signals=False)  # unrelated workdirs are independent
+                 overrides=SMALL, progress=False, handle_signals=False)
   child.send_signal(signal.SIGKILL)
   child.wait(timeout=30)
   with open(os.path.join(workdir, ".lock"), encoding="utf-8") as f:
