@@ -88,10 +88,14 @@ def reverse_coefficients(betas, training_betas) -> dict:
   alpha = 1.0 - beta
   alpha_cum = tf.math.cumprod(alpha)
   previous = tf.concat([[1.0], alpha_cum[:-1]], axis=0)
-  sigma = tf.sqrt((1.0 - previous) / (1.0 - alpha_cum) * beta)
+  # 1 - alpha_cum_s as the sum of alpha_cum_{s-1} beta_s: float32 `1 - alpha_cum` loses
+  # ~1e-4 of c2 when the first betas are 1e-4; the sum of positive terms does not.
+  remaining = tf.math.cumsum(previous * beta)
+  remaining_before = tf.math.cumsum(previous * beta, exclusive=True)
+  sigma = tf.sqrt(remaining_before / remaining * beta)
   return {"steps": aligned_steps(beta, training_betas),
           "c1": 1.0 / tf.sqrt(alpha),
-          "c2": beta / tf.sqrt(1.0 - alpha_cum),
+          "c2": beta / tf.sqrt(remaining),
           # (1 - alpha_cum_{-1}) = 0: step 0 adds no noise, as the reference's `if n > 0`.
           "sigma": sigma}
 
@@ -118,6 +122,7 @@ def step_noise(noise, lengths, draw, draws):
   Returns:
     `[batch, samples]` float32.
   """
+  noise = tf.convert_to_tensor(noise, tf.float32)
   if isinstance(draw, int) and draw == 0:
     return noise[:, :, 0]
   channels = tf.shape(noise)[2]
