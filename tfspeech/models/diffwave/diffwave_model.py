@@ -54,7 +54,13 @@ def _dense(units, fan_in, name):
 
 
 def step_table(steps: int) -> np.ndarray:
-  """`[steps, 128]`: sin and cos of t * 10 ** (4 d / 63), d < 64 (the reference's table)."""
+  """`[steps, 128]`: sin and cos of t * 10 ** (4 d / 63), d < 64 (the reference's table).
+
+  Computed in float64 and rounded once. The reference builds it in torch float32, where
+  10 ** x is one ulp off numpy's for some d; at t * 10^4 that moves an angle by up to
+  0.06 rad, so its high-frequency columns are library-dependent. The PyTorch transcription
+  (benchmarks/torch_reference/diffwave.py) copies this table when it copies the weights.
+  """
   t = np.arange(steps, dtype=np.float64)[:, None]
   dims = np.arange(64, dtype=np.float64)[None]
   table = t * 10.0 ** (dims * 4.0 / 63.0)
