@@ -42,8 +42,6 @@ class DiffWaveConfig:
     unconditional: no mel conditioner (the reference's unconditional model).
     crop_mel_frames: training crop in mel frames (the reference: 62 frames = 15,872 samples).
     shuffle_buffer_size: records in the training shuffle buffer.
-    max_steps_per_call: largest number of reverse steps `steps` may ask for in a served
-      graph that is unrolled (each step is one copy of the network in the graph).
   """
 
   residual_layers: int = 30
@@ -56,7 +54,6 @@ class DiffWaveConfig:
   unconditional: bool = False
   crop_mel_frames: int = 62
   shuffle_buffer_size: int = 256
-  max_steps_per_call: int = 200
 
   def __post_init__(self):
     object.__setattr__(self, "noise_schedule",
@@ -64,8 +61,7 @@ class DiffWaveConfig:
     object.__setattr__(self, "inference_noise_schedule", _as_float_tuple(
         "inference_noise_schedule", self.inference_noise_schedule, upper=1.0))
     for name in ("residual_layers", "residual_channels", "dilation_cycle_length", "n_mels",
-                 "upsample_stride", "crop_mel_frames", "shuffle_buffer_size",
-                 "max_steps_per_call"):
+                 "upsample_stride", "crop_mel_frames", "shuffle_buffer_size"):
       value = getattr(self, name)
       if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"DiffWaveConfig.{name} must be a positive integer, got {value!r}")
