@@ -157,8 +157,7 @@ def test_write_weights_is_a_release_checkpoint_load_run_reads(tmp_path):
   assert weights < full
   again = training.load_run(workdir, checkpoint=path)
   assert again.step == run.step == 3
-  for a, b in zip(run.modules["model"].weights if "model" in run.modules else
-                  next(iter(run.modules.values())).weights,
-                  again.modules["model"].weights if "model" in again.modules else
-                  next(iter(again.modules.values())).weights):
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert sorted(again.modules) == sorted(run.modules)
+  for name, module in run.modules.items():
+    for a, b in zip(module.weights, again.modules[name].weights):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())

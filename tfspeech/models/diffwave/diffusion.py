@@ -25,21 +25,6 @@ import numpy as np
 import tensorflow as tf
 
 
-def reference_aligned_steps(betas: Sequence[float], training_betas: Sequence[float]) -> np.ndarray:
-  """The reference's T_s in NumPy float64 (its loop; steps with no match are dropped)."""
-  talpha_cum = np.cumprod(1.0 - np.asarray(training_betas, np.float64))
-  alpha_cum = np.cumprod(1.0 - np.asarray(betas, np.float64))
-  aligned = []
-  for s in range(len(betas)):
-    for t in range(len(training_betas) - 1):
-      if talpha_cum[t + 1] <= alpha_cum[s] <= talpha_cum[t]:
-        twiddle = ((talpha_cum[t] ** 0.5 - alpha_cum[s] ** 0.5)
-                   / (talpha_cum[t] ** 0.5 - talpha_cum[t + 1] ** 0.5))
-        aligned.append(t + twiddle)
-        break
-  return np.array(aligned, np.float64)
-
-
 def check_schedule(betas: Sequence[float], training_betas: Sequence[float], where: str) -> None:
   """Raises ValueError when a reverse step's noise level lies outside the training range."""
   talpha_cum = np.cumprod(1.0 - np.asarray(training_betas, np.float64))
