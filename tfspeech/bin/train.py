@@ -8,6 +8,13 @@ conflicting setting is refused with a diff; safe settings (learning rate, step
 budget, logging cadence) may change when named in --allow_changes. SIGINT or
 SIGTERM saves a checkpoint and exits; a killed run loses at most the steps since
 the last checkpoint. TensorBoard: `tensorboard --logdir=WORKDIR`.
+
+Long runs: --keep_checkpoints=K keeps the newest K checkpoints, --keep_every_steps=N also
+keeps every N-th step's for good (WORKDIR/kept/); --export_weights=PATH writes the final
+weights alone (no optimizer state: the release form, `load_run(WORKDIR, checkpoint=PATH)`).
+
+  tfspeech-train --model=diffwave --preset=base --data=data/ljspeech --workdir=runs/dw \
+      --keep_checkpoints=3 --keep_every_steps=100000 --export_weights=release/dw-weights
 """
 
 import os
@@ -28,6 +35,13 @@ flags.DEFINE_list("allow_changes", [], "Safe settings allowed to differ from the
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "tf.distribute strategy: "
                   "default (one device) or mirrored (all local GPUs).")
 flags.DEFINE_bool("progress", True, "Show a progress bar (only on a terminal).")
+flags.DEFINE_integer("keep_checkpoints", None, "Keep the newest K checkpoints (a safe change on "
+                     "resume; default: the preset's train config, usually 5).")
+flags.DEFINE_integer("keep_every_steps", None, "Also keep the checkpoint of every step that is a "
+                     "multiple of N, for good, in WORKDIR/kept/ (a multiple of checkpoint_every; "
+                     "a safe change on resume).")
+flags.DEFINE_string("export_weights", None, "After training, write the final weights alone "
+                    "(no optimizer state) to this checkpoint prefix, e.g. release/model.")
 flags.mark_flags_as_required(["model", "workdir"])
 
 
@@ -44,6 +58,17 @@ def _check_paths_and_values():
     common.check_prepared_dir("data", FLAGS.data)
   if FLAGS.max_steps is not None and FLAGS.max_steps < 0:
     common.fail(f"--max_steps={FLAGS.max_steps}: must be >= 0")
+  for name in ("keep_checkpoints", "keep_every_steps"):
+    value = getattr(FLAGS, name)
+    if value is not None and value < 1:
+      common.fail(f"--{name}={value}: must be >= 1")
+  if FLAGS.export_weights is not None:
+    if not FLAGS.export_weights.strip() or FLAGS.export_weights.endswith(("/", os.sep)):
+      common.fail(f"--export_weights={FLAGS.export_weights!r}: give a checkpoint prefix (a "
+                  "file name without extension), e.g. release/model")
+    parent = os.path.dirname(os.path.abspath(FLAGS.export_weights))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+      common.fail(f"--export_weights={FLAGS.export_weights}: {parent} is a file, not a folder")
   return common.parse_overrides(FLAGS.override)
 
 
@@ -78,9 +103,11 @@ def main(argv):
   from tfspeech import training  # pylint: disable=import-outside-toplevel
 
   allow = list(FLAGS.allow_changes)
-  if FLAGS.max_steps is not None:
-    overrides["max_steps"] = str(FLAGS.max_steps)
-    allow.append("max_steps")  # Naming --max_steps is itself the consent.
+  # Naming one of these flags is itself the consent to change it on resume.
+  for name in ("max_steps", "keep_checkpoints", "keep_every_steps"):
+    if getattr(FLAGS, name) is not None:
+      overrides[name] = str(getattr(FLAGS, name))
+      allow.append(name)
   _check_config(training, cfg, overrides, allow)
   strategy = tf.distribute.MirroredStrategy() if FLAGS.strategy == "mirrored" else None
   try:
@@ -95,6 +122,20 @@ def main(argv):
           training.CheckpointRestoreError) as e:
     common.fail(str(e), code=1)
   _print_result(result)
+  if FLAGS.export_weights:
+    _export_weights(training)
+
+
+def _export_weights(training):
+  """Writes the run's newest weights alone to --export_weights."""
+  from tfspeech.training import checkpoints  # pylint: disable=import-outside-toplevel
+  run = training.load_run(FLAGS.workdir)
+  try:
+    path = checkpoints.write_weights(run.modules, FLAGS.export_weights, run.step)
+  except OSError as e:
+    common.fail(f"--export_weights={FLAGS.export_weights}: cannot write there ({e})")
+  print(f"weights (step {run.step}, no optimizer state): {path}; restore with "
+        f"load_run({FLAGS.workdir!r}, checkpoint={path!r})")
 
 
 def _print_result(result):

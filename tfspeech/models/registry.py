@@ -23,6 +23,7 @@ _BUILTIN_MODULES = {
     "toy_gan": "tfspeech.models.toy",
     "grad_tts": "tfspeech.models.grad_tts",
     "hifigan": "tfspeech.models.hifigan",
+    "diffwave": "tfspeech.models.diffwave",
 }
 
 _REGISTRY: dict[str, type] = {}

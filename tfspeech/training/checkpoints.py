@@ -30,7 +30,20 @@ the buffer then costs 8 bytes a slot. (MirroredStrategy's distributed
 iterator cannot be checkpointed in TF 2.17, so the loop iterates the plain
 dataset and each replica slices its share of the global batch.)
 
-Layout: WORKDIR/checkpoints/ckpt-<step>.*, WORKDIR/best/ckpt-<step>.*.
+Retention (a million-step run must not fill the disk, nor lose more than one interval
+when killed): WORKDIR/checkpoints/ keeps the newest `keep_checkpoints` (K) saves, plus one
+per `keep_every_n_hours`; with `keep_every_steps` (N) every save at a multiple of N is also
+kept for good in WORKDIR/kept/ as hard links of its files (a copy where links fail), so
+disk use is about (K + steps / N) checkpoints. Kill safety: tf.train.CheckpointManager
+writes the new checkpoint's files, then atomically rewrites the `checkpoint` state file,
+then deletes the oldest, so a kill at any moment leaves the previous (or the new)
+checkpoint restorable; a kept copy links the data files before the .index, and a prefix
+without .index is not listed by `kept_checkpoints`. `write_weights` writes the modules'
+weights only (no optimizer slots, RNG or data position): the release form of a run,
+readable by `load_run(workdir, checkpoint=PATH)`.
+
+Layout: WORKDIR/checkpoints/ckpt-<step>.*, WORKDIR/kept/ckpt-<step>.*,
+WORKDIR/best/ckpt-<step>.*.
 """
 
 import os
@@ -44,6 +57,7 @@ from absl import logging
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
+KEPT_DIR = "kept"
 
 
 class _ModuleWeights(tf.Module):
@@ -91,6 +105,8 @@ class Checkpoints:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.directory, max_to_keep=config.keep_checkpoints,
         keep_checkpoint_every_n_hours=config.keep_every_n_hours)
+    self.keep_every_steps = getattr(config, "keep_every_steps", None)
+    self.kept_directory = os.path.join(workdir, KEPT_DIR)
     self.best_manager = None
     if config.keep_best:
       self.best_manager = tf.train.CheckpointManager(
@@ -141,8 +157,20 @@ class Checkpoints:
           "changed? Use a new workdir, or restore the code that wrote it.") from e
     step = int(self.trainer.step.numpy())  # graph-ok: host bookkeeping.
     self.last_saved_step = step
+    self._keep_missed()
     logging.info("restored %s (step %d)", path, step)
     return step
+
+  def _keep_missed(self):
+    """Keeps every-N-th checkpoints whose keeping a kill cut short (saved, not yet kept)."""
+    if not self.keep_every_steps:
+      return
+    kept = {checkpoint_step(p) for p in kept_checkpoints(os.path.dirname(self.directory))}
+    for path in self.manager.checkpoints:
+      step = checkpoint_step(path)
+      if step % self.keep_every_steps == 0 and step not in kept:
+        logging.info("keeping %s (its keeping was interrupted)", path)
+        keep_copy(path, self.kept_directory)
 
   def save(self, step: int, *, best: bool = False):
     """Saves at `step` unless a variable is non-finite.
@@ -166,8 +194,60 @@ class Checkpoints:
     path = manager.save(checkpoint_number=step)
     if not best:
       self.last_saved_step = step
+      if self.keep_every_steps and step % self.keep_every_steps == 0:
+        keep_copy(path, self.kept_directory)
     logging.info("saved %s", path)
     return path
+
+
+def _checkpoint_files(prefix):
+  """The files of checkpoint `prefix`: data shards first, the .index last."""
+  data = sorted(tf.io.gfile.glob(prefix + ".data-*"))
+  return data + [prefix + ".index"]
+
+
+def keep_copy(prefix: str, directory: str) -> str:
+  """Keeps checkpoint `prefix` in `directory` (hard links, or copies); returns the new prefix.
+
+  The .index goes last, so a kill part-way leaves a prefix `kept_checkpoints` ignores.
+  """
+  os.makedirs(directory, exist_ok=True)
+  target = os.path.join(directory, os.path.basename(prefix))
+  for source in _checkpoint_files(prefix):
+    destination = os.path.join(directory, os.path.basename(source))
+    partial = destination + ".tmp"
+    if os.path.exists(partial):
+      os.remove(partial)
+    try:
+      os.link(source, partial)
+    except OSError:  # another file system, or no hard links there
+      shutil.copyfile(source, partial)
+    os.replace(partial, destination)  # atomic: no half-written file under the real name
+  return target
+
+
+def kept_checkpoints(workdir: str) -> list:
+  """Prefixes of the complete checkpoints in WORKDIR/kept/, oldest first."""
+  directory = os.path.join(workdir, KEPT_DIR)
+  prefixes = [p[:-len(".index")] for p in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))]
+  return sorted(prefixes, key=checkpoint_step)
+
+
+def write_weights(modules, path: str, step: int = 0) -> str:
+  """Writes only the weights of `modules` (name → Keras module) to checkpoint prefix `path`.
+
+  The keys are a training checkpoint's ("modules/<name>/...", "step"), so `load_run(workdir,
+  checkpoint=path)` restores from it; optimizer slots, the RNG and the data position are
+  left out (for Adam, about a third of a training checkpoint).
+
+  Returns:
+    The written prefix.
+  """
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  checkpoint = tf.train.Checkpoint(modules=modules_checkpoint(modules),
+                                   step=tf.Variable(int(step), dtype=tf.int64))
+  return checkpoint.write(path)
 
 
 def checkpoint_step(path) -> int:

@@ -97,6 +97,10 @@ class TrainConfig:
     keep_checkpoints: how many recent checkpoints to retain (safe).
     keep_every_n_hours: additionally keep one checkpoint per this many hours
       for the life of the run; None disables (safe).
+    keep_every_steps: additionally keep the checkpoint of every step that is a
+      multiple of this, for the life of the run, in WORKDIR/kept/ (hard links:
+      no extra disk while it is also among the newest); a multiple of
+      checkpoint_every; None disables (safe).
     keep_best: eval metric name (e.g. "loss"); when set, the checkpoint with the
       lowest value of that eval metric is kept in WORKDIR/best/ (safe).
     eval_every: run the validation loop every N steps; 0 disables (safe).
@@ -136,6 +140,7 @@ class TrainConfig:
   checkpoint_every: int = cfg.safe_field(5000)
   keep_checkpoints: int = cfg.safe_field(5)
   keep_every_n_hours: Optional[float] = cfg.safe_field(None)
+  keep_every_steps: Optional[int] = cfg.safe_field(None)
   keep_best: Optional[str] = cfg.safe_field(None)
   eval_every: int = cfg.safe_field(5000)
   eval_batches: int = cfg.safe_field(10)
@@ -153,6 +158,11 @@ class TrainConfig:
     for name in ("eval_every", "summary_every"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
+    if self.keep_every_steps is not None and (
+        self.keep_every_steps <= 0 or self.keep_every_steps % self.checkpoint_every):
+      raise ValueError(f"keep_every_steps={self.keep_every_steps} must be a positive multiple "
+                       f"of checkpoint_every={self.checkpoint_every} (only saved steps can be "
+                       "kept), or None")
     self.optimizer_config()  # Validates the optimizer fields.
     if self.init_optimizers and not self.init_from:
       raise ValueError("init_optimizers=true needs init_from=WORKDIR (the run whose optimizer "

@@ -1,0 +1,229 @@
+"""DiffWave: config checks, the schedule alignment against the reference's algorithm, the
+reverse process (looped == unrolled, an item alone == the same item in a batch, seedable), the
+per-step noise, the serving interface and graph purity."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfspeech.models import registry
+from tfspeech.models import serving
+from tfspeech.models.diffwave import diffusion, diffwave_presets
+from tfspeech.models.diffwave.diffwave_config import DiffWaveConfig
+from tfspeech.models.diffwave.diffwave_model import build_model
+from tfspeech.models.diffwave.diffwave_serving import DiffWaveServing
+from tfspeech.testing import assert_no_python_ops
+
+FAST = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5)
+TRAINING = np.linspace(1e-4, 0.05, 50)
+HOP = 256
+
+
+def reference_T(training, inference):
+  """lmnt-com/diffwave inference.py's alignment loop, as written there (float64 numpy)."""
+  talpha = 1 - np.array(training)
+  talpha_cum = np.cumprod(talpha)
+  alpha_cum = np.cumprod(1 - np.array(inference))
+  T = []
+  for s in range(len(inference)):
+    for t in range(len(training) - 1):
+      if talpha_cum[t + 1] <= alpha_cum[s] <= talpha_cum[t]:
+        twiddle = (talpha_cum[t] ** 0.5 - alpha_cum[s] ** 0.5) / (
+            talpha_cum[t] ** 0.5 - talpha_cum[t + 1] ** 0.5)
+        T.append(t + twiddle)
+        break
+  return np.array(T, dtype=np.float32)
+
+
+def randomized_model(config=None, seed=0):
+  """A tiny model whose every weight is random (the zero-initialised output kernel too), so
+  the predicted noise, and with it every comparison below, is not trivially zero."""
+  model = build_model(config or diffwave_presets.get_preset("tiny"))
+  rng = np.random.default_rng(seed)
+  for variable in model.weights:
+    scale = 0.3 if len(variable.shape) > 1 else 0.1
+    variable.assign(rng.normal(0, scale, size=variable.shape).astype(np.float32))
+  return model
+
+
+def mel_batch(frames, seed=1, n_mels=80):
+  rng = np.random.default_rng(seed)
+  mel = rng.normal(-4, 1.5, size=(len(frames), max(frames), n_mels)).astype(np.float32)
+  for i, f in enumerate(frames):
+    mel[i, f:] = 99.0  # padding: any value, vocode must ignore it
+  return mel, np.array(frames, np.int32)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_presets_and_registry():
+  from tfspeech.models.diffwave.diffwave_task import DiffWaveTask
+  assert registry.get("diffwave") is DiffWaveTask
+  assert DiffWaveTask.presets is diffwave_presets.PRESETS
+  base = diffwave_presets.get_preset("base")
+  assert (base.residual_layers, base.residual_channels, base.dilation_cycle_length) == (30, 64, 10)
+  np.testing.assert_allclose(base.noise_schedule, TRAINING)
+  assert base.inference_noise_schedule == FAST
+  assert base.hop_length == HOP and base.segment_size == 62 * HOP and not base.unconditional
+  assert diffwave_presets.get_preset("base_unconditional").unconditional
+  assert base.schedule(6) == FAST and base.schedule(50) == base.noise_schedule
+  with pytest.raises(ValueError, match="steps=7.*50.*6"):
+    base.schedule(7)
+
+
+def test_config_refuses_a_fast_schedule_outside_the_training_noise_range():
+  # cumprod(1 - beta) of this schedule falls to 0.05, below the training range's 0.28.
+  with pytest.raises(ValueError, match=r"inference_noise_schedule: reverse step\(s\) \[5\]"):
+    DiffWaveConfig(inference_noise_schedule=(1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.9))
+  with pytest.raises(ValueError, match="noise_schedule must be"):
+    DiffWaveConfig(noise_schedule=(0.1, 1.5))
+  with pytest.raises(ValueError, match="residual_layers must be a positive integer"):
+    DiffWaveConfig(residual_layers=0)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_fast_schedule_alignment_equals_the_reference_formula():
+  expected = reference_T(TRAINING, FAST)
+  assert len(expected) == 6
+  actual = diffusion.aligned_steps(tf.constant(FAST), TRAINING).numpy()
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4)
+  # Fractional, increasing, inside [0, T - 1]: a wrong branch or index would break these.
+  assert np.all(np.diff(actual) > 0) and 0 <= actual[0] < 1 and actual[-1] < 49
+  assert np.abs(actual - np.round(actual)).max() > 0.05
+
+
+def test_full_schedule_aligns_to_the_integer_training_steps():
+  actual = diffusion.aligned_steps(tf.constant(TRAINING), TRAINING).numpy()
+  np.testing.assert_array_equal(actual, reference_T(TRAINING, TRAINING))
+  np.testing.assert_array_equal(actual, np.arange(50, dtype=np.float32))
+
+
+def test_reverse_coefficients_equal_the_reference_arithmetic():
+  got = {k: v.numpy() for k, v in diffusion.reverse_coefficients(tf.constant(FAST),
+                                                                  TRAINING).items()}
+  beta = np.array(FAST)
+  alpha = 1 - beta
+  alpha_cum = np.cumprod(alpha)
+  np.testing.assert_allclose(got["c1"], 1 / alpha ** 0.5, rtol=1e-6)
+  np.testing.assert_allclose(got["c2"], beta / (1 - alpha_cum) ** 0.5, rtol=1e-5)
+  sigma = [0.0] + [((1 - alpha_cum[n - 1]) / (1 - alpha_cum[n]) * beta[n]) ** 0.5
+                   for n in range(1, 6)]
+  np.testing.assert_allclose(got["sigma"], sigma, rtol=1e-4)
+
+
+def test_step_noise_is_per_item_and_uses_given_channels_first():
+  rng = np.random.default_rng(0)
+  noise = rng.normal(size=(2, 12, 1)).astype(np.float32)
+  lengths = tf.constant([12, 8])
+  # One channel, 4 draws: rotations by k * (length // 4) within each item's own length.
+  for k in range(4):
+    z = diffusion.step_noise(noise, lengths, k, 4).numpy()
+    np.testing.assert_array_equal(z[0], np.roll(noise[0, :, 0], -3 * k))
+    np.testing.assert_array_equal(z[1, :8], np.roll(noise[1, :8, 0], -2 * k))
+  # Enough channels: draw k is channel k, untouched (independent draws).
+  wide = rng.normal(size=(2, 12, 4)).astype(np.float32)
+  for k in range(4):
+    z = diffusion.step_noise(wide, lengths, k, 4).numpy()
+    np.testing.assert_array_equal(z[0], wide[0, :, k])
+    np.testing.assert_array_equal(z[1, :8], wide[1, :8, k])
+  # A tensor draw index (the loop's) gives the same as a Python one.
+  np.testing.assert_array_equal(diffusion.step_noise(noise, lengths, tf.constant(3), 4),
+                                diffusion.step_noise(noise, lengths, 3, 4))
+
+
+# --------------------------------------------------------------------------- serving
+
+
+@pytest.fixture(scope="module")
+def vocoder():
+  return DiffWaveServing(randomized_model())
+
+
+def vocode_fn(vocoder, steps):
+  return tf.function(lambda mel, lengths, noise: vocoder.vocode(mel, lengths, noise, steps=steps))
+
+
+def test_vocoder_interface(vocoder):
+  assert vocoder.role == serving.VOCODER and vocoder.hop_length == HOP
+  assert vocoder.noise_channels == 1
+  assert [c.name for c in vocoder.controls] == ["steps"] and vocoder.controls[0].static
+  assert int(vocoder.noise_length(tf.constant(7))) == 7 * HOP
+  assert vocoder.in_process() is vocoder.in_process() and not vocoder.in_process().unroll
+  assert vocoder.in_process().in_process() is vocoder.in_process()
+  assert vocoder.receptive_field > 0
+
+
+@pytest.mark.parametrize("steps", [6, 50])
+def test_batched_equals_alone_looped_equals_unrolled(vocoder, steps):
+  mel, lengths = mel_batch([5, 3])
+  noise = np.random.default_rng(2).normal(size=(2, 5 * HOP, 1)).astype(np.float32)
+  # 50 unrolled copies take a minute to trace on 2 cores; the loop runs the same arithmetic
+  # (compared at 6 steps), so the full schedule is checked in its looped form.
+  served = vocoder if steps == 6 else vocoder.in_process()
+  batched = vocode_fn(served, steps)(mel, lengths, noise)
+  audio = batched["audio"].numpy()
+  np.testing.assert_array_equal(batched["audio_lengths"], [5 * HOP, 3 * HOP])
+  assert np.all(audio[1, 3 * HOP:] == 0) and np.abs(audio[1, :3 * HOP]).max() > 0.05
+  assert np.all(np.abs(audio) <= 1.0)
+  if steps == 6:
+    looped = vocode_fn(vocoder.in_process(), steps)(mel, lengths, noise)["audio"].numpy()
+    np.testing.assert_allclose(looped, audio, atol=1e-5)
+  # The short item alone, with only its own frames and noise, gives what it got in the batch.
+  alone = vocode_fn(served, steps)(mel[1:, :3], lengths[1:], noise[1:, :3 * HOP])["audio"]
+  np.testing.assert_allclose(alone.numpy()[0], audio[1, :3 * HOP], atol=1e-5)
+
+
+def test_noise_decides_the_audio(vocoder):
+  mel, lengths = mel_batch([4])
+  rng = np.random.default_rng(5)
+  first, second = (rng.normal(size=(1, 4 * HOP, 1)).astype(np.float32) for _ in range(2))
+  fn = vocode_fn(vocoder, 6)
+  again = fn(mel, lengths, first)["audio"].numpy()
+  np.testing.assert_array_equal(fn(mel, lengths, first)["audio"].numpy(), again)
+  assert np.abs(fn(mel, lengths, second)["audio"].numpy() - again).max() > 0.05
+
+
+def test_runtime_schedule_loop_takes_any_betas(vocoder):
+  mel, lengths = mel_batch([3, 2])
+  noise = np.random.default_rng(3).normal(size=(2, 3 * HOP, 1)).astype(np.float32)
+  fn = tf.function(lambda mel, lengths, noise, betas: vocoder.vocode_schedule(
+      mel, lengths, noise, betas), input_signature=(
+          tf.TensorSpec([None, None, 80]), tf.TensorSpec([None], tf.int32),
+          tf.TensorSpec([None, None, 1]), tf.TensorSpec([None])))
+  for betas in [(1e-3, 0.05, 0.3), FAST]:
+    looped = fn(mel, lengths, noise, tf.constant(betas, tf.float32))["audio"].numpy()
+    expected = diffusion.reverse_process_unrolled(
+        lambda a, t: vocoder.model.denoise(a, t, vocoder.model.upsample(mel, lengths),
+                                           tf.sequence_mask(lengths * HOP, 3 * HOP, tf.float32)),
+        noise, lengths * HOP, betas, TRAINING,
+        tf.sequence_mask(lengths * HOP, 3 * HOP, tf.float32)).numpy()
+    np.testing.assert_allclose(looped, expected, atol=1e-5)
+  # One traced graph (the signature's) served both schedule lengths.
+  assert len(fn._list_all_concrete_functions()) == 1  # pylint: disable=protected-access
+
+
+def test_serving_graphs_are_pure(vocoder):
+  spec = (tf.TensorSpec([None, None, 80]), tf.TensorSpec([None], tf.int32),
+          tf.TensorSpec([None, None, 1]))
+  for served in (vocoder, vocoder.in_process()):
+    concrete = tf.function(lambda m, l, n, s=served: s.vocode(m, l, n, steps=6)
+                           ).get_concrete_function(*spec)
+    assert_no_python_ops(concrete)
+  ops = {node.op for node in concrete.graph.as_graph_def().node}
+  assert "While" in ops or "StatelessWhile" in ops
+  unrolled = tf.function(lambda m, l, n: vocoder.vocode(m, l, n, steps=6)
+                         ).get_concrete_function(*spec)
+  graph_def = unrolled.graph.as_graph_def()
+  ops = {node.op for node in graph_def.node}
+  ops |= {node.op for function in graph_def.library.function for node in function.node_def}
+  assert not ops & {"While", "StatelessWhile", "If", "StatelessIf"}
+
+
+def test_unconditional_model_runs():
+  config = diffwave_presets.get_preset("tiny").replace(unconditional=True)
+  model = randomized_model(config)
+  assert model.spectrogram_upsampler is None
+  out = model((tf.zeros([2, 512]), tf.constant([1, 2]), None))
+  assert out.shape == (2, 512)

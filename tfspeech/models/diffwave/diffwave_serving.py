@@ -1,0 +1,148 @@
+"""DiffWave behind the `tfspeech.models.serving.Vocoder` interface.
+
+Control `steps` (static, default 6): 6 runs the fast schedule (`inference_noise_schedule`,
+each step aligned to a fractional training step), 50 the full training schedule; any other
+count is refused (no reference schedule exists for it; `vocode_schedule` takes any betas).
+
+Noise (`noise_channels = 1`, `noise_length(frames) = frames * hop`): `[batch, frames * hop, C]`
+standard normal. The process makes S draws (the starting audio and one per step but the
+last); `diffusion.step_noise` derives them from this one input without random ops: draw k
+is channel k % C, rotated within each item by whole multiples of length / ceil(S / C)
+samples. So the same noise gives the same audio in TF, TFLite and TFJS, an item alone gives
+the audio it gets in a batch, and a caller who wants independent draws passes C >= S
+channels (the seam's default C = 1 gives rotated copies; see `step_noise`).
+
+Forms: the exported form unrolls the S steps (S copies of the network, no control flow);
+`in_process()` runs the same arithmetic as one `tf.while_loop`, whose schedule is a tensor
+(`vocode_schedule`: any betas, any number of steps, one copy of the network).
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+
+from tfspeech import audio as audio_lib
+from tfspeech.models import serving
+from tfspeech.models.diffwave import diffusion
+from tfspeech.models.diffwave.diffwave_config import DiffWaveConfig
+from tfspeech.models.diffwave.diffwave_model import DiffWave
+
+DEFAULT_SAMPLE_RATE = 22050
+
+CONTROLS = (
+    serving.Control("steps", "int32", 6, "reverse-diffusion steps: 6 (fast schedule) or 50 "
+                    "(the training schedule)", static=True, minimum=1),
+)
+
+
+def receptive_field_samples(config: DiffWaveConfig) -> int:
+  """One-sided reach in samples of one network call: its dilated convs (k=3) and upsampler.
+
+  The reverse process calls the network S times, so the audio's reach is S times this.
+  """
+  dilated = sum(2 ** (i % config.dilation_cycle_length) for i in range(config.residual_layers))
+  # Each transposed conv (kernel 2 s, stride s, torch's padding s / 2) reaches one input
+  # position either side: one frame, then 1 / s frame.
+  return dilated + config.hop_length + config.upsample_stride
+
+
+class DiffWaveServing(serving.Vocoder):
+  """A trained `DiffWave` as a vocoder (its weights are used, not copied).
+
+  Args:
+    model: a `DiffWave`.
+    sample_rate: output rate in Hz.
+    mel_config: the `MelConfig` of its training mels, or None when unknown.
+    unroll: unroll the reverse process (loop-free, for export); False runs it as a
+      `tf.while_loop` (`in_process()`).
+  """
+  controls = CONTROLS
+  noise_channels = 1
+
+  def __init__(self, model: DiffWave, sample_rate: int = DEFAULT_SAMPLE_RATE,
+               mel_config: Optional[audio_lib.MelConfig] = None, unroll: bool = True):
+    self.model = model
+    self.unroll = unroll
+    self._in_process = None if unroll else self
+    config = model.config
+    self.n_mels = config.n_mels
+    self.hop_length = config.hop_length
+    self.sample_rate = int(sample_rate)
+    self.mel_config = mel_config
+    convention = mel_config or audio_lib.MelConfig.hifigan()
+    with tf.init_scope():  # eager even when built inside a traced function (summaries)
+      self.mel_pad_value = float(audio_lib.log_compress(tf.zeros([]), convention))
+    # Frames: the reach of S = 50 network calls (the full schedule).
+    reach = receptive_field_samples(config) * config.diffusion_steps
+    self.receptive_field = -(-reach // config.hop_length)
+
+  @classmethod
+  def from_data_info(cls, model: DiffWave, data_info) -> "DiffWaveServing":
+    """The vocoder of a run whose `data_info` may record `mel_config` and `sample_rate`."""
+    info = dict(data_info or {})
+    mel_config = audio_lib.MelConfig(**info["mel_config"]) if "mel_config" in info else None
+    sample_rate = info.get("sample_rate") or (mel_config.sample_rate if mel_config
+                                              else DEFAULT_SAMPLE_RATE)
+    return cls(model, sample_rate, mel_config)
+
+  @property
+  def config(self) -> DiffWaveConfig:
+    return self.model.config
+
+  @property
+  def weights(self):
+    return list(self.model.weights)
+
+  def in_process(self) -> "DiffWaveServing":
+    """The same vocoder with the reverse process as a `tf.while_loop` (one network copy)."""
+    if self._in_process is None:
+      self._in_process = DiffWaveServing(self.model, self.sample_rate, self.mel_config,
+                                         unroll=False)
+      self._in_process._in_process = self._in_process  # pylint: disable=protected-access
+    return self._in_process
+
+  def noise_length(self, mel_frames):
+    """int32 scalar: noise samples `vocode` reads for `mel_frames` frames."""
+    return tf.cast(mel_frames, tf.int32) * self.hop_length
+
+  def _inputs(self, mel, mel_lengths, noise):
+    mel = tf.ensure_shape(tf.cast(mel, tf.float32), [None, None, self.n_mels])
+    mel_lengths = tf.cast(mel_lengths, tf.int32)
+    samples = tf.shape(mel)[1] * self.hop_length
+    lengths = mel_lengths * self.hop_length
+    if noise is None:
+      noise = tf.random.normal([tf.shape(mel)[0], samples, 1])
+    # Shorter noise is repeated along time (any length >= 1 works, as for acoustic models).
+    noise = serving.cyclic_frames(tf.cast(noise, tf.float32), samples)
+    mask = tf.sequence_mask(lengths, samples, tf.float32)
+    conditioner = self.model.upsample(mel, mel_lengths)
+    denoise = lambda audio, step: self.model.denoise(audio, step, conditioner, mask)  # noqa: E731
+    return noise, lengths, mask, denoise
+
+  def vocode(self, mel, mel_lengths, noise=None, steps: int = 6):
+    """`[batch, frames, n_mels]`, `[batch]`, noise `[batch, frames * hop, C]` → audio
+    `[batch, frames * hop]` (0 past each length) and `audio_lengths` `[batch]`.
+
+    Mel frames past each length are ignored (any pad value)."""
+    betas = self.config.schedule(int(steps))
+    noise, lengths, mask, denoise = self._inputs(mel, mel_lengths, noise)
+    training = self.config.noise_schedule
+    if self.unroll:
+      audio = diffusion.reverse_process_unrolled(denoise, noise, lengths, betas, training, mask)
+    else:
+      audio = diffusion.reverse_process_loop(denoise, noise, lengths,
+                                             tf.constant(betas, tf.float32), training, mask)
+    return {"audio": audio * mask, "audio_lengths": lengths}
+
+  def vocode_schedule(self, mel, mel_lengths, noise, betas):
+    """`vocode` with the reverse betas `[S]` a runtime tensor (any S >= 1): one loop.
+
+    The alignment to training steps and every coefficient are computed in the graph; noise
+    levels outside the training range are clamped (`diffusion.aligned_steps`).
+    """
+    noise, lengths, mask, denoise = self._inputs(mel, mel_lengths, noise)
+    audio = diffusion.reverse_process_loop(denoise, noise, lengths,
+                                           tf.cast(betas, tf.float32),
+                                           self.config.noise_schedule, mask)
+    return {"audio": audio * mask, "audio_lengths": lengths}
+
