@@ -56,3 +56,42 @@ def tiny_grad_tts_run(tiny_prepared, tmp_path_factory):
     tf.config.optimizer.set_experimental_options(
         {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
   return training.load_run(workdir)
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared_pitch(tiny_prepared, tmp_path_factory):
+  """`tiny_prepared` with per-frame `pitch` (YIN, Hz) and `energy` (STFT-frame L2 norm) added
+  to every record and `stats.pitch` to dataset.json: the layout `tfspeech-prepare --pitch`
+  writes (built here until every test machine's prepare has the option)."""
+  import json
+  import shutil
+  import numpy as np
+  import tensorflow as tf
+  from tfspeech.data import records
+  from tfspeech.ops import yin_pitch
+  out = tmp_path_factory.mktemp("tiny_prepared_pitch")
+  voiced = []
+  for path in sorted(pathlib.Path(tiny_prepared).iterdir()):
+    if not path.name.endswith(".tfrecord"):
+      shutil.copy(path, out / path.name)
+      continue
+    with tf.io.TFRecordWriter(str(out / path.name)) as writer:
+      for serialized in tf.data.TFRecordDataset(str(path)):
+        ex = records.parse_example(serialized)
+        frames = int(ex["num_frames"])
+        audio = ex["audio"]
+        f0 = yin_pitch(audio, 22050, 1024, 256, 65.0, 800.0)[0].numpy()
+        magnitude = tf.abs(tf.signal.stft(audio, 1024, 256, pad_end=True))
+        energy = tf.norm(magnitude, axis=-1).numpy()
+        f0 = np.pad(f0, (0, max(frames - len(f0), 0)))[:frames]
+        energy = np.pad(energy, (0, max(frames - len(energy), 0)))[:frames]
+        voiced.append(f0[f0 > 0])
+        writer.write(records.serialize_example(
+            ex["id"].numpy().decode(), ex["text"].numpy().decode(), ex["text_ids"].numpy(),
+            (audio.numpy() * 32768).round().astype(np.int16), ex["mel"].numpy(),
+            speaker=int(ex["speaker"]), pitch=f0, energy=energy))
+  voiced = np.concatenate(voiced)
+  info = json.loads((out / "dataset.json").read_text())
+  info["stats"] = {"pitch": {"mean": float(voiced.mean()), "std": float(voiced.std())}}
+  (out / "dataset.json").write_text(json.dumps(info, indent=1))
+  return str(out)

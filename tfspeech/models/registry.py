@@ -23,6 +23,7 @@ _BUILTIN_MODULES = {
     "toy_gan": "tfspeech.models.toy",
     "grad_tts": "tfspeech.models.grad_tts",
     "hifigan": "tfspeech.models.hifigan",
+    "fastpitch": "tfspeech.models.fastpitch",
 }
 
 _REGISTRY: dict[str, type] = {}
