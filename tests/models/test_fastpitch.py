@@ -185,3 +185,39 @@ def test_ground_truth_aligned_keeps_the_target_frames():
   assert not gta.numpy()[0, 15:].any()
   assert np.isfinite(gta.numpy()).all()
 
+
+
+def test_serving_converts_to_tflite_builtins_with_parity(tmp_path):
+  # LiteRT, as the exporters use (tf.lite.Interpreter aborts once torch is loaded).
+  litert = pytest.importorskip("ai_edge_litert.interpreter")
+  acoustic = _serving()
+  spec = [tf.TensorSpec([None, None], tf.int32, name="text_ids"),
+          tf.TensorSpec([None], tf.int32, name="text_lengths"),
+          tf.TensorSpec([], tf.float32, name="pace"),
+          tf.TensorSpec([], tf.float32, name="pitch_shift")]
+
+  @tf.function(input_signature=spec)
+  def synthesize(text_ids, text_lengths, pace, pitch_shift):
+    return acoustic.synthesize(text_ids, text_lengths, None, pace=pace,
+                               pitch_shift=pitch_shift)
+
+  module = tf.Module()
+  module.model = acoustic.model
+  module.synthesize = synthesize
+  tf.saved_model.save(module, str(tmp_path), signatures={"synthesize": synthesize})
+  loaded = tf.saved_model.load(str(tmp_path))
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [loaded.signatures["synthesize"]], loaded)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  path = tmp_path / "fastpitch.tflite"
+  path.write_bytes(converter.convert())
+  runner = litert.Interpreter(model_path=str(path)).get_signature_runner()
+  text_ids, text_lengths, _, _ = _batch()
+  for batch, pace in ((2, 1.0), (1, 1.5)):  # the runner resizes to each input's shapes
+    inputs = {"text_ids": text_ids.numpy()[:batch], "text_lengths": text_lengths.numpy()[:batch],
+              "pace": np.float32(pace), "pitch_shift": np.float32(20.0)}
+    got = runner(**inputs)
+    want = synthesize(**{k: tf.constant(v) for k, v in inputs.items()})
+    np.testing.assert_array_equal(got["durations"], want["durations"].numpy())
+    np.testing.assert_array_equal(got["mel_lengths"], want["mel_lengths"].numpy())
+    np.testing.assert_allclose(got["mel"], want["mel"].numpy(), atol=1e-4)

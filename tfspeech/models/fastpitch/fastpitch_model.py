@@ -124,10 +124,10 @@ class FastPitch(keras.Model):
        log_durations `[batch, tokens]`, pitch `[batch, tokens]` normalised), 0 on padding.
     """
     text_ids, text_lengths = self._check_inputs(text_ids, text_lengths, speaker)
-    text_mask = sequence_mask(text_lengths, tf.shape(text_ids)[1])[:, :, None]
+    text_mask = tf.expand_dims(sequence_mask(text_lengths, tf.shape(text_ids)[1]), 2)
     conditioning = None
     if self.config.n_speakers > 1:
-      conditioning = (self.speaker_emb(tf.cast(speaker, tf.int32))[:, None, :]
+      conditioning = (tf.expand_dims(self.speaker_emb(tf.cast(speaker, tf.int32)), 1)
                       * self.config.speaker_emb_weight)
     enc_out = self.encoder(text_ids, text_mask, conditioning, training=training)
     log_durations = self.duration_predictor(enc_out, text_mask, training=training)
@@ -146,7 +146,7 @@ class FastPitch(keras.Model):
       (mel `[batch, frames, n_mels]` 0 past each length, mel_lengths `[batch]` int32).
     """
     regulated, mel_lengths = alignment_ops.length_regulate(enc_out, durations, max_length)
-    frame_mask = sequence_mask(mel_lengths, tf.shape(regulated)[1])[:, :, None]
+    frame_mask = tf.expand_dims(sequence_mask(mel_lengths, tf.shape(regulated)[1]), 2)
     decoded = self.decoder(regulated, frame_mask, training=training)
     return self.proj(decoded) * frame_mask, mel_lengths
 
@@ -162,7 +162,7 @@ class FastPitch(keras.Model):
     text_ids, text_lengths = self._check_inputs(text_ids, text_lengths, speaker)
     mel_lengths = tf.cast(mel_lengths, tf.int32)
     tokens, frames = tf.shape(text_ids)[1], tf.shape(mel)[1]
-    text_mask = sequence_mask(text_lengths, tokens)[:, :, None]
+    text_mask = tf.expand_dims(sequence_mask(text_lengths, tokens), 2)
     prior = alignment_ops.beta_binomial_prior(text_lengths, mel_lengths)
     prior = tf.pad(prior, [[0, 0], [0, frames - tf.shape(prior)[1]],
                            [0, tokens - tf.shape(prior)[2]]])

@@ -8,6 +8,9 @@ Layouts are channels-last (the reference's torch layouts in brackets):
 Porting reference weights: Conv1d `[out, in, k]` -> Keras Conv1D `[k, in, out]`
 (`w.permute(2, 1, 0)`); Linear `[out, in]` -> Dense `[in, out]` (`w.T`).
 
+Inference code uses `tf.expand_dims`, never `x[:, None]`: TFLite builtins have no
+new-axis strided slice on dynamic shapes.
+
 Every layer multiplies by the mask before a convolution mixes neighbouring steps, so padding
 never reaches a real step: an item's outputs do not depend on how far its batch is padded.
 The reference's TemporalPredictor does not mask between its convolutions (a padded step
@@ -38,7 +41,7 @@ def positional_encoding(length, channels, dtype=tf.float32):
   """
   inv_freq = 1.0 / (10000.0 ** (tf.range(0.0, channels, 2.0) / float(channels)))
   positions = tf.cast(tf.range(length), tf.float32)
-  angles = positions[:, None] * inv_freq[None, :]
+  angles = tf.expand_dims(positions, 1) * tf.expand_dims(inv_freq, 0)
   return tf.cast(tf.concat([tf.sin(angles), tf.cos(angles)], axis=1), dtype)
 
 
@@ -70,7 +73,7 @@ class MultiHeadAttention(keras.layers.Layer):
     heads = tf.transpose(heads, [2, 0, 3, 1, 4])  # [3, batch, heads, time, d_head]
     query, key, value = heads[0], heads[1], heads[2]
     scores = tf.linalg.matmul(query, key, transpose_b=True) * (1.0 / math.sqrt(self.d_head))
-    key_mask = tf.transpose(mask, [0, 2, 1])[:, None]  # [batch, 1, 1, time]
+    key_mask = tf.expand_dims(tf.transpose(mask, [0, 2, 1]), 1)  # [batch, 1, 1, time]
     scores = tf.where(key_mask > 0, scores, _MASKED_SCORE)
     weights = self.dropatt(tf.nn.softmax(scores, axis=-1), training=training)
     out = tf.linalg.matmul(weights, value)  # [batch, heads, time, d_head]
@@ -168,7 +171,7 @@ class FFTransformer(keras.layers.Layer):
       `[batch, time, d_model]`, 0 on padding.
     """
     x = self.embed(inputs, mask) if self.n_embed is not None else inputs
-    x = x + positional_encoding(tf.shape(x)[1], self.d_model, x.dtype)[None] * mask
+    x = x + tf.expand_dims(positional_encoding(tf.shape(x)[1], self.d_model, x.dtype), 0) * mask
     if conditioning is not None:
       x = x + conditioning
     x = self.drop(x, training=training)
@@ -216,7 +219,7 @@ class ValueEmbedding(keras.layers.Layer):
 
   def call(self, values, mask):
     """values: `[batch, tokens]`; mask: `[batch, tokens, 1]`. Returns `[batch, tokens, d]`."""
-    return self.conv(values[..., None] * mask) * mask
+    return self.conv(tf.expand_dims(values, -1) * mask) * mask
 
 
 class AlignmentEncoder(keras.layers.Layer):
@@ -267,9 +270,9 @@ class AlignmentEncoder(keras.layers.Layer):
     queries = self.query_conv_3(tf.nn.relu(self.query_conv_2(
         tf.nn.relu(self.query_conv_1(mel)))))
     # |q - k|^2 = |q|^2 - 2 q.k + |k|^2, without a [batch, frames, tokens, A] tensor.
-    distance = (tf.reduce_sum(tf.square(queries), -1)[:, :, None]
+    distance = (tf.reduce_sum(tf.square(queries), -1, keepdims=True)
                 - 2.0 * tf.linalg.matmul(queries, keys, transpose_b=True)
-                + tf.reduce_sum(tf.square(keys), -1)[:, None, :])
+                + tf.expand_dims(tf.reduce_sum(tf.square(keys), -1), 1))
     token_valid = tf.transpose(text_mask, [0, 2, 1]) > 0  # [batch, 1, tokens]
     # The reference normalises over padded tokens too; leaving them out keeps an item's
     # alignment independent of its batch (and changes nothing for an unpadded item).
