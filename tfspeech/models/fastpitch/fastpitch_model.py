@@ -47,6 +47,17 @@ def token_targets(pitch, energy, durations, pitch_mean, pitch_std):
   return pitch_tokens, energy_tokens
 
 
+def batch_prior(text_lengths, mel_lengths, tokens, frames):
+  """`tfspeech.ops.beta_binomial_prior` padded to `[batch, frames, tokens]`.
+
+  Its size follows the longest item, a data-dependent shape XLA cannot compile, so the
+  task computes it in the input pipeline (as the reference's data loader does).
+  """
+  prior = alignment_ops.beta_binomial_prior(text_lengths, mel_lengths)
+  return tf.pad(prior, [[0, 0], [0, frames - tf.shape(prior)[1]],
+                        [0, tokens - tf.shape(prior)[2]]])
+
+
 class FastPitch(keras.Model):
   """FastPitch 1.1 acoustic model; weights are created on construction.
 
@@ -151,8 +162,13 @@ class FastPitch(keras.Model):
     return self.proj(decoded) * frame_mask, mel_lengths
 
   # ------------------------------------------------------------------ training
-  def align(self, text_ids, text_lengths, mel, mel_lengths, speaker=None):
+  def align(self, text_ids, text_lengths, mel, mel_lengths, speaker=None, prior=None):
     """Soft and hard alignments of mel frames to tokens (no encoder needed beyond the embedding).
+
+    Args:
+      prior: optional `[batch, frames, tokens]` beta-binomial prior, e.g. computed in the
+        input pipeline (`batch_prior`) so the traced step has no data-dependent shapes
+        (XLA); None computes it here.
 
     Returns:
       dict with "soft", "log_prob", "hard" (`[batch, frames, tokens]`) and "durations"
@@ -163,9 +179,8 @@ class FastPitch(keras.Model):
     mel_lengths = tf.cast(mel_lengths, tf.int32)
     tokens, frames = tf.shape(text_ids)[1], tf.shape(mel)[1]
     text_mask = tf.expand_dims(sequence_mask(text_lengths, tokens), 2)
-    prior = alignment_ops.beta_binomial_prior(text_lengths, mel_lengths)
-    prior = tf.pad(prior, [[0, 0], [0, frames - tf.shape(prior)[1]],
-                           [0, tokens - tf.shape(prior)[2]]])
+    if prior is None:
+      prior = batch_prior(text_lengths, mel_lengths, tokens, frames)
     soft, log_prob = self.attention(mel, self.encoder.embed(text_ids, text_mask), text_mask,
                                     prior)
     # MAS on the log-probabilities: log(soft) differs from them by a per-frame constant,
@@ -176,7 +191,7 @@ class FastPitch(keras.Model):
     return {"soft": soft, "log_prob": log_prob, "hard": hard, "durations": durations}
 
   def forward(self, text_ids, text_lengths, mel, mel_lengths, pitch, energy, pitch_mean,
-              pitch_std, speaker=None, training=False):
+              pitch_std, speaker=None, prior=None, training=False):
     """The training pass (reference `FastPitch.forward` with ground-truth pitch).
 
     Args:
@@ -184,6 +199,7 @@ class FastPitch(keras.Model):
       pitch: `[batch, frames]` Hz, 0 = unvoiced.
       energy: `[batch, frames]` per-frame energy (ignored without energy conditioning).
       pitch_mean, pitch_std: corpus pitch statistics (Hz).
+      prior: optional `[batch, frames, tokens]` alignment prior (see `align`).
 
     Returns:
       dict: "mel" `[batch, frames, n_mels]`, "mel_lengths", "log_durations",
@@ -192,7 +208,7 @@ class FastPitch(keras.Model):
     """
     enc_out, text_mask, log_durations, pitch_predicted = self.encode(
         text_ids, text_lengths, speaker, training=training)
-    aligned = self.align(text_ids, text_lengths, mel, mel_lengths, speaker)
+    aligned = self.align(text_ids, text_lengths, mel, mel_lengths, speaker, prior)
     durations = aligned["durations"]
     use_energy = self.config.energy_conditioning
     pitch_target, energy_target = token_targets(
@@ -202,8 +218,13 @@ class FastPitch(keras.Model):
     if use_energy:
       energy_predicted = self.energy_predictor(enc_out, text_mask, training=training)
       enc_out = enc_out + self.energy_emb(energy_target, text_mask)
-    mel_out, out_lengths = self.decode(enc_out, durations, tf.shape(mel)[1], training=training)
-    mel_out = tf.pad(mel_out, [[0, 0], [0, tf.shape(mel)[1] - tf.shape(mel_out)[1]], [0, 0]])
+    # The hard path is the length regulation of its own durations (monotonic, one token per
+    # frame); as a matmul it keeps the target's frame count, a static shape under XLA.
+    regulated = tf.linalg.matmul(aligned["hard"], enc_out)
+    out_lengths = tf.reduce_sum(durations, axis=1)
+    frame_mask = tf.expand_dims(sequence_mask(out_lengths, tf.shape(mel)[1]), 2)
+    decoded = self.decoder(regulated, frame_mask, training=training)
+    mel_out = self.proj(decoded) * frame_mask
     return dict(aligned, mel=mel_out, mel_lengths=out_lengths, log_durations=log_durations,
                 pitch_predicted=pitch_predicted, pitch_target=pitch_target,
                 energy_predicted=energy_predicted, energy_target=energy_target,

@@ -31,7 +31,7 @@ from tfspeech.models.fastpitch import fastpitch_presets
 from tfspeech.models.fastpitch import fastpitch_serving
 from tfspeech.models.fastpitch import losses as losses_lib
 from tfspeech.models.fastpitch.fastpitch_config import FastPitchConfig
-from tfspeech.models.fastpitch.fastpitch_model import FastPitch
+from tfspeech.models.fastpitch.fastpitch_model import FastPitch, batch_prior
 from tfspeech.ops.sequence import sequence_mask
 from tfspeech.training import summaries as summaries_lib
 
@@ -176,10 +176,19 @@ class FastPitchTask(registry.Task):
     features = ("text_ids", "mel", "pitch", "energy")
     if self.config.n_speakers > 1:
       features += ("speaker",)
-    return dataset_lib.make_dataset(
+    dataset = dataset_lib.make_dataset(
         data_dir, "train" if training else "validation", batch_size=train_config.batch_size,
         features=features, shuffle=training, seed=train_config.seed, repeat=training,
         bucket_boundaries=None if training else False, drop_remainder=training)
+
+    def add_prior(batch):
+      # The alignment prior's shape follows the batch's longest item: computed here, the
+      # traced step has static shapes for XLA (the reference's loader makes priors too).
+      batch = dict(batch)
+      batch["prior"] = batch_prior(batch["text_lengths"], batch["mel_lengths"],
+                                   tf.shape(batch["text_ids"])[1], tf.shape(batch["mel"])[1])
+      return batch
+    return dataset.map(add_prior, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   # ------------------------------------------------------------------ steps
   def _speaker(self, batch):
@@ -190,7 +199,7 @@ class FastPitchTask(registry.Task):
     return mel, self.modules["fastpitch"].forward(
         batch["text_ids"], batch["text_lengths"], mel, batch["mel_lengths"],
         batch["pitch"], batch["energy"], self._pitch["mean"], self._pitch["std"],
-        speaker=self._speaker(batch), training=training)
+        speaker=self._speaker(batch), prior=batch.get("prior"), training=training)
 
   def _losses(self, batch, ctx, training):
     """Every loss term (this replica's share) and their weighted sum "loss"."""
