@@ -221,3 +221,12 @@ def test_serving_converts_to_tflite_builtins_with_parity(tmp_path):
     np.testing.assert_array_equal(got["durations"], want["durations"].numpy())
     np.testing.assert_array_equal(got["mel_lengths"], want["mel_lengths"].numpy())
     np.testing.assert_allclose(got["mel"], want["mel"].numpy(), atol=1e-4)
+
+
+def test_default_controls_leave_the_model_output_unchanged():
+  acoustic = _serving()
+  text_ids, text_lengths, _, _ = _batch()
+  plain = acoustic.model.infer(text_ids, text_lengths)
+  served = acoustic.synthesize(text_ids, text_lengths, None)
+  np.testing.assert_array_equal(served["durations"].numpy(), plain["durations"].numpy())
+  np.testing.assert_allclose(served["mel"].numpy(), plain["mel"].numpy(), atol=1e-4)

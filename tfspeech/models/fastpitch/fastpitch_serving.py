@@ -62,8 +62,10 @@ class FastPitchServing(serving.AcousticModel):
       return (hz - mean) / std * mask
 
     def energy_transform(energy, mask):
-      linear = tf.maximum(tf.exp(energy) - 1.0, 0.0) * energy_scale
-      return tf.math.log(1.0 + linear) * mask
+      # The model's energy is log(1 + e); scale e. At 1 this is the identity (to round-off),
+      # also for slightly negative predictions; the floor keeps the log finite.
+      linear = (tf.exp(energy) - 1.0) * energy_scale
+      return tf.math.log(tf.maximum(1.0 + linear, 1e-4)) * mask
 
     return pitch_transform, energy_transform
 

@@ -9,8 +9,10 @@ prepared without `--pitch` fails at start with that fix. The model's `n_symbols`
 the prepared symbol table's size (`ljspeech`: `english_arpabet`, 148; `tiny`: the default
 `english_characters`, 64).
 
-One train step (all inside the traced step): the alignment encoder's soft alignment,
-hard durations by `maximum_path`, per-token pitch/energy targets over them, then
+One train step: the input pipeline adds the beta-binomial alignment prior per batch (its
+shape follows the longest item, so the traced step keeps static shapes for XLA); inside the
+traced step, the alignment encoder's soft alignment, hard durations by `maximum_path`,
+per-token pitch/energy targets over them, then
   loss = mel MSE + 0.1 duration + 0.1 pitch + 0.1 energy + 1.0 attention CTC
          + w(step) binarization,
 with w ramping linearly from 0 at `kl_loss_start_step` to `kl_loss_weight` over
