@@ -48,12 +48,10 @@ def _numpy_energy(audio, config):
   return np.sqrt((np.abs(spectrum) ** 2 + config.magnitude_eps).sum(axis=-1))
 
 
-@pytest.fixture(scope="module")
-def tiny_prepared(tiny_corpus, tmp_path_factory):
-  """The tiny corpus prepared with pitch (FastPitch's settings), in-process."""
-  out_dir = str(tmp_path_factory.mktemp("tiny_prepared_pitch"))
-  prepare.prepare_corpus(tiny_corpus, out_dir, workers=1, progress=False, pitch=True)
-  return out_dir
+@pytest.fixture
+def tiny_prepared(tiny_prepared_pitch):
+  """The tiny corpus prepared with pitch (FastPitch's settings): the session's copy."""
+  return tiny_prepared_pitch
 
 
 def test_prepared_records_carry_pitch_and_energy_on_the_mel_frames(tiny_prepared):

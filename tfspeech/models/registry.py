@@ -24,6 +24,7 @@ _BUILTIN_MODULES = {
     "grad_tts": "tfspeech.models.grad_tts",
     "hifigan": "tfspeech.models.hifigan",
     "diffwave": "tfspeech.models.diffwave",
+    "fastpitch": "tfspeech.models.fastpitch",
 }
 
 _REGISTRY: dict[str, type] = {}

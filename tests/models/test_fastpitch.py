@@ -1,0 +1,232 @@
+"""FastPitch model: presets, parameter parity with the PyTorch reference, losses, serving."""
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfspeech import text as text_lib
+from tfspeech.models import registry
+from tfspeech.models import serving as serving_lib
+from tfspeech.models.fastpitch import FastPitch, FastPitchConfig, FastPitchServing
+from tfspeech.models.fastpitch import fastpitch_presets, losses
+from tfspeech.testing import assert_no_python_ops
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The transcription's count of the reference LJSpeech model (arg_parser.py defaults with
+# energy conditioning): 12 FFT blocks ~ 43.7M, predictors 1.5M, alignment encoder 1.0M.
+LJSPEECH_PARAMETERS = 46_266_420
+
+
+def _torch_reference():
+  pytest.importorskip("torch")
+  if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))  # after the installed tfspeech
+  from benchmarks.torch_reference import fastpitch as reference
+  return reference
+
+
+def test_registered_with_presets():
+  cls = registry.get("fastpitch")
+  assert cls.presets is fastpitch_presets.PRESETS
+  assert set(cls.presets) == {"tiny", "ljspeech"}
+  assert cls.config_class is FastPitchConfig
+  # ljspeech keeps the reference's 148-symbol english_basic size: english_arpabet.
+  assert cls.preset("ljspeech").n_symbols == len(text_lib.english_arpabet()) == 148
+  assert cls.preset("tiny").n_symbols == len(text_lib.english_characters())
+  ljspeech = cls.preset("ljspeech")
+  assert (ljspeech.symbols_embedding_dim, ljspeech.in_fft_n_layers, ljspeech.out_fft_n_layers,
+          ljspeech.in_fft_n_heads, ljspeech.in_fft_conv1d_filter_size) == (384, 6, 6, 1, 1536)
+  train = cls.default_train_config("ljspeech")
+  assert (train.optimizer, train.lr_schedule, train.batch_size) == ("lamb", "noam", 256)
+  assert cls.serving_role == "acoustic"
+  assert [c.name for c in cls.serving_controls] == ["pace", "pitch_shift", "pitch_scale",
+                                                    "energy_scale"]
+
+
+def test_config_rejects_bad_values_with_the_fix():
+  with pytest.raises(ValueError, match="in_fft_conv1d_kernel_size.*odd"):
+    FastPitchConfig(in_fft_conv1d_kernel_size=4)
+  with pytest.raises(ValueError, match="p_in_fft_dropout"):
+    FastPitchConfig(p_in_fft_dropout=1.5)
+  with pytest.raises(ValueError, match="padding_idx"):
+    FastPitchConfig(n_symbols=10, padding_idx=10)
+
+
+def test_ljspeech_parameter_count_equals_the_torch_reference():
+  reference = _torch_reference()
+  for name in ("ljspeech", "tiny"):
+    config = fastpitch_presets.preset(name)
+    model = FastPitch(config)
+    torch_model = reference.FastPitch(reference.params_from_tfspeech(config))
+    assert model.count_params() == reference.count_parameters(torch_model), name
+  assert FastPitch(fastpitch_presets.ljspeech()).count_params() == LJSPEECH_PARAMETERS
+  assert 45e6 < LJSPEECH_PARAMETERS < 48e6  # FastPitch 1.1 LJSpeech is ~46M.
+  # Without energy conditioning / with speakers, still the same count as the reference.
+  for config in (fastpitch_presets.tiny(energy_conditioning=False),
+                 fastpitch_presets.tiny(n_speakers=3)):
+    torch_model = reference.FastPitch(reference.params_from_tfspeech(config))
+    assert FastPitch(config).count_params() == reference.count_parameters(torch_model)
+
+
+def _batch():
+  text_ids = tf.constant([[5, 6, 7, 8, 0, 0], [9, 10, 11, 12, 13, 14]])
+  text_lengths = tf.constant([4, 6])
+  mel_lengths = tf.constant([15, 22])
+  mel = tf.random.stateless_normal([2, 22, 80], [1, 2])
+  return text_ids, text_lengths, mel, mel_lengths
+
+
+def test_alignment_losses_match_the_torch_reference():
+  reference = _torch_reference()
+  import torch
+  model = FastPitch(fastpitch_presets.tiny())
+  text_ids, text_lengths, mel, mel_lengths = _batch()
+  aligned = model.align(text_ids, text_lengths, mel, mel_lengths)
+  # MAS durations cover every frame of each item.
+  np.testing.assert_array_equal(aligned["durations"].numpy().sum(1), mel_lengths.numpy())
+  assert (aligned["durations"].numpy()[0, 4:] == 0).all()
+
+  ctc = losses.attention_ctc_loss(aligned["log_prob"], text_lengths, mel_lengths)
+  log_prob = torch.from_numpy(aligned["log_prob"].numpy())[:, None]
+  expected = reference.attention_ctc_loss(log_prob, torch.from_numpy(text_lengths.numpy()),
+                                          torch.from_numpy(mel_lengths.numpy()))
+  np.testing.assert_allclose(float(tf.reduce_mean(ctc)), float(expected), rtol=1e-4)
+
+  binarization = losses.binarization_loss(aligned["hard"], aligned["soft"])
+  expected = reference.binarization_loss(torch.from_numpy(aligned["hard"].numpy()),
+                                         torch.from_numpy(aligned["soft"].numpy()))
+  np.testing.assert_allclose(float(binarization), float(expected), rtol=1e-5)
+  # The reference's own MAS finds the same path on an item's log-probabilities.
+  item = aligned["log_prob"].numpy()[1]
+  np.testing.assert_array_equal(reference.mas_width1(item), aligned["hard"].numpy()[1])
+
+
+def test_ctc_loss_drops_items_without_a_monotonic_alignment():
+  log_prob = tf.zeros([2, 3, 5])
+  values = losses.attention_ctc_loss(log_prob, tf.constant([5, 2]), tf.constant([3, 3]))
+  assert values.numpy()[0] == 0.0 and values.numpy()[1] > 0.0
+  with tf.GradientTape() as tape:
+    tape.watch(log_prob)
+    total = tf.reduce_sum(losses.attention_ctc_loss(log_prob, tf.constant([5, 2]),
+                                                    tf.constant([3, 3])))
+  assert np.isfinite(tape.gradient(total, log_prob).numpy()).all()
+
+
+def test_binarization_weight_ramps_like_the_reference():
+  config = fastpitch_presets.tiny(kl_loss_start_step=10, kl_loss_warmup_steps=20,
+                                  kl_loss_weight=2.0)
+  weights = [float(losses.binarization_weight(step, config)) for step in (0, 10, 20, 30, 99)]
+  assert weights == [0.0, 0.0, 1.0, 2.0, 2.0]
+
+
+def _serving(pitch_mean=150.0, pitch_std=40.0):
+  model = FastPitch(fastpitch_presets.tiny())
+  # Untrained durations are ~0 frames; a bias of log(1 + 4) gives every token ~4 frames.
+  model.duration_predictor.fc.bias.assign([np.log(5.0)])
+  return FastPitchServing(model, pitch_mean, pitch_std)
+
+
+def test_serving_batched_equals_alone_and_controls_act():
+  acoustic = _serving()
+  assert acoustic.noise_channels is None and acoustic.n_mels == 80
+  text_ids, text_lengths, _, _ = _batch()
+  spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)] + [
+      tf.TensorSpec([], tf.float32)] * 4
+
+  @tf.function(input_signature=spec)
+  def synthesize(ids, lengths, pace, pitch_shift, pitch_scale, energy_scale):
+    return acoustic.synthesize(ids, lengths, None, pace=pace, pitch_shift=pitch_shift,
+                               pitch_scale=pitch_scale, energy_scale=energy_scale)
+
+  concrete = synthesize.get_concrete_function()
+  assert_no_python_ops(concrete)
+  ops = {node.op for node in concrete.graph.as_graph_def().node}
+  assert not ops & {"While", "StatelessWhile"}, "serving graph must be loop-free"
+
+  defaults = (1.0, 0.0, 1.0, 1.0)
+  batched = synthesize(text_ids, text_lengths, *defaults)
+  lengths = batched["mel_lengths"].numpy()
+  durations = batched["durations"].numpy()
+  np.testing.assert_array_equal(durations.sum(1), lengths)
+  assert (durations[0, 4:] == 0).all() and lengths.min() > 4
+  for i in range(2):
+    alone = synthesize(text_ids[i:i + 1, :text_lengths[i]], text_lengths[i:i + 1], *defaults)
+    np.testing.assert_array_equal(alone["durations"].numpy()[0],
+                                  durations[i, :text_lengths[i]])
+    np.testing.assert_allclose(alone["mel"].numpy()[0], batched["mel"].numpy()[i, :lengths[i]],
+                               atol=1e-4)
+    assert not batched["mel"].numpy()[i, lengths[i]:].any()  # 0 past each length
+
+  slow = synthesize(text_ids, text_lengths, 0.5, 0.0, 1.0, 1.0)["mel_lengths"].numpy()
+  fast = synthesize(text_ids, text_lengths, 2.0, 0.0, 1.0, 1.0)["mel_lengths"].numpy()
+  assert (slow > lengths).all() and (fast < lengths).all()
+  base = batched["mel"].numpy()
+  for controls in ((1.0, 50.0, 1.0, 1.0), (1.0, 0.0, 0.5, 1.0), (1.0, 0.0, 1.0, 3.0)):
+    changed = synthesize(text_ids, text_lengths, *controls)
+    np.testing.assert_array_equal(changed["mel_lengths"].numpy(), lengths)
+    assert np.abs(changed["mel"].numpy() - base).max() > 1e-4, controls
+  # Controls resolve through the shared interface (flags, defaults, range checks).
+  values = serving_lib.resolve_controls(acoustic.controls, {"pace": "1.5"})
+  assert values == {"pace": 1.5, "pitch_shift": 0.0, "pitch_scale": 1.0, "energy_scale": 1.0}
+  with pytest.raises(ValueError, match="pace"):
+    serving_lib.resolve_controls(acoustic.controls, {"pace": "0"})
+  assert int(acoustic.frames_bound(text_ids, text_lengths)) == lengths.max()
+
+
+def test_ground_truth_aligned_keeps_the_target_frames():
+  acoustic = _serving()
+  assert acoustic.has_ground_truth_aligned
+  text_ids, text_lengths, mel, mel_lengths = _batch()
+  gta = acoustic.ground_truth_aligned(text_ids, text_lengths, mel, mel_lengths, None)
+  assert gta.shape == mel.shape
+  assert not gta.numpy()[0, 15:].any()
+  assert np.isfinite(gta.numpy()).all()
+
+
+
+def test_serving_converts_to_tflite_builtins_with_parity(tmp_path):
+  # LiteRT, as the exporters use (tf.lite.Interpreter aborts once torch is loaded).
+  litert = pytest.importorskip("ai_edge_litert.interpreter")
+  acoustic = _serving()
+  spec = [tf.TensorSpec([None, None], tf.int32, name="text_ids"),
+          tf.TensorSpec([None], tf.int32, name="text_lengths"),
+          tf.TensorSpec([], tf.float32, name="pace"),
+          tf.TensorSpec([], tf.float32, name="pitch_shift")]
+
+  @tf.function(input_signature=spec)
+  def synthesize(text_ids, text_lengths, pace, pitch_shift):
+    return acoustic.synthesize(text_ids, text_lengths, None, pace=pace,
+                               pitch_shift=pitch_shift)
+
+  module = tf.Module()
+  module.model = acoustic.model
+  module.synthesize = synthesize
+  tf.saved_model.save(module, str(tmp_path), signatures={"synthesize": synthesize})
+  loaded = tf.saved_model.load(str(tmp_path))
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [loaded.signatures["synthesize"]], loaded)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  path = tmp_path / "fastpitch.tflite"
+  path.write_bytes(converter.convert())
+  runner = litert.Interpreter(model_path=str(path)).get_signature_runner()
+  text_ids, text_lengths, _, _ = _batch()
+  for batch, pace in ((2, 1.0), (1, 1.5)):  # the runner resizes to each input's shapes
+    inputs = {"text_ids": text_ids.numpy()[:batch], "text_lengths": text_lengths.numpy()[:batch],
+              "pace": np.float32(pace), "pitch_shift": np.float32(20.0)}
+    got = runner(**inputs)
+    want = synthesize(**{k: tf.constant(v) for k, v in inputs.items()})
+    np.testing.assert_array_equal(got["durations"], want["durations"].numpy())
+    np.testing.assert_array_equal(got["mel_lengths"], want["mel_lengths"].numpy())
+    np.testing.assert_allclose(got["mel"], want["mel"].numpy(), atol=1e-4)
+
+
+def test_default_controls_leave_the_model_output_unchanged():
+  acoustic = _serving()
+  text_ids, text_lengths, _, _ = _batch()
+  plain = acoustic.model.infer(text_ids, text_lengths)
+  served = acoustic.synthesize(text_ids, text_lengths, None)
+  np.testing.assert_array_equal(served["durations"].numpy(), plain["durations"].numpy())
+  np.testing.assert_allclose(served["mel"].numpy(), plain["mel"].numpy(), atol=1e-4)
