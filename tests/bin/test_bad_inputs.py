@@ -60,6 +60,8 @@ ROWS = [
      "not a prepared corpus"),
     ("train", ["--model=toy", "--preset=tiny", "--workdir=new", "--override=batch_size"],
      "--override=batch_size"),
+    ("train", ["--model=toy", "--preset=tiny", "--workdir=new", "--override=batch_size=4",
+               "--override=hidden=8,batch_size=2"], "batch_size is already set"),
     ("train", ["--model=toy", "--preset=tiny", "--workdir=new", "--max_steps=-5"],
      "--max_steps=-5"),
     ("train", ["--model=toy", "--preset=tiny", "--workdir=new", "--strategy=tpu"],

@@ -68,6 +68,15 @@ def test_train_resumes_and_refuses_conflicting_config(tmp_path):
                  "--allow_changes=learning_rate", "--max_steps=35", "--noprogress")
   assert allowed.returncode == 0, allowed.stderr
   assert "finished at step 35 (started at 30)" in allowed.stdout
+  # Repeated --override flags add up (the last one used to replace the others silently).
+  repeated = _run("train", "--model=toy", f"--workdir={workdir}", "--override=learning_rate=0.25",
+                  "--override=log_every=3", "--allow_changes=learning_rate,log_every",
+                  "--max_steps=38", "--noprogress")
+  assert repeated.returncode == 0, repeated.stderr
+  assert "finished at step 38 (started at 35)" in repeated.stdout
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    stored = json.load(f)
+  assert stored["train"]["learning_rate"] == 0.25 and stored["train"]["log_every"] == 3, stored
 
 
 def test_prepare_reports_bad_entries_and_keeps_good_ones(tiny_corpus, tmp_path):

@@ -26,10 +26,11 @@ def define_model_flags():
   flags.DEFINE_string("model", None, "Registered model name (see `tfspeech-info --list`).")
   flags.DEFINE_string("preset", None, "Model preset, e.g. tiny or the paper's (ljspeech, v1). "
                       "Required for a new run; on resume defaults to the stored one.")
-  flags.DEFINE_string("override", "", "Comma-separated config overrides, e.g. "
-                      "'batch_size=8,learning_rate=1e-4,model.n_feats=80'. Bare names "
-                      "resolve to the model or train config; `tfspeech-info --model=M "
-                      "--list_keys` lists every key.")
+  flags.DEFINE_multi_string(
+      "override", [], "Comma-separated config overrides, e.g. "
+      "'batch_size=8,learning_rate=1e-4,model.n_feats=80'; may be repeated (a key given "
+      "twice is an error). Bare names resolve to the model or train config; "
+      "`tfspeech-info --model=M --list_keys` lists every key.")
 
 
 def fail(message: str, code: int = 2):
@@ -199,13 +200,27 @@ def check_positive(**values):
       fail(f"--{name}={value}: must be >= 1")
 
 
-def parse_overrides(text: str) -> dict:
-  """`--override` as {key: raw value}, or a failure naming the flag (no TensorFlow needed)."""
+def parse_overrides(texts) -> dict:
+  """Every `--override` flag as one {key: raw value}, or a failure naming the flag.
+
+  The flag may be repeated; a key given in two of them is refused rather than the
+  later silently winning. Needs no TensorFlow.
+  """
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
-  try:
-    return cfg.parse_overrides(text)
-  except cfg.ConfigError as e:
-    fail(f"--override={text}: {e}; write key=value pairs separated by commas")
+  if isinstance(texts, str):
+    texts = [texts]
+  merged, where = {}, {}
+  for text in texts or ():
+    try:
+      parsed = cfg.parse_overrides(text)
+    except cfg.ConfigError as e:
+      fail(f"--override={text}: {e}; write key=value pairs separated by commas")
+    for key, value in parsed.items():
+      if key in merged:
+        fail(f"--override={text}: {key} is already set by --override={where[key]}; "
+             "give each key once")
+      merged[key], where[key] = value, text
+  return merged
 
 
 def check_model_name(name: str):
