@@ -23,6 +23,7 @@ _BUILTIN_MODULES = {
     "toy_gan": "tfspeech.models.toy",
     "grad_tts": "tfspeech.models.grad_tts",
     "hifigan": "tfspeech.models.hifigan",
+    "tacotron2": "tfspeech.models.tacotron2",
 }
 
 _REGISTRY: dict[str, type] = {}
