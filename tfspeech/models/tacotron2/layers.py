@@ -83,7 +83,7 @@ def new_frame_store(element_shape, static_element_shape, dtype, preallocated, si
 def frame_store_write(store, step, element):
   if isinstance(store, tf.TensorArray):
     return store.write(step, element)
-  return tf.tensor_scatter_nd_update(store, [[step]], element[None])
+  return tf.tensor_scatter_nd_update(store, [[step]], tf.expand_dims(element, 0))
 
 
 def frame_store_stack(store, count):
@@ -172,7 +172,7 @@ class Encoder(keras.layers.Layer):
 
   def call(self, x, mask, training=False, seed=None, preallocated=False):
     """x: `[batch, tokens, channels]`; mask: `[batch, tokens]` bool. Returns the memory."""
-    mask_f = tf.cast(mask, x.dtype)[..., None]
+    mask_f = tf.expand_dims(tf.cast(mask, x.dtype), -1)
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
       x = tf.nn.relu(norm(conv(x * mask_f), training=training))
       x = stateless_dropout(x, self.config.encoder_dropout,
@@ -185,7 +185,7 @@ class Encoder(keras.layers.Layer):
     # The backward direction reads tokens last to first; padding (at the end) comes first
     # and leaves its zero state untouched, as packed sequences do in the reference.
     backward = tf.reverse(tf.transpose(self.backward_cell.project_inputs(x), [1, 0, 2]), [0])
-    valid = tf.transpose(mask)[..., None]  # [tokens, batch, 1]
+    valid = tf.expand_dims(tf.transpose(mask), -1)  # [tokens, batch, 1]
     valid_backward = tf.reverse(valid, [0])
     batch_size, tokens = tf.shape(x)[0], tf.shape(x)[1]
     units = self.forward_cell.units
@@ -264,11 +264,11 @@ class LocationSensitiveAttention(keras.layers.Layer):
     """
     location = self.location_dense(self.location_conv(
         tf.stack([weights, cumulative_weights], axis=-1)))
-    energies = self.v(tf.tanh(self.query_layer(query)[:, None] + location
+    energies = self.v(tf.tanh(tf.expand_dims(self.query_layer(query), 1) + location
                               + processed_memory))[..., 0]
     energies = tf.where(mask, energies, tf.fill(tf.shape(energies), _MASKED_ENERGY))
     weights = tf.nn.softmax(energies, axis=-1)
-    context = tf.matmul(weights[:, None], memory)[:, 0]
+    context = tf.squeeze(tf.matmul(tf.expand_dims(weights, 1), memory), 1)
     return context, weights
 
 
@@ -336,7 +336,7 @@ class Postnet(keras.layers.Layer):
 
   def call(self, x, mask, training=False, seed=None):
     """x: `[batch, frames, n_mels]`; mask: `[batch, frames]` bool."""
-    mask_f = tf.cast(mask, x.dtype)[..., None]
+    mask_f = tf.expand_dims(tf.cast(mask, x.dtype), -1)
     last = len(self.convs) - 1
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
       x = norm(conv(x * mask_f), training=training)

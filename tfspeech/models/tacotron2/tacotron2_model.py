@@ -122,7 +122,7 @@ class Tacotron2(keras.Model):
 
   def apply_postnet(self, mel, mel_mask, training=False, seed=None):
     """Decoder mels → postnet mels, both zero past each length (the reference's `+` residual)."""
-    mel = mel * tf.cast(mel_mask, mel.dtype)[..., None]
+    mel = mel * tf.expand_dims(tf.cast(mel_mask, mel.dtype), -1)
     seed = layers.fold_seed(seed, _SALT_POSTNET) if seed is not None else None
     return mel + self.postnet(mel, mel_mask, training=training, seed=seed)
 
@@ -185,8 +185,8 @@ class Tacotron2(keras.Model):
     mel_mask = tf.sequence_mask(mel_lengths, frames)
     mel_after = self.apply_postnet(mel_before, mel_mask, training, seed)
     mel_mask_f = tf.cast(mel_mask, mel.dtype)
-    return {"mel_before": mel_before * mel_mask_f[..., None], "mel_after": mel_after,
-            "gate_logits": gate_logits, "alignments": alignments * mel_mask_f[..., None]}
+    return {"mel_before": mel_before * tf.expand_dims(mel_mask_f, -1), "mel_after": mel_after,
+            "gate_logits": gate_logits, "alignments": alignments * tf.expand_dims(mel_mask_f, -1)}
 
   def infer(self, text_ids, text_lengths, noise, max_decoder_steps=None,
             gate_threshold: Optional[float] = None, preallocated=False):
@@ -258,9 +258,9 @@ class Tacotron2(keras.Model):
     alignments = tf.transpose(layers.frame_store_stack(stores[2], steps), [1, 0, 2])
     mel_mask = tf.sequence_mask(lengths, steps)
     mel_mask_f = tf.cast(mel_mask, memory.dtype)
-    mel_before = mel_before * mel_mask_f[..., None]
+    mel_before = mel_before * tf.expand_dims(mel_mask_f, -1)
     return {"mel": self.apply_postnet(mel_before, mel_mask), "mel_before": mel_before,
-            "mel_lengths": lengths, "alignments": alignments * mel_mask_f[..., None],
+            "mel_lengths": lengths, "alignments": alignments * tf.expand_dims(mel_mask_f, -1),
             "gate_logits": gate_logits}
 
 
@@ -278,6 +278,6 @@ def durations_from_alignments(alignments, mel_lengths, text_lengths):
   # Padded tokens have weight 0; an empty text attends nowhere and gets no durations.
   best = tf.argmax(alignments, axis=2, output_type=tf.int32)
   frame_mask = tf.sequence_mask(mel_lengths, tf.shape(alignments)[1], tf.int32)
-  counts = tf.reduce_sum(tf.one_hot(best, tokens, dtype=tf.int32) * frame_mask[..., None],
+  counts = tf.reduce_sum(tf.one_hot(best, tokens, dtype=tf.int32) * tf.expand_dims(frame_mask, -1),
                          axis=1)
   return counts * tf.sequence_mask(text_lengths, tokens, tf.int32)
