@@ -25,6 +25,7 @@ _BUILTIN_MODULES = {
     "hifigan": "tfspeech.models.hifigan",
     "diffwave": "tfspeech.models.diffwave",
     "fastpitch": "tfspeech.models.fastpitch",
+    "tacotron2": "tfspeech.models.tacotron2",
 }
 
 _REGISTRY: dict[str, type] = {}
