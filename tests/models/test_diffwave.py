@@ -4,6 +4,7 @@ per-step noise, the serving interface and graph purity."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tfspeech.models import registry
 from tfspeech.models import serving
@@ -219,6 +220,11 @@ def test_serving_graphs_are_pure(vocoder):
   ops = {node.op for node in graph_def.node}
   ops |= {node.op for function in graph_def.library.function for node in function.node_def}
   assert not ops & {"While", "StatelessWhile", "If", "StatelessIf"}
+  assert "EnsureShape" not in ops  # TFJS has no kernel for TF's form of it
+  # No nested functions at all once frozen (Keras runs a conv whose input channels are not
+  # static as a nested XLA function, which TFLite and TFJS cannot take).
+  frozen = convert_variables_to_constants_v2(unrolled)
+  assert not frozen.graph.as_graph_def().library.function
 
 
 def test_unconditional_model_runs():

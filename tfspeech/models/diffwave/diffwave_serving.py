@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfspeech import audio as audio_lib
 from tfspeech.models import serving
-from tfspeech.models.diffwave import diffusion
+from tfspeech.models.diffwave import diffusion, diffwave_model
 from tfspeech.models.diffwave.diffwave_config import DiffWaveConfig
 from tfspeech.models.diffwave.diffwave_model import DiffWave
 
@@ -106,7 +106,7 @@ class DiffWaveServing(serving.Vocoder):
     return tf.cast(mel_frames, tf.int32) * self.hop_length
 
   def _inputs(self, mel, mel_lengths, noise):
-    mel = tf.ensure_shape(tf.cast(mel, tf.float32), [None, None, self.n_mels])
+    mel = diffwave_model.with_width(tf.cast(mel, tf.float32), self.n_mels)
     mel_lengths = tf.cast(mel_lengths, tf.int32)
     samples = tf.shape(mel)[1] * self.hop_length
     lengths = mel_lengths * self.hop_length
