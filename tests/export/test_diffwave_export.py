@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tfspeech import training
 from tfspeech.export import tflite, tfjs
@@ -183,3 +184,58 @@ def test_vocode_and_synthesize_binaries_write_wavs(tiny_prepared, tiny_grad_tts_
   assert len(wavs) == 1
   rate, audio = scipy.io.wavfile.read(wavs[0])
   assert rate == 22050 and audio.size > 0 and np.abs(audio).max() > 0
+
+
+# --------------------------------------------------------------------------- runtime schedule
+# A prototype of issue #19's runtime schedule (not yet a tfspeech-export graph, and not yet
+# convertible, see `schedule_tflite`): `vocode_schedule` with the betas an input, one network
+# copy in a loop.
+
+
+def schedule_tflite(vocoder, directory):
+  """`vocode_schedule` (betas float32 [None] an input) frozen, saved and converted to TFLite
+  builtins, where the loop would become TFLite's builtin WHILE.
+
+  What is missing (issue #19): `diffusion.reverse_coefficients` / `aligned_steps` use
+  tf.math.cumprod and a new-axis slice, which the converter has no builtin for once the
+  betas are an input (a cumsum of logs and `frozen_graph.make_converter_friendly` would do);
+  then tfspeech-export needs a vector control (`betas`, shape [None]) in `serving.Control`,
+  a vocoder's opt-in to a looped graph (`frozen_graph.freeze` refuses nested functions; the
+  While's body and condition must stay functions), and `executeAsync` in
+  export/js/run_graph_model.js (tfjs runs control flow only asynchronously)."""
+  looped = vocoder.in_process()
+  schedule = tf.function(
+      lambda mel, mel_lengths, vocoder_noise, vocoder_betas: looped.vocode_schedule(
+          mel, mel_lengths, vocoder_noise, vocoder_betas),
+      input_signature=[tf.TensorSpec([None, None, vocoder.n_mels], tf.float32, name="mel"),
+                       tf.TensorSpec([None], tf.int32, name="mel_lengths"),
+                       tf.TensorSpec([None, None, vocoder.noise_channels], tf.float32,
+                                     name="vocoder_noise"),
+                       tf.TensorSpec([None], tf.float32, name="vocoder_betas")])
+  saved = str(directory / "saved_model")
+  # Frozen first: the converter cannot freeze variables read inside a While body (it aborts).
+  frozen = convert_variables_to_constants_v2(schedule.get_concrete_function())
+  tf.saved_model.save(tf.Module(), saved, signatures={"mel_to_audio_schedule": frozen})
+  path = str(directory / "mel_to_audio_schedule.tflite")
+  with open(path, "wb") as f:
+    f.write(tflite.convert_saved_model(saved, "mel_to_audio_schedule"))
+  return path
+
+
+@pytest.mark.xfail(raises=ValueError, strict=True,
+                   reason="issue #19: Cumprod and a new-axis slice have no TFLite builtin "
+                          "once the betas are an input (see schedule_tflite)")
+def test_runtime_schedule_runs_as_a_tflite_while_loop(vocoder, inputs, tmp_path):
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  path = schedule_tflite(vocoder, tmp_path)
+  interpreter = Interpreter(model_path=path)
+  ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
+  assert "WHILE" in ops and not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
+  runner = tflite.TFLiteGraph(path)
+  looped = vocoder.in_process()
+  for steps in (6, 50):
+    betas = np.array(vocoder.config.schedule(steps), np.float32)
+    out = runner(vocoder_betas=betas, **inputs)
+    expected = tf.function(lambda m, l, n, s=steps: looped.vocode(m, l, n, steps=s))(
+        inputs["mel"], inputs["mel_lengths"], inputs["vocoder_noise"])
+    check(out, {k: v.numpy() for k, v in expected.items()}, f"tflite while, {steps} steps")

@@ -25,7 +25,10 @@ fixes 6). The cost is 6 floats of noise per output sample (a 10 s clip: 5.3 MB).
 
 Forms: the exported form unrolls the S steps (S copies of the network, no control flow);
 `in_process()` runs the same arithmetic as one `tf.while_loop`, whose schedule is a tensor
-(`vocode_schedule`: any betas, any number of steps, one copy of the network).
+(`vocode_schedule`: any betas, any number of steps, one copy of the network). Exporting
+that loop with the betas an input is issue #19's open part: TFLite has no builtin for the
+in-graph Cumprod of runtime betas, and tfspeech-export has no vector control nor looped
+graphs yet (tests/export/test_diffwave_export.py, `schedule_tflite`, says what is missing).
 """
 
 from typing import Optional
