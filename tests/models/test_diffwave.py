@@ -4,6 +4,7 @@ per-step noise, the serving interface and graph purity."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tfspeech.models import registry
 from tfspeech.models import serving
@@ -147,7 +148,8 @@ def vocode_fn(vocoder, steps):
 
 def test_vocoder_interface(vocoder):
   assert vocoder.role == serving.VOCODER and vocoder.hop_length == HOP
-  assert vocoder.noise_channels == 1
+  # One channel per draw of the default schedule (6 steps: independent draws).
+  assert vocoder.noise_channels == 6 == vocoder.controls[0].default
   assert [c.name for c in vocoder.controls] == ["steps"] and vocoder.controls[0].static
   assert int(vocoder.noise_length(tf.constant(7))) == 7 * HOP
   assert vocoder.in_process() is vocoder.in_process() and not vocoder.in_process().unroll
@@ -158,7 +160,7 @@ def test_vocoder_interface(vocoder):
 @pytest.mark.parametrize("steps", [6, 50])
 def test_batched_equals_alone_looped_equals_unrolled(vocoder, steps):
   mel, lengths = mel_batch([5, 3])
-  noise = np.random.default_rng(2).normal(size=(2, 5 * HOP, 1)).astype(np.float32)
+  noise = np.random.default_rng(2).normal(size=(2, 5 * HOP, 6)).astype(np.float32)
   # 50 unrolled copies take a minute to trace on 2 cores; the loop runs the same arithmetic
   # (compared at 6 steps), so the full schedule is checked in its looped form.
   served = vocoder if steps == 6 else vocoder.in_process()
@@ -206,7 +208,7 @@ def test_runtime_schedule_loop_takes_any_betas(vocoder):
 
 def test_serving_graphs_are_pure(vocoder):
   spec = (tf.TensorSpec([None, None, 80]), tf.TensorSpec([None], tf.int32),
-          tf.TensorSpec([None, None, 1]))
+          tf.TensorSpec([None, None, 6]))
   for served in (vocoder, vocoder.in_process()):
     concrete = tf.function(lambda m, l, n, s=served: s.vocode(m, l, n, steps=6)
                            ).get_concrete_function(*spec)
@@ -219,6 +221,11 @@ def test_serving_graphs_are_pure(vocoder):
   ops = {node.op for node in graph_def.node}
   ops |= {node.op for function in graph_def.library.function for node in function.node_def}
   assert not ops & {"While", "StatelessWhile", "If", "StatelessIf"}
+  assert "EnsureShape" not in ops  # TFJS has no kernel for TF's form of it
+  # No nested functions at all once frozen (Keras runs a conv whose input channels are not
+  # static as a nested XLA function, which TFLite and TFJS cannot take).
+  frozen = convert_variables_to_constants_v2(unrolled)
+  assert not frozen.graph.as_graph_def().library.function
 
 
 def test_unconditional_model_runs():

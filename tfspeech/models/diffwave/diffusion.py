@@ -118,7 +118,11 @@ def step_noise(noise, lengths, draw, draws):
   width = tf.maximum(lengths, 1)[:, None]
   positions = tf.range(tf.shape(noise)[1])[None]
   index = tf.math.floormod(positions + shift[:, None], width)
-  return tf.gather(channel, index, batch_dims=1)
+  # One flat gather, not `batch_dims=1`: tfjs's wasm backend gathers wrong rows with
+  # batch_dims (its cpu backend, TF and TFLite agree).
+  samples = tf.shape(noise)[1]
+  flat = index + tf.range(tf.shape(noise)[0])[:, None] * samples
+  return tf.gather(tf.reshape(channel, [-1]), flat)
 
 
 def _step(denoise, audio, step, c1, c2, sigma, z, mask):

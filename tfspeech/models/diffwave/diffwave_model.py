@@ -67,6 +67,21 @@ def step_table(steps: int) -> np.ndarray:
   return np.concatenate([np.sin(table), np.cos(table)], axis=1).astype(np.float32)
 
 
+def with_width(x, width: int):
+  """`[batch, time, width]` `x` with its width static, by a reshape: exported graphs need
+  static channels (else Keras runs a conv as a nested XLA function and TFLite has no
+  builtin for it); `set_shape` does not survive freezing, and `tf.ensure_shape` has no TFJS
+  kernel (tfjs reads its shape as an input, TF stores an attribute)."""
+  shape = tf.shape(x)
+  return tf.reshape(x, tf.stack([shape[0], shape[1], width]))
+
+
+def silu(x):
+  """x sigmoid(x), written out: `tf.nn.silu` is a custom gradient capturing its `beta`
+  tensor, which a frozen graph cannot be saved with (the TFLite and TFJS exports save one)."""
+  return x * tf.sigmoid(x)
+
+
 class DiffusionEmbedding(keras.layers.Layer):
   """Diffusion step `[batch]` or `[]` (int or float) -> `[batch or 1, 512]`; fractional steps
   lerp between the table's rows (the reference's `_lerp_embedding`)."""
@@ -90,8 +105,8 @@ class DiffusionEmbedding(keras.layers.Layer):
     low_rows = tf.gather(self.table, tf.cast(low, tf.int32))
     high_rows = tf.gather(self.table, tf.cast(high, tf.int32))
     x = low_rows + (high_rows - low_rows) * (step - low)[..., None]
-    x = tf.nn.silu(self.projection1(x))
-    return tf.nn.silu(self.projection2(x))
+    x = silu(self.projection1(x))
+    return silu(self.projection2(x))
 
 
 class SpectrogramUpsampler(keras.layers.Layer):
@@ -204,11 +219,12 @@ class DiffWave(keras.Model):
     unconditional). With `mel_lengths`, frames past each length are treated as absent."""
     if self.spectrogram_upsampler is None:
       return None
-    mel = tf.ensure_shape(tf.cast(mel, tf.float32), [None, None, self.config.n_mels])
+    mel = with_width(tf.cast(mel, tf.float32), self.config.n_mels)
     frame_mask = None
     if mel_lengths is not None:
       frame_mask = tf.sequence_mask(mel_lengths, tf.shape(mel)[1], tf.float32)
-    return self.spectrogram_upsampler(mel, frame_mask)
+    # The transposed convs lose the static mel width (see `with_width`).
+    return with_width(self.spectrogram_upsampler(mel, frame_mask), self.config.n_mels)
 
   def denoise(self, audio, step, conditioner=None, mask=None):
     """Predicted noise `[batch, samples]` of `audio` at diffusion `step` (`[batch]` or `[]`).

@@ -4,17 +4,31 @@ Control `steps` (static, default 6): 6 runs the fast schedule (`inference_noise_
 each step aligned to a fractional training step), 50 the full training schedule; any other
 count is refused (no reference schedule exists for it; `vocode_schedule` takes any betas).
 
-Noise (`noise_channels = 1`, `noise_length(frames) = frames * hop`): `[batch, frames * hop, C]`
-standard normal. The process makes S draws (the starting audio and one per step but the
+Noise (`noise_channels = 6`, `noise_length(frames) = frames * hop`): `[batch, frames * hop,
+6]` standard normal. The process makes S draws (the starting audio and one per step but the
 last); `diffusion.step_noise` derives them from this one input without random ops: draw k
-is channel k % C, rotated within each item by whole multiples of length / ceil(S / C)
-samples. So the same noise gives the same audio in TF, TFLite and TFJS, an item alone gives
-the audio it gets in a batch, and a caller who wants independent draws passes C >= S
-channels (the seam's default C = 1 gives rotated copies; see `step_noise`).
+is channel k % 6, rotated within each item by whole multiples of length / ceil(S / 6)
+samples. So the same noise gives the same audio in TF, TFLite and TFJS, and an item alone
+gives the audio it gets in a batch.
+
+Why 6 channels: the default (fast) schedule makes exactly 6 draws, so with 6 channels every
+draw is independent, as the reference samples them (with one channel the draws would be
+rotated copies of one noise). The in-process form (`tfspeech-vocode`, `tfspeech-synthesize`,
+seeded from `--seed`) declares the same channels as the exported one, so the SavedModel's
+`mel_to_audio_seeded` draws the same noise from the same seeds and gives the same audio.
+Deriving per-step noise with random ops inside the in-process graph instead would make it
+differ from every exported graph (TFLite and TFJS have no stateless random ops), and
+declaring more channels only in process would break seeded SavedModel == in-process. The
+50-step schedule reuses the 6 channels (9 rotations each); an app that wants independent
+draws for it may pass 50 channels (`vocode` reads any count, only the exported input
+fixes 6). The cost is 6 floats of noise per output sample (a 10 s clip: 5.3 MB).
 
 Forms: the exported form unrolls the S steps (S copies of the network, no control flow);
 `in_process()` runs the same arithmetic as one `tf.while_loop`, whose schedule is a tensor
-(`vocode_schedule`: any betas, any number of steps, one copy of the network).
+(`vocode_schedule`: any betas, any number of steps, one copy of the network). Exporting
+that loop with the betas an input is issue #19's open part: TFLite has no builtin for the
+in-graph Cumprod of runtime betas, and tfspeech-export has no vector control nor looped
+graphs yet (tests/export/test_diffwave_export.py, `schedule_tflite`, says what is missing).
 """
 
 from typing import Optional
@@ -23,7 +37,7 @@ import tensorflow as tf
 
 from tfspeech import audio as audio_lib
 from tfspeech.models import serving
-from tfspeech.models.diffwave import diffusion
+from tfspeech.models.diffwave import diffusion, diffwave_model
 from tfspeech.models.diffwave.diffwave_config import DiffWaveConfig
 from tfspeech.models.diffwave.diffwave_model import DiffWave
 
@@ -57,7 +71,8 @@ class DiffWaveServing(serving.Vocoder):
       `tf.while_loop` (`in_process()`).
   """
   controls = CONTROLS
-  noise_channels = 1
+  # The fast schedule's draws: independent noise for the default steps (module docstring).
+  noise_channels = 6
 
   def __init__(self, model: DiffWave, sample_rate: int = DEFAULT_SAMPLE_RATE,
                mel_config: Optional[audio_lib.MelConfig] = None, unroll: bool = True):
@@ -106,12 +121,12 @@ class DiffWaveServing(serving.Vocoder):
     return tf.cast(mel_frames, tf.int32) * self.hop_length
 
   def _inputs(self, mel, mel_lengths, noise):
-    mel = tf.ensure_shape(tf.cast(mel, tf.float32), [None, None, self.n_mels])
+    mel = diffwave_model.with_width(tf.cast(mel, tf.float32), self.n_mels)
     mel_lengths = tf.cast(mel_lengths, tf.int32)
     samples = tf.shape(mel)[1] * self.hop_length
     lengths = mel_lengths * self.hop_length
     if noise is None:
-      noise = tf.random.normal([tf.shape(mel)[0], samples, 1])
+      noise = tf.random.normal([tf.shape(mel)[0], samples, self.noise_channels])
     # Shorter noise is repeated along time (any length >= 1 works, as for acoustic models).
     noise = serving.cyclic_frames(tf.cast(noise, tf.float32), samples)
     mask = tf.sequence_mask(lengths, samples, tf.float32)

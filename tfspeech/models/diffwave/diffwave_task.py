@@ -149,7 +149,8 @@ class DiffWaveTask(registry.Task):
     audio, mel = self._crop(batch)
     frames = tf.shape(batch["mel"])[1]
     vocoder = DiffWaveServing(self.modules["diffwave"], self.sample_rate).in_process()
-    noise = tf.random.stateless_normal([1, frames * self.config.hop_length, 1], SUMMARY_SEED)
+    noise = tf.random.stateless_normal(
+        [1, frames * self.config.hop_length, vocoder.noise_channels], SUMMARY_SEED)
     generated = vocoder.vocode(batch["mel"][:1], frames[None], noise,
                                steps=len(self.config.inference_noise_schedule))["audio"]
     results = {"audio/real": audio[:1], "audio/generated": generated}
