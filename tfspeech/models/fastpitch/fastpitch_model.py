@@ -28,6 +28,17 @@ def normalize_pitch(pitch_hz, mean, std):
   return tf.where(tf.not_equal(pitch_hz, 0.0), (pitch_hz - mean) / std, 0.0)
 
 
+def frame_energy(mel, mel_lengths):
+  """Per-frame energy `[batch, frames]`: the L2 norm of each log-mel frame, 0 past each length.
+
+  The reference's (its data loader's `torch.norm(mel, dim=0)` on the log-mel). The prepared
+  records' `energy` is the norm of the linear STFT magnitude instead, a different scale the
+  reference's training and its published checkpoints never saw, so the task derives energy
+  from `mel` (`[batch, frames, n_mels]`) and leaves the record's `energy` unread.
+  """
+  return tf.norm(mel, axis=-1) * sequence_mask(mel_lengths, tf.shape(mel)[1])
+
+
 def token_targets(pitch, energy, durations, pitch_mean, pitch_std):
   """Per-token pitch and energy targets from per-frame values and integer durations.
 
