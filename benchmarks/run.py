@@ -37,7 +37,7 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
 
 # Modules whose import registers cases. Add benchmarks/train.py etc. here.
 CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.export",
-                "benchmarks.diffwave")
+                "benchmarks.diffwave", "benchmarks.fastpitch")
 
 
 def _suites_ok(value):
@@ -120,7 +120,8 @@ def pitch_case(ctx):
 
 # --- train / infer / export: stand-ins until the models land -------------------------------
 
-MODELS = {"grad_tts": "Grad-TTS", "hifigan": "HiFi-GAN", "diffwave": "DiffWave"}
+MODELS = {"grad_tts": "Grad-TTS", "hifigan": "HiFi-GAN", "diffwave": "DiffWave",
+          "fastpitch": "FastPitch"}
 
 
 def _model_placeholder(suite, model, label):

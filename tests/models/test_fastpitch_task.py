@@ -78,7 +78,19 @@ def test_eval_step_and_summaries(tiny_prepared_pitch, fast_graphs):
   assert info["pitch_stats"]["std"] > 0 and 60 < info["pitch_stats"]["mean"] < 400
   dataset = task.dataset(tiny_prepared_pitch, "eval", config)
   batch = next(iter(dataset))
-  assert batch["pitch"].shape == batch["mel"].shape[:2] == batch["energy"].shape
+  assert batch["pitch"].shape == batch["mel"].shape[:2]
+  # Energy targets as the reference's: log(1 + mean over each token's frames of the log-mel
+  # frame's L2 norm), not the records' STFT-magnitude energy (which the task does not read).
+  assert "energy" not in batch
+  _, out = task._forward(batch, training=False)  # pylint: disable=protected-access
+  mel, durations = batch["mel"].numpy(), out["durations"].numpy()
+  for item in range(mel.shape[0]):
+    norms = np.linalg.norm(mel[item], axis=-1)
+    ends = np.cumsum(durations[item])
+    for token, (start, end) in enumerate(zip(ends - durations[item], ends)):
+      expected = np.log1p(norms[start:end].mean()) if end > start else 0.0
+      np.testing.assert_allclose(out["energy_target"][item, token], expected, rtol=1e-5,
+                                 atol=1e-5, err_msg=(item, token))
   eval_fn = trainer.eval_step_fn(dataset.element_spec)
   assert_no_python_ops(eval_fn.get_concrete_function())
   metrics = {k: float(v) for k, v in eval_fn(batch).items()}

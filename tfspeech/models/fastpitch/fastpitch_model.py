@@ -28,6 +28,17 @@ def normalize_pitch(pitch_hz, mean, std):
   return tf.where(tf.not_equal(pitch_hz, 0.0), (pitch_hz - mean) / std, 0.0)
 
 
+def frame_energy(mel, mel_lengths):
+  """Per-frame energy `[batch, frames]`: the L2 norm of each log-mel frame, 0 past each length.
+
+  The reference's (its data loader's `torch.norm(mel, dim=0)` on the log-mel). The prepared
+  records' `energy` is the norm of the linear STFT magnitude instead, a different scale the
+  reference's training and its published checkpoints never saw, so the task derives energy
+  from `mel` (`[batch, frames, n_mels]`) and leaves the record's `energy` unread.
+  """
+  return tf.norm(mel, axis=-1) * sequence_mask(mel_lengths, tf.shape(mel)[1])
+
+
 def token_targets(pitch, energy, durations, pitch_mean, pitch_std):
   """Per-token pitch and energy targets from per-frame values and integer durations.
 
@@ -154,9 +165,23 @@ class FastPitch(keras.Model):
       max_length: optional cap on frames (the target mel's length in training).
 
     Returns:
-      (mel `[batch, frames, n_mels]` 0 past each length, mel_lengths `[batch]` int32).
+      (mel `[batch, frames, n_mels]` 0 past each length, mel_lengths `[batch]` int32);
+      at least one (all-zero) frame when every duration is 0.
     """
-    regulated, mel_lengths = alignment_ops.length_regulate(enc_out, durations, max_length)
+    durations = tf.maximum(tf.cast(durations, tf.int32), 0)
+    mel_lengths = tf.reduce_sum(durations, axis=1)
+    frames = tf.reduce_max(tf.concat([mel_lengths, [0]], 0))
+    if max_length is not None:
+      frames = tf.minimum(frames, tf.cast(max_length, tf.int32))
+      mel_lengths = tf.minimum(mel_lengths, tf.cast(max_length, tf.int32))
+    # At least one (masked) frame: zero predicted frames (short input, high pace) would hand
+    # the decoder's convs an empty time axis, which they reject.
+    frames = tf.maximum(frames, 1)
+    # Length regulation as the hard path's matmul (exact: one 1 per frame row), not
+    # `length_regulate`'s batched gather, which the TFJS wasm backend computes wrongly for
+    # every item after the first (GatherV2 with batch_dims=1).
+    path = alignment_ops.durations_to_path(durations, frames)  # [batch, tokens, frames]
+    regulated = tf.linalg.matmul(path, enc_out, transpose_a=True)
     frame_mask = tf.expand_dims(sequence_mask(mel_lengths, tf.shape(regulated)[1]), 2)
     decoded = self.decoder(regulated, frame_mask, training=training)
     return self.proj(decoded) * frame_mask, mel_lengths
@@ -268,7 +293,7 @@ class FastPitch(keras.Model):
     if durations is None:
       predicted = self.predicted_durations(log_durations, text_mask)
       pace = tf.cast(pace, tf.float32)
-      # length_regulate's rounding, int(d / pace + 0.5), done here so the returned
+      # FastPitch's rounding, int(d / pace + 0.5), done here so the returned
       # durations are exactly the frames each token gets.
       durations = tf.cast(predicted / pace + 0.5, tf.int32)
     durations = tf.cast(durations, tf.int32) * tf.cast(text_mask[..., 0], tf.int32)

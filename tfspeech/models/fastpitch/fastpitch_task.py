@@ -3,8 +3,8 @@
   tfspeech-prepare --corpus=tests/data/ljspeech_tiny --out=data/tiny --pitch --workers=1
   tfspeech-train --model=fastpitch --preset=tiny --data=data/tiny --workdir=runs/fastpitch
 
-The corpus must carry per-frame `pitch` (Hz, 0 = unvoiced) and `energy`, and
-`dataset.json` its voiced-frame pitch statistics (`stats.pitch.mean/std`); a corpus
+The corpus must carry per-frame `pitch` (Hz, 0 = unvoiced), and `dataset.json` its
+voiced-frame pitch statistics (`stats.pitch.mean/std`); a corpus
 prepared without `--pitch` fails at start with that fix. The model's `n_symbols` must equal
 the prepared symbol table's size (`ljspeech`: `english_arpabet`, 148; `tiny`: the default
 `english_characters`, 64).
@@ -19,6 +19,10 @@ with w ramping linearly from 0 at `kl_loss_start_step` to `kl_loss_weight` over
 `kl_loss_warmup_steps` (reference train.py). Each term is this replica's share of its
 global-batch mean (`ctx.masked_mean` / `ctx.mean`), so the sum over replicas equals the
 single-device value.
+
+Energy per frame is the L2 norm of the log-mel frame (`frame_energy`), as the reference's
+loader computes it from the mel; the records' `energy` (the linear STFT magnitude's norm)
+is not read.
 """
 
 from typing import Optional
@@ -33,7 +37,7 @@ from tfspeech.models.fastpitch import fastpitch_presets
 from tfspeech.models.fastpitch import fastpitch_serving
 from tfspeech.models.fastpitch import losses as losses_lib
 from tfspeech.models.fastpitch.fastpitch_config import FastPitchConfig
-from tfspeech.models.fastpitch.fastpitch_model import FastPitch, batch_prior
+from tfspeech.models.fastpitch.fastpitch_model import FastPitch, batch_prior, frame_energy
 from tfspeech.ops.sequence import sequence_mask
 from tfspeech.training import summaries as summaries_lib
 
@@ -175,7 +179,7 @@ class FastPitchTask(registry.Task):
     training = split == "train"
     if not training and not info.count("validation"):
       return None
-    features = ("text_ids", "mel", "pitch", "energy")
+    features = ("text_ids", "mel", "pitch")  # energy: `frame_energy` of the mel
     if self.config.n_speakers > 1:
       features += ("speaker",)
     dataset = dataset_lib.make_dataset(
@@ -200,7 +204,7 @@ class FastPitchTask(registry.Task):
     mel = tf.ensure_shape(batch["mel"], [None, None, self.config.n_mel_channels])
     return mel, self.modules["fastpitch"].forward(
         batch["text_ids"], batch["text_lengths"], mel, batch["mel_lengths"],
-        batch["pitch"], batch["energy"], self._pitch["mean"], self._pitch["std"],
+        batch["pitch"], frame_energy(mel, batch["mel_lengths"]), self._pitch["mean"], self._pitch["std"],
         speaker=self._speaker(batch), prior=batch.get("prior"), training=training)
 
   def _losses(self, batch, ctx, training):

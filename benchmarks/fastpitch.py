@@ -1,0 +1,256 @@
+"""Train and inference speed of FastPitch 1.1 against its PyTorch transcription.
+
+Follows `benchmarks.models` (its `_Torch`, `_timed` and row policies):
+
+- train/fastpitch: `Trainer(FastPitchTask, ...).train_step_fn` (alignment encoder, in-graph
+  MAS, per-token pitch/energy targets, the five losses, the optimizer) on batches of 60-150
+  token ids and 4 frames per token (with --quick also XLA-compiled, `xla=True`: slower on
+  CPU, see below); throughput in mel frames per second.
+- infer/fastpitch: `synthesize_lib.make_synthesis_fn` (the traced batched text-to-mel,
+  what `tfspeech-synthesize` runs) on the same ids; throughput in audio seconds per second.
+  Not XLA-compiled: the frame count is data-dependent, which `jit_compile` rejects.
+
+Both libraries' duration predictors output a constant log(1 + FRAMES_PER_TOKEN) (their last
+layer's weights zeroed, bias set) so that untrained models synthesize utterance-sized mels
+and the two decoders run on exactly the same frame counts; every other weight is random.
+
+Baseline: `benchmarks/torch_reference/fastpitch.py` (NVIDIA DeepLearningExamples FastPitch
+1.1) with the same hyperparameters, timed in the same run on the same inputs.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import harness
+from benchmarks import models as common
+
+FRAMES_PER_TOKEN = common.FRAMES_PER_TOKEN
+HOP_LENGTH, SAMPLE_RATE = common.HOP_LENGTH, common.SAMPLE_RATE
+PITCH_MEAN, PITCH_STD = 214.7, 65.7  # LJSpeech's voiced-frame statistics (reference)
+
+
+def _variants(ctx):
+  """(preset, batch) pairs: ljspeech at batch 1 and 16; --quick: tiny at batch 1."""
+  if ctx.quick:
+    return [("tiny", 1)]
+  return [("ljspeech", 1), ("ljspeech", 16)]
+
+
+def _batch(config, batch, seed=0):
+  """A padded training batch as the task's pipeline gives it (with the alignment prior)."""
+  from tfspeech.models.fastpitch.fastpitch_model import batch_prior  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  text_lengths = common._token_lengths(rng, batch)  # pylint: disable=protected-access
+  mel_lengths = (text_lengths * FRAMES_PER_TOKEN).astype(np.int32)
+  tokens, frames = int(text_lengths.max()), int(mel_lengths.max())
+  ids = rng.integers(1, config.n_symbols, size=[batch, tokens]).astype(np.int32)
+  ids[np.arange(tokens)[None, :] >= text_lengths[:, None]] = 0
+  past = np.arange(frames)[None, :] >= mel_lengths[:, None]
+  mel = rng.normal(-5.0, 2.0, size=[batch, frames, config.n_mel_channels])
+  mel[past] = np.log(1e-5)
+  # Hz, a third of the frames unvoiced (0), as a pitch track has them.
+  pitch = rng.uniform(100.0, 300.0, size=[batch, frames]) * (rng.uniform(size=[batch, frames])
+                                                             > 0.33)
+  pitch[past] = 0.0
+  out = {"text_ids": tf.constant(ids), "text_lengths": tf.constant(text_lengths),
+         "mel": tf.constant(mel, tf.float32), "mel_lengths": tf.constant(mel_lengths),
+         "pitch": tf.constant(pitch, tf.float32)}
+  out["prior"] = batch_prior(out["text_lengths"], out["mel_lengths"], tokens, frames)
+  return out
+
+
+def _fix_durations(model):
+  """The duration predictor outputs log(1 + FRAMES_PER_TOKEN) everywhere (tfspeech model)."""
+  dense = model.duration_predictor.fc
+  dense.kernel.assign(tf.zeros_like(dense.kernel))
+  dense.bias.assign(tf.fill(dense.bias.shape, float(np.log1p(FRAMES_PER_TOKEN))))
+
+
+class _TorchTrainStep:
+  """The reference train.py step: forward, FastPitchLoss + attention losses, backward, update.
+
+  The reference's optimizer is apex FusedLAMB (CUDA-only); AdamW stands in (the same
+  per-tensor moment updates; LAMB adds one norm per tensor). Gradient norm clipped at 1000.
+  """
+
+  def __init__(self, torch, fastpitch, model, learning_rate, kl_weight=1.0):
+    self.torch, self.fastpitch, self.model = torch, fastpitch, model
+    self.kl_weight = kl_weight
+    self.optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
+                                       betas=(0.9, 0.98), eps=1e-9, weight_decay=1e-6)
+
+  def __call__(self, b):
+    fp = self.fastpitch
+    self.model.train()
+    self.optimizer.zero_grad(set_to_none=True)
+    out = self.model(b["x"], b["x_lengths"], b["mel"], b["mel_lengths"], b["pitch"],
+                     b["energy"], b["prior"])
+    loss, _ = fp.fastpitch_loss(out, b["mel"], b["x_lengths"], b["mel_lengths"])
+    attn_soft, attn_hard = out[8], out[9]
+    loss = loss + self.kl_weight * fp.binarization_loss(attn_hard, attn_soft)
+    loss.backward()
+    self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1000.0)
+    self.optimizer.step()
+    return float(loss.detach())
+
+
+def _torch_batch(torch, batch):
+  """The reference loader's layouts: mel [b, n_mels, frames], normalised pitch [b, 1, frames],
+  energy = L2 norm of each log-mel frame [b, frames], prior [b, frames, tokens]."""
+  mel = batch["mel"].numpy()
+  pitch = batch["pitch"].numpy()
+  pitch = np.where(pitch != 0, (pitch - PITCH_MEAN) / PITCH_STD, 0.0).astype(np.float32)
+  frames = np.arange(mel.shape[1])[None, :] < batch["mel_lengths"].numpy()[:, None]
+  energy = (np.linalg.norm(mel, axis=-1) * frames).astype(np.float32)
+  return {"x": torch.from_numpy(batch["text_ids"].numpy().astype(np.int64)),
+          "x_lengths": torch.from_numpy(batch["text_lengths"].numpy().astype(np.int64)),
+          "mel": torch.from_numpy(np.ascontiguousarray(mel.transpose(0, 2, 1))),
+          "mel_lengths": torch.from_numpy(batch["mel_lengths"].numpy().astype(np.int64)),
+          "pitch": torch.from_numpy(pitch[:, None]), "energy": torch.from_numpy(energy),
+          "prior": torch.from_numpy(batch["prior"].numpy())}
+
+
+def _torch_model(reference, config):
+  from benchmarks.torch_reference import fastpitch  # pylint: disable=import-outside-toplevel
+  reference.seed(0)
+  model = fastpitch.FastPitch(fastpitch.params_from_tfspeech(config))
+  with reference.torch.no_grad():
+    model.duration_predictor.fc.weight.zero_()
+    model.duration_predictor.fc.bias.fill_(float(np.log1p(FRAMES_PER_TOKEN)))
+  return fastpitch, model.to(reference.device)
+
+
+@harness.case("train", "fastpitch")
+def fastpitch_train(ctx):
+  """FastPitch train step (Trainer; plain and XLA) vs the reference train.py step."""
+  harness.require_model("fastpitch", "FastPitch")
+  # pylint: disable=import-outside-toplevel
+  from tfspeech.models import registry
+  from tfspeech.training import Trainer
+  task_class = registry.get("fastpitch")
+  reference = common._Torch.get(ctx)  # pylint: disable=protected-access
+  measurements = []
+  for preset, batch_size in _variants(ctx):
+    config = task_class.preset(preset)
+    batch = _batch(config, batch_size)
+    frames = int(np.sum(batch["mel_lengths"].numpy()))
+    group = f"{preset}, batch {batch_size}"
+    # The XLA-compiled step (TrainConfig.xla) runs in --quick only: on this CPU it was slower
+    # (tiny, batch 1: 1.50 vs 0.51 s/step) and compiling the ljspeech step took > 8 minutes
+    # (per batch shape), more than the whole case's budget.
+    for xla in ((False, True) if ctx.quick else (False,)):
+      task = task_class(config)
+      # What `data_info` reads from dataset.json; here without a corpus on disk.
+      task._pitch = {"mean": PITCH_MEAN, "std": PITCH_STD}  # pylint: disable=protected-access
+      train_config = dataclasses.replace(task_class.default_train_config(preset),
+                                         batch_size=batch_size, xla=xla)
+      step = Trainer(task, train_config).train_step_fn(
+          tf.data.Dataset.from_tensors(batch).element_spec)
+      samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
+      label = "tfspeech XLA" if xla else "tfspeech"
+      ctx.log(f"  fastpitch train {preset} b{batch_size}{' xla' if xla else ''}: "
+              f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
+      measurements.append(harness.Measurement(
+          f"{label} {preset}", samples, group=group, work=frames, work_unit="mel frames",
+          note=common._tf_note(reference, (  # pylint: disable=protected-access
+              f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
+              f"{train_config.optimizer}" + ("; jit_compile step" if xla else ""))),
+          extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
+                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
+                 **common._thread_extra(reference)}))  # pylint: disable=protected-access
+    if reference is None:
+      continue
+    fastpitch, model = _torch_model(reference, config)
+    torch_step = _TorchTrainStep(reference.torch, fastpitch, model, learning_rate=1e-4)
+    torch_batch = reference.tensors(_torch_batch(reference.torch, batch))
+    samples, warmup = common._timed(ctx, lambda: torch_step(torch_batch), 3)  # pylint: disable=protected-access,cell-var-from-loop
+    ctx.log(f"  fastpitch train {preset} b{batch_size} pytorch reference: "
+            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset}", samples, baseline=True, group=group,
+        device=reference.label, work=frames, work_unit="mel frames",
+        note=(f"{1 / np.median(samples):.3g} steps/s; DeepLearningExamples FastPitch 1.1 "
+              "train step on the same batch (energy = log-mel frame norms, prior from the "
+              "loader); MAS is a NumPy loop on host copies (reference: numba; tfspeech: "
+              "in-graph op); AdamW stands in for apex FusedLAMB; " + reference.note),
+        extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
+               "batch_size": batch_size, "first_call_seconds": warmup,
+               "parameters": fastpitch.count_parameters(model), **reference.threads}))
+  return measurements
+
+
+@harness.case("infer", "fastpitch")
+def fastpitch_infer(ctx):
+  """FastPitch text-to-mel (make_synthesis_fn) vs the reference infer: RTF."""
+  harness.require_model("fastpitch", "FastPitch")
+  # pylint: disable=import-outside-toplevel
+  from tfspeech.inference import synthesize_lib
+  from tfspeech.models import registry
+  from tfspeech.models.fastpitch.fastpitch_serving import FastPitchServing
+  task_class = registry.get("fastpitch")
+  reference = common._Torch.get(ctx)  # pylint: disable=protected-access
+  measurements = []
+  built = {}
+  for preset, batch_size in _variants(ctx):
+    if preset not in built:
+      config = task_class.preset(preset)
+      model = task_class(config).build_modules()["fastpitch"]
+      _fix_durations(model)
+      acoustic = FastPitchServing(model, PITCH_MEAN, PITCH_STD)
+      synthesize = synthesize_lib.make_synthesis_fn(acoustic, {})
+      built[preset] = config, synthesize
+      if reference is not None:
+        built[preset] += _torch_model(reference, config)
+    config, synthesize = built[preset][:2]
+    inputs = _batch(config, batch_size, seed=1)
+    ids, lengths = inputs["text_ids"], inputs["text_lengths"]
+    seeds = tf.zeros([batch_size, 2], tf.int32)
+    speakers = tf.zeros([batch_size], tf.int32)
+    one = tf.constant(1.0)
+    # No XLA row: the frame count is data-dependent (length regulation), which jit_compile
+    # rejects ("must be a compile-time constant").
+    calls = {
+        "tfspeech": lambda: synthesize(ids, lengths, seeds, speakers, one, tf.constant(0.0),
+                                       one, one)["mel_lengths"].numpy(),
+    }
+    group = f"{preset}, batch {batch_size}"
+    for label, call in calls.items():
+      mel_lengths = call()
+      frames = int(np.sum(mel_lengths))
+      audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
+      samples, warmup = common._timed(ctx, call, 5)  # pylint: disable=protected-access
+      ctx.log(f"  fastpitch infer {preset} b{batch_size} {label}: {np.median(samples):.3f} s "
+              f"for {audio_seconds:.1f} audio s")
+      measurements.append(harness.Measurement(
+          f"{label} {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
+          note=common._tf_note(reference, (  # pylint: disable=protected-access
+              f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
+              + ("; jit_compile serving function" if "XLA" in label else ""))),
+          extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
+                 "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup,
+                 **common._thread_extra(reference)}))  # pylint: disable=protected-access
+    if reference is None:
+      continue
+    _, torch_model = built[preset][2:]
+    torch_model.eval()
+    x = reference.torch.from_numpy(ids.numpy().astype(np.int64)).to(reference.device)
+
+    def torch_call():
+      with reference.torch.inference_mode():
+        _, dec_lens, *_ = torch_model.infer(x)
+        return int(dec_lens.sum())  # waits for the result
+    torch_frames = torch_call()
+    samples, warmup = common._timed(ctx, torch_call, 5)  # pylint: disable=protected-access
+    torch_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
+    ctx.log(f"  fastpitch infer {preset} b{batch_size} pytorch reference: "
+            f"{np.median(samples):.3f} s for {torch_seconds:.1f} audio s")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset}", samples, baseline=True, group=group,
+        device=reference.label, work=torch_seconds, work_unit="audio s",
+        note=(f"DeepLearningExamples FastPitch.infer (pace 1), inference_mode, same ids; "
+              f"{torch_frames} frames; " + reference.note),
+        extra={"rtf": torch_seconds / float(np.median(samples)), "preset": preset,
+               "batch_size": batch_size, "frames": torch_frames, **reference.threads}))
+  return measurements
