@@ -332,7 +332,13 @@ def length_regulate(encodings, durations, max_length=None, pace=1.0):
       tf.cast(tf.expand_dims(ends, 1) <= tf.reshape(frames, [1, -1, 1]), tf.int32), axis=2)
   in_length = tf.expand_dims(frames, 0) < tf.expand_dims(out_lengths, 1)
   token = tf.where(in_length, token, 0)
-  expanded = tf.gather(encodings, token, batch_dims=1)
+  # One flat gather rather than `batch_dims=1`: TFJS's wasm backend gathers wrong rows for
+  # every item after the first with batch_dims (TF, TFLite and TFJS's cpu backend agree).
+  text = tf.shape(encodings)[1]
+  flat_token = token + tf.expand_dims(tf.range(tf.shape(token)[0]) * text, 1)
+  channels = encodings.shape[2] if encodings.shape[2] is not None else tf.shape(encodings)[2]
+  flat = tf.reshape(encodings, tf.stack([-1, channels]))
+  expanded = tf.gather(flat, flat_token)
   expanded = tf.where(tf.expand_dims(in_length, 2), expanded, tf.zeros([], encodings.dtype))
   return expanded, out_lengths
 
