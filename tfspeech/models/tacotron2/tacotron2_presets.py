@@ -34,7 +34,7 @@ PRESETS = {
         gate_threshold=0.5, p_attention_dropout=0.1, p_decoder_dropout=0.1,
         attention_rnn_dim=32, attention_dim=16, attention_location_n_filters=4,
         attention_location_kernel_size=15, postnet_embedding_dim=16, postnet_kernel_size=5,
-        postnet_n_convolutions=3),
+        postnet_n_convolutions=3, guided_attention_weight=1.0),
 }
 
 
