@@ -36,7 +36,8 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
                   "checks that every case runs, in about a minute; not for reporting.")
 
 # Modules whose import registers cases. Add benchmarks/train.py etc. here.
-CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.export")
+CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.tacotron2",
+                "benchmarks.export")
 
 
 def _suites_ok(value):
@@ -119,7 +120,7 @@ def pitch_case(ctx):
 
 # --- train / infer / export: stand-ins until the models land -------------------------------
 
-MODELS = {"grad_tts": "Grad-TTS", "hifigan": "HiFi-GAN"}
+MODELS = {"grad_tts": "Grad-TTS", "hifigan": "HiFi-GAN", "tacotron2": "Tacotron 2"}
 
 
 def _model_placeholder(suite, model, label):
