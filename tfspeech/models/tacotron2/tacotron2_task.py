@@ -17,7 +17,9 @@ trained) is the mean over valid frames of the largest attention weight: it rises
 the attention sharpens, also when it sharpens on the wrong tokens. `alignment_diagonality`
 (logged) is the fraction of attention mass within 0.1 of the text of the diagonal scaled by
 each item's text and mel lengths (`tacotron2_model.diagonal_band_mass`): ~0.1-0.2 while the
-attention is stuck on the first tokens or spread out, above ~0.6 once a diagonal has formed.
+attention is stuck on the first tokens or spread out, ~0.65 once the attention reads the texts
+at an even pace (the tiny run's training items after 200 steps); a diagonal at another pace
+(leading silence, a slower reading) scores lower, so compare it within a run.
 `guided_attention_loss` is the DC-TTS guided-attention penalty (`guided_attention_penalty`,
 g = `guided_attention_g`), logged always and added to `loss` with weight
 `guided_attention_weight` (0 in `ljspeech`, the reference recipe; > 0 in `tiny`, whose small
