@@ -3,6 +3,7 @@
 - `grad_tts`: huawei-noah/Speech-Backbones Grad-TTS (model/text_encoder.py, diffusion.py,
   tts.py, utils.py, base.py; params.py; the step of train.py).
 - `hifigan`: jik876/hifi-gan (models.py, meldataset.py `mel_spectrogram`, the step of train.py).
+- `tacotron2`: NVIDIA/tacotron2 (model.py, layers.py, loss_function.py; the step of train.py).
 
 Both are compact re-writings of the reference code (same modules, same parameter counts, same
 operations in the same order), built from tfspeech's config dataclasses so that a benchmark

@@ -145,8 +145,53 @@ def test_registered_presets_and_config_checks():
     tacotron2.tiny(n_frames_per_step=2)
   with pytest.raises(ValueError, match="encoder_embedding_dim"):
     tacotron2.tiny(encoder_embedding_dim=15)
+  # The guided-attention loss: off in the reference recipe, on in tiny.
+  assert reference.guided_attention_weight == 0.0 and cls.preset("tiny").guided_attention_weight > 0
+  with pytest.raises(ValueError, match="guided_attention_weight: must be >= 0"):
+    tacotron2.tiny(guided_attention_weight=-1.0)
+  with pytest.raises(ValueError, match="guided_attention_g: must be > 0"):
+    tacotron2.tiny(guided_attention_g=0.0)
   with pytest.raises(ValueError, match="unknown Tacotron 2 preset"):
     tacotron2.preset("paper")
+
+
+def _synthetic_alignments(kind, frames, tokens, pad_frames=3, pad_tokens=2):
+  """One `[1, frames + pad_frames, tokens + pad_tokens]` alignment: "diagonal" (each frame on
+  its length-scaled token), "stuck" (every frame on the first two tokens) or "uniform"."""
+  weights = np.zeros([1, frames + pad_frames, tokens + pad_tokens], np.float32)
+  for t in range(frames):
+    if kind == "diagonal":
+      weights[0, t, min(int((t + 0.5) * tokens / frames), tokens - 1)] = 1.0
+    elif kind == "stuck":
+      weights[0, t, :2] = 0.5
+    else:
+      weights[0, t, :tokens] = 1.0 / tokens
+  # Padding frames hold garbage that must not count.
+  weights[0, frames:, 0] = 1.0
+  return tf.constant(weights), tf.constant([frames]), tf.constant([tokens])
+
+
+@pytest.mark.parametrize("frames, tokens", [(200, 40), (37, 50)])
+def test_diagonality_separates_diagonal_from_stuck_alignments(frames, tokens):
+  measure = {kind: float(tacotron2.alignment_diagonality(
+      *_synthetic_alignments(kind, frames, tokens))[0])
+             for kind in ("diagonal", "stuck", "uniform")}
+  assert measure["diagonal"] == pytest.approx(1.0)
+  # Stuck on the first tokens: only the first ~10% of the frames are near them.
+  assert measure["stuck"] < 0.15, measure
+  assert 0.1 < measure["uniform"] < 0.25, measure
+  penalty = {kind: float(tf.reduce_sum(tacotron2.guided_attention_penalty(
+      *_synthetic_alignments(kind, frames, tokens))) / frames) for kind in measure}
+  assert penalty["diagonal"] < 0.01 and penalty["stuck"] > 0.5, penalty
+  assert penalty["diagonal"] < penalty["uniform"] < penalty["stuck"], penalty
+  # A wrong diagonal (the text read twice as fast, then stuck at its end) is half off.
+  weights, mel_lengths, text_lengths = _synthetic_alignments("diagonal", frames, tokens)
+  fast = tf.concat([weights[:, ::2], weights[:, ::2]], axis=1)[:, :frames]
+  fast = tf.where(tf.range(frames)[None, :, None] < (frames + 1) // 2, fast,
+                  tf.one_hot(tokens - 1, tokens + 2)[None, None])
+  value = float(tacotron2.alignment_diagonality(
+      fast, mel_lengths, text_lengths)[0])
+  assert 0.2 < value < 0.75, value
 
 
 @needs_torch

@@ -40,6 +40,11 @@ class Tacotron2Config:
     postnet_kernel_size: kernel of the postnet convolutions (odd).
     postnet_n_convolutions: postnet convolutions (>= 2: first and last map from/to mels).
     postnet_dropout: dropout after each postnet convolution (training only).
+    guided_attention_weight: weight of the guided-attention loss (Tachibana et al., 2018,
+      DC-TTS), which penalises attention far from the text/mel-length diagonal; 0 (the
+      reference recipe) trains without it. Not part of the model's shape.
+    guided_attention_g: width `g` of that loss' penalty `1 - exp(-(n/N - t/T)^2 / (2 g^2))`
+      (DC-TTS: 0.2).
   """
   n_symbols: int = 148
   symbols_embedding_dim: int = 512
@@ -64,6 +69,8 @@ class Tacotron2Config:
   postnet_kernel_size: int = 5
   postnet_n_convolutions: int = 5
   postnet_dropout: float = 0.5
+  guided_attention_weight: float = 0.0
+  guided_attention_g: float = 0.2
 
   def __post_init__(self):
     def fail(field, problem, fix):
@@ -96,6 +103,12 @@ class Tacotron2Config:
                   "p_decoder_dropout", "postnet_dropout"):
       if not 0.0 <= getattr(self, field) < 1.0:
         fail(field, f"must be in [0, 1), got {getattr(self, field)}", "use a dropout rate")
+    if not self.guided_attention_weight >= 0.0:
+      fail("guided_attention_weight", f"must be >= 0, got {self.guided_attention_weight}",
+           "use 0 to train without the guided-attention loss")
+    if not self.guided_attention_g > 0.0:
+      fail("guided_attention_g", f"must be > 0, got {self.guided_attention_g}",
+           "use e.g. the DC-TTS 0.2")
     if not 0.0 < self.gate_threshold < 1.0:
       fail("gate_threshold", f"is a probability in (0, 1), got {self.gate_threshold}",
            "use e.g. the reference 0.5")

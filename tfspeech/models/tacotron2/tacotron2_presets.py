@@ -26,7 +26,10 @@ PRESETS = {
         attention_location_kernel_size=31, postnet_embedding_dim=512, postnet_kernel_size=5,
         postnet_n_convolutions=5),
     # A ~30k-parameter model for tests and CPU smoke training on the default
-    # `tfspeech-prepare` output (english_characters, 64 ids).
+    # `tfspeech-prepare` output (english_characters, 64 ids). With the reference's losses
+    # alone its attention settles on the first tokens (diagonality 0.27 -> 0.13 in 1000 steps
+    # on tests/data/ljspeech_tiny); the DC-TTS guided-attention loss (weight 1) pulls it onto
+    # the diagonal within ~200 steps (0.27 -> 0.68).
     "tiny": Tacotron2Config(
         n_symbols=TINY_SYMBOLS, symbols_embedding_dim=16, encoder_kernel_size=5,
         encoder_n_convolutions=2, encoder_embedding_dim=16, n_mel_channels=80,
@@ -34,7 +37,7 @@ PRESETS = {
         gate_threshold=0.5, p_attention_dropout=0.1, p_decoder_dropout=0.1,
         attention_rnn_dim=32, attention_dim=16, attention_location_n_filters=4,
         attention_location_kernel_size=15, postnet_embedding_dim=16, postnet_kernel_size=5,
-        postnet_n_convolutions=3),
+        postnet_n_convolutions=3, guided_attention_weight=1.0),
 }
 
 

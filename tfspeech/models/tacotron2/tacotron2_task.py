@@ -14,7 +14,16 @@ frames x bins), `gate_loss` = BCE-with-logits of the stop gate, whose target is 
 item's last frame (and 0 before it). Padding frames count in neither (the reference's version
 counts padded gate frames, forced to "stop", in its mean). `alignment_focus` (logged, not
 trained) is the mean over valid frames of the largest attention weight: it rises towards 1 as
-the attention learns a sharp diagonal.
+the attention sharpens, also when it sharpens on the wrong tokens. `alignment_diagonality`
+(logged) is the fraction of attention mass within 0.1 of the text of the diagonal scaled by
+each item's text and mel lengths (`tacotron2_model.diagonal_band_mass`): ~0.1-0.2 while the
+attention is stuck on the first tokens or spread out, ~0.65 once the attention reads the texts
+at an even pace (the tiny run's training items after 200 steps); a diagonal at another pace
+(leading silence, a slower reading) scores lower, so compare it within a run.
+`guided_attention_loss` is the DC-TTS guided-attention penalty (`guided_attention_penalty`,
+g = `guided_attention_g`), logged always and added to `loss` with weight
+`guided_attention_weight` (0 in `ljspeech`, the reference recipe; > 0 in `tiny`, whose small
+model on a small corpus otherwise never leaves the first tokens).
 
 Teacher forcing is one `tf.while_loop` over the batch's frames; training randomness (prenet
 noise, every dropout) comes from stateless seeds drawn from the trainer's checkpointed RNG.
@@ -29,6 +38,7 @@ from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.data.corpus_info import CorpusInfo
 from tfspeech.models import registry
+from tfspeech.models.tacotron2 import tacotron2_model
 from tfspeech.models.tacotron2 import tacotron2_presets
 from tfspeech.models.tacotron2 import tacotron2_serving
 from tfspeech.models.tacotron2.tacotron2_config import Tacotron2Config
@@ -40,6 +50,8 @@ PRESETS = tacotron2_presets.PRESETS
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
 # Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
 _PREVIEW_PEAK_DB = -1.0
+# Half-width of the band around the diagonal (fraction of the text) of `alignment_diagonality`.
+_DIAGONAL_BAND = 0.1
 # The free-running TensorBoard sample may run this many times the target's frames.
 _SUMMARY_LENGTH_FACTOR = 2
 
@@ -168,8 +180,19 @@ class Tacotron2Task(registry.Task):
     gate_loss = ctx.masked_mean(tf.nn.sigmoid_cross_entropy_with_logits(
         labels=gate_target, logits=out["gate_logits"]), frame_mask)
     focus = ctx.masked_mean(tf.reduce_max(out["alignments"], axis=2), frame_mask)
-    return {"loss": mel_loss + gate_loss, "mel_loss": mel_loss, "gate_loss": gate_loss,
-            "alignment_focus": focus}
+    text_lengths = batch["text_lengths"]
+    guided_loss = ctx.masked_mean(tacotron2_model.guided_attention_penalty(
+        out["alignments"], mel_lengths, text_lengths, self.config.guided_attention_g),
+        frame_mask)
+    diagonality = ctx.masked_mean(tacotron2_model.diagonal_band_mass(
+        out["alignments"], mel_lengths, text_lengths, _DIAGONAL_BAND), frame_mask)
+    losses = {"loss": mel_loss + gate_loss, "mel_loss": mel_loss, "gate_loss": gate_loss,
+              "guided_attention_loss": guided_loss, "alignment_focus": focus,
+              "alignment_diagonality": diagonality}
+    if self.config.guided_attention_weight:
+      # A Python branch: the reference recipe (weight 0) traces no extra gradient.
+      losses["loss"] += self.config.guided_attention_weight * guided_loss
+    return losses
 
   def train_step(self, batch, ctx):
     # Prenet noise and dropout come from the trainer's checkpointed RNG, so a resumed run
