@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfspeech.audio import (MelConfig, MelSpectrogram, griffin_lim, istft, mel_filterbank,
-                            mel_to_audio, mel_to_linear, spectral_convergence, stft)
+from tfspeech.audio import (MelConfig, MelSpectrogram, griffin_lim, griffin_lim_preview, istft,
+                            mel_filterbank, mel_to_audio, mel_to_linear, spectral_convergence, stft)
 from tfspeech.audio.mel import pad_for_stft
 from tfspeech.testing import assert_no_python_ops
 
@@ -104,6 +104,28 @@ def test_mel_to_audio_graph_mode(speech):
   error = np.abs(module(audio).numpy() - mel_log.numpy())[loud].mean()
   print(f"\nmel_to_audio mean log-mel error on loud bins: {error:.3g}")
   assert error < 0.5
+
+
+def test_griffin_lim_preview_is_finite_at_a_fixed_peak(speech):
+  # What an untrained model predicts: log-mels far past exp's float32 range, inf and NaN.
+  config = MelConfig.hifigan()
+  mel_log = MelSpectrogram(config)(speech[4][np.newaxis, :8192]).numpy()
+  wild = mel_log + 200.0
+  broken = mel_log.copy()
+  broken[0, ::3, ::2] = np.nan
+  broken[0, 1::3] = np.inf
+  silent = np.full_like(mel_log, np.log(1e-5))
+  mels = np.concatenate([mel_log, wild, broken, silent]).astype(np.float32)
+  assert not np.isfinite(mel_to_audio(wild, config, n_iter=2).numpy()).all()  # what it guards
+  preview = tf.function(lambda m: griffin_lim_preview(m, config, n_iter=4, peak_db=-3.0),
+                        input_signature=[tf.TensorSpec([None, None, config.n_mels])])
+  assert_no_python_ops(preview.get_concrete_function())
+  audio = preview(mels).numpy()
+  assert audio.shape == (4, 8192)
+  assert np.isfinite(audio).all()
+  peaks = np.abs(audio).max(axis=1)
+  np.testing.assert_allclose(peaks[:3], 10 ** (-3.0 / 20), rtol=1e-4)
+  assert peaks[3] < 1e-4  # silence stays silence, not amplified noise
 
 
 @pytest.mark.parametrize("preset", ["hifigan", "tacotron2", "librosa_reflect", "librosa_constant"])

@@ -1,6 +1,7 @@
 """Audio front end: WAV/compressed loading, silence trimming, mel spectrograms, Griffin-Lim."""
 
 from tfspeech.audio.griffin_lim import griffin_lim
+from tfspeech.audio.griffin_lim import griffin_lim_preview
 from tfspeech.audio.griffin_lim import istft
 from tfspeech.audio.griffin_lim import mel_to_audio
 from tfspeech.audio.griffin_lim import mel_to_linear
@@ -24,8 +25,9 @@ from tfspeech.audio.wav import load_wav
 from tfspeech.audio.wav import write_wav
 
 __all__ = [
-    "AudioError", "MelConfig", "MelSpectrogram", "decode_wav", "griffin_lim", "hann_window",
-    "istft", "load_audio", "load_wav", "log_compress", "log_decompress", "mel_filterbank",
+    "AudioError", "MelConfig", "MelSpectrogram", "decode_wav", "griffin_lim",
+    "griffin_lim_preview", "hann_window", "istft", "load_audio", "load_wav", "log_compress",
+    "log_decompress", "mel_filterbank",
     "mel_to_audio", "mel_to_linear", "normalize_peak", "num_frames", "peak", "rms_db",
     "spectral_convergence", "write_wav",
     "stft", "trim_silence",

@@ -10,8 +10,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfspeech.audio import mel as mel_lib
+from tfspeech.audio import silence as silence_lib
 
-__all__ = ["istft", "griffin_lim", "mel_to_linear", "mel_to_audio", "spectral_convergence"]
+__all__ = ["istft", "griffin_lim", "griffin_lim_preview", "mel_to_linear", "mel_to_audio",
+           "spectral_convergence"]
 
 # librosa divides by |angles| + tiny(float32) so that zero bins stay zero.
 _TINY = float(np.finfo(np.float32).tiny)
@@ -150,6 +152,31 @@ def mel_to_audio(mel_log, config, n_iter=32, projection_steps=8, **griffin_lim_k
   """
   linear = mel_to_linear(mel_log, config, projection_steps)
   return griffin_lim(linear, config, n_iter=n_iter, power=config.power, **griffin_lim_kwargs)
+
+
+def griffin_lim_preview(mel, config, n_iter=32, peak_db=-1.0):
+  """Griffin-Lim audio of predicted log-mels for listening (TensorBoard), safe for wild values.
+
+  An untrained or diverging model can predict log-mels whose exponent overflows (inf, then
+  NaN audio): values are clipped to [silence, 1e4 magnitude] and non-finite ones silenced.
+  Griffin-Lim's level follows the predicted magnitudes and often passes full scale (the
+  summary would clip), so each item is scaled to a fixed peak with `normalize_peak`.
+
+  Args:
+    mel: `[batch, frames, n_mels]` log-mels in `config`'s convention.
+    config: the `MelConfig` of the training data.
+    n_iter: Griffin-Lim iterations.
+    peak_db: peak level of each item in dBFS.
+
+  Returns:
+    `[batch, samples]` float32 audio, finite, each item's peak `peak_db` (or silent).
+  """
+  mel = tf.convert_to_tensor(mel, tf.float32)
+  floor = mel_lib.log_compress(tf.zeros([]), config)
+  ceiling = mel_lib.log_compress(tf.constant(1e4), config)
+  mel = tf.clip_by_value(tf.where(tf.math.is_finite(mel), mel, floor), floor, ceiling)
+  audio = mel_to_audio(mel, config, n_iter=n_iter, seed=0)
+  return silence_lib.normalize_peak(audio, peak_db)
 
 
 def spectral_convergence(target_magnitude, audio, config):

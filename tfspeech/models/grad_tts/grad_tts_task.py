@@ -38,8 +38,6 @@ from tfspeech.training import summaries as summaries_lib
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
 # Reverse-diffusion steps of the TensorBoard sample.
 _SUMMARY_TIMESTEPS = 10
-# Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
-_PREVIEW_PEAK_DB = -1.0
 # The one preset table (grad_tts_presets); the task adds no fields of its own.
 PRESETS = grad_tts_presets.PRESETS
 TINY_VOCAB = grad_tts_presets.TINY_VOCAB
@@ -91,28 +89,6 @@ def check_vocabulary(config: GradTTSConfig, info: CorpusInfo, data_dir: str) -> 
       f"grad_tts: the model embeds n_vocab={config.n_vocab} ids but the corpus prepared in "
       f"{data_dir} uses symbol table {plan['table_name']!r} with {plan['num_symbols']} "
       f"symbols{blank} = {plan['n_vocab']} ids. Either " + ", or ".join(fixes) + ".")
-
-
-def griffin_lim_preview(mel, mel_config, n_iter: int = 32):
-  """Griffin-Lim audio of predicted log-mels for listening, safe for out-of-range values.
-
-  An untrained or diverging model can predict log-mels whose exponent overflows (inf,
-  then NaN audio): values are clipped to [silence, 1e4 magnitude] and non-finite ones
-  silenced. Griffin-Lim's level follows the predicted magnitudes and often passes full
-  scale, so each item is scaled to a fixed peak (`_PREVIEW_PEAK_DB`).
-
-  Args:
-    mel: `[batch, frames, n_mels]` log-mels in `mel_config`'s convention.
-    mel_config: the `MelConfig` of the training data.
-
-  Returns:
-    `[batch, samples]` float32 audio.
-  """
-  floor = audio_lib.log_compress(tf.zeros([]), mel_config)
-  ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
-  mel = tf.clip_by_value(tf.where(tf.math.is_finite(mel), mel, floor), floor, ceiling)
-  audio = audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
-  return audio_lib.normalize_peak(audio, _PREVIEW_PEAK_DB)
 
 
 def _load_info(data_dir: str) -> CorpusInfo:
@@ -265,6 +241,6 @@ class GradTTSTask(registry.Task):
             self._mel(batch)[0, :batch["mel_lengths"][0]]),
     }
     if self._info is not None:
-      results["audio/predicted_griffin_lim"] = griffin_lim_preview(
+      results["audio/predicted_griffin_lim"] = audio_lib.griffin_lim_preview(
           predicted, self._info.mel_config)
     return results

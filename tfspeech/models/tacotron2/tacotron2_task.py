@@ -48,25 +48,10 @@ from tfspeech.training import summaries as summaries_lib
 PRESETS = tacotron2_presets.PRESETS
 # Symbol-table presets a corpus can be prepared with (`tfspeech-prepare --symbols`).
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
-# Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
-_PREVIEW_PEAK_DB = -1.0
 # Half-width of the band around the diagonal (fraction of the text) of `alignment_diagonality`.
 _DIAGONAL_BAND = 0.1
 # The free-running TensorBoard sample may run this many times the target's frames.
 _SUMMARY_LENGTH_FACTOR = 2
-
-
-def griffin_lim_preview(mel, mel_config, n_iter: int = 32):
-  """Griffin-Lim audio `[batch, samples]` of predicted log-mels, safe for wild values.
-
-  An untrained model can predict log-mels whose exponent overflows: values are clipped to
-  [silence, 1e4 magnitude], non-finite ones silenced, and each item scaled to a fixed peak.
-  """
-  floor = audio_lib.log_compress(tf.zeros([]), mel_config)
-  ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
-  mel = tf.clip_by_value(tf.where(tf.math.is_finite(mel), mel, floor), floor, ceiling)
-  audio = audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
-  return audio_lib.normalize_peak(audio, _PREVIEW_PEAK_DB)
 
 
 def check_symbols(config: Tacotron2Config, info: CorpusInfo, data_dir: str) -> None:
@@ -233,6 +218,6 @@ class Tacotron2Task(registry.Task):
         "images/inferred_mel": summaries_lib.mel_image(free["mel"][0, :free_length]),
     }
     if self._info is not None:
-      results["audio/inferred_griffin_lim"] = griffin_lim_preview(
+      results["audio/inferred_griffin_lim"] = audio_lib.griffin_lim_preview(
           free["mel"][:, :free_length], self._info.mel_config)
     return results
