@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import harness
-from benchmarks.models import (_Torch, _tf_note, _thread_extra, _timed, _write_dataset_json,
-                               HOP_LENGTH, SAMPLE_RATE)
+from benchmarks.models import (_Torch, _timed, _write_dataset_json, HOP_LENGTH, SAMPLE_RATE,
+                               log_step, tf_row, torch_row)
 
 REFERENCE = "lmnt-com/diffwave"
 
@@ -63,14 +63,12 @@ def diffwave_train(ctx):
     samples, warmup = _timed(ctx, lambda: step(batch)["items"].numpy(), 3)
     audio_seconds = batch_size * segment / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {segment} samples"
-    ctx.log(f"  diffwave train {preset} b{batch_size}: {np.median(samples):.3f} s/step "
-            f"(first call {warmup:.1f} s)")
+    log_step(ctx, f"diffwave train {preset} b{batch_size}", samples, warmup)
     extra = {"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
              "batch_size": batch_size, "segment_size": segment, "first_call_seconds": warmup}
-    measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
-        note=_tf_note(reference, f"{1 / np.median(samples):.3g} steps/s"),
-        extra=dict(extra, **_thread_extra(reference))))
+    measurements.append(tf_row(
+        f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s", note=f"{1 / np.median(samples):.3g} steps/s", extra=extra))
     if reference is None:
       continue
     torch_lib, diffwave = reference.torch, _torch_diffwave()
@@ -80,17 +78,15 @@ def diffwave_train(ctx):
     torch_step.model.to(reference.device)
     torch_step.noise_level = torch_step.noise_level.to(reference.device)
     y = torch_lib.from_numpy(audio.numpy()).to(reference.device)
-    x = torch_lib.from_numpy(np.ascontiguousarray(mel.numpy().transpose(0, 2, 1))).to(
-        reference.device)
+    x = reference.channels_first(mel)
     samples, warmup = _timed(ctx, lambda: torch_step(y, x), 3)
-    ctx.log(f"  diffwave train {preset} b{batch_size} pytorch reference: "
-            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=audio_seconds, work_unit="audio s",
+    log_step(ctx, f"diffwave train {preset} b{batch_size} pytorch reference", samples, warmup)
+    measurements.append(torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s",
         note=(f"{1 / np.median(samples):.3g} steps/s; {REFERENCE} learner.py step (Adam, L1) "
-              "on the same audio and mels; " + reference.note),
-        extra=dict(extra, first_call_seconds=warmup, **reference.threads)))
+              "on the same audio and mels; "),
+        extra=dict(extra, first_call_seconds=warmup)))
   return measurements
 
 
@@ -144,16 +140,15 @@ def diffwave_infer(ctx):
     extra = {"rtf": audio_seconds / float(np.median(samples)), "preset": "base",
              "steps": steps, "batch_size": batch_size, "audio_seconds_per_item": seconds,
              "frames": frames, "first_call_seconds": warmup}
-    measurements.append(harness.Measurement(
-        f"tfspeech base S={steps}", samples, group=group, work=audio_seconds,
+    measurements.append(tf_row(
+        f"tfspeech base S={steps}", samples, reference, group=group, work=audio_seconds,
         work_unit="audio s",
-        note=_tf_note(reference, "throughput = RTF (audio s per wall s); in-process "
-                      "tf.while_loop form, noise drawn from seeds in the graph"),
-        extra=dict(extra, **_thread_extra(reference))))
+        note=("throughput = RTF (audio s per wall s); in-process tf.while_loop form, noise "
+              "drawn from seeds in the graph"),
+        extra=extra))
     if reference is None:
       continue
-    torch_mels = reference.torch.from_numpy(np.ascontiguousarray(
-        mels.numpy().transpose(0, 2, 1))).to(reference.device)
+    torch_mels = reference.channels_first(mels)
     diffwave = _torch_diffwave()
 
     def torch_call():
@@ -162,12 +157,12 @@ def diffwave_infer(ctx):
     samples, warmup = _timed(ctx, torch_call, 3)
     ctx.log(f"  diffwave infer base S={steps} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {audio_seconds:.2f} audio s")
-    measurements.append(harness.Measurement(
-        f"pytorch reference base S={steps}", samples, baseline=True, group=group,
-        device=reference.label, work=audio_seconds, work_unit="audio s",
+    measurements.append(torch_row(
+        f"pytorch reference base S={steps}", samples, reference, group=group,
+        work=audio_seconds, work_unit="audio s",
         note=(f"{REFERENCE} inference.py predict ({'fast_sampling' if steps == 6 else 'full'}"
-              " schedule) with tfspeech's weights, no_grad, same mels; " + reference.note),
+              " schedule) with tfspeech's weights, no_grad, same mels; "),
         extra=dict(extra, rtf=audio_seconds / float(np.median(samples)),
-                   first_call_seconds=warmup, **reference.threads)))
+                   first_call_seconds=warmup)))
   return measurements
 

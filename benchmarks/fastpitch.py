@@ -42,21 +42,15 @@ def _batch(config, batch, seed=0):
   """A padded training batch as the task's pipeline gives it (with the alignment prior)."""
   from tfspeech.models.fastpitch.fastpitch_model import batch_prior  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
-  text_lengths = common._token_lengths(rng, batch)  # pylint: disable=protected-access
-  mel_lengths = (text_lengths * FRAMES_PER_TOKEN).astype(np.int32)
-  tokens, frames = int(text_lengths.max()), int(mel_lengths.max())
-  ids = rng.integers(1, config.n_symbols, size=[batch, tokens]).astype(np.int32)
-  ids[np.arange(tokens)[None, :] >= text_lengths[:, None]] = 0
-  past = np.arange(frames)[None, :] >= mel_lengths[:, None]
-  mel = rng.normal(-5.0, 2.0, size=[batch, frames, config.n_mel_channels])
-  mel[past] = np.log(1e-5)
+  out = common.text_mel_batch(rng, batch, config.n_symbols, config.n_mel_channels,
+                              FRAMES_PER_TOKEN)
+  mel_lengths = out["mel_lengths"].numpy()
+  tokens, frames = int(out["text_ids"].shape[1]), int(mel_lengths.max())
   # Hz, a third of the frames unvoiced (0), as a pitch track has them.
   pitch = rng.uniform(100.0, 300.0, size=[batch, frames]) * (rng.uniform(size=[batch, frames])
                                                              > 0.33)
-  pitch[past] = 0.0
-  out = {"text_ids": tf.constant(ids), "text_lengths": tf.constant(text_lengths),
-         "mel": tf.constant(mel, tf.float32), "mel_lengths": tf.constant(mel_lengths),
-         "pitch": tf.constant(pitch, tf.float32)}
+  pitch[np.arange(frames)[None, :] >= mel_lengths[:, None]] = 0.0
+  out["pitch"] = tf.constant(pitch, tf.float32)
   out["prior"] = batch_prior(out["text_lengths"], out["mel_lengths"], tokens, frames)
   return out
 
@@ -150,34 +144,33 @@ def fastpitch_train(ctx):
           tf.data.Dataset.from_tensors(batch).element_spec)
       samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
       label = "tfspeech XLA" if xla else "tfspeech"
-      ctx.log(f"  fastpitch train {preset} b{batch_size}{' xla' if xla else ''}: "
-              f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
-      measurements.append(harness.Measurement(
-          f"{label} {preset}", samples, group=group, work=frames, work_unit="mel frames",
-          note=common._tf_note(reference, (  # pylint: disable=protected-access
-              f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
-              f"{train_config.optimizer}" + ("; jit_compile step" if xla else ""))),
+      common.log_step(ctx, f"fastpitch train {preset} b{batch_size}{' xla' if xla else ''}",
+                      samples, warmup)
+      measurements.append(common.tf_row(
+          f"{label} {preset}", samples, reference, group=group, work=frames,
+          work_unit="mel frames",
+          note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
+                f"{train_config.optimizer}" + ("; jit_compile step" if xla else "")),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
-                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
-                 **common._thread_extra(reference)}))  # pylint: disable=protected-access
+                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup}))
     if reference is None:
       continue
     fastpitch, model = _torch_model(reference, config)
     torch_step = _TorchTrainStep(reference.torch, fastpitch, model, learning_rate=1e-4)
     torch_batch = reference.tensors(_torch_batch(reference.torch, batch))
     samples, warmup = common._timed(ctx, lambda: torch_step(torch_batch), 3)  # pylint: disable=protected-access,cell-var-from-loop
-    ctx.log(f"  fastpitch train {preset} b{batch_size} pytorch reference: "
-            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=frames, work_unit="mel frames",
+    common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference", samples,
+                    warmup)
+    measurements.append(common.torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=frames,
+        work_unit="mel frames",
         note=(f"{1 / np.median(samples):.3g} steps/s; DeepLearningExamples FastPitch 1.1 "
               "train step on the same batch (energy = log-mel frame norms, prior from the "
               "loader); MAS is a NumPy loop on host copies (reference: numba; tfspeech: "
-              "in-graph op); AdamW stands in for apex FusedLAMB; " + reference.note),
+              "in-graph op); AdamW stands in for apex FusedLAMB; "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": fastpitch.count_parameters(model), **reference.threads}))
+               "parameters": fastpitch.count_parameters(model)}))
   return measurements
 
 
@@ -223,14 +216,13 @@ def fastpitch_infer(ctx):
       samples, warmup = common._timed(ctx, call, 5)  # pylint: disable=protected-access
       ctx.log(f"  fastpitch infer {preset} b{batch_size} {label}: {np.median(samples):.3f} s "
               f"for {audio_seconds:.1f} audio s")
-      measurements.append(harness.Measurement(
-          f"{label} {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
-          note=common._tf_note(reference, (  # pylint: disable=protected-access
-              f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
-              + ("; jit_compile serving function" if "XLA" in label else ""))),
+      measurements.append(common.tf_row(
+          f"{label} {preset}", samples, reference, group=group, work=audio_seconds,
+          work_unit="audio s",
+          note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
+                + ("; jit_compile serving function" if "XLA" in label else "")),
           extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-                 "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup,
-                 **common._thread_extra(reference)}))  # pylint: disable=protected-access
+                 "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup}))
     if reference is None:
       continue
     _, torch_model = built[preset][2:]
@@ -246,11 +238,11 @@ def fastpitch_infer(ctx):
     torch_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
     ctx.log(f"  fastpitch infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {torch_seconds:.1f} audio s")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=torch_seconds, work_unit="audio s",
+    measurements.append(common.torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=torch_seconds,
+        work_unit="audio s",
         note=(f"DeepLearningExamples FastPitch.infer (pace 1), inference_mode, same ids; "
-              f"{torch_frames} frames; " + reference.note),
+              f"{torch_frames} frames; "),
         extra={"rtf": torch_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "frames": torch_frames, **reference.threads}))
+               "batch_size": batch_size, "frames": torch_frames}))
   return measurements

@@ -100,6 +100,12 @@ class _Torch:
   def tensors(self, batch):
     return {k: v.to(self.device) for k, v in batch.items()}
 
+  def channels_first(self, array):
+    """`[b, frames, channels]` (NumPy or eager TF) -> torch `[b, channels, frames]` on the device,
+    the layout of the references' mel inputs."""
+    return self.torch.from_numpy(np.ascontiguousarray(
+        np.asarray(array).transpose(0, 2, 1))).to(self.device)
+
 
 def _tf_note(reference, note):
   """The tfspeech row's note: `note`, plus why there is no ratio when torch is missing."""
@@ -113,8 +119,47 @@ def _thread_extra(reference):
           "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
+def tf_row(label, samples, reference, *, note, extra, **fields):
+  """The tfspeech `Measurement` of a group; `note` gains why there is no ratio when torch is
+  missing, `extra` the thread settings; `fields`: group, work, work_unit."""
+  return harness.Measurement(label, samples, note=_tf_note(reference, note),
+                             extra={**extra, **_thread_extra(reference)}, **fields)
+
+
+def torch_row(label, samples, reference, *, note, extra, **fields):
+  """The PyTorch baseline `Measurement` of a group, on `reference`'s device; `note` gains the
+  torch version and thread facts, `extra` the thread settings."""
+  return harness.Measurement(label, samples, baseline=True, device=reference.label,
+                             note=note + reference.note, extra={**extra, **reference.threads},
+                             **fields)
+
+
+def log_step(ctx, what, samples, warmup):
+  """Logs a train step's median time and its first (tracing) call."""
+  ctx.log(f"  {what}: {np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
+
+
 def _token_lengths(rng, batch):
   return rng.integers(MIN_TOKENS, MAX_TOKENS + 1, size=batch).astype(np.int32)
+
+
+def text_mel_batch(rng, batch, n_vocab, n_mels, frames_per_token=FRAMES_PER_TOKEN):
+  """A padded text-to-mel training batch as the task pipelines give it, drawn from `rng`.
+
+  Returns:
+    {"text_ids": `[batch, tokens]` int32 ids in [1, n_vocab), 0 past each length;
+     "text_lengths": `[batch]` int32 in [MIN_TOKENS, MAX_TOKENS];
+     "mel": `[batch, frames, n_mels]` float32 random log-mels, log(1e-5) past each length;
+     "mel_lengths": `[batch]` int32, `frames_per_token` per token} as TF tensors.
+  """
+  text_lengths = _token_lengths(rng, batch)
+  mel_lengths = (text_lengths * frames_per_token).astype(np.int32)
+  ids = rng.integers(1, n_vocab, size=[batch, text_lengths.max()]).astype(np.int32)
+  ids[np.arange(text_lengths.max())[None, :] >= text_lengths[:, None]] = 0
+  mel = rng.normal(-5.0, 2.0, size=[batch, mel_lengths.max(), n_mels])
+  mel[np.arange(mel_lengths.max())[None, :] >= mel_lengths[:, None]] = np.log(1e-5)
+  return {"text_ids": tf.constant(ids), "text_lengths": tf.constant(text_lengths),
+          "mel": tf.constant(mel, tf.float32), "mel_lengths": tf.constant(mel_lengths)}
 
 
 # --- Grad-TTS ------------------------------------------------------------------------------
@@ -122,15 +167,7 @@ def _token_lengths(rng, batch):
 
 def _grad_tts_batch(config, batch, seed=0):
   """A padded batch as the task's pipeline gives it: ids, lengths, log-mels, mel lengths."""
-  rng = np.random.default_rng(seed)
-  text_lengths = _token_lengths(rng, batch)
-  mel_lengths = (text_lengths * FRAMES_PER_TOKEN).astype(np.int32)
-  ids = rng.integers(1, config.n_vocab, size=[batch, text_lengths.max()]).astype(np.int32)
-  ids[np.arange(text_lengths.max())[None, :] >= text_lengths[:, None]] = 0
-  mel = rng.normal(-5.0, 2.0, size=[batch, mel_lengths.max(), config.n_feats])
-  mel[np.arange(mel_lengths.max())[None, :] >= mel_lengths[:, None]] = np.log(1e-5)
-  return {"text_ids": tf.constant(ids), "text_lengths": tf.constant(text_lengths),
-          "mel": tf.constant(mel, tf.float32), "mel_lengths": tf.constant(mel_lengths)}
+  return text_mel_batch(np.random.default_rng(seed), batch, config.n_vocab, config.n_feats)
 
 
 def _grad_tts_variants(ctx, infer=False):
@@ -167,16 +204,15 @@ def grad_tts_train(ctx):
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     ids = int(np.sum(batch["text_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
-    ctx.log(f"  grad_tts train {preset} b{batch_size}: {np.median(samples):.3f} s/step "
-            f"(first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=group, work=frames, work_unit="mel frames",
-        note=_tf_note(reference, f"{1 / np.median(samples):.3g} steps/s; {frames} frames, "
-                                 f"{ids} ids per batch"
-                                 + ("" if traced_here else "; step traced at the batch above")),
+    log_step(ctx, f"grad_tts train {preset} b{batch_size}", samples, warmup)
+    measurements.append(tf_row(
+        f"tfspeech {preset}", samples, reference, group=group, work=frames,
+        work_unit="mel frames",
+        note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames, {ids} ids per batch"
+              + ("" if traced_here else "; step traced at the batch above")),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "first_call_traced": traced_here, **_thread_extra(reference)}))
+               "first_call_traced": traced_here}))
     if reference is None:
       continue
     reference.seed(0)
@@ -185,19 +221,17 @@ def grad_tts_train(ctx):
                                               learning_rate=config.learning_rate, seed=0)
     torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
     samples, warmup = _timed(ctx, lambda: torch_step(torch_batch), 5)
-    ctx.log(f"  grad_tts train {preset} b{batch_size} pytorch reference: "
-            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=frames, work_unit="mel frames",
+    log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", samples, warmup)
+    measurements.append(torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=frames,
+        work_unit="mel frames",
         note=(f"{1 / np.median(samples):.3g} steps/s; Speech-Backbones train.py step, same "
               f"batch, same out_size={task.config.out_size} random segment as tfspeech; MAS "
               "is the Cython core on host copies (tfspeech: in-graph op); gradient norms "
-              "clipped per encoder and decoder (tfspeech: whole model; same cost); "
-              + reference.note),
+              "clipped per encoder and decoder (tfspeech: whole model; same cost); "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": reference.grad_tts.count_parameters(model), **reference.threads}))
+               "parameters": reference.grad_tts.count_parameters(model)}))
   return measurements
 
 
@@ -281,16 +315,15 @@ def grad_tts_infer(ctx):
         group = f"{preset}, batch {batch_size}, {n_timesteps} steps"
         ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps}: "
                 f"{np.median(samples):.3f} s for {audio_seconds:.1f} audio s")
-        measurements.append(harness.Measurement(
-            f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
-            note=_tf_note(reference, (
-                f"{frames} frames from {int(np.sum(lengths.numpy()))} ids "
-                f"(length_scale {length_scale:.2f}); throughput = RTF"
-                + ("; 50 steps not run (~5× the time)" if big else ""))),
+        measurements.append(tf_row(
+            f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
+            work_unit="audio s",
+            note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids "
+                  f"(length_scale {length_scale:.2f}); throughput = RTF"
+                  + ("; 50 steps not run (~5× the time)" if big else "")),
             extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps, "frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup,
-                   **_thread_extra(reference)}))
+                   "length_scale": length_scale, "first_call_seconds": warmup}))
         if reference is None:
           continue
         torch_out = {}
@@ -304,17 +337,16 @@ def grad_tts_infer(ctx):
                 f"{np.median(samples):.3f} s for {torch_audio_seconds:.1f} audio s")
         same = ("same frames as tfspeech" if torch_frames == frames
                 else f"tfspeech: {frames} frames")
-        measurements.append(harness.Measurement(
-            f"pytorch reference {preset}", samples, baseline=True, group=group,
-            device=reference.label, work=torch_audio_seconds, work_unit="audio s",
+        measurements.append(torch_row(
+            f"pytorch reference {preset}", samples, reference, group=group,
+            work=torch_audio_seconds, work_unit="audio s",
             note=(f"Speech-Backbones GradTTS.forward with tfspeech's weights (Euler sampler, "
                   f"temperature 1.5, stoc=False, same length_scale), inference_mode; "
-                  f"{torch_frames} frames ({same}); " + reference.note),
+                  f"{torch_frames} frames ({same}); "),
             extra={"rtf": torch_audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps,
                    "frames": torch_frames, "tfspeech_frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup,
-                   **reference.threads}))
+                   "length_scale": length_scale, "first_call_seconds": warmup}))
   return measurements
 
 
@@ -360,14 +392,13 @@ def hifigan_train(ctx):
     samples, warmup = _timed(ctx, lambda: step(batch)["items"].numpy(), 3)
     audio_seconds = batch_size * segment / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {segment} samples"
-    ctx.log(f"  hifigan train {preset} b{batch_size}: {np.median(samples):.3f} s/step "
-            f"(first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
-        note=_tf_note(reference, f"{1 / np.median(samples):.3g} steps/s"),
+    log_step(ctx, f"hifigan train {preset} b{batch_size}", samples, warmup)
+    measurements.append(tf_row(
+        f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s", note=f"{1 / np.median(samples):.3g} steps/s",
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "segment_size": segment,
-               "first_call_seconds": warmup, **_thread_extra(reference)}))
+               "first_call_seconds": warmup}))
     if reference is None:
       continue
     torch_lib, hifigan = reference.torch, reference.hifigan
@@ -377,24 +408,21 @@ def hifigan_train(ctx):
     for module in (torch_step.generator, torch_step.mpd, torch_step.msd):
       module.to(reference.device)
     y = torch_lib.from_numpy(audio.numpy()).to(reference.device)
-    x = torch_lib.from_numpy(np.ascontiguousarray(
-        batch["mel"].numpy().transpose(0, 2, 1))).to(reference.device)
+    x = reference.channels_first(batch["mel"])
     # The reference's data loader computes the loss mel (fmax_for_loss) outside the step.
     y_mel = torch_step.loss_mel(y)
     samples, warmup = _timed(ctx, lambda: torch_step(x, y.unsqueeze(1), y_mel), 3)
-    ctx.log(f"  hifigan train {preset} b{batch_size} pytorch reference: "
-            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=audio_seconds, work_unit="audio s",
+    log_step(ctx, f"hifigan train {preset} b{batch_size} pytorch reference", samples, warmup)
+    measurements.append(torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s",
         note=(f"{1 / np.median(samples):.3g} steps/s; jik876/hifi-gan train.py step on the "
               "same audio and input mels: D update then G update through the updated D, "
               "real and fake in separate D calls (tfspeech: one call on both), loss mel of "
-              "the real audio precomputed as its data loader does (tfspeech: in the step); "
-              + reference.note),
+              "the real audio precomputed as its data loader does (tfspeech: in the step); "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "segment_size": segment,
-               "first_call_seconds": warmup, **reference.threads}))
+               "first_call_seconds": warmup}))
   return measurements
 
 
@@ -445,18 +473,17 @@ def hifigan_infer(ctx):
     group = f"{preset}, batch {batch_size} × {seconds:g} s"
     ctx.log(f"  hifigan infer {preset} b{batch_size}: {np.median(samples):.3f} s for "
             f"{audio_seconds:.0f} audio s")
-    measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
-        note=_tf_note(reference, "throughput = RTF (audio s per wall s)"
-                      + ("; warm-up was a short input only" if big else "")),
+    measurements.append(tf_row(
+        f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s",
+        note=("throughput = RTF (audio s per wall s)"
+              + ("; warm-up was a short input only" if big else "")),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "audio_seconds_per_item": seconds,
-               **_thread_extra(reference)}))
+               "batch_size": batch_size, "audio_seconds_per_item": seconds}))
     if reference is None:
       continue
     torch_generator = generators[preset]
-    torch_mels = reference.torch.from_numpy(np.ascontiguousarray(
-        mels.numpy().transpose(0, 2, 1))).to(reference.device)
+    torch_mels = reference.channels_first(mels)
 
     def torch_call():
       with reference.torch.inference_mode():
@@ -464,12 +491,11 @@ def hifigan_infer(ctx):
     samples = ctx.time(torch_call, repeats=repeats, warmup=warmup)
     ctx.log(f"  hifigan infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {audio_seconds:.0f} audio s")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=audio_seconds, work_unit="audio s",
+    measurements.append(torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s",
         note=("jik876/hifi-gan Generator, weight norm removed, inference_mode, same mels; "
-              + ("warm-up was a short input only; " if big else "") + reference.note),
+              + ("warm-up was a short input only; " if big else "")),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "audio_seconds_per_item": seconds,
-               **reference.threads}))
+               "batch_size": batch_size, "audio_seconds_per_item": seconds}))
   return measurements

@@ -46,15 +46,8 @@ def _variants(ctx):
 
 def _batch(config, batch, seed=0):
   """A padded batch as the task's pipeline gives it: ids, lengths, log-mels, mel lengths."""
-  rng = np.random.default_rng(seed)
-  text_lengths = models._token_lengths(rng, batch)  # pylint: disable=protected-access
-  mel_lengths = (text_lengths * FRAMES_PER_TOKEN).astype(np.int32)
-  ids = rng.integers(1, config.n_symbols, size=[batch, text_lengths.max()]).astype(np.int32)
-  ids[np.arange(text_lengths.max())[None, :] >= text_lengths[:, None]] = 0
-  mel = rng.normal(-5.0, 2.0, size=[batch, mel_lengths.max(), config.n_mel_channels])
-  mel[np.arange(mel_lengths.max())[None, :] >= mel_lengths[:, None]] = np.log(1e-5)
-  return {"text_ids": tf.constant(ids), "text_lengths": tf.constant(text_lengths),
-          "mel": tf.constant(mel, tf.float32), "mel_lengths": tf.constant(mel_lengths)}
+  return models.text_mel_batch(np.random.default_rng(seed), batch, config.n_symbols,
+                               config.n_mel_channels, FRAMES_PER_TOKEN)
 
 
 def _torch_module():
@@ -97,17 +90,15 @@ def tacotron2_train(ctx):
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     ids = int(np.sum(batch["text_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
-    ctx.log(f"  tacotron2 train {preset} b{batch_size}: {np.median(samples):.3f} s/step "
-            f"(first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=group, work=frames, work_unit="mel frames",
-        note=models._tf_note(reference, (  # pylint: disable=protected-access
-            f"{1 / np.median(samples):.3g} steps/s; {frames} frames, {ids} ids per batch"
-            + ("" if traced_here else "; step traced at the batch above"))),
+    models.log_step(ctx, f"tacotron2 train {preset} b{batch_size}", samples, warmup)
+    measurements.append(models.tf_row(
+        f"tfspeech {preset}", samples, reference, group=group, work=frames,
+        work_unit="mel frames",
+        note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames, {ids} ids per batch"
+              + ("" if traced_here else "; step traced at the batch above")),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "first_call_traced": traced_here,
-               **models._thread_extra(reference)}))  # pylint: disable=protected-access
+               "first_call_traced": traced_here}))
     if reference is None:
       continue
     tacotron2 = _torch_module()
@@ -120,16 +111,16 @@ def tacotron2_train(ctx):
     torch_batch = _torch_batch(reference, batch)
     samples, warmup = models._timed(  # pylint: disable=protected-access
         ctx, lambda: torch_step(**torch_batch), 3)
-    ctx.log(f"  tacotron2 train {preset} b{batch_size} pytorch reference: "
-            f"{np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=frames, work_unit="mel frames",
+    models.log_step(ctx, f"tacotron2 train {preset} b{batch_size} pytorch reference", samples,
+                    warmup)
+    measurements.append(models.torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group, work=frames,
+        work_unit="mel frames",
         note=(f"{1 / np.median(samples):.3g} steps/s; NVIDIA/tacotron2 train.py step on the "
-              "same batch (Python loop over frames, LSTMCell per step); " + reference.note),
+              "same batch (Python loop over frames, LSTMCell per step); "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": tacotron2.count_parameters(model), **reference.threads}))
+               "parameters": tacotron2.count_parameters(model)}))
   return measurements
 
 
@@ -174,14 +165,13 @@ def tacotron2_infer(ctx):
     group = f"{preset}, batch {batch_size} × {frames_per_item} frames"
     ctx.log(f"  tacotron2 infer {preset} b{batch_size}: {np.median(samples):.3f} s for "
             f"{audio_seconds:.1f} audio s (first call {warmup:.1f} s)")
-    measurements.append(harness.Measurement(
-        f"tfspeech {preset}", samples, group=group, work=audio_seconds, work_unit="audio s",
-        note=models._tf_note(reference, (  # pylint: disable=protected-access
-            f"{frames} frames from {int(np.sum(lengths.numpy()))} ids, batched decoding "
-            "loop (TensorArray storage), gate never fires; throughput = RTF")),
+    measurements.append(models.tf_row(
+        f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s",
+        note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids, batched decoding "
+              "loop (TensorArray storage), gate never fires; throughput = RTF"),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup,
-               **models._thread_extra(reference)}))  # pylint: disable=protected-access
+               "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup}))
     if reference is None:
       continue
     torch = reference.torch
@@ -202,13 +192,12 @@ def tacotron2_infer(ctx):
     torch_audio_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
     ctx.log(f"  tacotron2 infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {torch_audio_seconds:.1f} audio s")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset}", samples, baseline=True, group=group,
-        device=reference.label, work=torch_audio_seconds, work_unit="audio s",
+    measurements.append(models.torch_row(
+        f"pytorch reference {preset}", samples, reference, group=group,
+        work=torch_audio_seconds, work_unit="audio s",
         note=(f"NVIDIA/tacotron2 Tacotron2.inference with tfspeech's weights, inference_mode, "
-              f"one utterance per call ({batch_size} in turn), {torch_frames} frames; "
-              + reference.note),
+              f"one utterance per call ({batch_size} in turn), {torch_frames} frames; "),
         extra={"rtf": torch_audio_seconds / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "frames": torch_frames, "tfspeech_frames": frames,
-               "first_call_seconds": warmup, **reference.threads}))
+               "first_call_seconds": warmup}))
   return measurements

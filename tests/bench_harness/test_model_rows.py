@@ -1,0 +1,53 @@
+"""The row and input helpers that the model benchmarks (Grad-TTS, HiFi-GAN, FastPitch, Tacotron 2,
+DiffWave) share: a fake torch reference stands in, so no model or torch is needed."""
+import importlib
+import pathlib
+import sys
+import types
+
+import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+  sys.path.append(str(REPO_ROOT))  # at the end: the installed tfspeech wins (see test_harness)
+models = importlib.import_module("benchmarks.models")
+
+_REFERENCE = types.SimpleNamespace(label="CPU", note="torch 9.9, 2 threads",
+                                   threads={"torch_num_threads": 2, "omp_wait_policy": "PASSIVE"})
+
+
+def test_tf_row_says_why_there_is_no_ratio_without_torch():
+  row = models.tf_row("tfspeech tiny", [1.0], None, group="g", work=3.0, work_unit="audio s",
+                      note="throughput = RTF", extra={"rtf": 3.0})
+  assert (row.name, row.group, row.work, row.work_unit, row.baseline) == (
+      "tfspeech tiny", "g", 3.0, "audio s", False)
+  assert row.note == f"throughput = RTF; {models.NO_TORCH}"
+  assert list(row.extra) == ["rtf", "tf_intra_op_threads", "tf_inter_op_threads"]
+  with_torch = models.tf_row("tfspeech tiny", [1.0], _REFERENCE, note="n", extra={"rtf": 3.0})
+  assert with_torch.note == "n"
+  assert with_torch.extra == {"rtf": 3.0, **_REFERENCE.threads}
+
+
+def test_torch_row_is_the_baseline_on_the_reference_device():
+  row = models.torch_row("pytorch reference tiny", [2.0], _REFERENCE, group="g", work=3.0,
+                         work_unit="audio s", note="same mels; ", extra={"rtf": 1.5})
+  assert (row.baseline, row.device, row.group, row.work) == (True, "CPU", "g", 3.0)
+  assert row.note == "same mels; torch 9.9, 2 threads"
+  assert row.extra == {"rtf": 1.5, "torch_num_threads": 2, "omp_wait_policy": "PASSIVE"}
+
+
+def test_text_mel_batch_is_padded_and_seeded():
+  batch = models.text_mel_batch(np.random.default_rng(3), 4, n_vocab=10, n_mels=5,
+                                frames_per_token=2)
+  lengths, mel_lengths = batch["text_lengths"].numpy(), batch["mel_lengths"].numpy()
+  assert ((lengths >= models.MIN_TOKENS) & (lengths <= models.MAX_TOKENS)).all()
+  np.testing.assert_array_equal(mel_lengths, 2 * lengths)
+  ids, mel = batch["text_ids"].numpy(), batch["mel"].numpy()
+  assert ids.shape == (4, lengths.max()) and mel.shape == (4, mel_lengths.max(), 5)
+  for i in range(4):
+    assert (ids[i, :lengths[i]] >= 1).all() and (ids[i, :lengths[i]] < 10).all()
+    assert (ids[i, lengths[i]:] == 0).all()
+    np.testing.assert_allclose(mel[i, mel_lengths[i]:], np.log(1e-5))
+  again = models.text_mel_batch(np.random.default_rng(3), 4, n_vocab=10, n_mels=5,
+                                frames_per_token=2)
+  np.testing.assert_array_equal(again["mel"].numpy(), mel)
