@@ -46,8 +46,6 @@ PRESETS = fastpitch_presets.PRESETS
 LOSS_NAMES = ("mel_loss", "duration_loss", "pitch_loss", "energy_loss", "attn_loss",
               "binarization_loss", "loss")
 _PITCH_FIX = "re-prepare the corpus with pitch: tfspeech-prepare --pitch ..."
-# Peak level of the Griffin-Lim preview in TensorBoard (dBFS).
-_PREVIEW_PEAK_DB = -1.0
 
 
 def pitch_statistics(info: CorpusInfo, data_dir: str) -> dict:
@@ -70,19 +68,6 @@ def pitch_statistics(info: CorpusInfo, data_dir: str) -> dict:
     raise ValueError(f"fastpitch: {where}: stats.pitch.std={std} must be > 0 (no voiced "
                      f"frames?); {_PITCH_FIX}")
   return {"mean": mean, "std": std}
-
-
-def griffin_lim_preview(mel, mel_config, n_iter: int = 32):
-  """Griffin-Lim audio `[batch, samples]` of predicted log-mels, safe for untrained models.
-
-  Non-finite values are silenced and the rest clipped to [silence, 1e4 magnitude] (an
-  untrained model's exponent can overflow); each item is scaled to a fixed peak.
-  """
-  floor = audio_lib.log_compress(tf.zeros([]), mel_config)
-  ceiling = audio_lib.log_compress(tf.constant(1e4), mel_config)
-  mel = tf.clip_by_value(tf.where(tf.math.is_finite(mel), mel, floor), floor, ceiling)
-  audio = audio_lib.mel_to_audio(mel, mel_config, n_iter=n_iter, seed=0)
-  return audio_lib.normalize_peak(audio, _PREVIEW_PEAK_DB)
 
 
 def contour_image(target, predicted, height: int = 64):
@@ -270,6 +255,6 @@ class FastPitchTask(registry.Task):
         "images/target_mel": summaries_lib.mel_image(mel[0, :frames]),
     }
     if self._info is not None:
-      results["audio/predicted_griffin_lim"] = griffin_lim_preview(
+      results["audio/predicted_griffin_lim"] = audio_lib.griffin_lim_preview(
           predicted, self._info.mel_config)
     return results
