@@ -29,6 +29,8 @@ flags.DEFINE_list("suite", ["all"], "Comma-separated suites to run: "
 flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"],
                   "cpu hides every GPU from TensorFlow (also in worker processes); gpu requires "
                   "one (`pip install .[gpu]`) and records its peak memory.")
+flags.DEFINE_list("cases", [], "Only these case names within the suites (e.g. diffwave,fastpitch); "
+                  "default: every case of the suites.")
 flags.DEFINE_string("out", "results", "Directory for results.json, results.md and ratios.png.")
 flags.DEFINE_integer("repeats", None, "Timed repeats per variant after warm-up; default: each "
                      "case's own (3-5, 2 with --quick).", lower_bound=1)
@@ -184,9 +186,16 @@ def main(argv):
   _configure_device(FLAGS.device)
   _import_case_modules()
   selected = harness.cases(suites)
+  if FLAGS.cases:
+    unknown = sorted(set(FLAGS.cases) - {c.name for c in selected})
+    if unknown:
+      names = ", ".join(sorted({c.name for c in selected}))
+      raise app.UsageError(f"--cases: no case named {', '.join(unknown)} in suites "
+                           f"{','.join(suites)}; cases: {names}")
+    selected = [c for c in selected if c.name in FLAGS.cases]
   results = harness.run_cases(
       selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
-      options={"suites": suites, "command": " ".join(sys.argv)})
+      options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv)})
   paths = harness.write_results(results, FLAGS.out)
   print(harness.to_markdown(results))
   print("wrote " + ", ".join(p for p in paths.values() if p))
