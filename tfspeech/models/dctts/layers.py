@@ -10,6 +10,8 @@ Dropout is stateless: a layer draws it from `fold_in(seed, salt)` with a salt fi
 construction, so training randomness comes from the trainer's checkpointed RNG.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -26,9 +28,41 @@ def stateless_dropout(x, rate, seed):
   return tf.nn.experimental.stateless_dropout(x, rate, seed)
 
 
+class ChannelNorm(keras.layers.Layer):
+  """Layer normalisation over the channels of each frame (Kyubyong's `normalize`), with a
+  learned scale and offset; plain mean / variance ops (TFLite builtins)."""
+
+  def __init__(self, epsilon=1e-5, **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = epsilon
+
+  def build(self, input_shape):
+    channels = input_shape[-1]
+    self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+    self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+    self.built = True
+
+  def call(self, x):
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+
+def _bias_init(fan_in):
+  """PyTorch's bias init, uniform(+-1 / sqrt(fan_in)), not zeros.
+
+  Why: an all-zero frame (the audio encoder's first input, silence normalised to 0, padding)
+  stays exactly constant through zero-bias layers, and the gradient of a normalisation at a
+  constant frame is scaled by rsqrt(epsilon) (316): stacked, the audio encoder's bias
+  gradients reached 1e18 and overflowed the trainer's gradient norm. Random biases make the
+  first normalised frame non-constant, so only one layer amplifies.
+  """
+  bound = 1.0 / math.sqrt(max(fan_in, 1))
+  return keras.initializers.RandomUniform(-bound, bound)
+
+
 def _norm_layer(kind, name):
   if kind == "layer":
-    return keras.layers.LayerNormalization(axis=-1, epsilon=1e-5, name=name)
+    return ChannelNorm(name=name)
   if kind == "batch":
     return keras.layers.BatchNormalization(axis=-1, name=name)
   return None
@@ -89,7 +123,8 @@ class Conv(keras.layers.Layer):
     else:
       self.kernel = self.add_weight(shape=(k, cin // self.groups, cout), initializer=init,
                                     name="kernel")
-    self.bias = self.add_weight(shape=(cout,), initializer="zeros", name="bias")
+    fan_in = cin if self.kind == "separable" else k * cin // self.groups
+    self.bias = self.add_weight(shape=(cout,), initializer=_bias_init(fan_in), name="bias")
     if self.norm is not None:
       self.norm.build((None, None, cout))
     self.built = True
@@ -179,7 +214,8 @@ class Upsample(keras.layers.Layer):
     del input_shape
     self.kernel = self.add_weight(shape=(self.in_channels, 2 * self.filters),
                                   initializer=keras.initializers.GlorotUniform(), name="kernel")
-    self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+    self.bias = self.add_weight(shape=(self.filters,), initializer=_bias_init(self.in_channels),
+                                name="bias")
     if self.norm is not None:
       self.norm.build((None, None, self.filters))
     self.built = True
