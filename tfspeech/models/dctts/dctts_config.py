@@ -47,7 +47,8 @@ class DCTTSConfig:
     attention_window: forcibly incremental attention at synthesis: a frame may attend only
       positions [p, p + window) where p is the previous frame's attended position (3: may stay
       or advance by at most 2 characters, as Kyubyong's synthesize.py).
-    max_decoder_steps: default step limit of decoding (the `max_decoder_steps` control).
+    max_decoder_steps: step limit of `Text2Mel.infer` when none is given (the serving
+      control `max_decoder_steps` defaults to the reference's 210 whatever the preset).
     end_frames: an item's decoding ends once this many coarse frames attended its last token.
     ref_db, max_db: mels (in dB) are normalised to [0, 1] as clip((dB - ref_db + max_db) /
       max_db) for the sigmoid outputs and binary divergence (Kyubyong's 20 and 100).
@@ -102,7 +103,7 @@ class DCTTSConfig:
     if not 8000 <= self.sample_rate <= 192000:
       fail("sample_rate", f"{self.sample_rate} Hz is outside 8000..192000", "use the corpus' "
            "sample rate in Hz (e.g. 22050)")
-    if self.fft_size < 2 * (self.fft_size // 2) or self.fft_size % 2:
+    if self.fft_size % 2:
       fail("n_fft", f"must be even, got {self.fft_size}", "use e.g. 1024")
     if self.hop > self.fft_size:
       fail("hop_length", f"{self.hop} exceeds n_fft={self.fft_size} (frames would skip "

@@ -70,7 +70,7 @@ def magnitude_targets(audio, mel_config, config: DCTTSConfig, frames):
   Computed with the corpus' STFT (`mel_config`: padding, window, hop), power 1, cut or
   zero-padded to `frames` (the frames past an item's mel length are masked by the losses).
   """
-  spectrum = audio_lib.stft(audio, mel_config.replace(power=1.0))
+  spectrum = audio_lib.stft(audio, mel_config)
   magnitude = tf.abs(spectrum)
   magnitude = magnitude[:, :frames]
   magnitude = tf.pad(magnitude, [[0, 0], [0, frames - tf.shape(magnitude)[1]], [0, 0]])

@@ -2,9 +2,11 @@
 
 Synthesis = Text2Mel decoding (`Text2Mel.infer`: one `tf.while_loop` over chunks with
 fixed-shape buffers, forcibly incremental attention, per-item end, `max_decoder_steps`
-guard), then SSRN on the decoded coarse mels. As for Tacotron 2, an autoregressive decoder
-cannot be unrolled, so this is the one acoustic model whose graph loops; its loop converts to
-one TFLite builtin WHILE.
+guard), then SSRN on the decoded coarse mels. As Tacotron 2's, this autoregressive decoder
+cannot be unrolled, so its graph loops; the loop converts to one TFLite builtin WHILE.
+`in_process()` is this same object: each step must re-read the frames decoded so far (the
+causal audio encoder and decoder together see ~250 past coarse frames), so the preallocated buffer
+is the store both forms need.
 
 Outputs: "mel" is SSRN's output in the corpus' mel convention: SSRN's full-rate linear
 magnitudes projected by the corpus' mel filterbank and log-compressed like the corpus
