@@ -26,6 +26,7 @@ _BUILTIN_MODULES = {
     "diffwave": "tfspeech.models.diffwave",
     "fastpitch": "tfspeech.models.fastpitch",
     "tacotron2": "tfspeech.models.tacotron2",
+    "dctts": "tfspeech.models.dctts",
 }
 
 _REGISTRY: dict[str, type] = {}
