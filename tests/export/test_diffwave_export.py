@@ -4,7 +4,9 @@ in-process vocoder on the same `vocoder_noise`; the binaries vocode and synthesi
 The run is a tiny DiffWave trained for 2 steps, then every weight randomized (conftest's
 `randomize_weights`: biases, the zero-initialised output projection included), so no
 converter path can fold a zero away. Each format is converted once (module fixture) with
-`--control=steps=6`.
+`--control=steps=6`. DiffWave as `--vocoder` of an acoustic model in `text_to_audio` is the
+generic pairing that tests/export/test_serving_models.py covers with a noisy test vocoder
+(every format); here the binaries run the pair.
 """
 
 import glob
@@ -138,30 +140,6 @@ def test_tfjs_in_node_equals_in_process(exports, inputs, expected, node):
   for backend in ("cpu", "wasm"):
     run = tfjs.run_graph_model(str(exports["tfjs"] / "mel_to_audio"), inputs, backend=backend)
     check(run.outputs, expected, f"tfjs {backend}")
-
-
-def test_grad_tts_with_diffwave_exports_text_to_audio(tiny_grad_tts_run, diffwave_dir, run_saver,
-                                                      vocoder, tmp_path):
-  # SavedModel only (no conversion): the pair's graph feeds its mel to the same vocoder.
-  acoustic_dir = run_saver(tiny_grad_tts_run, str(tmp_path / "grad_tts"))
-  out = tmp_path / "export"
-  result = run_binary("export", f"--workdir={acoustic_dir}", f"--vocoder={diffwave_dir}",
-                      "--format=saved_model", f"--out={out}", "--control=n_timesteps=2",
-                      f"--vocoder_control=steps={STEPS}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  loaded = tf.saved_model.load(str(out))
-  rng = np.random.default_rng(4)
-  ids = tf.constant([[5, 64, 12, 64, 20, 64, 9]], tf.int32)
-  fed = {"text_ids": ids, "text_lengths": tf.constant([7], tf.int32),
-         "noise": tf.constant(rng.standard_normal((1, 40, 80)), tf.float32),
-         "vocoder_noise": tf.constant(
-             rng.standard_normal((1, 40 * HOP, vocoder.noise_channels)), tf.float32),
-         "temperature": tf.constant(1.5), "length_scale": tf.constant(1.0)}
-  both = {k: v.numpy() for k, v in loaded.signatures["text_to_audio"](**fed).items()}
-  alone = vocoder.in_process().vocode(both["mel"], both["mel_lengths"], fed["vocoder_noise"],
-                                      steps=STEPS)
-  check(both, {"audio": alone["audio"].numpy(),
-               "audio_lengths": alone["audio_lengths"].numpy()}, "text_to_audio")
 
 
 def test_vocode_and_synthesize_binaries_write_wavs(tiny_prepared, tiny_grad_tts_run,
