@@ -25,3 +25,18 @@ def test_python_ops_finds_py_function_inside_while_loop():
     assert "EagerPyFunc" in str(e)
   else:
     raise AssertionError("assert_no_python_ops accepted a py_function")
+
+
+def test_summary_events_reads_back_what_a_run_logged(tmp_path):
+  import numpy as np
+  from tfspeech.testing import summary_events
+  writer = tf.summary.create_file_writer(str(tmp_path / "train"))
+  with writer.as_default():
+    tf.summary.scalar("loss", 0.5, step=3)
+    tf.summary.scalar("loss", 0.25, step=7)
+    tf.summary.audio("audio/x", tf.zeros([1, 100, 1]), 22050, step=7)
+  writer.close()
+  found = summary_events(str(tmp_path), "train")
+  assert {step: float(v) for step, v in found["loss"].items()} == {3: 0.5, 7: 0.25}
+  assert list(found["audio/x"]) == [7] and isinstance(found["audio/x"][7], np.ndarray)
+  assert summary_events(str(tmp_path), "eval") == {}

@@ -39,3 +39,21 @@ def assert_no_python_ops(fn_or_graph):
   found = python_ops(fn_or_graph)
   if found:
     raise AssertionError("graph calls back into Python: " + ", ".join(found))
+
+
+def summary_events(workdir, split):
+  """Every summary a run wrote under `workdir/split`: {tag: {step: value}} (values as NumPy).
+
+  Reads the TensorBoard event files directly (no TensorBoard needed), for tests that check
+  which scalars, images and audio a training run logged.
+  """
+  import glob  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  from tensorflow.core.util import event_pb2  # pylint: disable=import-outside-toplevel
+  found = {}
+  for path in sorted(glob.glob(os.path.join(workdir, split, "events*"))):
+    for record in tf.data.TFRecordDataset(path):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        found.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor)
+  return found

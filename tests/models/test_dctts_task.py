@@ -1,33 +1,18 @@
 """The "dctts" task: one short joint (Text2Mel + SSRN) run shared by the tests, checks, serving."""
 
-import glob
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.util import event_pb2
 
 from tfspeech import training
 from tfspeech.data import CorpusInfo
 from tfspeech.models import serving as serving_lib
 from tfspeech.models.dctts import dctts_task
-from tfspeech.testing import assert_no_python_ops
+from tfspeech.testing import assert_no_python_ops, summary_events
 from tfspeech.training import trainer as trainer_lib
 
 STEPS = 12
 LOG_EVERY = 3
-
-
-def _events(workdir, split):
-  """tag → {step: value or tensor} of WORKDIR/split."""
-  found = {}
-  for path in glob.glob(os.path.join(workdir, split, "events*")):
-    for record in tf.data.TFRecordDataset(path):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        found.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor)
-  return found
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +53,7 @@ def test_joint_training_losses_are_finite_and_fall(run):
   parts = ("mel_l1", "mel_divergence", "attention_loss", "magnitude_l1", "magnitude_divergence")
   assert set(result.losses) == set(parts) | {"loss", "diagonality"}
   assert result.losses["loss"] == pytest.approx(sum(result.losses[p] for p in parts), rel=1e-5)
-  scalars = _events(run["workdir"], "train")
+  scalars = summary_events(run["workdir"], "train")
   for tag in ("losses/mel_l1", "losses/magnitude_l1", "losses/loss"):
     curve = [float(v) for _, v in sorted(scalars[tag].items())]
     assert len(curve) == STEPS // LOG_EVERY and np.all(np.isfinite(curve)), curve
@@ -87,7 +72,7 @@ def test_train_step_graph_is_pure_and_updates_both_networks(run):
 
 
 def test_summaries_hold_attention_mels_and_griffin_lim_audio(run):
-  media = _events(run["workdir"], "eval")
+  media = summary_events(run["workdir"], "eval")
   for tag in ("images/alignment", "images/target_mel", "images/teacher_forced_mel",
               "images/inferred_alignment", "images/inferred_mel", "audio/inferred_griffin_lim"):
     assert STEPS in media.get(tag, {}), f"no {tag} at step {STEPS}: {sorted(media)}"

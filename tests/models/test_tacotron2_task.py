@@ -1,32 +1,17 @@
 """The "tacotron2" task: one short real training run shared by the tests, checks, serving."""
 
-import glob
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.util import event_pb2
 
 from tfspeech import training
 from tfspeech.data import CorpusInfo
 from tfspeech.models import serving as serving_lib
 from tfspeech.models.tacotron2 import tacotron2_task
-from tfspeech.testing import assert_no_python_ops
+from tfspeech.testing import assert_no_python_ops, summary_events
 from tfspeech.training import trainer as trainer_lib
 
 STEPS = 20
-
-
-def _events(workdir, split):
-  """tag → {step: value or tensor} of WORKDIR/split."""
-  found = {}
-  for path in glob.glob(os.path.join(workdir, split, "events*")):
-    for record in tf.data.TFRecordDataset(path):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        found.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor)
-  return found
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +54,7 @@ def test_training_losses_are_finite_and_fall(run):
   assert result.losses["loss"] == pytest.approx(
       result.losses["mel_loss"] + result.losses["gate_loss"]
       + weight * result.losses["guided_attention_loss"], rel=1e-5)
-  scalars = _events(run["workdir"], "train")
+  scalars = summary_events(run["workdir"], "train")
   for tag in ("losses/mel_loss", "losses/gate_loss"):
     curve = [float(v) for _, v in sorted(scalars[tag].items())]
     assert len(curve) == STEPS // 5 and np.all(np.isfinite(curve)), curve
@@ -94,7 +79,7 @@ def test_train_step_graph_is_pure_and_updates_every_variable(run):
 
 
 def test_summaries_hold_alignment_mels_and_audio(run):
-  media = _events(run["workdir"], "eval")
+  media = summary_events(run["workdir"], "eval")
   for tag in ("images/alignment", "images/target_mel", "images/teacher_forced_mel",
               "images/inferred_alignment", "images/inferred_mel", "audio/inferred_griffin_lim"):
     assert STEPS in media.get(tag, {}), f"no {tag} at step {STEPS}: {sorted(media)}"
