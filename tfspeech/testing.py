@@ -53,7 +53,7 @@ def summary_events(workdir, split):
   found = {}
   for path in sorted(glob.glob(os.path.join(workdir, split, "events*"))):
     for record in tf.data.TFRecordDataset(path):
-      event = event_pb2.Event.FromString(record.numpy())
+      event = event_pb2.Event.FromString(record.numpy())  # graph-ok: reads files in tests
       for value in event.summary.value:
         found.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor)
   return found

@@ -38,6 +38,12 @@ DATASET_JSON = "dataset.json"
 MEL_CONVENTION = ("sample_rate", "mel_config")
 TEXT_CONVENTION = ("symbols", "cleaners", "arpabet", "add_blank", "blank_id")
 CONVENTIONS = MEL_CONVENTION + TEXT_CONVENTION
+# What a training run records of its corpus (`Task.data_info`, config.json `data_info`).
+# Acoustic runs add the text pipeline's `add_blank`/`blank_id` where their pipeline sets them.
+ACOUSTIC_RUN_FACTS = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value",
+                      "symbols", "cleaners", "arpabet", "num_speakers", "counts")
+VOCODER_RUN_FACTS = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value",
+                     "counts", "gta")
 
 _PREPARE_HINT = "re-run tfspeech-prepare (tfspeech.data.prepare.prepare_corpus) into it"
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
-from tfspeech.data.corpus_info import CorpusInfo
+from tfspeech.data.corpus_info import ACOUSTIC_RUN_FACTS, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.dctts import dctts_model
 from tfspeech.models.dctts import dctts_presets
@@ -132,8 +132,7 @@ class DCTTSTask(registry.Task):
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
-    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
-            "cleaners", "arpabet", "num_speakers", "counts")
+    keys = ACOUSTIC_RUN_FACTS
     recorded = info.replace(add_blank=info.symbols.blank is not None, blank_id=None)
     return recorded.to_dict(keys + ("add_blank", "blank_id"))
 

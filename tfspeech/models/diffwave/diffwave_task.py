@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 import tensorflow as tf
 
 from tfspeech.data import dataset as dataset_lib
-from tfspeech.data.corpus_info import MEL_CONVENTION, CorpusInfo
+from tfspeech.data.corpus_info import VOCODER_RUN_FACTS, MEL_CONVENTION, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.diffwave import diffusion, diffwave_presets
 from tfspeech.models.diffwave.diffwave_config import DiffWaveConfig
@@ -94,8 +94,7 @@ class DiffWaveTask(registry.Task):
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
-    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "counts",
-            "gta")
+    keys = VOCODER_RUN_FACTS
     return info.to_dict(keys)
 
   def dataset(self, data_dir, split, train_config):

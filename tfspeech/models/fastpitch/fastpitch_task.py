@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfspeech import audio as audio_lib
 from tfspeech.data import dataset as dataset_lib
-from tfspeech.data.corpus_info import CorpusInfo
+from tfspeech.data.corpus_info import ACOUSTIC_RUN_FACTS, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.fastpitch import fastpitch_presets
 from tfspeech.models.fastpitch import fastpitch_serving
@@ -153,8 +153,7 @@ class FastPitchTask(registry.Task):
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
-    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
-            "cleaners", "arpabet", "num_speakers", "counts")
+    keys = ACOUSTIC_RUN_FACTS
     recorded = info.to_dict(keys)
     recorded["pitch_stats"] = dict(self._pitch)
     return recorded

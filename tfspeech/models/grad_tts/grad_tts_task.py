@@ -24,7 +24,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
-from tfspeech.data.corpus_info import CorpusInfo
+from tfspeech.data.corpus_info import ACOUSTIC_RUN_FACTS, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_presets
 from tfspeech.models.grad_tts import grad_tts_serving
@@ -151,8 +151,7 @@ class GradTTSTask(registry.Task):
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
-    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
-            "cleaners", "arpabet", "num_speakers", "counts")
+    keys = ACOUSTIC_RUN_FACTS
     # The run records how its pipeline feeds the model: blanks and the blank id.
     recorded = info.replace(add_blank=self._plan["add_blank"], blank_id=self._plan["blank_id"])
     return recorded.to_dict(keys + ("add_blank", "blank_id"))

@@ -39,7 +39,7 @@ from absl import logging
 
 from tfspeech import audio as audio_lib
 from tfspeech.data import dataset as dataset_lib
-from tfspeech.data.corpus_info import MEL_CONVENTION, CorpusInfo
+from tfspeech.data.corpus_info import VOCODER_RUN_FACTS, MEL_CONVENTION, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.hifigan import hifigan_presets
 from tfspeech.models.hifigan.discriminators import build_discriminators
@@ -143,8 +143,7 @@ class HifiGanTask(registry.Task):
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
-    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "counts",
-            "gta")
+    keys = VOCODER_RUN_FACTS
     return info.to_dict(keys)
 
   def dataset(self, data_dir, split, train_config):

@@ -36,7 +36,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech import text as text_lib
 from tfspeech.data import dataset as dataset_lib
-from tfspeech.data.corpus_info import CorpusInfo
+from tfspeech.data.corpus_info import ACOUSTIC_RUN_FACTS, CorpusInfo
 from tfspeech.models import registry
 from tfspeech.models.tacotron2 import tacotron2_model
 from tfspeech.models.tacotron2 import tacotron2_presets
@@ -127,8 +127,7 @@ class Tacotron2Task(registry.Task):
 
   def data_info(self, data_dir):
     info = self._prepare(data_dir)
-    keys = ("sample_rate", "hop_length", "n_mels", "mel_config", "mel_pad_value", "symbols",
-            "cleaners", "arpabet", "num_speakers", "counts")
+    keys = ACOUSTIC_RUN_FACTS
     # The pipeline intersperses nothing: inputs carry blanks only if the table has one.
     recorded = info.replace(add_blank=info.symbols.blank is not None, blank_id=None)
     return recorded.to_dict(keys + ("add_blank", "blank_id"))
