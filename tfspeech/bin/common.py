@@ -39,6 +39,20 @@ def fail(message: str, code: int = 2):
   sys.exit(code)
 
 
+def exit_now(code: int = 0):
+  """Flushes output and ends the process without Python's interpreter teardown.
+
+  For a run stopped by SIGTERM: its checkpoint is on disk, and tearing down TensorFlow's
+  traced graphs (each node frees its recorded stack trace) took 2 s on a quiet 2-core host
+  and 19 s on a busy one, past a container's ~10 s grace period before SIGKILL.
+  """
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)  # pylint: disable=protected-access
+
+
 # --- the entry point -----------------------------------------------------------------------
 
 

@@ -122,6 +122,12 @@ def main(argv):
           training.CheckpointRestoreError) as e:
     common.fail(str(e), code=1)
   _print_result(result)
+  if result.stopped_by_signal:
+    if FLAGS.export_weights:
+      print(f"--export_weights skipped: stopped by {result.stopped_by_signal}, whose grace "
+            "period is short. To export now, rerun this command with "
+            f"--max_steps={result.final_step} (it trains no further).")
+    common.exit_now(0)
   if FLAGS.export_weights:
     _export_weights(training)
 
