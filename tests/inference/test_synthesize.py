@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -197,6 +198,18 @@ def test_long_text_is_chunked_and_joined_into_one_wav(loaded_run, tmp_path):
   assert np.abs(wav[:hop * 2]).max() > 0  # Speech (noise) starts right away.
   # Every chunk was synthesized within the bound, and the ids add up to the whole text's.
   assert item.num_ids >= front_end.count_tokens(long_text) - item.num_chunks * 2
+  # Word timestamps: each word of the input once, in order, at its characters; the ids'
+  # durations and the pauses add up to the WAV; each pause lies between two words.
+  stamps = item.timestamps
+  assert [w.word for w in stamps.words] == re.findall(r"[A-Za-z]+", long_text)
+  assert all(long_text[w.char_start:w.char_end] == w.word for w in stamps.words)
+  assert len(stamps.tokens) == item.num_ids
+  assert stamps.tokens[-1].end == pytest.approx(wav.shape[0] / rate)
+  assert all(a.end <= b.start for a, b in zip(stamps.words, stamps.words[1:]))
+  gaps = [b.start - a.end for a, b in zip(stamps.words, stamps.words[1:])]
+  assert sum(gap >= pause * hop / rate - 1e-9 for gap in gaps) >= item.num_chunks - 1
+  assert [(w.word, w.char_start, w.char_end) for w in short.timestamps.words] == [
+      ("Short", 0, 5)]
 
 
 def test_controls_are_checked_against_the_model_declaration(loaded_run, tmp_path):

@@ -192,9 +192,13 @@ def align_text(text: str, symbols: SymbolTable,
   known = [e for e in entries if e.token in lookup]
 
   # A word's ids run from its first spoken id to its last; words without one are unspoken.
+  spoken_of = collections.defaultdict(list)
+  for i, entry in enumerate(known):
+    if is_spoken(entry.token):
+      spoken_of[entry.segment].append(i)
   words, word_of_segment = [], {}
   for segment, (start, end) in enumerate(segments):
-    spoken = [i for i, e in enumerate(known) if e.segment == segment and is_spoken(e.token)]
+    spoken = spoken_of.get(segment)
     if spoken:
       word_start, word_end = _trim(text, (start, end), tokens_of[segment])
       word_of_segment[segment] = (len(words), spoken[0], spoken[-1])
