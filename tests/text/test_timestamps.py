@@ -11,7 +11,8 @@ from tfspeech.text import timestamps as ts
 HOP, RATE = 256, 22050
 # Texts whose cleaning changes, drops or inserts characters or spaces.
 TRICKY = ["Hello, world.", "  Dr. Smith paid $3.50 for \"café\" — ok?  ", "hi 😀 there",
-          "and/or  a / b", "capt.) 你好world 5™", "tab\there\nnew line", "Mrs. O'Neil (the capt.)",
+          "and/or  a / b", "capt.) 你好world 5™", "tab\there\nnew line",
+          "Mrs. O'Neil (the capt.)",
           "It's 1,000 or 22nd; 3.14!", "good😀day …", "{HH AH0 L OW1} there{W ER1 L D}"]
 
 

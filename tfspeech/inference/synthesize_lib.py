@@ -646,7 +646,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
     total_samples += int(wav.shape[0])
     encoding = encodings[index]
     timestamps = text_lib.durations_to_timestamps(
-        alignments[index], [d for _, _, d in parts], hop, sample_rate, pause_frames)
+        alignments[index], [d for _, _, d in parts], hop, sample_rate, pause_frames,
+        chunk_frames=[m.shape[0] for m, _, _ in parts])
     items[index] = SynthesizedItem(
         names[index], texts[index], id_counts[index],
         int(mel.shape[0]), mel_path, wav_path, num_chunks=chunk_counts[index],

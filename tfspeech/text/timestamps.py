@@ -113,7 +113,8 @@ def _segment_entries(text: str, cleaner_names, cmudict, p_arpabet, generator,
   for index, piece in enumerate(split_arpabet_groups(text)):
     if index % 2:
       end = position + len(piece) + 2
-      entries.extend(_Entry(p, position, end, len(segments)) for p in tokenizer._phones(piece))  # pylint: disable=protected-access
+      phones = tokenizer._phones(piece)  # pylint: disable=protected-access
+      entries.extend(_Entry(p, position, end, len(segments)) for p in phones)
       segments.append((position, end))
       position = end
       continue
@@ -334,7 +335,8 @@ class Timestamps:
 
 
 def durations_to_timestamps(alignments: Sequence[TextAlignment], durations: Sequence[Sequence[int]],
-               hop_length: int, sample_rate: int, pause_frames: int = 0) -> Timestamps:
+               hop_length: int, sample_rate: int, pause_frames: int = 0,
+               chunk_frames: Optional[Sequence[int]] = None) -> Timestamps:
   """Seconds of every word and id of a text synthesized in one or more chunks.
 
   Args:
@@ -344,6 +346,8 @@ def durations_to_timestamps(alignments: Sequence[TextAlignment], durations: Sequ
       chunk's ids).
     hop_length, sample_rate: samples per frame and per second.
     pause_frames: frames of silence put between two chunks.
+    chunk_frames: the mel frames of each chunk, when known (default: its durations' sum,
+      which every acoustic model's serving output matches).
 
   Returns:
     `Timestamps`. A word cut in two by chunking (one longer than a chunk) is one word from
@@ -353,14 +357,13 @@ def durations_to_timestamps(alignments: Sequence[TextAlignment], durations: Sequ
     raise ValueError(f"durations_to_timestamps: {len(alignments)} alignments for {len(durations)} "
                      "duration lists")
   per_frame = hop_length / sample_rate
-  words, tokens, frame = [], [], 0
+  words, tokens, chunk_start = [], [], 0
   for part, (alignment, frames) in enumerate(zip(alignments, durations)):
     frames = [int(f) for f in frames]
     if len(frames) != len(alignment.ids):
       raise ValueError(f"durations_to_timestamps: chunk {part} has {len(alignment.ids)} ids but "
                        f"{len(frames)} durations")
-    if part:
-      frame += pause_frames
+    frame = chunk_start
     first_word = len(words)
     for index, word in enumerate(alignment.words):
       if not index and words and word.char_start == words[-1].char_end:
@@ -376,6 +379,7 @@ def durations_to_timestamps(alignments: Sequence[TextAlignment], durations: Sequ
       tokens.append(TokenTime(symbol, int(symbol_id), frame * per_frame,
                               (frame + count) * per_frame, char_start, char_end, index))
       frame += count
+    chunk_start += (sum(frames) if chunk_frames is None else int(chunk_frames[part])) + pause_frames
   word_times = []
   for index, word in enumerate(words):
     own = [t for t in tokens if t.word == index]
