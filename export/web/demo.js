@@ -1,6 +1,10 @@
 // The tfspeech browser demo: loads an exported TFJS model folder (metadata.json + graph
 // models), tokenizes the typed text with the model's symbol table, synthesizes, plays the
-// audio with WebAudio and draws the mel spectrogram.
+// audio with WebAudio and draws the mel spectrogram. While the audio plays, the word being
+// spoken is highlighted: the graph's `durations` output (frames per id) timed through the
+// tokenizer's id → word mapping (TfspeechTokenizer.wordTimes, the rules of
+// tfspeech.text.timestamps); each result carries its `durations` and `words`
+// ({word, start, end, char_start, char_end}, seconds and UTF-16 offsets into the text).
 //
 // URL parameters: model=FOLDER/ (default "model/"), threads=N (wasm threads, when the page is
 // cross-origin isolated), backend=auto|wasm|cpu|webgl (default
@@ -96,6 +100,54 @@
     source.connect(context.destination);
     source.start();
     return {context, buffer};
+  }
+
+  // The text with one <span class="word"> per timed word (the text between words as is).
+  function renderWords(text, words) {
+    const box = $('words');
+    box.textContent = '';
+    let position = 0;
+    for (const word of words) {
+      box.append(text.slice(position, word.char_start));
+      const span = document.createElement('span');
+      span.className = 'word';
+      span.textContent = text.slice(word.char_start, word.char_end);
+      span.title = `${word.start.toFixed(2)}–${word.end.toFixed(2)} s`;
+      box.append(span);
+      position = word.char_end;
+    }
+    box.append(text.slice(position));
+    return box.querySelectorAll('span.word');
+  }
+
+  // Marks the word spoken at `seconds` (none in the pauses between words); returns its index
+  // or -1.
+  function highlightAt(spans, words, seconds) {
+    let current = -1;
+    words.forEach((word, i) => {
+      if (word.start <= seconds && seconds < word.end) current = i;
+    });
+    spans.forEach((span, i) => span.classList.toggle('spoken', i === current));
+    return current;
+  }
+
+  let highlightRun = 0;
+
+  // Follows the playing audio's clock until it ends, then clears the highlight.
+  function followPlayback(context, duration, spans, words) {
+    const run = ++highlightRun;
+    const begin = context.currentTime;
+    const step = () => {
+      if (run !== highlightRun) return;  // A newer synthesis took over.
+      const seconds = context.currentTime - begin;
+      highlightAt(spans, words, seconds);
+      if (seconds < duration) {
+        requestAnimationFrame(step);
+      } else {
+        highlightAt(spans, words, -1);
+      }
+    };
+    requestAnimationFrame(step);
   }
 
   // "simd" / "simd, 2 threads" / "no simd": which wasm binary the backend loaded.
@@ -283,7 +335,7 @@
 
   async function synthesizeOnce(text) {
     const {metadata, models, tokenizer} = loaded;
-    const encoded = tokenizer.encode(text);
+    const encoded = tokenizer.align(text);
     const special = new Set([tokenizer.blankId, tokenizer.bosId, tokenizer.eosId, tokenizer.padId]);
     if (!encoded.ids.some((id) => !special.has(id))) {
       throw new Error('nothing to say: no character of the text is in the model\'s symbol table');
@@ -317,14 +369,22 @@
                                           : melLength * metadata.hop_length;
     const audio = (await out.audio.data()).slice(0, audioLength);
     const mel = (await out.mel.data()).slice(0, melLength * nMels);
+    const durations = Array.from((await out.durations.data()).slice(0, encoded.ids.length));
     const seconds = (performance.now() - start) / 1000;
     tf.dispose(Object.values(inputs).concat(Object.values(out)));
     drawMel(mel, melLength, nMels);
     const wavBytes = offerDownload(audio, metadata.sample_rate);
+    const words = TfspeechTokenizer.wordTimes(encoded, durations, metadata.hop_length,
+                                              metadata.sample_rate);
+    const spans = renderWords(text, words);
+    // Which word each word's midpoint highlights (a check of the page's own highlighting).
+    const highlighted = words.map((w) => highlightAt(spans, words, (w.start + w.end) / 2));
+    highlightAt(spans, words, -1);
     let played = false;
     try {
-      play(audio, metadata.sample_rate);
+      const {context} = play(audio, metadata.sample_rate);
       played = true;
+      followPlayback(context, audio.length / metadata.sample_rate, spans, words);
     } catch (error) {
       console.warn('WebAudio playback failed:', error);
     }
@@ -336,7 +396,8 @@
     }
     const audioSeconds = audio.length / metadata.sample_rate;
     return {
-      ids: encoded.ids, unknown: encoded.unknown, melFrames: melLength,
+      ids: encoded.ids, unknown: encoded.unknown, melFrames: melLength, durations, words,
+      highlighted, wordSpans: spans.length,
       samples: audio.length, sampleRate: metadata.sample_rate,
       rms: Math.sqrt(energy / Math.max(audio.length, 1)), peak, played,
       // Wall seconds per audio second, as tfspeech-synthesize and tfspeech-vocode print it.

@@ -8,6 +8,7 @@ exits non-zero when the page failed or made no audio. Skips when Chromium, node/
 TFJS converter are unavailable.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 
 import pytest
 
+from tfspeech import text as text_lib
 from tfspeech.export import tfjs
 from tfspeech.inference import synthesize_lib
 
@@ -36,7 +38,8 @@ def js_encode(node, metadata_path, texts):
   script = (f"const {{Tokenizer}} = require({json.dumps(TOKENIZER_JS)});"
             f"const m = require({json.dumps(metadata_path)});"
             "const t = new Tokenizer(m);"
-            f"console.log(JSON.stringify({json.dumps(texts)}.map((s) => t.encode(s))));")
+            f"console.log(JSON.stringify({json.dumps(texts)}.map("
+            "(s) => ({...t.encode(s), alignment: t.align(s)}))));")
   result = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)
   return json.loads(result.stdout)
 
@@ -49,6 +52,13 @@ def test_js_tokenizer_matches_python_front_end(tfjs_text_to_audio, node, acousti
   encoded = js_encode(node, os.path.join(out_dir, "metadata.json"), texts)
   for text, js in zip(texts, encoded):
     assert js["ids"] == front_end.encode(text), text
+    # tokenizer.js maps ids to words and characters as tfspeech.text.align_text does.
+    python = front_end.alignment(text)
+    alignment = js["alignment"]
+    assert alignment["ids"] == list(python.ids) and alignment["exact"], text
+    assert alignment["tokenWords"] == list(python.token_words), text
+    assert alignment["chars"] == [list(c) for c in python.chars], text
+    assert alignment["words"] == [dataclasses.asdict(w) for w in python.words], text
   # english_characters has no phones: both drop the ARPAbet group's 4 phones.
   assert sum(encoded[-1]["unknown"].values()) == 4
 
@@ -107,6 +117,21 @@ def test_page_synthesizes_plays_and_draws(tfjs_text_to_audio, node, chromium, ac
   assert "s of audio in" in outcome["status"]
   assert f"real-time factor {page['realTimeFactor']:.3f}" in outcome["status"]
   assert os.path.getsize(screenshot) > 0
+  # Word highlighting: the page times words from the graph's durations through tokenizer.js;
+  # the Python mapping gives the same words, offsets and seconds for those durations, and
+  # the page highlights each word at its midpoint (a word of 0 frames never).
+  durations = page["durations"]
+  assert len(durations) == len(page["ids"]) and sum(durations) == page["melFrames"]
+  alignment = synthesize_lib.text_front_end(acoustic_run).alignment(text, page["ids"])
+  stamps = text_lib.durations_to_timestamps([alignment], [durations], HOP_LENGTH, 22050)
+  assert alignment.exact and [w.word for w in stamps.words] == ["Hello", "world", "this", "is",
+                                                                 "a", "test"]
+  assert [(w["word"], w["char_start"], w["char_end"]) for w in page["words"]] == [
+      (w.word, w.char_start, w.char_end) for w in stamps.words]
+  for js, py in zip(page["words"], stamps.words):
+    assert (js["start"], js["end"]) == (pytest.approx(py.start), pytest.approx(py.end))
+  assert page["wordSpans"] == 6
+  assert page["highlighted"] == [i if w.end > w.start else -1 for i, w in enumerate(stamps.words)]
   # The default backend is wasm whenever the package is installed, and the page says so.
   wasm_missing = tfjs.wasm_backend_missing()
   expected = "cpu" if wasm_missing else "wasm"

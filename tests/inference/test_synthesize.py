@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -44,7 +45,8 @@ def test_padding_does_not_change_any_item(loaded_run, tmp_path):
     rate, wav = scipy.io.wavfile.read(b.wav_path)
     assert rate == sample_rate and wav.dtype == np.int16
     assert wav.shape == (b.num_frames * hop,)
-    assert np.abs(wav).max() > 0
+    # Griffin-Lim previews peak at -1 dBFS, not clipped at full scale.
+    assert np.abs(wav).max() == pytest.approx(32768 * 10 ** (-1 / 20), rel=1e-3)
   assert batched.audio_seconds == pytest.approx(sum(frames) * hop / sample_rate)
   assert batched.real_time_factor == pytest.approx(
       batched.wall_seconds / batched.audio_seconds)
@@ -125,21 +127,19 @@ def test_every_text_is_written_down_to_one_frame_mels(loaded_run, tmp_path):
   # Regression: the warm-up on a one-token input gave a 1-frame mel and Griffin-Lim's
   # reflect padding failed, so nothing was written. length_scale 1e-3 makes every mel as
   # short as the model allows (1 frame); "a" is a one-character text.
+  # (Texts of ordinary length are written in test_padding_does_not_change_any_item.)
   texts = ["a", "Hi.", "A longer one, to batch with the others."]
-  for length_scale in (1e-3, 1.0):
-    out = tmp_path / str(length_scale)
-    result = synthesize_lib.synthesize_texts(loaded_run, texts, n_timesteps=2,
-                                             length_scale=length_scale, out_dir=str(out))
-    assert not result.failures and [item.text for item in result.items] == texts
-    hop = loaded_run.config.data_info["hop_length"]
-    for item in result.items:
-      rate, wav = scipy.io.wavfile.read(item.wav_path)
-      assert wav.shape == (item.num_frames * hop,) and item.num_frames >= 1
-      if length_scale < 1:
-        assert item.num_frames <= 3
-      assert np.abs(wav).max() > 0
-      # Griffin-Lim previews peak at -1 dBFS, not clipped at full scale.
-      assert np.abs(wav).max() == pytest.approx(32768 * 10 ** (-1 / 20), rel=1e-3)
+  result = synthesize_lib.synthesize_texts(loaded_run, texts, n_timesteps=2,
+                                           length_scale=1e-3, out_dir=str(tmp_path))
+  assert not result.failures and [item.text for item in result.items] == texts
+  hop = loaded_run.config.data_info["hop_length"]
+  for item in result.items:
+    rate, wav = scipy.io.wavfile.read(item.wav_path)
+    assert wav.shape == (item.num_frames * hop,) and 1 <= item.num_frames <= 3
+    # Griffin-Lim previews peak at -1 dBFS, not clipped at full scale.
+    assert np.abs(wav).max() == pytest.approx(32768 * 10 ** (-1 / 20), rel=1e-3)
+    # However short, the ids' times add up to the WAV.
+    assert item.timestamps.tokens[-1].end == pytest.approx(item.num_frames * hop / rate)
 
 
 def test_one_bad_text_fails_alone_and_is_named(loaded_run, tmp_path, monkeypatch):
@@ -197,6 +197,18 @@ def test_long_text_is_chunked_and_joined_into_one_wav(loaded_run, tmp_path):
   assert np.abs(wav[:hop * 2]).max() > 0  # Speech (noise) starts right away.
   # Every chunk was synthesized within the bound, and the ids add up to the whole text's.
   assert item.num_ids >= front_end.count_tokens(long_text) - item.num_chunks * 2
+  # Word timestamps: each word of the input once, in order, at its characters; the ids'
+  # durations and the pauses add up to the WAV; each pause lies between two words.
+  stamps = item.timestamps
+  assert [w.word for w in stamps.words] == re.findall(r"[A-Za-z]+", long_text)
+  assert all(long_text[w.char_start:w.char_end] == w.word for w in stamps.words)
+  assert len(stamps.tokens) == item.num_ids
+  assert stamps.tokens[-1].end == pytest.approx(wav.shape[0] / rate)
+  assert all(a.end <= b.start for a, b in zip(stamps.words, stamps.words[1:]))
+  gaps = [b.start - a.end for a, b in zip(stamps.words, stamps.words[1:])]
+  assert sum(gap >= pause * hop / rate - 1e-9 for gap in gaps) >= item.num_chunks - 1
+  assert [(w.word, w.char_start, w.char_end) for w in short.timestamps.words] == [
+      ("Short", 0, 5)]
 
 
 def test_controls_are_checked_against_the_model_declaration(loaded_run, tmp_path):

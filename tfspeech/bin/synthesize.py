@@ -22,7 +22,10 @@ trained vocoder sounds far better). A text longer than --max_tokens ids is split
 sentence (then clause, word) boundaries and its chunks joined into one WAV. A text that
 fails (nothing to say, a model or vocoder error) is named on an "error:" line and the
 others are still written (exit status 1); dropped emoji or transliterated text is listed
-on "note:" lines.
+on "note:" lines. --timestamps also writes NAME.json beside each NAME.wav: when each word
+of the text is spoken ({"word", "start", "end", "char_start", "char_end"}, seconds into the
+WAV, character offsets into the text) and each id the model read (see
+`tfspeech.text.timestamps` for how spaces, punctuation and blanks are attributed).
 
 --gta rewrites the prepared corpus --data into --out with teacher-forced mels (the model's
 ground-truth-aligned mode, e.g. its decoder on the prior aligned to the true mel), same
@@ -69,6 +72,9 @@ flags.DEFINE_integer("max_tokens", 400, "Longer texts are split at sentence (the
                      "word) boundaries into chunks of at most this many ids, synthesized in "
                      "batches and joined: peak memory follows batch_size x max_tokens, not "
                      "the text length.")
+flags.DEFINE_bool("timestamps", False, "Also write NAME.json beside each NAME.wav: the start "
+                  "and end second and character offsets of every word of the text (and of "
+                  "every id the model read), from the model's durations.")
 flags.DEFINE_bool("gta", False, "Write ground-truth-aligned mels of the prepared corpus "
                   "--data instead of synthesizing texts.")
 flags.DEFINE_string("data", None, "Prepared corpus (tfspeech-prepare --out) for --gta.")
@@ -82,6 +88,9 @@ def _check_flags():
       raise ValueError("--gta needs --data=PREPARED_DIR (the corpus to align)")
     if FLAGS.text or FLAGS.text_file:
       raise ValueError("--gta reads --data; drop --text/--text_file")
+    if FLAGS.timestamps:
+      raise ValueError("--timestamps times the words of --text/--text_file; --gta writes "
+                       "mels of a corpus: drop one of them")
   elif bool(FLAGS.text) == bool(FLAGS.text_file):
     raise ValueError("pass exactly one of --text or --text_file (or --gta --data=DIR)")
   if FLAGS.batch_size < 1:
@@ -143,19 +152,28 @@ def main(argv):
         vocoder_controls=vocoder_controls, vocoder_control_sources=vocoder_sources, **controls)
   except (KeyError, ValueError, FileNotFoundError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
+  failures = list(result.failures)
   for item in result.items:
     chunks = f", {item.num_chunks} chunks" if item.num_chunks > 1 else ""
     print(f"{item.wav_path}  ({item.num_frames} frames{chunks})  {item.text}")
     for note in item.notes():
       print(f"note: {item.name}: {note}", file=sys.stderr)
-  for failure in result.failures:
+    if FLAGS.timestamps:
+      try:
+        print(f"{synthesize_lib.write_timestamps(item)}  ({len(item.timestamps.words)} "
+              "words timed)")
+      except OSError as e:
+        failures.append(synthesize_lib.SynthesisFailure(
+            item.name, item.text, f"cannot write its timestamps: {e}"))
+  for failure in failures:
     print(f"error: {failure.describe()}", file=sys.stderr)
   print(f"{result.audio_seconds:.2f} s of audio in {result.wall_seconds:.2f} s: real-time "
         f"factor {result.real_time_factor:.3f}, {result.times_real_time:.1f}x faster than real "
         f"time (vocoder: {result.vocoder}; one-off warm-up "
         f"{result.first_call_seconds:.1f} s not counted)")
-  if result.failures:
-    print(f"error: {len(result.failures)} of {len(texts)} texts failed (named above); the "
+  if failures:
+    print(f"error: {len(failures)} of {len(texts)} texts failed (named above); the "
           "others were written", file=sys.stderr)
     sys.exit(1)
 

@@ -26,6 +26,11 @@ like texts, and each text's chunks are joined into one WAV with `chunk_pause` se
 silence between them. One model call therefore holds at most `batch_size x max_tokens`
 ids however long the input is (peak memory is bounded by that, not by the text length).
 
+Every item carries word timestamps (`SynthesizedItem.timestamps`, see
+`tfspeech.text.timestamps`): the model's per-id durations mapped back to the words and
+character offsets of the input text, in seconds of its WAV; `write_timestamps` writes them
+as `NAME.json` beside `NAME.wav`.
+
 One item that fails (its text has nothing to say, the model or the vocoder fails on it,
 its file cannot be written) is reported in `SynthesisResult.failures` with its name and
 the error; the other items are still written.
@@ -89,6 +94,8 @@ class SynthesizedItem:
     text_changes: `tfspeech.text.TextChange`s of cleaning: spans dropped (emoji, ...)
       or transliterated (other scripts); tell the user.
     unknown_symbols: characters or phones missing from the run's symbol table (dropped).
+    timestamps: `tfspeech.text.Timestamps`: when each word of `text` (and each id the
+      model read) is spoken in the WAV, from the model's durations; chunk pauses included.
   """
   name: str
   text: str
@@ -99,6 +106,7 @@ class SynthesizedItem:
   num_chunks: int = 1
   text_changes: tuple = ()
   unknown_symbols: tuple = ()
+  timestamps: Optional[text_lib.Timestamps] = None
 
   def notes(self) -> List[str]:
     """What was dropped or transliterated from the text, one line each (may be empty)."""
@@ -221,6 +229,12 @@ class TextFrontEnd:
     """`text_lib.encode_text` with the run's conventions: ids, unknown symbols, changes."""
     return text_lib.encode_text(text, self.symbols, self.cleaners, cmudict=self.cmudict,
                                 on_unknown=on_unknown)
+
+  def alignment(self, text: str, ids: Optional[Sequence[int]] = None
+                ) -> text_lib.TextAlignment:
+    """Where each id of `text` (or the given `ids` of it) came from: characters and words."""
+    return text_lib.align_text(text, self.symbols, self.cleaners, cmudict=self.cmudict,
+                               ids=ids)
 
   def count_tokens(self, text: str) -> int:
     """Ids `text` becomes (0 for no text), without the spoken-content check or warnings."""
@@ -452,23 +466,30 @@ class _Chunk:
 
 
 def _split_and_encode(front_end: TextFrontEnd, text: str, max_tokens: int):
-  """(ids per chunk, Encoding of the whole text) of one text; ValueError if nothing to say.
+  """(ids per chunk, Encoding of the whole text, TextAlignment per chunk placed in `text`)
+  of one text; ValueError if nothing to say.
 
   A chunk with nothing to say on its own (e.g. "..." cut off at a sentence end) is
   skipped; the text fails only when no chunk has anything to say.
   """
   encoding = front_end.encoding(text, on_unknown="drop")
   if len(encoding.ids) <= max_tokens:
-    return [front_end.encode(text, on_unknown="drop")], encoding
-  chunks, problem = [], None
+    ids = front_end.encode(text, on_unknown="drop")
+    return [ids], encoding, [front_end.alignment(text, ids)]
+  chunks, alignments, problem, position = [], [], None, 0
   for piece in chunking.split_text(text, max_tokens, front_end.count_tokens):
+    # Chunks are stripped pieces of `text`, in order.
+    offset = text.find(piece, position)
+    position = offset + len(piece)
     try:
       chunks.append(front_end.encode(piece, on_unknown="drop"))
     except ValueError as e:
       problem = e
+      continue
+    alignments.append(front_end.alignment(piece, chunks[-1]).shifted(offset))
   if not chunks:
     raise problem or ValueError(f"text {text!r} is empty")
-  return chunks, encoding
+  return chunks, encoding, alignments
 
 
 def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
@@ -543,10 +564,11 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
   hop = mel_config.hop_length
 
   failures = {}
-  encodings, chunks = {}, []
+  encodings, alignments, chunks = {}, {}, []
   for index, text in enumerate(texts):
     try:
-      id_lists, encodings[index] = _split_and_encode(front_end, text, max_tokens)
+      id_lists, encodings[index], alignments[index] = _split_and_encode(front_end, text,
+                                                                        max_tokens)
     except ValueError as e:
       failures[index] = SynthesisFailure(names[index], text, str(e))
       continue
@@ -573,7 +595,9 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
     out = synthesize(tf.constant(ids), tf.constant(lengths), tf.constant(seeds),
                      tf.fill([len(batch)], tf.constant(speaker, tf.int32)), *dynamic)
     mels, mel_lengths = out["mel"].numpy(), out["mel_lengths"].numpy()  # graph-ok: files
-    return [mels[row, :mel_lengths[row]] for row in range(len(batch))]
+    durations = out["durations"].numpy()  # graph-ok: host-side timestamps
+    return [(mels[row, :mel_lengths[row]], durations[row, :len(chunk.ids)])
+            for row, chunk in enumerate(batch)]
 
   def run_vocoder(mel, chunk):
     seeds = tf.constant([_seed_pair(seed, chunk)], tf.int32)
@@ -584,7 +608,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
   # failure here is not final: the loop below retries and reports per item.
   order = sorted(range(len(chunks)), key=lambda c: len(chunks[c].ids))
   try:
-    run_vocoder(run_model([chunks[order[0]]])[0], chunks[order[0]])
+    run_vocoder(run_model([chunks[order[0]]])[0][0], chunks[order[0]])
   except _ITEM_ERRORS as e:
     _LOG.warning("synthesis warm-up failed (%s); items are tried one by one", _one_line(e))
   first_call_seconds = time.perf_counter() - start
@@ -592,7 +616,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
   start = time.perf_counter()
   pause_frames = int(round(chunk_pause * sample_rate / hop))
   silence = float(audio_lib.log_compress(tf.zeros([]), mel_config))
-  pending = {}  # Text index -> {part: (mel, wav)} until all its chunks are done.
+  pending = {}  # Text index -> {part: (mel, wav, durations)} until all its chunks are done.
   items, total_samples = {}, 0
 
   def fail(index, error, part=None):
@@ -609,8 +633,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
     del pending[index]
     mel_gap = np.full([pause_frames, mel_config.n_mels], silence, np.float32)
     wav_gap = np.zeros([pause_frames * hop], np.float32)
-    mel = np.concatenate([x for m, _ in parts for x in (mel_gap, m)][1:])
-    wav = np.concatenate([x for _, w in parts for x in (wav_gap, w)][1:])
+    mel = np.concatenate([x for m, _, _ in parts for x in (mel_gap, m)][1:])
+    wav = np.concatenate([x for _, w, _ in parts for x in (wav_gap, w)][1:])
     mel_path = os.path.join(out_dir, names[index] + ".npy")
     wav_path = os.path.join(out_dir, names[index] + ".wav")
     try:
@@ -621,10 +645,14 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
       return
     total_samples += int(wav.shape[0])
     encoding = encodings[index]
+    timestamps = text_lib.durations_to_timestamps(
+        alignments[index], [d for _, _, d in parts], hop, sample_rate, pause_frames,
+        chunk_frames=[m.shape[0] for m, _, _ in parts])
     items[index] = SynthesizedItem(
         names[index], texts[index], id_counts[index],
         int(mel.shape[0]), mel_path, wav_path, num_chunks=chunk_counts[index],
-        text_changes=tuple(encoding.changes), unknown_symbols=tuple(sorted(encoding.unknown)))
+        text_changes=tuple(encoding.changes), unknown_symbols=tuple(sorted(encoding.unknown)),
+        timestamps=timestamps)
 
   # Batching chunks of similar length wastes less compute on padding; chunk j of text k
   # keeps its seed (seed + j, k), so the order changes no output.
@@ -643,7 +671,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
           results.append((chunk, run_model([chunk])[0]))
         except _ITEM_ERRORS as e:
           fail(chunk.index, f"the acoustic model failed: {_one_line(e)}", chunk.part)
-    for chunk, mel in results:
+    for chunk, (mel, durations) in results:
       if chunk.index in failures:
         continue
       try:
@@ -652,7 +680,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
         fail(chunk.index, f"the vocoder failed on {mel.shape[0]} frames: {_one_line(e)}",
              chunk.part)
         continue
-      pending.setdefault(chunk.index, {})[chunk.part] = (mel, wav)
+      pending.setdefault(chunk.index, {})[chunk.part] = (mel, wav, durations)
       if len(pending[chunk.index]) == chunk_counts[chunk.index]:
         finish(chunk.index)
   wall_seconds = time.perf_counter() - start
@@ -783,6 +811,21 @@ def _with_mel(example, mel) -> bytes:
       audio=records.quantize_pcm16(example["audio"].numpy()),  # graph-ok: offline tool
       mel=mel, speaker=int(example["speaker"]), pitch=optional("pitch"),
       energy=optional("energy"), durations=optional("durations"))
+
+
+def write_timestamps(item: SynthesizedItem) -> str:
+  """Writes `item.timestamps` as JSON beside its WAV (`NAME.json`); returns the path.
+
+  Layout: {"name", "text", "words": [{"word", "start", "end", "char_start", "char_end"}],
+  "tokens": [{"token", "id", "start", "end", "char_start", "char_end", "word"}],
+  "seconds_per_frame"}; seconds from the start of the WAV, offsets into "text".
+  """
+  if item.timestamps is None:
+    raise ValueError(f"{item.name}: no timestamps to write")
+  path = os.path.splitext(item.wav_path)[0] + ".json"
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(item.timestamps.to_json(name=item.name, text=item.text) + "\n")
+  return path
 
 
 def read_text_file(path: str):

@@ -8,6 +8,8 @@ Typical use:
   # In a SavedModel, on already-cleaned text:
   tokenizer = text.GraphTokenizer(table)
   ids, lengths, unknown_counts = tokenizer(tf.constant(["hello {W ER1 L D}."]))
+  # Which characters and words of the input each id came from (for word timestamps):
+  alignment = text.align_text("Dr. Smith paid $3.50.", table)
 """
 
 from tfspeech.text.arpabet import CMUDict, load_cmudict, words_to_arpabet
@@ -29,6 +31,12 @@ from tfspeech.text.symbols import (
     english_characters,
     get_symbol_table,
 )
+from tfspeech.text.timestamps import (
+    TextAlignment,
+    Timestamps,
+    align_text,
+    durations_to_timestamps,
+)
 from tfspeech.text.tokenizer import (
     Encoding,
     GraphTokenizer,
@@ -46,10 +54,14 @@ __all__ = [
     "Encoding",
     "GraphTokenizer",
     "SymbolTable",
+    "TextAlignment",
     "TextChange",
+    "Timestamps",
+    "align_text",
     "basic_cleaners",
     "clean_text",
     "clean_text_with_changes",
+    "durations_to_timestamps",
     "encode_text",
     "english_arpabet",
     "english_characters",

@@ -73,6 +73,28 @@ def _text_ids(table: SymbolTable):
   return {s: i for i, s in enumerate(table.symbols) if s not in specials}
 
 
+def text_tokens(piece: str, cleaner_names, cmudict: Optional[arpabet.CMUDict],
+                p_arpabet: float, generator, word_boundaries: str, ambiguous: str,
+                changes: Optional[list] = None) -> List[str]:
+  """The symbol strings of text outside `{...}` groups: cleaned, then words to ARPAbet.
+
+  `generator` is the `random.Random` of `p_arpabet` (None: no dictionary lookup); the
+  cleaners' `TextChange`s are appended to `changes` when given. Tokens are not checked
+  against a table (see `encode_text`); `tfspeech.text.timestamps` calls this word by word.
+  """
+  piece, piece_changes = cleaners.clean_text_with_changes(piece, cleaner_names)
+  if changes is not None:
+    changes.extend(piece_changes)
+  if generator is None:
+    return list(piece)
+  converted = arpabet.words_to_arpabet(piece, cmudict, p_arpabet, generator,
+                                       word_boundaries, ambiguous)
+  tokens = []
+  for sub_index, sub_piece in enumerate(split_arpabet_groups(converted)):
+    tokens.extend(_phones(sub_piece) if sub_index % 2 else sub_piece)
+  return tokens
+
+
 def encode_text(text: str, symbols: SymbolTable,
                 cleaner_names: Union[str, Iterable[str]] = ("english_cleaners",),
                 cmudict: Optional[arpabet.CMUDict] = None, p_arpabet: float = 1.0,
@@ -95,15 +117,8 @@ def encode_text(text: str, symbols: SymbolTable,
     if index % 2:
       tokens.extend(_phones(piece))
       continue
-    piece, piece_changes = cleaners.clean_text_with_changes(piece, cleaner_names)
-    changes.extend(piece_changes)
-    if generator is None:
-      tokens.extend(piece)
-      continue
-    converted = arpabet.words_to_arpabet(piece, cmudict, p_arpabet, generator,
-                                         word_boundaries, ambiguous)
-    for sub_index, sub_piece in enumerate(split_arpabet_groups(converted)):
-      tokens.extend(_phones(sub_piece) if sub_index % 2 else sub_piece)
+    tokens.extend(text_tokens(piece, cleaner_names, cmudict, p_arpabet, generator,
+                              word_boundaries, ambiguous, changes))
 
   ids = [lookup[t] for t in tokens if t in lookup]
   unknown = collections.Counter(t for t in tokens if t not in lookup)
