@@ -15,6 +15,14 @@ weights alone (no optimizer state: the release form, `load_run(WORKDIR, checkpoi
 
   tfspeech-train --model=diffwave --preset=base --data=data/ljspeech --workdir=runs/dw \
       --keep_checkpoints=3 --keep_every_steps=100000 --export_weights=release/dw-weights
+
+Several machines: run the same command on each with --strategy=multi_worker and its own
+TF_CONFIG (same cluster, own task); --workdir must be one shared folder. Worker 0 (or
+the "chief" task) writes config.json, checkpoints and TensorBoard logs there.
+
+  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}' \
+      tfspeech-train --strategy=multi_worker --model=hifigan --preset=v1 --data=/shared/lj \
+      --workdir=/shared/runs/hifigan     # on host2: "index": 1
 """
 
 import os
@@ -32,8 +40,11 @@ flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, Tens
 flags.DEFINE_integer("max_steps", None, "Train until this global step (a safe change on resume).")
 flags.DEFINE_list("allow_changes", [], "Safe settings allowed to differ from the stored config "
                   "when resuming, e.g. learning_rate,log_every.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "tf.distribute strategy: "
-                  "default (one device) or mirrored (all local GPUs).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: default (one device), mirrored (all local GPUs) or "
+                  "multi_worker (all GPUs of the machines in the TF_CONFIG environment "
+                  "variable; run on every machine with a shared --workdir; "
+                  "batch_size is the global batch).")
 flags.DEFINE_bool("progress", True, "Show a progress bar (only on a terminal).")
 flags.DEFINE_integer("keep_checkpoints", None, "Keep the newest K checkpoints (a safe change on "
                      "resume; default: the preset's train config, usually 5).")
@@ -56,6 +67,12 @@ def _check_paths_and_values():
                 "restore config.json or use a new workdir")
   if FLAGS.data:
     common.check_prepared_dir("data", FLAGS.data)
+  if FLAGS.strategy == "multi_worker":
+    from tfspeech.training import multi_worker  # pylint: disable=import-outside-toplevel
+    try:
+      multi_worker.check_tf_config()
+    except multi_worker.ClusterConfigError as e:
+      common.fail(f"--strategy=multi_worker: {e}")
   if FLAGS.max_steps is not None and FLAGS.max_steps < 0:
     common.fail(f"--max_steps={FLAGS.max_steps}: must be >= 0")
   for name in ("keep_checkpoints", "keep_every_steps"):
@@ -98,7 +115,6 @@ def _check_config(training, cfg, overrides, allow):
 def main(argv):
   common.check_no_arguments(argv)
   overrides = _check_paths_and_values()
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tfspeech import config as cfg  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
 
@@ -109,7 +125,10 @@ def main(argv):
       overrides[name] = str(getattr(FLAGS, name))
       allow.append(name)
   _check_config(training, cfg, overrides, allow)
-  strategy = tf.distribute.MirroredStrategy() if FLAGS.strategy == "mirrored" else None
+  try:
+    strategy = training.multi_worker.make_strategy(FLAGS.strategy)
+  except training.multi_worker.ClusterConfigError as e:
+    common.fail(f"--strategy=multi_worker: {e}")
   try:
     result = training.train(FLAGS.model, FLAGS.preset, data_dir=FLAGS.data,
                             workdir=FLAGS.workdir, overrides=overrides,
