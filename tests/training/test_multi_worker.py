@@ -192,6 +192,16 @@ def test_good_tf_config_and_roles():
     multi_worker.make_strategy("multiworker")
 
 
+def test_multi_worker_strategy_after_tensorflow_started_says_so(monkeypatch):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.constant(1.0) + 1.0  # this process's runtime is up (pytest ran TF before anyway)
+  monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, '
+                                  '"task": {"type": "worker", "index": 0}}')
+  with pytest.raises(multi_worker.ClusterConfigError, match="before TensorFlow runs anything"):
+    training.train("toy", "tiny", workdir="/nonexistent/never-created", strategy="multi_worker",
+                   tasks=registry.get)
+
+
 def test_train_binary_without_tf_config_fails_with_one_error_line(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
   done = subprocess.run(

@@ -190,6 +190,8 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
               "repeat forever (.repeat())") from None
         metrics = train_fn(batch)
         if voting:
+          # A host read each step; the step's all-reduces already make the workers wait
+          # for one another.
           cluster_stops = float(metrics.pop("stop_votes")) > 0  # graph-ok: one scalar a step.
         step += 1
         history.append(metrics)

@@ -25,7 +25,9 @@ be checkpointed in TF 2.17 (see `checkpoints`), and the plain iterator can.
 Stopping. SIGINT/SIGTERM on any worker is put to a vote inside the next train step
 (one scalar all-reduce), so all workers stop after the same step and save together.
 A worker that dies (SIGKILL, lost machine) makes the others fail in their next
-collective; the chief's checkpoints are written atomically and stay restorable.
+collective (`tfspeech-train` then prints one `error:` line naming the newest checkpoint
+and exits 1, within a second on localhost); the chief's checkpoints are written
+atomically and stay restorable, so starting every worker again resumes from it.
 """
 
 import dataclasses

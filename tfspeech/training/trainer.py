@@ -171,7 +171,8 @@ class Trainer:
       `losses/<name>`, `grad_norm/<opt>`, `learning_rate/<opt>`,
       `skipped/<opt>`, `loss_scale/<opt>` (float16 only), `skipped_steps`,
       `consecutive_skips`, `items` (global batch size); with several workers also
-      `stop_votes` (workers that asked to stop before this step, see `request_stop`).
+      `stop_votes` (> 0 when some worker asked to stop before this step, see
+      `request_stop`).
     """
     replica_fn = self._replica_train_step
     if self.config.xla:
