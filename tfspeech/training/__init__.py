@@ -5,6 +5,7 @@ Binaries use:
   resolve_config(...)  load_run(workdir)  count_parameters(modules)
   parse_overrides("k=v,...")  parse_allow_changes("a,b")  override_keys(model)
   hold_workdir(workdir)  (the exclusive run lock; WorkdirLockedError when in use)
+  train(..., strategy="multi_worker")  (several machines from TF_CONFIG, see multi_worker)
 
 `model` is a `Task` class or a registered name; names resolve through `tasks`
 (a callable name → Task class) or, by default, the lookup the model registry
@@ -25,6 +26,7 @@ _EXPORTS = {
     "config": ("ConfigMismatchError", "OptimizerConfig", "RunConfig", "TrainConfig"),
     "init_from": ("InitFromError",),
     "loop": ("TrainResult", "fit"),
+    "multi_worker": ("ClusterConfigError", "WorkerRole"),
     "step_context": ("StepContext",),
     "task": ("OptimizerSpec", "Task", "TaskLookup"),
     "trainer": ("Trainer", "TrainingDivergedError"),

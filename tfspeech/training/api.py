@@ -11,6 +11,7 @@ default lookup the model registry installs when it is imported (callers above
 this floor pass `tasks=registry.get`); this floor never imports the registry.
 """
 
+import contextlib
 import dataclasses
 import os
 from typing import Any, Mapping, Optional, Union
@@ -21,6 +22,7 @@ from absl import logging
 from tfspeech import config as cfg
 from tfspeech.training import checkpoints as checkpoints_lib
 from tfspeech.training import init_from
+from tfspeech.training import multi_worker
 from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_overrides,
                                       load_run_config, override_paths, resolve_run_config,
                                       write_run_config)
@@ -115,7 +117,7 @@ def resolve_config(model_name: Model, preset: Optional[str] = None, *, data_dir:
 
 def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", workdir: str = "",
           overrides: Optional[Mapping[str, Any]] = None, allow_changes=(),
-          strategy: Optional[tf.distribute.Strategy] = None,
+          strategy: Union[tf.distribute.Strategy, str, None] = None,
           stop_at_step: Optional[int] = None, progress: bool = True,
           handle_signals: bool = True, tasks: Optional[TaskLookup] = None) -> TrainResult:
   """Trains (or resumes) a registered model in `workdir`.
@@ -127,7 +129,10 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
     workdir: run directory; holds config.json, checkpoints/, train/, eval/.
     overrides: config overrides, see `resolve_config`.
     allow_changes: safe fields allowed to differ from the stored config.
-    strategy: a `tf.distribute.Strategy` (default: the current/default one).
+    strategy: a `tf.distribute.Strategy`, or "default", "mirrored" or "multi_worker"
+      (`MultiWorkerMirroredStrategy` from TF_CONFIG; create it before any other
+      TensorFlow work in the process). Default: the current strategy. With several
+      workers only the chief writes into `workdir` (see `tfspeech.training.multi_worker`).
     stop_at_step: return once the global step reaches this (config unchanged).
     progress: tqdm bar on a TTY.
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
@@ -140,12 +145,17 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
   Raises:
     WorkdirLockedError: another process is running in `workdir` (its pid and
       host are in the message).
+    multi_worker.ClusterConfigError: "multi_worker" with a missing or malformed
+      TF_CONFIG (the message says what to set).
   """
   if not workdir:
     raise ValueError("train() needs a workdir")
+  strategy = multi_worker.make_strategy(strategy)
   # Held from before config.json is read until the last checkpoint is written, so a
-  # second process can neither rewrite the config nor interleave checkpoints.
-  with hold_workdir(workdir):
+  # second process can neither rewrite the config nor interleave checkpoints. The other
+  # workers of a cluster share the chief's workdir and write nothing there.
+  chief = multi_worker.worker_role(strategy).is_chief
+  with hold_workdir(workdir) if chief else contextlib.nullcontext():
     return _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
                   stop_at_step, progress, handle_signals, tasks)
 
@@ -156,12 +166,14 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
                             overrides=overrides, allow_changes=allow_changes, tasks=tasks)
   run = resolved.run
   task = resolved.task_class(run.model_config)
+  chief = multi_worker.worker_role(strategy).is_chief
   if not resolved.resumed:
     if run.train.init_from:
       init_from.check_source(run.train.init_from)  # before config.json exists
-    run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
-    write_run_config(workdir, run)
-  elif resolved.changes:
+    if chief:
+      run = dataclasses.replace(run, data_info=dict(task.data_info(run.data_dir)))
+      write_run_config(workdir, run)
+  elif resolved.changes and chief:
     step = checkpoints_lib.checkpoint_step(checkpoints_lib.latest_checkpoint(workdir))
     for change in resolved.changes:
       logging.warning("resuming with changed %s", str(change).strip())

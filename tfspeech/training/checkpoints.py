@@ -44,6 +44,10 @@ readable by `load_run(workdir, checkpoint=PATH)`.
 
 Layout: WORKDIR/checkpoints/ckpt-<step>.*, WORKDIR/kept/ckpt-<step>.*,
 WORKDIR/best/ckpt-<step>.*.
+
+Several workers (`multi_worker`): only the chief writes into WORKDIR. Every worker
+restores WORKDIR's newest checkpoint; the others save (saving may run collectives, so
+all must) into a local scratch directory holding one checkpoint, deleted by `close`.
 """
 
 import os
@@ -97,25 +101,43 @@ class Checkpoints:
   def __init__(self, trainer, workdir: str, iterator=None):
     config = trainer.config
     self.trainer = trainer
+    role = getattr(trainer, "role", None)
+    self.is_chief = role is None or role.is_chief
     objects = trainer.checkpoint_objects()
     if iterator is not None:
       objects["data"] = iterator
     self.checkpoint = tf.train.Checkpoint(**objects)
-    self.directory = os.path.join(workdir, CHECKPOINT_DIR)
+    self.directory = os.path.join(workdir, CHECKPOINT_DIR)  # the run's (restored from)
+    # A non-chief worker's saves go to scratch; WORKDIR is the chief's alone.
+    self.scratch = None if self.is_chief else tempfile.mkdtemp(prefix="tfspeech-worker-save-")
+    save_root = self.scratch or workdir
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, self.directory, max_to_keep=config.keep_checkpoints,
-        keep_checkpoint_every_n_hours=config.keep_every_n_hours)
-    self.keep_every_steps = getattr(config, "keep_every_steps", None)
+        self.checkpoint, os.path.join(save_root, CHECKPOINT_DIR),
+        max_to_keep=config.keep_checkpoints if self.is_chief else 1,
+        keep_checkpoint_every_n_hours=config.keep_every_n_hours if self.is_chief else None)
+    self.keep_every_steps = getattr(config, "keep_every_steps", None) if self.is_chief else None
     self.kept_directory = os.path.join(workdir, KEPT_DIR)
     self.best_manager = None
     if config.keep_best:
       self.best_manager = tf.train.CheckpointManager(
-          self.checkpoint, os.path.join(workdir, BEST_DIR), max_to_keep=1)
+          self.checkpoint, os.path.join(save_root, BEST_DIR), max_to_keep=1)
     self.last_saved_step = None
 
   @property
   def latest(self):
-    return self.manager.latest_checkpoint
+    """The run's newest checkpoint (on a non-chief worker: the one the chief wrote with
+    this worker's last save)."""
+    if self.is_chief:
+      return self.manager.latest_checkpoint
+    if self.last_saved_step is None:
+      return tf.train.latest_checkpoint(self.directory)
+    return os.path.join(self.directory, f"ckpt-{self.last_saved_step}")
+
+  def close(self):
+    """Deletes a non-chief worker's scratch saves (nothing to do on the chief)."""
+    if self.scratch:
+      shutil.rmtree(self.scratch, ignore_errors=True)
+      self.scratch = None
 
   def newest_before(self, step: int):
     """The newest kept training checkpoint written at a step < `step`, or None."""
@@ -145,7 +167,8 @@ class Checkpoints:
 
   def restore_latest(self):
     """Restores the newest checkpoint, if any. Returns its step or None."""
-    path = self.manager.latest_checkpoint
+    path = self.manager.latest_checkpoint if self.is_chief else \
+        tf.train.latest_checkpoint(self.directory)
     if path is None:
       return None
     try:
@@ -196,7 +219,7 @@ class Checkpoints:
       self.last_saved_step = step
       if self.keep_every_steps and step % self.keep_every_steps == 0:
         keep_copy(path, self.kept_directory)
-    logging.info("saved %s", path)
+    logging.info("saved %s%s", path, "" if self.is_chief else " (worker scratch)")
     return path
 
 

@@ -4,6 +4,7 @@
 that); tests and custom binaries can drive it with any dataset.
 """
 
+import contextlib
 import dataclasses
 import math
 import signal
@@ -15,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfspeech.training import init_from
+from tfspeech.training import multi_worker
 from tfspeech.training.checkpoints import Checkpoints
 from tfspeech.training.progress import Progress
 from tfspeech.training.signals import StopRequested
@@ -33,7 +35,8 @@ class TrainResult:
     losses: the last logged training values (`losses/*` tags without prefix).
     eval_metrics: the last validation metrics ({} when none ran).
     skipped_steps: total skipped (non-finite) steps over the whole run.
-    stopped_by_signal: name of the signal that stopped the run, or None.
+    stopped_by_signal: name of the signal that stopped the run, `PEER_STOP` on a worker
+      stopped because another worker got one, or None.
     checkpoint: path of the newest checkpoint, or None.
     workdir: the run directory.
   """
@@ -48,6 +51,7 @@ class TrainResult:
 
 
 DATA_CHECKPOINT_MODES = ("symbolic", "reseed")
+PEER_STOP = "peer"  # TrainResult.stopped_by_signal: another worker was signalled
 
 
 def with_symbolic_checkpoint(dataset):
@@ -79,6 +83,11 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early; the
       save path is warmed up at start so that save takes well under a second.
 
+  Under `MultiWorkerMirroredStrategy` every worker runs `fit` on the same dataset of
+  global batches; only the chief holds the lock and writes checkpoints and summaries
+  into `workdir` (see `tfspeech.training.multi_worker`), and a signal on any worker
+  stops all of them after the same step.
+
   A run without a checkpoint of its own first loads `config.init_from` (another
   run's weights, see `tfspeech.training.init_from`); a resumed run never does.
 
@@ -93,7 +102,8 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     WorkdirLockedError: another process is training in `workdir`.
     InitFromError, FileNotFoundError: `config.init_from` cannot initialise this run.
   """
-  with hold_workdir(workdir):
+  role = getattr(trainer, "role", None) or multi_worker.WorkerRole()
+  with hold_workdir(workdir) if role.is_chief else contextlib.nullcontext():
     return _fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
                 stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)
 
@@ -101,6 +111,7 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
 def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progress,
          handle_signals):
   config = trainer.config
+  role = getattr(trainer, "role", None) or multi_worker.WorkerRole()
   stop_at = min(stop_at_step or config.max_steps, config.max_steps)
   data_checkpoint = getattr(trainer.task, "data_checkpoint", "symbolic")
   if data_checkpoint not in DATA_CHECKPOINT_MODES:
@@ -128,19 +139,21 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
     eval_fn = trainer.eval_step_fn(eval_dataset.element_spec)
   summary_batch = None
   summaries_fn = None
-  if config.summary_every:
+  if config.summary_every and role.is_chief:  # media needs no collectives: chief only
     source = eval_dataset if eval_dataset is not None else train_dataset
     summary_batch = next(iter(source.take(1)), None)
     if summary_batch is not None:
       summaries_fn = tf.function(trainer.task.summaries)
-  writers = SummaryWriters(workdir)
-  bar = Progress(step, config.max_steps, enabled=progress)
+  writers = SummaryWriters(workdir, enabled=role.is_chief)
+  bar = Progress(step, config.max_steps, enabled=progress and role.is_chief)
   history, last_losses, eval_metrics = [], {}, {}
   stopped_by = None
   save_due = False  # a periodic checkpoint postponed by a skip streak
   window_start, window_steps, window_items = time.perf_counter(), 0, 0.0
-  logging.info("training %s from step %d to %d (%d replica(s))", trainer.task.name or
-               type(trainer.task).__name__, step, stop_at, trainer.num_replicas)
+  logging.info("training %s from step %d to %d (%d replica(s), %s)", trainer.task.name or
+               type(trainer.task).__name__, step, stop_at, trainer.num_replicas, role)
+  # Several workers stop together: a signal becomes a vote counted in the next step.
+  voting, voted, cluster_stops = role.multi_worker, False, False
 
   def skip_streak():
     """Steps skipped in a row up to now; their weights are not known good."""
@@ -165,7 +178,10 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
 
   try:
     with StopRequested(enabled=handle_signals) as stop:
-      while step < stop_at and not stop.requested:
+      while step < stop_at and not (cluster_stops if voting else stop.requested):
+        if voting and stop.requested and not voted:
+          trainer.request_stop()
+          voted = True
         try:
           batch = next(iterator)
         except StopIteration:
@@ -173,6 +189,10 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
               f"the train dataset ended at step {step}; Task.dataset(split='train') must "
               "repeat forever (.repeat())") from None
         metrics = train_fn(batch)
+        if voting:
+          # A host read each step; the step's all-reduces already make the workers wait
+          # for one another.
+          cluster_stops = float(metrics.pop("stop_votes")) > 0  # graph-ok: one scalar a step.
         step += 1
         history.append(metrics)
         bar.update()
@@ -234,6 +254,8 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
           elif step % config.checkpoint_every == 0:
             not_saving("due; saved at the next applied step", streak)
       stopped_by = stop.signum
+      if stopped_by is None and cluster_stops:
+        stopped_by = PEER_STOP
       if checkpoints.last_saved_step != step:
         streak = skip_streak()
         if streak:
@@ -244,8 +266,11 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
     bar.close()
     writers.flush()
     writers.close()
+    checkpoints.close()
+  if isinstance(stopped_by, int):
+    stopped_by = signal.Signals(stopped_by).name
   return TrainResult(
       start_step=start_step, final_step=step, losses=last_losses, eval_metrics=eval_metrics,
       skipped_steps=int(trainer.skipped_steps.numpy()),  # graph-ok: bookkeeping.
-      stopped_by_signal=signal.Signals(stopped_by).name if stopped_by else None,
+      stopped_by_signal=stopped_by,
       checkpoint=checkpoints.latest, workdir=workdir)

@@ -92,11 +92,17 @@ def alignment_image(alignment, colormap: str = "viridis"):
 
 
 class SummaryWriters:
-  """TensorBoard writers for one workdir: `train` and `eval` subdirectories."""
+  """TensorBoard writers for one workdir: `train` and `eval` subdirectories.
 
-  def __init__(self, workdir: str):
-    self.train = tf.summary.create_file_writer(os.path.join(workdir, "train"))
-    self.eval = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+  `enabled=False` (a non-chief worker) writes nothing and creates no directory.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    if enabled:
+      self.train = tf.summary.create_file_writer(os.path.join(workdir, "train"))
+      self.eval = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+    else:
+      self.train = self.eval = tf.summary.create_noop_writer()
 
   def scalars(self, step: int, values: dict, split: str = "train"):
     """Writes `tag → float` at `step`."""

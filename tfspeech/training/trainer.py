@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfspeech.training import checkpoints as checkpoints_lib
+from tfspeech.training import multi_worker
 from tfspeech.training import optimizers as optimizers_lib
 from tfspeech.training.config import TrainConfig
 from tfspeech.training.step_context import StepContext
@@ -78,6 +79,7 @@ class Trainer:
     skipped_steps: int64 variable, steps where any optimizer skipped its update.
     consecutive_skips: int64 variable, current run of skipped steps.
     rng: `tf.random.Generator`, seeded by `config.seed`, exposed as `ctx.rng`.
+    role: this process's `multi_worker.WorkerRole` (chief or not, number of workers).
   """
 
   def __init__(self, task, config: TrainConfig, strategy: tf.distribute.Strategy = None):
@@ -85,6 +87,7 @@ class Trainer:
     self.config = config
     self.strategy = strategy or tf.distribute.get_strategy()
     self.num_replicas = self.strategy.num_replicas_in_sync
+    self.role = multi_worker.worker_role(self.strategy)
     if config.batch_size % self.num_replicas:
       raise ValueError(f"batch_size {config.batch_size} does not divide evenly over "
                        f"{self.num_replicas} replicas")
@@ -116,6 +119,10 @@ class Trainer:
       self.best_metric = tf.Variable(float("inf"), name="best_metric", trainable=False,
                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       self.rng = tf.random.Generator.from_seed(config.seed)
+    # This worker's vote to stop (multi-worker only), summed over the cluster inside the
+    # train step. Made outside the scope: a mirrored variable would take worker 0's value.
+    self._stop_vote = tf.Variable(0.0, trainable=False, name="stop_vote") \
+        if self.role.multi_worker else None
     self._train_fn = None
     self._eval_fn = None
 
@@ -163,15 +170,28 @@ class Trainer:
       A `tf.function` mapping a batch to a flat dict of scalar metrics:
       `losses/<name>`, `grad_norm/<opt>`, `learning_rate/<opt>`,
       `skipped/<opt>`, `loss_scale/<opt>` (float16 only), `skipped_steps`,
-      `consecutive_skips`, `items` (global batch size).
+      `consecutive_skips`, `items` (global batch size); with several workers also
+      `stop_votes` (> 0 when some worker asked to stop before this step, see
+      `request_stop`).
     """
     replica_fn = self._replica_train_step
     if self.config.xla:
       replica_fn = tf.function(replica_fn, jit_compile=True, reduce_retracing=True)
+    step_fn = replica_fn
+    if self._stop_vote is not None:
+      def step_fn(batch):
+        losses, applied = replica_fn(batch)
+        # Every local replica reads the same vote, so each worker counts num_local_replicas
+        # times; only "> 0" matters. tf.identity puts the read on the replica's device (a
+        # convert_to_tensor read leaves the all-reduce no destination).
+        votes = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.identity(self._stop_vote))
+        return losses, applied, votes
 
     @tf.function(input_signature=[relaxed_spec(element_spec)], reduce_retracing=True)
     def train_fn(batch):
-      losses, applied = self.strategy.run(replica_fn, args=(batch,))
+      outputs = self.strategy.run(step_fn, args=(batch,))
+      losses, applied = outputs[:2]
       metrics = {}
       for name, value in losses.items():
         metrics[f"losses/{name}"] = self.strategy.reduce(
@@ -195,10 +215,18 @@ class Trainer:
       metrics["skipped_steps"] = tf.identity(self.skipped_steps)
       metrics["consecutive_skips"] = tf.identity(self.consecutive_skips)
       metrics["items"] = tf.cast(tf.shape(_first_leaf(batch))[0], tf.float32)
+      if self._stop_vote is not None:
+        metrics["stop_votes"] = self.strategy.experimental_local_results(outputs[2])[0]
       return metrics
 
     self._train_fn = train_fn
     return train_fn
+
+  def request_stop(self):
+    """Votes to stop the cluster (multi-worker): the next step's `stop_votes` is > 0 on
+    every worker, so all of them stop after that same step and save together."""
+    if self._stop_vote is not None:
+      self._stop_vote.assign(1.0)
 
   # ------------------------------------------------------------------ eval
   def _replica_eval_step(self, batch):
