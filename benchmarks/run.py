@@ -39,7 +39,7 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
 
 # Modules whose import registers cases. Add benchmarks/train.py etc. here.
 CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.export",
-                "benchmarks.diffwave", "benchmarks.fastpitch", "benchmarks.tacotron2")
+                "benchmarks.diffwave", "benchmarks.fastpitch", "benchmarks.tacotron2", "benchmarks.dctts")
 
 
 def _suites_ok(value):
@@ -123,7 +123,7 @@ def pitch_case(ctx):
 # --- train / infer / export: stand-ins until the models land -------------------------------
 
 MODELS = {"grad_tts": "Grad-TTS", "hifigan": "HiFi-GAN", "diffwave": "DiffWave",
-          "fastpitch": "FastPitch", "tacotron2": "Tacotron 2"}
+          "fastpitch": "FastPitch", "tacotron2": "Tacotron 2", "dctts": "DC-TTS"}
 
 
 def _model_placeholder(suite, model, label):

@@ -4,6 +4,8 @@
   tts.py, utils.py, base.py; params.py; the step of train.py).
 - `hifigan`: jik876/hifi-gan (models.py, meldataset.py `mel_spectrogram`, the step of train.py).
 - `tacotron2`: NVIDIA/tacotron2 (model.py, layers.py, loss_function.py; the step of train.py).
+- `dctts`: Kyubyong/dc_tts (modules.py, networks.py; the losses and step of train.py; the
+  forcibly incremental decoding of synthesize.py), with tfspeech's conv-type / alpha / norm options.
 
 Both are compact re-writings of the reference code (same modules, same parameter counts, same
 operations in the same order), built from tfspeech's config dataclasses so that a benchmark
