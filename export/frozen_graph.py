@@ -213,12 +213,12 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
 
   Returns:
     (new GraphDef, counts {"new_axis_slices": n, "asserts": n, "const_identities": n,
-    "rank1_biases": n}).
+    "rank1_biases": n, "ensure_shapes": n}).
   """
   nodes = {node.name: node for node in graph_def.node}
   asserts = {node.name for node in graph_def.node if node.op == "Assert"}
   bypassed = _const_identities(graph_def, set(keep))
-  out, split = [], 0
+  out, split, ensured = [], 0, 0
   for node in graph_def.node:
     if node.name in asserts or node.name in bypassed:
       continue
@@ -230,6 +230,13 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
       renamed = [_rename_input(name, bypassed) for name in node.input]
       del node.input[:]
       node.input.extend(renamed)
+    if node.op == "EnsureShape":
+      # tfjs 4.22 reads EnsureShape's shape as a second input (TF stores an attribute) and
+      # fails on it ("Cannot read properties of undefined (reading 'split')"); the check
+      # cannot fail here (the traced graph fixed those dims), so it becomes an Identity.
+      node.op = "Identity"
+      del node.attr["shape"]
+      ensured += 1
     if node.op == "StridedSlice" and node.attr["new_axis_mask"].i:
       replacement = _split_new_axes(node, nodes)
       if replacement:
@@ -243,7 +250,20 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
   del result.node[:]
   result.node.extend(out)
   return result, {"new_axis_slices": split, "asserts": len(asserts),
-                  "const_identities": len(bypassed), "rank1_biases": biases}
+                  "const_identities": len(bypassed), "rank1_biases": biases,
+                  "ensure_shapes": ensured}
+
+
+LOOP_OPS = ("While", "StatelessWhile")
+
+
+def has_loops(concrete_function) -> bool:
+  """Whether a traced function has a `tf.while_loop` (a While op, at any nesting depth)."""
+  graph_def = concrete_function.graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  return any(node.op in LOOP_OPS for node in nodes)
 
 
 def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
@@ -260,11 +280,14 @@ def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
   if not isinstance(outputs, dict):
     raise ValueError(f"freeze: {concrete_function.name} must return a dict of named tensors, "
                      f"got {type(outputs).__name__}")
-  frozen = convert_variables_to_constants_v2(concrete_function)
+  loops = has_loops(concrete_function)
+  # A loop stays one functional While (see the module docstring): lowered to v1 control flow
+  # it could not be inlined by the TFJS converter's own freezing.
+  frozen = convert_variables_to_constants_v2(concrete_function, lower_control_flow=not loops)
   graph_def, _ = make_converter_friendly(
       frozen.graph.as_graph_def(),
       keep=[t.name.split(":")[0] for t in frozen.outputs + frozen.inputs])
-  if graph_def.library.function:
+  if graph_def.library.function and not loops:
     raise ValueError(f"freeze: {concrete_function.name} still has "
                      f"{len(graph_def.library.function)} nested functions (control flow); "
                      "export a loop-free graph (e.g. Grad-TTS with unroll=True)")

@@ -210,9 +210,48 @@ def convert_saved_model(saved_model_dir: str, signature: str, out_dir: str,
       f"--signature_name={signature}", saved_model_dir, out_dir]
   _run(command, f"tensorflowjs_converter ({signature})", RuntimeError, env=_quiet_env())
   model_json = os.path.join(out_dir, "model.json")
+  _repair_function_inputs(model_json)
   if output_keys is not None:
     _name_signature(model_json, output_keys)
   return model_json
+
+
+def _repair_function_inputs(model_json: str) -> int:
+  """Points the loop-body inputs tensorflowjs_converter 4.22 breaks back at their nodes.
+
+  The converter names each Const of a library function (a While's body or condition)
+  `FUNCTION/NAME` and rewrites every input of that function that *starts with* some Const's
+  name (`graph_rewrite_util.rename_constants`), so in DC-TTS's decoding loop the input
+  `while/strided_slice/stack_1:output:0` (a Pack) became
+  `FUNCTION/while/strided_slice/stack_1:output:0` because of the Const
+  `while/strided_slice/stack`: tfjs then fails to load the model ("Cannot read properties of
+  undefined (reading 'outputs')"). An input `FUNCTION/NAME...` whose node is not in the
+  function but `NAME` is gets `NAME...` back. Loop-free graphs have no functions: unchanged.
+
+  Returns:
+    How many inputs were repaired.
+  """
+  with open(model_json, encoding="utf-8") as f:
+    model = json.load(f)
+  repaired = 0
+  for function in model.get("modelTopology", {}).get("library", {}).get("function", []):
+    prefix = function["signature"]["name"] + "/"
+    nodes = function.get("nodeDef", [])
+    names = {node["name"] for node in nodes}
+    names.update(arg["name"] for arg in function["signature"].get("inputArg", []))
+    for node in nodes:
+      for index, name in enumerate(node.get("input", [])):
+        control = "^" if name.startswith("^") else ""
+        bare = name[len(control):]
+        node_name = bare.split(":")[0]
+        if (node_name not in names and bare.startswith(prefix)
+            and node_name[len(prefix):] in names):
+          node["input"][index] = control + bare[len(prefix):]
+          repaired += 1
+  if repaired:
+    with open(model_json, "w", encoding="utf-8") as f:
+      json.dump(model, f)
+  return repaired
 
 
 _WRAPPER_OUTPUT = re.compile(r"^Identity(?:_(\d+))?:0$")
