@@ -24,6 +24,17 @@ One more rewrite keeps the artifacts small: freezing turns every variable read i
 steps: 3x the weights, 184 MB for the ljspeech preset). Consumers of an `Identity` of a `Const`
 read the `Const` directly instead.
 
+Graphs with a loop (Tacotron 2's and DC-TTS's autoregressive decoding, one `tf.while_loop`)
+are frozen without lowering their control flow: the loop stays one functional `While` whose
+body and condition are library functions (the rewrites here apply to the main graph, not to
+those bodies). TFLite converts it to one builtin WHILE; lowered to v1 control flow
+(Enter/Merge/Switch/Exit) the TFJS converter could not inline the SavedModel's function
+("Unsupported Ops ...: PartitionedCall"). Loop-free graphs are lowered and checked as before.
+Two more rewrites are for tfjs 4.22 and change only graphs that have those ops: `EnsureShape`
+becomes `Identity` (tfjs reads its shape as a second input, TF stores an attribute: "Cannot
+read properties of undefined (reading 'split')"), and a bool `ReverseV2` reverses as int32
+(`_int_reverse`: the wasm backend's Reverse kernel mishandles 1-byte bools).
+
 And one keeps the TFJS graph runnable on its WebAssembly backend: Keras adds a conv's bias as
 `x + reshape(bias, [1, 1, 1, C])`, which Keras's TF backend turns into a `BiasAdd` with a
 rank-1 bias except when C == 1 (the Grad-TTS score estimator's `final_conv`): that stays an
@@ -203,6 +214,29 @@ def _rank1_biases(nodes_list: List[node_def_pb2.NodeDef]
   return out, changed
 
 
+def _int_reverse(node) -> List[node_def_pb2.NodeDef]:
+  """A bool ReverseV2 → Cast to int32, ReverseV2, Cast back (the last keeps the name).
+
+  tfjs-backend-wasm 4.22's Reverse kernel reads and writes 4 bytes per element while the
+  wasm backend stores bool tensors with 1 byte per element: a bool reverse (Tacotron 2's
+  bidirectional encoder reverses its valid-step mask) gave wrong values and then "memory
+  access out of bounds". Found by running each tfjs kernel of the graph on cpu in turn.
+  """
+  controls = [name for name in node.input if name.startswith("^")]
+  to_int = node_def_pb2.NodeDef(name=f"{node.name}/as_int", op="Cast",
+                                input=[node.input[0]] + controls)
+  to_int.attr["SrcT"].type = tf.bool.as_datatype_enum
+  to_int.attr["DstT"].type = tf.int32.as_datatype_enum
+  reverse = node_def_pb2.NodeDef(name=f"{node.name}/reversed", op="ReverseV2",
+                                 input=[to_int.name, node.input[1]])
+  reverse.attr["T"].type = tf.int32.as_datatype_enum
+  reverse.attr["Tidx"].CopyFrom(node.attr["Tidx"])
+  back = node_def_pb2.NodeDef(name=node.name, op="Cast", input=[reverse.name])
+  back.attr["SrcT"].type = tf.int32.as_datatype_enum
+  back.attr["DstT"].type = tf.bool.as_datatype_enum
+  return [to_int, reverse, back]
+
+
 def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
                             ) -> Tuple[tf.compat.v1.GraphDef, Dict[str, int]]:
   """Applies the rewrites in the module docstring to a frozen (function-free) GraphDef.
@@ -213,12 +247,12 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
 
   Returns:
     (new GraphDef, counts {"new_axis_slices": n, "asserts": n, "const_identities": n,
-    "rank1_biases": n, "ensure_shapes": n}).
+    "rank1_biases": n, "ensure_shapes": n, "bool_reverses": n}).
   """
   nodes = {node.name: node for node in graph_def.node}
   asserts = {node.name for node in graph_def.node if node.op == "Assert"}
   bypassed = _const_identities(graph_def, set(keep))
-  out, split, ensured = [], 0, 0
+  out, split, ensured, bool_reverses = [], 0, 0, 0
   for node in graph_def.node:
     if node.name in asserts or node.name in bypassed:
       continue
@@ -237,6 +271,10 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
       node.op = "Identity"
       del node.attr["shape"]
       ensured += 1
+    if node.op == "ReverseV2" and node.attr["T"].type == tf.bool.as_datatype_enum:
+      out.extend(_int_reverse(node))
+      bool_reverses += 1
+      continue
     if node.op == "StridedSlice" and node.attr["new_axis_mask"].i:
       replacement = _split_new_axes(node, nodes)
       if replacement:
@@ -251,7 +289,7 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
   result.node.extend(out)
   return result, {"new_axis_slices": split, "asserts": len(asserts),
                   "const_identities": len(bypassed), "rank1_biases": biases,
-                  "ensure_shapes": ensured}
+                  "ensure_shapes": ensured, "bool_reverses": bool_reverses}
 
 
 LOOP_OPS = ("While", "StatelessWhile")
