@@ -24,6 +24,17 @@ One more rewrite keeps the artifacts small: freezing turns every variable read i
 steps: 3x the weights, 184 MB for the ljspeech preset). Consumers of an `Identity` of a `Const`
 read the `Const` directly instead.
 
+Graphs with a loop (Tacotron 2's and DC-TTS's autoregressive decoding, one `tf.while_loop`)
+are frozen without lowering their control flow: the loop stays one functional `While` whose
+body and condition are library functions (the rewrites here apply to the main graph, not to
+those bodies). TFLite converts it to one builtin WHILE; lowered to v1 control flow
+(Enter/Merge/Switch/Exit) the TFJS converter could not inline the SavedModel's function
+("Unsupported Ops ...: PartitionedCall"). Loop-free graphs are lowered and checked as before.
+Two more rewrites are for tfjs 4.22 and change only graphs that have those ops: `EnsureShape`
+becomes `Identity` (tfjs reads its shape as a second input, TF stores an attribute: "Cannot
+read properties of undefined (reading 'split')"), and a bool `ReverseV2` reverses as int32
+(`_int_reverse`: the wasm backend's Reverse kernel mishandles 1-byte bools).
+
 And one keeps the TFJS graph runnable on its WebAssembly backend: Keras adds a conv's bias as
 `x + reshape(bias, [1, 1, 1, C])`, which Keras's TF backend turns into a `BiasAdd` with a
 rank-1 bias except when C == 1 (the Grad-TTS score estimator's `final_conv`): that stays an
@@ -203,6 +214,29 @@ def _rank1_biases(nodes_list: List[node_def_pb2.NodeDef]
   return out, changed
 
 
+def _int_reverse(node) -> List[node_def_pb2.NodeDef]:
+  """A bool ReverseV2 → Cast to int32, ReverseV2, Cast back (the last keeps the name).
+
+  tfjs-backend-wasm 4.22's Reverse kernel reads and writes 4 bytes per element while the
+  wasm backend stores bool tensors with 1 byte per element: a bool reverse (Tacotron 2's
+  bidirectional encoder reverses its valid-step mask) gave wrong values and then "memory
+  access out of bounds". Found by running each tfjs kernel of the graph on cpu in turn.
+  """
+  controls = [name for name in node.input if name.startswith("^")]
+  to_int = node_def_pb2.NodeDef(name=f"{node.name}/as_int", op="Cast",
+                                input=[node.input[0]] + controls)
+  to_int.attr["SrcT"].type = tf.bool.as_datatype_enum
+  to_int.attr["DstT"].type = tf.int32.as_datatype_enum
+  reverse = node_def_pb2.NodeDef(name=f"{node.name}/reversed", op="ReverseV2",
+                                 input=[to_int.name, node.input[1]])
+  reverse.attr["T"].type = tf.int32.as_datatype_enum
+  reverse.attr["Tidx"].CopyFrom(node.attr["Tidx"])
+  back = node_def_pb2.NodeDef(name=node.name, op="Cast", input=[reverse.name])
+  back.attr["SrcT"].type = tf.int32.as_datatype_enum
+  back.attr["DstT"].type = tf.bool.as_datatype_enum
+  return [to_int, reverse, back]
+
+
 def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
                             ) -> Tuple[tf.compat.v1.GraphDef, Dict[str, int]]:
   """Applies the rewrites in the module docstring to a frozen (function-free) GraphDef.
@@ -213,12 +247,12 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
 
   Returns:
     (new GraphDef, counts {"new_axis_slices": n, "asserts": n, "const_identities": n,
-    "rank1_biases": n}).
+    "rank1_biases": n, "ensure_shapes": n, "bool_reverses": n}).
   """
   nodes = {node.name: node for node in graph_def.node}
   asserts = {node.name for node in graph_def.node if node.op == "Assert"}
   bypassed = _const_identities(graph_def, set(keep))
-  out, split = [], 0
+  out, split, ensured, bool_reverses = [], 0, 0, 0
   for node in graph_def.node:
     if node.name in asserts or node.name in bypassed:
       continue
@@ -230,6 +264,17 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
       renamed = [_rename_input(name, bypassed) for name in node.input]
       del node.input[:]
       node.input.extend(renamed)
+    if node.op == "EnsureShape":
+      # tfjs 4.22 reads EnsureShape's shape as a second input (TF stores an attribute) and
+      # fails on it ("Cannot read properties of undefined (reading 'split')"); the check
+      # cannot fail here (the traced graph fixed those dims), so it becomes an Identity.
+      node.op = "Identity"
+      del node.attr["shape"]
+      ensured += 1
+    if node.op == "ReverseV2" and node.attr["T"].type == tf.bool.as_datatype_enum:
+      out.extend(_int_reverse(node))
+      bool_reverses += 1
+      continue
     if node.op == "StridedSlice" and node.attr["new_axis_mask"].i:
       replacement = _split_new_axes(node, nodes)
       if replacement:
@@ -243,7 +288,20 @@ def make_converter_friendly(graph_def: tf.compat.v1.GraphDef, keep=()
   del result.node[:]
   result.node.extend(out)
   return result, {"new_axis_slices": split, "asserts": len(asserts),
-                  "const_identities": len(bypassed), "rank1_biases": biases}
+                  "const_identities": len(bypassed), "rank1_biases": biases,
+                  "ensure_shapes": ensured, "bool_reverses": bool_reverses}
+
+
+LOOP_OPS = ("While", "StatelessWhile")
+
+
+def has_loops(concrete_function) -> bool:
+  """Whether a traced function has a `tf.while_loop` (a While op, at any nesting depth)."""
+  graph_def = concrete_function.graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  return any(node.op in LOOP_OPS for node in nodes)
 
 
 def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
@@ -260,11 +318,14 @@ def freeze(concrete_function) -> tf.types.experimental.ConcreteFunction:
   if not isinstance(outputs, dict):
     raise ValueError(f"freeze: {concrete_function.name} must return a dict of named tensors, "
                      f"got {type(outputs).__name__}")
-  frozen = convert_variables_to_constants_v2(concrete_function)
+  loops = has_loops(concrete_function)
+  # A loop stays one functional While (see the module docstring): lowered to v1 control flow
+  # it could not be inlined by the TFJS converter's own freezing.
+  frozen = convert_variables_to_constants_v2(concrete_function, lower_control_flow=not loops)
   graph_def, _ = make_converter_friendly(
       frozen.graph.as_graph_def(),
       keep=[t.name.split(":")[0] for t in frozen.outputs + frozen.inputs])
-  if graph_def.library.function:
+  if graph_def.library.function and not loops:
     raise ValueError(f"freeze: {concrete_function.name} still has "
                      f"{len(graph_def.library.function)} nested functions (control flow); "
                      "export a loop-free graph (e.g. Grad-TTS with unroll=True)")

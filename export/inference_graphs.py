@@ -27,8 +27,10 @@ output names:
       →  the outputs of text_to_mel and of mel_to_audio
 
 Static controls (e.g. diffusion steps) of either model are fixed when the graphs are built. The models'
-serving code is loop-free, with no random ops or Python callbacks, so the graphs run
-synchronously in TFJS (`GraphModel.execute`) and with TFLite builtins only. The noise is an
+serving code has no random ops or Python callbacks and is loop-free except the autoregressive
+decoders (Tacotron 2, DC-TTS: one `tf.while_loop`, a TFLite builtin WHILE, tfjs
+`GraphModel.executeAsync`); the others run synchronously in TFJS (`GraphModel.execute`); all
+use TFLite builtins only. The noise is an
 input rather than a random op, so TF, TFLite and TFJS give the same mel for the same noise
 (tests compare them) and an app chooses its own random source. A model uses the first
 frames it needs and repeats shorter noise along time, so any `noise_frames >= 1` works;

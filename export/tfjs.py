@@ -6,9 +6,12 @@
 
 Each graph becomes `OUT/NAME/model.json` + weight shards (tensorflowjs_converter
 `--output_format=tfjs_graph_model`), next to one `OUT/metadata.json` for all of them. The
-graphs are the loop-free ones of `inference_graphs` (static controls fixed, noise an
-input), frozen and rewritten by `frozen_graph` exactly as for TFLite, so they run with the
-synchronous `GraphModel.execute` on every backend.
+graphs are those of `inference_graphs` (static controls fixed, noise an input), frozen and
+rewritten by `frozen_graph` exactly as for TFLite. Loop-free graphs run with the synchronous
+`GraphModel.execute` on every backend; the decoding loops of Tacotron 2 and DC-TTS stay
+functional While ops (`frozen_graph`), which tfjs runs with `GraphModel.executeAsync` (the Node
+runner picks it from model.json; an app must call executeAsync for them, see
+`has_control_flow`). `_repair_function_inputs` fixes the loop-body inputs the converter breaks.
 
 The converter lives in its own virtualenv. tensorflowjs 4.22.0 depends on tensorflow,
 tensorflow-decision-forests, tensorflow-hub, tf-keras, jax/jaxlib and flax, and would pull
@@ -210,9 +213,62 @@ def convert_saved_model(saved_model_dir: str, signature: str, out_dir: str,
       f"--signature_name={signature}", saved_model_dir, out_dir]
   _run(command, f"tensorflowjs_converter ({signature})", RuntimeError, env=_quiet_env())
   model_json = os.path.join(out_dir, "model.json")
+  _repair_function_inputs(model_json)
   if output_keys is not None:
     _name_signature(model_json, output_keys)
   return model_json
+
+
+CONTROL_FLOW_OPS = ("Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond", "While",
+                    "StatelessWhile", "If", "StatelessIf")
+
+
+def has_control_flow(model_json: str) -> bool:
+  """Whether a converted graph needs `executeAsync` in tfjs (control flow in it or its library)."""
+  with open(model_json, encoding="utf-8") as f:
+    topology = json.load(f).get("modelTopology", {})
+  nodes = list(topology.get("node", []))
+  for function in topology.get("library", {}).get("function", []):
+    nodes.extend(function.get("nodeDef", []))
+  return any(node.get("op") in CONTROL_FLOW_OPS for node in nodes)
+
+
+def _repair_function_inputs(model_json: str) -> int:
+  """Points the loop-body inputs tensorflowjs_converter 4.22 breaks back at their nodes.
+
+  The converter names each Const of a library function (a While's body or condition)
+  `FUNCTION/NAME` and rewrites every input of that function that *starts with* some Const's
+  name (`graph_rewrite_util.rename_constants`), so in DC-TTS's decoding loop the input
+  `while/strided_slice/stack_1:output:0` (a Pack) became
+  `FUNCTION/while/strided_slice/stack_1:output:0` because of the Const
+  `while/strided_slice/stack`: tfjs then fails to load the model ("Cannot read properties of
+  undefined (reading 'outputs')"). An input `FUNCTION/NAME...` whose node is not in the
+  function but `NAME` is gets `NAME...` back. Loop-free graphs have no functions: unchanged.
+
+  Returns:
+    How many inputs were repaired.
+  """
+  with open(model_json, encoding="utf-8") as f:
+    model = json.load(f)
+  repaired = 0
+  for function in model.get("modelTopology", {}).get("library", {}).get("function", []):
+    prefix = function["signature"]["name"] + "/"
+    nodes = function.get("nodeDef", [])
+    names = {node["name"] for node in nodes}
+    names.update(arg["name"] for arg in function["signature"].get("inputArg", []))
+    for node in nodes:
+      for index, name in enumerate(node.get("input", [])):
+        control = "^" if name.startswith("^") else ""
+        bare = name[len(control):]
+        node_name = bare.split(":")[0]
+        if (node_name not in names and bare.startswith(prefix)
+            and node_name[len(prefix):] in names):
+          node["input"][index] = control + bare[len(prefix):]
+          repaired += 1
+  if repaired:
+    with open(model_json, "w", encoding="utf-8") as f:
+      json.dump(model, f)
+  return repaired
 
 
 _WRAPPER_OUTPUT = re.compile(r"^Identity(?:_(\d+))?:0$")

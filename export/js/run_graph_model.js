@@ -46,8 +46,11 @@
 // "slowest": [{kernel, ms, input_shapes, output_shapes}] (the 20 slowest kernel calls)}.
 // Kernel times are wall times around each kernel; they show where a backend spends a call.
 //
-// The graphs tfspeech exports are loop-free, so `execute` (synchronous) runs them; a graph
-// with control flow would make tfjs demand `executeAsync`, which is reported as an error.
+// Loop-free graphs (every model but the autoregressive decoders) run with the synchronous
+// `execute`. Graphs with control flow (Tacotron 2's and DC-TTS's decoding loop, lowered by the
+// converter to Enter/Merge/Switch/NextIteration/Exit, or functional While/If ops) make tfjs
+// demand `executeAsync`: the runner picks it when model.json holds any such op, in the main
+// graph or in a function of its library ("executes": "async" in outputs.json).
 
 'use strict';
 
@@ -58,6 +61,12 @@ const tf = require('@tensorflow/tfjs');
 const {registerWasmKernels} = require('../web/wasm_kernels.js');
 
 const WASM_PACKAGE = '@tensorflow/tfjs-backend-wasm';
+// TF ops after which tfjs's GraphModel.execute throws ("... dynamic op ... use
+// model.executeAsync() instead"): v1 control flow, functional control flow.
+const CONTROL_FLOW_OPS = new Set([
+  'Enter', 'Exit', 'Merge', 'Switch', 'NextIteration', 'LoopCond', 'While', 'StatelessWhile',
+  'If', 'StatelessIf', 'RefEnter', 'RefExit', 'RefMerge', 'RefNextIteration', 'RefSwitch',
+]);
 let stockWasmKernels = null;  // the kernels the package registers, before tfspeech's own
 const BACKENDS = ['auto', 'wasm', 'cpu'];
 
@@ -80,6 +89,31 @@ function parseArgs(argv) {
     throw new Error(`--backend=${args.backend}: choose one of ${BACKENDS.join(', ')}`);
   }
   return args;
+}
+
+// Whether the graph of model.json (main graph or any library function) has control flow.
+function hasControlFlow(modelJSON) {
+  const topology = modelJSON.modelTopology || {};
+  const nodes = [...(topology.node || [])];
+  for (const fn of ((topology.library || {}).function || [])) nodes.push(...(fn.nodeDef || []));
+  return nodes.some((node) => CONTROL_FLOW_OPS.has(node.op));
+}
+
+function readModelJSON(modelDir) {
+  const jsonPath = path.join(modelDir, 'model.json');
+  if (!fs.existsSync(jsonPath)) {
+    throw new Error(`${jsonPath} not found: --model must be a tfjs_graph_model folder`);
+  }
+  return JSON.parse(fs.readFileSync(jsonPath, 'utf8'));
+}
+
+// A function running the model once on `inputs`, resolving its output tensor(s):
+// `executeAsync` for graphs with control flow, else the synchronous `execute`.
+function executor(model, modelDir) {
+  if (hasControlFlow(readModelJSON(modelDir))) {
+    return {mode: 'async', run: (inputs) => model.executeAsync(inputs)};
+  }
+  return {mode: 'sync', run: async (inputs) => model.execute(inputs)};
 }
 
 // Registers the wasm backend with its binaries' folder in node_modules. Returns null, or why
@@ -140,11 +174,7 @@ async function wasmFlavor() {
 function diskHandler(modelDir) {
   return {
     load: async () => {
-      const jsonPath = path.join(modelDir, 'model.json');
-      if (!fs.existsSync(jsonPath)) {
-        throw new Error(`${jsonPath} not found: --model must be a tfjs_graph_model folder`);
-      }
-      const modelJSON = JSON.parse(fs.readFileSync(jsonPath, 'utf8'));
+      const modelJSON = readModelJSON(modelDir);
       return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
         const specs = [];
         const buffers = [];
@@ -239,7 +269,8 @@ async function checkOps(args) {
   await tf.setBackend('cpu');
   let model = await tf.loadGraphModel(diskHandler(args.model));
   let inputs = readInputs(args.inputs);
-  const profile = await tf.profile(() => model.execute(inputs));
+  const {run} = executor(model, args.model);
+  const profile = await tf.profile(() => run(inputs));
   tf.dispose(profile.result);
   // kernelNames also holds the scopes of ops run through customGrad ("fusedConv2d__op"):
   // keep the names the cpu backend registers a kernel for, i.e. the kernels that ran.
@@ -258,7 +289,7 @@ async function checkOps(args) {
       model = await tf.loadGraphModel(diskHandler(args.model));
       inputs = readInputs(args.inputs);
       try {
-        tf.dispose(model.execute(inputs));
+        tf.dispose(await executor(model, args.model).run(inputs));
         report.wasm.runs = true;
       } catch (error) {
         report.wasm.runs = false;
@@ -273,21 +304,22 @@ async function checkOps(args) {
 async function timedCalls(args) {
   const model = await tf.loadGraphModel(diskHandler(args.model));
   const inputs = readInputs(args.inputs);
-  const run = () => model.execute(inputs);
+  const {mode, run: runOnce} = executor(model, args.model);
+  const run = () => runOnce(inputs);
   for (let i = 0; i < Number(args.warmup); i++) {
-    tf.dispose(run());
+    tf.dispose(await run());
   }
   const seconds = [];
   let result = null;
   for (let i = 0; i < Math.max(1, Number(args.repeat)); i++) {
     if (result) tf.dispose(result);
     const start = process.hrtime.bigint();
-    result = run();
+    result = await run();
     const tensors = Array.isArray(result) ? result : [result];
     await Promise.all(tensors.map((t) => t.data()));
     seconds.push(Number(process.hrtime.bigint() - start) / 1e9);
   }
-  const calls = {outputs: namedOutputs(model, result), seconds};
+  const calls = {outputs: namedOutputs(model, result), seconds, mode};
   if (args.profile) calls.profile = await kernelProfile(run);
   return calls;
 }
@@ -339,7 +371,8 @@ async function main() {
   console.error(`run_graph_model: backend ${detail}` +
                 (fallback ? `; wasm not used: ${fallback}` : ''));
   const summary = {
-    seconds_per_call: calls.seconds, backend, backend_detail: detail, fallback,
+    seconds_per_call: calls.seconds, executes: calls.mode, backend, backend_detail: detail,
+    fallback,
     tfjs_version: tf.version.tfjs,
   };
   if (calls.profile) summary.profile = calls.profile;
