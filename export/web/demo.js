@@ -357,11 +357,13 @@
     if (metadata.num_speakers > 1) inputs.speaker = tf.tensor1d([0], 'int32');
     const start = performance.now();
     let out;
+    // executeAsync runs every exported graph; the synchronous execute throws on the
+    // decoding loops of autoregressive models (Tacotron 2, DC-TTS).
     if (models.text_to_audio) {
-      out = namedOutputs(models.text_to_audio, models.text_to_audio.execute(inputs));
+      out = namedOutputs(models.text_to_audio, await models.text_to_audio.executeAsync(inputs));
     } else {
-      out = namedOutputs(models.text_to_mel, models.text_to_mel.execute(inputs));
-      Object.assign(out, namedOutputs(models.mel_to_audio, models.mel_to_audio.execute(
+      out = namedOutputs(models.text_to_mel, await models.text_to_mel.executeAsync(inputs));
+      Object.assign(out, namedOutputs(models.mel_to_audio, await models.mel_to_audio.executeAsync(
           {mel: out.mel, mel_lengths: out.mel_lengths})));
     }
     const melLength = (await out.mel_lengths.data())[0];

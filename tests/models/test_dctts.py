@@ -168,24 +168,8 @@ def test_an_item_alone_equals_the_same_item_in_a_batch(served):
     np.testing.assert_array_equal(alone["durations"][0], together["durations"][row, :len(text)])
 
 
-def test_decoding_graph_is_pure_and_converts_to_tflite_builtins(served, tmp_path):
-  """The decoding loop converts to one builtin WHILE (frozen, as export/ freezes graphs) and
-  decodes like TF after the interpreter resizes its inputs to other batches and lengths."""
-  _, concrete, run = served
+def test_decoding_graph_is_pure(served):
+  # Its export (SavedModel, TFLite builtins with one WHILE, TFJS) is tested in
+  # tests/export/test_looped_export.py.
+  _, concrete, _ = served
   assert_no_python_ops(concrete)
-  frozen_graph = pytest.importorskip("tfspeech.export.frozen_graph")
-  tflite = pytest.importorskip("tfspeech.export.tflite")
-  frozen_graph.save_frozen_saved_model({"text_to_mel": concrete}, str(tmp_path))
-  flatbuffer = tflite.convert_saved_model(str(tmp_path), "text_to_mel")
-  interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-  ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
-  assert "WHILE" in ops and not any(op.startswith("Flex") for op in ops), ops
-  runner = interpreter.get_signature_runner("text_to_mel")
-  for rows in ([0, 1, 2], [1], [2, 0]):
-    batch_ids, batch_lengths = _batch([TEXTS[row] for row in rows])
-    ours = runner(ids=batch_ids.numpy(), lengths=batch_lengths.numpy(),
-                  steps=np.array(STEPS, np.int32))
-    reference = run(batch_ids, batch_lengths)
-    np.testing.assert_array_equal(ours["mel_lengths"], reference["mel_lengths"])
-    np.testing.assert_allclose(ours["mel"], reference["mel"], atol=1e-3)
-    np.testing.assert_array_equal(ours["durations"], reference["durations"])

@@ -376,33 +376,3 @@ def test_graphs_are_pure_and_teacher_forcing_matches_gta(model, decode):
   third = fresh.teacher_forced(ids, lengths, mel, mel_lengths, training=True, seed=[1, 3])
   np.testing.assert_array_equal(first["gate_logits"], second["gate_logits"])
   assert not np.allclose(first["gate_logits"], third["gate_logits"])
-
-
-def test_decoding_loop_converts_to_tflite_builtins(model, decode, tmp_path):
-  """The export form converts to one builtin WHILE (frozen, as export/ freezes graphs) and
-  decodes like TF after the interpreter resizes its inputs to other batches and lengths."""
-  frozen_graph = pytest.importorskip("tfspeech.export.frozen_graph")
-  tflite = pytest.importorskip("tfspeech.export.tflite")
-  steps = 40
-  ids, lengths = _batch(TEXTS)
-  noise = _noise(3, steps, model.config.prenet_noise_channels, seed=5)
-  bias, expected = _stop_bias(_raw_gate_logits(model, ids, lengths, noise, steps), steps)
-
-  def convert():
-    frozen_graph.save_frozen_saved_model({"text_to_mel": decode["export"].concrete},
-                                         str(tmp_path))
-    return tflite.convert_saved_model(str(tmp_path), "text_to_mel")
-  flatbuffer = _with_gate_bias(model, bias, convert)
-  runner = tf.lite.Interpreter(model_content=flatbuffer).get_signature_runner("text_to_mel")
-  for rows in ([0, 1, 2], [1], [2, 0]):
-    texts = [TEXTS[row] for row in rows]
-    batch_ids, batch_lengths = _batch(texts)
-    batch_noise = tf.gather(noise, rows)
-    ours = runner(ids=batch_ids.numpy(), lengths=batch_lengths.numpy(),
-                  noise=batch_noise.numpy(), steps=np.array(steps, np.int32))
-    reference = _with_gate_bias(model, bias, lambda: decode["export"](
-        batch_ids, batch_lengths, batch_noise, steps))
-    np.testing.assert_array_equal(ours["mel_lengths"], [expected[row] for row in rows])
-    np.testing.assert_array_equal(ours["mel_lengths"], reference["mel_lengths"])
-    np.testing.assert_allclose(ours["mel"], reference["mel"], atol=1e-4)
-    np.testing.assert_array_equal(ours["durations"], reference["durations"])
