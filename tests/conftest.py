@@ -22,6 +22,16 @@ def _seed():
   tf.random.set_seed(0)
 
 
+@pytest.fixture
+def fast_graphs():
+  """Skips Grappler during the test: the first call of a train step otherwise spends most
+  of a short test optimising a graph that runs a few times. Results stay within float noise
+  (no op fusion), and the runs a test compares are all made without it."""
+  from tfspeech.testing import grappler_disabled
+  with grappler_disabled():
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus():
   """Path of the bundled LJSpeech-layout corpus (tests/data/ljspeech_tiny)."""

@@ -1,5 +1,7 @@
 """Helpers for tests of the graph-mode contract, usable by downstream projects too."""
 
+import contextlib
+
 import tensorflow as tf
 
 # Ops that call back into the Python interpreter. A graph containing any of them
@@ -57,3 +59,20 @@ def summary_events(workdir, split):
       for value in event.summary.value:
         found.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor)
   return found
+
+
+@contextlib.contextmanager
+def grappler_disabled():
+  """Runs the block with Grappler off (`disable_meta_optimizer`), then restores the setting.
+
+  For tests that trace a big train step and run it a few times: its first call otherwise
+  spends most of the test optimising the graph. Results stay within float noise (no op
+  fusion); runs that a test compares value for value must all be made the same way.
+  """
+  previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer",
+                                                                False)
+  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+  try:
+    yield
+  finally:
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})

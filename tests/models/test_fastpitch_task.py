@@ -28,16 +28,6 @@ def _logged(workdir, tag):
   return dict(sorted(values.items()))
 
 
-@pytest.fixture
-def fast_graphs():
-  """Skips Grappler for this test (it would spend seconds optimising graphs run once)."""
-  previous = tf.config.optimizer.get_experimental_options()
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  yield
-  tf.config.optimizer.set_experimental_options(
-      {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
-
-
 def test_corpus_without_pitch_fails_at_start_with_the_fix(tiny_prepared, tmp_path):
   task = fastpitch_task.FastPitchTask(fastpitch_task.PRESETS["tiny"])
   with pytest.raises(ValueError, match=r"dataset\.json.*no pitch.*tfspeech-prepare --pitch"):

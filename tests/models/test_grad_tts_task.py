@@ -28,17 +28,6 @@ def prepared(tiny_corpus, tmp_path_factory):
   return str(out)
 
 
-@pytest.fixture
-def fast_graphs():
-  """Skips Grappler for this test: the first call of the big train step otherwise spends
-  ~15 s optimising a graph that runs a few dozen times; results are unaffected."""
-  previous = tf.config.optimizer.get_experimental_options()
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  yield
-  tf.config.optimizer.set_experimental_options(
-      {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
-
-
 def test_registered_with_presets():
   cls = registry.get("grad_tts")
   assert cls is grad_tts_task.GradTTSTask

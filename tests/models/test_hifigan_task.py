@@ -212,7 +212,7 @@ def test_traced_train_and_eval_steps_have_no_python_ops(prepared):
 
 
 @pytest.mark.slow
-def test_tiny_preset_trains_with_falling_mel_error(prepared, tmp_path):
+def test_tiny_preset_trains_with_falling_mel_error(prepared, tmp_path, fast_graphs):
   steps = 60
   workdir = str(tmp_path / "run")
   result = training.train(
@@ -235,7 +235,7 @@ def test_tiny_preset_trains_with_falling_mel_error(prepared, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_restores_both_optimizers_exactly(prepared, tmp_path):
+def test_resume_restores_both_optimizers_exactly(prepared, tmp_path, fast_graphs):
   n = 3
   # "symbolic": the resumed run replays the exact batches (within the first epoch, where
   # TF 2.17 restores TFRecord iterators correctly), so curves can match value for value.
@@ -339,7 +339,7 @@ def assert_started_from(workdir, source_weights):
   assert max(moved) < 0.05  # One AdamW step at lr 2e-3; the source differs by O(0.1).
 
 
-def test_gta_finetuning_through_train(tmp_path, prepared):
+def test_gta_finetuning_through_train(tmp_path, prepared, fast_graphs):
   source = str(tmp_path / "source")
   want = save_source_run(source, **SMALL)
   workdir = str(tmp_path / "finetune")

@@ -95,17 +95,8 @@ class KillSwitch:
 INTERVAL, STOP = 2, 4
 
 
-@pytest.fixture
-def no_grappler():
-  """Grappler would spend most of these short runs optimising graphs that run 4 steps."""
-  previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  yield
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
-
-
 def test_a_kill_at_any_moment_of_saving_loses_at_most_one_interval(tmp_path, monkeypatch,
-                                                                   no_grappler):
+                                                                   fast_graphs):
   switch = KillSwitch(monkeypatch)
   settings = dict(checkpoint_every=INTERVAL, keep_checkpoints=1, keep_every_steps=2 * INTERVAL)
   run_fit(str(tmp_path / "count"), STOP, **settings)
