@@ -10,8 +10,8 @@ graphs are those of `inference_graphs` (static controls fixed, noise an input), 
 rewritten by `frozen_graph` exactly as for TFLite. Loop-free graphs run with the synchronous
 `GraphModel.execute` on every backend; the decoding loops of Tacotron 2 and DC-TTS stay
 functional While ops (`frozen_graph`), which tfjs runs with `GraphModel.executeAsync` (the Node
-runner picks it from model.json; an app must call executeAsync for them, see
-`has_control_flow`). `_repair_function_inputs` fixes the loop-body inputs the converter breaks.
+runner picks it from model.json; the browser demo always calls it, and so must an app that
+runs them). `_repair_function_inputs` fixes the loop-body inputs the converter breaks.
 
 The converter lives in its own virtualenv. tensorflowjs 4.22.0 depends on tensorflow,
 tensorflow-decision-forests, tensorflow-hub, tf-keras, jax/jaxlib and flax, and would pull
@@ -217,20 +217,6 @@ def convert_saved_model(saved_model_dir: str, signature: str, out_dir: str,
   if output_keys is not None:
     _name_signature(model_json, output_keys)
   return model_json
-
-
-CONTROL_FLOW_OPS = ("Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond", "While",
-                    "StatelessWhile", "If", "StatelessIf")
-
-
-def has_control_flow(model_json: str) -> bool:
-  """Whether a converted graph needs `executeAsync` in tfjs (control flow in it or its library)."""
-  with open(model_json, encoding="utf-8") as f:
-    topology = json.load(f).get("modelTopology", {})
-  nodes = list(topology.get("node", []))
-  for function in topology.get("library", {}).get("function", []):
-    nodes.extend(function.get("nodeDef", []))
-  return any(node.get("op") in CONTROL_FLOW_OPS for node in nodes)
 
 
 def _repair_function_inputs(model_json: str) -> int:
