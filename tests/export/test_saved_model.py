@@ -1,5 +1,6 @@
 """SavedModel export: reloaded without tfspeech, each signature gives what the models give."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +28,8 @@ _RELOAD = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     assert "tfspeech" not in sys.modules
+    # Each signature runs once: Grappler would spend most of this process optimising them.
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     folder, inputs, outputs = sys.argv[1:]
     loaded = tf.saved_model.load(folder)
     feed = dict(np.load(inputs))
@@ -55,6 +58,8 @@ _CALL_SIGNATURES = textwrap.dedent("""
     import sys
     import numpy as np
     import tensorflow as tf
+    # Each signature runs once: Grappler would spend most of this process optimising them.
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     folder, calls, inputs, outputs = sys.argv[1:]
     loaded = tf.saved_model.load(folder)
     feed = dict(np.load(inputs))
@@ -67,18 +72,34 @@ _CALL_SIGNATURES = textwrap.dedent("""
 """)
 
 
-def call_in_fresh_process(folder, calls, feed, tmp_path):
-  """{"signature/output": array} from `_CALL_SIGNATURES`, plus "signatures" (all names)."""
+@contextlib.contextmanager
+def fresh_process(script, args, tmp_path):
+  """Runs `python -c script *args`, without tfspeech on the path, while the block runs (the
+  test computes its references meanwhile: the suite's host has 2 cores); then waits for it
+  and fails unless it exited with 0."""
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  process = subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=str(tmp_path))
+  try:
+    yield
+    assert process.wait(timeout=300) == 0, f"fresh process exited with {process.returncode}"
+  finally:
+    process.kill()  # a no-op once it has exited
+
+
+@contextlib.contextmanager
+def signatures_in_fresh_process(folder, calls, feed, tmp_path):
+  """Runs `_CALL_SIGNATURES` while the block runs; the dict it gives then holds
+  {"signature/output": array}, plus "signatures" (all names)."""
   paths = {name: str(tmp_path / name) for name in ("calls.json", "inputs.npz", "outputs.npz")}
   with open(paths["calls.json"], "w", encoding="utf-8") as f:
     json.dump(calls, f)
   np.savez(paths["inputs.npz"], **feed)
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-  subprocess.run([sys.executable, "-c", _CALL_SIGNATURES, folder, paths["calls.json"],
-                  paths["inputs.npz"], paths["outputs.npz"]],
-                 check=True, env=env, cwd=str(tmp_path), timeout=300)
-  return dict(np.load(paths["outputs.npz"]))
+  got = {}
+  with fresh_process(_CALL_SIGNATURES, [folder, paths["calls.json"], paths["inputs.npz"],
+                                        paths["outputs.npz"]], tmp_path):
+    yield got
+  got.update(np.load(paths["outputs.npz"]))
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +143,13 @@ def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
   inputs = str(tmp_path / "inputs.npz")
   outputs = str(tmp_path / "outputs.npz")
   np.savez(inputs, text_ids=ids, text_lengths=lengths, noise_seeds=seeds, noise=noise)
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-  subprocess.run([sys.executable, "-c", _RELOAD, out_dir, inputs, outputs], check=True,
-                 env=env, cwd=str(tmp_path), timeout=300)
+  model = loaded_run.modules["grad_tts"]
+  with fresh_process(_RELOAD, [out_dir, inputs, outputs], tmp_path):
+    # Caller-provided noise: the model's own synthesize.
+    direct = model.synthesize(ids, lengths, n_timesteps=N_TIMESTEPS, temperature=1.5,
+                              noise=noise)
   got = np.load(outputs)
 
-  model = loaded_run.modules["grad_tts"]
   # The model's loop-based sampler with the seeded noise synthesize_texts draws: the export
   # draws the same noise.
   frames = int(got["bound"])
@@ -139,8 +160,6 @@ def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
   assert got["seeded_mel"].shape == expected.mel_decoded.shape
   np.testing.assert_allclose(got["seeded_mel"], expected.mel_decoded, atol=1e-4)
   # Caller-provided noise against the model's own synthesize.
-  direct = model.synthesize(ids, lengths, n_timesteps=N_TIMESTEPS, temperature=1.5,
-                            noise=noise)
   np.testing.assert_array_equal(got["noise_lengths"], direct.mel_lengths)
   np.testing.assert_allclose(got["noise_mel"], direct.mel_decoded, atol=1e-4)
   np.testing.assert_array_equal(got["durations"],
@@ -155,7 +174,8 @@ def test_export_refuses_a_non_empty_folder(loaded_run, tmp_path):
     saved_model.export_saved_model(str(tmp_path), loaded_run)
 
 
-def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timesteps, tmp_path):
+def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timesteps, tmp_path,
+                                           fast_graphs):
   out_dir = str(tmp_path / "pair")
   saved_model.export_saved_model(out_dir, acoustic_run, vocoder_run,
                                  controls={"n_timesteps": n_timesteps})
@@ -172,11 +192,20 @@ def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timestep
       [[3, 0], [3, 1]], np.int32), mel=mel, mel_lengths=mel_lengths, **scales)
   text = {"text_ids": "text_ids", "text_lengths": "text_lengths", "temperature": "temperature",
           "length_scale": "length_scale"}
-  got = call_in_fresh_process(out_dir, {
+  generator = vocoder_run.modules["generator"]
+  model = acoustic_run.modules["grad_tts"]
+  with signatures_in_fresh_process(out_dir, {
       "mel_to_audio": {"mel": "mel", "mel_lengths": "mel_lengths"},
       "text_to_audio": dict(text, noise="noise"),
       "text_to_audio_seeded": dict(text, noise_seeds="noise_seeds"),
-      "text_to_mel_seeded": dict(text, noise_seeds="noise_seeds")}, feed, tmp_path)
+      "text_to_mel_seeded": dict(text, noise_seeds="noise_seeds")}, feed, tmp_path) as got:
+    # The references: the weight-norm generator on the mels; the acoustic model's own
+    # synthesis, then the vocoder on its mels.
+    reference = generator(mel).numpy()
+    direct = model.synthesize(ids, lengths, n_timesteps=n_timesteps, temperature=1.5,
+                              noise=noise)
+    vocoded, _ = vocode_lib.make_vocode_fn(HifiGanServing(generator))(direct.mel_decoded,
+                                                                      direct.mel_lengths)
 
   expected_names = ["mel_frames_bound", "mel_to_audio", "text_to_audio",
                     "text_to_audio_seeded", "text_to_mel", "text_to_mel_seeded"]
@@ -187,8 +216,6 @@ def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timestep
   hop = vocoder_run.modules["generator"].config.hop_length
 
   # mel_to_audio: the weight-norm generator, zeroed past each item's length.
-  generator = vocoder_run.modules["generator"]
-  reference = generator(mel).numpy()
   audio = got["mel_to_audio/audio"]
   np.testing.assert_array_equal(got["mel_to_audio/audio_lengths"], mel_lengths * hop)
   scale = np.max(np.abs(reference))
@@ -198,14 +225,9 @@ def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timestep
   assert not np.any(audio[0, 5 * hop:])
 
   # text_to_audio: the model's own synthesis, then the vocoder on its mels.
-  model = acoustic_run.modules["grad_tts"]
-  direct = model.synthesize(ids, lengths, n_timesteps=n_timesteps, temperature=1.5,
-                            noise=noise)
   np.testing.assert_array_equal(got["text_to_audio/mel_lengths"], direct.mel_lengths)
   np.testing.assert_allclose(got["text_to_audio/mel"], direct.mel_decoded,
                              atol=1e-4)
-  vocoded, _ = vocode_lib.make_vocode_fn(HifiGanServing(generator))(direct.mel_decoded,
-                                                                    direct.mel_lengths)
   audio = got["text_to_audio/audio"]
   assert audio.shape == vocoded.shape
   np.testing.assert_allclose(audio, vocoded, atol=1e-4 * float(np.max(np.abs(vocoded))))
@@ -218,7 +240,8 @@ def test_text_to_audio_pair_matches_models(acoustic_run, vocoder_run, n_timestep
   assert got["text_to_audio_seeded/audio"].shape[1] == got["text_to_mel_seeded/mel"].shape[1] * hop
 
 
-def test_vocoder_workdir_exports_mel_to_audio_only(vocoder_run, run_saver, tmp_path):
+def test_vocoder_workdir_exports_mel_to_audio_only(vocoder_run, run_saver, tmp_path,
+                                                   fast_graphs):
   workdir = run_saver(vocoder_run, str(tmp_path / "run"))
   paths = export_lib.export_workdir(workdir, "saved_model", str(tmp_path / "out"))
   metadata = json.load(open(os.path.join(paths["saved_model"], "metadata.json"),

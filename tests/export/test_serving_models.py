@@ -9,6 +9,7 @@ knows them. The binaries run in subprocesses
 that import this file first (that registers the models), then run the binary's entry point.
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -226,6 +227,13 @@ def run_binary(binary, *args):
                         timeout=600, env=env)
 
 
+def run_binaries(*calls):
+  """`run_binary(*call)` for each call, all at once: [result] in order. Each is mostly a
+  single-threaded Python + TF start-up, and the suite's host has 2 cores."""
+  with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+    return list(pool.map(lambda call: run_binary(*call), calls))
+
+
 def encoded(run, texts):
   front_end = synthesize_lib.text_front_end(run)
   return synthesize_lib.pad_batch([front_end.encode(t) for t in texts],
@@ -270,9 +278,13 @@ def test_serving_objects_follow_the_interface(runs):
 
 def test_synthesize_and_vocode_binaries_run_the_test_models(runs, tmp_path):
   out = tmp_path / "out"
-  result = run_binary("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hello there.",
-                      f"--out={out}", f"--vocoder={runs['vocoder_dir']}", "--control=pace=1.5",
-                      "--control=layers=2")
+  # The calls that do not read `out` run beside the one that writes it.
+  result, bad, info = run_binaries(
+      ("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hello there.", f"--out={out}",
+       f"--vocoder={runs['vocoder_dir']}", "--control=pace=1.5", "--control=layers=2"),
+      ("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hi.",
+       f"--out={tmp_path / 'bad'}", "--control=temperature=1"),
+      ("info", f"--model={ACOUSTIC}"))
   assert result.returncode == 0, result.stderr
   ids, _ = encoded(runs["acoustic"], ["Hello there."])
   mel = np.load(out / "0000.npy")
@@ -281,26 +293,23 @@ def test_synthesize_and_vocode_binaries_run_the_test_models(runs, tmp_path):
   assert rate == 22050 and wav.shape == (mel.shape[0] * HOP,) and np.abs(wav).max() > 0
 
   # An unknown control is one error line that lists the model's own controls.
-  bad = run_binary("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hi.",
-                   f"--out={tmp_path / 'bad'}", "--control=temperature=1")
   assert bad.returncode == 2 and "Traceback" not in bad.stderr
   errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and "unknown control temperature" in errors[0], bad.stderr
   assert "pace (float32, default 1.0)" in errors[0] and "layers" in errors[0]
   # The test vocoder is accepted as --vocoder and as a vocode --workdir; the acoustic one
   # is not a vocoder.
-  wrong = run_binary("vocode", f"--workdir={runs['acoustic_dir']}", f"--mels={out}",
-                     f"--out={tmp_path / 'w'}")
+  wrong, vocoded = run_binaries(
+      ("vocode", f"--workdir={runs['acoustic_dir']}", f"--mels={out}", f"--out={tmp_path / 'w'}"),
+      ("vocode", f"--workdir={runs['vocoder_dir']}", f"--mels={out}",
+       f"--out={tmp_path / 'vocoded'}"))
   assert wrong.returncode == 2 and f"run of model '{ACOUSTIC}'" in wrong.stderr
   assert VOCODER in wrong.stderr
 
-  vocoded = run_binary("vocode", f"--workdir={runs['vocoder_dir']}", f"--mels={out}",
-                       f"--out={tmp_path / 'vocoded'}")
   assert vocoded.returncode == 0, vocoded.stderr
   _, again = scipy.io.wavfile.read(tmp_path / "vocoded" / "0000.wav")
   np.testing.assert_array_equal(again, wav)
 
-  info = run_binary("info", f"--model={ACOUSTIC}")
   assert info.returncode == 0, info.stderr
   assert "serves as: acoustic" in info.stdout and "pace (float32" in info.stdout
 
@@ -341,42 +350,47 @@ def test_synthesize_and_vocode_binaries_drive_a_vocoder_with_controls_and_noise(
   texts = tmp_path / "texts.txt"
   texts.write_text("a|Hello there.\nb|A second, longer sentence.\n", encoding="utf-8")
   out = tmp_path / "out"
-  result = run_binary("synthesize", f"--workdir={runs['acoustic_dir']}",
-                      f"--text_file={texts}", f"--out={out}", f"--vocoder={runs['noisy_dir']}",
-                      "--control=pace=1.5", "--control=layers=2",
-                      "--vocoder_control=noise_scale=0.3", "--vocoder_control=layers=2",
-                      "--seed=4")
+  # The call that does not read `out` runs beside the one that writes it.
+  result, bad = run_binaries(
+      ("synthesize", f"--workdir={runs['acoustic_dir']}", f"--text_file={texts}",
+       f"--out={out}", f"--vocoder={runs['noisy_dir']}", "--control=pace=1.5",
+       "--control=layers=2", "--vocoder_control=noise_scale=0.3", "--vocoder_control=layers=2",
+       "--seed=4"),
+      ("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hi.",
+       f"--out={tmp_path / 'bad'}", f"--vocoder={runs['noisy_dir']}",
+       "--vocoder_control=pace=1"))
   assert result.returncode == 0, result.stderr
   wavs = {name: scipy.io.wavfile.read(out / f"{name}.wav")[1] for name in "ab"}
 
-  def vocode(*flags):
-    folder = tmp_path / f"vocoded{len(os.listdir(tmp_path))}"
-    done = run_binary("vocode", f"--workdir={runs['noisy_dir']}", f"--mels={out}",
-                      f"--out={folder}", *flags)
-    assert done.returncode == 0, done.stderr
-    return {name: scipy.io.wavfile.read(folder / f"{name}.wav")[1] for name in "ab"}
+  vocode_flags = {"same": ("--control=noise_scale=0.3", "--control=layers=2", "--seed=4"),
+                  "reseeded": ("--control=noise_scale=0.3", "--control=layers=2", "--seed=5"),
+                  "quiet": ("--control=noise_scale=0", "--control=layers=2", "--seed=4"),
+                  "negative": ("--control=noise_scale=-2",)}
+  done = dict(zip(vocode_flags, run_binaries(*[
+      ("vocode", f"--workdir={runs['noisy_dir']}", f"--mels={out}",
+       f"--out={tmp_path / ('vocoded_' + name)}", *flags)
+      for name, flags in vocode_flags.items()])))
+
+  def vocoded(name):
+    assert done[name].returncode == 0, done[name].stderr
+    return {n: scipy.io.wavfile.read(tmp_path / f"vocoded_{name}" / f"{n}.wav")[1] for n in "ab"}
 
   def lsb_apart(x, y):
     return int(np.abs(x.astype(np.int32) - y).max())
 
   # tfspeech-vocode batches both mels; synthesize vocoded each alone: same audio for the
   # same controls and seed (up to 16-bit rounding of float rounding).
-  same = vocode("--control=noise_scale=0.3", "--control=layers=2", "--seed=4")
+  same = vocoded("same")
   assert all(lsb_apart(same[n], wavs[n]) <= 1 for n in "ab")
-  reseeded = vocode("--control=noise_scale=0.3", "--control=layers=2", "--seed=5")
-  quiet = vocode("--control=noise_scale=0", "--control=layers=2", "--seed=4")
+  reseeded, quiet = vocoded("reseeded"), vocoded("quiet")
   assert all(lsb_apart(reseeded[n], wavs[n]) > 100 for n in "ab")
   assert all(lsb_apart(quiet[n], wavs[n]) > 100 for n in "ab")
 
   # Vocoder controls are --vocoder_control's: checked against the vocoder's own list.
-  bad = run_binary("synthesize", f"--workdir={runs['acoustic_dir']}", "--text=Hi.",
-                   f"--out={tmp_path / 'bad'}", f"--vocoder={runs['noisy_dir']}",
-                   "--vocoder_control=pace=1")
   errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
   assert bad.returncode == 2 and len(errors) == 1, bad.stderr
   assert "unknown control pace" in errors[0] and "noise_scale (float32" in errors[0]
-  negative = run_binary("vocode", f"--workdir={runs['noisy_dir']}", f"--mels={out}",
-                        f"--out={tmp_path / 'neg'}", "--control=noise_scale=-2")
+  negative = done["negative"]
   assert negative.returncode == 2 and "--control=noise_scale=-2: must be >= 0.0" in \
       negative.stderr, negative.stderr
 
@@ -408,21 +422,26 @@ def exports(runs, tmp_path_factory):
   Acoustic layers=2 and vocoder layers=3 fixed; pace and noise_scale are inputs.
   """
   root = tmp_path_factory.mktemp("custom_exports")
-  paths = {}
-  for fmt in ("saved_model", "tflite", "tfjs"):
-    if fmt == "tfjs":
-      try:
-        tfjs.converter_executable(create=False)
-      except tfjs.ConverterUnavailable as error:
-        paths[fmt] = error
-        continue
-    out = root / fmt
-    result = run_binary("export", f"--workdir={runs['acoustic_dir']}",
-                        f"--vocoder={runs['noisy_dir']}", f"--format={fmt}", f"--out={out}",
-                        "--control=layers=2", "--control=pace=1.5",
-                        "--vocoder_control=layers=3", "--vocoder_control=noise_scale=0.7")
+  paths, running = {}, {}
+  # The three exports run at once: each is mostly a single-threaded Python + TF start-up,
+  # and the suite's host has 2 cores.
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    for fmt in ("saved_model", "tflite", "tfjs"):
+      if fmt == "tfjs":
+        try:
+          tfjs.converter_executable(create=False)
+        except tfjs.ConverterUnavailable as error:
+          paths[fmt] = error
+          continue
+      paths[fmt] = root / fmt
+      running[fmt] = pool.submit(
+          run_binary, "export", f"--workdir={runs['acoustic_dir']}",
+          f"--vocoder={runs['noisy_dir']}", f"--format={fmt}", f"--out={paths[fmt]}",
+          "--control=layers=2", "--control=pace=1.5", "--vocoder_control=layers=3",
+          "--vocoder_control=noise_scale=0.7")
+  for fmt, future in running.items():
+    result = future.result()
     assert result.returncode == 0, (fmt, result.stderr)
-    paths[fmt] = out
   return paths
 
 

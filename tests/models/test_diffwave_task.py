@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfspeech import training
 from tfspeech.models import serving
 from tfspeech.models.diffwave.diffwave_task import DiffWaveTask
-from tfspeech.testing import assert_no_python_ops
+from tfspeech.testing import assert_no_python_ops, grappler_disabled
 from tfspeech.training import Trainer
 
 STEPS = 40
@@ -38,10 +38,12 @@ def summary_tags(logdir):
 @pytest.fixture(scope="module")
 def trained(tiny_prepared, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("diffwave_run"))
-  result = training.train("diffwave", "tiny", data_dir=tiny_prepared, workdir=workdir,
-                          overrides={"max_steps": STEPS, "log_every": 1, "eval_every": STEPS,
-                                     "summary_every": STEPS, "checkpoint_every": STEPS},
-                          progress=False, handle_signals=False)
+  # Grappler would spend much of this fixture optimising steps that run a few dozen times.
+  with grappler_disabled():
+    result = training.train("diffwave", "tiny", data_dir=tiny_prepared, workdir=workdir,
+                            overrides={"max_steps": STEPS, "log_every": 1, "eval_every": STEPS,
+                                       "summary_every": STEPS, "checkpoint_every": STEPS},
+                            progress=False, handle_signals=False)
   return workdir, result
 
 

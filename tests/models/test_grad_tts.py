@@ -454,7 +454,7 @@ def test_synthesize_in_graph_mode(tiny_model):
   np.testing.assert_allclose(decoded.numpy(), eager.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_training_step_in_graph_mode(tiny_model):
+def test_training_step_in_graph_mode(tiny_model, fast_graphs):
   @tf.function(input_signature=TEXT_SPEC + [MEL_SPEC, tf.TensorSpec([None], tf.int32)])
   def train_loss(text, lengths, mel, mel_lengths):
     with tf.GradientTape() as tape:

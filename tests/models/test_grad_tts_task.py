@@ -13,7 +13,6 @@ from tensorflow.core.util import event_pb2
 from tfspeech import text as text_lib
 from tfspeech import training
 from tfspeech.data import CorpusInfo, make_dataset
-from tfspeech.data.prepare import prepare_corpus
 from tfspeech.models import registry
 from tfspeech.models.grad_tts import grad_tts_task
 from tfspeech.testing import assert_no_python_ops
@@ -21,11 +20,10 @@ from tfspeech.training import trainer as trainer_lib
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_corpus, tmp_path_factory):
-  """The bundled corpus prepared with the tfspeech-prepare defaults (english_characters)."""
-  out = tmp_path_factory.mktemp("prepared")
-  prepare_corpus(tiny_corpus, out, workers=1, progress=False)
-  return str(out)
+def prepared(tiny_prepared):
+  """The bundled corpus prepared with the tfspeech-prepare defaults (english_characters):
+  the session's copy, which these tests only read."""
+  return tiny_prepared
 
 
 def test_registered_with_presets():

@@ -452,7 +452,7 @@ def _tiny_gan():
   return hifigan.HifiGanGenerator(config), mpd, msd, hifigan.MelReconstructionLoss()
 
 
-def test_training_losses_in_graph_mode():
+def test_training_losses_in_graph_mode(fast_graphs):
   generator, mpd, msd, mel_loss = _tiny_gan()
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 80], tf.float32),

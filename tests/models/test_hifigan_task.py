@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from tfspeech import config as cfg
 from tfspeech import training
-from tfspeech.data.prepare import prepare_corpus
 from tfspeech.models import hifigan
 from tfspeech.models import registry
 from tfspeech.models.hifigan import hifigan_presets
@@ -26,10 +25,10 @@ SMALL = {"mpd_periods": (2,)}
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_corpus, tmp_path_factory):
-  out = tmp_path_factory.mktemp("prepared")
-  prepare_corpus(tiny_corpus, out, workers=1, progress=False)
-  return str(out)
+def prepared(tiny_prepared):
+  """The bundled corpus prepared with the tfspeech-prepare defaults (english_characters):
+  the session's copy, which these tests only read."""
+  return tiny_prepared
 
 
 def make_task(**changes):
