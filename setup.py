@@ -34,6 +34,8 @@ setuptools.setup(
     install_requires=[
         TENSORFLOW,
         NUMPY,
+        # tf.summary's writers live in TensorBoard, which TF 2.21 no longer installs.
+        "tensorboard>=2.17",
         "absl-py>=1.0",
         "tqdm>=4.60",
         "inflect>=7.0",
