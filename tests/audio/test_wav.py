@@ -208,6 +208,8 @@ def test_load_wav_resamples_with_tfspeech_ops(tmp_path):
 @pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed (apt-get install sox)")
 def test_load_audio_flac_via_tensorflow_io(tmp_path):
   pytest.importorskip("tensorflow_io", reason="tensorflow-io not installed (tfspeech[io])")
+  if not tf.__version__.startswith("2.17."):  # test_load_audio_errors checks the error then.
+    pytest.skip(f"tensorflow-io 0.37.1's ops do not load with TensorFlow {tf.__version__}")
   source = tmp_path / "a.wav"
   soundfile.write(str(source), _noise(4000, 2), 22050, subtype="PCM_16")
   flac = tmp_path / "a.flac"
@@ -264,6 +266,7 @@ def _fake_tensorflow_io(monkeypatch, core_ops):
     monkeypatch.setitem(sys.modules, name, module)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("tfio, reason", [
     ("missing", "is not installed"),
     ("ops_fail", r"is installed but its ops do not load with TensorFlow [0-9.]+\S* "
