@@ -178,6 +178,7 @@ def test_exported_graphs_are_loop_free_and_pure_tf(exported):
     assert "Einsum" not in ops, name
 
 
+@pytest.mark.smoke
 def test_mel_to_audio_float32_matches_weight_norm_generator(exported, vocoder_run):
   generator = vocoder_run.modules["generator"]
   assert generator.weight_norm
@@ -198,6 +199,7 @@ def test_mel_to_audio_float32_matches_weight_norm_generator(exported, vocoder_ru
     assert relative_error(out["audio"], reference * valid) <= FLOAT32_RTOL, (batch, frames)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("lengths", [[1], [2], [2, 1], [60, 13]])
 def test_text_to_audio_float32_matches_models(exported, acoustic_run, vocoder_run, lengths):
   runner = tflite.TFLiteGraph(exported["text_to_audio"])
