@@ -6,11 +6,13 @@ lands in site-packages.
 """
 import setuptools
 
-# TensorFlow 2.17 is the range we test. It is the newest release whose native
-# ops tensorflow-io (the optional `io` extra, for FLAC/MP3/OGG) can load:
-# tensorflow-io 0.37.1 is its last release and fails to load with TF >= 2.18.
-# TF 2.17 also pins NumPy < 2, which every other dependency accepts.
-TENSORFLOW = "tensorflow>=2.17.1,<2.18"
+# TensorFlow 2.17 through 2.21 (Keras 3): CI tests both ends (README). Only the
+# optional `io` extra (FLAC/MP3/OGG) needs TF 2.17: tensorflow-io 0.37.1 is its last
+# release and its native ops fail to load with TF >= 2.18, so that extra pins TF 2.17.
+TF_RANGE = ">=2.17.1,<2.22"
+TENSORFLOW = "tensorflow" + TF_RANGE
+# TF 2.17 wants NumPy 1.26 (< 2), TF 2.18+ also takes NumPy 2; the code runs on both.
+NUMPY = "numpy>=1.26.0,<3"
 
 _lib_packages = setuptools.find_packages(include=["tfspeech", "tfspeech.*"])
 _ops_packages = ["tfspeech.ops" + p[len("ops"):]
@@ -25,13 +27,15 @@ setuptools.setup(
                 "DC-TTS, Tacotron 2, HiFi-GAN, DiffWave, with TFLite/TFJS export.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.10,<3.14",
     packages=_lib_packages + _ops_packages + _export_packages,
     package_dir={"tfspeech.ops": "ops", "tfspeech.export": "export"},
     package_data={"tfspeech.export": ["web/*", "js/*", "package.json", "package-lock.json"]},
     install_requires=[
         TENSORFLOW,
-        "numpy>=1.23.5,<2",
+        NUMPY,
+        # tf.summary's writers live in TensorBoard, which TF 2.21 no longer installs.
+        "tensorboard>=2.17",
         "absl-py>=1.0",
         "tqdm>=4.60",
         "inflect>=7.0",
@@ -56,9 +60,10 @@ setuptools.setup(
         # is NOT installed here: it drags in a second TensorFlow; tfspeech-export
         # runs it from its own isolated virtualenv (see README.md).
         "export": ["ai-edge-litert>=1.2"],
-        # Compressed audio (FLAC/MP3/OGG). Needs exactly TF 2.17.
-        "io": ["tensorflow-io==0.37.1"],
-        "gpu": ["tensorflow[and-cuda]>=2.17.1,<2.18"],
+        # Compressed audio (FLAC/MP3/OGG). tensorflow-io's ops load with TF 2.17 only,
+        # so this extra narrows TensorFlow to 2.17 (without it, WAV only; see audio/wav.py).
+        "io": ["tensorflow-io==0.37.1", "tensorflow>=2.17.1,<2.18"],
+        "gpu": ["tensorflow[and-cuda]" + TF_RANGE],
         # Baselines measured beside tfspeech by benchmarks/ (never imported by the
         # library): the Cython MAS users run today, librosa's pYIN, PyTorch for the
         # reference Grad-TTS / HiFi-GAN transcriptions in benchmarks/torch_reference,

@@ -76,6 +76,7 @@ def _imports(python: pathlib.Path, cwd: pathlib.Path, env=None) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.smoke
 def test_wheel_installs_the_mapped_packages_and_their_data(source_copy, tmp_path):
   dist = tmp_path / "dist"
   _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",

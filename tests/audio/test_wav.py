@@ -3,6 +3,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -207,6 +208,8 @@ def test_load_wav_resamples_with_tfspeech_ops(tmp_path):
 @pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed (apt-get install sox)")
 def test_load_audio_flac_via_tensorflow_io(tmp_path):
   pytest.importorskip("tensorflow_io", reason="tensorflow-io not installed (tfspeech[io])")
+  if not tf.__version__.startswith("2.17."):  # test_load_audio_errors checks the error then.
+    pytest.skip(f"tensorflow-io 0.37.1's ops do not load with TensorFlow {tf.__version__}")
   source = tmp_path / "a.wav"
   soundfile.write(str(source), _noise(4000, 2), 22050, subtype="PCM_16")
   flac = tmp_path / "a.flac"
@@ -217,6 +220,14 @@ def test_load_audio_flac_via_tensorflow_io(tmp_path):
   np.testing.assert_allclose(audio.numpy(), expected, rtol=0, atol=1e-7)
   audio, _ = load_audio(source)  # .wav goes through decode_wav.
   np.testing.assert_allclose(audio.numpy(), expected.mean(axis=1), rtol=0, atol=1e-7)
+
+
+# Every way of lacking a loadable tensorflow-io gives this one line: the file, what is
+# missing, then what to do (the io extra with TF 2.17, or WAV).
+_NO_TFIO = r"^[^\n]*y\.flac: reading \.flac files needs tensorflow-io, which "
+_WHAT_TO_DO = (r"; install tfspeech\[io\] \(tensorflow-io 0\.37\.1, whose ops load only with "
+               r"TensorFlow 2\.17: `pip install \"tfspeech\[io\]\"` in a TF 2\.17 environment\) "
+               r"or convert the file to WAV \(e\.g\. `sox in\.flac out\.wav`\)$")
 
 
 def test_load_audio_errors(tmp_path, monkeypatch):
@@ -230,12 +241,47 @@ def test_load_audio_errors(tmp_path, monkeypatch):
     import tensorflow_io  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
     pass
-  else:  # Installed: a corrupt file is reported as such.
-    with pytest.raises(AudioError, match=r"y\.flac: could not decode with tensorflow-io"):
-      load_audio(flac)
-  monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # As if it were not installed.
-  with pytest.raises(AudioError, match=r"y\.flac: .*install tfspeech\[io\] \(tensorflow-io 0\.37\.1"):
-    load_audio(flac)
+  else:
+    if tf.__version__.startswith("2.17."):  # Its ops load: a corrupt file is reported as such.
+      with pytest.raises(AudioError, match=r"y\.flac: could not decode with tensorflow-io"):
+        load_audio(flac)
+    else:  # tensorflow-io 0.37.1 beside TF >= 2.18: its ops fail to load.
+      with pytest.raises(AudioError, match=_NO_TFIO + r"is installed but its ops do not load"):
+        load_audio(flac)
+
+
+class _OpsThatFailToLoad:
+  """tensorflow_io's lazily loaded op library as it behaves beside TF >= 2.18."""
+
+  def __getattr__(self, name):
+    raise NotImplementedError("unable to open file: libtensorflow_io.so, from paths: [...]\n"
+                              "caused by: ['... undefined symbol: ...']")
+
+
+def _fake_tensorflow_io(monkeypatch, core_ops):
+  names = ["tensorflow_io", "tensorflow_io.python", "tensorflow_io.python.ops"]
+  modules = [types.ModuleType(name) for name in names]
+  modules[2].core_ops = core_ops
+  for name, module in zip(names, modules):
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("tfio, reason", [
+    ("missing", "is not installed"),
+    ("ops_fail", r"is installed but its ops do not load with TensorFlow [0-9.]+\S* "
+                 r"\(NotImplementedError\)"),
+], ids=["not_installed", "ops_fail_to_load"])
+def test_compressed_audio_without_loadable_tensorflow_io_says_what_to_do(
+    tmp_path, monkeypatch, tfio, reason):
+  flac = tmp_path / "y.flac"
+  flac.write_bytes(b"fLaC but not really")
+  if tfio == "missing":
+    monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # As if it were not installed.
+  else:
+    _fake_tensorflow_io(monkeypatch, _OpsThatFailToLoad())
+  with pytest.raises(AudioError, match=_NO_TFIO + reason + _WHAT_TO_DO):
+    load_audio(flac, sample_rate=22050)
 
 
 def test_write_wav_warns_when_it_clips(tmp_path, caplog):

@@ -114,6 +114,7 @@ def loaded_run(tiny_grad_tts_run, run_saver, weight_randomizer, tmp_path_factory
   return run
 
 
+@pytest.mark.smoke
 def test_reloaded_saved_model_matches_python_model(loaded_run, tmp_path):
   out_dir = str(tmp_path / "exported")
   saved_model.export_saved_model(out_dir, loaded_run, controls={"n_timesteps": N_TIMESTEPS,

@@ -60,7 +60,7 @@ def builtin_only(path):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, acoustic_run, vocoder_run, n_timesteps):
-  """float32 text_to_audio + mel_to_audio with metadata.json; text_to_audio quantized.
+  """float32 text_to_audio + mel_to_audio with metadata.json (`quantized` adds the rest).
 
   text_to_mel is the first half of text_to_audio (same mel outputs), so it is not
   converted separately here; test_cli covers a text_to_mel-free export path.
@@ -76,11 +76,24 @@ def exported(tmp_path_factory, acoustic_run, vocoder_run, n_timesteps):
       "tflite", graphs, {name: os.path.basename(path) for name, path in files.items()},
       acoustic_run, vocoder_run)
   files["metadata"] = tflite.write_metadata(metadata, str(root / "float32"))
-  for precision in ("float16", "dynamic_range"):
-    quantized = tflite.export_graphs({"text_to_audio": graphs["text_to_audio"]},
-                                     str(root / precision), precision, frozen_dir=frozen_dir)
-    files[f"text_to_audio.{precision}"] = quantized["text_to_audio"]
   return {"graphs": graphs, "frozen_dir": frozen_dir, **files}
+
+
+@pytest.fixture(scope="module")
+def quantized(exported, tmp_path_factory):
+  """text_to_audio converted at each quantized precision, from `exported`'s frozen graph.
+
+  Its own fixture so that the smoke subset (float32 parity only) does not pay for two
+  more conversions.
+  """
+  root = tmp_path_factory.mktemp("tflite_quantized")
+  files = {}
+  for precision in ("float16", "dynamic_range"):
+    converted = tflite.export_graphs({"text_to_audio": exported["graphs"]["text_to_audio"]},
+                                     str(root / precision), precision,
+                                     frozen_dir=exported["frozen_dir"])
+    files[precision] = converted["text_to_audio"]
+  return files
 
 
 def test_new_axis_slices_are_rewritten_to_expand_dims():
@@ -178,6 +191,7 @@ def test_exported_graphs_are_loop_free_and_pure_tf(exported):
     assert "Einsum" not in ops, name
 
 
+@pytest.mark.smoke
 def test_mel_to_audio_float32_matches_weight_norm_generator(exported, vocoder_run):
   generator = vocoder_run.modules["generator"]
   assert generator.weight_norm
@@ -198,6 +212,7 @@ def test_mel_to_audio_float32_matches_weight_norm_generator(exported, vocoder_ru
     assert relative_error(out["audio"], reference * valid) <= FLOAT32_RTOL, (batch, frames)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("lengths", [[1], [2], [2, 1], [60, 13]])
 def test_text_to_audio_float32_matches_models(exported, acoustic_run, vocoder_run, lengths):
   runner = tflite.TFLiteGraph(exported["text_to_audio"])
@@ -226,9 +241,9 @@ def test_short_noise_is_repeated_along_time(exported, acoustic_run):
 
 
 @pytest.mark.parametrize("precision", ["float16", "dynamic_range"])
-def test_quantized_variants_are_smaller_and_within_tolerance(exported, acoustic_run,
+def test_quantized_variants_are_smaller_and_within_tolerance(exported, quantized, acoustic_run,
                                                              vocoder_run, precision):
-  path = exported[f"text_to_audio.{precision}"]
+  path = quantized[precision]
   assert os.path.getsize(path) < 0.9 * os.path.getsize(exported["text_to_audio"])
   assert builtin_only(path) == []
   inputs = text_inputs([17, 4], seed=7)

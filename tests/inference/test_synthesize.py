@@ -123,6 +123,7 @@ def test_gta_rewrites_mels_and_keeps_everything_else(loaded_run, prepared, tmp_p
     synthesize_lib.generate_gta(loaded_run, prepared, prepared)
 
 
+@pytest.mark.smoke
 def test_every_text_is_written_down_to_one_frame_mels(loaded_run, tmp_path):
   # Regression: the warm-up on a one-token input gave a 1-frame mel and Griffin-Lim's
   # reflect padding failed, so nothing was written. length_scale 1e-3 makes every mel as

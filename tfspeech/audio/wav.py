@@ -314,17 +314,38 @@ def _decode_wav_traced(contents):
   return decode_wav(contents)
 
 
-_TFIO_HINT = "install tfspeech[io] (tensorflow-io 0.37.1, needs TensorFlow 2.17)"
+def _no_tensorflow_io(path, reason):
+  """The one AudioError for a compressed file that tensorflow-io cannot read here."""
+  extension = os.path.splitext(path)[1]
+  return AudioError(
+      f"{path}: reading {extension} files needs tensorflow-io, which {reason}; "
+      f"install tfspeech[io] (tensorflow-io 0.37.1, whose ops load only with TensorFlow 2.17: "
+      f"`pip install \"tfspeech[io]\"` in a TF 2.17 environment) or convert the file to WAV "
+      f"(e.g. `sox in{extension} out.wav`)")
 
 
 def _import_tfio(path):
+  """tensorflow_io with its native ops loaded, or `_no_tensorflow_io`'s AudioError.
+
+  tensorflow-io 0.37.1 (its last release) imports with any TensorFlow, but its op library
+  loads only with TF 2.17; with TF >= 2.18 the first op call raises NotImplementedError,
+  which would read like an undecodable file. So the library is loaded here, up front.
+  """
   try:
     import tensorflow_io as tfio  # Optional dependency; only for compressed formats.
-    tfio.audio.AudioIOTensor  # Touching it loads the custom-op library.
-  except Exception as e:  # ImportError, or NotFoundError when the ops fail to load.
-    raise AudioError(
-        f"{path}: reading {os.path.splitext(path)[1]} needs tensorflow-io: {_TFIO_HINT} "
-        f"({type(e).__name__}: {e})") from None
+  except ImportError:
+    raise _no_tensorflow_io(path, "is not installed") from None
+  except Exception as e:  # pylint: disable=broad-except  A broken install, any error.
+    raise _no_tensorflow_io(path, f"failed to import ({type(e).__name__})") from None
+  try:
+    # Touching one op loads libtensorflow_io.so (tfio's LazyLoader); a failure is
+    # NotImplementedError (tf.load_op_library's NotFoundError/OSError, rewrapped).
+    from tensorflow_io.python.ops import core_ops  # pylint: disable=import-outside-toplevel
+    core_ops.io_audio_readable_init  # pylint: disable=pointless-statement
+  except Exception as e:  # pylint: disable=broad-except
+    raise _no_tensorflow_io(
+        path, f"is installed but its ops do not load with TensorFlow {tf.__version__} "
+        f"({type(e).__name__})") from None
   return tfio
 
 
@@ -334,9 +355,6 @@ def _load_compressed(path):
     source = tfio.audio.AudioIOTensor(path)
     audio = source.to_tensor()
     file_rate = int(source.rate)
-  except tf.errors.NotFoundError as e:  # The custom-op library failed to load.
-    raise AudioError(f"{path}: tensorflow-io ops did not load: {_TFIO_HINT} "
-                     f"({str(e).strip().splitlines()[0]})") from None
   except Exception as e:  # tfio raises assorted errors for undecodable files.
     raise AudioError(f"{path}: could not decode with tensorflow-io ({type(e).__name__}: "
                      f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no details'})") from None
@@ -356,7 +374,9 @@ def load_audio(path, sample_rate=None, mono=True, resample=True):
   """Loads .wav (built-in parser) or .flac/.mp3/.ogg (via tensorflow-io).
 
   Same arguments, returns and errors as `load_wav`. Compressed formats need the
-  optional tensorflow-io package; without it an `AudioError` says what to install.
+  optional tensorflow-io package, whose ops load only with TensorFlow 2.17; without a
+  loadable one, an `AudioError` names the file and says what to do (install
+  tfspeech[io] with TF 2.17, or convert to WAV).
   """
   path = os.fspath(path)
   extension = os.path.splitext(path)[1].lower()
