@@ -138,3 +138,50 @@ def test_streaming_wav_header_valid_after_each_chunk(tmp_path):
   expected = tf.audio.encode_wav(tf.constant(np.concatenate(parts))[:, None], 22050).numpy()
   with open(path, "rb") as f:
     assert f.read() == expected
+
+
+@pytest.fixture(scope="module")
+def hifigan_run(tmp_path_factory):
+  """A tiny hifigan run with one checkpoint of random weights (no training needed)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from tfspeech import audio as audio_lib  # pylint: disable=import-outside-toplevel
+  from tfspeech.models.hifigan.hifigan_task import HifiGanTask  # pylint: disable=import-outside-toplevel
+  from tfspeech.training import Trainer  # pylint: disable=import-outside-toplevel
+  from tfspeech.training.checkpoints import Checkpoints  # pylint: disable=import-outside-toplevel
+  from tfspeech.training.config import RunConfig, write_run_config  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path_factory.mktemp("stream_vocoder_run"))
+  task = HifiGanTask(HifiGanTask.preset("tiny"))
+  config = HifiGanTask.default_train_config("tiny")
+  trainer = Trainer(task, config)
+  # O(1) weights (as tests/inference/test_vocode.py): audio far from constant even for the
+  # flat mels of a 2-step Grad-TTS.
+  rng = np.random.default_rng(5)
+  for variable in trainer.modules["generator"].weights:
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.3)
+  write_run_config(workdir, RunConfig(
+      model="hifigan", preset="tiny", model_config=task.config, train=config,
+      data_info={"sample_rate": 22050, "hop_length": 256, "n_mels": 80,
+                 "mel_config": dataclasses.asdict(audio_lib.MelConfig.hifigan())}))
+  Checkpoints(trainer, workdir).save(5)
+  return workdir
+
+
+def test_stream_texts_equal_synthesized_wavs(tiny_grad_tts_run, hifigan_run, tmp_path,
+                                             fast_graphs):
+  from tfspeech import inference  # pylint: disable=import-outside-toplevel
+  # max_tokens splits the first text in two: its pieces include the pause between them.
+  texts = ["Hello there. How are you?"]
+  result = inference.synthesize_texts(tiny_grad_tts_run, texts, seed=3, out_dir=str(tmp_path),
+                                      vocoder=hifigan_run, max_tokens=40)
+  assert not result.failures and result.items[0].num_chunks >= 2
+  pieces = list(inference.stream_texts(tiny_grad_tts_run, texts, hifigan_run, seed=3,
+                                       max_tokens=40, chunk_frames=6, first_chunk_frames=2))
+  assert [p.index for p in pieces] == sorted(p.index for p in pieces)
+  assert len(pieces) > 4 and pieces[0].audio.shape == (2 * 256,)
+  for item in result.items:
+    index = texts.index(item.text)
+    audio = np.concatenate([p.audio for p in pieces if p.index == index])
+    _, wav = scipy.io.wavfile.read(item.wav_path)
+    assert np.std(wav) > 100  # Not silence.
+    # Float rounding of saturated O(1) weights: a few LSB.
+    np.testing.assert_allclose(audio * 32768.0, wav, atol=4)

@@ -347,3 +347,116 @@ def concatenate(chunks: Sequence[AudioChunk]) -> Tuple[np.ndarray, np.ndarray]:
   audio = np.concatenate([c.audio for c in chunks], axis=1)
   lengths = np.sum([c.lengths for c in chunks], axis=0).astype(np.int32)
   return audio, lengths
+
+
+# --------------------------------------------------------------------------- #
+# Text → audio chunks.
+
+
+@dataclasses.dataclass
+class StreamedAudio:
+  """A piece of one text's audio, in order.
+
+  Attributes:
+    index: the text's index in `texts`; name: its name.
+    audio: `[samples]` float32.
+    seconds: wall time from the start of this text (after the warm-up) to this piece.
+
+  A text's pieces end where the next text's begin (or the stream ends): a piece is yielded
+  as soon as it is made, never held back to learn whether it is the last.
+  """
+  index: int
+  name: str
+  audio: np.ndarray
+  seconds: float
+
+
+def stream_texts(loaded_run, texts: Sequence[str], vocoder=None, *, seed: int = 0,
+                 names: Optional[Sequence[str]] = None, speaker: int = 0,
+                 max_tokens: Optional[int] = None, chunk_pause: Optional[float] = None,
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                 first_chunk_frames: Optional[int] = 8, griffin_lim_iters: int = 32,
+                 control_sources: Optional[dict] = None,
+                 vocoder_controls: Optional[dict] = None,
+                 vocoder_control_sources: Optional[dict] = None,
+                 warm_up: bool = True, **controls) -> Iterator[StreamedAudio]:
+  """`synthesize_texts`' audio, text by text, yielded in pieces as the vocoder makes them.
+
+  Each text (split at `max_tokens` as `synthesize_texts` splits it, chunk j of text k
+  seeded `(seed + j, k)`) is synthesized one text chunk at a time and its mel streamed
+  through the vocoder (`stream_vocode`), so a text's pieces concatenated are the WAV
+  `synthesize_texts` writes for it (to float rounding); the pause between text chunks is
+  its own piece. Griffin-Lim (`vocoder=None`) is not local in time: it yields each text
+  chunk whole.
+
+  Args:
+    loaded_run: an acoustic-model run (`tfspeech.training.load_run`).
+    texts: raw texts.
+    vocoder: a vocoder run's workdir, a `vocode_lib.Vocoder`, or None (Griffin-Lim).
+    chunk_frames, first_chunk_frames: see `stream_vocode` (a small first chunk starts the
+      audio sooner).
+    warm_up: trace both graphs on the first text chunk before timing (`seconds`).
+    Others: as `synthesize_texts`.
+
+  Yields:
+    `StreamedAudio` pieces, text after text.
+
+  Raises:
+    ValueError: bad arguments, a text with nothing to say, a bad control, or a vocoder
+      whose mel convention differs from the acoustic model's.
+  """
+  from tfspeech.inference import synthesize_lib as lib  # pylint: disable=import-outside-toplevel
+  texts = list(texts)
+  names = [f"{i:04d}" for i in range(len(texts))] if names is None else list(names)
+  if not texts or len(names) != len(texts):
+    raise ValueError("stream_texts: give at least one text, and one name per text")
+  max_tokens = lib.DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+  chunk_pause = lib.DEFAULT_CHUNK_PAUSE if chunk_pause is None else chunk_pause
+  acoustic = lib.acoustic_serving(loaded_run).in_process()
+  values = lib.resolve_controls(acoustic, controls, control_sources)
+  info = lib.run_facts(loaded_run)
+  front_end = lib.text_front_end(loaded_run)
+  hop = info.mel_config.hop_length
+  if isinstance(vocoder, str):
+    vocoder = vocode_lib.load_vocoder(vocoder, controls=vocoder_controls,
+                                      control_sources=vocoder_control_sources)
+    vocoder.check_mel_config(info, source="the acoustic model's mels")
+  elif vocoder is None and vocoder_controls:
+    raise ValueError(f"vocoder controls {sorted(vocoder_controls)} need a vocoder")
+  griffin_lim = lib.griffin_lim_vocoder(info.mel_config, griffin_lim_iters)
+  synthesize = lib.make_synthesis_fn(acoustic, serving_lib.split_controls(acoustic.controls,
+                                                                        values)[0])
+  dynamic = lib._dynamic_args(acoustic, values)  # pylint: disable=protected-access
+  pad_id = front_end.symbols.pad_id
+  pause = np.zeros([int(round(chunk_pause * info.sample_rate / hop)) * hop], np.float32)
+
+  def mel_of(chunk):
+    ids, lengths = lib.pad_batch([chunk.ids], pad_id)
+    seeds = tf.constant([lib._seed_pair(seed, chunk)], tf.int32)  # pylint: disable=protected-access
+    out = synthesize(tf.constant(ids), tf.constant(lengths), seeds,
+                     tf.constant([speaker], tf.int32), *dynamic)
+    return out["mel"][:, :int(out["mel_lengths"][0])], seeds
+
+  def pieces(chunk):
+    mel, seeds = mel_of(chunk)
+    if vocoder is None:
+      yield griffin_lim(mel)[0, :mel.shape[1] * hop].numpy()  # graph-ok: host playback
+      return
+    for piece in stream_vocode(vocoder, mel, chunk_frames=chunk_frames,
+                               first_chunk_frames=first_chunk_frames, item_seeds=seeds):
+      yield piece.audio[0]
+
+  encoded = []
+  for index, text in enumerate(texts):
+    id_lists, _, _ = lib._split_and_encode(front_end, text, max_tokens)  # pylint: disable=protected-access
+    encoded.append([lib._Chunk(index, part, ids)  # pylint: disable=protected-access
+                    for part, ids in enumerate(id_lists)])
+  if warm_up:
+    next(pieces(encoded[0][0]))
+  for index, chunks in enumerate(encoded):
+    started = time.perf_counter()
+    for chunk in chunks:
+      if chunk.part and pause.size:
+        yield StreamedAudio(index, names[index], pause, time.perf_counter() - started)
+      for audio in pieces(chunk):
+        yield StreamedAudio(index, names[index], audio, time.perf_counter() - started)
