@@ -482,6 +482,11 @@ def _run_facts(run) -> dict:
           "model_config": dataclasses.asdict(run.config.model_config)}
 
 
+def _context_frames(graph: MelToAudio) -> int:
+  from tfspeech.inference import streaming  # pylint: disable=import-outside-toplevel
+  return int(streaming.context_frames(graph.vocoder, graph.recommended))
+
+
 def _vocoder_facts(run, graph: MelToAudio) -> dict:
   vocoder = graph.vocoder
   return dict(_run_facts(run), sample_rate=int(vocoder.sample_rate),
@@ -490,6 +495,8 @@ def _vocoder_facts(run, graph: MelToAudio) -> dict:
                           else dataclasses.asdict(vocoder.mel_config)),
               mel_pad_value=float(vocoder.mel_pad_value),
               receptive_field_frames=int(vocoder.receptive_field),
+              # mel_chunk_to_audio: context each side of a chunk at the exported controls.
+              context_frames=_context_frames(graph),
               controls=_controls_metadata(vocoder.controls, graph.recommended, graph.static,
                                           vocoder_input_name),
               noise=_vocoder_noise_metadata(vocoder))
@@ -569,8 +576,8 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
   import tfspeech  # pylint: disable=import-outside-toplevel
   acoustic_graph = (_part(graphs, TEXT_TO_MEL, "text_to_mel") if acoustic_run is not None
                     else None)
-  vocoder_graph = (_part(graphs, MEL_TO_AUDIO, "mel_to_audio") if vocoder_run is not None
-                   else None)
+  vocoder_graph = ((_part(graphs, MEL_TO_AUDIO, "mel_to_audio")
+                    or graphs.get(MEL_CHUNK_TO_AUDIO)) if vocoder_run is not None else None)
   acoustic = None if acoustic_graph is None else _acoustic_facts(acoustic_run, acoustic_graph)
   vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run, vocoder_graph)
   if acoustic is None and vocoder is None:

@@ -57,3 +57,7 @@ def test_mel_chunk_to_audio_exports(vocoder_run, tmp_path, fast_graphs):
   runner = tflite.TFLiteGraph(paths[NAME])
   # Windows of several lengths through one interpreter: resized inputs, same audio.
   check(*_chunked(runner, mels, graph.context_frames), 1e-4)
+  metadata = inference_graphs.export_metadata("tflite", {NAME: graph}, paths,
+                                              vocoder_run=vocoder_run)
+  assert metadata["vocoder"]["context_frames"] == graph.context_frames
+  assert set(metadata["graphs"][NAME]["inputs"]) >= {"context_before", "context_after"}
