@@ -211,7 +211,10 @@ class MelChunkToAudio(MelToAudio):
                controls: Optional[Mapping[str, object]] = None, name: Optional[str] = None):
     from tfspeech.inference import streaming  # pylint: disable=import-outside-toplevel
     super().__init__(vocoder, controls, name)
-    self.context_frames = streaming.context_frames(vocoder, self.recommended)
+    try:
+      self.context_frames = streaming.context_frames(vocoder, self.recommended)
+    except NotImplementedError as error:
+      raise ValueError(f"{MEL_CHUNK_TO_AUDIO}: {error}") from error
     self.input_dims.update(context_before=[], context_after=[])
     self.output_dims = {"audio": ["batch", "(frames - context) * hop_length"],
                         "audio_lengths": ["batch"]}
@@ -450,17 +453,24 @@ def check_pair(acoustic_run, vocoder: serving_lib.Vocoder):
 def graphs_for_runs(acoustic_run=None, vocoder_run=None,
                     controls: Optional[Mapping[str, object]] = None,
                     names: Optional[Sequence[str]] = None,
-                    vocoder_controls: Optional[Mapping[str, object]] = None
-                    ) -> Dict[str, InferenceGraph]:
+                    vocoder_controls: Optional[Mapping[str, object]] = None,
+                    stream: bool = False) -> Dict[str, InferenceGraph]:
   """`build_graphs` for trained runs (an acoustic run and/or a vocoder run), checked as a pair.
 
   Args:
     controls: the acoustic model's control values (static ones fixed in the graphs).
     names: keep only these graphs (default: all the runs allow).
     vocoder_controls: the vocoder's control values (likewise).
+    stream: also mel_chunk_to_audio (needs a vocoder run).
+
+  Raises:
+    ValueError: unknown names, or `stream` without a vocoder run.
   """
+  if stream and vocoder_run is None:
+    raise ValueError("export: --stream adds mel_chunk_to_audio, which needs a vocoder: pass "
+                     "--vocoder (or a vocoder --workdir)")
   acoustic, vocoder = serving_models(acoustic_run, vocoder_run)
-  graphs = build_graphs(acoustic, vocoder, controls, vocoder_controls)
+  graphs = build_graphs(acoustic, vocoder, controls, vocoder_controls, stream)
   if names is None:
     return graphs
   unknown = sorted(set(names) - set(graphs))
@@ -482,21 +492,17 @@ def _run_facts(run) -> dict:
           "model_config": dataclasses.asdict(run.config.model_config)}
 
 
-def _context_frames(graph: MelToAudio) -> int:
-  from tfspeech.inference import streaming  # pylint: disable=import-outside-toplevel
-  return int(streaming.context_frames(graph.vocoder, graph.recommended))
-
-
-def _vocoder_facts(run, graph: MelToAudio) -> dict:
+def _vocoder_facts(run, graph: MelToAudio, chunk_graph: Optional[MelChunkToAudio]) -> dict:
   vocoder = graph.vocoder
+  # mel_chunk_to_audio's context each side of a chunk at the exported controls (only then:
+  # a vocoder that cannot stream declares none).
+  streaming = {} if chunk_graph is None else {"context_frames": chunk_graph.context_frames}
   return dict(_run_facts(run), sample_rate=int(vocoder.sample_rate),
               hop_length=int(vocoder.hop_length), n_mels=int(vocoder.n_mels),
               mel_config=(None if vocoder.mel_config is None
                           else dataclasses.asdict(vocoder.mel_config)),
               mel_pad_value=float(vocoder.mel_pad_value),
-              receptive_field_frames=int(vocoder.receptive_field),
-              # mel_chunk_to_audio: context each side of a chunk at the exported controls.
-              context_frames=_context_frames(graph),
+              receptive_field_frames=int(vocoder.receptive_field), **streaming,
               controls=_controls_metadata(vocoder.controls, graph.recommended, graph.static,
                                           vocoder_input_name),
               noise=_vocoder_noise_metadata(vocoder))
@@ -579,7 +585,8 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
   vocoder_graph = ((_part(graphs, MEL_TO_AUDIO, "mel_to_audio")
                     or graphs.get(MEL_CHUNK_TO_AUDIO)) if vocoder_run is not None else None)
   acoustic = None if acoustic_graph is None else _acoustic_facts(acoustic_run, acoustic_graph)
-  vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run, vocoder_graph)
+  vocoder = (None if vocoder_graph is None else
+             _vocoder_facts(vocoder_run, vocoder_graph, graphs.get(MEL_CHUNK_TO_AUDIO)))
   if acoustic is None and vocoder is None:
     raise ValueError("export metadata: no acoustic or vocoder graph among the graphs")
   main = acoustic or vocoder

@@ -52,15 +52,16 @@ def _serving(vocoder) -> Tuple[serving_lib.Vocoder, dict]:
 def context_frames(vocoder, controls: Optional[Mapping[str, object]] = None) -> int:
   """Mel frames of context each side of a chunk that make its audio exact.
 
-  The vocoder's `context_frames(**static controls)` when it declares one (DiffWave's
-  depends on its steps), else its `receptive_field`.
+  The vocoder's `context_frames(**static controls)` (DiffWave's depends on its steps).
+
+  Raises:
+    NotImplementedError: the vocoder does not declare `context_frames`.
   """
   served, values = _serving(vocoder)
   if controls is not None:
     values = serving_lib.resolve_controls(served.controls, controls)
   static, _ = serving_lib.split_controls(served.controls, values)
-  hook = getattr(served, "context_frames", None)
-  return int(hook(**static)) if hook is not None else int(served.receptive_field)
+  return int(served.context_frames(**static))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,10 +209,9 @@ def chunk_audio(vocoder: serving_lib.Vocoder, mel, mel_lengths, noise, before, a
 def whole_noise(vocoder: serving_lib.Vocoder, noise, mel_lengths, frames, **static):
   """The utterance's noise `[batch, noise_length(frames), C']` whose time slices are the
   windows' noise: repeated to full length as `vocode` repeats it (`cyclic_frames`), then the
-  vocoder's `stream_noise` when it declares one (e.g. DiffWave's rotated draws)."""
+  vocoder's `stream_noise` (e.g. DiffWave's rotated draws)."""
   noise = serving_lib.cyclic_frames(tf.cast(noise, tf.float32), vocoder.noise_length(frames))
-  hook = getattr(vocoder, "stream_noise", None)
-  return hook(noise, mel_lengths, **static) if hook is not None else noise
+  return vocoder.stream_noise(noise, mel_lengths, **static)
 
 
 @dataclasses.dataclass
