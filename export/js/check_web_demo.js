@@ -92,7 +92,7 @@ async function main() {
       clicks.push(await page.evaluate(() => {
         const r = window.tfspeechDemo.lastResult || {};
         window.tfspeechDemo.lastResult = null;
-        return {seconds: r.seconds, firstAudioMs: r.firstAudioMs};
+        return {seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs};
       }));
       await page.click('#synthesize');
       await page.waitForFunction(
@@ -119,7 +119,8 @@ async function main() {
     outcome.console = console_;
     if (clicks.length) {
       clicks.push({seconds: outcome.result && outcome.result.seconds,
-                   firstAudioMs: outcome.result && outcome.result.firstAudioMs});
+                   firstAudioMs: outcome.result && outcome.result.firstAudioMs,
+                   melMs: outcome.result && outcome.result.melMs});
       outcome.clicks = clicks;
     }
     outcome.serverHasWasm = wasm;

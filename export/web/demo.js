@@ -415,7 +415,8 @@
       // Wall seconds per audio second, as tfspeech-synthesize and tfspeech-vocode print it.
       seconds, realTimeFactor: seconds / Math.max(audioSeconds, 1e-9), wavBytes,
       backend: tf.getBackend(),
-      firstAudioMs: streamed ? streamed.firstAudioMs : null, chunks: streamed && streamed.chunks,
+      firstAudioMs: streamed ? streamed.firstAudioMs : null, melMs: streamed && streamed.melMs,
+      chunks: streamed && streamed.chunks,
       backendDetail: window.tfspeechDemo.backend,
       backendFallback: window.tfspeechDemo.backendFallback,
     };

@@ -85,9 +85,10 @@
   // performance.now() of the synthesis start, for the time to first audio.
   // Returns {outputs: {audio [1, samples], audio_lengths [1]} tensors as mel_to_audio's,
   // context (the AudioContext, or null when Web Audio failed), startTime, firstAudioMs,
-  // chunks, underruns}.
+  // melMs (text_to_mel's part of it), chunks, underruns}.
   async function vocode(tf, model, metadata, out, started, options) {
     const opts = options || {};
+    const melMs = performance.now() - started;  // text_to_mel's share of the first audio
     const hop = metadata.hop_length;
     const context = metadata.vocoder.context_frames;
     const frames = (await out.mel_lengths.data())[0];
@@ -129,14 +130,14 @@
     const report = root.document && root.document.getElementById('stream');
     if (report) {
       report.textContent = `Streaming: first audio after ${Math.round(firstAudioMs)} ms ` +
-          `(${plans.length} chunks, ${context} context frames each side` +
+          `(text_to_mel ${Math.round(melMs)} ms; ${plans.length} chunks, ${context} context frames each side` +
           (scheduler && scheduler.underruns ? `, ${scheduler.underruns} late` : '') + ').';
     }
     return {
       outputs: {audio: tf.tensor2d(audio, [1, total]), audio_lengths: tf.tensor1d([total], 'int32')},
       context: scheduler ? scheduler.context : null,
       startTime: scheduler ? scheduler.startTime : null,
-      firstAudioMs, chunks: plans.length, underruns: scheduler ? scheduler.underruns : 0,
+      firstAudioMs, melMs, chunks: plans.length, underruns: scheduler ? scheduler.underruns : 0,
     };
   }
 
