@@ -39,7 +39,8 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
 
 # Modules whose import registers cases. Add benchmarks/train.py etc. here.
 CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.export",
-                "benchmarks.diffwave", "benchmarks.fastpitch", "benchmarks.tacotron2", "benchmarks.dctts")
+                "benchmarks.diffwave", "benchmarks.fastpitch", "benchmarks.tacotron2", "benchmarks.dctts",
+                "benchmarks.streaming")
 
 
 def _suites_ok(value):

@@ -7,7 +7,8 @@
 
 `workdir` is a run of any acoustic model (text_to_mel; with `vocoder` also mel_to_audio and
 the end-to-end text_to_audio) or of any vocoder (mel_to_audio): the role comes from the
-run's task (`tfspeech.models.serving`).
+run's task (`tfspeech.models.serving`). `stream=True` (`--stream`) adds the streaming
+vocoder graph mel_chunk_to_audio to every runtime (`export.inference_graphs`).
 """
 
 import os
@@ -57,7 +58,8 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
                    checkpoint: Optional[str] = None,
                    controls: Optional[Mapping[str, object]] = None,
                    precision: str = "float32", select_tf_ops: bool = False,
-                   vocoder_controls: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
+                   vocoder_controls: Optional[Mapping[str, object]] = None,
+                   stream: bool = False) -> Dict[str, str]:
   """Exports a trained run (and optional vocoder run) to `out`.
 
   Args:
@@ -72,9 +74,15 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
     precision: weight precision for tflite/tfjs.
     select_tf_ops: TFLite: allow TF (Flex) ops.
     vocoder_controls: the control values of the `vocoder` run's model, likewise.
+    stream: also mel_chunk_to_audio (needs a vocoder run; its context in metadata.json's
+      vocoder.context_frames).
 
   Returns:
     {name: written path}.
+
+  Raises:
+    ValueError: bad options or runs (`stream` without a vocoder, or a vocoder that does not
+      declare its streaming context).
   """
   check_options(fmt, out, precision, select_tf_ops)
   acoustic_run, vocoder_run = load_runs(workdir, vocoder, checkpoint)
@@ -84,6 +92,9 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
       raise ValueError(f"--vocoder_control: {workdir} is itself the vocoder run; give its "
                        "controls as --control")
     controls, vocoder_controls = None, controls
+  if stream:
+    return _export_graphs(fmt, out, acoustic_run, vocoder_run, controls, vocoder_controls,
+                          precision, select_tf_ops)
   if fmt == "saved_model":
     from tfspeech.export import saved_model  # pylint: disable=import-outside-toplevel
     return {"saved_model": saved_model.export_saved_model(out, acoustic_run, vocoder_run,
@@ -95,3 +106,38 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
   from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
   return tfjs.export_run(acoustic_run, vocoder_run, out, controls, precision,
                          vocoder_controls=vocoder_controls)
+
+
+def _export_graphs(fmt: str, out: str, acoustic_run, vocoder_run, controls, vocoder_controls,
+                   precision: str, select_tf_ops: bool) -> Dict[str, str]:
+  """Every graph the runs allow plus mel_chunk_to_audio, in `fmt`: what each runtime's
+  `export_run` writes, from graphs built here (its `graphs_for_runs` has no `stream`)."""
+  from tfspeech.export import inference_graphs  # pylint: disable=import-outside-toplevel
+  graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls,
+                                            vocoder_controls=vocoder_controls, stream=True)
+  if fmt == "saved_model":
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tfspeech.export import saved_model  # pylint: disable=import-outside-toplevel
+    module = saved_model.SpeechInference(graphs)
+    tf.saved_model.save(module, out, signatures=module.signatures())
+    metadata = inference_graphs.export_metadata(
+        fmt, graphs, {name: "." for name in graphs}, acoustic_run, vocoder_run,
+        extra={"signatures": module.extra_signatures()})
+    inference_graphs.write_metadata(metadata, out)
+    return {"saved_model": out}
+  if fmt == "tflite":
+    from tfspeech.export import tflite  # pylint: disable=import-outside-toplevel
+    paths = tflite.export_graphs(graphs, out, precision, select_tf_ops)
+    metadata = inference_graphs.export_metadata(
+        fmt, graphs, {name: os.path.basename(p) for name, p in paths.items()}, acoustic_run,
+        vocoder_run, precision, extra={"select_tf_ops": select_tf_ops})
+    for name, path in paths.items():
+      metadata["graphs"][name]["output_tensors"] = tflite.output_tensors(path)
+  else:
+    from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
+    paths = tfjs.export_graphs(graphs, out, precision)
+    metadata = inference_graphs.export_metadata(
+        fmt, graphs, {name: f"{name}/model.json" for name in graphs}, acoustic_run,
+        vocoder_run, precision)
+  paths["metadata"] = inference_graphs.write_metadata(metadata, out)
+  return paths

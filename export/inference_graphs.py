@@ -22,6 +22,14 @@ output names:
       →  audio float32 [batch, frames * hop_length] (0 past each length),
          audio_lengths int32 [batch] (= mel_lengths * hop_length)
 
+  mel_chunk_to_audio   (vocoder, streaming: `build_graphs(..., stream=True)`)
+    the inputs of mel_to_audio for one window (a chunk with up to `context_frames` frames
+    of context each side; its vocoder_noise the matching slice of the utterance's), then
+    context_before int32 [], context_after int32 []: the context frames to drop
+      →  audio float32 [batch, (frames - before - after) * hop_length], audio_lengths
+    Chunks cut this way concatenate to mel_to_audio's audio (tfspeech.inference.streaming;
+    metadata: vocoder.context_frames).
+
   text_to_audio  (both in one graph)
     the inputs of text_to_mel, then mel_to_audio's vocoder_noise and vocoder_<name> inputs
       →  the outputs of text_to_mel and of mel_to_audio
@@ -52,6 +60,7 @@ from tfspeech.data import corpus_info
 from tfspeech.models import serving as serving_lib
 
 MEL_TO_AUDIO = "mel_to_audio"
+MEL_CHUNK_TO_AUDIO = "mel_chunk_to_audio"
 TEXT_TO_MEL = "text_to_mel"
 TEXT_TO_AUDIO = "text_to_audio"
 GRAPH_NAMES = (TEXT_TO_MEL, MEL_TO_AUDIO, TEXT_TO_AUDIO)
@@ -190,6 +199,42 @@ class MelToAudio(InferenceGraph):
     return self.audio(named["mel"], named["mel_lengths"], **self.split_vocoder_args(named))
 
 
+class MelChunkToAudio(MelToAudio):
+  """A serving vocoder as `mel_chunk_to_audio`: one streaming window → its chunk's audio.
+
+  Same arguments as `MelToAudio`; `context_frames` is the context a window needs each side
+  (`tfspeech.inference.streaming.context_frames`).
+  """
+  name = MEL_CHUNK_TO_AUDIO
+
+  def __init__(self, vocoder: serving_lib.Vocoder,
+               controls: Optional[Mapping[str, object]] = None, name: Optional[str] = None):
+    from tfspeech.inference import streaming  # pylint: disable=import-outside-toplevel
+    super().__init__(vocoder, controls, name)
+    try:
+      self.context_frames = streaming.context_frames(vocoder, self.recommended)
+    except NotImplementedError as error:
+      raise ValueError(f"{MEL_CHUNK_TO_AUDIO}: {error}") from error
+    self.input_dims.update(context_before=[], context_after=[])
+    self.output_dims = {"audio": ["batch", "(frames - context) * hop_length"],
+                        "audio_lengths": ["batch"]}
+
+  def signature(self, noise_spec=None) -> list:
+    """MelToAudio's inputs, then context_before and context_after (int32 scalars)."""
+    return super().signature(noise_spec) + [
+        tf.TensorSpec([], tf.int32, name="context_before"),
+        tf.TensorSpec([], tf.int32, name="context_after")]
+
+  def _mel_to_audio(self, *args):
+    from tfspeech.inference import streaming  # pylint: disable=import-outside-toplevel
+    named = dict(zip([spec.name for spec in self.signature()], args))
+    parts = self.split_vocoder_args(named)
+    audio, lengths = streaming.chunk_audio(
+        self.vocoder, named["mel"], named["mel_lengths"], parts["noise"],
+        named["context_before"], named["context_after"], **parts["controls"])
+    return {"audio": audio, "audio_lengths": lengths}
+
+
 class TextToMel(InferenceGraph):
   """A serving acoustic model as `text_to_mel`, static controls fixed.
 
@@ -316,8 +361,8 @@ class TextToAudio(InferenceGraph):
 def build_graphs(acoustic: Optional[serving_lib.AcousticModel] = None,
                  vocoder: Optional[serving_lib.Vocoder] = None,
                  controls: Optional[Mapping[str, object]] = None,
-                 vocoder_controls: Optional[Mapping[str, object]] = None
-                 ) -> Dict[str, InferenceGraph]:
+                 vocoder_controls: Optional[Mapping[str, object]] = None,
+                 stream: bool = False) -> Dict[str, InferenceGraph]:
   """The graphs a pair of models allows: text_to_mel, mel_to_audio, and with both, text_to_audio.
 
   Args:
@@ -325,6 +370,7 @@ def build_graphs(acoustic: Optional[serving_lib.AcousticModel] = None,
     vocoder: a serving `Vocoder` or None.
     controls: the acoustic model's control values (static ones fixed in the graphs).
     vocoder_controls: the vocoder's control values (likewise).
+    stream: also `mel_chunk_to_audio` (with a vocoder), last.
 
   Returns:
     name → `InferenceGraph`, in the order of `GRAPH_NAMES`.
@@ -338,6 +384,8 @@ def build_graphs(acoustic: Optional[serving_lib.AcousticModel] = None,
     graphs[MEL_TO_AUDIO] = MelToAudio(vocoder, vocoder_controls)
   if len(graphs) == 2:
     graphs[TEXT_TO_AUDIO] = TextToAudio(graphs[TEXT_TO_MEL], graphs[MEL_TO_AUDIO])
+  if stream and vocoder is not None:
+    graphs[MEL_CHUNK_TO_AUDIO] = MelChunkToAudio(vocoder, vocoder_controls)
   return graphs
 
 
@@ -405,17 +453,24 @@ def check_pair(acoustic_run, vocoder: serving_lib.Vocoder):
 def graphs_for_runs(acoustic_run=None, vocoder_run=None,
                     controls: Optional[Mapping[str, object]] = None,
                     names: Optional[Sequence[str]] = None,
-                    vocoder_controls: Optional[Mapping[str, object]] = None
-                    ) -> Dict[str, InferenceGraph]:
+                    vocoder_controls: Optional[Mapping[str, object]] = None,
+                    stream: bool = False) -> Dict[str, InferenceGraph]:
   """`build_graphs` for trained runs (an acoustic run and/or a vocoder run), checked as a pair.
 
   Args:
     controls: the acoustic model's control values (static ones fixed in the graphs).
     names: keep only these graphs (default: all the runs allow).
     vocoder_controls: the vocoder's control values (likewise).
+    stream: also mel_chunk_to_audio (needs a vocoder run).
+
+  Raises:
+    ValueError: unknown names, or `stream` without a vocoder run.
   """
+  if stream and vocoder_run is None:
+    raise ValueError("export: --stream adds mel_chunk_to_audio, which needs a vocoder: pass "
+                     "--vocoder (or a vocoder --workdir)")
   acoustic, vocoder = serving_models(acoustic_run, vocoder_run)
-  graphs = build_graphs(acoustic, vocoder, controls, vocoder_controls)
+  graphs = build_graphs(acoustic, vocoder, controls, vocoder_controls, stream)
   if names is None:
     return graphs
   unknown = sorted(set(names) - set(graphs))
@@ -437,14 +492,17 @@ def _run_facts(run) -> dict:
           "model_config": dataclasses.asdict(run.config.model_config)}
 
 
-def _vocoder_facts(run, graph: MelToAudio) -> dict:
+def _vocoder_facts(run, graph: MelToAudio, chunk_graph: Optional[MelChunkToAudio]) -> dict:
   vocoder = graph.vocoder
+  # mel_chunk_to_audio's context each side of a chunk at the exported controls (only then:
+  # a vocoder that cannot stream declares none).
+  streaming = {} if chunk_graph is None else {"context_frames": chunk_graph.context_frames}
   return dict(_run_facts(run), sample_rate=int(vocoder.sample_rate),
               hop_length=int(vocoder.hop_length), n_mels=int(vocoder.n_mels),
               mel_config=(None if vocoder.mel_config is None
                           else dataclasses.asdict(vocoder.mel_config)),
               mel_pad_value=float(vocoder.mel_pad_value),
-              receptive_field_frames=int(vocoder.receptive_field),
+              receptive_field_frames=int(vocoder.receptive_field), **streaming,
               controls=_controls_metadata(vocoder.controls, graph.recommended, graph.static,
                                           vocoder_input_name),
               noise=_vocoder_noise_metadata(vocoder))
@@ -524,10 +582,11 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
   import tfspeech  # pylint: disable=import-outside-toplevel
   acoustic_graph = (_part(graphs, TEXT_TO_MEL, "text_to_mel") if acoustic_run is not None
                     else None)
-  vocoder_graph = (_part(graphs, MEL_TO_AUDIO, "mel_to_audio") if vocoder_run is not None
-                   else None)
+  vocoder_graph = ((_part(graphs, MEL_TO_AUDIO, "mel_to_audio")
+                    or graphs.get(MEL_CHUNK_TO_AUDIO)) if vocoder_run is not None else None)
   acoustic = None if acoustic_graph is None else _acoustic_facts(acoustic_run, acoustic_graph)
-  vocoder = None if vocoder_graph is None else _vocoder_facts(vocoder_run, vocoder_graph)
+  vocoder = (None if vocoder_graph is None else
+             _vocoder_facts(vocoder_run, vocoder_graph, graphs.get(MEL_CHUNK_TO_AUDIO)))
   if acoustic is None and vocoder is None:
     raise ValueError("export metadata: no acoustic or vocoder graph among the graphs")
   main = acoustic or vocoder

@@ -7,13 +7,15 @@
 //
 //   node export/js/check_web_demo.js --model=EXPORTED_TFJS_DIR --text="Hello." \
 //       [--backend=auto|wasm|cpu] [--block_wasm] [--break_wasm_kernel=KERNEL] \
-//       [--chromium=/usr/bin/chromium] [--screenshot=page.png] [--timeout_s=120]
+//       [--chromium=/usr/bin/chromium] [--screenshot=page.png] [--timeout_s=120] [--clicks=N]
 //
 // --backend is the page's backend URL parameter (default auto: wasm, else cpu). --block_wasm
 // makes the browser fail every request for the wasm backend's script and binaries, as a
 // server without them would, to check the page's fallback to cpu. --break_wasm_kernel=KERNEL
 // replaces the wasm backend's KERNEL with one that throws (as tfjs 4.22's FusedConv2D did on
-// a rank-4 bias), to check the fallback from a failure at run time.
+// a rank-4 bias), to check the fallback from a failure at run time. --clicks=N synthesizes N
+// times (the first run includes the backend's one-time work) and reports each click's
+// seconds and, for a streaming export (stream_player.js), its firstAudioMs as "clicks".
 //
 // Exits 1 (after printing the JSON, with "problems") when the page failed: an error on the
 // page or in its console (pageerror), no result, no or silent audio, a length other than
@@ -85,9 +87,21 @@ async function main() {
     await page.click('#synthesize');
     await page.waitForFunction(
         () => window.tfspeechDemo.lastResult || window.tfspeechDemo.lastError, {timeout});
+    const clicks = [];
+    for (let click = 1; click < Number(args.clicks || 1); click++) {
+      clicks.push(await page.evaluate(() => {
+        const r = window.tfspeechDemo.lastResult || {};
+        window.tfspeechDemo.lastResult = null;
+        return {seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs};
+      }));
+      await page.click('#synthesize');
+      await page.waitForFunction(
+          () => window.tfspeechDemo.lastResult || window.tfspeechDemo.lastError, {timeout});
+    }
     const outcome = await page.evaluate(() => ({
       result: window.tfspeechDemo.lastResult, error: window.tfspeechDemo.lastError,
       status: document.querySelector('#status').textContent,
+      stream: (document.querySelector('#stream') || {}).textContent || null,
       backend: window.tfspeechDemo.backend, backendFallback: window.tfspeechDemo.backendFallback,
       backendText: document.querySelector('#backend').textContent,
       crossOriginIsolated: window.crossOriginIsolated, wasm: window.tfspeechDemo.wasm,
@@ -103,6 +117,12 @@ async function main() {
     outcome.wav = await page.evaluate(readDownload);
     if (args.screenshot) await page.screenshot({path: args.screenshot});
     outcome.console = console_;
+    if (clicks.length) {
+      clicks.push({seconds: outcome.result && outcome.result.seconds,
+                   firstAudioMs: outcome.result && outcome.result.firstAudioMs,
+                   melMs: outcome.result && outcome.result.melMs});
+      outcome.clicks = clicks;
+    }
     outcome.serverHasWasm = wasm;
     const metadata = JSON.parse(fs.readFileSync(path.join(args.model, 'metadata.json'), 'utf8'));
     outcome.problems = problems(outcome, metadata.hop_length);

@@ -134,9 +134,9 @@
   let highlightRun = 0;
 
   // Follows the playing audio's clock until it ends, then clears the highlight.
-  function followPlayback(context, duration, spans, words) {
+  function followPlayback(context, duration, spans, words, startTime) {
     const run = ++highlightRun;
-    const begin = context.currentTime;
+    const begin = startTime == null ? context.currentTime : startTime;
     const step = () => {
       if (run !== highlightRun) return;  // A newer synthesis took over.
       const seconds = context.currentTime - begin;
@@ -291,8 +291,10 @@
     if (!response.ok) throw new Error(`${modelBase}metadata.json: HTTP ${response.status}`);
     const metadata = await response.json();
     const graphs = metadata.graphs || {};
-    const names = graphs.text_to_audio ? ['text_to_audio']
-        : (graphs.text_to_mel && graphs.mel_to_audio ? ['text_to_mel', 'mel_to_audio'] : null);
+    // stream_player.js: text_to_mel + mel_chunk_to_audio when the export streams.
+    const names = (window.TfspeechStreamPlayer && TfspeechStreamPlayer.graphNames(metadata)) ||
+        (graphs.text_to_audio ? ['text_to_audio']
+        : (graphs.text_to_mel && graphs.mel_to_audio ? ['text_to_mel', 'mel_to_audio'] : null));
     if (!names) {
       throw new Error('metadata.json has neither text_to_audio nor text_to_mel + mel_to_audio; ' +
                       'export with tfspeech-export --format=tfjs --vocoder=VOCODER_RUN');
@@ -357,14 +359,21 @@
     if (metadata.num_speakers > 1) inputs.speaker = tf.tensor1d([0], 'int32');
     const start = performance.now();
     let out;
+    let streamed = null;  // stream_player.js's result: audio already playing chunk by chunk
     // executeAsync runs every exported graph; the synchronous execute throws on the
     // decoding loops of autoregressive models (Tacotron 2, DC-TTS).
     if (models.text_to_audio) {
       out = namedOutputs(models.text_to_audio, await models.text_to_audio.executeAsync(inputs));
     } else {
       out = namedOutputs(models.text_to_mel, await models.text_to_mel.executeAsync(inputs));
-      Object.assign(out, namedOutputs(models.mel_to_audio, await models.mel_to_audio.executeAsync(
-          {mel: out.mel, mel_lengths: out.mel_lengths})));
+      if (models.mel_chunk_to_audio) {
+        streamed = await TfspeechStreamPlayer.vocode(tf, models.mel_chunk_to_audio, metadata,
+                                                     out, start);
+        Object.assign(out, streamed.outputs);
+      } else {
+        Object.assign(out, namedOutputs(models.mel_to_audio, await models.mel_to_audio.executeAsync(
+            {mel: out.mel, mel_lengths: out.mel_lengths})));
+      }
     }
     const melLength = (await out.mel_lengths.data())[0];
     const audioLength = out.audio_lengths ? (await out.audio_lengths.data())[0]
@@ -384,9 +393,10 @@
     highlightAt(spans, words, -1);
     let played = false;
     try {
-      const {context} = play(audio, metadata.sample_rate);
+      const {context} = streamed && streamed.context ? streamed : play(audio, metadata.sample_rate);
       played = true;
-      followPlayback(context, audio.length / metadata.sample_rate, spans, words);
+      followPlayback(context, audio.length / metadata.sample_rate, spans, words,
+                     streamed && streamed.startTime);
     } catch (error) {
       console.warn('WebAudio playback failed:', error);
     }
@@ -405,6 +415,8 @@
       // Wall seconds per audio second, as tfspeech-synthesize and tfspeech-vocode print it.
       seconds, realTimeFactor: seconds / Math.max(audioSeconds, 1e-9), wavBytes,
       backend: tf.getBackend(),
+      firstAudioMs: streamed ? streamed.firstAudioMs : null, melMs: streamed && streamed.melMs,
+      chunks: streamed && streamed.chunks,
       backendDetail: window.tfspeechDemo.backend,
       backendFallback: window.tfspeechDemo.backendFallback,
     };

@@ -7,6 +7,8 @@ r"""Exports trained runs for serving: SavedModel, TFLite or TensorFlow.js.
   tfspeech-export --workdir=runs/tts --vocoder=runs/vocoder --format=tfjs \
       --out=exported/tfjs
   tfspeech-export --workdir=runs/vocoder --format=tflite --out=exported/vocoder
+  tfspeech-export --workdir=runs/tts --vocoder=runs/vocoder --format=tfjs --stream \
+      --out=exported/tfjs_stream
 
 --workdir is a run of any acoustic model (text_to_mel; with --vocoder also mel_to_audio and
 the end-to-end text_to_audio) or of any vocoder (mel_to_audio), for every format, with the
@@ -16,7 +18,8 @@ same graph names, inputs and outputs in each. The static controls of --workdir's
 (a vocoder's named vocoder_NAME, beside its vocoder_noise input when it draws noise), and
 values given for them are recorded in metadata.json as the recommended ones. The work is done by tfspeech.export.export_lib.export_workdir. A
 SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-model folder
-NAME/ per graph; every format writes metadata.json of one layout (symbols, cleaners,
+NAME/ per graph; --stream adds mel_chunk_to_audio (streaming vocoding: the browser demo
+then plays the audio chunk by chunk as it is made); every format writes metadata.json of one layout (symbols, cleaners,
 sample rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
 The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
 `npm ci` in export/).
@@ -52,6 +55,10 @@ flags.DEFINE_enum("precision", "float32", export_lib.PRECISIONS, "Weight precisi
 flags.DEFINE_bool("select_tf_ops", False, "TFLite: allow TF (Flex) ops for ops without a "
                   "builtin (none of tfspeech's graphs needs them; apps then need the Flex "
                   "delegate).")
+flags.DEFINE_bool("stream", False, "Also export mel_chunk_to_audio, the streaming vocoder "
+                  "graph (one window of mels with context each side → its chunk's audio; "
+                  "metadata.json: vocoder.context_frames): needs --vocoder or a vocoder "
+                  "--workdir.")
 flags.mark_flags_as_required(["workdir", "format", "out"])
 
 
@@ -70,6 +77,10 @@ def main(argv):
                          models=tuple(serving_runs.models_with_role(serving.VOCODER)))
   controls = vocoder_controls = None
   model = serving_runs.run_model_name(FLAGS.workdir)
+  if (FLAGS.stream and FLAGS.vocoder is None
+      and model not in serving_runs.models_with_role(serving.VOCODER)):
+    common.fail("--stream adds mel_chunk_to_audio, the streaming vocoder graph: pass "
+                "--vocoder=VOCODER_RUN (or export a vocoder --workdir)")
   if FLAGS.control or FLAGS.n_timesteps is not None:
     controls, _ = common.check_or_fail(serving_runs.resolve_flag_controls, model,
                                        FLAGS.control, {"n_timesteps": FLAGS.n_timesteps})
@@ -84,7 +95,7 @@ def main(argv):
   try:
     paths = export_lib.export_workdir(
         FLAGS.workdir, FLAGS.format, FLAGS.out, FLAGS.vocoder, FLAGS.checkpoint,
-        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls)
+        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls, FLAGS.stream)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for name, path in paths.items():

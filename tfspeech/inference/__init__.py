@@ -10,7 +10,10 @@ from tfspeech.inference.synthesize_lib import (GtaResult, SynthesisFailure, Synt
                                                item_noise, load_vocoder, make_synthesis_fn,
                                                read_text_file, synthesize_mels,
                                                synthesize_texts, text_front_end)
+from tfspeech.inference.streaming import (AudioChunk, StreamedAudio, StreamingWavWriter,
+                                          stream_texts, stream_vocode)
 
-__all__ = ["GtaResult", "SynthesisFailure", "SynthesisResult", "SynthesizedItem",
+__all__ = ["AudioChunk", "StreamedAudio", "StreamingWavWriter", "stream_texts", "stream_vocode",
+           "GtaResult", "SynthesisFailure", "SynthesisResult", "SynthesizedItem",
            "TextFrontEnd", "acoustic_serving", "generate_gta", "item_noise", "load_vocoder", "make_synthesis_fn",
            "read_text_file", "synthesize_mels", "synthesize_texts", "text_front_end"]

@@ -36,6 +36,10 @@ Vocoder (mels → audio):
                                         (default `mel_frames * hop_length`)
   vocode(mel, mel_lengths, noise=None, **controls)
       → {"audio": [batch, frames * hop] (0 past each length), "audio_lengths": [batch] int32}
+  context_frames(**static controls) → int   streaming: context each side of a chunk
+                                        (no default: see `Vocoder.context_frames`)
+  stream_noise(noise, mel_lengths, **static controls)   streaming: the utterance's noise
+                                        as per-window slices (default: unchanged)
 
   `noise` is `[batch, noise_steps, noise_channels]` standard normal noise (e.g. DiffWave:
   channels 1, `frames * hop` steps); as for acoustic models, a vocoder uses the first
@@ -286,6 +290,41 @@ class Vocoder:
   def vocode(self, mel, mel_lengths, noise=None, **controls) -> dict:
     """{"audio", "audio_lengths"}; see the module docstring."""
     raise NotImplementedError
+
+  def context_frames(self, **static_controls) -> int:
+    """Mel frames of context each side of a chunk that make its audio equal the whole
+    utterance's (`tfspeech.inference.streaming`, the exported `mel_chunk_to_audio`).
+
+    The reach of everything `vocode` does at these static controls: a single network pass
+    reaches `receptive_field`, but an iterative vocoder (DiffWave: one pass per reverse
+    step) reaches further with every pass. No default: `receptive_field` would be silently
+    too small for such a vocoder (glitches at chunk edges), and no finite value bounds
+    every vocoder, so streaming a vocoder that does not declare its context fails here.
+
+    Raises:
+      NotImplementedError: the vocoder does not declare it.
+    """
+    del static_controls
+    raise NotImplementedError(
+        f"{type(self).__name__} does not declare context_frames, so it cannot stream: "
+        "implement Vocoder.context_frames(**static_controls) (its reach in mel frames)")
+
+  def stream_noise(self, noise, mel_lengths, **static_controls):
+    """The whole utterance's noise as noise whose time slices are each window's noise.
+
+    Args:
+      noise: `[batch, noise_length(frames), noise_channels]` float32, repeated to length.
+      mel_lengths: `[batch]` int32.
+      **static_controls: the vocoder's static control values.
+
+    Returns:
+      `[batch, noise_length(frames), C]` float32 that `vocode` of a window reads as it
+      reads the matching steps of the whole. Default: `noise` unchanged, right for a
+      vocoder that reads noise step k at audio step k; one that reuses draws across
+      positions (DiffWave's rotation within each item) makes them here.
+    """
+    del mel_lengths, static_controls
+    return noise
 
 
 def call_vocoder(vocoder: Vocoder, mel, mel_lengths, noise=None, **controls) -> dict:

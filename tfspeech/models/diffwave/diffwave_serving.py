@@ -49,6 +49,30 @@ CONTROLS = (
 )
 
 
+def upsampler_reach_samples(config: DiffWaveConfig) -> int:
+  """One-sided reach in samples of the mel upsampler: (hop + stride) / 2, rounded up.
+
+  Frame i of the first transposed conv (kernel 2 s, stride s, cropped s / 2) feeds its
+  outputs [i s - s / 2, i s + 3 s / 2); through the second conv, samples
+  [i hop - (hop + s) / 2, (i + 1) hop + (hop + s) / 2).
+  """
+  return -(-(config.hop_length + config.upsample_stride) // 2)
+
+
+def dilated_reach_samples(config: DiffWaveConfig) -> int:
+  """One-sided reach in samples of one call of the residual stack: its k=3 dilated convs."""
+  return sum(2 ** (i % config.dilation_cycle_length) for i in range(config.residual_layers))
+
+
+def stream_reach_samples(config: DiffWaveConfig, steps: int) -> int:
+  """One-sided reach in samples of a whole reverse process of `steps` steps.
+
+  The conditioner is upsampled once; each step then widens the reach by one call of the
+  residual stack (the per-step clip, mask and noise are per sample).
+  """
+  return upsampler_reach_samples(config) + int(steps) * dilated_reach_samples(config)
+
+
 def receptive_field_samples(config: DiffWaveConfig) -> int:
   """One-sided reach in samples of one network call: its dilated convs (k=3) and upsampler.
 
@@ -115,6 +139,28 @@ class DiffWaveServing(serving.Vocoder):
                                          unroll=False)
       self._in_process._in_process = self._in_process  # pylint: disable=protected-access
     return self._in_process
+
+  def context_frames(self, steps: int = 6) -> int:
+    """Mel frames of context each side that make a chunk's audio equal the whole utterance's
+    (`tfspeech.inference.streaming`): the reach of a `steps`-step reverse process."""
+    self.config.schedule(int(steps))  # Refuses step counts without a schedule.
+    return -(-stream_reach_samples(self.config, steps) // self.hop_length)
+
+  def stream_noise(self, noise, mel_lengths, steps: int = 6):
+    """The whole utterance's noise `[batch, frames * hop, C]` as noise whose time slices are
+    each chunk's noise: `[batch, frames * hop, max(C, steps)]`.
+
+    With as many channels as draws, draw k reads channel k unrotated (`step_noise`), so a
+    chunk given a slice reads the slice of each draw. With fewer, the draws rotate within
+    each item's whole length, which no slice sees: they are made here, once per utterance.
+    """
+    noise = tf.convert_to_tensor(noise, tf.float32)
+    steps = int(steps)
+    if steps <= (noise.shape[2] or 0):
+      return noise
+    lengths = tf.cast(mel_lengths, tf.int32) * self.hop_length
+    return tf.stack([diffusion.step_noise(noise, lengths, k, steps) for k in range(steps)],
+                    axis=2)
 
   def noise_length(self, mel_frames):
     """int32 scalar: noise samples `vocode` reads for `mel_frames` frames."""

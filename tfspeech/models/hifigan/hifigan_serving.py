@@ -89,6 +89,11 @@ class HifiGanServing(serving.Vocoder):
   def config(self) -> HifiGanConfig:
     return self.generator.config
 
+  def context_frames(self) -> int:
+    """Mel frames of context each side that make a chunk's audio equal the whole utterance's
+    (`tfspeech.inference.streaming`): the receptive field (HiFi-GAN declares no controls)."""
+    return self.receptive_field
+
   @property
   def weights(self):
     return list(self.generator.weights)

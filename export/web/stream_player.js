@@ -1,0 +1,148 @@
+// Streaming playback for the browser demo: when the export has mel_chunk_to_audio
+// (tfspeech-export --stream), the demo runs text_to_mel, then vocodes the mel chunk by chunk
+// and schedules each chunk through Web Audio as it arrives, so the audio starts after the
+// first chunk instead of after the whole utterance.
+//
+// A chunk of frames [start, end) is vocoded from the window [start - C, end + C) (clipped to
+// the utterance), C = metadata.vocoder.context_frames, and the graph cuts the window's audio
+// back to the chunk's (context_before / context_after): the chunks, concatenated, are
+// mel_to_audio's audio (tfspeech.inference.streaming; plan_chunks there is planChunks here).
+// Each chunk's AudioBufferSourceNode starts at the running end time of the ones before, so
+// playback is gap-free as long as each chunk is made before the previous one ends (a late
+// chunk starts as soon as it arrives and is counted in `underruns`).
+//
+// Vocoders that draw noise (DiffWave) need the utterance's noise sliced per window
+// (Vocoder.stream_noise); the page streams only vocoders without noise and otherwise keeps
+// mel_to_audio (`TfspeechStreamPlayer.graphNames`).
+
+(function (root) {
+  'use strict';
+
+  // Frames of the first chunk (small: the audio starts sooner) and of every later chunk.
+  const FIRST_CHUNK_FRAMES = 8;
+  const CHUNK_FRAMES = 32;
+  // Seconds between scheduling the first chunk and its start: room for the audio thread.
+  const LEAD_SECONDS = 0.02;
+
+  // [{start, end, windowStart, windowEnd}] as tfspeech.inference.streaming.plan_chunks.
+  function planChunks(frames, chunkFrames, context, firstChunkFrames) {
+    const plans = [];
+    let start = 0;
+    let size = firstChunkFrames || chunkFrames;
+    while (start < frames) {
+      const end = Math.min(start + size, frames);
+      plans.push({start, end, windowStart: Math.max(start - context, 0),
+                  windowEnd: Math.min(end + context, frames)});
+      start = end;
+      size = chunkFrames;
+    }
+    return plans;
+  }
+
+  // The graphs the demo loads for streaming (text_to_mel + mel_chunk_to_audio), or null
+  // when the export cannot stream (no chunk graph, no text_to_mel, or a noisy vocoder).
+  function graphNames(metadata) {
+    const graphs = metadata.graphs || {};
+    const context = (metadata.vocoder || {}).context_frames;
+    if (!graphs.text_to_mel || !graphs.mel_chunk_to_audio || !Number.isInteger(context) ||
+        metadata.vocoder_noise) {
+      return null;
+    }
+    return ['text_to_mel', 'mel_chunk_to_audio'];
+  }
+
+  // Plays float chunks back to back on one AudioContext.
+  class ChunkScheduler {
+    constructor(sampleRate) {
+      const AudioContextClass = root.AudioContext || root.webkitAudioContext;
+      this.context = new AudioContextClass({sampleRate});
+      this.sampleRate = sampleRate;
+      this.endTime = 0;  // context time at which the scheduled audio ends
+      this.startTime = null;  // context time of the first sample
+      this.underruns = 0;
+    }
+
+    // Schedules `samples` at the running end time (or now, after an underrun); returns the
+    // context time it starts at.
+    schedule(samples) {
+      const now = this.context.currentTime;
+      if (this.startTime !== null && this.endTime < now) this.underruns += 1;
+      const at = Math.max(this.endTime, now + LEAD_SECONDS);
+      const buffer = this.context.createBuffer(1, samples.length, this.sampleRate);
+      buffer.copyToChannel(samples, 0);
+      const source = this.context.createBufferSource();
+      source.buffer = buffer;
+      source.connect(this.context.destination);
+      source.start(at);
+      if (this.startTime === null) this.startTime = at;
+      this.endTime = at + buffer.duration;
+      return at;
+    }
+  }
+
+  // Vocodes the mel of out = text_to_mel's outputs (batch 1) chunk by chunk with the
+  // mel_chunk_to_audio `model`, scheduling each chunk as it arrives. `started` is the
+  // performance.now() of the synthesis start, for the time to first audio.
+  // Returns {outputs: {audio [1, samples], audio_lengths [1]} tensors as mel_to_audio's,
+  // context (the AudioContext, or null when Web Audio failed), startTime, firstAudioMs,
+  // melMs (text_to_mel's part of it), chunks, underruns}.
+  async function vocode(tf, model, metadata, out, started, options) {
+    const opts = options || {};
+    const melMs = performance.now() - started;  // text_to_mel's share of the first audio
+    const hop = metadata.hop_length;
+    const context = metadata.vocoder.context_frames;
+    const frames = (await out.mel_lengths.data())[0];
+    let scheduler = null;
+    try {
+      scheduler = new ChunkScheduler(metadata.sample_rate);
+    } catch (error) {
+      console.warn('WebAudio playback failed:', error);
+    }
+    const pieces = [];
+    let firstAudioMs = null;
+    const plans = planChunks(frames, opts.chunkFrames || CHUNK_FRAMES, context,
+                             opts.firstChunkFrames || FIRST_CHUNK_FRAMES);
+    for (const plan of plans) {
+      const width = plan.windowEnd - plan.windowStart;
+      const inputs = {
+        mel: tf.slice(out.mel, [0, plan.windowStart, 0], [1, width, -1]),
+        mel_lengths: tf.tensor1d([width], 'int32'),
+        context_before: tf.scalar(plan.start - plan.windowStart, 'int32'),
+        context_after: tf.scalar(plan.windowEnd - plan.end, 'int32'),
+      };
+      const result = await model.executeAsync(inputs);
+      const list = Array.isArray(result) ? result : [result];
+      // The chunk's audio is the output of [1, (end - start) * hop] (audio_lengths is [1]).
+      const audio = list.find((t) => t.rank === 2);
+      const samples = (await audio.data()).slice(0, (plan.end - plan.start) * hop);
+      tf.dispose(Object.values(inputs).concat(list));
+      if (scheduler) scheduler.schedule(samples);
+      if (firstAudioMs === null) firstAudioMs = performance.now() - started;
+      pieces.push(samples);
+    }
+    const total = pieces.reduce((n, p) => n + p.length, 0);
+    const audio = new Float32Array(total);
+    let offset = 0;
+    for (const piece of pieces) {
+      audio.set(piece, offset);
+      offset += piece.length;
+    }
+    const report = root.document && root.document.getElementById('stream');
+    if (report) {
+      report.textContent = `Streaming: first audio after ${Math.round(firstAudioMs)} ms ` +
+          `(text_to_mel ${Math.round(melMs)} ms; ${plans.length} chunks, ${context} context frames each side` +
+          (scheduler && scheduler.underruns ? `, ${scheduler.underruns} late` : '') + ').';
+    }
+    return {
+      outputs: {audio: tf.tensor2d(audio, [1, total]), audio_lengths: tf.tensor1d([total], 'int32')},
+      context: scheduler ? scheduler.context : null,
+      startTime: scheduler ? scheduler.startTime : null,
+      firstAudioMs, melMs, chunks: plans.length, underruns: scheduler ? scheduler.underruns : 0,
+    };
+  }
+
+  const api = {planChunks, graphNames, ChunkScheduler, vocode, CHUNK_FRAMES,
+               FIRST_CHUNK_FRAMES};
+  if (typeof module !== 'undefined' && module.exports) module.exports = api;
+  root.TfspeechStreamPlayer = api;
+})(typeof window !== 'undefined' ? window : globalThis);
