@@ -9,7 +9,7 @@
 // "float32"|"int32", "shape": [..], "file": "NAME.bin"}, ..} (NumPy `array.tofile`, paths
 // relative to inputs.json; NAME a signature input name); OUT_DIR receives NAME.bin per output
 // and outputs.json {"outputs": {NAME: {dtype, shape, file}}, "seconds_per_call": [...],
-// "runtime": "litertjs", "wasm": the LiteRT.js binary that ran, "load_seconds", ...}.
+// "runtime": "litertjs", "wasm": the LiteRT.js build that ran (litert_wasm_compat_internal), "load_seconds", ...}.
 // With --repeat=N the graph runs N timed calls after --warmup untimed ones; a timed call ends
 // when every output's values are on the host (JS typed arrays).
 //
@@ -57,7 +57,7 @@ async function loadLiteRtInNode() {
   globalThis.importScripts = (url) => {
     const file = String(url).startsWith('file:') ? new URL(url).pathname : String(url);
     globalThis.__dirname = path.dirname(file);
-    loaded = path.basename(file);
+    loaded = path.basename(file, '.js');
     vm.runInThisContext(fs.readFileSync(file, 'utf8'), {filename: file});
   };
   const litert = await import(path.join(CORE_DIR, 'dist', 'index.js'));
