@@ -9,7 +9,8 @@
 // "float32"|"int32", "shape": [..], "file": "NAME.bin"}, ..} (NumPy `array.tofile`, paths
 // relative to inputs.json; NAME a signature input name); OUT_DIR receives NAME.bin per output
 // and outputs.json {"outputs": {NAME: {dtype, shape, file}}, "seconds_per_call": [...],
-// "runtime": "litertjs", "wasm": the LiteRT.js build that ran (litert_wasm_compat_internal), "load_seconds", ...}.
+// "runtime": "litertjs", "wasm": the LiteRT.js build that ran (litert_wasm_compat_internal),
+// "load_seconds", ...}.
 // With --repeat=N the graph runs N timed calls after --warmup untimed ones; a timed call ends
 // when every output's values are on the host (JS typed arrays).
 //

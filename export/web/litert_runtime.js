@@ -28,7 +28,9 @@
   let litert = null;
   let binary = null;
 
-  // Loads the runtime once; resolves {binary, threads, relaxedSimd, crossOriginIsolated}.
+  // Loads the runtime once; resolves describe(). threads: true asks for the threaded build;
+  // where the browser cannot run it (no relaxed SIMD, or not cross-origin isolated) the
+  // single-threaded one loads instead, with a console warning.
   async function load({threads = false, vendor = 'vendor/litertjs/'} = {}) {
     if (litert) return describe();
     const base = new URL(vendor, window.location.href).href;
@@ -46,7 +48,14 @@
     });
     seen.observe(document.body, {childList: true});
     try {
-      await module.loadLiteRt(wasmDir, threads ? {threads: true} : {});
+      try {
+        await module.loadLiteRt(wasmDir, threads ? {threads: true} : {});
+      } catch (error) {
+        // The feature checks fail before any script loads, so a second load starts clean.
+        if (!threads) throw error;
+        console.warn(`LiteRT.js: no threads (${error.message || error}); loading one thread`);
+        await module.loadLiteRt(wasmDir, {});
+      }
     } finally {
       seen.disconnect();
     }
@@ -54,6 +63,8 @@
     return describe();
   }
 
+  // {binary: the build loaded (litert_wasm_internal, ..._compat_internal, ..._threaded_internal),
+  //  threads, crossOriginIsolated}.
   function describe() {
     return {binary, threads: binary === 'litert_wasm_threaded_internal',
             crossOriginIsolated: window.crossOriginIsolated};
@@ -98,8 +109,9 @@
     };
   }
 
-  // One call: inputs {name: {values: Float32Array | Int32Array, shape}} → outputs {name: {values, shape, dtype}}; every
-  // LiteRT.js tensor is deleted (it manages wasm memory by hand).
+  // One call: inputs {name: {values: Float32Array | Int32Array, shape}} → outputs
+  // {name: {values, shape, dtype}}; every LiteRT.js tensor is deleted (it manages wasm memory
+  // by hand).
   async function run(model, inputs) {
     const tensors = {};
     try {
