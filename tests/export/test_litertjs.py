@@ -4,11 +4,12 @@ export/js/check_web_demo.js --litert_model).
 
 Both load LiteRT.js 2.5.3 from export/node_modules. That version runs only
 graphs whose inputs and outputs all have static shapes: it cannot resize an input, and an
-output whose size depends on the data (Grad-TTS's mel after its durations) crashes it. So the
-tiny HiFi-GAN's mel_to_audio (randomized weights, the conftest's vocoder_run) is converted here
-at a fixed frame count and must match TF; the dynamic-shape file tfspeech-export writes must
-be refused with a message saying why, not crash. Skips without node/npm (and Chromium for
-the browser case).
+output whose size depends on the data (Grad-TTS's mel after its durations) crashes it. A
+tensor of data-dependent size INSIDE the graph it runs, so `tfspeech-export --fixed_shapes`
+pads and cuts at the graph's edges: the tiny Grad-TTS + HiFi-GAN text_to_audio (randomized
+weights, the conftest's runs) exported so must match TF in Node and in Chromium; the
+dynamic-shape file of a plain export must be refused with a message saying why, not crash.
+Skips without node/npm (and Chromium for the browser case).
 """
 
 import json
@@ -20,27 +21,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfspeech.export import frozen_graph, inference_graphs, tflite, tfjs
+from tfspeech.export import export_lib, inference_graphs, tflite, tfjs
 
 RUNNER = os.path.join(tfjs.EXPORT_DIR, "js", "run_tflite.js")
 CHECK_JS = os.path.join(tfjs.EXPORT_DIR, "js", "check_web_demo.js")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FRAMES = 24
+TOKENS = 16
+FRAMES = 48
 # float32 LiteRT.js (XNNPACK in wasm) vs TF: max |error| <= this * max |reference|; measured
 # 5e-7 on the tiny vocoder (the float32 TFLite bound of test_tflite.py is 1e-4).
 FLOAT32_RTOL = 1e-5
-
-
-def static_tflite(graph, shapes, out_path):
-  """`graph` (an InferenceGraph) converted to TFLite with every input at `shapes[name]`."""
-  specs = [tf.TensorSpec(shapes[spec.name], spec.dtype, name=spec.name)
-           for spec in graph.function.input_signature]
-  fixed = inference_graphs.named_function(specs, graph.function)
-  saved_model = frozen_graph.save_frozen_saved_model(
-      {graph.name: fixed.get_concrete_function()}, out_path + ".saved_model")
-  with open(out_path, "wb") as f:
-    f.write(tflite.convert_saved_model(saved_model, graph.name))
-  return out_path
 
 
 def run_litertjs(node, model_path, inputs, scratch, succeeds=True, browser_flags=None):
@@ -78,52 +68,113 @@ def mel_to_audio(vocoder_run):
 
 
 @pytest.fixture(scope="module")
-def static_vocoder(mel_to_audio, tmp_path_factory):
-  """(the tiny vocoder's mel_to_audio at FRAMES frames as .tflite, inputs, TF's outputs)."""
-  path = static_tflite(mel_to_audio, {"mel": [1, FRAMES, 80], "mel_lengths": [1]},
-                       str(tmp_path_factory.mktemp("litertjs") / "mel_to_audio.tflite"))
+def fixed_pair(acoustic_run, vocoder_run, n_timesteps, tmp_path_factory):
+  """The tiny Grad-TTS + HiFi-GAN text_to_audio exported with fixed_shapes (tokens=TOKENS,
+  frames=FRAMES): (its .tflite, metadata.json, inputs of one utterance padded, TF's outputs
+  of the same fixed-shape graph)."""
+  sizes = {"tokens": TOKENS, "frames": FRAMES}
+  paths = tflite.export_run(acoustic_run, vocoder_run,
+                            str(tmp_path_factory.mktemp("litertjs") / "fixed"),
+                            {"n_timesteps": n_timesteps}, graphs=["text_to_audio"],
+                            fixed_shapes=sizes)
+  with open(paths["metadata"], encoding="utf-8") as f:
+    metadata = json.load(f)
+  graph = inference_graphs.fix_shapes(inference_graphs.graphs_for_runs(
+      acoustic_run, vocoder_run, {"n_timesteps": n_timesteps}, ["text_to_audio"]),
+                                      TOKENS, FRAMES)["text_to_audio"]
   rng = np.random.default_rng(5)
-  # A padded mel: the graph zeros the audio past mel_lengths, as with dynamic shapes.
-  inputs = {"mel": rng.normal(-5.0, 2.0, (1, FRAMES, 80)).astype(np.float32),
-            "mel_lengths": np.array([FRAMES - 5], np.int32)}
-  reference = {k: v.numpy() for k, v in mel_to_audio.function(**inputs).items()}
-  return path, inputs, reference
+  inputs = tflite.fixed_shape_inputs(
+      sizes, text_ids=rng.integers(1, 60, (1, 9)).astype(np.int32),
+      text_lengths=np.array([9], np.int32),
+      noise=rng.normal(size=(1, FRAMES - 10, 80)).astype(np.float32),
+      temperature=np.float32(1.0), length_scale=np.float32(1.0))
+  reference = {k: v.numpy() for k, v in graph.function(**inputs).items()}
+  return paths["text_to_audio"], metadata, inputs, reference, graph
 
 
-def check_audio(description, out, reference):
-  """The padded audio matches TF within FLOAT32_RTOL and is zero past mel_lengths."""
+def test_fixed_shape_export_is_static_and_recorded(fixed_pair):
+  """Every input and output static at batch 1 (metadata.json and the .tflite agree); the
+  padded utterance keeps its length; a longer one is cut at FRAMES and flagged."""
+  path, metadata, inputs, reference, graph = fixed_pair
+  assert metadata["fixed_shapes"] == {"batch": 1, "tokens": TOKENS, "frames": FRAMES}
+  described = metadata["graphs"]["text_to_audio"]
+  assert described["inputs"]["text_ids"]["shape"] == [1, TOKENS]
+  assert described["inputs"]["noise"]["shape"] == [1, FRAMES, 80]
+  assert described["outputs"]["audio"]["shape"] == [1, FRAMES * 256]
+  assert described["outputs"]["clipped"]["shape"] == [1]
+  interpreter = tf.lite.Interpreter(model_path=path)
+  for detail in interpreter.get_input_details() + interpreter.get_output_details():
+    assert list(detail["shape_signature"]) == list(detail["shape"]), detail
+  length = int(reference["mel_lengths"][0])
+  assert 9 < length < FRAMES and reference["clipped"][0] == 0
+  assert reference["audio_lengths"][0] == length * 256
+  assert not np.any(reference["mel"][0, length:])
+  assert not np.any(reference["audio"][0, length * 256:])
+  # Slower speech needs more than FRAMES frames: cut, flagged, and a clear error in Python.
+  long = {k: v.numpy() for k, v in graph.function(**dict(inputs, length_scale=np.float32(
+      3.0 * FRAMES / length))).items()}
+  assert long["clipped"][0] == 1 and long["mel_lengths"][0] == FRAMES
+  assert long["audio_lengths"][0] == FRAMES * 256 and long["audio"].shape == (1, FRAMES * 256)
+  with pytest.raises(ValueError, match=f"more than frames={FRAMES}"):
+    tflite.check_not_clipped(long, metadata["fixed_shapes"])
+  tflite.check_not_clipped(reference, metadata["fixed_shapes"])
+  with pytest.raises(ValueError, match=f"at most tokens={TOKENS}"):
+    tflite.fixed_shape_inputs(metadata["fixed_shapes"],
+                              text_ids=np.ones((1, TOKENS + 1), np.int32))
+
+
+@pytest.mark.parametrize("value", ["tokens=16", "tokens=16,frames=0", "frames=8,tokens=x",
+                                   "tokens=16,frames=48,batch=2", "16,48"])
+def test_bad_fixed_shapes_are_refused(value, tmp_path):
+  with pytest.raises(ValueError, match="--fixed_shapes: give tokens=T,frames=F"):
+    export_lib.check_options("tflite", str(tmp_path / "out"), fixed_shapes=value)
+
+
+def test_fixed_shapes_only_for_tflite(tmp_path):
+  assert export_lib.check_options("tflite", str(tmp_path), fixed_shapes="tokens=4,frames=8") \
+      == {"tokens": 4, "frames": 8}
+  with pytest.raises(ValueError, match="--fixed_shapes applies to --format=tflite"):
+    export_lib.check_options("tfjs", str(tmp_path), fixed_shapes="tokens=4,frames=8")
+
+
+def check_pair(description, out, reference):
+  """LiteRT.js's outputs equal TF's: lengths and durations exactly, mel and audio within
+  FLOAT32_RTOL of their peaks."""
   assert len(description["seconds_per_call"]) == 2
-  assert out["audio"].shape == (1, FRAMES * 256)
-  np.testing.assert_array_equal(out["audio_lengths"], [(FRAMES - 5) * 256])
-  assert not np.any(out["audio"][0, (FRAMES - 5) * 256:])
-  error = np.max(np.abs(out["audio"] - reference["audio"]))
-  assert np.max(np.abs(reference["audio"])) > 1e-3  # audible: a meaningful comparison
-  relative = error / np.max(np.abs(reference["audio"]))
-  print(f"LiteRT.js ({description['runtime']}, {description['wasm']}) vs TF: max relative "
-        f"error {relative:.1e}")
-  assert relative <= FLOAT32_RTOL, relative
+  for name in ("mel_lengths", "durations", "audio_lengths", "clipped"):
+    np.testing.assert_array_equal(out[name], reference[name], err_msg=name)
+  for name in ("mel", "audio"):
+    assert out[name].shape == reference[name].shape, name
+    peak = np.max(np.abs(reference[name]))
+    assert peak > 1e-3  # audible / non-silent: a meaningful comparison
+    relative = np.max(np.abs(out[name] - reference[name])) / peak
+    print(f"LiteRT.js ({description['runtime']}, {description['wasm']}) vs TF: {name} max "
+          f"relative error {relative:.1e}; {description['seconds_per_call']} s per call")
+    assert relative <= FLOAT32_RTOL, (name, relative)
 
 
-def test_static_vocoder_matches_tf_in_node(static_vocoder, node, tmp_path):
-  path, inputs, reference = static_vocoder
+def test_fixed_shape_pair_matches_tf_in_node(fixed_pair, node, tmp_path):
+  """Grad-TTS's mel length stays data-dependent inside the graph; LiteRT.js runs it once
+  the graph's inputs and outputs are static."""
+  path, _, inputs, reference, _ = fixed_pair
   description, out = run_litertjs(node, path, inputs, str(tmp_path))
   assert description["runtime"] == "litertjs" and description["litertjs_version"] == "2.5.3"
   # Node 20's V8 has no relaxed SIMD: LiteRT.js loads its compat build.
   assert description["wasm"].startswith("litert_wasm")
-  check_audio(description, out, reference)
+  check_pair(description, out, reference)
 
 
 @pytest.mark.skipif(not os.path.isfile(CHROMIUM), reason="Chromium is not installed")
-def test_static_vocoder_matches_tf_in_chromium(static_vocoder, node, tmp_path):
+def test_fixed_shape_pair_matches_tf_in_chromium(fixed_pair, node, tmp_path):
   """The browser path: served by serve_demo.js (cross-origin isolated), LiteRT.js picks its
   relaxed-SIMD build, here the threaded one (--threads)."""
-  path, inputs, reference = static_vocoder
+  path, _, inputs, reference, _ = fixed_pair
   description, out = run_litertjs(node, path, inputs, str(tmp_path),
                                   browser_flags=[f"--chromium={CHROMIUM}", "--threads"])
   assert description["runtime"] == "litertjs-browser"
   assert description["crossOriginIsolated"] is True
   assert description["wasm"] == "litert_wasm_threaded_internal" and description["threads"]
-  check_audio(description, out, reference)
+  check_pair(description, out, reference)
 
 
 def test_dynamic_shape_export_is_refused_with_the_reason(mel_to_audio, node, tmp_path):

@@ -18,7 +18,8 @@ values given for them are recorded in metadata.json as the recommended ones. The
 SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-model folder
 NAME/ per graph; every format writes metadata.json of one layout (symbols, cleaners,
 sample rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
-The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
+--format=tflite --fixed_shapes=tokens=T,frames=F writes graphs with static shapes at batch 1
+for LiteRT.js (the demo then offers it). The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
 `npm ci` in export/).
 
 --format=tfjs creates the converter's own virtualenv on first use (~3 GB, minutes; see
@@ -52,6 +53,10 @@ flags.DEFINE_enum("precision", "float32", export_lib.PRECISIONS, "Weight precisi
 flags.DEFINE_bool("select_tf_ops", False, "TFLite: allow TF (Flex) ops for ops without a "
                   "builtin (none of tfspeech's graphs needs them; apps then need the Flex "
                   "delegate).")
+flags.DEFINE_string("fixed_shapes", None, "TFLite for LiteRT.js: 'tokens=T,frames=F' makes "
+                    "every input and output static at batch 1: text ids padded to T, mels, "
+                    "noise and audio to F frames (the *_lengths say the real lengths; output "
+                    "'clipped' is 1 when an utterance needed more than F frames).")
 flags.mark_flags_as_required(["workdir", "format", "out"])
 
 
@@ -61,7 +66,7 @@ def main(argv):
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
   common.check_out_dir("out", FLAGS.out, must_be_empty=True)
   common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.precision,
-                       FLAGS.select_tf_ops)
+                       FLAGS.select_tf_ops, FLAGS.fixed_shapes)
   # Roles and controls come from the registry: any acoustic model, any vocoder.
   from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
   from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
@@ -84,7 +89,8 @@ def main(argv):
   try:
     paths = export_lib.export_workdir(
         FLAGS.workdir, FLAGS.format, FLAGS.out, FLAGS.vocoder, FLAGS.checkpoint,
-        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls)
+        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls,
+        fixed_shapes=FLAGS.fixed_shapes)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for name, path in paths.items():
