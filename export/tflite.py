@@ -230,11 +230,22 @@ def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tfl
   """
   graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs,
                                             vocoder_controls)
-  extra = {"select_tf_ops": select_tf_ops, "fixed_shapes": None}
   if fixed_shapes is not None:
     graphs = inference_graphs.fix_shapes(graphs, fixed_shapes["tokens"],
                                          fixed_shapes["frames"])
-    extra["fixed_shapes"] = next(iter(graphs.values())).describe()["fixed_shapes"]
+  return export_built_graphs(graphs, out_dir, acoustic_run, vocoder_run, precision,
+                             select_tf_ops)
+
+
+def export_built_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir: str,
+                        acoustic_run=None, vocoder_run=None, precision: str = "float32",
+                        select_tf_ops: bool = False) -> Dict[str, str]:
+  """`export_run` for graphs already built from the runs (`inference_graphs.graphs_for_runs`,
+  optionally `fix_shapes`): `.tflite` files and `metadata.json` (its `fixed_shapes` null, or
+  the graphs' sizes)."""
+  fixed = [graph.describe()["fixed_shapes"] for graph in graphs.values()
+           if isinstance(graph, inference_graphs.FixedShape)]
+  extra = {"select_tf_ops": select_tf_ops, "fixed_shapes": fixed[0] if fixed else None}
   paths = export_graphs(graphs, out_dir, precision, select_tf_ops)
   metadata = inference_graphs.export_metadata(
       "tflite", graphs, {name: os.path.basename(p) for name, p in paths.items()},

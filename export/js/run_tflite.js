@@ -136,10 +136,9 @@ async function main() {
     throw new Error(`${args.model}: ${dynamic.join(', ')} ${dynamic.length > 1 ? 'have' : 'has'} ` +
                     'a dynamic dimension (-1); LiteRT.js runs only graphs whose inputs AND ' +
                     'outputs all have static shapes (it cannot resize inputs, and an output ' +
-                    'whose length depends on the data crashes it). Convert the graph at fixed ' +
-                    'input shapes (a vocoder at a fixed frame count); an acoustic model\'s ' +
-                    'mel length depends on its durations, so text_to_mel / text_to_audio ' +
-                    'cannot run in LiteRT.js');
+                    'whose length depends on the data crashes it). Export with ' +
+                    'tfspeech-export --format=tflite --fixed_shapes=tokens=T,frames=F ' +
+                    '(batch 1, text padded to T ids, mels and audio to F frames)');
   }
   const signature = model.getInputDetails().map((d) => d.name);
   const arrays = readInputs(litert, args.inputs);

@@ -5,10 +5,10 @@
 //
 // LiteRT.js 2.5.3 runs only graphs whose inputs and outputs all have static shapes: it cannot
 // resize an input (run() rejects a [1, 23] tensor for a [-1, -1] input) and an output whose
-// size depends on the data (Grad-TTS's mel, from its durations) crashes its wasm. tfspeech-
-// export keeps batch and lengths dynamic, so `loadModel` refuses such a file with the reason
-// (an Error whose message starts "LiteRT.js cannot run") instead of crashing later; a vocoder
-// converted at a fixed frame count runs.
+// size depends on the data (Grad-TTS's mel, from its durations) crashes its wasm; a tensor of
+// data-dependent size inside the graph is fine. tfspeech-export keeps batch and lengths
+// dynamic unless --fixed_shapes=tokens=T,frames=F, so `loadModel` refuses a dynamic file with
+// the reason (an Error whose message starts "LiteRT.js cannot run") instead of crashing later.
 //
 // The package picks its binary by the browser's wasm features: relaxed SIMD gives
 // litert_wasm_internal, else litert_wasm_compat_internal; `threads: true` (needs relaxed SIMD
@@ -95,9 +95,8 @@
       model.delete();
       throw new Error(`LiteRT.js cannot run ${url instanceof Uint8Array ? 'this graph' : url}: ` +
                       `${dynamic.join(', ')} ${dynamic.length > 1 ? 'have' : 'has'} a dynamic ` +
-                      'dimension (-1), and LiteRT.js 2.5.3 runs only static shapes (convert ' +
-                      'the graph at fixed input shapes; a text_to_mel / text_to_audio graph, ' +
-                      'whose mel length comes from its durations, cannot run in it)');
+                      'dimension (-1), and LiteRT.js 2.5.3 runs only static shapes (export ' +
+                      'with tfspeech-export --format=tflite --fixed_shapes=tokens=T,frames=F)');
     }
     const shapes = (details) => Object.fromEntries(details.map(
         (d) => [d.name, {dtype: d.dtype, shape: Array.from(d.shape)}]));

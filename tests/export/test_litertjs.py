@@ -27,6 +27,9 @@ RUNNER = os.path.join(tfjs.EXPORT_DIR, "js", "run_tflite.js")
 CHECK_JS = os.path.join(tfjs.EXPORT_DIR, "js", "check_web_demo.js")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKENS = 16
+# One diffusion step: the shapes are what this file tests, and freezing + converting the
+# pair takes ~35 s with it against ~55 s with the suite's two.
+N_TIMESTEPS = 1
 FRAMES = 48
 # float32 LiteRT.js (XNNPACK in wasm) vs TF: max |error| <= this * max |reference|; measured
 # 5e-7 on the tiny vocoder (the float32 TFLite bound of test_tflite.py is 1e-4).
@@ -68,20 +71,20 @@ def mel_to_audio(vocoder_run):
 
 
 @pytest.fixture(scope="module")
-def fixed_pair(acoustic_run, vocoder_run, n_timesteps, tmp_path_factory):
+def fixed_pair(acoustic_run, vocoder_run, tmp_path_factory):
   """The tiny Grad-TTS + HiFi-GAN text_to_audio exported with fixed_shapes (tokens=TOKENS,
   frames=FRAMES): (its .tflite, metadata.json, inputs of one utterance padded, TF's outputs
   of the same fixed-shape graph)."""
   sizes = {"tokens": TOKENS, "frames": FRAMES}
-  paths = tflite.export_run(acoustic_run, vocoder_run,
-                            str(tmp_path_factory.mktemp("litertjs") / "fixed"),
-                            {"n_timesteps": n_timesteps}, graphs=["text_to_audio"],
-                            fixed_shapes=sizes)
+  # export_run's steps, with the graph kept: TF's reference reuses its trace.
+  graph = inference_graphs.fix_shapes(inference_graphs.graphs_for_runs(
+      acoustic_run, vocoder_run, {"n_timesteps": N_TIMESTEPS}, ["text_to_audio"]),
+                                      TOKENS, FRAMES)["text_to_audio"]
+  paths = tflite.export_built_graphs({"text_to_audio": graph},
+                                     str(tmp_path_factory.mktemp("litertjs") / "fixed"),
+                                     acoustic_run, vocoder_run)
   with open(paths["metadata"], encoding="utf-8") as f:
     metadata = json.load(f)
-  graph = inference_graphs.fix_shapes(inference_graphs.graphs_for_runs(
-      acoustic_run, vocoder_run, {"n_timesteps": n_timesteps}, ["text_to_audio"]),
-                                      TOKENS, FRAMES)["text_to_audio"]
   rng = np.random.default_rng(5)
   inputs = tflite.fixed_shape_inputs(
       sizes, text_ids=rng.integers(1, 60, (1, 9)).astype(np.int32),
@@ -188,3 +191,28 @@ def test_dynamic_shape_export_is_refused_with_the_reason(mel_to_audio, node, tmp
                         str(tmp_path / "run"), succeeds=False)
   assert "input mel [-1, -1, 80]" in stderr and "dynamic dimension" in stderr, stderr[-2000:]
   assert "static shapes" in stderr and "out of bounds" not in stderr, stderr[-2000:]
+  assert "--fixed_shapes=tokens=T,frames=F" in stderr, stderr[-2000:]
+
+
+@pytest.mark.skipif(not os.path.isfile(CHROMIUM), reason="Chromium is not installed")
+def test_demo_page_runs_fixed_shape_export_with_litertjs(fixed_pair, node):
+  """The demo page, given the fixed-shape export's folder, runs it with LiteRT.js, says so,
+  and speaks: its durations (noise-free in Grad-TTS) and mel length are TF's for its ids."""
+  path, _, _, _, graph = fixed_pair
+  result = subprocess.run([node, CHECK_JS, f"--model={os.path.dirname(path)}", "--text=Hi.",
+                           f"--chromium={CHROMIUM}"], capture_output=True, text=True,
+                          check=False, timeout=150, cwd=tfjs.EXPORT_DIR)
+  assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+  page = json.loads(result.stdout.strip().splitlines()[-1])
+  assert page["result"]["runtime"] == "litertjs" and not page["problems"]
+  assert page["backendText"].startswith("Runtime: LiteRT.js (litert_wasm"), page["backendText"]
+  ids = page["result"]["ids"]
+  inputs = tflite.fixed_shape_inputs(
+      {"tokens": TOKENS, "frames": FRAMES}, text_ids=np.array([ids], np.int32),
+      text_lengths=np.array([len(ids)], np.int32), noise=np.zeros((1, FRAMES, 80), np.float32),
+      temperature=np.float32(1.5), length_scale=np.float32(1.0))
+  reference = graph.function(**inputs)
+  assert page["result"]["durations"] == reference["durations"].numpy()[0, :len(ids)].tolist()
+  assert page["result"]["melFrames"] == int(reference["mel_lengths"][0])
+  assert page["result"]["clipped"] is bool(reference["clipped"][0])
+  assert page["wav"]["valid"] and page["wav"]["samples"] == page["result"]["melFrames"] * 256
