@@ -38,6 +38,11 @@ pass at least the frames the text will take for independent noise (metadata.json
 `noise.frames_hint_per_token`). The vocoder's noise works alike: it reads
 `noise_length(frames)` steps (metadata.json: `vocoder_noise.length_per_frame` per frame)
 and repeats shorter noise.
+
+`FixedShape` (`fix_shapes`, `tfspeech-export --format=tflite --fixed_shapes=tokens=T,frames=F`)
+wraps any of the three at batch 1 with every input and output static, for runtimes that
+cannot resize tensors (LiteRT.js): text padded to T ids, mels, noise and audio to F frames,
+an extra output `clipped`; see its docstring.
 """
 
 import dataclasses
