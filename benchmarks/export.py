@@ -10,9 +10,9 @@ inference_graphs`), and compares, on the same inputs in the same run:
   interpreter threads as the process has cores;
 - LiteRT.js float32 (@litertjs/core 2.5.3, LiteRT's XNNPACK kernels in WebAssembly): the
   graph converted at the shapes of this run's inputs, since LiteRT.js runs only graphs whose
-  inputs and outputs all have static shapes (tfspeech-export's files keep them dynamic, and a
-  Grad-TTS mel's length comes from its durations, so text_to_mel cannot run in it: its row
-  is skipped with that reason). Timed in Node (`export/js/run_tflite.js`: Node 20 has no
+  inputs and outputs all have static shapes (tfspeech-export's files keep them dynamic; a
+  Grad-TTS text_to_mel runs as the --fixed_shapes graph at this run's tokens and TF's mel
+  length, `inference_graphs.FixedShape`). Timed in Node (`export/js/run_tflite.js`: Node 20 has no
   relaxed SIMD, so LiteRT.js loads its compat build, one thread), beside TFJS wasm in Node,
   and in headless Chromium (`export/js/check_web_demo.js --litert_model --threads`: the
   browser build, relaxed SIMD and threads, cross-origin isolated by serve_demo.js), which is
@@ -265,12 +265,24 @@ class _Comparison:
     """LiteRT.js float32 at this run's static shapes, in Node and in Chromium."""
     # pylint: disable=import-outside-toplevel
     from tfspeech.export import frozen_graph, tfjs, tflite
+    from tfspeech.export import inference_graphs
     concrete, static = static_graph_function(self.graph, self.inputs)
+    inputs, shapes_note = self.inputs, "; static shapes"
     if not static:
-      self.skipped.append("LiteRT.js not run: even at static input shapes the outputs' "
-                          "length depends on the data (durations), and LiteRT.js 2.5.3 runs "
-                          "only static shapes")
-      return
+      # The mel length comes from the durations: the --fixed_shapes graph (padded and cut at
+      # its edges) at this run's tokens and TF's mel length, so outputs compare 1:1.
+      if np.shape(self.inputs["text_ids"])[0] != 1:
+        self.skipped.append("LiteRT.js not run: fixed-shape graphs take batch 1")
+        return
+      tokens = int(np.shape(self.inputs["text_ids"])[1])
+      frames = int(np.max(self.reference["mel_lengths"]))
+      fixed = inference_graphs.FixedShape(self.graph, tokens, frames)
+      concrete = fixed.concrete_function()
+      inputs = dict(self.inputs)
+      if "noise" in inputs:  # the model reads the first frames it needs
+        inputs["noise"] = np.asarray(inputs["noise"])[:, :frames]  # graph-ok: host I/O
+      inputs = tflite.fixed_shape_inputs({"tokens": tokens, "frames": frames}, **inputs)
+      shapes_note = f"; --fixed_shapes=tokens={tokens},frames={frames}"
     estimate = tf_seconds * NODE_SLOWDOWN["wasm"]
     if estimate > NODE_CALL_BUDGET_SECONDS["wasm"] and self.ctx.repeats_override is None:
       self.skipped.append(f"LiteRT.js not run: ~{estimate:.0f} s per call expected")
@@ -299,7 +311,7 @@ class _Comparison:
         continue
       try:
         out, samples, description = run_litertjs(
-            commands[runner], self.inputs, str(self.dir / f"litertjs_{runner}"), repeats,
+            commands[runner], inputs, str(self.dir / f"litertjs_{runner}"), repeats,
             0 if slow else 1)
       except (RuntimeError, subprocess.TimeoutExpired) as error:
         self.skipped.append(f"LiteRT.js {runner} failed: {error}")
@@ -309,7 +321,7 @@ class _Comparison:
                    f"{np.median(samples):.3f} s per call")
       self._measure(f"LiteRT.js float32 ({runner}, {build} wasm)", samples, _size_mb(path),
                     out, "litertjs", "float32", convert_seconds,
-                    extra_note=("; static shapes" + ("; no warm-up call" if slow else "")),
+                    extra_note=(shapes_note + ("; no warm-up call" if slow else "")),
                     backend=runner.lower(), wasm=description["wasm"],
                     warmup_calls=0 if slow else 1)
 
