@@ -8,6 +8,15 @@ inference_graphs`), and compares, on the same inputs in the same run:
 - TFLite float32 / float16 / dynamic_range (`tflite.export_graphs`, one conversion each per
   run, all from one frozen SavedModel), run by LiteRT (`tflite.TFLiteGraph`) with as many
   interpreter threads as the process has cores;
+- LiteRT.js float32 (@litertjs/core 2.5.3, LiteRT's XNNPACK kernels in WebAssembly): the
+  graph converted at the shapes of this run's inputs, since LiteRT.js runs only graphs whose
+  inputs and outputs all have static shapes (tfspeech-export's files keep them dynamic; a
+  Grad-TTS text_to_mel runs as the --fixed_shapes graph at this run's tokens and TF's mel
+  length, `inference_graphs.FixedShape`). Timed in Node (`export/js/run_tflite.js`: Node 20 has no
+  relaxed SIMD, so LiteRT.js loads its compat build, one thread), beside TFJS wasm in Node,
+  and in headless Chromium (`export/js/check_web_demo.js --litert_model --threads`: the
+  browser build, relaxed SIMD and threads, cross-origin isolated by serve_demo.js), which is
+  what a page gets;
 - TFJS float32 and float16 (`tfjs.export_graphs` through the converter's own virtualenv), run
   in Node by `export/js/run_graph_model.js` (`tfjs.run_in_node`): float32 on the wasm and
   pure-JS cpu backends when the runner takes `backend=` (else on its only backend, cpu),
@@ -43,8 +52,11 @@ is stated in the note; a shift inside an equal total length is not visible.
 """
 
 import inspect
+import json
 import os
 import pathlib
+import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -80,6 +92,8 @@ NODE_SLOWDOWN = {"wasm": 15, "cpu": 150}
 # on every model: it is timed where a call is short (tiny HiFi-GAN), which shows that ratio.
 NODE_CALL_BUDGET_SECONDS = {"wasm": 240.0, "cpu": 20.0}
 _MB = 1e6
+LITERT_RUNNERS = ("Node", "Chromium")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _cores():
@@ -117,6 +131,44 @@ def node_backends():
   if "backend" in inspect.signature(tfjs.run_in_node).parameters:
     return list(NODE_BACKENDS)
   return [None]  # the runner's only backend: pure-JS CPU
+
+
+def static_graph_function(graph, inputs):
+  """`graph.function` traced at the shapes of `inputs` (a ConcreteFunction with the same
+  input and output names), and whether all its outputs then have static shapes."""
+  # pylint: disable=import-outside-toplevel
+  from tfspeech.export import inference_graphs
+  specs = [tf.TensorSpec(np.shape(inputs[spec.name]), spec.dtype, name=spec.name)
+           for spec in graph.function.input_signature]
+  concrete = inference_graphs.named_function(specs, graph.function).get_concrete_function()
+  static = all(t.shape.is_fully_defined()
+               for t in tf.nest.flatten(concrete.structured_outputs))
+  return concrete, static
+
+
+def run_litertjs(command, inputs, scratch, repeat, warmup):
+  """Runs a LiteRT.js runner (`command`: run_tflite.js --model=, or check_web_demo.js
+  --litert_model=) on `inputs`; returns (outputs, seconds per call, outputs.json)."""
+  os.makedirs(scratch, exist_ok=True)
+  spec = {}
+  for name, value in inputs.items():
+    value = np.asarray(value)  # graph-ok: host I/O
+    value.tofile(os.path.join(scratch, f"{name}.bin"))
+    spec[name] = {"dtype": str(value.dtype), "shape": list(value.shape), "file": f"{name}.bin"}
+  with open(os.path.join(scratch, "inputs.json"), "w", encoding="utf-8") as f:
+    json.dump(spec, f)
+  out = os.path.join(scratch, "out")
+  result = subprocess.run(command + [f"--inputs={scratch}/inputs.json", f"--out={out}",
+                                     f"--repeat={repeat}", f"--warmup={warmup}",
+                                     "--timeout_s=590"],
+                          capture_output=True, text=True, check=False, timeout=600)
+  if result.returncode != 0:
+    raise RuntimeError((result.stderr.strip() or result.stdout.strip()).splitlines()[-1])
+  with open(os.path.join(out, "outputs.json"), encoding="utf-8") as f:
+    description = json.load(f)
+  outputs = {name: np.fromfile(os.path.join(out, entry["file"]), entry["dtype"]).reshape(
+      entry["shape"]) for name, entry in description["outputs"].items()}
+  return outputs, description["seconds_per_call"], description
 
 
 def _repeats(ctx, call_seconds, default=3):
@@ -209,6 +261,70 @@ class _Comparison:
                     num_threads=threads, first_call_seconds=first)
       del runner
 
+  def litertjs(self, tf_seconds):
+    """LiteRT.js float32 at this run's static shapes, in Node and in Chromium."""
+    # pylint: disable=import-outside-toplevel
+    from tfspeech.export import frozen_graph, tfjs, tflite
+    from tfspeech.export import inference_graphs
+    concrete, static = static_graph_function(self.graph, self.inputs)
+    inputs, shapes_note = self.inputs, "; static shapes"
+    if not static:
+      # The mel length comes from the durations: the --fixed_shapes graph (padded and cut at
+      # its edges) at this run's tokens and TF's mel length, so outputs compare 1:1.
+      if np.shape(self.inputs["text_ids"])[0] != 1:
+        self.skipped.append("LiteRT.js not run: fixed-shape graphs take batch 1")
+        return
+      tokens = int(np.shape(self.inputs["text_ids"])[1])
+      frames = int(np.max(self.reference["mel_lengths"]))
+      fixed = inference_graphs.FixedShape(self.graph, tokens, frames)
+      concrete = fixed.concrete_function()
+      inputs = dict(self.inputs)
+      if "noise" in inputs:  # the model reads the first frames it needs
+        inputs["noise"] = np.asarray(inputs["noise"])[:, :frames]  # graph-ok: host I/O
+      inputs = tflite.fixed_shape_inputs({"tokens": tokens, "frames": frames}, **inputs)
+      shapes_note = f"; --fixed_shapes=tokens={tokens},frames={frames}"
+    estimate = tf_seconds * NODE_SLOWDOWN["wasm"]
+    if estimate > NODE_CALL_BUDGET_SECONDS["wasm"] and self.ctx.repeats_override is None:
+      self.skipped.append(f"LiteRT.js not run: ~{estimate:.0f} s per call expected")
+      return
+    try:
+      node = tfjs.ensure_node_modules()
+    except tfjs.NodeUnavailable as error:
+      self.skipped.append(f"LiteRT.js not measured: {str(error).splitlines()[0]}")
+      return
+    start = time.perf_counter()
+    saved_model = frozen_graph.save_frozen_saved_model(
+        {self.graph.name: concrete}, str(self.dir / "litertjs_frozen"))
+    path = self.dir / "litertjs" / f"{self.graph.name}.tflite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tflite.convert_saved_model(saved_model, self.graph.name))
+    convert_seconds = time.perf_counter() - start
+    js_dir = os.path.join(tfjs.EXPORT_DIR, "js")
+    commands = {"Node": [node, os.path.join(js_dir, "run_tflite.js"), f"--model={path}"],
+                "Chromium": [node, os.path.join(js_dir, "check_web_demo.js"),
+                             f"--litert_model={path}", "--threads", f"--chromium={CHROMIUM}"]}
+    slow = estimate > SLOW_CALL_SECONDS
+    repeats = 1 if slow and self.ctx.repeats_override is None else _repeats(self.ctx, estimate)
+    for runner in LITERT_RUNNERS:
+      if runner == "Chromium" and not os.path.isfile(CHROMIUM):
+        self.skipped.append("LiteRT.js Chromium not run: no Chromium")
+        continue
+      try:
+        out, samples, description = run_litertjs(
+            commands[runner], inputs, str(self.dir / f"litertjs_{runner}"), repeats,
+            0 if slow else 1)
+      except (RuntimeError, subprocess.TimeoutExpired) as error:
+        self.skipped.append(f"LiteRT.js {runner} failed: {error}")
+        continue
+      build = description["wasm"].replace("litert_wasm_", "").replace("_internal", "")
+      self.ctx.log(f"  export {self.preset} LiteRT.js ({runner}, {build}): "
+                   f"{np.median(samples):.3f} s per call")
+      self._measure(f"LiteRT.js float32 ({runner}, {build} wasm)", samples, _size_mb(path),
+                    out, "litertjs", "float32", convert_seconds,
+                    extra_note=(shapes_note + ("; no warm-up call" if slow else "")),
+                    backend=runner.lower(), wasm=description["wasm"],
+                    warmup_calls=0 if slow else 1)
+
   def tfjs(self, tf_seconds):
     """TFJS float32 on every Node backend, float16 on the first; skips say why."""
     # pylint: disable=import-outside-toplevel
@@ -268,6 +384,7 @@ class _Comparison:
     """All variants; returns the Measurements (TF first, the baseline)."""
     tf_samples, first = self.tf_baseline(audio_seconds_of)
     self.tflite()
+    self.litertjs(float(np.median(tf_samples)))
     if with_tfjs:
       self.tfjs(float(np.median(tf_samples)))
     elif tfjs_skip_reason:

@@ -18,8 +18,13 @@ FORMATS = ("saved_model", "tflite", "tfjs")
 PRECISIONS = ("float32", "float16", "dynamic_range")
 
 
-def check_options(fmt: str, out: str, precision: str = "float32", select_tf_ops: bool = False):
-  """Raises ValueError for options that do not go together, before any model is loaded."""
+def check_options(fmt: str, out: str, precision: str = "float32", select_tf_ops: bool = False,
+                  fixed_shapes: Optional[str] = None) -> Optional[Dict[str, int]]:
+  """Raises ValueError for options that do not go together, before any model is loaded.
+
+  Returns:
+    `fixed_shapes` parsed ({"tokens": T, "frames": F}), or None.
+  """
   if fmt not in FORMATS:
     raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
   if precision not in PRECISIONS:
@@ -31,6 +36,13 @@ def check_options(fmt: str, out: str, precision: str = "float32", select_tf_ops:
                      "SavedModel keeps float32 weights")
   if fmt == "tfjs" and select_tf_ops:
     raise ValueError("--select_tf_ops applies to --format=tflite")
+  if fixed_shapes is None:
+    return None
+  if fmt != "tflite":
+    raise ValueError("--fixed_shapes applies to --format=tflite (for LiteRT.js); SavedModel "
+                     "and TFJS keep dynamic batch and lengths")
+  from tfspeech.export import inference_graphs  # pylint: disable=import-outside-toplevel
+  return inference_graphs.parse_fixed_shapes(fixed_shapes)
 
 
 def load_runs(workdir: str, vocoder: Optional[str] = None, checkpoint: Optional[str] = None):
@@ -59,7 +71,8 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
                    controls: Optional[Mapping[str, object]] = None,
                    precision: str = "float32", select_tf_ops: bool = False,
                    vocoder_controls: Optional[Mapping[str, object]] = None,
-                   stream: bool = False) -> Dict[str, str]:
+                   stream: bool = False,
+                   fixed_shapes: Optional[str] = None) -> Dict[str, str]:
   """Exports a trained run (and optional vocoder run) to `out`.
 
   Args:
@@ -76,6 +89,8 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
     vocoder_controls: the control values of the `vocoder` run's model, likewise.
     stream: also mel_chunk_to_audio (needs a vocoder run; its context in metadata.json's
       vocoder.context_frames).
+    fixed_shapes: TFLite: "tokens=T,frames=F", every graph at batch 1 with static inputs
+      and outputs (LiteRT.js; see tfspeech.export.tflite).
 
   Returns:
     {name: written path}.
@@ -84,7 +99,10 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
     ValueError: bad options or runs (`stream` without a vocoder, or a vocoder that does not
       declare its streaming context).
   """
-  check_options(fmt, out, precision, select_tf_ops)
+  sizes = check_options(fmt, out, precision, select_tf_ops, fixed_shapes)
+  if stream and sizes:
+    raise ValueError("--stream and --fixed_shapes do not combine yet: LiteRT.js's fixed-shape "
+                     "graphs have no streaming form; export them separately")
   acoustic_run, vocoder_run = load_runs(workdir, vocoder, checkpoint)
   if acoustic_run is None:
     # --workdir is the vocoder: its controls are --control's.
@@ -102,7 +120,8 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
   if fmt == "tflite":
     from tfspeech.export import tflite  # pylint: disable=import-outside-toplevel
     return tflite.export_run(acoustic_run, vocoder_run, out, controls, precision,
-                             select_tf_ops, vocoder_controls=vocoder_controls)
+                             select_tf_ops, vocoder_controls=vocoder_controls,
+                             fixed_shapes=sizes)
   from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
   return tfjs.export_run(acoustic_run, vocoder_run, out, controls, precision,
                          vocoder_controls=vocoder_controls)

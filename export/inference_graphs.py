@@ -46,6 +46,11 @@ pass at least the frames the text will take for independent noise (metadata.json
 `noise.frames_hint_per_token`). The vocoder's noise works alike: it reads
 `noise_length(frames)` steps (metadata.json: `vocoder_noise.length_per_frame` per frame)
 and repeats shorter noise.
+
+`FixedShape` (`fix_shapes`, `tfspeech-export --format=tflite --fixed_shapes=tokens=T,frames=F`)
+wraps any of the three at batch 1 with every input and output static, for runtimes that
+cannot resize tensors (LiteRT.js): text padded to T ids, mels, noise and audio to F frames,
+an extra output `clipped`; see its docstring.
 """
 
 import dataclasses
@@ -481,7 +486,9 @@ def graphs_for_runs(acoustic_run=None, vocoder_run=None,
 
 
 def _part(graphs: Mapping[str, InferenceGraph], name: str, attribute: str):
-  """Graph `name`, or that half of text_to_audio (its `attribute`), or None."""
+  """Graph `name`, or that half of text_to_audio (its `attribute`), or None (a `FixedShape`
+  graph stands for the graph it wraps)."""
+  graphs = {key: getattr(graph, "graph", graph) for key, graph in graphs.items()}
   if name in graphs:
     return graphs[name]
   return getattr(graphs.get(TEXT_TO_AUDIO), attribute, None)
@@ -620,3 +627,128 @@ def write_metadata(metadata: Mapping, out_dir: str) -> str:
   with open(path, "w", encoding="utf-8") as f:
     json.dump(metadata, f, indent=2, ensure_ascii=False)
   return path
+
+
+# --------------------------------------------------------------------------- #
+# Fixed shapes (LiteRT.js).
+
+# Dim labels of `input_dims` / `output_dims` that a fixed-shape graph pins to the token
+# count or the frame count (noise_length and "frames * hop_length" are derived from frames).
+TOKEN_DIMS = ("tokens",)
+FRAME_DIMS = ("frames", "noise_frames")
+CLIPPED = "clipped"
+
+
+def parse_fixed_shapes(value: str) -> Dict[str, int]:
+  """"tokens=T,frames=F" → {"tokens": T, "frames": F} (both positive ints).
+
+  Raises:
+    ValueError: a malformed value, an unknown or missing key, or a size < 1.
+  """
+  usage = ("--fixed_shapes: give tokens=T,frames=F (positive ints: padded text ids, mel "
+           "frames; e.g. tokens=128,frames=512)")
+  sizes = {}
+  for part in value.split(","):
+    key, sep, size = part.strip().partition("=")
+    if not sep or key not in ("tokens", "frames") or key in sizes:
+      raise ValueError(f"{usage}; got {value!r}")
+    try:
+      sizes[key] = int(size)
+    except ValueError:
+      raise ValueError(f"{usage}; {key}={size!r} is not an int") from None
+    if sizes[key] < 1:
+      raise ValueError(f"{usage}; {key}={sizes[key]} must be >= 1")
+  if len(sizes) != 2:
+    raise ValueError(f"{usage}; got {value!r}")
+  return sizes
+
+
+def _fit(tensor, shape):
+  """`tensor` cut or zero-padded to the static `shape` (dims dynamic inside the graph: the
+  slice and pad keep whatever length the model made, the reshape pins the result)."""
+  tensor = tensor[tuple(slice(0, size) for size in shape)]
+  paddings = [[0, size - tf.shape(tensor)[axis]] for axis, size in enumerate(shape)]
+  return tf.reshape(tf.pad(tensor, paddings), shape)
+
+
+class FixedShape(InferenceGraph):
+  """An inference graph at batch 1 with `tokens` text ids and `frames` mel frames, every
+  input and output static (LiteRT.js cannot resize tensors).
+
+  Inputs are the wrapped graph's, padded: text_ids [1, tokens] (text_lengths gives the
+  real length), noise [1, frames, channels], mel [1, frames, n_mels] (mel_lengths gives the
+  real length), vocoder_noise [1, noise_length(frames), channels]. Outputs are cut or
+  zero-padded: mel [1, frames, n_mels], durations [1, tokens], audio [1, frames * hop]; the
+  lengths are clipped to `frames` and `clipped` int32 [1] is 1 when the utterance needed
+  more frames (its mel and audio then stop at `frames`). Inside, the acoustic model keeps
+  its data-dependent mel length; text_to_audio pads that mel to `frames` before the
+  vocoder, which then runs at static shapes.
+
+  Args:
+    graph: a `TextToMel`, `MelToAudio` or `TextToAudio`.
+    tokens: padded text length (graphs with text inputs).
+    frames: padded mel length.
+  """
+
+  def __init__(self, graph: InferenceGraph, tokens: int, frames: int):
+    super().__init__(name=graph.name)
+    self.name = graph.name
+    self.graph = graph
+    self.tokens, self.frames = int(tokens), int(frames)
+    vocoder = getattr(graph, "mel_to_audio", graph if isinstance(graph, MelToAudio) else None)
+    self.hop_length = None if vocoder is None else vocoder.hop_length
+    noise_length = (None if vocoder is None or not vocoder.has_noise
+                    else int(vocoder.vocoder.noise_length(tf.constant(self.frames))))
+    self.sizes = {"batch": 1, "tokens": self.tokens, "frames": self.frames,
+                  "noise_frames": self.frames, "noise_length": noise_length,
+                  "frames * hop_length": (None if vocoder is None
+                                          else self.frames * self.hop_length)}
+    self.input_dims = graph.input_dims
+    self.output_dims = dict(graph.output_dims, **{CLIPPED: ["batch"]})
+    specs = [tf.TensorSpec(self._shape(spec, graph.input_dims[spec.name]), spec.dtype,
+                           name=spec.name) for spec in graph.function.input_signature]
+    self.output_specs = {
+        name: tf.TensorSpec(self._shape(spec, self.output_dims[name]), spec.dtype)
+        for name, spec in dict(graph.output_specs,
+                               **{CLIPPED: tf.TensorSpec([None], tf.int32)}).items()}
+    self.function = named_function(specs, self._fixed)
+
+  def _shape(self, spec, labels):
+    return [self.sizes[label] if size is None else size
+            for label, size in zip(labels, spec.shape.as_list())]
+
+  def _fixed(self, *args):
+    graph = self.graph
+    if isinstance(graph, MelToAudio):
+      out = graph._mel_to_audio(*args)  # pylint: disable=protected-access
+      lengths = out["audio_lengths"] // self.hop_length
+    elif isinstance(graph, TextToMel):
+      out = graph.mel(**graph.split_args(args))
+      lengths = out["mel_lengths"]
+    else:
+      named = graph.split_args(args)
+      vocoder_noise = named.pop("vocoder_noise")
+      vocoder_controls = named.pop("vocoder_controls")
+      out = graph.text_to_mel.mel(**named)
+      lengths = out["mel_lengths"]
+      out["mel"] = _fit(out["mel"], self.output_specs["mel"].shape)
+      out["mel_lengths"] = tf.minimum(lengths, self.frames)
+      out.update(graph.mel_to_audio.audio(out["mel"], out["mel_lengths"], vocoder_noise,
+                                          vocoder_controls))
+    out = {name: _fit(value, self.output_specs[name].shape) for name, value in out.items()}
+    for name in ("mel_lengths", "audio_lengths"):
+      if name in out:
+        limit = self.frames * (self.hop_length if name == "audio_lengths" else 1)
+        out[name] = tf.minimum(out[name], limit)
+    out[CLIPPED] = tf.cast(lengths > self.frames, tf.int32)
+    return out
+
+  def describe(self) -> dict:
+    return dict(super().describe(), fixed_shapes={"batch": 1, "tokens": self.tokens,
+                                                  "frames": self.frames})
+
+
+def fix_shapes(graphs: Mapping[str, InferenceGraph], tokens: int, frames: int
+               ) -> Dict[str, InferenceGraph]:
+  """Every graph as a `FixedShape` graph (batch 1, `tokens`, `frames`)."""
+  return {name: FixedShape(graph, tokens, frames) for name, graph in graphs.items()}

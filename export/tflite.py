@@ -25,6 +25,14 @@ Only TFLite builtin ops are used; `select_tf_ops=True` additionally allows TF ke
 (Flex), which none of tfspeech's graphs needs: the one op that needed it, StridedSlice
 with new_axis_mask on dynamic shapes (`mask[:, :, None]`), is rewritten to
 ExpandDims by `export.frozen_graph`. The flag stays for models with ops without a builtin.
+
+Fixed shapes (`fixed_shapes={"tokens": T, "frames": F}`, `tfspeech-export --fixed_shapes`):
+every input and output of every graph is static at batch 1 (`inference_graphs.FixedShape`),
+as LiteRT.js (@litertjs/core, which cannot resize tensors) needs; the acoustic model's mel
+length stays data-dependent inside the graph, which LiteRT.js runs. Pad the inputs with
+`fixed_shape_inputs` (a text longer than T is a ValueError); an utterance that needs more
+than F frames comes back cut at F with output `clipped` = 1 (`check_not_clipped` raises).
+metadata.json records `fixed_shapes` {"batch": 1, "tokens": T, "frames": F}.
 """
 
 import os
@@ -155,11 +163,56 @@ def output_tensors(path: str) -> Dict[str, str]:
   return mapping
 
 
+def fixed_shape_inputs(fixed_shapes: Mapping[str, int], **inputs) -> Dict[str, np.ndarray]:
+  """Inputs of one utterance (batch 1) zero-padded to a fixed-shape export's sizes.
+
+  text_ids to `tokens` along axis 1, noise and mel to `frames`; other inputs unchanged
+  (vocoder_noise must already have its input's length: metadata.json's graph inputs).
+
+  Raises:
+    ValueError: batch is not 1, or an input is longer than the export's size (re-export
+      with larger --fixed_shapes, or split the text).
+  """
+  sizes = {"text_ids": fixed_shapes["tokens"], "noise": fixed_shapes["frames"],
+           "mel": fixed_shapes["frames"]}
+  padded = {}
+  for name, value in inputs.items():
+    value = np.asarray(value)  # graph-ok: host I/O
+    if name in sizes:
+      size = sizes[name]
+      if value.shape[0] != 1:
+        raise ValueError(f"fixed-shape TFLite: {name} has batch {value.shape[0]}; these "
+                         "graphs take one utterance (batch 1)")
+      if value.shape[1] > size:
+        unit = "tokens" if name == "text_ids" else "frames"
+        raise ValueError(f"fixed-shape TFLite: {name} has {value.shape[1]} {unit} but the "
+                         f"export takes at most {unit}={size}; split the text or re-export "
+                         f"with a larger --fixed_shapes {unit}=")
+      pad = [(0, 0)] * value.ndim
+      pad[1] = (0, size - value.shape[1])
+      value = np.pad(value, pad)
+    padded[name] = value
+  return padded
+
+
+def check_not_clipped(outputs: Mapping[str, np.ndarray], fixed_shapes: Mapping[str, int]):
+  """Raises ValueError when a fixed-shape graph cut the utterance at `frames`."""
+  if inference_graphs.CLIPPED in outputs and np.any(outputs[inference_graphs.CLIPPED]):
+    frames = fixed_shapes["frames"]
+    needed = ""
+    if "durations" in outputs:
+      needed = f" (it needs {int(np.sum(outputs['durations']))})"
+    raise ValueError(f"fixed-shape TFLite: the utterance needs more than frames={frames} mel "
+                     f"frames{needed}; its mel and audio stop at {frames}. Split the text or "
+                     "re-export with a larger --fixed_shapes frames=")
+
+
 def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tflite",
                controls: Optional[Mapping[str, object]] = None, precision: str = "float32",
                select_tf_ops: bool = False,
                graphs: Optional[Sequence[str]] = None,
-               vocoder_controls: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
+               vocoder_controls: Optional[Mapping[str, object]] = None,
+               fixed_shapes: Optional[Mapping[str, int]] = None) -> Dict[str, str]:
   """Exports trained runs to `out_dir`: `.tflite` files and `metadata.json`.
 
   Args:
@@ -169,16 +222,34 @@ def export_run(acoustic_run=None, vocoder_run=None, out_dir: str = "exported/tfl
     controls: the acoustic model's control values (static ones fixed in the graphs).
     graphs: export only these graph names (default: every graph the runs allow).
     vocoder_controls: the vocoder's control values (likewise).
+    fixed_shapes: {"tokens": T, "frames": F}: every graph at batch 1 with static inputs and
+      outputs (LiteRT.js; see the module docstring). None: dynamic batch and lengths.
 
   Returns:
     name → written path (graphs and "metadata").
   """
   graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls, graphs,
                                             vocoder_controls)
+  if fixed_shapes is not None:
+    graphs = inference_graphs.fix_shapes(graphs, fixed_shapes["tokens"],
+                                         fixed_shapes["frames"])
+  return export_built_graphs(graphs, out_dir, acoustic_run, vocoder_run, precision,
+                             select_tf_ops)
+
+
+def export_built_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir: str,
+                        acoustic_run=None, vocoder_run=None, precision: str = "float32",
+                        select_tf_ops: bool = False) -> Dict[str, str]:
+  """`export_run` for graphs already built from the runs (`inference_graphs.graphs_for_runs`,
+  optionally `fix_shapes`): `.tflite` files and `metadata.json` (its `fixed_shapes` null, or
+  the graphs' sizes)."""
+  fixed = [graph.describe()["fixed_shapes"] for graph in graphs.values()
+           if isinstance(graph, inference_graphs.FixedShape)]
+  extra = {"select_tf_ops": select_tf_ops, "fixed_shapes": fixed[0] if fixed else None}
   paths = export_graphs(graphs, out_dir, precision, select_tf_ops)
   metadata = inference_graphs.export_metadata(
       "tflite", graphs, {name: os.path.basename(p) for name, p in paths.items()},
-      acoustic_run, vocoder_run, precision, extra={"select_tf_ops": select_tf_ops})
+      acoustic_run, vocoder_run, precision, extra=extra)
   for name, path in paths.items():
     metadata["graphs"][name]["output_tensors"] = output_tensors(path)
   paths["metadata"] = write_metadata(metadata, out_dir)

@@ -21,6 +21,17 @@
 // page or in its console (pageerror), no result, no or silent audio, a length other than
 // mel frames x hop_length, or a download link without that audio as WAV.
 //
+// LiteRT.js mode: runs one .tflite graph in the page web/litert.html with LiteRT.js
+// (web/litert_runtime.js) instead of driving the demo, and writes what run_tflite.js writes:
+//
+//   node export/js/check_web_demo.js --litert_model=FILE.tflite --inputs=inputs.json \
+//       --out=OUT_DIR [--repeat=N] [--warmup=N] [--threads] [--chromium=...] [--timeout_s=120]
+//
+// inputs.json and OUT_DIR as run_graph_model.js / run_tflite.js; outputs.json adds the
+// LiteRT.js binary the browser loaded ("wasm": litert_wasm_internal with relaxed SIMD, the
+// threaded one with --threads), "threads", "crossOriginIsolated" and "hardwareConcurrency".
+// A graph LiteRT.js cannot run (dynamic shapes) fails with the page's reason.
+//
 // Uses puppeteer-core with the system Chromium (it never downloads a browser).
 
 'use strict';
@@ -46,15 +57,12 @@ async function main() {
     if (!match) throw new Error(`unexpected argument ${arg}`);
     args[match[1]] = match[2] === undefined ? 'true' : match[2];
   }
-  if (!args.model || !args.text) throw new Error('--model and --text are required');
   if (!fs.existsSync(args.chromium)) throw new Error(`no Chromium at ${args.chromium}`);
+  if (args.litert_model) return checkLiteRt(args);
+  if (!args.model || !args.text) throw new Error('--model and --text are required');
   const timeout = Number(args.timeout_s) * 1000;
   const {server, url, wasm} = await startServer({modelDir: args.model});
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tfspeech-chromium-'));
-  const browser = await puppeteer.launch({
-    executablePath: args.chromium, headless: true, userDataDir: profile,
-    args: CHROMIUM_FLAGS, protocolTimeout: timeout,
-  });
+  const {browser, profile} = await launch(args, timeout);
   const console_ = [];
   try {
     const page = await browser.newPage();
@@ -134,6 +142,100 @@ async function main() {
     await browser.close();
     server.close();
     fs.rmSync(profile, {recursive: true, force: true});
+  }
+}
+
+async function launch(args, timeout) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tfspeech-chromium-'));
+  const browser = await puppeteer.launch({
+    executablePath: args.chromium, headless: true, userDataDir: profile,
+    args: CHROMIUM_FLAGS, protocolTimeout: timeout,
+  });
+  return {browser, profile};
+}
+
+// --litert_model: the graph run in web/litert.html; writes OUT_DIR like run_tflite.js.
+async function checkLiteRt(args) {
+  for (const name of ['inputs', 'out']) {
+    if (!args[name]) throw new Error(`--litert_model needs --${name}`);
+  }
+  const timeout = Number(args.timeout_s) * 1000;
+  // One folder under /model/: the graph and the inputs (links, nothing copied).
+  const served = fs.mkdtempSync(path.join(os.tmpdir(), 'tfspeech-litert-'));
+  const spec = JSON.parse(fs.readFileSync(args.inputs, 'utf8'));
+  fs.symlinkSync(path.resolve(args.litert_model), path.join(served, 'graph.tflite'));
+  for (const entry of Object.values(spec)) {
+    fs.symlinkSync(path.resolve(path.dirname(args.inputs), entry.file),
+                   path.join(served, path.basename(entry.file)));
+  }
+  const {server, url} = await startServer({modelDir: served, requireMetadata: false});
+  const {browser, profile} = await launch(args, timeout);
+  const console_ = [];
+  try {
+    const page = await browser.newPage();
+    page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
+    page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
+    await page.goto(`${url}litert.html`, {waitUntil: 'load', timeout});
+    const result = await page.evaluate(runInPage, {
+      spec, threads: args.threads === 'true', repeat: Math.max(1, Number(args.repeat || 1)),
+      warmup: Number(args.warmup || 0)});
+    if (result.error) throw new Error(result.error);
+    fs.mkdirSync(args.out, {recursive: true});
+    const description = {};
+    for (const [name, {base64, dtype, shape}] of Object.entries(result.outputs)) {
+      fs.writeFileSync(path.join(args.out, `${name}.bin`), Buffer.from(base64, 'base64'));
+      description[name] = {dtype, shape, file: `${name}.bin`};
+    }
+    const summary = Object.assign({outputs: description, runtime: 'litertjs-browser'},
+                                  result.summary, {console: console_.slice(-20)});
+    fs.writeFileSync(path.join(args.out, 'outputs.json'), JSON.stringify(summary, null, 2));
+    console.log(JSON.stringify(Object.assign({}, summary, {outputs: description})));
+  } finally {
+    await browser.close();
+    server.close();
+    fs.rmSync(profile, {recursive: true, force: true});
+    fs.rmSync(served, {recursive: true, force: true});
+  }
+}
+
+// In web/litert.html: loads LiteRT.js and the graph, runs it `warmup` + `repeat` times on
+// the inputs of /model/, and returns the last outputs (base64) and the timings; or {error}.
+async function runInPage({spec, threads, repeat, warmup}) {
+  const arrays = {float32: Float32Array, int32: Int32Array};
+  try {
+    const loadStart = performance.now();
+    const runtime = await window.TfspeechLiteRt.load({threads});
+    const graph = await window.TfspeechLiteRt.loadModel('model/graph.tflite');
+    const loadSeconds = (performance.now() - loadStart) / 1000;
+    const inputs = {};
+    for (const [name, entry] of Object.entries(spec)) {
+      const bytes = await (await fetch(`model/${entry.file.split('/').pop()}`)).arrayBuffer();
+      inputs[name] = {values: new arrays[entry.dtype](bytes), shape: entry.shape};
+    }
+    for (let i = 0; i < warmup; i++) await graph.run(inputs);
+    const seconds = [];
+    let outputs = null;
+    for (let i = 0; i < repeat; i++) {
+      const start = performance.now();
+      outputs = await graph.run(inputs);
+      seconds.push((performance.now() - start) / 1000);
+    }
+    graph.delete();
+    const encoded = {};
+    for (const [name, {values, dtype, shape}] of Object.entries(outputs)) {
+      const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+      let text = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) {
+        text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      }
+      encoded[name] = {base64: btoa(text), dtype, shape};
+    }
+    return {outputs: encoded, summary: {
+      seconds_per_call: seconds, load_seconds: loadSeconds, wasm: runtime.binary,
+      threads: runtime.threads, crossOriginIsolated: window.crossOriginIsolated,
+      hardwareConcurrency: navigator.hardwareConcurrency}};
+  } catch (error) {
+    return {error: String(error.message || error)};
   }
 }
 

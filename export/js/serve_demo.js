@@ -9,7 +9,12 @@
 // /vendor/tf-backend-wasm.min.js and /vendor/tfjs-backend-wasm*.wasm (the WebAssembly backend
 // and its three binaries, plain / SIMD / threaded SIMD, from @tensorflow/tfjs-backend-wasm;
 // .wasm goes out as application/wasm so the browser compiles it while streaming); /model/...
-// (the --model folder: metadata.json and the graph-model folders).
+// (the --model folder: metadata.json and the graph-model folders). LiteRT.js
+// (@litertjs/core, for web/litert_runtime.js and web/litert.html): /vendor/litertjs/core.js
+// (the package's ES module, its one bare import of @litertjs/wasm-utils pointed at
+// /vendor/litertjs/wasm-utils.js, so that no import map or bundler is needed) and
+// /vendor/litertjs/wasm/litert_wasm*_internal.{js,wasm} (its four Emscripten builds: compat,
+// relaxed SIMD, threaded, JSPI; the package picks one by the browser's features).
 //
 // --isolate (default true) sends Cross-Origin-Opener-Policy: same-origin and
 // Cross-Origin-Embedder-Policy: require-corp, which make the page cross-origin isolated: only
@@ -33,6 +38,12 @@ const WASM_FILES = {
   'tfjs-backend-wasm-simd.wasm': 'tfjs-backend-wasm-simd.wasm',
   'tfjs-backend-wasm-threaded-simd.wasm': 'tfjs-backend-wasm-threaded-simd.wasm',
 };
+const LITERT_CORE = path.join(NODE_MODULES, '@litertjs', 'core');
+const LITERT_UTILS = path.join(NODE_MODULES, '@litertjs', 'wasm-utils', 'dist', 'index.js');
+const LITERT_FILES = {
+  'core.js': path.join(LITERT_CORE, 'dist', 'index.js'),
+  'wasm-utils.js': LITERT_UTILS,
+};
 const TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
                '.json': 'application/json', '.bin': 'application/octet-stream',
                '.wasm': 'application/wasm'};
@@ -48,6 +59,12 @@ function within(root, relative) {
 function resolveRoute(modelDir, pathname) {
   if (pathname === '/' || pathname === '/index.html') return path.join(WEB_DIR, 'index.html');
   if (pathname === '/vendor/tf.min.js') return TFJS_BUNDLE;
+  if (pathname.startsWith('/vendor/litertjs/')) {
+    const name = pathname.slice('/vendor/litertjs/'.length);
+    if (LITERT_FILES[name]) return LITERT_FILES[name];
+    return /^wasm\/litert_wasm_[a-z_]+\.(js|wasm)$/.test(name)
+        ? path.join(LITERT_CORE, name) : null;
+  }
   if (pathname.startsWith('/vendor/')) {
     const file = WASM_FILES[pathname.slice('/vendor/'.length)];
     return file ? path.join(WASM_DIST, file) : null;
@@ -58,9 +75,11 @@ function resolveRoute(modelDir, pathname) {
 
 // Starts the server; resolves {server, url, wasm} once it listens (port 0 picks a free port).
 // `wasm` is false when the wasm backend package is not installed: the page then runs on cpu.
-function startServer({modelDir, port = 0, host = '127.0.0.1', isolate = true}) {
+// requireMetadata: false serves any folder under /model/ (check_web_demo.js --litert_model).
+function startServer({modelDir, port = 0, host = '127.0.0.1', isolate = true,
+                      requireMetadata = true}) {
   const root = path.resolve(modelDir);
-  if (!fs.existsSync(path.join(root, 'metadata.json'))) {
+  if (requireMetadata && !fs.existsSync(path.join(root, 'metadata.json'))) {
     throw new Error(`${root}/metadata.json not found: --model must be a tfspeech-export ` +
                     '--format=tfjs output folder');
   }
@@ -83,6 +102,11 @@ function startServer({modelDir, port = 0, host = '127.0.0.1', isolate = true}) {
     }
     response.writeHead(200, Object.assign(
         {'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream'}, extraHeaders));
+    if (file === LITERT_FILES['core.js']) {
+      response.end(fs.readFileSync(file, 'utf8').replace(
+          /from\s*["']@litertjs\/wasm-utils["']/g, 'from "./wasm-utils.js"'));
+      return;
+    }
     fs.createReadStream(file).pipe(response);
   });
   return new Promise((resolve, reject) => {

@@ -15,9 +15,15 @@
 // a fallback why, and the backend= parameter. Each synthesis offers the audio as a WAV
 // download and reports the real-time factor as wall seconds / audio seconds (< 1 is faster
 // than real time), the convention of tfspeech-synthesize and tfspeech-vocode.
+// A fixed-shape TFLite export (`tfspeech-export --format=tflite --fixed_shapes=tokens=T,frames=F`,
+// metadata.json `fixed_shapes`) runs with LiteRT.js instead (litert_runtime.js; threaded where
+// the page is cross-origin isolated): text ids are padded to T, noise is F frames, and the
+// outputs (padded to F frames) are cut at their lengths as with TFJS; a text longer than T ids
+// is an error, an utterance longer than F frames plays cut at F and the status says so.
+// The page says which runtime ran (`runtime`).
 // `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`, `lastResult`,
-// `lastWav` (the WAV Blob), `backend` and `backendFallback` (why auto did not get wasm) for
-// scripted use and tests.
+// `lastWav` (the WAV Blob), `runtime` ("tfjs" or "litertjs"), `backend` and `backendFallback`
+// (why auto did not get wasm) for scripted use and tests.
 
 (function () {
   'use strict';
@@ -299,8 +305,51 @@
       throw new Error('metadata.json has neither text_to_audio nor text_to_mel + mel_to_audio; ' +
                       'export with tfspeech-export --format=tfjs --vocoder=VOCODER_RUN');
     }
+    const tokenizer = new TfspeechTokenizer.Tokenizer(metadata);
+    if (metadata.fixed_shapes) {
+      // TFJS keeps the page's tensors; LiteRT.js runs the graphs.
+      const lite = await TfspeechLiteRt.load({threads: window.crossOriginIsolated});
+      const models = {};
+      for (const name of names) {
+        models[name] = await TfspeechLiteRt.loadModel(modelBase + graphs[name].file);
+      }
+      window.tfspeechDemo.runtime = 'litertjs';
+      window.tfspeechDemo.backend = `LiteRT.js (${lite.binary})`;
+      return {metadata, names, models, tokenizer, litert: true};
+    }
     const models = await loadModels(metadata, names);
-    return {metadata, names, models, tokenizer: new TfspeechTokenizer.Tokenizer(metadata)};
+    return {metadata, names, models, tokenizer};
+  }
+
+  // A fixed-shape export in LiteRT.js: tf tensors in (text_ids padded to fixed_shapes.tokens;
+  // noise already fixed_shapes.frames long), tf tensors out, so the rest of the page is the
+  // TFJS path's.
+  async function runLiteRt(models, inputs, fixedShapes) {
+    const ids = inputs.text_ids.shape[1];
+    if (ids > fixedShapes.tokens) {
+      throw new Error(`the text has ${ids} ids but this fixed-shape export takes at most ` +
+                      `${fixedShapes.tokens} (tfspeech-export --fixed_shapes=tokens=); ` +
+                      'shorten the text');
+    }
+    const host = (tensor) => ({values: tensor.dataSync(), shape: tensor.shape});
+    const fixed = {};
+    for (const [name, tensor] of Object.entries(inputs)) fixed[name] = host(tensor);
+    const padded = new Int32Array(fixedShapes.tokens);
+    padded.set(fixed.text_ids.values);
+    fixed.text_ids = {values: padded, shape: [1, fixedShapes.tokens]};
+    let out;
+    if (models.text_to_audio) {
+      out = await models.text_to_audio.run(fixed);
+    } else {
+      out = await models.text_to_mel.run(fixed);
+      Object.assign(out, await models.mel_to_audio.run({mel: out.mel,
+                                                        mel_lengths: out.mel_lengths}));
+    }
+    const tensors = {};
+    for (const [name, {values, shape, dtype}] of Object.entries(out)) {
+      tensors[name] = tf.tensor(values, Array.from(shape), dtype);
+    }
+    return tensors;
   }
 
   let loaded = null;
@@ -312,7 +361,7 @@
     try {
       return await synthesizeOnce(text);
     } catch (error) {
-      if (tf.getBackend() !== 'wasm') throw error;
+      if (loaded.litert || tf.getBackend() !== 'wasm') throw error;
       const why = wasmFailure(error);
       if (window.tfspeechDemo.requestedBackend !== 'auto') {
         throw new Error(`${why} (backend=wasm was asked for; open the page with ?backend=auto ` +
@@ -330,7 +379,8 @@
 
   function showBackend() {
     const demo = window.tfspeechDemo;
-    $('backend').textContent = `Backend: ${demo.backend}` +
+    $('backend').textContent = `${demo.runtime === 'litertjs' ? 'Runtime' : 'Backend'}: ` +
+        `${demo.backend}` +
         (demo.backendFallback ? ` (wasm not used: ${demo.backendFallback}). Choose one with ` +
          'the URL parameter ?backend=auto|wasm|cpu (wasm: fail instead of falling back).' : '');
   }
@@ -352,7 +402,8 @@
     if (metadata.noise) {
       // The model repeats shorter noise; this many frames cover typical speech.
       const channels = metadata.noise.channels;
-      const noiseFrames = Math.max(16, encoded.ids.length * metadata.noise.frames_hint_per_token);
+      const noiseFrames = metadata.fixed_shapes ? metadata.fixed_shapes.frames
+          : Math.max(16, encoded.ids.length * metadata.noise.frames_hint_per_token);
       inputs.noise = tf.tensor3d(normalNoise(noiseFrames * channels, seed),
                                  [1, noiseFrames, channels]);
     }
@@ -362,7 +413,9 @@
     let streamed = null;  // stream_player.js's result: audio already playing chunk by chunk
     // executeAsync runs every exported graph; the synchronous execute throws on the
     // decoding loops of autoregressive models (Tacotron 2, DC-TTS).
-    if (models.text_to_audio) {
+    if (loaded.litert) {
+      out = await runLiteRt(models, inputs, metadata.fixed_shapes);
+    } else if (models.text_to_audio) {
       out = namedOutputs(models.text_to_audio, await models.text_to_audio.executeAsync(inputs));
     } else {
       out = namedOutputs(models.text_to_mel, await models.text_to_mel.executeAsync(inputs));
@@ -381,6 +434,8 @@
     const audio = (await out.audio.data()).slice(0, audioLength);
     const mel = (await out.mel.data()).slice(0, melLength * nMels);
     const durations = Array.from((await out.durations.data()).slice(0, encoded.ids.length));
+    // A fixed-shape export cuts an utterance longer than its frames (output `clipped`).
+    const clipped = out.clipped ? (await out.clipped.data())[0] === 1 : false;
     const seconds = (performance.now() - start) / 1000;
     tf.dispose(Object.values(inputs).concat(Object.values(out)));
     drawMel(mel, melLength, nMels);
@@ -408,15 +463,16 @@
     }
     const audioSeconds = audio.length / metadata.sample_rate;
     return {
-      ids: encoded.ids, unknown: encoded.unknown, melFrames: melLength, durations, words,
+      ids: encoded.ids, unknown: encoded.unknown, melFrames: melLength, durations, words, clipped,
       highlighted, wordSpans: spans.length,
       samples: audio.length, sampleRate: metadata.sample_rate,
       rms: Math.sqrt(energy / Math.max(audio.length, 1)), peak, played,
       // Wall seconds per audio second, as tfspeech-synthesize and tfspeech-vocode print it.
       seconds, realTimeFactor: seconds / Math.max(audioSeconds, 1e-9), wavBytes,
-      backend: tf.getBackend(),
       firstAudioMs: streamed ? streamed.firstAudioMs : null, melMs: streamed && streamed.melMs,
       chunks: streamed && streamed.chunks,
+      runtime: window.tfspeechDemo.runtime,
+      backend: loaded.litert ? window.tfspeechDemo.backend : tf.getBackend(),
       backendDetail: window.tfspeechDemo.backend,
       backendFallback: window.tfspeechDemo.backendFallback,
     };
@@ -432,6 +488,8 @@
       setStatus(`${(result.samples / result.sampleRate).toFixed(2)} s of audio in ` +
                 `${result.seconds.toFixed(2)} s: real-time factor ` +
                 `${result.realTimeFactor.toFixed(3)} (${result.backend})` +
+                (result.clipped ? `; cut at ${result.melFrames} mel frames (the export's ` +
+                 'fixed_shapes): shorten the text' : '') +
                 (dropped.length ? `; dropped characters: ${dropped.join(' ')}` : ''));
       $('details').textContent = `${result.ids.length} ids, ${result.melFrames} mel frames, ` +
           `${result.samples} samples at ${result.sampleRate} Hz`;
@@ -446,14 +504,15 @@
 
   window.tfspeechDemo = {lastResult: null, lastError: null, synthesize: (t) => synthesize(t),
                         lastWav: null, backend: null, backendFallback: null,
-                        requestedBackend: null, wasm: null};
+                        requestedBackend: null, wasm: null, runtime: 'tfjs'};
   window.tfspeechDemo.ready = load().then((result) => {
     loaded = result;
     const m = result.metadata;
     renderControls(m);
     setStatus(`Ready: ${m.model} (${m.preset})` +
               (m.vocoder ? ` + ${m.vocoder.model} (${m.vocoder.preset})` : '') +
-              `, ${m.sample_rate} Hz, backend ${window.tfspeechDemo.backend}.`);
+              `, ${m.sample_rate} Hz, ` +
+              `${result.litert ? 'runtime' : 'backend'} ${window.tfspeechDemo.backend}.`);
     showBackend();
     $('synthesize').disabled = false;
     $('synthesize').addEventListener('click', onSynthesize);

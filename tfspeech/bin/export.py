@@ -21,7 +21,8 @@ SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-mode
 NAME/ per graph; --stream adds mel_chunk_to_audio (streaming vocoding: the browser demo
 then plays the audio chunk by chunk as it is made); every format writes metadata.json of one layout (symbols, cleaners,
 sample rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
-The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
+--format=tflite --fixed_shapes=tokens=T,frames=F writes graphs with static shapes at batch 1
+for LiteRT.js (the demo then offers it). The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
 `npm ci` in export/).
 
 --format=tfjs creates the converter's own virtualenv on first use (~3 GB, minutes; see
@@ -59,6 +60,10 @@ flags.DEFINE_bool("stream", False, "Also export mel_chunk_to_audio, the streamin
                   "graph (one window of mels with context each side → its chunk's audio; "
                   "metadata.json: vocoder.context_frames): needs --vocoder or a vocoder "
                   "--workdir.")
+flags.DEFINE_string("fixed_shapes", None, "TFLite for LiteRT.js: 'tokens=T,frames=F' makes "
+                    "every input and output static at batch 1: text ids padded to T, mels, "
+                    "noise and audio to F frames (the *_lengths say the real lengths; output "
+                    "'clipped' is 1 when an utterance needed more than F frames).")
 flags.mark_flags_as_required(["workdir", "format", "out"])
 
 
@@ -68,7 +73,7 @@ def main(argv):
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
   common.check_out_dir("out", FLAGS.out, must_be_empty=True)
   common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.precision,
-                       FLAGS.select_tf_ops)
+                       FLAGS.select_tf_ops, FLAGS.fixed_shapes)
   # Roles and controls come from the registry: any acoustic model, any vocoder.
   from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
   from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
@@ -95,7 +100,8 @@ def main(argv):
   try:
     paths = export_lib.export_workdir(
         FLAGS.workdir, FLAGS.format, FLAGS.out, FLAGS.vocoder, FLAGS.checkpoint,
-        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls, FLAGS.stream)
+        controls, FLAGS.precision, FLAGS.select_tf_ops, vocoder_controls, FLAGS.stream,
+        fixed_shapes=FLAGS.fixed_shapes)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, cfg.ConfigError) as e:
     common.fail(str(e).strip("'\""))
   for name, path in paths.items():
