@@ -24,6 +24,7 @@ training step runs MAS on). Other acoustic models raise ValueError (see `prior_o
 """
 
 import math
+import os
 from typing import Optional
 
 import numpy as np
@@ -208,6 +209,35 @@ class Align(inference_graphs.InferenceGraph):
 # --------------------------------------------------------------------------- #
 # Export.
 
+
+def floor_divisions(saved_model_dir: str) -> int:
+  """Rewrites every TruncateDiv of a frozen SavedModel to FloorDiv, for TFJS; returns how many.
+
+  MAS's backtrack divides an int by a runtime 1 (`maximum_path`: it keeps XLA from fusing
+  across steps) with TruncateDiv, which tfjs 4.22 lacks ("Unsupported Ops ... TruncateDiv").
+  Divided by 1 both give x exactly. The ops sit in the MAS loop bodies (library functions,
+  which `frozen_graph` does not rewrite), so the file itself is edited; the converter reads
+  it in its own process.
+  """
+  import itertools  # pylint: disable=import-outside-toplevel
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+  path = os.path.join(saved_model_dir, "saved_model.pb")
+  saved = saved_model_pb2.SavedModel()
+  with open(path, "rb") as f:
+    saved.ParseFromString(f.read())
+  count = 0
+  for meta_graph in saved.meta_graphs:
+    graph_def = meta_graph.graph_def
+    for node in itertools.chain(graph_def.node,
+                                *(f.node_def for f in graph_def.library.function)):
+      if node.op == "TruncateDiv":
+        node.op = "FloorDiv"
+        count += 1
+  with open(path, "wb") as f:
+    f.write(saved.SerializeToString())
+  return count
+
+
 FORMATS = ("saved_model", "tflite", "tfjs")
 
 
@@ -236,7 +266,6 @@ def add_to_export(run, fmt: str, out_dir: str, precision: str = "float32",
       metadata.json of another runtime or model, or `align` already there.
   """
   import json  # pylint: disable=import-outside-toplevel
-  import os  # pylint: disable=import-outside-toplevel
   from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
   if fmt not in FORMATS:
     raise ValueError(f"--format={fmt!r} is not one of {', '.join(FORMATS)}")
@@ -268,8 +297,14 @@ def add_to_export(run, fmt: str, out_dir: str, precision: str = "float32",
     path = tflite.export_graphs({ALIGN: graph}, out_dir, precision)[ALIGN]
     file = os.path.basename(path)
   else:
+    import tempfile  # pylint: disable=import-outside-toplevel
     from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
-    path = tfjs.export_graphs({ALIGN: graph}, out_dir, precision, converter)[ALIGN]
+    from tfspeech.export import frozen_graph  # pylint: disable=import-outside-toplevel
+    with tempfile.TemporaryDirectory(prefix="tfspeech_align_tfjs_") as frozen_dir:
+      # tfjs.export_graphs reuses the frozen SavedModel it finds in frozen_dir.
+      floor_divisions(frozen_graph.save_frozen_saved_models({ALIGN: graph}, frozen_dir)[ALIGN])
+      path = tfjs.export_graphs({ALIGN: graph}, out_dir, precision, converter,
+                                frozen_dir=frozen_dir)[ALIGN]
     file = f"{ALIGN}/model.json"
   if existing is None:
     metadata = _metadata(fmt, graph, file, run, precision)
