@@ -6,8 +6,8 @@ r"""Forced alignment: when each word and token of a transcript is spoken in a re
 
 Writes `<out>/<id>.json` per utterance (the layout of `tfspeech-synthesize --timestamps`):
 "words" and "tokens" with "start"/"end" seconds and the characters of the transcript they
-came from, plus "score" (mean log-likelihood per frame and mel bin along the alignment; a
-transcript that does not match the audio scores much lower). The id is the WAV's stem, or
+came from, plus "score" (mean log-likelihood per frame and mel bin along the alignment,
+higher is a closer fit; compare scores of one run). The id is the WAV's stem, or
 the corpus ID. --corpus is an LJSpeech-layout folder (metadata.csv `ID|text|normalized
 text`, wavs/ID.wav); the normalized text is aligned when present.
 
@@ -54,15 +54,18 @@ def _check_inputs():
     return None
   if bool(FLAGS.wav) == bool(FLAGS.corpus):
     common.fail("pass either --wav=FILE with --text=TRANSCRIPT, or --corpus=FOLDER (see --help)")
-  from tfspeech.inference import align_lib  # pylint: disable=import-outside-toplevel
   if FLAGS.corpus:
     if FLAGS.text is not None:
       common.fail("--text goes with --wav; a --corpus has its transcripts in metadata.csv")
     common.check_dir("corpus", FLAGS.corpus, "an LJSpeech-layout corpus (metadata.csv, wavs/)")
+  else:
+    common.check_file("wav", FLAGS.wav, "the recording to align")
+    if FLAGS.text is None or not FLAGS.text.strip():
+      common.fail(f"--text is empty; give the words spoken in {FLAGS.wav}")
+  # Only now TensorFlow (through align_lib): flag mistakes cost no start-up.
+  from tfspeech.inference import align_lib  # pylint: disable=import-outside-toplevel
+  if FLAGS.corpus:
     return common.check_or_fail(align_lib.corpus_items, FLAGS.corpus)
-  common.check_file("wav", FLAGS.wav, "the recording to align")
-  if FLAGS.text is None or not FLAGS.text.strip():
-    common.fail(f"--text is empty; give the words spoken in {FLAGS.wav}")
   stem = os.path.splitext(os.path.basename(FLAGS.wav))[0]
   return [align_lib.AlignItem(stem, FLAGS.wav, FLAGS.text)]
 

@@ -43,7 +43,7 @@ class AlignedItem:
     timestamps: `tfspeech.text.Timestamps` of its words and tokens, in seconds of the audio.
     durations: mel frames of each token id.
     score: mean log-likelihood per frame and mel bin along the path (see
-      `tfspeech.export.align_graph`); a transcript that does not match the audio scores low.
+      `tfspeech.export.align_graph`); higher is a closer fit (compare within one run).
     audio_seconds: length of the audio.
   """
   item: AlignItem
