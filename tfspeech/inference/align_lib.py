@@ -23,7 +23,8 @@ import numpy as np
 from tfspeech import text as text_lib
 from tfspeech.inference import synthesize_lib
 
-__all__ = ["AlignItem", "AlignedItem", "Aligner", "corpus_items", "write_alignment"]
+__all__ = ["AlignItem", "AlignedItem", "Aligner", "corpus_items", "pause_ids",
+           "write_alignment"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Aligner:
     facts = synthesize_lib.run_facts(loaded_run)
     self.front_end = synthesize_lib.text_front_end(loaded_run)
     self.graph = align_graph.Align(synthesize_lib.acoustic_serving(loaded_run),
-                                   facts.mel_config)
+                                   facts.mel_config, pause_ids=pause_ids(self.front_end.symbols))
     self.sample_rate = int(facts.mel_config.sample_rate)
     self.hop_length = int(facts.mel_config.hop_length)
     self.speaker = int(speaker)
@@ -162,6 +163,25 @@ class Aligner:
     if bar is not None:
       bar.close()
     return results
+
+
+def pause_ids(symbols: text_lib.SymbolTable) -> List[int]:
+  """Ids of `symbols` that separate words: space and punctuation (pad, bos, eos too).
+
+  The `align` graph gives silent frames to these (see `tfspeech.export.align_graph`); a
+  spoken symbol is a letter, digit or phone (`TextFrontEnd.encode`'s test). The blank is
+  left out: it sits between the letters of a word too, and silence given to it there
+  would split the word.
+  """
+  special = set(symbols.special_symbols) - {symbols.blank}
+  ids = []
+  for symbol_id in range(len(symbols)):
+    symbol = symbols.symbol_of(symbol_id)
+    if symbol == symbols.blank:
+      continue
+    if symbol in special or not (len(symbol) > 1 or symbol.isalnum()):
+      ids.append(symbol_id)
+  return ids
 
 
 def corpus_items(corpus_dir: str) -> List[AlignItem]:
