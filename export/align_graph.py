@@ -322,7 +322,11 @@ def add_to_export(run, fmt: str, out_dir: str, precision: str = "float32",
   os.makedirs(out_dir, exist_ok=True)
   # The TFLite file needs the builtin-only forms; TFJS takes either, and the preallocated
   # MAS keeps its loop body free of TensorArrays, which tfjs runs slowly.
-  graph = Align(acoustic, mel_config, tflite_compatible=fmt != "saved_model")
+  from tfspeech.inference import align_lib  # pylint: disable=import-outside-toplevel
+  # The silence rule of `tfspeech-align` (align_lib.Aligner), so every runtime aligns alike.
+  pause_ids = align_lib.pause_ids(synthesize_lib.text_front_end(run).symbols)
+  graph = Align(acoustic, mel_config, tflite_compatible=fmt != "saved_model",
+                pause_ids=pause_ids)
   if fmt == "saved_model":
     path = os.path.join(out_dir, ALIGN)
     tf.saved_model.save(graph, path, signatures={ALIGN: graph.concrete_function()})
