@@ -80,6 +80,7 @@ setuptools.setup(
             "tfspeech-info=tfspeech.bin.info:run",
             "tfspeech-vocode=tfspeech.bin.vocode:run",
             "tfspeech-demo=tfspeech.bin.demo:run",
+            "tfspeech-align=tfspeech.bin.align:run",
         ],
     },
 )

@@ -188,6 +188,11 @@ class GradTTS(keras.Model):
     cross = tf.linalg.matmul(mu_x, mel, transpose_b=True)
     return mel_square + cross + mu_square + const
 
+  def _prior_loss(self, mel, mu_y, mel_mask):
+    """Mean over masked frames and bins of -log N(mel; mu_y, I) (the reference's prior_loss)."""
+    prior = 0.5 * (tf.square(mel - mu_y) + math.log(2.0 * math.pi)) * mel_mask[:, :, None]
+    return tf.reduce_sum(prior) / (tf.reduce_sum(mel_mask) * float(self.config.n_feats))
+
   def _random_segments(self, mel, path, mel_lengths, out_size, seed=None):
     """Cuts `out_size` frames at a random offset per item, as the reference's training step.
 
@@ -218,7 +223,8 @@ class GradTTS(keras.Model):
 
     Monotonic alignment search (no gradient) aligns tokens to frames under the encoder's
     Gaussian prior; the duration predictor fits the log of the resulting durations; the
-    decoder and the prior are trained on a random `out_size`-frame segment.
+    decoder and the prior are trained on a random `out_size`-frame segment (the prior on
+    every frame when `config.prior_on_segment` is False).
 
     Args:
       text_ids: `[batch, tokens]` int ids.
@@ -252,6 +258,12 @@ class GradTTS(keras.Model):
     duration_loss = tf.reduce_sum(tf.square(log_durations - target_log_durations)) / tf.cast(
         tf.reduce_sum(text_lengths), tf.float32)
 
+    prior_loss = None
+    if out_size is not None and not c.prior_on_segment:
+      # The prior on every frame (config.prior_on_segment), before the decoder's segment cut.
+      full_mask = sequence_mask(mel_lengths, tf.shape(mel)[1])
+      prior_loss = self._prior_loss(mel, tf.linalg.matmul(path, mu_x, transpose_a=True),
+                                    full_mask)
     if out_size is not None:
       mel, path, mel_mask = self._random_segments(mel, path, mel_lengths, out_size, seed)
     else:
@@ -264,7 +276,7 @@ class GradTTS(keras.Model):
 
     diffusion_loss, _ = self.decoder.compute_loss(mel, mel_mask, mu_y, speaker_embedding,
                                                   seed=seed)
-    prior = 0.5 * (tf.square(mel - mu_y) + math.log(2.0 * math.pi)) * mel_mask[:, :, None]
-    prior_loss = tf.reduce_sum(prior) / (tf.reduce_sum(mel_mask) * float(c.n_feats))
+    if prior_loss is None:
+      prior_loss = self._prior_loss(mel, mu_y, mel_mask)
     return {"duration_loss": duration_loss, "prior_loss": prior_loss,
             "diffusion_loss": diffusion_loss}

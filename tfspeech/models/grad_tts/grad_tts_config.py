@@ -43,6 +43,10 @@ class GradTTSConfig:
       reference's `grad-tts.pt`, 1 for `grad-tts-old.pt`).
     out_size: frames of the random mel segment the decoder trains on (2 s at 22050 Hz /
       hop 256 = 172 in the reference); `None` trains on whole utterances.
+    prior_on_segment: the prior loss covers only the decoder's `out_size` segment, as in the
+      reference. False: it covers every frame of the utterance (cheap: no decoder work),
+      which the tiny preset needs to form a diagonal alignment in a few hundred steps on
+      short utterances (a 32-frame segment rarely reaches their first and last tokens).
     add_blank: intersperse a blank id (`len(symbols)`) before, between and after the
       prepared text ids, as the reference's `add_blank=True`. Ignored when the prepared
       symbol table already has a blank (its records already hold blanks).
@@ -71,6 +75,7 @@ class GradTTSConfig:
   beta_max: float = 20.0
   pe_scale: float = 1000.0
   out_size: Optional[int] = 172
+  prior_on_segment: bool = True
   add_blank: bool = True
 
   def __post_init__(self):

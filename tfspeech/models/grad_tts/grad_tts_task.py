@@ -199,11 +199,15 @@ class GradTTSTask(registry.Task):
     # counts so the replica shares add up to the global mean (ctx.masked_mean semantics).
     tokens = tf.cast(tf.reduce_sum(batch["text_lengths"]), tf.float32)
     mel_lengths = tf.cast(batch["mel_lengths"], tf.int32)
+    all_frames = tf.cast(tf.reduce_sum(mel_lengths), tf.float32)
     if self.config.out_size is not None:
       mel_lengths = tf.minimum(mel_lengths, self.config.out_size)
     frames = tf.cast(tf.reduce_sum(mel_lengths), tf.float32)
+    prior_frames = frames
+    if self.config.out_size is not None and not self.config.prior_on_segment:
+      prior_frames = all_frames
     share = {"duration_loss": tokens / tf.maximum(ctx.global_sum(tokens), 1.0),
-             "prior_loss": frames / tf.maximum(ctx.global_sum(frames), 1.0),
+             "prior_loss": prior_frames / tf.maximum(ctx.global_sum(prior_frames), 1.0),
              "diffusion_loss": frames / tf.maximum(ctx.global_sum(frames), 1.0)}
     losses = {name: losses[name] * share[name] for name in share}
     losses["loss"] = losses["duration_loss"] + losses["prior_loss"] + losses["diffusion_loss"]
