@@ -616,6 +616,8 @@ def export_metadata(runtime: str, graphs: Mapping[str, InferenceGraph],
           k: v for k, v in vocoder.items() if k not in ("controls", "noise")},
       "graphs": {name: dict(graph.describe(), file=files[name])
                  for name, graph in graphs.items()},
+      # Every runtime has the key (one layout); only TFLite's --fixed_shapes sets it.
+      "fixed_shapes": None,
   }
   metadata.update(extra or {})
   return metadata
