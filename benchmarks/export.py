@@ -52,7 +52,6 @@ is stated in the note; a shift inside an equal total length is not visible.
 """
 
 import inspect
-import json
 import os
 import pathlib
 import shutil
@@ -149,25 +148,16 @@ def static_graph_function(graph, inputs):
 def run_litertjs(command, inputs, scratch, repeat, warmup):
   """Runs a LiteRT.js runner (`command`: run_tflite.js --model=, or check_web_demo.js
   --litert_model=) on `inputs`; returns (outputs, seconds per call, outputs.json)."""
-  os.makedirs(scratch, exist_ok=True)
-  spec = {}
-  for name, value in inputs.items():
-    value = np.asarray(value)  # graph-ok: host I/O
-    value.tofile(os.path.join(scratch, f"{name}.bin"))
-    spec[name] = {"dtype": str(value.dtype), "shape": list(value.shape), "file": f"{name}.bin"}
-  with open(os.path.join(scratch, "inputs.json"), "w", encoding="utf-8") as f:
-    json.dump(spec, f)
+  from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
+  inputs_json = tfjs.write_runner_inputs(inputs, scratch)
   out = os.path.join(scratch, "out")
-  result = subprocess.run(command + [f"--inputs={scratch}/inputs.json", f"--out={out}",
+  result = subprocess.run(command + [f"--inputs={inputs_json}", f"--out={out}",
                                      f"--repeat={repeat}", f"--warmup={warmup}",
                                      "--timeout_s=590"],
                           capture_output=True, text=True, check=False, timeout=600)
   if result.returncode != 0:
     raise RuntimeError((result.stderr.strip() or result.stdout.strip()).splitlines()[-1])
-  with open(os.path.join(out, "outputs.json"), encoding="utf-8") as f:
-    description = json.load(f)
-  outputs = {name: np.fromfile(os.path.join(out, entry["file"]), entry["dtype"]).reshape(
-      entry["shape"]) for name, entry in description["outputs"].items()}
+  description, outputs = tfjs.read_runner_outputs(out)
   return outputs, description["seconds_per_call"], description
 
 

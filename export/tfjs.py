@@ -442,16 +442,11 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
     raise ValueError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
   node = ensure_node_modules()
   with tempfile.TemporaryDirectory(prefix="tfspeech_node_") as scratch:
-    spec = {}
     for name, value in inputs.items():
-      array = np.asarray(value)  # graph-ok: host I/O (0-d stays 0-d, unlike ascontiguousarray)
-      if array.dtype not in (np.float32, np.int32):
-        raise ValueError(f"run_graph_model: input {name} is {array.dtype}; pass float32 or "
-                         "int32")
-      array.tofile(os.path.join(scratch, f"{name}.bin"))
-      spec[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "file": f"{name}.bin"}
-    with open(os.path.join(scratch, "inputs.json"), "w", encoding="utf-8") as f:
-      json.dump(spec, f)
+      dtype = np.asarray(value).dtype  # graph-ok: host I/O
+      if dtype not in (np.float32, np.int32):
+        raise ValueError(f"run_graph_model: input {name} is {dtype}; pass float32 or int32")
+    write_runner_inputs(inputs, scratch)
     out_dir = os.path.join(scratch, "out")
     command = [node, NODE_RUNNER, f"--model={model_dir}", f"--inputs={scratch}/inputs.json",
                f"--out={out_dir}", f"--backend={backend}", f"--repeat={repeat}",
@@ -461,14 +456,35 @@ def run_graph_model(model_dir: str, inputs: Mapping[str, np.ndarray], backend: s
     if profile:
       command.append("--profile")
     _run(command, "run_graph_model.js", RuntimeError, cwd=EXPORT_DIR)
-    with open(os.path.join(out_dir, "outputs.json"), encoding="utf-8") as f:
-      description = json.load(f)
-    outputs = {}
-    for name, entry in description["outputs"].items():
-      array = np.fromfile(os.path.join(out_dir, entry["file"]), dtype=entry["dtype"])
-      outputs[name] = array.reshape(entry["shape"])
+    description, outputs = read_runner_outputs(out_dir)
   return NodeRun(outputs, description["seconds_per_call"], description["backend"],
                  description.get("fallback"), description.get("profile"))
+
+
+def write_runner_inputs(inputs: Mapping[str, np.ndarray], folder: str) -> str:
+  """Writes `inputs` as the JS runners read them (run_graph_model.js, run_tflite.js,
+  check_web_demo.js): `NAME.bin` (raw little-endian row-major values) per input and
+  `inputs.json` ({name: {"dtype", "shape", "file"}}); returns the inputs.json path."""
+  os.makedirs(folder, exist_ok=True)
+  spec = {}
+  for name, value in inputs.items():
+    array = np.asarray(value)  # graph-ok: host I/O (0-d stays 0-d, unlike ascontiguousarray)
+    array.tofile(os.path.join(folder, f"{name}.bin"))
+    spec[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "file": f"{name}.bin"}
+  path = os.path.join(folder, "inputs.json")
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(spec, f)
+  return path
+
+
+def read_runner_outputs(out_dir: str) -> Tuple[dict, Dict[str, np.ndarray]]:
+  """(outputs.json, {name: array}) of a JS runner's `--out` folder."""
+  with open(os.path.join(out_dir, "outputs.json"), encoding="utf-8") as f:
+    description = json.load(f)
+  outputs = {name: np.fromfile(os.path.join(out_dir, entry["file"]), dtype=entry["dtype"]
+                               ).reshape(entry["shape"])
+             for name, entry in description["outputs"].items()}
+  return description, outputs
 
 
 def run_in_node(model_dir: str, inputs: Mapping[str, np.ndarray], repeat: int = 1,

@@ -76,3 +76,43 @@ def grappler_disabled():
     yield
   finally:
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
+
+
+def export_every_format(run_binary, root, *args, formats=("saved_model", "tflite", "tfjs")):
+  """Runs `run_binary("export", *args, --format=F, --out=root/F)` for every format at once.
+
+  Each export is mostly a single-threaded Python + TF start-up and trace, so on a small host
+  they overlap well. TFJS needs its converter: without one its entry is the
+  `ConverterUnavailable` error instead of a folder (tests then skip, saying why).
+
+  Args:
+    run_binary: `(binary, *args) -> subprocess.CompletedProcess`, e.g. one that registers a
+      test's models first.
+    root: a `pathlib.Path` under which each format gets its folder.
+    *args: the other `tfspeech-export` flags.
+    formats: which formats.
+
+  Returns:
+    {format: folder path, or the ConverterUnavailable error}.
+
+  Raises:
+    AssertionError: an export failed (its stderr's tail in the message).
+  """
+  import concurrent.futures  # pylint: disable=import-outside-toplevel
+  from tfspeech.export import tfjs  # pylint: disable=import-outside-toplevel
+  paths, running = {}, {}
+  with concurrent.futures.ThreadPoolExecutor(len(formats)) as pool:
+    for fmt in formats:
+      if fmt == "tfjs":
+        try:
+          tfjs.converter_executable(create=False)
+        except tfjs.ConverterUnavailable as error:
+          paths[fmt] = error
+          continue
+      paths[fmt] = root / fmt
+      running[fmt] = pool.submit(run_binary, "export", *args, f"--format={fmt}",
+                                 f"--out={paths[fmt]}")
+  for fmt, future in running.items():
+    result = future.result()
+    assert result.returncode == 0, (fmt, result.stderr[-3000:])
+  return paths

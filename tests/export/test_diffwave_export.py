@@ -25,6 +25,7 @@ from tfspeech import training
 from tfspeech.export import tflite, tfjs
 from tfspeech.inference import vocode_lib
 from tfspeech.models import registry, serving
+from tfspeech import testing
 from tfspeech.testing import grappler_disabled
 
 STEPS = 6
@@ -93,26 +94,8 @@ def expected(vocoder, inputs):
 def exports(diffwave_dir, tmp_path_factory):
   """tfspeech-export --workdir=DIFFWAVE --control=steps=6 to every format (TFJS: a
   ConverterUnavailable error in place of the folder when its converter is not installed)."""
-  root = tmp_path_factory.mktemp("diffwave_exports")
-  paths, running = {}, {}
-  # The three exports run at once: each is a single-threaded Python + TF start-up and trace
-  # for much of its time, and the suite's host has 2 cores.
-  with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    for fmt in ("saved_model", "tflite", "tfjs"):
-      if fmt == "tfjs":
-        try:
-          tfjs.converter_executable(create=False)
-        except tfjs.ConverterUnavailable as error:
-          paths[fmt] = error
-          continue
-      paths[fmt] = root / fmt
-      running[fmt] = pool.submit(run_binary, "export", f"--workdir={diffwave_dir}",
-                                 f"--format={fmt}", f"--out={paths[fmt]}",
-                                 f"--control=steps={STEPS}")
-  for fmt, future in running.items():
-    result = future.result()
-    assert result.returncode == 0, (fmt, result.stderr[-3000:])
-  return paths
+  return testing.export_every_format(run_binary, tmp_path_factory.mktemp("diffwave_exports"),
+                                     f"--workdir={diffwave_dir}", f"--control=steps={STEPS}")
 
 
 def check(out, expected, where):

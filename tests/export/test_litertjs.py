@@ -39,29 +39,17 @@ FLOAT32_RTOL = 1e-5
 def run_litertjs(node, model_path, inputs, scratch, succeeds=True, browser_flags=None):
   """Runs run_tflite.js (or check_web_demo.js --litert_model with `browser_flags`, a list);
   returns (outputs.json, {name: array}), or its stderr when it fails."""
-  os.makedirs(scratch, exist_ok=True)
-  spec = {}
-  for name, value in inputs.items():
-    value = np.asarray(value)  # graph-ok: host I/O
-    value.tofile(os.path.join(scratch, f"{name}.bin"))
-    spec[name] = {"dtype": str(value.dtype), "shape": list(value.shape), "file": f"{name}.bin"}
-  with open(os.path.join(scratch, "inputs.json"), "w", encoding="utf-8") as f:
-    json.dump(spec, f)
+  inputs_json = tfjs.write_runner_inputs(inputs, scratch)
   out = os.path.join(scratch, "out")
   command = ([node, RUNNER, f"--model={model_path}"] if browser_flags is None
              else [node, CHECK_JS, f"--litert_model={model_path}", *browser_flags])
-  result = subprocess.run(command + [f"--inputs={scratch}/inputs.json", f"--out={out}",
-                                     "--repeat=2"],
+  result = subprocess.run(command + [f"--inputs={inputs_json}", f"--out={out}", "--repeat=2"],
                           capture_output=True, text=True, check=False, timeout=150,
                           cwd=tfjs.EXPORT_DIR)
   assert result.returncode == (0 if succeeds else 1), result.stderr[-3000:]
   if not succeeds:
     return result.stderr
-  with open(os.path.join(out, "outputs.json"), encoding="utf-8") as f:
-    description = json.load(f)
-  arrays = {name: np.fromfile(os.path.join(out, entry["file"]), entry["dtype"]).reshape(
-      entry["shape"]) for name, entry in description["outputs"].items()}
-  return description, arrays
+  return tfjs.read_runner_outputs(out)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 import scipy.io.wavfile
 import tensorflow as tf
 
-from tfspeech import audio, text
+from tfspeech import audio, testing, text
 from tfspeech.export import inference_graphs, tflite, tfjs
 from tfspeech.inference import synthesize_lib, vocode_lib
 from tfspeech.models import registry, serving
@@ -421,28 +421,11 @@ def exports(runs, tmp_path_factory):
 
   Acoustic layers=2 and vocoder layers=3 fixed; pace and noise_scale are inputs.
   """
-  root = tmp_path_factory.mktemp("custom_exports")
-  paths, running = {}, {}
-  # The three exports run at once: each is mostly a single-threaded Python + TF start-up,
-  # and the suite's host has 2 cores.
-  with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    for fmt in ("saved_model", "tflite", "tfjs"):
-      if fmt == "tfjs":
-        try:
-          tfjs.converter_executable(create=False)
-        except tfjs.ConverterUnavailable as error:
-          paths[fmt] = error
-          continue
-      paths[fmt] = root / fmt
-      running[fmt] = pool.submit(
-          run_binary, "export", f"--workdir={runs['acoustic_dir']}",
-          f"--vocoder={runs['noisy_dir']}", f"--format={fmt}", f"--out={paths[fmt]}",
-          "--control=layers=2", "--control=pace=1.5", "--vocoder_control=layers=3",
-          "--vocoder_control=noise_scale=0.7")
-  for fmt, future in running.items():
-    result = future.result()
-    assert result.returncode == 0, (fmt, result.stderr)
-  return paths
+  return testing.export_every_format(
+      run_binary, tmp_path_factory.mktemp("custom_exports"),
+      f"--workdir={runs['acoustic_dir']}", f"--vocoder={runs['noisy_dir']}",
+      "--control=layers=2", "--control=pace=1.5", "--vocoder_control=layers=3",
+      "--vocoder_control=noise_scale=0.7")
 
 
 def feed(runs, noise_scale=0.7):
