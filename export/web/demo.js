@@ -367,8 +367,12 @@
     } else {
       out = namedOutputs(models.text_to_mel, await models.text_to_mel.executeAsync(inputs));
       if (models.mel_chunk_to_audio) {
+        // ?first_chunk=8&chunk=32&growth=2: the chunk schedule (stream_player.js's defaults).
+        const schedule = {firstChunkFrames: Number(params.get('first_chunk')) || undefined,
+                          chunkFrames: Number(params.get('chunk')) || undefined,
+                          growth: Number(params.get('growth')) || undefined};
         streamed = await TfspeechStreamPlayer.vocode(tf, models.mel_chunk_to_audio, metadata,
-                                                     out, start);
+                                                     out, start, schedule);
         Object.assign(out, streamed.outputs);
       } else {
         Object.assign(out, namedOutputs(models.mel_to_audio, await models.mel_to_audio.executeAsync(
@@ -416,7 +420,9 @@
       seconds, realTimeFactor: seconds / Math.max(audioSeconds, 1e-9), wavBytes,
       backend: tf.getBackend(),
       firstAudioMs: streamed ? streamed.firstAudioMs : null, melMs: streamed && streamed.melMs,
-      chunks: streamed && streamed.chunks,
+      chunks: streamed && streamed.chunks, chunkMs: streamed && streamed.chunkMs,
+      chunkFrames: streamed && streamed.chunkFrames, underruns: streamed && streamed.underruns,
+      gapMs: streamed && streamed.gapMs,
       backendDetail: window.tfspeechDemo.backend,
       backendFallback: window.tfspeechDemo.backendFallback,
     };

@@ -18,14 +18,21 @@
 (function (root) {
   'use strict';
 
-  // Frames of the first chunk (small: the audio starts sooner) and of every later chunk.
+  // Frames of the first chunk (small: the audio starts sooner); each later chunk is
+  // CHUNK_GROWTH times the one before, up to CHUNK_FRAMES (8, 16, 32, 32, ...). Growing, not
+  // 8 then 32 at once: every chunk must be vocoded while the one before plays, and a chunk
+  // pays 2 x context frames whatever its size, so a full-size second chunk after a small first
+  // one arrives late (a gap in playback).
   const FIRST_CHUNK_FRAMES = 8;
   const CHUNK_FRAMES = 32;
+  const CHUNK_GROWTH = 2;
   // Seconds between scheduling the first chunk and its start: room for the audio thread.
   const LEAD_SECONDS = 0.02;
 
-  // [{start, end, windowStart, windowEnd}] as tfspeech.inference.streaming.plan_chunks.
-  function planChunks(frames, chunkFrames, context, firstChunkFrames) {
+  // [{start, end, windowStart, windowEnd}] as tfspeech.inference.streaming.plan_chunks
+  // (growth defaults to 2 there too; 1: chunkFrames after the first).
+  function planChunks(frames, chunkFrames, context, firstChunkFrames, growth) {
+    const factor = growth === undefined ? CHUNK_GROWTH : growth;
     const plans = [];
     let start = 0;
     let size = firstChunkFrames || chunkFrames;
@@ -34,7 +41,7 @@
       plans.push({start, end, windowStart: Math.max(start - context, 0),
                   windowEnd: Math.min(end + context, frames)});
       start = end;
-      size = chunkFrames;
+      size = factor === 1 ? chunkFrames : Math.min(size * factor, chunkFrames);
     }
     return plans;
   }
@@ -60,14 +67,18 @@
       this.endTime = 0;  // context time at which the scheduled audio ends
       this.startTime = null;  // context time of the first sample
       this.underruns = 0;
+      this.gapSeconds = 0;  // silence between chunks from late ones
     }
 
     // Schedules `samples` at the running end time (or now, after an underrun); returns the
     // context time it starts at.
     schedule(samples) {
       const now = this.context.currentTime;
-      if (this.startTime !== null && this.endTime < now) this.underruns += 1;
       const at = Math.max(this.endTime, now + LEAD_SECONDS);
+      if (this.startTime !== null && this.endTime < now) {
+        this.underruns += 1;
+        this.gapSeconds += at - this.endTime;
+      }
       const buffer = this.context.createBuffer(1, samples.length, this.sampleRate);
       buffer.copyToChannel(samples, 0);
       const source = this.context.createBufferSource();
@@ -85,7 +96,9 @@
   // performance.now() of the synthesis start, for the time to first audio.
   // Returns {outputs: {audio [1, samples], audio_lengths [1]} tensors as mel_to_audio's,
   // context (the AudioContext, or null when Web Audio failed), startTime, firstAudioMs,
-  // melMs (text_to_mel's part of it), chunks, underruns}.
+  // melMs (text_to_mel's part of it), chunks, chunkMs (each chunk's vocoding ms), chunkFrames,
+  // underruns (chunks that arrived after the audio before them ended), gapMs (their silence)}.
+  // options: {firstChunkFrames, chunkFrames, growth} (planChunks; default 8, 32, 2).
   async function vocode(tf, model, metadata, out, started, options) {
     const opts = options || {};
     const melMs = performance.now() - started;  // text_to_mel's share of the first audio
@@ -101,8 +114,10 @@
     const pieces = [];
     let firstAudioMs = null;
     const plans = planChunks(frames, opts.chunkFrames || CHUNK_FRAMES, context,
-                             opts.firstChunkFrames || FIRST_CHUNK_FRAMES);
+                             opts.firstChunkFrames || FIRST_CHUNK_FRAMES, opts.growth);
+    const chunkMs = [];  // each chunk's vocoding time
     for (const plan of plans) {
+      const chunkStart = performance.now();
       const width = plan.windowEnd - plan.windowStart;
       const inputs = {
         mel: tf.slice(out.mel, [0, plan.windowStart, 0], [1, width, -1]),
@@ -116,6 +131,7 @@
       const audio = list.find((t) => t.rank === 2);
       const samples = (await audio.data()).slice(0, (plan.end - plan.start) * hop);
       tf.dispose(Object.values(inputs).concat(list));
+      chunkMs.push(performance.now() - chunkStart);
       if (scheduler) scheduler.schedule(samples);
       if (firstAudioMs === null) firstAudioMs = performance.now() - started;
       pieces.push(samples);
@@ -131,18 +147,23 @@
     if (report) {
       report.textContent = `Streaming: first audio after ${Math.round(firstAudioMs)} ms ` +
           `(text_to_mel ${Math.round(melMs)} ms; ${plans.length} chunks, ${context} context frames each side` +
-          (scheduler && scheduler.underruns ? `, ${scheduler.underruns} late` : '') + ').';
+          (scheduler && scheduler.underruns ?
+            `, ${scheduler.underruns} late: ${Math.round(scheduler.gapSeconds * 1000)} ms of gaps` :
+            '') + ').';
     }
     return {
       outputs: {audio: tf.tensor2d(audio, [1, total]), audio_lengths: tf.tensor1d([total], 'int32')},
       context: scheduler ? scheduler.context : null,
       startTime: scheduler ? scheduler.startTime : null,
-      firstAudioMs, melMs, chunks: plans.length, underruns: scheduler ? scheduler.underruns : 0,
+      firstAudioMs, melMs, chunks: plans.length, chunkMs,
+      chunkFrames: plans.map((p) => p.end - p.start),
+      underruns: scheduler ? scheduler.underruns : 0,
+      gapMs: scheduler ? scheduler.gapSeconds * 1000 : 0,
     };
   }
 
   const api = {planChunks, graphNames, ChunkScheduler, vocode, CHUNK_FRAMES,
-               FIRST_CHUNK_FRAMES};
+               FIRST_CHUNK_FRAMES, CHUNK_GROWTH};
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
   root.TfspeechStreamPlayer = api;
 })(typeof window !== 'undefined' ? window : globalThis);
