@@ -8,7 +8,7 @@
 //   node export/js/check_web_demo.js --model=EXPORTED_TFJS_DIR --text="Hello." \
 //       [--backend=auto|wasm|cpu] [--block_wasm] [--break_wasm_kernel=KERNEL] \
 //       [--chromium=/usr/bin/chromium] [--screenshot=page.png] [--timeout_s=120] [--clicks=N] \
-//       [--page_params=first_chunk=8&chunk=32&growth=2]
+//       [--page_params=first_chunk=16&chunk=32&growth=1.5&delay=0]
 //
 // --backend is the page's backend URL parameter (default auto: wasm, else cpu). --block_wasm
 // makes the browser fail every request for the wasm backend's script and binaries, as a
@@ -17,7 +17,8 @@
 // a rank-4 bias), to check the fallback from a failure at run time. --clicks=N synthesizes N
 // times (the first run includes the backend's one-time work) and reports each click's
 // seconds and, for a streaming export (stream_player.js), its firstAudioMs, melMs (text_to_mel's
-// part), chunkMs (each chunk's vocoding), underruns and gapMs (silence from late chunks) as
+// part), chunkMs (each chunk's vocoding), delayMs (the first chunk's start delay), underruns
+// and gapMs (silence from late chunks) as
 // "clicks". --page_params adds URL parameters (the streaming chunk schedule).
 //
 // Exits 1 (after printing the JSON, with "problems") when the page failed: an error on the
@@ -100,7 +101,7 @@ async function main() {
         window.tfspeechDemo.lastResult = null;
         return {seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs,
                 chunkMs: r.chunkMs, chunkFrames: r.chunkFrames, underruns: r.underruns,
-                gapMs: r.gapMs};
+                gapMs: r.gapMs, delayMs: r.delayMs};
       }));
       await page.click('#synthesize');
       await page.waitForFunction(
@@ -129,7 +130,7 @@ async function main() {
       const r = outcome.result || {};
       clicks.push({seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs,
                    chunkMs: r.chunkMs, chunkFrames: r.chunkFrames, underruns: r.underruns,
-                   gapMs: r.gapMs});
+                   gapMs: r.gapMs, delayMs: r.delayMs});
       outcome.clicks = clicks;
     }
     outcome.serverHasWasm = wasm;

@@ -367,10 +367,12 @@
     } else {
       out = namedOutputs(models.text_to_mel, await models.text_to_mel.executeAsync(inputs));
       if (models.mel_chunk_to_audio) {
-        // ?first_chunk=8&chunk=32&growth=2: the chunk schedule (stream_player.js's defaults).
+        // ?first_chunk=16&chunk=32&growth=1.5: the chunk schedule (stream_player.js's
+        // defaults); &delay=0: no start delay for the later chunks.
         const schedule = {firstChunkFrames: Number(params.get('first_chunk')) || undefined,
                           chunkFrames: Number(params.get('chunk')) || undefined,
-                          growth: Number(params.get('growth')) || undefined};
+                          growth: Number(params.get('growth')) || undefined,
+                          delay: params.get('delay') !== '0'};
         streamed = await TfspeechStreamPlayer.vocode(tf, models.mel_chunk_to_audio, metadata,
                                                      out, start, schedule);
         Object.assign(out, streamed.outputs);
@@ -421,6 +423,7 @@
       backend: tf.getBackend(),
       firstAudioMs: streamed ? streamed.firstAudioMs : null, melMs: streamed && streamed.melMs,
       chunks: streamed && streamed.chunks, chunkMs: streamed && streamed.chunkMs,
+      delayMs: streamed && streamed.delayMs,
       chunkFrames: streamed && streamed.chunkFrames, underruns: streamed && streamed.underruns,
       gapMs: streamed && streamed.gapMs,
       backendDetail: window.tfspeechDemo.backend,

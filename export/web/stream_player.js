@@ -18,14 +18,16 @@
 (function (root) {
   'use strict';
 
-  // Frames of the first chunk (small: the audio starts sooner); each later chunk is
-  // CHUNK_GROWTH times the one before, up to CHUNK_FRAMES (8, 16, 32, 32, ...). Growing, not
-  // 8 then 32 at once: every chunk must be vocoded while the one before plays, and a chunk
-  // pays 2 x context frames whatever its size, so a full-size second chunk after a small first
-  // one arrives late (a gap in playback).
-  const FIRST_CHUNK_FRAMES = 8;
+  // Frames of the first chunk; each later chunk is CHUNK_GROWTH times the one before (rounded
+  // up), up to CHUNK_FRAMES: 16, 24, 32, 32, ... Every chunk must be vocoded while the ones
+  // before play, and a chunk pays 2 x context frames (HiFi-GAN: 13) whatever its size: after
+  // an 8-frame first chunk (93 ms of audio) even a 12-frame second one (a 38-frame window)
+  // took longer than 93 ms on wasm, so 8 then 32 left a 160-300 ms gap and 8, 16, 32 still
+  // 50-140 ms. A 16-frame first chunk costs ~20 ms more (a 29- instead of a 21-frame window)
+  // and buys 186 ms of audio to vocode the next 24 frames in.
+  const FIRST_CHUNK_FRAMES = 16;
   const CHUNK_FRAMES = 32;
-  const CHUNK_GROWTH = 2;
+  const CHUNK_GROWTH = 1.5;
   // Seconds between scheduling the first chunk and its start: room for the audio thread.
   const LEAD_SECONDS = 0.02;
 
@@ -41,7 +43,7 @@
       plans.push({start, end, windowStart: Math.max(start - context, 0),
                   windowEnd: Math.min(end + context, frames)});
       start = end;
-      size = factor === 1 ? chunkFrames : Math.min(size * factor, chunkFrames);
+      size = factor === 1 ? chunkFrames : Math.min(Math.ceil(size * factor), chunkFrames);
     }
     return plans;
   }
@@ -58,6 +60,25 @@
     return ['text_to_mel', 'mel_chunk_to_audio'];
   }
 
+  // How long (ms) to hold the first chunk back so that no later chunk arrives after the audio
+  // before it ends, if each window takes as long per frame as the first one did (an
+  // overestimate for the larger windows: a call also has fixed costs). 0 when the schedule
+  // keeps up by itself (the default one, unless the machine is slower than about 4 ms per
+  // window frame).
+  function startDelayMs(plans, firstMs, hop, sampleRate) {
+    const first = plans[0];
+    const msPerFrame = firstMs / Math.max(first.windowEnd - first.windowStart, 1);
+    let made = 0;  // ms to vocode chunks 1..k after the first
+    let played = 0;  // ms of audio of chunks 0..k-1
+    let delay = 0;
+    for (let k = 1; k < plans.length; k++) {
+      made += msPerFrame * (plans[k].windowEnd - plans[k].windowStart);
+      played += (plans[k - 1].end - plans[k - 1].start) * hop / sampleRate * 1000;
+      delay = Math.max(delay, made - played);
+    }
+    return delay;
+  }
+
   // Plays float chunks back to back on one AudioContext.
   class ChunkScheduler {
     constructor(sampleRate) {
@@ -70,11 +91,11 @@
       this.gapSeconds = 0;  // silence between chunks from late ones
     }
 
-    // Schedules `samples` at the running end time (or now, after an underrun); returns the
-    // context time it starts at.
-    schedule(samples) {
+    // Schedules `samples` at the running end time (or now, after an underrun), the first
+    // chunk `delay` seconds later than it could start; returns the context time it starts at.
+    schedule(samples, delay) {
       const now = this.context.currentTime;
-      const at = Math.max(this.endTime, now + LEAD_SECONDS);
+      const at = Math.max(this.endTime, now + LEAD_SECONDS + (delay || 0));
       if (this.startTime !== null && this.endTime < now) {
         this.underruns += 1;
         this.gapSeconds += at - this.endTime;
@@ -98,7 +119,9 @@
   // context (the AudioContext, or null when Web Audio failed), startTime, firstAudioMs,
   // melMs (text_to_mel's part of it), chunks, chunkMs (each chunk's vocoding ms), chunkFrames,
   // underruns (chunks that arrived after the audio before them ended), gapMs (their silence)}.
-  // options: {firstChunkFrames, chunkFrames, growth} (planChunks; default 8, 32, 2).
+  // delayMs (the first chunk's start delay, startDelayMs: the first sound is firstAudioMs +
+  // delayMs + 20 ms of scheduling lead). options: {firstChunkFrames, chunkFrames, growth}
+  // (planChunks; default 16, 32, 1.5), delay: false for no start delay.
   async function vocode(tf, model, metadata, out, started, options) {
     const opts = options || {};
     const melMs = performance.now() - started;  // text_to_mel's share of the first audio
@@ -116,6 +139,7 @@
     const plans = planChunks(frames, opts.chunkFrames || CHUNK_FRAMES, context,
                              opts.firstChunkFrames || FIRST_CHUNK_FRAMES, opts.growth);
     const chunkMs = [];  // each chunk's vocoding time
+    let delayMs = 0;  // the first chunk's start delay that keeps the later ones on time
     for (const plan of plans) {
       const chunkStart = performance.now();
       const width = plan.windowEnd - plan.windowStart;
@@ -132,7 +156,10 @@
       const samples = (await audio.data()).slice(0, (plan.end - plan.start) * hop);
       tf.dispose(Object.values(inputs).concat(list));
       chunkMs.push(performance.now() - chunkStart);
-      if (scheduler) scheduler.schedule(samples);
+      if (chunkMs.length === 1 && opts.delay !== false) {
+        delayMs = startDelayMs(plans, chunkMs[0], hop, metadata.sample_rate);
+      }
+      if (scheduler) scheduler.schedule(samples, chunkMs.length === 1 ? delayMs / 1000 : 0);
       if (firstAudioMs === null) firstAudioMs = performance.now() - started;
       pieces.push(samples);
     }
@@ -147,6 +174,7 @@
     if (report) {
       report.textContent = `Streaming: first audio after ${Math.round(firstAudioMs)} ms ` +
           `(text_to_mel ${Math.round(melMs)} ms; ${plans.length} chunks, ${context} context frames each side` +
+          (delayMs ? `, played ${Math.round(delayMs)} ms later to keep up` : '') +
           (scheduler && scheduler.underruns ?
             `, ${scheduler.underruns} late: ${Math.round(scheduler.gapSeconds * 1000)} ms of gaps` :
             '') + ').';
@@ -155,14 +183,14 @@
       outputs: {audio: tf.tensor2d(audio, [1, total]), audio_lengths: tf.tensor1d([total], 'int32')},
       context: scheduler ? scheduler.context : null,
       startTime: scheduler ? scheduler.startTime : null,
-      firstAudioMs, melMs, chunks: plans.length, chunkMs,
+      firstAudioMs, melMs, chunks: plans.length, chunkMs, delayMs,
       chunkFrames: plans.map((p) => p.end - p.start),
       underruns: scheduler ? scheduler.underruns : 0,
       gapMs: scheduler ? scheduler.gapSeconds * 1000 : 0,
     };
   }
 
-  const api = {planChunks, graphNames, ChunkScheduler, vocode, CHUNK_FRAMES,
+  const api = {planChunks, graphNames, startDelayMs, ChunkScheduler, vocode, CHUNK_FRAMES,
                FIRST_CHUNK_FRAMES, CHUNK_GROWTH};
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
   root.TfspeechStreamPlayer = api;

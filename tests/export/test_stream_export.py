@@ -106,10 +106,11 @@ def test_mel_chunk_to_audio_tfjs(stream, tfjs_converter, node, tmp_path):
 
 
 def test_stream_player_plans_as_python(node):
-  """stream_player.js's planChunks is plan_chunks (growing by default, fixed with growth 1),
-  or the browser's chunks would not concatenate to the audio."""
+  """stream_player.js's planChunks is plan_chunks (growing x1.5 by default, fixed with growth
+  1), or the browser's chunks would not concatenate to the audio; its start delay is 0 when a
+  schedule keeps up and covers the shortfall when it does not."""
   cases = [(100, 32, 13, 8, None), (20, 4, 2, 1, None), (10, 4, 2, 1, 1), (37, 5, 3, 3, 3),
-           (5, 8, 13, 16, None)]
+           (5, 8, 13, 16, None), (100, 32, 13, 16, 1.5), (50, 9, 2, 2, 1.3)]
   script = ("const p = require(process.argv[1]); console.log(JSON.stringify(" +
             json.dumps(cases) + ".map(([f, c, k, first, g]) => p.planChunks(f, c, k, first, " +
             "g === null ? undefined : g).map((q) => [q.start, q.end, q.windowStart, " +
@@ -121,7 +122,19 @@ def test_stream_player_plans_as_python(node):
                for p in streaming.plan_chunks(f, c, k, first, *([] if g is None else [g]))]
               for f, c, k, first, g in cases]
   assert json.loads(out) == expected
-  assert [q[1] - q[0] for q in expected[0]] == [8, 16, 32, 32, 12]
+  # 16, 24, 32, 32, 12 frames with 13 context frames: 100 ms for the first (29-frame) window
+  # keeps up; 8, 16, 32, ... at 90 ms for its 21-frame window does not: the 16-frame chunk
+  # (a 37-frame window, 159 ms) is ready 66 ms after the 8 frames (93 ms) before end, the 32
+  # after it (58 frames, 249 ms) 129 ms after the 24 frames (279 ms) before.
+  script = ("const p = require(process.argv[1]); console.log(JSON.stringify([" +
+            "p.startDelayMs(p.planChunks(140, 32, 13, 16), 100, 256, 22050), " +
+            "p.startDelayMs(p.planChunks(140, 32, 13, 8, 2), 90, 256, 22050)]));")
+  out = subprocess.run([node, "-e", script, player], check=True, capture_output=True,
+                       text=True).stdout
+  fits, late = json.loads(out)
+  assert fits == 0
+  assert late == pytest.approx(90 / 21 * (37 + 58) - 1000 * 24 * 256 / 22050)
+  assert [q[1] - q[0] for q in expected[0]] == [8, 12, 18, 27, 32, 3]
 
 
 def test_export_workdir_stream(vocoder_run, acoustic_run, run_saver, tmp_path):

@@ -26,6 +26,7 @@ batch and length dims, traced once per vocoder and static controls.
 """
 
 import dataclasses
+import math
 import struct
 import time
 import weakref
@@ -38,8 +39,9 @@ from tfspeech.inference import vocode_lib
 from tfspeech.models import serving as serving_lib
 
 DEFAULT_CHUNK_FRAMES = 32
-# Each chunk after the first is this many times the one before, up to the chunk size.
-DEFAULT_CHUNK_GROWTH = 2
+# Each chunk after the first is this many times the one before (rounded up), up to the chunk
+# size (plan_chunks; the browser demo's stream_player.js has the same default).
+DEFAULT_CHUNK_GROWTH = 1.5
 
 
 def _serving(vocoder) -> Tuple[serving_lib.Vocoder, dict]:
@@ -87,15 +89,16 @@ class ChunkPlan:
 
 def plan_chunks(frames: int, chunk_frames: int, context: int,
                 first_chunk_frames: Optional[int] = None,
-                growth: int = DEFAULT_CHUNK_GROWTH) -> List[ChunkPlan]:
+                growth: float = DEFAULT_CHUNK_GROWTH) -> List[ChunkPlan]:
   """The chunks of `frames` frames: `first_chunk_frames` (default `chunk_frames`), then
-  each `growth` times the one before, capped at `chunk_frames` (e.g. 8, 16, 32, 32, ...),
+  each `growth` times the one before (rounded up), capped at `chunk_frames` (e.g. 16, 24,
+  32, 32, ...),
   the last one shorter; each with up to `context` frames each side.
 
   Why growing: every chunk must be vocoded while the one before plays. A small first chunk
   starts the audio soon but plays only briefly, and a chunk pays its 2 x `context` frames of
   context whatever its size, so a full-size second chunk is not ready in time (a gap in
-  playback); doubling keeps each chunk's work within the audio already queued. `growth=1`:
+  playback); growing keeps each chunk's work within the audio already queued. `growth=1`:
   `chunk_frames` after the first.
 
   Raises:
@@ -114,7 +117,8 @@ def plan_chunks(frames: int, chunk_frames: int, context: int,
     end = min(start + size, frames)
     plans.append(ChunkPlan(start, end, max(start - context, 0), min(end + context, frames)))
     # A first chunk larger than chunk_frames stays the only large one.
-    start, size = end, chunk_frames if growth == 1 else min(size * growth, chunk_frames)
+    start, size = end, (chunk_frames if growth == 1 else
+                        min(math.ceil(size * growth), chunk_frames))
   return plans
 
 
@@ -253,7 +257,7 @@ def stream_vocode(vocoder, mels, mel_lengths=None, *, chunk_frames: int = DEFAUL
                   first_chunk_frames: Optional[int] = None, item_seeds=None, noise=None,
                   controls: Optional[Mapping[str, object]] = None,
                   context: Optional[int] = None,
-                  growth: int = DEFAULT_CHUNK_GROWTH) -> Iterator[AudioChunk]:
+                  growth: float = DEFAULT_CHUNK_GROWTH) -> Iterator[AudioChunk]:
   """Vocodes `mels` chunk by chunk, yielding each chunk's audio as soon as it is made.
 
   The chunks concatenated are `vocode_lib.make_vocode_fn(vocoder)(mels, mel_lengths,
