@@ -61,18 +61,20 @@
   }
 
   // How long (ms) to hold the first chunk back so that no later chunk arrives after the audio
-  // before it ends, if each window takes as long per frame as the first one did (an
-  // overestimate for the larger windows: a call also has fixed costs). 0 when the schedule
-  // keeps up by itself (the default one, unless the machine is slower than about 4 ms per
-  // window frame).
+  // before it ends, estimating each window's time from the first one's: FIXED_SHARE of it
+  // per call, the rest per frame (HiFi-GAN V2 on wasm, loaded machine: 29 frames 150 ms, 50
+  // frames 200 ms, 58 frames 220 ms, i.e. about half fixed; 0.4 errs towards waiting). 0
+  // when the schedule keeps up by itself (the default one, on such a machine, nearly).
+  const FIXED_SHARE = 0.4;
   function startDelayMs(plans, firstMs, hop, sampleRate) {
     const first = plans[0];
-    const msPerFrame = firstMs / Math.max(first.windowEnd - first.windowStart, 1);
+    const msPerFrame = firstMs * (1 - FIXED_SHARE) /
+        Math.max(first.windowEnd - first.windowStart, 1);
     let made = 0;  // ms to vocode chunks 1..k after the first
     let played = 0;  // ms of audio of chunks 0..k-1
     let delay = 0;
     for (let k = 1; k < plans.length; k++) {
-      made += msPerFrame * (plans[k].windowEnd - plans[k].windowStart);
+      made += firstMs * FIXED_SHARE + msPerFrame * (plans[k].windowEnd - plans[k].windowStart);
       played += (plans[k - 1].end - plans[k - 1].start) * hop / sampleRate * 1000;
       delay = Math.max(delay, made - played);
     }

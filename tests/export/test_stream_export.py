@@ -122,18 +122,18 @@ def test_stream_player_plans_as_python(node):
                for p in streaming.plan_chunks(f, c, k, first, *([] if g is None else [g]))]
               for f, c, k, first, g in cases]
   assert json.loads(out) == expected
-  # 16, 24, 32, 32, 12 frames with 13 context frames: 100 ms for the first (29-frame) window
-  # keeps up; 8, 16, 32, ... at 90 ms for its 21-frame window does not: the 16-frame chunk
-  # (a 37-frame window, 159 ms) is ready 66 ms after the 8 frames (93 ms) before end, the 32
-  # after it (58 frames, 249 ms) 129 ms after the 24 frames (279 ms) before.
+  # 16, 24, 32, ... with 13 context frames, 150 ms for the first (29-frame) window: the
+  # 50-frame window after it takes 60 + 90 / 29 x 50 = 215 ms, 29 ms more than the 16 frames
+  # before play, and later ones keep up; 8, 16, 32, ... at 90 ms for its 21-frame window by
+  # 36 + 54 / 21 x 37 - 93 ms (the 8 frames' audio) at the second chunk.
   script = ("const p = require(process.argv[1]); console.log(JSON.stringify([" +
-            "p.startDelayMs(p.planChunks(140, 32, 13, 16), 100, 256, 22050), " +
+            "p.startDelayMs(p.planChunks(140, 32, 13, 16), 150, 256, 22050), " +
             "p.startDelayMs(p.planChunks(140, 32, 13, 8, 2), 90, 256, 22050)]));")
   out = subprocess.run([node, "-e", script, player], check=True, capture_output=True,
                        text=True).stdout
   fits, late = json.loads(out)
-  assert fits == 0
-  assert late == pytest.approx(90 / 21 * (37 + 58) - 1000 * 24 * 256 / 22050)
+  assert fits == pytest.approx(60 + 90 / 29 * 50 - 1000 * 16 * 256 / 22050)
+  assert late == pytest.approx(36 + 54 / 21 * 37 - 1000 * 8 * 256 / 22050)
   assert [q[1] - q[0] for q in expected[0]] == [8, 12, 18, 27, 32, 3]
 
 

@@ -201,6 +201,10 @@ class ChunkVocoder:
     return per_vocoder[key]
 
 
+# Plain TF (as the chunk functions above): not converted by autograph, which also once
+# resolved this call to another converted function ("tf__get() takes from 2 to 3 positional
+# arguments but 6 were given") while exporting mel_chunk_to_audio.
+@tf.autograph.experimental.do_not_convert
 def chunk_audio(vocoder: serving_lib.Vocoder, mel, mel_lengths, noise, before, after,
                 **controls):
   """One window's audio cut to its chunk (graph ops; what `mel_chunk_to_audio` exports).
