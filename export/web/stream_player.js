@@ -64,7 +64,8 @@
   // before it ends, estimating each window's time from the first one's: FIXED_SHARE of it
   // per call, the rest per frame (HiFi-GAN V2 on wasm, loaded machine: 29 frames 150 ms, 50
   // frames 200 ms, 58 frames 220 ms, i.e. about half fixed; 0.4 errs towards waiting). 0
-  // when the schedule keeps up by itself (the default one, on such a machine, nearly).
+  // when the schedule keeps up by itself (the default one, on such a machine, nearly); at
+  // most the first chunk's audio.
   const FIXED_SHARE = 0.4;
   function startDelayMs(plans, firstMs, hop, sampleRate) {
     const first = plans[0];
@@ -78,7 +79,9 @@
       played += (plans[k - 1].end - plans[k - 1].start) * hop / sampleRate * 1000;
       delay = Math.max(delay, made - played);
     }
-    return delay;
+    // At most the first chunk's own length: one slow first call (a busy machine) would
+    // otherwise hold the speech back for seconds; a late chunk then costs a short gap.
+    return Math.min(delay, (first.end - first.start) * hop / sampleRate * 1000);
   }
 
   // Plays float chunks back to back on one AudioContext.
