@@ -7,7 +7,8 @@
 //
 //   node export/js/check_web_demo.js --model=EXPORTED_TFJS_DIR --text="Hello." \
 //       [--backend=auto|wasm|cpu] [--block_wasm] [--break_wasm_kernel=KERNEL] \
-//       [--chromium=/usr/bin/chromium] [--screenshot=page.png] [--timeout_s=120] [--clicks=N]
+//       [--chromium=/usr/bin/chromium] [--screenshot=page.png] [--timeout_s=120] [--clicks=N] \
+//       [--page_params=first_chunk=16&chunk=32&growth=1.5&delay=0]
 //
 // --backend is the page's backend URL parameter (default auto: wasm, else cpu). --block_wasm
 // makes the browser fail every request for the wasm backend's script and binaries, as a
@@ -15,7 +16,10 @@
 // replaces the wasm backend's KERNEL with one that throws (as tfjs 4.22's FusedConv2D did on
 // a rank-4 bias), to check the fallback from a failure at run time. --clicks=N synthesizes N
 // times (the first run includes the backend's one-time work) and reports each click's
-// seconds and, for a streaming export (stream_player.js), its firstAudioMs as "clicks".
+// seconds and, for a streaming export (stream_player.js), its firstAudioMs, melMs (text_to_mel's
+// part), chunkMs (each chunk's vocoding), delayMs (the first chunk's start delay), underruns
+// and gapMs (silence from late chunks) as
+// "clicks". --page_params adds URL parameters (the streaming chunk schedule).
 //
 // Exits 1 (after printing the JSON, with "problems") when the page failed: an error on the
 // page or in its console (pageerror), no result, no or silent audio, a length other than
@@ -83,7 +87,10 @@ async function main() {
         }
       });
     }
-    await page.goto(`${url}?model=model/&backend=${args.backend}`, {waitUntil: 'load', timeout});
+    // --page_params=first_chunk=8&chunk=32&growth=1: more URL parameters (the chunk schedule).
+    const extra = args.page_params ? `&${args.page_params}` : '';
+    await page.goto(`${url}?model=model/&backend=${args.backend}${extra}`,
+                    {waitUntil: 'load', timeout});
     await page.waitForFunction(
         () => !document.querySelector('#synthesize').disabled || window.tfspeechDemo.lastError,
         {timeout});
@@ -100,7 +107,9 @@ async function main() {
       clicks.push(await page.evaluate(() => {
         const r = window.tfspeechDemo.lastResult || {};
         window.tfspeechDemo.lastResult = null;
-        return {seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs};
+        return {seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs,
+                chunkMs: r.chunkMs, chunkFrames: r.chunkFrames, underruns: r.underruns,
+                gapMs: r.gapMs, delayMs: r.delayMs};
       }));
       await page.click('#synthesize');
       await page.waitForFunction(
@@ -126,9 +135,10 @@ async function main() {
     if (args.screenshot) await page.screenshot({path: args.screenshot});
     outcome.console = console_;
     if (clicks.length) {
-      clicks.push({seconds: outcome.result && outcome.result.seconds,
-                   firstAudioMs: outcome.result && outcome.result.firstAudioMs,
-                   melMs: outcome.result && outcome.result.melMs});
+      const r = outcome.result || {};
+      clicks.push({seconds: r.seconds, firstAudioMs: r.firstAudioMs, melMs: r.melMs,
+                   chunkMs: r.chunkMs, chunkFrames: r.chunkFrames, underruns: r.underruns,
+                   gapMs: r.gapMs, delayMs: r.delayMs});
       outcome.clicks = clicks;
     }
     outcome.serverHasWasm = wasm;

@@ -420,8 +420,14 @@
     } else {
       out = namedOutputs(models.text_to_mel, await models.text_to_mel.executeAsync(inputs));
       if (models.mel_chunk_to_audio) {
+        // ?first_chunk=16&chunk=32&growth=1.5: the chunk schedule (stream_player.js's
+        // defaults); &delay=0: no start delay for the later chunks.
+        const schedule = {firstChunkFrames: Number(params.get('first_chunk')) || undefined,
+                          chunkFrames: Number(params.get('chunk')) || undefined,
+                          growth: Number(params.get('growth')) || undefined,
+                          delay: params.get('delay') !== '0'};
         streamed = await TfspeechStreamPlayer.vocode(tf, models.mel_chunk_to_audio, metadata,
-                                                     out, start);
+                                                     out, start, schedule);
         Object.assign(out, streamed.outputs);
       } else {
         Object.assign(out, namedOutputs(models.mel_to_audio, await models.mel_to_audio.executeAsync(
@@ -470,7 +476,10 @@
       // Wall seconds per audio second, as tfspeech-synthesize and tfspeech-vocode print it.
       seconds, realTimeFactor: seconds / Math.max(audioSeconds, 1e-9), wavBytes,
       firstAudioMs: streamed ? streamed.firstAudioMs : null, melMs: streamed && streamed.melMs,
-      chunks: streamed && streamed.chunks,
+      chunks: streamed && streamed.chunks, chunkMs: streamed && streamed.chunkMs,
+      delayMs: streamed && streamed.delayMs,
+      chunkFrames: streamed && streamed.chunkFrames, underruns: streamed && streamed.underruns,
+      gapMs: streamed && streamed.gapMs,
       runtime: window.tfspeechDemo.runtime,
       backend: loaded.litert ? window.tfspeechDemo.backend : tf.getBackend(),
       backendDetail: window.tfspeechDemo.backend,

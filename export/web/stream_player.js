@@ -18,14 +18,23 @@
 (function (root) {
   'use strict';
 
-  // Frames of the first chunk (small: the audio starts sooner) and of every later chunk.
-  const FIRST_CHUNK_FRAMES = 8;
+  // Frames of the first chunk; each later chunk is CHUNK_GROWTH times the one before (rounded
+  // up), up to CHUNK_FRAMES: 16, 24, 32, 32, ... Every chunk must be vocoded while the ones
+  // before play, and a chunk pays 2 x context frames (HiFi-GAN: 13) whatever its size: after
+  // an 8-frame first chunk (93 ms of audio) even a 12-frame second one (a 38-frame window)
+  // took longer than 93 ms on wasm, so 8 then 32 left a 160-300 ms gap and 8, 16, 32 still
+  // 50-140 ms. A 16-frame first chunk costs ~20 ms more (a 29- instead of a 21-frame window)
+  // and buys 186 ms of audio to vocode the next 24 frames in.
+  const FIRST_CHUNK_FRAMES = 16;
   const CHUNK_FRAMES = 32;
+  const CHUNK_GROWTH = 1.5;
   // Seconds between scheduling the first chunk and its start: room for the audio thread.
   const LEAD_SECONDS = 0.02;
 
-  // [{start, end, windowStart, windowEnd}] as tfspeech.inference.streaming.plan_chunks.
-  function planChunks(frames, chunkFrames, context, firstChunkFrames) {
+  // [{start, end, windowStart, windowEnd}] as tfspeech.inference.streaming.plan_chunks
+  // (growth defaults to 2 there too; 1: chunkFrames after the first).
+  function planChunks(frames, chunkFrames, context, firstChunkFrames, growth) {
+    const factor = growth === undefined ? CHUNK_GROWTH : growth;
     const plans = [];
     let start = 0;
     let size = firstChunkFrames || chunkFrames;
@@ -34,7 +43,7 @@
       plans.push({start, end, windowStart: Math.max(start - context, 0),
                   windowEnd: Math.min(end + context, frames)});
       start = end;
-      size = chunkFrames;
+      size = factor === 1 ? chunkFrames : Math.min(Math.ceil(size * factor), chunkFrames);
     }
     return plans;
   }
@@ -51,6 +60,30 @@
     return ['text_to_mel', 'mel_chunk_to_audio'];
   }
 
+  // How long (ms) to hold the first chunk back so that no later chunk arrives after the audio
+  // before it ends, estimating each window's time from the first one's: FIXED_SHARE of it
+  // per call, the rest per frame (HiFi-GAN V2 on wasm, loaded machine: 29 frames 150 ms, 50
+  // frames 200 ms, 58 frames 220 ms, i.e. about half fixed; 0.4 errs towards waiting). 0
+  // when the schedule keeps up by itself (the default one, on such a machine, nearly); at
+  // most the first chunk's audio.
+  const FIXED_SHARE = 0.4;
+  function startDelayMs(plans, firstMs, hop, sampleRate) {
+    const first = plans[0];
+    const msPerFrame = firstMs * (1 - FIXED_SHARE) /
+        Math.max(first.windowEnd - first.windowStart, 1);
+    let made = 0;  // ms to vocode chunks 1..k after the first
+    let played = 0;  // ms of audio of chunks 0..k-1
+    let delay = 0;
+    for (let k = 1; k < plans.length; k++) {
+      made += firstMs * FIXED_SHARE + msPerFrame * (plans[k].windowEnd - plans[k].windowStart);
+      played += (plans[k - 1].end - plans[k - 1].start) * hop / sampleRate * 1000;
+      delay = Math.max(delay, made - played);
+    }
+    // At most the first chunk's own length: one slow first call (a busy machine) would
+    // otherwise hold the speech back for seconds; a late chunk then costs a short gap.
+    return Math.min(delay, (first.end - first.start) * hop / sampleRate * 1000);
+  }
+
   // Plays float chunks back to back on one AudioContext.
   class ChunkScheduler {
     constructor(sampleRate) {
@@ -60,14 +93,18 @@
       this.endTime = 0;  // context time at which the scheduled audio ends
       this.startTime = null;  // context time of the first sample
       this.underruns = 0;
+      this.gapSeconds = 0;  // silence between chunks from late ones
     }
 
-    // Schedules `samples` at the running end time (or now, after an underrun); returns the
-    // context time it starts at.
-    schedule(samples) {
+    // Schedules `samples` at the running end time (or now, after an underrun), the first
+    // chunk `delay` seconds later than it could start; returns the context time it starts at.
+    schedule(samples, delay) {
       const now = this.context.currentTime;
-      if (this.startTime !== null && this.endTime < now) this.underruns += 1;
-      const at = Math.max(this.endTime, now + LEAD_SECONDS);
+      const at = Math.max(this.endTime, now + LEAD_SECONDS + (delay || 0));
+      if (this.startTime !== null && this.endTime < now) {
+        this.underruns += 1;
+        this.gapSeconds += at - this.endTime;
+      }
       const buffer = this.context.createBuffer(1, samples.length, this.sampleRate);
       buffer.copyToChannel(samples, 0);
       const source = this.context.createBufferSource();
@@ -85,7 +122,11 @@
   // performance.now() of the synthesis start, for the time to first audio.
   // Returns {outputs: {audio [1, samples], audio_lengths [1]} tensors as mel_to_audio's,
   // context (the AudioContext, or null when Web Audio failed), startTime, firstAudioMs,
-  // melMs (text_to_mel's part of it), chunks, underruns}.
+  // melMs (text_to_mel's part of it), chunks, chunkMs (each chunk's vocoding ms), chunkFrames,
+  // underruns (chunks that arrived after the audio before them ended), gapMs (their silence)}.
+  // delayMs (the first chunk's start delay, startDelayMs: the first sound is firstAudioMs +
+  // delayMs + 20 ms of scheduling lead). options: {firstChunkFrames, chunkFrames, growth}
+  // (planChunks; default 16, 32, 1.5), delay: false for no start delay.
   async function vocode(tf, model, metadata, out, started, options) {
     const opts = options || {};
     const melMs = performance.now() - started;  // text_to_mel's share of the first audio
@@ -101,8 +142,11 @@
     const pieces = [];
     let firstAudioMs = null;
     const plans = planChunks(frames, opts.chunkFrames || CHUNK_FRAMES, context,
-                             opts.firstChunkFrames || FIRST_CHUNK_FRAMES);
+                             opts.firstChunkFrames || FIRST_CHUNK_FRAMES, opts.growth);
+    const chunkMs = [];  // each chunk's vocoding time
+    let delayMs = 0;  // the first chunk's start delay that keeps the later ones on time
     for (const plan of plans) {
+      const chunkStart = performance.now();
       const width = plan.windowEnd - plan.windowStart;
       const inputs = {
         mel: tf.slice(out.mel, [0, plan.windowStart, 0], [1, width, -1]),
@@ -116,7 +160,11 @@
       const audio = list.find((t) => t.rank === 2);
       const samples = (await audio.data()).slice(0, (plan.end - plan.start) * hop);
       tf.dispose(Object.values(inputs).concat(list));
-      if (scheduler) scheduler.schedule(samples);
+      chunkMs.push(performance.now() - chunkStart);
+      if (chunkMs.length === 1 && opts.delay !== false) {
+        delayMs = startDelayMs(plans, chunkMs[0], hop, metadata.sample_rate);
+      }
+      if (scheduler) scheduler.schedule(samples, chunkMs.length === 1 ? delayMs / 1000 : 0);
       if (firstAudioMs === null) firstAudioMs = performance.now() - started;
       pieces.push(samples);
     }
@@ -131,18 +179,24 @@
     if (report) {
       report.textContent = `Streaming: first audio after ${Math.round(firstAudioMs)} ms ` +
           `(text_to_mel ${Math.round(melMs)} ms; ${plans.length} chunks, ${context} context frames each side` +
-          (scheduler && scheduler.underruns ? `, ${scheduler.underruns} late` : '') + ').';
+          (delayMs ? `, played ${Math.round(delayMs)} ms later to keep up` : '') +
+          (scheduler && scheduler.underruns ?
+            `, ${scheduler.underruns} late: ${Math.round(scheduler.gapSeconds * 1000)} ms of gaps` :
+            '') + ').';
     }
     return {
       outputs: {audio: tf.tensor2d(audio, [1, total]), audio_lengths: tf.tensor1d([total], 'int32')},
       context: scheduler ? scheduler.context : null,
       startTime: scheduler ? scheduler.startTime : null,
-      firstAudioMs, melMs, chunks: plans.length, underruns: scheduler ? scheduler.underruns : 0,
+      firstAudioMs, melMs, chunks: plans.length, chunkMs, delayMs,
+      chunkFrames: plans.map((p) => p.end - p.start),
+      underruns: scheduler ? scheduler.underruns : 0,
+      gapMs: scheduler ? scheduler.gapSeconds * 1000 : 0,
     };
   }
 
-  const api = {planChunks, graphNames, ChunkScheduler, vocode, CHUNK_FRAMES,
-               FIRST_CHUNK_FRAMES};
+  const api = {planChunks, graphNames, startDelayMs, ChunkScheduler, vocode, CHUNK_FRAMES,
+               FIRST_CHUNK_FRAMES, CHUNK_GROWTH};
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
   root.TfspeechStreamPlayer = api;
 })(typeof window !== 'undefined' ? window : globalThis);

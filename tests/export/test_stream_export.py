@@ -3,6 +3,7 @@
 whole-utterance audio. One chunk graph and one frozen SavedModel serve every runtime."""
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -93,7 +94,8 @@ def test_mel_chunk_to_audio_tfjs(stream, tfjs_converter, node, tmp_path):
   graph = graphs[NAME]
   folders = tfjs.export_graphs({NAME: graph}, str(tmp_path / "tfjs"), converter=tfjs_converter,
                                frozen_dir=frozen)
-  plan = streaming.plan_chunks(mels.shape[1], 7, graph.context_frames, first_chunk_frames=2)[2]
+  plan = streaming.plan_chunks(mels.shape[1], 7, graph.context_frames, first_chunk_frames=2,
+                               growth=1)[2]
   assert plan.before == plan.after == graph.context_frames  # Both cuts exercised.
   inputs = _window(mels, plan)
   expected = graph.function(**inputs)
@@ -101,6 +103,41 @@ def test_mel_chunk_to_audio_tfjs(stream, tfjs_converter, node, tmp_path):
   np.testing.assert_array_equal(run.outputs["audio_lengths"], expected["audio_lengths"].numpy())
   assert run.outputs["audio"].shape == (2, 7 * graph.vocoder.hop_length)
   assert np.max(np.abs(run.outputs["audio"] - expected["audio"].numpy())) <= 1e-4 * peak
+
+
+def test_stream_player_plans_as_python(node):
+  """stream_player.js's planChunks is plan_chunks (growing x1.5 by default, fixed with growth
+  1), or the browser's chunks would not concatenate to the audio; its start delay is 0 when a
+  schedule keeps up and covers the shortfall when it does not."""
+  cases = [(100, 32, 13, 8, None), (20, 4, 2, 1, None), (10, 4, 2, 1, 1), (37, 5, 3, 3, 3),
+           (5, 8, 13, 16, None), (100, 32, 13, 16, 1.5), (50, 9, 2, 2, 1.3)]
+  script = ("const p = require(process.argv[1]); console.log(JSON.stringify(" +
+            json.dumps(cases) + ".map(([f, c, k, first, g]) => p.planChunks(f, c, k, first, " +
+            "g === null ? undefined : g).map((q) => [q.start, q.end, q.windowStart, " +
+            "q.windowEnd]))));")
+  player = os.path.join(os.path.dirname(tfjs.__file__), "web", "stream_player.js")
+  out = subprocess.run([node, "-e", script, player], check=True,
+                       capture_output=True, text=True).stdout
+  expected = [[[p.start, p.end, p.window_start, p.window_end]
+               for p in streaming.plan_chunks(f, c, k, first, *([] if g is None else [g]))]
+              for f, c, k, first, g in cases]
+  assert json.loads(out) == expected
+  # 16, 24, 32, ... with 13 context frames, 150 ms for the first (29-frame) window: the
+  # 50-frame window after it takes 60 + 90 / 29 x 50 = 215 ms, 29 ms more than the 16 frames
+  # before play, and later ones keep up; 8, 16, 32, ... at 90 ms for its 21-frame window by
+  # 36 + 54 / 21 x 37 - 93 ms (the 8 frames' audio) at the second chunk.
+  script = ("const p = require(process.argv[1]); console.log(JSON.stringify([" +
+            "p.startDelayMs(p.planChunks(140, 32, 13, 16), 150, 256, 22050), " +
+            "p.startDelayMs(p.planChunks(140, 32, 13, 8, 2), 90, 256, 22050), " +
+            "p.startDelayMs(p.planChunks(140, 32, 13, 16), 600, 256, 22050)]));")
+  out = subprocess.run([node, "-e", script, player], check=True, capture_output=True,
+                       text=True).stdout
+  fits, late, capped = json.loads(out)
+  assert fits == pytest.approx(60 + 90 / 29 * 50 - 1000 * 16 * 256 / 22050)
+  assert late == pytest.approx(36 + 54 / 21 * 37 - 1000 * 8 * 256 / 22050)
+  # A slow first call (a busy machine) holds the audio back by at most the first chunk's.
+  assert capped == pytest.approx(1000 * 16 * 256 / 22050)
+  assert [q[1] - q[0] for q in expected[0]] == [8, 12, 18, 27, 32, 3]
 
 
 def test_export_workdir_stream(vocoder_run, acoustic_run, run_saver, tmp_path):

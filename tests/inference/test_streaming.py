@@ -123,9 +123,20 @@ def test_diffwave_chunks_equal_whole(fast_graphs):
 
 
 def test_plan_and_bad_sizes():
-  plans = streaming.plan_chunks(10, 4, 2, first_chunk_frames=1)
+  plans = streaming.plan_chunks(10, 4, 2, first_chunk_frames=1, growth=1)
   assert [(p.start, p.end, p.window_start, p.window_end) for p in plans] == [
       (0, 1, 0, 3), (1, 5, 0, 7), (5, 9, 3, 10), (9, 10, 7, 10)]
+  # Each chunk grows (here doubles), capped at chunk_frames, so none outgrows the audio queued.
+  plans = streaming.plan_chunks(20, 4, 2, first_chunk_frames=1, growth=2)
+  assert [(p.start, p.end, p.window_start, p.window_end) for p in plans] == [
+      (0, 1, 0, 3), (1, 3, 0, 5), (3, 7, 1, 9), (7, 11, 5, 13), (11, 15, 9, 17),
+      (15, 19, 13, 20), (19, 20, 17, 20)]
+  assert [p.end - p.start for p in streaming.plan_chunks(100, 32, 13, 8, growth=2)] == [
+      8, 16, 32, 32, 12]
+  # By default x1.5, rounded up: 16, 24, 32, ... (the browser demo's schedule).
+  assert [p.end - p.start for p in streaming.plan_chunks(100, 32, 13, 16)] == [16, 24, 32, 28]
+  with pytest.raises(ValueError, match="growth"):
+    streaming.plan_chunks(10, 4, 2, growth=0)
   with pytest.raises(ValueError, match="chunk_frames"):
     streaming.plan_chunks(10, 0, 2)
   # A vocoder that does not declare its context cannot stream (no silent receptive_field).

@@ -26,6 +26,7 @@ batch and length dims, traced once per vocoder and static controls.
 """
 
 import dataclasses
+import math
 import struct
 import time
 import weakref
@@ -38,6 +39,9 @@ from tfspeech.inference import vocode_lib
 from tfspeech.models import serving as serving_lib
 
 DEFAULT_CHUNK_FRAMES = 32
+# Each chunk after the first is this many times the one before (rounded up), up to the chunk
+# size (plan_chunks; the browser demo's stream_player.js has the same default).
+DEFAULT_CHUNK_GROWTH = 1.5
 
 
 def _serving(vocoder) -> Tuple[serving_lib.Vocoder, dict]:
@@ -84,24 +88,37 @@ class ChunkPlan:
 
 
 def plan_chunks(frames: int, chunk_frames: int, context: int,
-                first_chunk_frames: Optional[int] = None) -> List[ChunkPlan]:
+                first_chunk_frames: Optional[int] = None,
+                growth: float = DEFAULT_CHUNK_GROWTH) -> List[ChunkPlan]:
   """The chunks of `frames` frames: `first_chunk_frames` (default `chunk_frames`), then
-  `chunk_frames` each, the last one shorter; each with up to `context` frames each side.
+  each `growth` times the one before (rounded up), capped at `chunk_frames` (e.g. 16, 24,
+  32, 32, ...),
+  the last one shorter; each with up to `context` frames each side.
+
+  Why growing: every chunk must be vocoded while the one before plays. A small first chunk
+  starts the audio soon but plays only briefly, and a chunk pays its 2 x `context` frames of
+  context whatever its size, so a full-size second chunk is not ready in time (a gap in
+  playback); growing keeps each chunk's work within the audio already queued. `growth=1`:
+  `chunk_frames` after the first.
 
   Raises:
-    ValueError: a chunk size < 1 or a negative context.
+    ValueError: a chunk size or growth < 1, or a negative context.
   """
   first = chunk_frames if first_chunk_frames is None else first_chunk_frames
   if chunk_frames < 1 or first < 1:
     raise ValueError(f"streaming: chunk_frames ({chunk_frames}) and first_chunk_frames "
                      f"({first}) must be >= 1")
+  if growth < 1:
+    raise ValueError(f"streaming: growth ({growth}) must be >= 1")
   if context < 0:
     raise ValueError(f"streaming: context ({context}) must be >= 0")
   plans, start, size = [], 0, first
   while start < frames:
     end = min(start + size, frames)
     plans.append(ChunkPlan(start, end, max(start - context, 0), min(end + context, frames)))
-    start, size = end, chunk_frames
+    # A first chunk larger than chunk_frames stays the only large one.
+    start, size = end, (chunk_frames if growth == 1 else
+                        min(math.ceil(size * growth), chunk_frames))
   return plans
 
 
@@ -184,6 +201,10 @@ class ChunkVocoder:
     return per_vocoder[key]
 
 
+# Plain TF (as the chunk functions above): not converted by autograph, which also once
+# resolved this call to another converted function ("tf__get() takes from 2 to 3 positional
+# arguments but 6 were given") while exporting mel_chunk_to_audio.
+@tf.autograph.experimental.do_not_convert
 def chunk_audio(vocoder: serving_lib.Vocoder, mel, mel_lengths, noise, before, after,
                 **controls):
   """One window's audio cut to its chunk (graph ops; what `mel_chunk_to_audio` exports).
@@ -239,7 +260,8 @@ class AudioChunk:
 def stream_vocode(vocoder, mels, mel_lengths=None, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                   first_chunk_frames: Optional[int] = None, item_seeds=None, noise=None,
                   controls: Optional[Mapping[str, object]] = None,
-                  context: Optional[int] = None) -> Iterator[AudioChunk]:
+                  context: Optional[int] = None,
+                  growth: float = DEFAULT_CHUNK_GROWTH) -> Iterator[AudioChunk]:
   """Vocodes `mels` chunk by chunk, yielding each chunk's audio as soon as it is made.
 
   The chunks concatenated are `vocode_lib.make_vocode_fn(vocoder)(mels, mel_lengths,
@@ -250,8 +272,9 @@ def stream_vocode(vocoder, mels, mel_lengths=None, *, chunk_frames: int = DEFAUL
     vocoder: a serving `Vocoder` (its controls at their defaults) or a
       `vocode_lib.Vocoder` (its controls).
     mels: `[batch, frames, n_mels]`; mel_lengths: `[batch]` (default: all frames).
-    chunk_frames: frames per chunk; first_chunk_frames: frames of the first (smaller
-      starts the audio sooner).
+    chunk_frames: frames per chunk (the cap of growing chunks); first_chunk_frames: frames
+      of the first (smaller starts the audio sooner); growth: each later chunk is this many
+      times the one before, up to `chunk_frames` (`plan_chunks`).
     item_seeds: `[batch, 2]` int32 (default `(0, b)`), for vocoders that draw noise.
     noise: the whole utterance's noise instead of seeds (`[batch, steps, channels]`).
     controls: control values (override those of a `vocode_lib.Vocoder`).
@@ -286,7 +309,7 @@ def stream_vocode(vocoder, mels, mel_lengths=None, *, chunk_frames: int = DEFAUL
                              tf.constant(frames))
   steps = fns.noise_per_frame
   for plan in plan_chunks(frames, chunk_frames, fns.context if context is None else context,
-                          first_chunk_frames):
+                          first_chunk_frames, growth):
     window = mels[:, plan.window_start:plan.window_end]
     lengths = tf.clip_by_value(mel_lengths - plan.window_start, 0,
                                plan.window_end - plan.window_start)
