@@ -19,7 +19,8 @@ aligned one by one. With `tflite_compatible=True` MAS stores its per-frame resul
 preallocated tensors (TFLite builtins at any shape) and the DFT is a matmul with a cos/sin
 basis (no RFFT op); the durations are the same (see `tfspeech.ops.alignment.maximum_path`).
 
-Models: Grad-TTS (its encoder's means mu and the prior N(mel; mu, I), the log-likelihood its
+Models: any acoustic model whose serving `alignment_prior()` returns one (Grad-TTS: its encoder's
+means mu and the prior N(mel; mu, I), the log-likelihood its
 training step runs MAS on). Other acoustic models raise ValueError (see `prior_of`).
 
 Silence (`pause_ids`): prepared corpora are trimmed, so a model sees silence only at the
@@ -52,32 +53,13 @@ ALIGN = "align"
 SILENCE_MARGIN = 1.0
 
 
-class GradTTSPrior:
-  """Grad-TTS's alignment prior: log N(mel_j; mu_i, I) for encoder means mu (as in training).
-
-  Args:
-    acoustic: a `GradTTSServing` (its `model` is a `GradTTS`).
-  """
-
-  def __init__(self, acoustic):
-    self.model = acoustic.model
-    self.num_speakers = acoustic.num_speakers
-    self.n_mels = self.model.config.n_feats
-
-  def log_likelihood(self, text_ids, text_lengths, mel, speaker=None):
-    """`[batch, tokens, frames]` float32 for `[batch, frames, n_mels]` log-mels."""
-    mu_x, _, _, _ = self.model.encode(text_ids, text_lengths,
-                                      speaker if self.num_speakers > 1 else None)
-    return self.model._log_prior(mu_x, mel)  # pylint: disable=protected-access
-
-
 def prior_of(acoustic: serving_lib.AcousticModel):
   """The alignment prior of a serving acoustic model; ValueError for models without one."""
-  from tfspeech.models.grad_tts import grad_tts_serving  # pylint: disable=import-outside-toplevel
-  if isinstance(acoustic, grad_tts_serving.GradTTSServing):
-    return GradTTSPrior(acoustic)
-  raise ValueError(f"align: {type(acoustic).__name__} has no alignment prior the aligner can "
-                   "use; align with a grad_tts run")
+  prior = getattr(acoustic, "alignment_prior", lambda: None)()
+  if prior is None:
+    raise ValueError(f"align: {type(acoustic).__name__} has no alignment prior the aligner can "
+                     "use (serving.AcousticModel.alignment_prior); align with a grad_tts run")
+  return prior
 
 
 class ItemMel(tf.Module):

@@ -248,6 +248,15 @@ class AcousticModel:
   def has_ground_truth_aligned(self) -> bool:
     return type(self).ground_truth_aligned is not AcousticModel.ground_truth_aligned
 
+  def alignment_prior(self):
+    """What forced alignment (`tfspeech-align`) scores text against audio with, or None.
+
+    A model that can align returns an object with `n_mels` and
+    `log_likelihood(text_ids, text_lengths, mel, speaker=None)` → `[batch, tokens, frames]`
+    float32 for `[batch, frames, n_mels]` log-mels (what its training step runs MAS on).
+    """
+    return None
+
 
 class Vocoder:
   """Mels → audio; see the module docstring.

@@ -101,3 +101,26 @@ class GradTTSServing(serving.AcousticModel):
   def gta_noise_frames(self, frames):
     """Noise frames `ground_truth_aligned` uses for a mel of `frames` frames."""
     return self.model.compatible_frames(frames)
+
+  def alignment_prior(self) -> "GradTTSPrior":
+    """The training step's prior: log N(mel; mu, I) for the encoder's means (tfspeech-align)."""
+    return GradTTSPrior(self)
+
+
+class GradTTSPrior:
+  """Grad-TTS's alignment prior: log N(mel_j; mu_i, I) for encoder means mu (as in training).
+
+  Args:
+    acoustic: a `GradTTSServing` (its `model` is a `GradTTS`).
+  """
+
+  def __init__(self, acoustic):
+    self.model = acoustic.model
+    self.num_speakers = acoustic.num_speakers
+    self.n_mels = self.model.config.n_feats
+
+  def log_likelihood(self, text_ids, text_lengths, mel, speaker=None):
+    """`[batch, tokens, frames]` float32 for `[batch, frames, n_mels]` log-mels."""
+    mu_x, _, _, _ = self.model.encode(text_ids, text_lengths,
+                                      speaker if self.num_speakers > 1 else None)
+    return self.model._log_prior(mu_x, mel)  # pylint: disable=protected-access
