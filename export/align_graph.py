@@ -94,8 +94,7 @@ class ItemMel(tf.Module):
   def _padded(self, audio, lengths):
     """Each item's reflect (or zero) padding at its own ends; past that, anything."""
     config = self.config
-    width = (config.n_fft - config.hop_length) // 2 if config.padding == "hifigan" \
-        else config.n_fft // 2
+    width = mel_lib._stft_pad_width(config)  # pylint: disable=protected-access
     if config.padding == "center_constant":
       return tf.pad(audio, [[0, 0], [width, width]])
     # np.pad(mode="reflect") per item: position p folds into [0, length) with period
