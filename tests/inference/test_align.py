@@ -227,3 +227,9 @@ def test_bad_inputs_name_the_file(aligner, tmp_path):
 def test_models_without_an_alignment_prior_are_refused():
   with pytest.raises(ValueError, match="no alignment prior.*grad_tts"):
     align_graph.prior_of(object())
+
+
+def test_the_registry_says_which_models_align():
+  # tfspeech-align takes the runs of these (a task's `serving_aligns`), naming none itself.
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  assert serving_runs.models_that_align() == ["grad_tts"]

@@ -26,7 +26,7 @@ from absl import flags
 from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Grad-TTS training run (tfspeech-train --model=grad_tts).")
+flags.DEFINE_string("run", None, "Training run of an acoustic model that aligns (tfspeech-train --workdir; today grad_tts).")
 flags.DEFINE_string("wav", None, "One WAV file to align (with --text).")
 flags.DEFINE_string("text", None, "The transcript of --wav.")
 flags.DEFINE_string("corpus", None, "An LJSpeech-layout folder (metadata.csv, wavs/ID.wav) to "
@@ -73,11 +73,15 @@ def _check_inputs():
 def main(argv):
   common.check_no_arguments(argv)
   common.check_positive(batch_size=FLAGS.batch_size)
-  common.check_run_dir("run", FLAGS.run, models=("grad_tts",))
+  common.check_run_dir("run", FLAGS.run)
   common.check_checkpoint("checkpoint", FLAGS.run, FLAGS.checkpoint)
   items = _check_inputs()
   if items is not None:
     common.check_out_dir("out", FLAGS.out)
+  # Which models align comes from the registry (importing their packages, so after the
+  # cheap checks above): the binary names no model.
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  common.check_run_dir("run", FLAGS.run, models=tuple(serving_runs.models_that_align()))
   from tfspeech import training  # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   run = training.load_run(FLAGS.run, FLAGS.checkpoint, tasks=registry.get)

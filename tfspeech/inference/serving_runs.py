@@ -21,6 +21,13 @@ def models_with_role(role: str) -> list:
           if serving_lib.task_role(registry.get(name)) == role]
 
 
+def models_that_align() -> list:
+  """Registered acoustic models whose task declares `serving_aligns` (tfspeech-align)."""
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  return [name for name in models_with_role(serving_lib.ACOUSTIC)
+          if getattr(registry.get(name), "serving_aligns", False)]
+
+
 def run_model_name(workdir: str) -> Optional[str]:
   """The model name a run's config.json records (None when unreadable)."""
   try:

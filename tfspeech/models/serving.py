@@ -8,6 +8,7 @@ its serving object:
   class MyTask(registry.Task):
     serving_role = "acoustic"                # or "vocoder"
     serving_controls = MyServing.controls    # lets binaries check flags before loading
+    serving_aligns = True                    # optional: its alignment_prior() is not None
 
     def serving(self, modules, data_info):
       return MyServing(modules["net"], data_info)

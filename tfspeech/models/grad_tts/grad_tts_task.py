@@ -109,6 +109,7 @@ class GradTTSTask(registry.Task):
   bucketing = True
   serving_role = "acoustic"
   serving_controls = grad_tts_serving.CONTROLS
+  serving_aligns = True  # GradTTSServing.alignment_prior(): tfspeech-align takes its runs
 
   def __init__(self, config):
     super().__init__(config)
