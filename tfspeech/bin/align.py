@@ -26,7 +26,8 @@ from absl import flags
 from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Training run of an acoustic model that aligns (tfspeech-train --workdir; today grad_tts).")
+flags.DEFINE_string("run", None, "Training run (tfspeech-train --workdir) of an acoustic model "
+                    "that aligns (today grad_tts).")
 flags.DEFINE_string("wav", None, "One WAV file to align (with --text).")
 flags.DEFINE_string("text", None, "The transcript of --wav.")
 flags.DEFINE_string("corpus", None, "An LJSpeech-layout folder (metadata.csv, wavs/ID.wav) to "
