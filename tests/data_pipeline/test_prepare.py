@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 import wave
 
 import numpy as np
@@ -389,3 +390,20 @@ def test_filelist_with_speakers(tiny_corpus, tmp_path):
   assert info["num_speakers"] == 22
   speakers = {e["id"].decode(): int(e["speaker"]) for e in _read_records(out_dir, "train")}
   assert speakers == {line.split("|")[0]: 7 * i for i, line in enumerate(lines)}
+
+
+def test_compressed_corpus_without_a_decoder_stops_once_creating_nothing(tmp_path, monkeypatch):
+  # Without a loadable tensorflow-io every .flac entry would fail alike: prepare names the
+  # first file and the fix once, before creating the output, instead of skipping them all.
+  monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # As if it were not installed.
+  (tmp_path / "a.flac").write_bytes(b"fLaC")
+  (tmp_path / "b.flac").write_bytes(b"fLaC")
+  listing = tmp_path / "train.txt"
+  listing.write_text("a.flac|One two.\nb.flac|Three four.\n", encoding="utf-8")
+  out_dir = tmp_path / "out"
+  with pytest.raises(audio_lib.AudioError,
+                     match=r"a\.flac: reading \.flac files needs tensorflow-io, which is not "
+                           r"installed; install tfspeech\[io\]"):
+    prepare.prepare_corpus(listing, out_dir, format="filelist", audio_root=tmp_path, workers=1,
+                           progress=False)
+  assert not out_dir.exists()

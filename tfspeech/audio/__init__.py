@@ -19,13 +19,15 @@ from tfspeech.audio.silence import peak
 from tfspeech.audio.silence import rms_db
 from tfspeech.audio.silence import trim_silence
 from tfspeech.audio.wav import AudioError
+from tfspeech.audio.wav import check_decodable_here
 from tfspeech.audio.wav import decode_wav
 from tfspeech.audio.wav import load_audio
 from tfspeech.audio.wav import load_wav
 from tfspeech.audio.wav import write_wav
 
 __all__ = [
-    "AudioError", "MelConfig", "MelSpectrogram", "decode_wav", "griffin_lim",
+    "AudioError", "MelConfig", "MelSpectrogram", "check_decodable_here", "decode_wav",
+    "griffin_lim",
     "griffin_lim_preview", "hann_window", "istft", "load_audio", "load_wav", "log_compress",
     "log_decompress", "mel_filterbank",
     "mel_to_audio", "mel_to_linear", "normalize_peak", "num_frames", "peak", "rms_db",

@@ -349,6 +349,18 @@ def _import_tfio(path):
   return tfio
 
 
+def check_decodable_here(path):
+  """Raises the `AudioError` every file of `path`'s format would raise on this machine.
+
+  A compressed format without a loadable tensorflow-io fails for every such file alike,
+  so a corpus tool checks one path up front and stops once, rather than skipping each
+  entry with the same message. A no-op for WAV and for formats tensorflow-io reads here.
+  """
+  path = os.fspath(path)
+  if os.path.splitext(path)[1].lower() in COMPRESSED_EXTENSIONS:
+    _import_tfio(path)
+
+
 def _load_compressed(path):
   tfio = _import_tfio(path)
   try:

@@ -144,15 +144,19 @@ def main(argv):
   from tfspeech.data import prepare  # pylint: disable=import-outside-toplevel
   _check_names(prepare)
   pitch = _pitch_settings(prepare)
-  report = prepare.prepare_corpus(
-      FLAGS.corpus, FLAGS.out, format=FLAGS.format, audio_root=FLAGS.audio_root,
-      sample_rate=FLAGS.sample_rate, mel_config=FLAGS.mel, symbols=FLAGS.symbols,
-      cleaners=tuple(FLAGS.cleaners), on_unknown=FLAGS.on_unknown,
-      validation_fraction=FLAGS.validation_fraction, validation_count=FLAGS.validation_count,
-      num_shards=FLAGS.num_shards, seed=FLAGS.seed, workers=FLAGS.workers,
-      allow_resample=FLAGS.allow_resample, allow_downmix=FLAGS.allow_downmix,
-      trim_silence=FLAGS.trim_silence_db if FLAGS.trim_silence_db is not None else False,
-      resume=FLAGS.resume, progress=FLAGS.progress, pitch=pitch or False)
+  from tfspeech import audio  # pylint: disable=import-outside-toplevel
+  try:
+    report = prepare.prepare_corpus(
+        FLAGS.corpus, FLAGS.out, format=FLAGS.format, audio_root=FLAGS.audio_root,
+        sample_rate=FLAGS.sample_rate, mel_config=FLAGS.mel, symbols=FLAGS.symbols,
+        cleaners=tuple(FLAGS.cleaners), on_unknown=FLAGS.on_unknown,
+        validation_fraction=FLAGS.validation_fraction, validation_count=FLAGS.validation_count,
+        num_shards=FLAGS.num_shards, seed=FLAGS.seed, workers=FLAGS.workers,
+        allow_resample=FLAGS.allow_resample, allow_downmix=FLAGS.allow_downmix,
+        trim_silence=FLAGS.trim_silence_db if FLAGS.trim_silence_db is not None else False,
+        resume=FLAGS.resume, progress=FLAGS.progress, pitch=pitch or False)
+  except audio.AudioError as e:  # Raised only up front: this machine cannot decode the format.
+    common.fail(common.error_text(e))
   _print_report(report)
 
 

@@ -286,6 +286,13 @@ def prepare_corpus(
 
   # Read the listing before creating out_dir: a wrong corpus path creates nothing.
   utterances = _read_corpus(corpus_dir, format, audio_root)
+  # A compressed corpus on a machine that cannot decode it: one error, not a skip per entry.
+  first_of_format = {}
+  for utterance in utterances:
+    first_of_format.setdefault(os.path.splitext(utterance.audio_path)[1].lower(),
+                               utterance.audio_path)
+  for path in first_of_format.values():
+    audio_lib.check_decodable_here(path)
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   skipped = [SkippedEntry(p.id, p.reason, f"{p.source}:{p.line_number}: {p.message}")
