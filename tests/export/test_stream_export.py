@@ -233,7 +233,7 @@ def test_streaming_page_plays_the_whole_audio_chunk_by_chunk(stream, tfjs_stream
   assert outcome["stream"].startswith(
       f"Streaming: first audio after {round(page['firstAudioMs'])} ms")
   assert f"{len(plans)} chunks, {context} context frames each side" in outcome["stream"]
-  assert page["played"] and page["underruns"] >= 0
+  assert page["played"]
 
   # text_to_mel as TF computes it from the page's inputs (its noise, for a model that takes
   # noise) and its controls (the recommended values).
