@@ -19,11 +19,26 @@
 // seconds and, for a streaming export (stream_player.js), its firstAudioMs, melMs (text_to_mel's
 // part), chunkMs (each chunk's vocoding), delayMs (the first chunk's start delay), underruns
 // and gapMs (silence from late chunks) as
-// "clicks". --page_params adds URL parameters (the streaming chunk schedule).
+// "clicks". --page_params adds URL parameters (the streaming chunk schedule). --out=DIR writes
+// the last synthesis's text_ids, noise (when the model takes noise), mel and audio (float32,
+// as the page made them, before the WAV's 16 bits) as run_graph_model.js writes outputs.
 //
 // Exits 1 (after printing the JSON, with "problems") when the page failed: an error on the
 // page or in its console (pageerror), no result, no or silent audio, a length other than
 // mel frames x hop_length, or a download link without that audio as WAV.
+//
+// Aligner mode: drives web/aligner.js in the page as a person would (chooses the WAV in its
+// file input, types the transcript, clicks Align) and prints its result (ids, durations,
+// words, score), its status line and the length of the audio it decoded:
+//
+//   node export/js/check_web_demo.js --model=DIR_WITH_ALIGN_GRAPH --align_wav=FILE.wav \
+//       --align_text="What it says." [--out=OUT_DIR] [--backend=...] [--chromium=...]
+//
+// DIR is a tfspeech-align --export=DIR --format=tfjs folder (alone or beside a synthesis
+// export). --out writes the audio the page decoded at the model's rate (audio.bin,
+// outputs.json). Exits 1 when the aligner failed: a page error, an error status, no result,
+// durations that are not one non-negative integer per token within the audio's frames, or
+// words out of order or past the audio's end.
 //
 // LiteRT.js mode: runs one .tflite graph in the page web/litert.html with LiteRT.js
 // (web/litert_runtime.js) instead of driving the demo, and writes what run_tflite.js writes:
@@ -63,6 +78,7 @@ async function main() {
   }
   if (!fs.existsSync(args.chromium)) throw new Error(`no Chromium at ${args.chromium}`);
   if (args.litert_model) return checkLiteRt(args);
+  if (args.align_wav) return checkAligner(args);
   if (!args.model || !args.text) throw new Error('--model and --text are required');
   const timeout = Number(args.timeout_s) * 1000;
   const {server, url, wasm} = await startServer({modelDir: args.model});
@@ -142,6 +158,9 @@ async function main() {
       outcome.clicks = clicks;
     }
     outcome.serverHasWasm = wasm;
+    if (args.out && outcome.result) {
+      writeArrays(await page.evaluate(encodeArraysInPage, 'demo'), args.out);
+    }
     const metadata = JSON.parse(fs.readFileSync(path.join(args.model, 'metadata.json'), 'utf8'));
     outcome.problems = problems(outcome, metadata.hop_length);
     console.log(JSON.stringify(outcome));
@@ -162,6 +181,126 @@ async function launch(args, timeout) {
     args: CHROMIUM_FLAGS, protocolTimeout: timeout,
   });
   return {browser, profile};
+}
+
+// --align_wav: web/aligner.js driven through its section of the page, as a person would:
+// the WAV chosen in its file input, the transcript typed, Align clicked.
+async function checkAligner(args) {
+  if (!args.model || args.align_text === undefined) {
+    throw new Error('--align_wav needs --model (a folder with an align graph) and --align_text');
+  }
+  if (!fs.existsSync(args.align_wav)) throw new Error(`--align_wav=${args.align_wav}: no such file`);
+  const timeout = Number(args.timeout_s) * 1000;
+  const {server, url, wasm} = await startServer({modelDir: args.model});
+  const {browser, profile} = await launch(args, timeout);
+  const console_ = [];
+  try {
+    const page = await browser.newPage();
+    page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
+    page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
+    await page.goto(`${url}?model=model/&backend=${args.backend}`, {waitUntil: 'load', timeout});
+    const statusText = () => page.evaluate(() => document.querySelector('#align-status').textContent);
+    if (!(await page.evaluate(() => window.tfspeechAligner.ready))) {
+      throw new Error(`the page has no aligner for ${args.model}: ${await statusText() ||
+                      'metadata.json has no align graph (tfspeech-align --export=DIR --format=tfjs)'}`);
+    }
+    await (await page.$('#align-file')).uploadFile(path.resolve(args.align_wav));
+    // Decoded (Align enabled) or refused (an error status).
+    await page.waitForFunction(
+        () => !document.querySelector('#align-run').disabled ||
+              document.querySelector('#align-status').className === 'error', {timeout});
+    await page.type('#align-text', args.align_text);
+    await page.click('#align-run');
+    await page.waitForFunction(
+        () => window.tfspeechAligner.lastResult ||
+              document.querySelector('#align-status').className === 'error', {timeout});
+    const outcome = await page.evaluate(() => ({
+      result: window.tfspeechAligner.lastResult,
+      status: document.querySelector('#align-status').textContent,
+      samples: window.tfspeechAligner.samples ? window.tfspeechAligner.samples.length : null,
+      backend: window.tfspeechDemo ? window.tfspeechDemo.backend : null,
+    }));
+    const metadata = JSON.parse(fs.readFileSync(path.join(args.model, 'metadata.json'), 'utf8'));
+    Object.assign(outcome, {sampleRate: metadata.sample_rate, hopLength: metadata.hop_length});
+    outcome.serverHasWasm = wasm;
+    outcome.console = console_;
+    if (args.out && outcome.samples) {
+      writeArrays(await page.evaluate(encodeArraysInPage, 'aligner'), args.out);
+    }
+    outcome.problems = alignProblems(outcome);
+    console.log(JSON.stringify(outcome));
+    if (outcome.problems.length) {
+      throw new Error(`the aligner failed: ${outcome.problems.join('; ')}`);
+    }
+  } finally {
+    await browser.close();
+    server.close();
+    fs.rmSync(profile, {recursive: true, force: true});
+  }
+}
+
+// What is wrong with the aligner's outcome: [] when it timed every token and word within the
+// audio and logged no page error.
+function alignProblems(outcome) {
+  const found = outcome.console.filter((line) => line.startsWith('pageerror:'));
+  if (/^error:/.test(outcome.status)) found.push(`aligner ${outcome.status}`);
+  const result = outcome.result;
+  if (!result) {
+    found.push('no result: the aligner produced no alignment');
+    return found;
+  }
+  const {durations, ids, words} = result;
+  const frames = Math.floor(outcome.samples / outcome.hopLength);
+  if (durations.length !== ids.length) {
+    found.push(`${durations.length} durations for ${ids.length} tokens`);
+  }
+  const total = durations.reduce((a, b) => a + b, 0);
+  if (durations.some((d) => !Number.isInteger(d) || d < 0) || total > frames) {
+    found.push(`durations ${JSON.stringify(durations)} (sum ${total}) do not fit ${frames} frames`);
+  }
+  if (!words.length) found.push('no words timed');
+  const seconds = outcome.samples / outcome.sampleRate;
+  words.forEach((w, i) => {
+    const previous = i ? words[i - 1].end : 0;
+    if (!(previous <= w.start && w.start <= w.end && w.end <= seconds + 1e-6)) {
+      found.push(`word ${i} (${w.word}) at ${w.start}-${w.end} s is out of order or past ` +
+                 `the ${seconds} s of audio`);
+    }
+  });
+  if (!Number.isFinite(result.score)) found.push(`score ${result.score}`);
+  return found;
+}
+
+// In the page: the last synthesis's arrays (window.tfspeechDemo.lastArrays) or the audio the
+// aligner decoded (source 'aligner'), as {name: {base64, dtype, shape}}.
+function encodeArraysInPage(source) {
+  const aligner = window.tfspeechAligner;
+  const arrays = source === 'aligner'
+      ? {audio: {values: aligner.samples, shape: [1, aligner.samples.length]}}
+      : window.tfspeechDemo.lastArrays;
+  const encoded = {};
+  for (const [name, {values, shape}] of Object.entries(arrays)) {
+    const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    encoded[name] = {base64: btoa(text), shape,
+                     dtype: values instanceof Int32Array ? 'int32' : 'float32'};
+  }
+  return encoded;
+}
+
+// OUT_DIR/NAME.bin per array and outputs.json ({outputs: {name: {dtype, shape, file}}}), as
+// run_graph_model.js writes them (tfspeech.export.tfjs.read_runner_outputs reads both).
+function writeArrays(encoded, outDir) {
+  fs.mkdirSync(outDir, {recursive: true});
+  const outputs = {};
+  for (const [name, {base64, dtype, shape}] of Object.entries(encoded)) {
+    fs.writeFileSync(path.join(outDir, `${name}.bin`), Buffer.from(base64, 'base64'));
+    outputs[name] = {dtype, shape, file: `${name}.bin`};
+  }
+  fs.writeFileSync(path.join(outDir, 'outputs.json'), JSON.stringify({outputs}, null, 2));
 }
 
 // --litert_model: the graph run in web/litert.html; writes OUT_DIR like run_tflite.js.

@@ -5,13 +5,14 @@
 // timed into words by the same tokenizer mapping the synthesis highlighting uses
 // (TfspeechTokenizer.wordTimes, the rules of tfspeech.text.timestamps).
 //
-// Audio is decoded by the browser (any format it plays), mixed to mono and resampled to the
-// model's sample rate with an OfflineAudioContext. The section stays hidden when metadata.json
+// Audio is decoded by the browser (any format it plays) at the model's sample rate (a file at
+// that rate sample for sample) and mixed to mono with an OfflineAudioContext. The section stays hidden when metadata.json
 // has no `align` graph. It waits for the synthesis demo's backend choice
 // (window.tfspeechDemo.ready) when that loads, and works without it (an align-only export).
 // `window.tfspeechAligner` exposes `ready` (a Promise: true when the align graph is there),
-// `align(samples, text)` ({durations, words, score, seconds}; samples a Float32Array at the
-// model's rate) and `lastResult`, for scripted use and tests.
+// `align(samples, text)` ({ids, durations, words, score, seconds}; samples a Float32Array at
+// the model's rate), `lastResult` and `samples` (the audio chosen or recorded, at the model's
+// rate), for scripted use and tests.
 
 (function () {
   'use strict';
@@ -44,7 +45,7 @@
     return true;
   }
 
-  // Decoded audio → mono Float32Array at the model's rate.
+  // Decoded audio → mono Float32Array at the model's rate (channels mixed down).
   async function toModelRate(buffer) {
     const rate = state.metadata.sample_rate;
     const length = Math.max(1, Math.round(buffer.duration * rate));
@@ -59,10 +60,15 @@
 
   async function useAudio(arrayBuffer, name) {
     try {
-      const context = new AudioContext();
-      const buffer = await context.decodeAudioData(arrayBuffer);
-      context.close();
-      samples = await toModelRate(buffer);
+      // decodeAudioData resamples to its context's rate, so it decodes in a context at the
+      // model's: a file at that rate comes through sample for sample, as tfspeech-align reads
+      // it. (A default AudioContext runs at the device's rate, 44.1 or 48 kHz; a 22.05 kHz
+      // file resampled there and back changed by up to 1e-2.)
+      const rate = state.metadata.sample_rate;
+      const buffer = await new OfflineAudioContext(1, 1, rate).decodeAudioData(arrayBuffer);
+      samples = buffer.numberOfChannels === 1 && buffer.sampleRate === rate
+          ? buffer.getChannelData(0).slice() : await toModelRate(buffer);
+      window.tfspeechAligner.samples = samples;
       drawWaveform(samples, []);
       $('align-run').disabled = false;
       setStatus(`${name}: ${(samples.length / state.metadata.sample_rate).toFixed(2)} s. Type its words and press Align.`);
@@ -105,7 +111,7 @@
     list.forEach((t) => t.dispose());
     const words = TfspeechTokenizer.wordTimes(encoded, durations, metadata.hop_length,
                                               metadata.sample_rate);
-    return {durations, words, score, unknown: encoded.unknown,
+    return {ids: encoded.ids, durations, words, score, unknown: encoded.unknown,
             seconds: (performance.now() - started) / 1000};
   }
 
@@ -215,5 +221,6 @@
     ready,
     align: (audio, text) => align(audio instanceof Float32Array ? audio : Float32Array.from(audio), text),
     lastResult: null,
+    samples: null,  // the chosen or recorded audio, decoded at the model's rate
   };
 })();

@@ -22,7 +22,8 @@
 // is an error, an utterance longer than F frames plays cut at F and the status says so.
 // The page says which runtime ran (`runtime`).
 // `window.tfspeechDemo` exposes `ready` (a Promise), `synthesize(text)`, `lastResult`,
-// `lastWav` (the WAV Blob), `runtime` ("tfjs" or "litertjs"), `backend` and `backendFallback`
+// `lastWav` (the WAV Blob), `lastArrays` (the last synthesis's text_ids, noise, mel and audio
+// as {values: typed array, shape}), `runtime` ("tfjs" or "litertjs"), `backend` and `backendFallback`
 // (why auto did not get wasm) for scripted use and tests.
 
 (function () {
@@ -399,13 +400,14 @@
       text_lengths: tf.tensor1d([encoded.ids.length], 'int32'),
       ...controlInputs(metadata),
     };
+    let noise = null;  // the noise input's values (lastArrays)
     if (metadata.noise) {
       // The model repeats shorter noise; this many frames cover typical speech.
       const channels = metadata.noise.channels;
       const noiseFrames = metadata.fixed_shapes ? metadata.fixed_shapes.frames
           : Math.max(16, encoded.ids.length * metadata.noise.frames_hint_per_token);
-      inputs.noise = tf.tensor3d(normalNoise(noiseFrames * channels, seed),
-                                 [1, noiseFrames, channels]);
+      noise = normalNoise(noiseFrames * channels, seed);
+      inputs.noise = tf.tensor3d(noise, [1, noiseFrames, channels]);
     }
     if (metadata.num_speakers > 1) inputs.speaker = tf.tensor1d([0], 'int32');
     const start = performance.now();
@@ -445,6 +447,15 @@
     const seconds = (performance.now() - start) / 1000;
     tf.dispose(Object.values(inputs).concat(Object.values(out)));
     drawMel(mel, melLength, nMels);
+    // What went in and came out, for checks against the TF graphs (check_web_demo.js --out).
+    window.tfspeechDemo.lastArrays = {
+      text_ids: {values: Int32Array.from(encoded.ids), shape: [1, encoded.ids.length]},
+      mel: {values: mel, shape: [1, melLength, nMels]},
+      audio: {values: audio, shape: [1, audio.length]},
+    };
+    if (noise) {
+      window.tfspeechDemo.lastArrays.noise = {values: noise, shape: inputs.noise.shape};
+    }
     const wavBytes = offerDownload(audio, metadata.sample_rate);
     const words = TfspeechTokenizer.wordTimes(encoded, durations, metadata.hop_length,
                                               metadata.sample_rate);
@@ -512,7 +523,7 @@
   }
 
   window.tfspeechDemo = {lastResult: null, lastError: null, synthesize: (t) => synthesize(t),
-                        lastWav: null, backend: null, backendFallback: null,
+                        lastWav: null, lastArrays: null, backend: null, backendFallback: null,
                         requestedBackend: null, wasm: null, runtime: 'tfjs'};
   window.tfspeechDemo.ready = load().then((result) => {
     loaded = result;

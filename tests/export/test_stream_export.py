@@ -1,19 +1,30 @@
 """`mel_chunk_to_audio`: a streaming window → its chunk's audio, in TF, SavedModel, TFLite
-(LiteRT, builtins only, inputs resized per window) and TFJS (Node); chunks concatenate to
+(LiteRT, builtins only, inputs resized per window), TFJS (Node) and the browser demo's
+streaming player (export/web/stream_player.js in headless Chromium); chunks concatenate to
 whole-utterance audio. One chunk graph and one frozen SavedModel serve every runtime."""
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfspeech import audio
+from tfspeech import text as text_lib
 from tfspeech.export import export_lib, inference_graphs, tfjs, tflite
-from tfspeech.inference import streaming
+from tfspeech.inference import streaming, synthesize_lib
 
 LENGTHS = (30, 17)
 NAME = inference_graphs.MEL_CHUNK_TO_AUDIO
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# TFJS (the page's wasm or cpu backend) against TF: error / the reference's peak.
+FLOAT32_RTOL = 1e-4
+# The page's chunked audio against TF's whole-utterance audio of the page's own mel (the
+# vocoder's float error only): tight, as too little context changes the audio by ~1e-4.
+STREAM_RTOL = 1e-5
 
 
 def _window(mels, plan):
@@ -48,6 +59,46 @@ def stream(vocoder_run, tmp_path_factory):
   peak = np.max(np.abs(expected))
   assert peak > 0 and np.std(expected) > 0.05 * peak
   return graphs, mels, whole, peak, str(tmp_path_factory.mktemp("stream_frozen"))
+
+
+@pytest.fixture(scope="module")
+def fastpitch_run(weight_randomizer):
+  """An in-memory tiny FastPitch run, every weight randomized (as test_fastpitch_export's): the
+  streaming page's acoustic model, as it would be for low latency (its text_to_mel freezes and
+  converts in ~12 s, Grad-TTS's in ~50 s)."""
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  from tfspeech.models.fastpitch import fastpitch_task  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
+  data_info = {"sample_rate": 22050, "hop_length": 256, "n_mels": 80,
+               "mel_config": dataclasses.asdict(audio.MelConfig.hifigan()),
+               "mel_pad_value": float(np.log(1e-5)),
+               "symbols": text_lib.english_characters().to_dict(),
+               "cleaners": ["english_cleaners"], "arpabet": False,
+               "pitch_stats": {"mean": 180.0, "std": 45.0}}
+  tf.keras.utils.set_random_seed(4)
+  task_class = registry.get("fastpitch")
+  modules = task_class(task_class.presets["tiny"]).build_modules()
+  assert weight_randomizer(modules.values(), seed=4) > 0
+  # ~0.3 frames per token untrained; log(1 + 3) more on the duration bias gives utterance-like
+  # lengths (several chunks).
+  bias = modules["fastpitch"].duration_predictor.fc.bias
+  bias.assign(bias + np.log1p(3.0))
+  return inference_graphs.in_memory_run("fastpitch", "tiny", modules, data_info)
+
+
+@pytest.fixture(scope="module")
+def tfjs_stream(stream, fastpitch_run, vocoder_run, tfjs_converter, tmp_path_factory):
+  """(folder, graphs) of a TFJS streaming export: text_to_mel + mel_chunk_to_audio, the graphs
+  the demo streams with (`tfspeech-export --stream` writes mel_to_audio and text_to_audio
+  too), and metadata.json. The chunk graph's frozen SavedModel is `stream`'s."""
+  graphs = inference_graphs.graphs_for_runs(
+      fastpitch_run, vocoder_run, names=[inference_graphs.TEXT_TO_MEL, NAME], stream=True)
+  out = str(tmp_path_factory.mktemp("stream_tfjs") / "export")
+  tfjs.export_graphs(graphs, out, converter=tfjs_converter, frozen_dir=stream[-1])
+  metadata = inference_graphs.export_metadata(
+      "tfjs", graphs, {name: f"{name}/model.json" for name in graphs}, fastpitch_run,
+      vocoder_run)
+  inference_graphs.write_metadata(metadata, out)
+  return out, graphs
 
 
 def test_mel_chunk_to_audio_exports(stream, vocoder_run, tmp_path, fast_graphs):
@@ -87,19 +138,19 @@ def test_mel_chunk_to_audio_exports(stream, vocoder_run, tmp_path, fast_graphs):
   assert "context_frames" not in plain["vocoder"]
 
 
-def test_mel_chunk_to_audio_tfjs(stream, tfjs_converter, node, tmp_path):
+def test_mel_chunk_to_audio_tfjs(stream, tfjs_stream, node):
   """The converted chunk graph in Node (wasm when it loads) equals TF on one window with
-  context both sides; the chunking itself is checked in TF above."""
-  graphs, mels, _, peak, frozen = stream
+  context both sides; the chunking itself is checked in TF above and in the browser below."""
+  del node
+  graphs, mels, _, peak, _ = stream
   graph = graphs[NAME]
-  folders = tfjs.export_graphs({NAME: graph}, str(tmp_path / "tfjs"), converter=tfjs_converter,
-                               frozen_dir=frozen)
+  folder = os.path.join(tfjs_stream[0], NAME)
   plan = streaming.plan_chunks(mels.shape[1], 7, graph.context_frames, first_chunk_frames=2,
                                growth=1)[2]
   assert plan.before == plan.after == graph.context_frames  # Both cuts exercised.
   inputs = _window(mels, plan)
   expected = graph.function(**inputs)
-  run = tfjs.run_graph_model(folders[NAME], inputs)
+  run = tfjs.run_graph_model(folder, inputs)
   np.testing.assert_array_equal(run.outputs["audio_lengths"], expected["audio_lengths"].numpy())
   assert run.outputs["audio"].shape == (2, 7 * graph.vocoder.hop_length)
   assert np.max(np.abs(run.outputs["audio"] - expected["audio"].numpy())) <= 1e-4 * peak
@@ -138,6 +189,97 @@ def test_stream_player_plans_as_python(node):
   # A slow first call (a busy machine) holds the audio back by at most the first chunk's.
   assert capped == pytest.approx(1000 * 16 * 256 / 22050)
   assert [q[1] - q[0] for q in expected[0]] == [8, 12, 18, 27, 32, 3]
+
+
+def test_streaming_page_plays_the_whole_audio_chunk_by_chunk(stream, tfjs_stream, node,
+                                                             fastpitch_run, tmp_path):
+  """The browser demo on a streaming export (FastPitch + HiFi-GAN) in headless Chromium
+  (default backend and chunk schedule): it streams (several chunks, first audio reported),
+  its durations and mel are TF text_to_mel's for the page's ids, and the audio it assembled
+  from the chunks (float, before the WAV's 16 bits) is the whole-utterance mel_to_audio of
+  that mel within STREAM_RTOL of its peak (measured 4e-7 on wasm): a chunk cut at the wrong
+  place fails the length check, one vocoded with 2 context frames too few is off by 1.3e-4
+  (HiFi-GAN's receptive field is a conservative bound: its edge frames weigh little)."""
+  if not os.path.isfile(CHROMIUM):
+    pytest.skip("Chromium is not installed (apt-get install chromium); skipping the browser "
+                "streaming test")
+  out_dir, graphs = tfjs_stream
+  text = "Hello world, this is a test."
+  arrays_dir = str(tmp_path / "page")
+  command = [node, os.path.join(tfjs.EXPORT_DIR, "js", "check_web_demo.js"),
+             f"--model={out_dir}", f"--text={text}", f"--chromium={CHROMIUM}",
+             f"--out={arrays_dir}", "--timeout_s=100"]
+  result = subprocess.run(command, capture_output=True, text=True, check=False,
+                          cwd=tfjs.EXPORT_DIR, timeout=150)
+  assert result.returncode == 0, result.stderr[-3000:]
+  outcome = json.loads(result.stdout.strip().splitlines()[-1])
+  assert outcome["problems"] == [] and outcome["error"] is None, outcome
+  page = outcome["result"]
+  _, arrays = tfjs.read_runner_outputs(arrays_dir)
+  with open(os.path.join(out_dir, "metadata.json"), encoding="utf-8") as f:
+    metadata = json.load(f)
+  hop, rate = metadata["hop_length"], metadata["sample_rate"]
+  context = metadata["vocoder"]["context_frames"]
+  frames = page["melFrames"]
+  front_end = synthesize_lib.text_front_end(fastpitch_run)
+  assert page["ids"] == front_end.encode(text) == arrays["text_ids"][0].tolist()
+
+  # It streamed: stream_player.js's default schedule (plan_chunks, 16 frames growing to 32).
+  plans = streaming.plan_chunks(frames, 32, context, first_chunk_frames=16, growth=1.5)
+  assert len(plans) >= 3 and page["chunks"] == len(plans)
+  assert page["chunkFrames"] == [p.end - p.start for p in plans]
+  assert len(page["chunkMs"]) == len(plans) and all(ms > 0 for ms in page["chunkMs"])
+  assert 0 < page["melMs"] < page["firstAudioMs"] < 1000 * page["seconds"]
+  assert outcome["stream"].startswith(
+      f"Streaming: first audio after {round(page['firstAudioMs'])} ms")
+  assert f"{len(plans)} chunks, {context} context frames each side" in outcome["stream"]
+  assert page["played"]
+
+  # text_to_mel as TF computes it from the page's inputs (its noise, for a model that takes
+  # noise) and its controls (the recommended values).
+  inputs = {"text_ids": arrays["text_ids"],
+            "text_lengths": np.array([arrays["text_ids"].shape[1]], np.int32)}
+  if metadata["noise"]:
+    inputs["noise"] = arrays["noise"]
+  for name, control in metadata["controls"].items():
+    if not control.get("static"):
+      inputs[name] = np.array(control["recommended"], control["dtype"])
+  expected = {k: v.numpy() for k, v in
+              graphs[inference_graphs.TEXT_TO_MEL].function(**inputs).items()}
+  assert int(expected["mel_lengths"][0]) == frames
+  assert page["durations"] == expected["durations"][0].tolist()
+  mel = arrays["mel"]
+  assert mel.shape == (1, frames, metadata["n_mels"])
+  reference_mel = expected["mel"][:, :frames]
+  assert np.max(np.abs(mel - reference_mel)) <= FLOAT32_RTOL * np.max(np.abs(reference_mel))
+
+  # The chunks, concatenated, are the whole utterance's audio from the page's mel.
+  whole = stream[0][inference_graphs.MEL_TO_AUDIO].function(
+      mel=mel, mel_lengths=np.array([frames], np.int32))
+  reference_audio = whole["audio"].numpy()
+  peak = np.max(np.abs(reference_audio))
+  audio = arrays["audio"]
+  assert audio.shape == reference_audio.shape == (1, frames * hop) and peak > 0
+  error = np.max(np.abs(audio - reference_audio))
+  assert error <= STREAM_RTOL * peak, f"chunked audio off by {error / peak:.1e} of its peak"
+  wav = outcome["wav"]
+  assert wav["valid"] and wav["samples"] == frames * hop and wav["sampleRate"] == rate
+  assert wav["peak"] == pytest.approx(min(float(np.max(np.abs(audio))), 1.0), abs=1e-4)
+
+  # Word highlighting from the durations, as the Python mapping times them.
+  alignment = front_end.alignment(text, page["ids"])
+  stamps = text_lib.durations_to_timestamps([alignment], [page["durations"]], hop, rate)
+  assert [w["word"] for w in page["words"]] == ["Hello", "world", "this", "is", "a", "test"]
+  for js, py in zip(page["words"], stamps.words, strict=True):
+    assert (js["word"], js["char_start"], js["char_end"]) == (py.word, py.char_start,
+                                                              py.char_end)
+    assert (js["start"], js["end"]) == (pytest.approx(py.start), pytest.approx(py.end))
+  assert page["wordSpans"] == 6
+  assert page["highlighted"] == [i if w.end > w.start else -1 for i, w in enumerate(stamps.words)]
+  print(f"browser streaming ({page['backend']}): first audio after "
+        f"{page['firstAudioMs']:.0f} ms (text_to_mel {page['melMs']:.0f} ms), {len(plans)} "
+        f"chunks {page['chunkFrames']}, chunk ms {[round(ms) for ms in page['chunkMs']]}, "
+        f"underruns {page['underruns']}, audio error {error / peak:.1e} of peak")
 
 
 def test_export_workdir_stream(vocoder_run, acoustic_run, run_saver, tmp_path):
