@@ -138,8 +138,8 @@ class FastPitch(keras.Model):
                        "speaker=[batch] int ids.")
     return tf.cast(text_ids, tf.int32), tf.cast(text_lengths, tf.int32)
 
-  def encode(self, text_ids, text_lengths, speaker=None, training=False, packed=False):
-    """Encoder and the duration and pitch predictors (`packed`: see `FFTransformer`).
+  def encode(self, text_ids, text_lengths, speaker=None, training=False):
+    """Encoder and the duration and pitch predictors.
 
     Returns:
       (enc_out `[batch, tokens, d_model]`, text_mask `[batch, tokens, 1]` float,
@@ -151,8 +151,7 @@ class FastPitch(keras.Model):
     if self.config.n_speakers > 1:
       conditioning = (tf.expand_dims(self.speaker_emb(tf.cast(speaker, tf.int32)), 1)
                       * self.config.speaker_emb_weight)
-    enc_out = self.encoder(text_ids, text_mask, conditioning, training=training,
-                           packed=packed)
+    enc_out = self.encoder(text_ids, text_mask, conditioning, training=training)
     log_durations = self.duration_predictor(enc_out, text_mask, training=training)
     pitch = self.pitch_predictor(enc_out, text_mask, training=training)
     return enc_out, text_mask, log_durations, pitch
@@ -232,9 +231,8 @@ class FastPitch(keras.Model):
       "pitch_predicted", "pitch_target", "energy_predicted", "energy_target" (None without
       energy conditioning), "text_mask" `[batch, tokens]`, and `align`'s entries.
     """
-    # Packed stacks: the same outputs without the padding's work (see `FFTransformer`).
     enc_out, text_mask, log_durations, pitch_predicted = self.encode(
-        text_ids, text_lengths, speaker, training=training, packed=True)
+        text_ids, text_lengths, speaker, training=training)
     aligned = self.align(text_ids, text_lengths, mel, mel_lengths, speaker, prior)
     durations = aligned["durations"]
     use_energy = self.config.energy_conditioning
@@ -250,7 +248,7 @@ class FastPitch(keras.Model):
     regulated = tf.linalg.matmul(aligned["hard"], enc_out)
     out_lengths = tf.reduce_sum(durations, axis=1)
     frame_mask = tf.expand_dims(sequence_mask(out_lengths, tf.shape(mel)[1]), 2)
-    decoded = self.decoder(regulated, frame_mask, training=training, packed=True)
+    decoded = self.decoder(regulated, frame_mask, training=training)
     mel_out = self.proj(decoded) * frame_mask
     return dict(aligned, mel=mel_out, mel_lengths=out_lengths, log_durations=log_durations,
                 pitch_predicted=pitch_predicted, pitch_target=pitch_target,

@@ -82,52 +82,6 @@ class MultiHeadAttention(keras.layers.Layer):
     return self.norm(x + out)
 
 
-def packing(mask, gap):
-  """Indices that move a padded batch's real steps into one row and back (`pack`, `unpack`).
-
-  The packed row holds each item's steps in order, `gap` zero rows before, between and after
-  the items, so a 'same' convolution of kernel size <= 2 * gap + 1 over it computes every
-  real step exactly as over the masked padded batch, without the padding's work (a third
-  of the decoder's at batch 16 of LJSpeech-length items).
-
-  Args:
-    mask: `[batch, time, 1]` float prefix mask (1 on each item's first `length` steps).
-    gap: zero rows between items.
-
-  Returns:
-    (to_packed `[rows]` int32: a flat padded step per packed row, `batch * time` for a gap;
-     to_padded `[batch * time]` int32: a packed row per padded step, `rows` for padding;
-     packed_mask `[1, rows, 1]` float).
-  """
-  batch, time = tf.shape(mask)[0], tf.shape(mask)[1]
-  lengths = tf.cast(tf.reduce_sum(mask[..., 0], 1), tf.int32)
-  starts = gap + tf.cumsum(lengths + gap, exclusive=True)  # [batch] first packed row
-  rows = gap + tf.reduce_sum(lengths + gap)
-  steps = tf.range(time)[None]
-  valid = steps < lengths[:, None]
-  to_padded = tf.reshape(tf.where(valid, starts[:, None] + steps, rows), [-1])
-  flat_steps = tf.where(tf.reshape(valid, [-1]), tf.range(batch * time), -1)
-  to_packed = tf.math.unsorted_segment_max(flat_steps, to_padded, rows + 1)[:-1]
-  to_packed = tf.where(to_packed < 0, batch * time, to_packed)
-  packed_mask = tf.cast(to_packed < batch * time, mask.dtype)[None, :, None]
-  return to_packed, to_padded, packed_mask
-
-
-def pack(x, to_packed):
-  """`[batch, time, c]` (0 on padding) -> `[1, rows, c]` (see `packing`)."""
-  channels = tf.shape(x)[2]
-  flat = tf.concat([tf.reshape(x, [-1, channels]), tf.zeros([1, channels], x.dtype)], 0)
-  return tf.expand_dims(tf.gather(flat, to_packed), 0)
-
-
-def unpack(packed, to_padded, like):
-  """`[1, rows, c]` -> `like`'s `[batch, time, c]`, 0 on padding (see `packing`)."""
-  channels = tf.shape(packed)[2]
-  flat = tf.concat([packed[0], tf.zeros([1, channels], packed.dtype)], 0)
-  return tf.reshape(tf.gather(flat, to_padded), tf.stack([tf.shape(like)[0],
-                                                          tf.shape(like)[1], channels]))
-
-
 class PositionwiseConvFF(keras.layers.Layer):
   """Post-norm conv feed-forward: LN(x + drop(conv(relu(conv(x))))), 'same' convolutions."""
 
@@ -144,18 +98,9 @@ class PositionwiseConvFF(keras.layers.Layer):
     self.conv_2.build((None, None, self.d_inner))
     self.norm.build((None, None, self.d_model))
 
-  def call(self, x, mask, training=False, packed=None):
-    """x: `[batch, time, d_model]`; mask: `[batch, time, 1]`; packed: `packing(mask, gap)`
-    with gap >= kernel_size // 2 to run the convolutions on the real steps only (the same
-    values there; 0 instead of conv(bias) on padding, which the caller masks anyway)."""
-    if packed is None:
-      h = tf.nn.relu(self.conv_1(x * mask)) * mask
-      h = self.conv_2(h)
-    else:
-      to_packed, to_padded, packed_mask = packed
-      h = tf.nn.relu(self.conv_1(pack(x * mask, to_packed))) * packed_mask
-      h = unpack(self.conv_2(h), to_padded, x)
-    h = self.dropout(h, training=training)
+  def call(self, x, mask, training=False):
+    h = tf.nn.relu(self.conv_1(x * mask)) * mask
+    h = self.dropout(self.conv_2(h), training=training)
     return self.norm(x + h)
 
 
@@ -175,9 +120,9 @@ class TransformerLayer(keras.layers.Layer):
     self.attention.build(None)
     self.feed_forward.build(None)
 
-  def call(self, x, mask, training=False, packed=None):
+  def call(self, x, mask, training=False):
     x = self.attention(x, mask, training=training) * mask
-    return self.feed_forward(x, mask, training=training, packed=packed) * mask
+    return self.feed_forward(x, mask, training=training) * mask
 
 
 class FFTransformer(keras.layers.Layer):
@@ -195,7 +140,6 @@ class FFTransformer(keras.layers.Layer):
     super().__init__(**kwargs)
     self.d_model = d_model
     self.n_embed = n_embed
-    self.kernel_size = kernel_size
     if n_embed is not None:
       # torch.nn.Embedding's N(0, 1) initialisation.
       self.word_emb = keras.layers.Embedding(
@@ -215,16 +159,13 @@ class FFTransformer(keras.layers.Layer):
     """`[batch, tokens]` ids -> `[batch, tokens, d_model]` embeddings, 0 on padding."""
     return self.word_emb(ids) * mask
 
-  def call(self, inputs, mask, conditioning=None, training=False, packed=False):
+  def call(self, inputs, mask, conditioning=None, training=False):
     """Runs the stack.
 
     Args:
       inputs: `[batch, tokens]` int ids (with `n_embed`) or `[batch, time, d_model]`.
-      mask: `[batch, time, 1]` float prefix mask (from lengths).
+      mask: `[batch, time, 1]` float.
       conditioning: optional `[batch, 1, d_model]` added to every step (speaker).
-      packed: run the conv feed-forwards on the real steps only (`packing`): the same
-        outputs, less work on padded batches; gathers the TFLite/TFJS exports need not have,
-        so the training pass packs and inference does not.
 
     Returns:
       `[batch, time, d_model]`, 0 on padding.
@@ -234,9 +175,8 @@ class FFTransformer(keras.layers.Layer):
     if conditioning is not None:
       x = x + conditioning
     x = self.drop(x, training=training)
-    packing_indices = packing(mask, self.kernel_size // 2) if packed else None
     for block in self.blocks:
-      x = block(x, mask, training=training, packed=packing_indices)
+      x = block(x, mask, training=training)
     return x
 
 
