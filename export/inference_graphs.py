@@ -163,8 +163,11 @@ class MelToAudio(InferenceGraph):
     self.recommended = serving_lib.resolve_controls(vocoder.controls, controls)
     self.static, _ = serving_lib.split_controls(vocoder.controls, self.recommended)
     self.dynamic = [c for c in vocoder.controls if not c.static]
-    # Stand-ins of static controls exported as `runtime`: graph inputs like the dynamic ones.
+    # Stand-ins of static controls exported as `runtime`: graph inputs like the dynamic ones
+    # (`split_controls` lists their values as static: in process they are Python values).
     self.runtime = serving_lib.runtime_controls(vocoder.controls, self.recommended)
+    for control in self.runtime:
+      self.static.pop(control.name)
     self.has_noise = vocoder.noise_channels is not None
     names = [spec.name for spec in self.signature()]
     if len(set(names)) != len(names):

@@ -253,6 +253,23 @@ def test_runtime_steps_and_betas_flags_parse_and_refuse_bad_betas():
     scale.convert("runtime")
 
 
+def test_runtime_steps_vocode_in_process_with_the_given_betas(vocoder):
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+  three = (1e-3, 0.05, 0.4)
+  values = serving.resolve_controls(vocoder.controls, {"steps": "runtime",
+                                                       "betas": "0.001,0.05,0.4"})
+  # In process the betas are a static (Python) value beside steps=runtime.
+  assert serving.split_controls(vocoder.controls, values) == (
+      {"steps": serving.RUNTIME, "betas": three}, {})
+  mel, lengths = mel_batch([3, 2])
+  seeds = np.array([[1, 0], [1, 1]], np.int32)
+  audio, _ = vocode_lib.Vocoder.for_serving(vocoder, values).vocode(mel, lengths, seeds)
+  noise = vocode_lib.vocoder_noise(vocoder, tf.constant(seeds), 3)
+  expected = vocoder.vocode(mel, lengths, noise, steps=serving.RUNTIME, betas=three)["audio"]
+  np.testing.assert_allclose(audio.numpy(), expected.numpy(), atol=1e-5)  # eager vs graph
+  assert np.abs(audio.numpy()[1, :2 * HOP]).max() > 0.05
+
+
 def test_runtime_schedule_refuses_known_bad_betas(vocoder):
   mel, lengths = mel_batch([2])
   noise = np.zeros((1, 2 * HOP, 6), np.float32)

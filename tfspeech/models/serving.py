@@ -53,7 +53,7 @@ control may declare a `runtime` control that stands in for it when its value is 
 ("runtime": `--control=steps=runtime`): the graph then takes that control as an input
 instead (DiffWave: `steps=runtime` makes the reverse betas, a vector control `betas` of any
 length, an input of one looped graph), and the model is called with both (`steps="runtime",
-betas=<input>`). Vector controls (`Control.shape == (None,)`) are given as comma-separated numbers
+betas=<input>`); in process (`split_controls`) its value is passed as a static one. Vector controls (`Control.shape == (None,)`) are given as comma-separated numbers
 and are graph inputs of that shape; every other control is a scalar.
 """
 
@@ -267,9 +267,13 @@ def parse_control_flags(values: Sequence[str], flag: str = "control") -> dict:
 def split_controls(controls: Sequence[Control], values: Mapping[str, Any]):
   """(static values, dynamic values) of resolved control values, in declaration order.
 
-  A static control set to `RUNTIME` keeps that value (the model refuses it unless given its
-  runtime control too); runtime controls are in neither (`runtime_controls`)."""
+  A static control set to `RUNTIME` keeps that value and brings its runtime control's value
+  along as a static one: in process the model runs that Python value as an exported graph
+  runs its input (DiffWave: `steps="runtime", betas=(...)`). Graphs take it as an input
+  instead (`runtime_controls`)."""
   static = {c.name: values[c.name] for c in controls if c.static}
+  static.update({c.runtime.name: values[c.runtime.name] for c in controls
+                 if c.runtime is not None and values[c.name] == RUNTIME})
   dynamic = {c.name: values[c.name] for c in controls if not c.static}
   return static, dynamic
 

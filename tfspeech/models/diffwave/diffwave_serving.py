@@ -5,7 +5,9 @@ each step aligned to a fractional training step), 50 the full training schedule;
 count is refused (no reference schedule exists for it; `vocode_schedule` takes any betas).
 `steps=runtime` (`tfspeech-export --control=steps=runtime`) makes the schedule an input
 instead: the exported mel_to_audio takes `vocoder_betas` float32 [S] (control `betas`, any
-S >= 1; metadata.json records the recommended fast schedule) and runs one loop.
+S >= 1; metadata.json records the recommended fast schedule) and runs one loop. In process
+(`tfspeech-vocode --control=steps=runtime --control=betas=...`) the same loop runs the given
+betas (default: the fast schedule).
 
 Noise (`noise_channels = 6`, `noise_length(frames) = frames * hop`): `[batch, frames * hop,
 6]` standard normal. The process makes S draws (the starting audio and one per step but the
@@ -158,9 +160,10 @@ class DiffWaveServing(serving.Vocoder):
       self._in_process._in_process = self._in_process  # pylint: disable=protected-access
     return self._in_process
 
-  def context_frames(self, steps: int = 6) -> int:
+  def context_frames(self, steps: int = 6, betas=None) -> int:
     """Mel frames of context each side that make a chunk's audio equal the whole utterance's
     (`tfspeech.inference.streaming`): the reach of a `steps`-step reverse process."""
+    del betas  # Only with steps=runtime, refused below.
     if steps == serving.RUNTIME:
       raise ValueError("DiffWave with steps=runtime cannot stream: a chunk's context grows "
                        "with the number of steps, unknown until run time; stream with a "
@@ -168,7 +171,7 @@ class DiffWaveServing(serving.Vocoder):
     self.config.schedule(int(steps))  # Refuses step counts without a schedule.
     return -(-stream_reach_samples(self.config, steps) // self.hop_length)
 
-  def stream_noise(self, noise, mel_lengths, steps: int = 6):
+  def stream_noise(self, noise, mel_lengths, steps: int = 6, betas=None):
     """The whole utterance's noise `[batch, frames * hop, C]` as noise whose time slices are
     each chunk's noise: `[batch, frames * hop, max(C, steps)]`.
 
@@ -177,7 +180,7 @@ class DiffWaveServing(serving.Vocoder):
     each item's whole length, which no slice sees: they are made here, once per utterance.
     """
     noise = tf.convert_to_tensor(noise, tf.float32)
-    steps = int(steps)
+    steps = len(betas) if steps == serving.RUNTIME and betas is not None else int(steps)
     if steps <= (noise.shape[2] or 0):
       return noise
     lengths = tf.cast(mel_lengths, tf.int32) * self.hop_length
