@@ -161,13 +161,14 @@ class MelToAudio(InferenceGraph):
     self.n_mels = vocoder.n_mels
     self.hop_length = vocoder.hop_length
     self.recommended = serving_lib.resolve_controls(vocoder.controls, controls)
-    self.static, _ = serving_lib.split_controls(vocoder.controls, self.recommended)
+    static, _ = serving_lib.split_controls(vocoder.controls, self.recommended)
     self.dynamic = [c for c in vocoder.controls if not c.static]
     # Stand-ins of static controls exported as `runtime`: graph inputs like the dynamic ones
     # (`split_controls` lists their values as static: in process they are Python values).
+    # Filtered before the assignment: tf.Module tracks a dict, which must not change after.
     self.runtime = serving_lib.runtime_controls(vocoder.controls, self.recommended)
-    for control in self.runtime:
-      self.static.pop(control.name)
+    runtime_names = {c.name for c in self.runtime}
+    self.static = {k: v for k, v in static.items() if k not in runtime_names}
     self.has_noise = vocoder.noise_channels is not None
     names = [spec.name for spec in self.signature()]
     if len(set(names)) != len(names):
