@@ -82,8 +82,9 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
     vocoder: a vocoder run folder for an acoustic `workdir` (adds the audio graphs).
     checkpoint: checkpoint prefix of `workdir`, or "best" (default: the newest).
     controls: the control values of `workdir`'s model (acoustic model or vocoder): static
-      ones fixed in the graphs, the others recorded in metadata.json as the recommended
-      inputs.
+      ones fixed in the graphs (or "runtime" where the control allows it: its stand-in is
+      then an input, e.g. DiffWave's steps → vocoder_betas), the others recorded in
+      metadata.json as the recommended inputs.
     precision: weight precision for tflite/tfjs.
     select_tf_ops: TFLite: allow TF (Flex) ops.
     vocoder_controls: the control values of the `vocoder` run's model, likewise.

@@ -24,10 +24,12 @@ One more rewrite keeps the artifacts small: freezing turns every variable read i
 steps: 3x the weights, 184 MB for the ljspeech preset). Consumers of an `Identity` of a `Const`
 read the `Const` directly instead.
 
-Graphs with a loop (Tacotron 2's and DC-TTS's autoregressive decoding, one `tf.while_loop`)
-are frozen without lowering their control flow: the loop stays one functional `While` whose
-body and condition are library functions (the rewrites here apply to the main graph, not to
-those bodies). TFLite converts it to one builtin WHILE; lowered to v1 control flow
+Graphs with a loop (Tacotron 2's and DC-TTS's autoregressive decoding, DiffWave's reverse
+process over runtime betas: one `tf.while_loop` each) are frozen without lowering their
+control flow: the loop stays one functional `While` whose body and condition are library
+functions (the rewrites here apply to the main graph, not to those bodies: a model writes
+new axes in a loop body with `tf.expand_dims`, and its argument checks as `tf.debugging.Assert`
+with string-only data, a plain Assert, where one with tensor data becomes an If op). TFLite converts it to one builtin WHILE; lowered to v1 control flow
 (Enter/Merge/Switch/Exit) the TFJS converter could not inline the SavedModel's function
 ("Unsupported Ops ...: PartitionedCall"). Loop-free graphs are lowered and checked as before.
 Two more rewrites are for tfjs 4.22 and change only graphs that have those ops: `EnsureShape`

@@ -18,7 +18,10 @@ output names:
   mel_to_audio   (vocoder)
     mel float32 [batch, frames, n_mels], mel_lengths int32 [batch],
     vocoder_noise float32 [batch, noise_length, noise_channels]   (vocoders that draw noise),
-    one float32/int32 [] input `vocoder_<name>` per dynamic vocoder control
+    one float32/int32 [] input `vocoder_<name>` per dynamic vocoder control,
+    and per static control exported as `runtime` (`--control=steps=runtime`) its stand-in
+    (`serving.Control.runtime`), e.g. DiffWave's vocoder_betas float32 [n_betas]: the
+    reverse schedule, any number of steps, run by one `tf.while_loop`
       →  audio float32 [batch, frames * hop_length] (0 past each length),
          audio_lengths int32 [batch] (= mel_lengths * hop_length)
 
@@ -36,9 +39,9 @@ output names:
 
 Static controls (e.g. diffusion steps) of either model are fixed when the graphs are built. The models'
 serving code has no random ops or Python callbacks and is loop-free except the autoregressive
-decoders (Tacotron 2, DC-TTS: one `tf.while_loop`, a TFLite builtin WHILE, tfjs
-`GraphModel.executeAsync`); the others run synchronously in TFJS (`GraphModel.execute`); all
-use TFLite builtins only. The noise is an
+decoders (Tacotron 2, DC-TTS) and DiffWave with a runtime schedule (`steps=runtime`): one
+`tf.while_loop` each, a TFLite builtin WHILE, tfjs `GraphModel.executeAsync`; the others run
+synchronously in TFJS (`GraphModel.execute`); all use TFLite builtins only. The noise is an
 input rather than a random op, so TF, TFLite and TFJS give the same mel for the same noise
 (tests compare them) and an app chooses its own random source. A model uses the first
 frames it needs and repeats shorter noise along time, so any `noise_frames >= 1` works;
@@ -158,8 +161,14 @@ class MelToAudio(InferenceGraph):
     self.n_mels = vocoder.n_mels
     self.hop_length = vocoder.hop_length
     self.recommended = serving_lib.resolve_controls(vocoder.controls, controls)
-    self.static, _ = serving_lib.split_controls(vocoder.controls, self.recommended)
+    static, _ = serving_lib.split_controls(vocoder.controls, self.recommended)
     self.dynamic = [c for c in vocoder.controls if not c.static]
+    # Stand-ins of static controls exported as `runtime`: graph inputs like the dynamic ones
+    # (`split_controls` lists their values as static: in process they are Python values).
+    # Filtered before the assignment: tf.Module tracks a dict, which must not change after.
+    self.runtime = serving_lib.runtime_controls(vocoder.controls, self.recommended)
+    runtime_names = {c.name for c in self.runtime}
+    self.static = {k: v for k, v in static.items() if k not in runtime_names}
     self.has_noise = vocoder.noise_channels is not None
     names = [spec.name for spec in self.signature()]
     if len(set(names)) != len(names):
@@ -168,7 +177,8 @@ class MelToAudio(InferenceGraph):
     self.function = named_function(self.signature(), self._mel_to_audio)
     self.input_dims = {"mel": ["batch", "frames", "n_mels"], "mel_lengths": ["batch"],
                        VOCODER_NOISE: ["batch", "noise_length", "noise_channels"],
-                       **{vocoder_input_name(c.name): [] for c in self.dynamic}}
+                       **{vocoder_input_name(c.name): [] for c in self.dynamic},
+                       **{vocoder_input_name(c.name): ["n_" + c.name] for c in self.runtime}}
     self.output_specs = {"audio": tf.TensorSpec([None, None], tf.float32),
                          "audio_lengths": tf.TensorSpec([None], tf.int32)}
     self.output_dims = {"audio": ["batch", "frames * hop_length"], "audio_lengths": ["batch"]}
@@ -179,8 +189,7 @@ class MelToAudio(InferenceGraph):
     if self.has_noise and noise_spec is not False:
       specs.append(noise_spec or tf.TensorSpec(
           [None, None, self.vocoder.noise_channels], tf.float32, name=VOCODER_NOISE))
-    return specs + [tf.TensorSpec([], c.tf_dtype, name=vocoder_input_name(c.name))
-                    for c in self.dynamic]
+    return specs + [c.spec(vocoder_input_name(c.name)) for c in self.dynamic + self.runtime]
 
   def signature(self, noise_spec=None) -> list:
     """Input specs: mel, mel_lengths, vocoder_noise (or `noise_spec`; False: none), controls."""
@@ -191,7 +200,7 @@ class MelToAudio(InferenceGraph):
     """{"noise", "controls"} of named inputs (noise None when absent)."""
     return {"noise": named.get(VOCODER_NOISE),
             "controls": dict(self.static, **{c.name: named[vocoder_input_name(c.name)]
-                                             for c in self.dynamic})}
+                                             for c in self.dynamic + self.runtime})}
 
   def audio(self, mel, mel_lengths, noise=None, controls=None) -> dict:
     """The traced body (also used by `TextToAudio`)."""
@@ -511,18 +520,24 @@ def _vocoder_facts(run, graph: MelToAudio, chunk_graph: Optional[MelChunkToAudio
               mel_pad_value=float(vocoder.mel_pad_value),
               receptive_field_frames=int(vocoder.receptive_field), **streaming,
               controls=_controls_metadata(vocoder.controls, graph.recommended, graph.static,
-                                          vocoder_input_name),
+                                          vocoder_input_name, graph.runtime),
               noise=_vocoder_noise_metadata(vocoder))
 
 
-def _controls_metadata(controls, recommended, static, input_name=lambda name: name) -> dict:
+def _controls_metadata(controls, recommended, static, input_name=lambda name: name,
+                       runtime=()) -> dict:
   """metadata.json's entry per control: its description, recommended value, and either its
-  fixed `value` (static) or its graph `input`."""
+  fixed `value` (static) or its graph `input`. A static control exported as "runtime" has
+  that `value` and `replaced_by` its stand-in, which has an entry of its own (an input)."""
   described = {}
-  for control in controls:
-    described[control.name] = dict(control.metadata(), recommended=recommended[control.name])
+  for control in list(controls) + list(runtime):
+    value = recommended[control.name]
+    described[control.name] = dict(control.metadata(), recommended=(
+        list(value) if isinstance(value, tuple) else value))
     if control.static:
       described[control.name]["value"] = static[control.name]
+      if static[control.name] == serving_lib.RUNTIME:
+        described[control.name]["replaced_by"] = control.runtime.name
     else:
       described[control.name]["input"] = input_name(control.name)
   return described
@@ -716,6 +731,12 @@ class FixedShape(InferenceGraph):
     self.function = named_function(specs, self._fixed)
 
   def _shape(self, spec, labels):
+    unknown = [label for label, size in zip(labels, spec.shape.as_list())
+               if size is None and self.sizes.get(label) is None]
+    if unknown:
+      raise ValueError(f"--fixed_shapes: input {spec.name} of {self.name} has a dim of any "
+                       f"length ({unknown[0]}), which a fixed-shape graph cannot hold; export "
+                       "it without --control=...=runtime (e.g. --control=steps=6)")
     return [self.sizes[label] if size is None else size
             for label, size in zip(labels, spec.shape.as_list())]
 

@@ -8,7 +8,8 @@ Each graph becomes `OUT/NAME/model.json` + weight shards (tensorflowjs_converter
 `--output_format=tfjs_graph_model`), next to one `OUT/metadata.json` for all of them. The
 graphs are those of `inference_graphs` (static controls fixed, noise an input), frozen and
 rewritten by `frozen_graph` exactly as for TFLite. Loop-free graphs run with the synchronous
-`GraphModel.execute` on every backend; the decoding loops of Tacotron 2 and DC-TTS stay
+`GraphModel.execute` on every backend; the decoding loops of Tacotron 2 and DC-TTS and
+DiffWave's reverse process with a runtime schedule (`--control=steps=runtime`) stay
 functional While ops (`frozen_graph`), which tfjs runs with `GraphModel.executeAsync` (the Node
 runner picks it from model.json; the browser demo always calls it, and so must an app that
 runs them). `_repair_function_inputs` fixes the loop-body inputs the converter breaks.

@@ -7,10 +7,16 @@ converter path can fold a zero away. Each format is converted once (module fixtu
 `--control=steps=6`. DiffWave as `--vocoder` of an acoustic model in `text_to_audio` is the
 generic pairing that tests/export/test_serving_models.py covers with a noisy test vocoder
 (every format); here the binaries run the pair.
+
+The runtime schedule (issue #19, `--control=steps=runtime`: vocoder_betas an input, one loop)
+is exported once per format too (`schedule_exports`) and checked against in-process vocoding
+at two schedules (the fast 6 steps and 3 steps of its own; in LiteRT also the 50-step
+training schedule), at two batches in the runtimes that resize.
 """
 
 import concurrent.futures
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -19,10 +25,9 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tfspeech import training
-from tfspeech.export import tflite, tfjs
+from tfspeech.export import export_lib, tflite, tfjs
 from tfspeech.inference import vocode_lib
 from tfspeech.models import registry, serving
 from tfspeech import testing
@@ -161,55 +166,110 @@ def test_vocode_and_synthesize_binaries_write_wavs(tiny_prepared, tiny_grad_tts_
 
 
 # --------------------------------------------------------------------------- runtime schedule
-# A prototype of issue #19's runtime schedule (not yet a tfspeech-export graph, and not yet
-# convertible, see `schedule_tflite`): `vocode_schedule` with the betas an input, one network
-# copy in a loop.
+# Issue #19: `--control=steps=runtime` exports one looped graph whose reverse schedule is the
+# input vocoder_betas (any number of steps). Each runtime must give, for the fast schedule
+# passed as betas, the audio of in-process `steps=6` (the `expected` fixture), and for a
+# 3-step schedule of its own the in-process loop's audio on the same betas.
+
+THREE_STEPS = (1e-3, 0.05, 0.4)
+# A second batch (one item, another length) for the runners that resize their inputs.
+SECOND_FRAMES = (5,)
 
 
-def schedule_tflite(vocoder, directory):
-  """`vocode_schedule` (betas float32 [None] an input) frozen, saved and converted to TFLite
-  builtins, where the loop would become TFLite's builtin WHILE.
+@pytest.fixture(scope="module")
+def schedule_exports(diffwave_dir, tmp_path_factory):
+  """`export_workdir(..., controls={"steps": "runtime"})` (what tfspeech-export
+  --control=steps=runtime runs) per format; TFJS: the ConverterUnavailable error instead."""
+  root = tmp_path_factory.mktemp("diffwave_schedule")
+  out = {}
+  for fmt in ("saved_model", "tflite", "tfjs"):
+    try:
+      out[fmt] = export_lib.export_workdir(diffwave_dir, fmt, str(root / fmt),
+                                           controls={"steps": "runtime"})
+    except tfjs.ConverterUnavailable as error:
+      out[fmt] = error
+  return out
 
-  What is missing (issue #19): `diffusion.reverse_coefficients` / `aligned_steps` use
-  tf.math.cumprod and a new-axis slice, which the converter has no builtin for once the
-  betas are an input (a cumsum of logs and `frozen_graph.make_converter_friendly` would do);
-  then tfspeech-export needs a vector control (`betas`, shape [None]) in `serving.Control`,
-  a vocoder's opt-in to a looped graph (`frozen_graph.freeze` refuses nested functions; the
-  While's body and condition must stay functions), and `executeAsync` in
-  export/js/run_graph_model.js (tfjs runs control flow only asynchronously)."""
+
+@pytest.fixture(scope="module")
+def schedule_cases(vocoder, inputs, expected):
+  """[(where, inputs with vocoder_betas, expected)]: both schedules on the module's batch,
+  and the 3-step one on a batch of one item of another length."""
   looped = vocoder.in_process()
-  schedule = tf.function(
-      lambda mel, mel_lengths, vocoder_noise, vocoder_betas: looped.vocode_schedule(
-          mel, mel_lengths, vocoder_noise, vocoder_betas),
-      input_signature=[tf.TensorSpec([None, None, vocoder.n_mels], tf.float32, name="mel"),
-                       tf.TensorSpec([None], tf.int32, name="mel_lengths"),
-                       tf.TensorSpec([None, None, vocoder.noise_channels], tf.float32,
-                                     name="vocoder_noise"),
-                       tf.TensorSpec([None], tf.float32, name="vocoder_betas")])
-  saved = str(directory / "saved_model")
-  # Frozen first: the converter cannot freeze variables read inside a While body (it aborts).
-  frozen = convert_variables_to_constants_v2(schedule.get_concrete_function())
-  tf.saved_model.save(tf.Module(), saved, signatures={"mel_to_audio_schedule": frozen})
-  path = str(directory / "mel_to_audio_schedule.tflite")
-  with open(path, "wb") as f:
-    f.write(tflite.convert_saved_model(saved, "mel_to_audio_schedule"))
-  return path
+  run = tf.function(lambda m, l, n, b: looped.vocode(m, l, n, steps="runtime", betas=b))
+  rng = np.random.default_rng(4)
+  second = {"mel": rng.normal(-5.0, 2.0, (1, SECOND_FRAMES[0], vocoder.n_mels)).astype(
+                np.float32),
+            "mel_lengths": np.array(SECOND_FRAMES, np.int32),
+            "vocoder_noise": rng.standard_normal(
+                (1, SECOND_FRAMES[0] * HOP, vocoder.noise_channels)).astype(np.float32)}
+  fast = np.array(vocoder.config.schedule(STEPS), np.float32)
+  cases = [("fast schedule, batch 2", dict(inputs, vocoder_betas=fast), expected)]
+  for batch in (inputs, second):
+    three = dict(batch, vocoder_betas=np.array(THREE_STEPS, np.float32))
+    out = run(*(three[k] for k in ("mel", "mel_lengths", "vocoder_noise", "vocoder_betas")))
+    reference = {k: v.numpy() for k, v in out.items()}
+    # Not the fast schedule's audio: a graph ignoring its betas input could not pass.
+    if batch is inputs:
+      assert np.abs(reference["audio"] - expected["audio"]).max() > 0.1
+    cases.append((f"3 steps, batch {len(batch['mel_lengths'])}", three, reference))
+  return cases
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="issue #19: Cumprod and a new-axis slice have no TFLite builtin "
-                          "once the betas are an input (see schedule_tflite)")
-def test_runtime_schedule_runs_as_a_tflite_while_loop(vocoder, inputs, tmp_path):
+def test_schedule_saved_model_loops_over_its_betas_input(schedule_exports, schedule_cases):
+  folder = schedule_exports["saved_model"]["saved_model"]
+  loaded = tf.saved_model.load(folder)
+  signature = loaded.signatures["mel_to_audio"]
+  ops = {n.op for f in signature.graph.as_graph_def().library.function for n in f.node_def}
+  assert ops & {"While", "StatelessWhile"}, "the reverse process is unrolled, not a loop"
+  for where, case, reference in schedule_cases:
+    out = signature(**{k: tf.constant(v) for k, v in case.items()})
+    check({k: v.numpy() for k, v in out.items()}, reference, f"saved_model {where}")
+  # The seeded signature takes the betas too.
+  assert "vocoder_betas" in loaded.signatures["mel_to_audio_seeded"].structured_input_signature[1]
+  # The graph checks what the converters cannot (TFLite and TFJS drop Assert ops).
+  case = schedule_cases[0][1]
+  for betas, message in (([], "schedule is empty"), ([0.1, 0.0], "must be in \\(0, 1\\)"),
+                         ([0.5, 1.0], "must be in \\(0, 1\\)")):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+      signature(**{k: tf.constant(v) for k, v in dict(
+          case, vocoder_betas=np.array(betas, np.float32)).items()})
+  with open(os.path.join(folder, "metadata.json"), encoding="utf-8") as f:
+    controls = json.load(f)["vocoder_controls"]
+  assert controls["steps"]["value"] == "runtime" and controls["steps"]["replaced_by"] == "betas"
+  assert controls["betas"]["input"] == "vocoder_betas" and controls["betas"]["shape"] == [None]
+  assert np.allclose(controls["betas"]["recommended"], schedule_cases[0][1]["vocoder_betas"])
+
+
+def test_schedule_tflite_is_one_builtin_while_in_litert(schedule_exports, schedule_cases,
+                                                        exports, vocoder, inputs):
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
-  path = schedule_tflite(vocoder, tmp_path)
-  interpreter = Interpreter(model_path=path)
-  ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
-  assert "WHILE" in ops and not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
-  runner = tflite.TFLiteGraph(path)
+  path = schedule_exports["tflite"]["mel_to_audio"]
+  ops = [op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()]  # pylint: disable=protected-access
+  assert ops.count("WHILE") == 1 and not [o for o in ops if o.startswith("Flex") or o == "CUSTOM"]
+  unrolled = exports["tflite"] / "mel_to_audio.tflite"
+  print(f"mel_to_audio.tflite: runtime schedule {os.path.getsize(path) / 1e6:.2f} MB, "
+        f"unrolled {STEPS} steps {os.path.getsize(unrolled) / 1e6:.2f} MB")
+  runner = tflite.TFLiteGraph(path)  # resized to each case's batch and length in turn
+  for where, case, reference in schedule_cases + schedule_cases[:1]:
+    check(runner(**case), reference, f"tflite {where}")
+  # The training schedule as betas: each step aligns to its own training step, so the audio
+  # is in-process steps=50's.
   looped = vocoder.in_process()
-  for steps in (6, 50):
-    betas = np.array(vocoder.config.schedule(steps), np.float32)
-    out = runner(vocoder_betas=betas, **inputs)
-    expected = tf.function(lambda m, l, n, s=steps: looped.vocode(m, l, n, steps=s))(
-        inputs["mel"], inputs["mel_lengths"], inputs["vocoder_noise"])
-    check(out, {k: v.numpy() for k, v in expected.items()}, f"tflite while, {steps} steps")
+  full = tf.function(lambda m, l, n: looped.vocode(m, l, n, steps=50))(
+      inputs["mel"], inputs["mel_lengths"], inputs["vocoder_noise"])
+  betas = np.array(vocoder.config.schedule(50), np.float32)
+  check(runner(vocoder_betas=betas, **inputs), {k: v.numpy() for k, v in full.items()},
+        "tflite training schedule (50 steps)")
+
+
+def test_schedule_tfjs_in_node_runs_the_loop(schedule_exports, schedule_cases, node):
+  if isinstance(schedule_exports["tfjs"], Exception):
+    pytest.skip(f"TFJS converter unavailable: {schedule_exports['tfjs']}")
+  folder = schedule_exports["tfjs"]["mel_to_audio"]
+  # One Node run per schedule (each costs a Node start-up), the two backends between them.
+  second = "cpu" if tfjs.wasm_backend_missing() else "wasm"
+  for backend, (where, case, reference) in zip(("cpu", second), schedule_cases[:2]):
+    run = tfjs.run_graph_model(folder, case, backend=backend)
+    assert run.backend == backend and run.outputs["audio"].shape == reference["audio"].shape
+    check(run.outputs, reference, f"tfjs {backend} {where}")

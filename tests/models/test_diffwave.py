@@ -228,6 +228,85 @@ def test_serving_graphs_are_pure(vocoder):
   assert not frozen.graph.as_graph_def().library.function
 
 
+# ----------------------------------------------------------- runtime schedule (issue #19)
+
+
+def test_runtime_steps_and_betas_flags_parse_and_refuse_bad_betas():
+  from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
+  resolve = lambda *flags: serving_runs.resolve_flag_controls("diffwave", flags)[0]  # noqa: E731
+  assert resolve("steps=runtime") == {"steps": serving.RUNTIME, "betas": FAST}
+  assert resolve("steps=runtime", "betas=0.001, 0.05,0.4")["betas"] == (0.001, 0.05, 0.4)
+  assert resolve("steps=50") == {"steps": 50}  # betas only exist with steps=runtime
+  for flags, message in [
+      (["betas=0.1"], "only of graphs exported with --control=steps=runtime"),
+      (["steps=runtime", "betas=,"], "expected comma-separated numbers > 0.0 and < 1.0"),
+      (["steps=runtime", "betas=0.1,x"], "expected comma-separated numbers"),
+      (["steps=runtime", "betas=0.1,0"], "every value must be > 0.0"),
+      (["steps=runtime", "betas=0.5,1"], "every value must be < 1.0"),
+      (["steps=runtim"], "or 'runtime'")]:
+    with pytest.raises(ValueError, match=message):
+      resolve(*flags)
+  # Scalar controls are as before (a vector field only where declared).
+  scale = serving.Control("scale", "float32", 1.0, "a scale", exclusive_minimum=0.0)
+  assert scale.convert("2") == 2.0 and scale.metadata()["shape"] == [] and not scale.is_vector
+  with pytest.raises(ValueError, match="runtime"):
+    scale.convert("runtime")
+
+
+def test_runtime_steps_vocode_in_process_with_the_given_betas(vocoder):
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+  three = (1e-3, 0.05, 0.4)
+  values = serving.resolve_controls(vocoder.controls, {"steps": "runtime",
+                                                       "betas": "0.001,0.05,0.4"})
+  # In process the betas are a static (Python) value beside steps=runtime.
+  assert serving.split_controls(vocoder.controls, values) == (
+      {"steps": serving.RUNTIME, "betas": three}, {})
+  mel, lengths = mel_batch([3, 2])
+  seeds = np.array([[1, 0], [1, 1]], np.int32)
+  audio, _ = vocode_lib.Vocoder.for_serving(vocoder, values).vocode(mel, lengths, seeds)
+  noise = vocode_lib.vocoder_noise(vocoder, tf.constant(seeds), 3)
+  expected = vocoder.vocode(mel, lengths, noise, steps=serving.RUNTIME, betas=three)["audio"]
+  np.testing.assert_allclose(audio.numpy(), expected.numpy(), atol=1e-5)  # eager vs graph
+  assert np.abs(audio.numpy()[1, :2 * HOP]).max() > 0.05
+
+
+def test_runtime_schedule_refuses_known_bad_betas(vocoder):
+  mel, lengths = mel_batch([2])
+  noise = np.zeros((1, 2 * HOP, 6), np.float32)
+  with pytest.raises(ValueError, match="steps=runtime"):
+    vocoder.vocode(mel, lengths, noise, steps=serving.RUNTIME)
+  with pytest.raises(ValueError, match="steps=runtime"):
+    vocoder.vocode(mel, lengths, noise, steps=6, betas=FAST)
+  for betas, message in [([], "got none"), ([0.1, 1.0], "must be < 1.0"),
+                         (np.array([0.1, -0.1]), "must be > 0.0"),
+                         ((0.9, 0.9), "outside the training range")]:
+    with pytest.raises(ValueError, match=message):
+      vocoder.vocode_schedule(mel, lengths, noise, betas)
+
+
+def test_runtime_schedule_graph_is_one_converter_ready_loop(vocoder):
+  from tfspeech.export import inference_graphs  # pylint: disable=import-outside-toplevel
+  graph = inference_graphs.MelToAudio(vocoder, {"steps": "runtime"})
+  assert graph.describe()["inputs"]["vocoder_betas"] == {"dtype": "float32",
+                                                         "shape": ["n_betas"]}
+  concrete = graph.concrete_function()
+  assert_no_python_ops(concrete)
+  graph_def = concrete.graph.as_graph_def()
+  bodies = [node for function in graph_def.library.function for node in function.node_def]
+  ops = {node.op for node in list(graph_def.node) + bodies}
+  # One network copy in a loop; no Cumprod (no TFLite builtin, no TFJS op).
+  assert ops & {"While", "StatelessWhile"} and "Cumprod" not in ops
+  # Loop bodies are not rewritten by the exporter: no new-axis slices there.
+  assert not [n.name for n in bodies if n.op == "StridedSlice" and n.attr["new_axis_mask"].i]
+  assert sum(n.op == "Conv2D" for n in bodies) >= len(vocoder.model.residual_layers)
+  # Streaming and fixed shapes need a known step count.
+  with pytest.raises(ValueError, match="cannot stream"):
+    inference_graphs.build_graphs(None, vocoder, vocoder_controls={"steps": "runtime"},
+                                  stream=True)
+  with pytest.raises(ValueError, match="--fixed_shapes: input vocoder_betas"):
+    inference_graphs.FixedShape(graph, 1, 8)
+
+
 def test_unconditional_model_runs():
   config = diffwave_presets.get_preset("tiny").replace(unconditional=True)
   model = randomized_model(config)

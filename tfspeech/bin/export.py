@@ -9,6 +9,8 @@ r"""Exports trained runs for serving: SavedModel, TFLite or TensorFlow.js.
   tfspeech-export --workdir=runs/vocoder --format=tflite --out=exported/vocoder
   tfspeech-export --workdir=runs/tts --vocoder=runs/vocoder --format=tfjs --stream \
       --out=exported/tfjs_stream
+  tfspeech-export --workdir=runs/diffwave --format=tflite --control=steps=runtime \
+      --out=exported/diffwave_schedule
 
 --workdir is a run of any acoustic model (text_to_mel; with --vocoder also mel_to_audio and
 the end-to-end text_to_audio) or of any vocoder (mel_to_audio), for every format, with the
@@ -16,7 +18,13 @@ same graph names, inputs and outputs in each. The static controls of --workdir's
 (see `tfspeech-info --model=M`) are fixed in the graphs with --control=NAME=VALUE, those of
 --vocoder's model with --vocoder_control=NAME=VALUE; the other controls are graph inputs
 (a vocoder's named vocoder_NAME, beside its vocoder_noise input when it draws noise), and
-values given for them are recorded in metadata.json as the recommended ones. The work is done by tfspeech.export.export_lib.export_workdir. A
+values given for them are recorded in metadata.json as the recommended ones. A static
+control that allows it may be given as `runtime` (DiffWave: --control=steps=runtime, or
+--vocoder_control=steps=runtime for a --vocoder): the graph then takes it as an input
+instead, for DiffWave the reverse schedule vocoder_betas float32 [n_betas] (any number of
+steps, one per beta; one loop: a TFLite WHILE, TFJS executeAsync) in place of the unrolled
+fixed-step graph; --control=betas=B1,B2,... records the recommended schedule (default: the
+fast 6-step one). Such graphs cannot be streamed or given --fixed_shapes. The work is done by tfspeech.export.export_lib.export_workdir. A
 SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-model folder
 NAME/ per graph; --stream adds mel_chunk_to_audio (streaming vocoding: the browser demo
 then plays the audio chunk by chunk as it is made); every format writes metadata.json of one layout (symbols, cleaners,
@@ -45,7 +53,11 @@ flags.DEFINE_string("checkpoint", None, "Checkpoint prefix of --workdir, or 'bes
 flags.DEFINE_multi_string("control", [], "A control of --workdir's model (acoustic model or "
                           "vocoder) as NAME=VALUE (repeatable): static ones are fixed in the "
                           "graphs, the others recorded as recommended inputs (tfspeech-info "
-                          "--model=M lists them).")
+                          "--model=M lists them). NAME=runtime makes a static control that "
+                          "allows it an input: --control=steps=runtime exports DiffWave with "
+                          "its betas (any step count) a vocoder_betas input instead of "
+                          "unrolled steps; --control=betas=B1,B2,... then records the "
+                          "recommended betas.")
 flags.DEFINE_multi_string("vocoder_control", [], "A control of --vocoder's model as "
                           "NAME=VALUE (repeatable), as --control.")
 flags.DEFINE_integer("n_timesteps", None, "Short for --control=n_timesteps=N (e.g. diffusion "

@@ -49,11 +49,17 @@ Vocoder (mels → audio):
   `noise_channels`, and every control by name (static ones as Python values).
 
 Static controls (`Control.static`, e.g. diffusion steps unrolled into the graph) are
-Python ints fixed when a graph is traced; the others are scalar graph inputs.
+Python ints fixed when a graph is traced; the others are scalar graph inputs. A static
+control may declare a `runtime` control that stands in for it when its value is `RUNTIME`
+("runtime": `--control=steps=runtime`): the graph then takes that control as an input
+instead (DiffWave: `steps=runtime` makes the reverse betas, a vector control `betas` of any
+length, an input of one looped graph), and the model is called with both (`steps="runtime",
+betas=<input>`); in process (`split_controls`) its value is passed as a static one. Vector controls (`Control.shape == (None,)`) are given as comma-separated numbers
+and are graph inputs of that shape; every other control is a scalar.
 """
 
 import dataclasses
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -61,6 +67,9 @@ ACOUSTIC = "acoustic"
 VOCODER = "vocoder"
 ROLES = (ACOUSTIC, VOCODER)
 _DTYPES = {"int32": int, "float32": float}
+# The value of a static control that declares a `runtime` control: that control is then a
+# graph input instead (see the module docstring).
+RUNTIME = "runtime"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +84,11 @@ class Control:
     static: fixed when a graph is built (a Python value), not a graph input.
     minimum: smallest allowed value (inclusive), or None.
     exclusive_minimum: values must be greater than this, or None.
+    exclusive_maximum: values must be less than this, or None.
+    shape: () for a scalar; (None,) for a vector of any length >= 1 (a tuple of numbers,
+      each checked against the bounds; from a flag, comma-separated). Vectors are dynamic.
+    runtime: for a static control, the (dynamic) control that replaces it as a graph input
+      when its value is `RUNTIME` ("runtime"), or None.
   """
   name: str
   dtype: str
@@ -83,22 +97,63 @@ class Control:
   static: bool = False
   minimum: Optional[float] = None
   exclusive_minimum: Optional[float] = None
+  exclusive_maximum: Optional[float] = None
+  shape: Tuple[Optional[int], ...] = ()
+  runtime: Optional["Control"] = None
 
   def __post_init__(self):
     if self.dtype not in _DTYPES:
       raise ValueError(f"Control {self.name!r}: dtype must be one of {sorted(_DTYPES)}")
+    if tuple(self.shape) not in ((), (None,)):
+      raise ValueError(f"Control {self.name!r}: shape must be () or (None,)")
+    if self.shape and self.static:
+      raise ValueError(f"Control {self.name!r}: a vector control cannot be static")
+    if self.runtime is not None and (not self.static or self.runtime.static):
+      raise ValueError(f"Control {self.name!r}: only a static control has a runtime "
+                       "control, and that one must be dynamic")
 
   @property
   def tf_dtype(self) -> tf.DType:
     return tf.as_dtype(self.dtype)
 
+  @property
+  def is_vector(self) -> bool:
+    return bool(self.shape)
+
+  def spec(self, name: Optional[str] = None) -> tf.TensorSpec:
+    """The graph input of this control (scalar, or `[None]` for a vector), named `name`."""
+    return tf.TensorSpec(list(self.shape), self.tf_dtype, name=name or self.name)
+
   def convert(self, value, source: str = "") -> Any:
     """`value` (a string from a flag, or a number) as this control's Python type, checked.
+
+    A vector control takes comma-separated numbers (or a sequence) and returns a tuple; a
+    static control with a `runtime` control also takes "runtime" (returns `RUNTIME`).
 
     Raises:
       ValueError: not a number of this type, or out of range (`source` names the flag).
     """
     where = source or f"control {self.name}"
+    if self.runtime is not None and isinstance(value, str) and value.strip() == RUNTIME:
+      return RUNTIME
+    if self.is_vector:
+      return self._convert_vector(value, where)
+    return self._convert_number(value, where)
+
+  def _convert_vector(self, value, where: str) -> tuple:
+    if isinstance(value, str):
+      items = [item for item in value.replace(" ", "").split(",")]
+    else:
+      try:
+        items = list(value.numpy() if hasattr(value, "numpy") else value)
+      except TypeError:
+        raise ValueError(f"{where}={value}: expected {self.describe_type()}") from None
+    if not items or items == [""]:
+      raise ValueError(f"{where}={value}: expected {self.describe_type()}, got none")
+    return tuple(self._convert_number(item, where, shown=value) for item in items)
+
+  def _convert_number(self, value, where: str, shown=None) -> Any:
+    shown = value if shown is None else shown
     try:
       if isinstance(value, str):
         number = _DTYPES[self.dtype](value.strip())
@@ -107,30 +162,49 @@ class Control:
       else:
         number = _DTYPES[self.dtype](value)
     except (TypeError, ValueError):
-      raise ValueError(f"{where}={value}: expected {self.describe_type()}") from None
+      raise ValueError(f"{where}={shown}: expected {self.describe_type()}") from None
+    every = "every value " if self.is_vector else ""
     if self.minimum is not None and number < self.minimum:
-      raise ValueError(f"{where}={value}: must be >= {self.minimum} ({self.help})")
+      raise ValueError(f"{where}={shown}: {every}must be >= {self.minimum} ({self.help})")
     if self.exclusive_minimum is not None and number <= self.exclusive_minimum:
-      raise ValueError(f"{where}={value}: must be > {self.exclusive_minimum} ({self.help})")
+      raise ValueError(f"{where}={shown}: {every}must be > {self.exclusive_minimum} "
+                       f"({self.help})")
+    if self.exclusive_maximum is not None and number >= self.exclusive_maximum:
+      raise ValueError(f"{where}={shown}: {every}must be < {self.exclusive_maximum} "
+                       f"({self.help})")
     return number
 
   def describe_type(self) -> str:
     kind = "an integer" if self.dtype == "int32" else "a number"
-    if self.minimum is not None:
-      kind += f" >= {self.minimum}"
-    if self.exclusive_minimum is not None:
-      kind += f" > {self.exclusive_minimum}"
+    if self.is_vector:
+      kind = "comma-separated " + ("integers" if self.dtype == "int32" else "numbers")
+    bounds = [f"{op} {bound}" for op, bound in ((">=", self.minimum),
+                                                (">", self.exclusive_minimum),
+                                                ("<", self.exclusive_maximum))
+              if bound is not None]
+    if bounds:
+      kind += " " + " and ".join(bounds)
+    if self.runtime is not None:
+      kind += f", or {RUNTIME!r} (the graph then takes {self.runtime.name})"
     return kind
 
   def describe(self) -> str:
     """`name (type, default D, static): help` for listings."""
     static = ", fixed at export" if self.static else ""
-    return f"{self.name} ({self.dtype}, default {self.default}{static}): {self.help}"
+    dtype = f"{self.dtype} [None]" if self.is_vector else self.dtype
+    default = (",".join(str(v) for v in self.default) if self.is_vector else self.default)
+    runtime = (f"; {self.name}={RUNTIME}: {self.runtime.describe()}"
+               if self.runtime is not None else "")
+    return f"{self.name} ({dtype}, default {default}{static}): {self.help}{runtime}"
 
   def metadata(self) -> dict:
-    return {"dtype": self.dtype, "default": self.default, "static": self.static,
-            "help": self.help, "minimum": self.minimum,
-            "exclusive_minimum": self.exclusive_minimum}
+    described = {"dtype": self.dtype, "shape": list(self.shape), "default": self.default,
+                 "static": self.static, "help": self.help, "minimum": self.minimum,
+                 "exclusive_minimum": self.exclusive_minimum,
+                 "exclusive_maximum": self.exclusive_maximum}
+    if self.default is not None and self.is_vector:
+      described["default"] = list(self.default)
+    return described
 
 
 def resolve_controls(controls: Sequence[Control], given: Optional[Mapping[str, Any]] = None,
@@ -148,12 +222,25 @@ def resolve_controls(controls: Sequence[Control], given: Optional[Mapping[str, A
   given = dict(given or {})
   sources = dict(sources or {})
   declared = {c.name: c for c in controls}
-  unknown = sorted(set(given) - set(declared))
+  # Runtime stand-ins (`Control.runtime`) may be given only with their static control set to
+  # RUNTIME; they then resolve too (their value is recorded as the recommended input).
+  stand_ins = {c.runtime.name: c for c in controls if c.runtime is not None}
+  unknown = sorted(set(given) - set(declared) - set(stand_ins))
   if unknown:
     listing = "; ".join(c.describe() for c in controls) or "none"
     raise ValueError(f"unknown control {', '.join(unknown)}; this model's controls: {listing}")
-  return {name: control.convert(given[name], sources.get(name, f"--control={name}"))
-          if name in given else control.default for name, control in declared.items()}
+  values = {name: control.convert(given[name], sources.get(name, f"--control={name}"))
+            if name in given else control.default for name, control in declared.items()}
+  for name, parent in stand_ins.items():
+    if values[parent.name] == RUNTIME:
+      runtime = parent.runtime
+      values[name] = (runtime.convert(given[name], sources.get(name, f"--control={name}"))
+                      if name in given else runtime.default)
+    elif name in given:
+      raise ValueError(f"{sources.get(name, f'--control={name}')}: {name} is an input only "
+                       f"of graphs exported with --control={parent.name}={RUNTIME}; pass "
+                       f"that too, or drop {name}")
+  return values
 
 
 def parse_control_flags(values: Sequence[str], flag: str = "control") -> dict:
@@ -179,10 +266,22 @@ def parse_control_flags(values: Sequence[str], flag: str = "control") -> dict:
 
 
 def split_controls(controls: Sequence[Control], values: Mapping[str, Any]):
-  """(static values, dynamic values) of resolved control values, in declaration order."""
+  """(static values, dynamic values) of resolved control values, in declaration order.
+
+  A static control set to `RUNTIME` keeps that value and brings its runtime control's value
+  along as a static one: in process the model runs that Python value as an exported graph
+  runs its input (DiffWave: `steps="runtime", betas=(...)`). Graphs take it as an input
+  instead (`runtime_controls`)."""
   static = {c.name: values[c.name] for c in controls if c.static}
+  static.update({c.runtime.name: values[c.runtime.name] for c in controls
+                 if c.runtime is not None and values[c.name] == RUNTIME})
   dynamic = {c.name: values[c.name] for c in controls if not c.static}
   return static, dynamic
+
+
+def runtime_controls(controls: Sequence[Control], values: Mapping[str, Any]) -> list:
+  """The runtime controls that stand in for static controls set to `RUNTIME` (graph inputs)."""
+  return [c.runtime for c in controls if c.static and values[c.name] == RUNTIME]
 
 
 def cyclic_frames(noise, frames):

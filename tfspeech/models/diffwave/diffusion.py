@@ -16,7 +16,12 @@ One reverse step n (from S-1 down to 0), as the reference:
   x <- x + sigma_n z_n,  sigma_n = sqrt((1 - alpha_cum_{n-1}) / (1 - alpha_cum_n) * beta_n)  (n > 0)
   x <- clip(x, -1, 1)
 
-Every function here is TF ops only (graph-pure); the schedule may be a tensor.
+Every function here is TF ops only (graph-pure); the schedule may be a tensor. Those the
+looped reverse process runs with runtime betas use only ops that TFLite has builtins for and
+TFJS runs: running products of (1 - beta) are exp(cumsum(log(1 - beta))) (`alpha_cumulative`;
+TFLite and TFJS have no Cumprod), and new axes are `tf.expand_dims` (a `[:, None]` slice on a
+dynamic shape inside a While body has no TFLite builtin, and the exporter's rewrite of it,
+`frozen_graph.make_converter_friendly`, sees only the main graph).
 """
 
 from typing import Sequence
@@ -43,6 +48,13 @@ def noise_levels(training_betas) -> tf.Tensor:
   return tf.math.cumprod(1.0 - tf.cast(training_betas, tf.float32))
 
 
+def alpha_cumulative(betas) -> tf.Tensor:
+  """prod_{i<=s} (1 - beta_i) `[S]` float32 as exp(cumsum(log(1 - beta))): Cumprod is neither a
+  TFLite builtin nor a TFJS op once the betas are a runtime input. Within ~1e-6 relative of
+  the product for S <= 50 (the logs' sum is at most a few units)."""
+  return tf.exp(tf.math.cumsum(tf.math.log(1.0 - tf.cast(betas, tf.float32))))
+
+
 def aligned_steps(betas, training_betas) -> tf.Tensor:
   """T_s `[S]` float32 (see the module docstring); TF ops, so `betas` may be a runtime tensor.
 
@@ -50,13 +62,14 @@ def aligned_steps(betas, training_betas) -> tf.Tensor:
   reference drops such steps and misindexes the rest (`check_schedule` refuses them for
   schedules known when a graph is built).
   """
-  talpha_cum = noise_levels(training_betas)  # [T]
-  alpha_cum = tf.math.cumprod(1.0 - tf.cast(betas, tf.float32))  # [S]
+  # The same ops for both levels: the training schedule itself then aligns to T_s = s exactly.
+  talpha_cum = alpha_cumulative(training_betas)  # [T]
+  alpha_cum = alpha_cumulative(betas)  # [S]
   upper, lower = talpha_cum[:-1], talpha_cum[1:]  # [T - 1]
-  a = alpha_cum[:, None]
-  match = (lower[None] <= a) & (a <= upper[None])  # [S, T - 1]
+  a = tf.expand_dims(alpha_cum, 1)
+  match = (tf.expand_dims(lower, 0) <= a) & (a <= tf.expand_dims(upper, 0))  # [S, T - 1]
   count = tf.shape(upper)[0]
-  index = tf.range(count)[None]
+  index = tf.expand_dims(tf.range(count), 0)
   # The first match (the reference breaks at it); none: above the range -> 0, below -> T - 2.
   first = tf.reduce_min(tf.where(match, index, count), axis=1)
   fallback = tf.where(alpha_cum > talpha_cum[0], 0, count - 1)
@@ -71,7 +84,7 @@ def reverse_coefficients(betas, training_betas) -> dict:
   """Per reverse step n `[S]` float32: "steps" (T_n), "c1", "c2", "sigma" (sigma_0 = 0)."""
   beta = tf.cast(betas, tf.float32)
   alpha = 1.0 - beta
-  alpha_cum = tf.math.cumprod(alpha)
+  alpha_cum = alpha_cumulative(beta)
   previous = tf.concat([[1.0], alpha_cum[:-1]], axis=0)
   # 1 - alpha_cum_s as the sum of alpha_cum_{s-1} beta_s: float32 `1 - alpha_cum` loses
   # ~1e-4 of c2 when the first betas are 1e-4; the sum of positive terms does not.
@@ -115,13 +128,13 @@ def step_noise(noise, lengths, draw, draws):
   channel = tf.gather(noise, draw % channels, axis=2)
   # Small operands (rotation * (length // rounds) < length): exact in TFJS's float ints.
   shift = (draw // channels) * (lengths // rounds)  # [batch]
-  width = tf.maximum(lengths, 1)[:, None]
-  positions = tf.range(tf.shape(noise)[1])[None]
-  index = tf.math.floormod(positions + shift[:, None], width)
+  width = tf.expand_dims(tf.maximum(lengths, 1), 1)
+  positions = tf.expand_dims(tf.range(tf.shape(noise)[1]), 0)
+  index = tf.math.floormod(positions + tf.expand_dims(shift, 1), width)
   # One flat gather, not `batch_dims=1`: tfjs's wasm backend gathers wrong rows with
   # batch_dims (its cpu backend, TF and TFLite agree).
   samples = tf.shape(noise)[1]
-  flat = index + tf.range(tf.shape(noise)[0])[:, None] * samples
+  flat = index + tf.expand_dims(tf.range(tf.shape(noise)[0]), 1) * samples
   return tf.gather(tf.reshape(channel, [-1]), flat)
 
 

@@ -104,7 +104,7 @@ class DiffusionEmbedding(keras.layers.Layer):
     high = tf.math.ceil(step)
     low_rows = tf.gather(self.table, tf.cast(low, tf.int32))
     high_rows = tf.gather(self.table, tf.cast(high, tf.int32))
-    x = low_rows + (high_rows - low_rows) * (step - low)[..., None]
+    x = low_rows + (high_rows - low_rows) * tf.expand_dims(step - low, -1)
     x = silu(self.projection1(x))
     return silu(self.projection2(x))
 
@@ -165,9 +165,9 @@ class ResidualBlock(keras.layers.Layer):
     self.built = True
 
   def call(self, x, embedding, conditioner=None, mask=None):
-    y = x + self.diffusion_projection(embedding)[:, None, :]
+    y = x + tf.expand_dims(self.diffusion_projection(embedding), 1)
     if mask is not None:
-      y = y * mask[..., None]  # the zeros an item alone is padded with
+      y = y * tf.expand_dims(mask, -1)  # the zeros an item alone is padded with
     y = self.dilated_conv(y)
     if self.conditioner_projection is not None:
       y = y + self.conditioner_projection(conditioner)
@@ -231,7 +231,9 @@ class DiffWave(keras.Model):
 
     `mask`: `[batch, samples]` float (1 inside each length) for batches of mixed lengths.
     """
-    x = tf.nn.relu(self.input_projection(audio[..., None]))
+    # New axes by expand_dims here and in the blocks: this runs inside the exported While
+    # body, where a `[..., None]` slice of a dynamic shape has no TFLite builtin.
+    x = tf.nn.relu(self.input_projection(tf.expand_dims(audio, -1)))
     embedding = self.diffusion_embedding(step)  # [batch or 1, 512]
     skip = None
     for layer in self.residual_layers:

@@ -3,6 +3,11 @@
 Control `steps` (static, default 6): 6 runs the fast schedule (`inference_noise_schedule`,
 each step aligned to a fractional training step), 50 the full training schedule; any other
 count is refused (no reference schedule exists for it; `vocode_schedule` takes any betas).
+`steps=runtime` (`tfspeech-export --control=steps=runtime`) makes the schedule an input
+instead: the exported mel_to_audio takes `vocoder_betas` float32 [S] (control `betas`, any
+S >= 1; metadata.json records the recommended fast schedule) and runs one loop. In process
+(`tfspeech-vocode --control=steps=runtime --control=betas=...`) the same loop runs the given
+betas (default: the fast schedule).
 
 Noise (`noise_channels = 6`, `noise_length(frames) = frames * hop`): `[batch, frames * hop,
 6]` standard normal. The process makes S draws (the starting audio and one per step but the
@@ -23,12 +28,19 @@ declaring more channels only in process would break seeded SavedModel == in-proc
 draws for it may pass 50 channels (`vocode` reads any count, only the exported input
 fixes 6). The cost is 6 floats of noise per output sample (a 10 s clip: 5.3 MB).
 
-Forms: the exported form unrolls the S steps (S copies of the network, no control flow);
-`in_process()` runs the same arithmetic as one `tf.while_loop`, whose schedule is a tensor
-(`vocode_schedule`: any betas, any number of steps, one copy of the network). Exporting
-that loop with the betas an input is issue #19's open part: TFLite has no builtin for the
-in-graph Cumprod of runtime betas, and tfspeech-export has no vector control nor looped
-graphs yet (tests/export/test_diffwave_export.py, `schedule_tflite`, says what is missing).
+Forms: the exported form of a fixed step count unrolls the S steps (S copies of the
+network, no control flow); `in_process()` runs the same arithmetic as one `tf.while_loop`,
+whose schedule is a tensor. `vocode_schedule` (what `steps=runtime` exports) is that loop
+with the betas an input (any betas, any number of steps, one copy of the network): TFLite
+converts it to builtins and one WHILE, TFJS runs it with `executeAsync`. Each step is aligned
+to a fractional training step in the graph, as the reference's fast sampling does for its
+`inference_noise_schedule` (lmnt-com/diffwave inference.py), so the 6-step fast schedule and
+the 50-step training schedule given as betas give the audio of `steps=6` and `steps=50`.
+Betas are checked where they are known: as a flag or Python values (non-empty, each in
+(0, 1), the noise levels inside the training range: ValueError), and by the SavedModel's
+graph (InvalidArgumentError naming vocoder_betas). TFLite and TFJS drop graph checks: there
+betas outside (0, 1) give NaN audio, an empty schedule returns the clipped starting noise,
+and noise levels outside the training range are clamped to its ends.
 """
 
 from typing import Optional
@@ -43,9 +55,17 @@ from tfspeech.models.diffwave.diffwave_model import DiffWave
 
 DEFAULT_SAMPLE_RATE = 22050
 
+# The stand-in of `steps` when exported as "runtime": the reverse schedule as an input.
+BETAS = serving.Control(
+    "betas", "float32", DiffWaveConfig().inference_noise_schedule,
+    "reverse-diffusion betas, one per step (any count; default: the fast schedule), each in "
+    "(0, 1), whose running product of (1 - beta) stays in the training range",
+    shape=(None,), exclusive_minimum=0.0, exclusive_maximum=1.0)
+
 CONTROLS = (
     serving.Control("steps", "int32", 6, "reverse-diffusion steps: 6 (fast schedule) or 50 "
-                    "(the training schedule)", static=True, minimum=1),
+                    "(the training schedule); 'runtime' makes the betas a graph input",
+                    static=True, minimum=1, runtime=BETAS),
 )
 
 
@@ -140,13 +160,18 @@ class DiffWaveServing(serving.Vocoder):
       self._in_process._in_process = self._in_process  # pylint: disable=protected-access
     return self._in_process
 
-  def context_frames(self, steps: int = 6) -> int:
+  def context_frames(self, steps: int = 6, betas=None) -> int:
     """Mel frames of context each side that make a chunk's audio equal the whole utterance's
     (`tfspeech.inference.streaming`): the reach of a `steps`-step reverse process."""
+    del betas  # Only with steps=runtime, refused below.
+    if steps == serving.RUNTIME:
+      raise ValueError("DiffWave with steps=runtime cannot stream: a chunk's context grows "
+                       "with the number of steps, unknown until run time; stream with a "
+                       "fixed count (steps=6 or 50)")
     self.config.schedule(int(steps))  # Refuses step counts without a schedule.
     return -(-stream_reach_samples(self.config, steps) // self.hop_length)
 
-  def stream_noise(self, noise, mel_lengths, steps: int = 6):
+  def stream_noise(self, noise, mel_lengths, steps: int = 6, betas=None):
     """The whole utterance's noise `[batch, frames * hop, C]` as noise whose time slices are
     each chunk's noise: `[batch, frames * hop, max(C, steps)]`.
 
@@ -155,7 +180,7 @@ class DiffWaveServing(serving.Vocoder):
     each item's whole length, which no slice sees: they are made here, once per utterance.
     """
     noise = tf.convert_to_tensor(noise, tf.float32)
-    steps = int(steps)
+    steps = len(betas) if steps == serving.RUNTIME and betas is not None else int(steps)
     if steps <= (noise.shape[2] or 0):
       return noise
     lengths = tf.cast(mel_lengths, tf.int32) * self.hop_length
@@ -180,11 +205,25 @@ class DiffWaveServing(serving.Vocoder):
     denoise = lambda audio, step: self.model.denoise(audio, step, conditioner, mask)  # noqa: E731
     return noise, lengths, mask, denoise
 
-  def vocode(self, mel, mel_lengths, noise=None, steps: int = 6):
+  def vocode(self, mel, mel_lengths, noise=None, steps: int = 6, betas=None):
     """`[batch, frames, n_mels]`, `[batch]`, noise `[batch, frames * hop, C]` → audio
     `[batch, frames * hop]` (0 past each length) and `audio_lengths` `[batch]`.
 
-    Mel frames past each length are ignored (any pad value)."""
+    Mel frames past each length are ignored (any pad value). `steps="runtime"` runs
+    `vocode_schedule` with `betas` `[S]` (the graph `tfspeech-export
+    --control=steps=runtime` exports).
+
+    Raises:
+      ValueError: `steps="runtime"` without betas, or betas with another `steps`.
+    """
+    if steps == serving.RUNTIME or betas is not None:
+      if steps != serving.RUNTIME or betas is None:
+        raise ValueError(
+            f"DiffWave: steps={steps} with betas={'none' if betas is None else 'given'}: "
+            "the betas are the schedule of steps=runtime (tfspeech-export "
+            "--control=steps=runtime, then a vocoder_betas input); vocode here with "
+            "steps=6 or 50")
+      return self.vocode_schedule(mel, mel_lengths, noise, betas)
     betas = self.config.schedule(int(steps))
     noise, lengths, mask, denoise = self._inputs(mel, mel_lengths, noise)
     training = self.config.noise_schedule
@@ -199,11 +238,31 @@ class DiffWaveServing(serving.Vocoder):
     """`vocode` with the reverse betas `[S]` a runtime tensor (any S >= 1): one loop.
 
     The alignment to training steps and every coefficient are computed in the graph; noise
-    levels outside the training range are clamped (`diffusion.aligned_steps`).
+    levels outside the training range are clamped (`diffusion.aligned_steps`). Betas known
+    when traced (Python values, constants) are checked here; a graph input is checked by
+    the graph (SavedModel; see the module docstring for TFLite and TFJS).
+
+    Raises:
+      ValueError: known betas that are empty, outside (0, 1) or leave the training range.
     """
+    known = tf.get_static_value(betas)
+    if known is not None:
+      known = BETAS.convert(list(known.reshape([-1])) if hasattr(known, "reshape") else known,
+                            "betas")
+      diffusion.check_schedule(known, self.config.noise_schedule, "betas")
+    betas = tf.cast(betas, tf.float32)
+    # Graph checks: the SavedModel keeps them, the exporter drops Assert ops for TFLite and
+    # TFJS (`frozen_graph`). String-only data keeps each a plain Assert: with a tensor in its
+    # data tf.debugging wraps it in a cond (an If op and two functions).
+    checks = [
+        tf.debugging.Assert(tf.size(betas) > 0, [
+            "vocoder_betas: the schedule is empty; pass one beta per reverse step"]),
+        tf.debugging.Assert(tf.reduce_all((betas > 0.0) & (betas < 1.0)), [
+            "vocoder_betas: every beta must be in (0, 1)"])]
+    with tf.control_dependencies(checks):
+      betas = tf.identity(betas)
     noise, lengths, mask, denoise = self._inputs(mel, mel_lengths, noise)
-    audio = diffusion.reverse_process_loop(denoise, noise, lengths,
-                                           tf.cast(betas, tf.float32),
+    audio = diffusion.reverse_process_loop(denoise, noise, lengths, betas,
                                            self.config.noise_schedule, mask)
     return {"audio": audio * mask, "audio_lengths": lengths}
 
