@@ -3,17 +3,22 @@
 Each row runs a binary as a subprocess in its own sandbox folder (its working
 directory), holding small stand-ins: fake runs (a config.json), a fake prepared
 corpus, a file where a folder belongs. The checks must fail before any work, so
-the stand-ins never get loaded. Rows run concurrently (most cost a Python
-start-up; the few marked `tf` import TensorFlow to check names against the
-registry or the text front end); each test then asserts its row.
+the stand-ins never get loaded. The few rows marked `tf` import TensorFlow to check
+names against the registry or the text front end. Each test asserts its row.
+
+Every row runs, 3 at a time, in a child forked from one process that has imported
+TensorFlow once (`_FORK_SERVER`): each is still `python -m tfspeech.bin.X` in its own
+process, working directory and exit code, without a TensorFlow start-up of its own (5-15 s
+each on the suite's 2 cores; the `tf` rows, and some others that import it, made this
+module's set-up a minute).
 """
-import concurrent.futures
 import json
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -187,24 +192,87 @@ def _tree(folder: pathlib.Path):
   return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-def _run_row(index, row, root: pathlib.Path):
-  binary, argv = row[0], [a.format(corpus=TINY_CORPUS) for a in row[1]]
-  sandbox = root / f"row{index:03d}"
-  _make_sandbox(sandbox)
-  before = _tree(sandbox)
+# Reads JSON jobs, one a line, until stdin closes: [index, binary, argv, sandbox, stdout
+# path, stderr path]. Runs each as `python -m tfspeech.bin.<binary> *argv` would, in a child
+# forked from this process (cwd the sandbox, stdout and stderr to the files), CONCURRENT at a
+# time, and prints "index exit_status" as each ends. Only TensorFlow is imported here
+# (tfspeech modules are cheap after it): each child imports the binary and what it uses, and
+# runs its module as __main__ once, so no flag is defined twice.
+_FORK_SERVER = textwrap.dedent("""
+    import json
+    import os
+    import runpy
+    import sys
+    import tensorflow  # noqa: F401  (the start-up the children share)
+
+    CONCURRENT = 3
+
+    def child(binary, argv, sandbox, out, err):
+      code = 1
+      try:
+        os.chdir(sandbox)
+        for fd, path in ((1, out), (2, err)):
+          os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        sys.argv = [binary, *argv]
+        sys.path[0] = sandbox  # as under `python -m` run from the sandbox
+        try:
+          runpy.run_module(f"tfspeech.bin.{binary}", run_name="__main__", alter_sys=True)
+          code = 0
+        except SystemExit as exit_:
+          code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        except BaseException:  # pylint: disable=broad-except
+          import traceback
+          traceback.print_exc()  # the traceback an unforked run would print
+      finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    jobs = [json.loads(line) for line in sys.stdin]
+    running = {}
+    while jobs or running:
+      while jobs and len(running) < CONCURRENT:
+        index, *job = jobs.pop(0)
+        pid = os.fork()
+        if pid == 0:
+          child(*job)
+        running[pid] = index
+      pid, status = os.wait()
+      print(running.pop(pid), os.waitstatus_to_exitcode(status), flush=True)
+""")
+
+
+def _run_rows(root: pathlib.Path):
+  """Runs every row in a child of one `_FORK_SERVER`: [(result, tree before, tree after)]."""
+  jobs, trees = [], []
+  for index, row in enumerate(ROWS):
+    binary, argv = row[0], [a.format(corpus=TINY_CORPUS) for a in row[1]]
+    sandbox = root / f"row{index:03d}"
+    _make_sandbox(sandbox)
+    trees.append(_tree(sandbox))
+    # Outside the sandbox, so that its tree holds only what the binary made.
+    out, err = (str(root / f"row{index:03d}.{name}") for name in ("stdout", "stderr"))
+    jobs.append([index, binary, argv, str(sandbox), out, err])
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run([sys.executable, "-m", f"tfspeech.bin.{binary}", *argv],
-                          capture_output=True, text=True, timeout=300, cwd=sandbox, env=env)
-  return result, before, _tree(sandbox)
+  server = subprocess.run([sys.executable, "-c", _FORK_SERVER], capture_output=True, text=True,
+                          env=env, timeout=600,
+                          input="".join(json.dumps(job) + "\n" for job in jobs))
+  assert server.returncode == 0, server.stderr[-3000:]
+  codes = dict(tuple(map(int, line.split())) for line in server.stdout.splitlines())
+  assert sorted(codes) == list(range(len(ROWS))), server.stdout
+  results = []
+  for index, (_, binary, argv, sandbox, out, err) in enumerate(jobs):
+    result = subprocess.CompletedProcess([binary, *argv], codes[index],
+                                         pathlib.Path(out).read_text(encoding="utf-8"),
+                                         pathlib.Path(err).read_text(encoding="utf-8"))
+    results.append((result, trees[index], _tree(pathlib.Path(sandbox))))
+  return results
 
 
 @pytest.fixture(scope="module")
 def row_results(tmp_path_factory):
-  """Runs every row once, 4 at a time (each is mostly an idle Python or TF start-up)."""
-  root = tmp_path_factory.mktemp("bad_inputs")
-  with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    futures = [pool.submit(_run_row, i, row, root) for i, row in enumerate(ROWS)]
-    return [f.result() for f in futures]
+  """Runs every row once (see `_run_rows`)."""
+  return _run_rows(tmp_path_factory.mktemp("bad_inputs"))
 
 
 def _row_id(row):
