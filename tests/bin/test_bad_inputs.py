@@ -4,7 +4,8 @@ Each row runs a binary as a subprocess in its own sandbox folder (its working
 directory), holding small stand-ins: fake runs (a config.json), a fake prepared
 corpus, a file where a folder belongs. The checks must fail before any work, so
 the stand-ins never get loaded. The few rows marked `tf` import TensorFlow to check
-names against the registry or the text front end. Each test asserts its row.
+names against the registry or the text front end, or a run's role (acoustic model or
+vocoder: the registry imports the model's package). Each test asserts its row.
 
 Every row runs, 3 at a time, in a child forked from one process that has imported
 TensorFlow once (`_FORK_SERVER`): each is still `python -m tfspeech.bin.X` in its own
@@ -101,7 +102,7 @@ ROWS = [
     ("synthesize", ["--workdir=run", "--text_file=blank.txt", "--out=out"], "holds no text"),
     ("synthesize", ["--workdir=run", "--text_file=latin1.txt", "--out=out"], "not UTF-8"),
     ("synthesize", ["--workdir=run", "--text=Hi.", "--out=out", "--vocoder=run"],
-     "run of model 'grad_tts'"),
+     "run of model 'grad_tts'", "tf"),
     ("synthesize", ["--workdir=run", "--text=Hi.", "--out=out", "--vocoder=missing"],
      "--vocoder=missing does not exist"),
     ("synthesize", ["--workdir=run", "--text=Hi.", "--out=out", "--checkpoint=run/ckpt-9"],
@@ -119,7 +120,7 @@ ROWS = [
     ("vocode", ["--workdir=voc", "--out=out"], "--mels is required"),
     ("vocode", ["--workdir=missing", "--mels=mels", "--out=out"],
      "--workdir=missing does not exist"),
-    ("vocode", ["--workdir=run", "--mels=mels", "--out=out"], "run of model 'grad_tts'"),
+    ("vocode", ["--workdir=run", "--mels=mels", "--out=out"], "run of model 'grad_tts'", "tf"),
     ("vocode", ["--workdir=notrun", "--mels=mels", "--out=out"], "not a training run"),
     ("vocode", ["--workdir=voc", "--mels=missing", "--out=out"], "--mels=missing does not exist"),
     ("vocode", ["--workdir=voc", "--mels=afile", "--out=out"], "--mels=afile is a file"),
@@ -146,7 +147,7 @@ ROWS = [
     ("export", ["--workdir=run", "--format=tflite", "--out=out", "--n_timesteps=0"],
      "--n_timesteps"),
     ("export", ["--workdir=run", "--format=tflite", "--out=out", "--vocoder=run"],
-     "run of model 'grad_tts'"),
+     "run of model 'grad_tts'", "tf"),
     ("export", ["--workdir=run", "--format=tflite", "--out=out", "--checkpoint=nothing"],
      "no such checkpoint"),
     # --- info
@@ -196,9 +197,10 @@ def _tree(folder: pathlib.Path):
 
 
 # Reads JSON jobs, one a line, until stdin closes: [index, binary, argv, sandbox, stdout
-# path, stderr path, whether the row may import TensorFlow (marked `tf`)]. Runs each as `python -m tfspeech.bin.<binary> *argv` would, in a child
-# forked from this process (cwd the sandbox, stdout and stderr to the files), CONCURRENT at a
-# time, and prints "index exit_status" as each ends. Only TensorFlow is imported here
+# path, stderr path, whether the row may import TensorFlow (marked `tf`)]. Runs each as
+# `python -m tfspeech.bin.<binary> *argv` would, in a child forked from this process (cwd the
+# sandbox, stdout and stderr to the files), CONCURRENT at a time, and prints "index
+# exit_status" as each ends. Only TensorFlow is imported here
 # (tfspeech modules are cheap after it): each child imports the binary and what it uses, and
 # runs its module as __main__ once, so no flag is defined twice.
 _FORK_SERVER = textwrap.dedent("""
