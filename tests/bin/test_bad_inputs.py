@@ -4,13 +4,17 @@ Each row runs a binary as a subprocess in its own sandbox folder (its working
 directory), holding small stand-ins: fake runs (a config.json), a fake prepared
 corpus, a file where a folder belongs. The checks must fail before any work, so
 the stand-ins never get loaded. The few rows marked `tf` import TensorFlow to check
-names against the registry or the text front end. Each test asserts its row.
+names against the registry or the text front end, or a run's role (acoustic model or
+vocoder: the registry imports the model's package). Each test asserts its row.
 
 Every row runs, 3 at a time, in a child forked from one process that has imported
 TensorFlow once (`_FORK_SERVER`): each is still `python -m tfspeech.bin.X` in its own
 process, working directory and exit code, without a TensorFlow start-up of its own (5-15 s
-each on the suite's 2 cores; the `tf` rows, and some others that import it, made this
-module's set-up a minute).
+each on the suite's 2 cores; the `tf` rows, and some others that imported it, made this
+module's set-up a minute). Sharing the start-up would hide a row that imports TensorFlow,
+so the child of a row not marked `tf` first forgets the pre-imported TensorFlow and Keras
+and refuses to import them again (`_NoTensorFlow`): such a row exits 97 with the import's
+stack on stderr, as the README promises a flag mistake costs no TensorFlow start-up.
 """
 import json
 import os
@@ -98,7 +102,7 @@ ROWS = [
     ("synthesize", ["--workdir=run", "--text_file=blank.txt", "--out=out"], "holds no text"),
     ("synthesize", ["--workdir=run", "--text_file=latin1.txt", "--out=out"], "not UTF-8"),
     ("synthesize", ["--workdir=run", "--text=Hi.", "--out=out", "--vocoder=run"],
-     "run of model 'grad_tts'"),
+     "run of model 'grad_tts'", "tf"),
     ("synthesize", ["--workdir=run", "--text=Hi.", "--out=out", "--vocoder=missing"],
      "--vocoder=missing does not exist"),
     ("synthesize", ["--workdir=run", "--text=Hi.", "--out=out", "--checkpoint=run/ckpt-9"],
@@ -116,7 +120,7 @@ ROWS = [
     ("vocode", ["--workdir=voc", "--out=out"], "--mels is required"),
     ("vocode", ["--workdir=missing", "--mels=mels", "--out=out"],
      "--workdir=missing does not exist"),
-    ("vocode", ["--workdir=run", "--mels=mels", "--out=out"], "run of model 'grad_tts'"),
+    ("vocode", ["--workdir=run", "--mels=mels", "--out=out"], "run of model 'grad_tts'", "tf"),
     ("vocode", ["--workdir=notrun", "--mels=mels", "--out=out"], "not a training run"),
     ("vocode", ["--workdir=voc", "--mels=missing", "--out=out"], "--mels=missing does not exist"),
     ("vocode", ["--workdir=voc", "--mels=afile", "--out=out"], "--mels=afile is a file"),
@@ -143,7 +147,7 @@ ROWS = [
     ("export", ["--workdir=run", "--format=tflite", "--out=out", "--n_timesteps=0"],
      "--n_timesteps"),
     ("export", ["--workdir=run", "--format=tflite", "--out=out", "--vocoder=run"],
-     "run of model 'grad_tts'"),
+     "run of model 'grad_tts'", "tf"),
     ("export", ["--workdir=run", "--format=tflite", "--out=out", "--checkpoint=nothing"],
      "no such checkpoint"),
     # --- info
@@ -193,9 +197,10 @@ def _tree(folder: pathlib.Path):
 
 
 # Reads JSON jobs, one a line, until stdin closes: [index, binary, argv, sandbox, stdout
-# path, stderr path]. Runs each as `python -m tfspeech.bin.<binary> *argv` would, in a child
-# forked from this process (cwd the sandbox, stdout and stderr to the files), CONCURRENT at a
-# time, and prints "index exit_status" as each ends. Only TensorFlow is imported here
+# path, stderr path, whether the row may import TensorFlow (marked `tf`)]. Runs each as
+# `python -m tfspeech.bin.<binary> *argv` would, in a child forked from this process (cwd the
+# sandbox, stdout and stderr to the files), CONCURRENT at a time, and prints "index
+# exit_status" as each ends. Only TensorFlow is imported here
 # (tfspeech modules are cheap after it): each child imports the binary and what it uses, and
 # runs its module as __main__ once, so no flag is defined twice.
 _FORK_SERVER = textwrap.dedent("""
@@ -206,13 +211,42 @@ _FORK_SERVER = textwrap.dedent("""
     import tensorflow  # noqa: F401  (the start-up the children share)
 
     CONCURRENT = 3
+    TF_IMPORTED = 97  # the exit status of a row not marked `tf` that imports TensorFlow
+    # What a binary's TensorFlow start-up imports (Keras 3 comes with tensorflow).
+    TF_PACKAGES = ("tensorflow", "keras", "tf_keras")
 
-    def child(binary, argv, sandbox, out, err):
+    class _NoTensorFlow:
+      # A meta-path finder that ends the process at any import of TF_PACKAGES.
+
+      @staticmethod
+      def find_spec(fullname, path=None, target=None):
+        del path, target
+        if fullname.split(".")[0] in TF_PACKAGES:
+          import traceback
+          print(f"{fullname} imported by a row not marked `tf` (check its TF-free flags "
+                "before anything imports TensorFlow, or mark the row `tf`):",
+                file=sys.stderr)
+          traceback.print_stack(file=sys.stderr)
+          sys.stderr.flush()
+          os._exit(TF_IMPORTED)
+        return None
+
+    def forbid_tensorflow():
+      # Forget the shared start-up's modules so that importing any of them runs the finder
+      # (an import of a cached module would not), and keep the finder ahead of the others.
+      for name in list(sys.modules):
+        if name.split(".")[0] in TF_PACKAGES:
+          del sys.modules[name]
+      sys.meta_path.insert(0, _NoTensorFlow)
+
+    def child(binary, argv, sandbox, out, err, tf_allowed):
       code = 1
       try:
         os.chdir(sandbox)
         for fd, path in ((1, out), (2, err)):
           os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        if not tf_allowed:
+          forbid_tensorflow()
         sys.argv = [binary, *argv]
         sys.path[0] = sandbox  # as under `python -m` run from the sandbox
         try:
@@ -252,7 +286,7 @@ def _run_rows(root: pathlib.Path):
     trees.append(_tree(sandbox))
     # Outside the sandbox, so that its tree holds only what the binary made.
     out, err = (str(root / f"row{index:03d}.{name}") for name in ("stdout", "stderr"))
-    jobs.append([index, binary, argv, str(sandbox), out, err])
+    jobs.append([index, binary, argv, str(sandbox), out, err, len(row) == 4])
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   server = subprocess.run([sys.executable, "-c", _FORK_SERVER], capture_output=True, text=True,
                           env=env, timeout=600,
@@ -261,7 +295,7 @@ def _run_rows(root: pathlib.Path):
   codes = dict(tuple(map(int, line.split())) for line in server.stdout.splitlines())
   assert sorted(codes) == list(range(len(ROWS))), server.stdout
   results = []
-  for index, (_, binary, argv, sandbox, out, err) in enumerate(jobs):
+  for index, (_, binary, argv, sandbox, out, err, _) in enumerate(jobs):
     result = subprocess.CompletedProcess([binary, *argv], codes[index],
                                          pathlib.Path(out).read_text(encoding="utf-8"),
                                          pathlib.Path(err).read_text(encoding="utf-8"))

@@ -214,6 +214,31 @@ def check_positive(**values):
       fail(f"--{name}={value}: must be >= 1")
 
 
+# Flags kept as short forms of --control=NAME=VALUE (tfspeech-synthesize, tfspeech-export), with
+# the range their documented meaning gives them whatever the model declares: a step count, a
+# divisor of the noise, a multiplier of durations. Checked with the plain flags, since the
+# model's declared controls (checked later, by name) need the registry and so TensorFlow.
+CONTROL_SHORT_FORMS = {
+    "n_timesteps": (">=", 1, "a number of steps"),
+    "temperature": (">", 0, "it divides the starting noise"),
+    "length_scale": (">", 0, "it multiplies durations"),
+}
+
+
+def check_control_short_forms(**values):
+  """Fails for the first short form of --control (`CONTROL_SHORT_FORMS`) out of its range.
+
+  Args:
+    **values: flag name → its value (None when not given).
+  """
+  for name, value in values.items():
+    if value is None:
+      continue
+    op, bound, meaning = CONTROL_SHORT_FORMS[name]
+    if value < bound if op == ">=" else value <= bound:
+      fail(f"--{name}={value}: must be {op} {bound} ({meaning})")
+
+
 def parse_overrides(texts) -> dict:
   """Every `--override` flag as one {key: raw value}, or a failure naming the flag.
 

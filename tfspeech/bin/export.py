@@ -86,7 +86,14 @@ def main(argv):
   common.check_out_dir("out", FLAGS.out, must_be_empty=True)
   common.check_or_fail(export_lib.check_options, FLAGS.format, FLAGS.out, FLAGS.precision,
                        FLAGS.select_tf_ops, FLAGS.fixed_shapes)
-  # Roles and controls come from the registry: any acoustic model, any vocoder.
+  if FLAGS.vocoder is not None:
+    common.check_run_dir("vocoder", FLAGS.vocoder)
+  elif FLAGS.vocoder_control:
+    common.fail("--vocoder_control sets controls of --vocoder; pass --vocoder (for a "
+                "vocoder --workdir, use --control)")
+  common.check_control_short_forms(n_timesteps=FLAGS.n_timesteps)
+  # Roles and controls come from the registry: any acoustic model, any vocoder. It imports
+  # TensorFlow (5-15 s), so every check above needs none.
   from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
   from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
   if FLAGS.vocoder is not None:
@@ -102,9 +109,6 @@ def main(argv):
     controls, _ = common.check_or_fail(serving_runs.resolve_flag_controls, model,
                                        FLAGS.control, {"n_timesteps": FLAGS.n_timesteps})
   if FLAGS.vocoder_control:
-    if FLAGS.vocoder is None:
-      common.fail("--vocoder_control sets controls of --vocoder; pass --vocoder (for a "
-                  "vocoder --workdir, use --control)")
     vocoder_controls, _ = common.check_or_fail(
         serving_runs.resolve_flag_controls, serving_runs.run_model_name(FLAGS.vocoder),
         FLAGS.vocoder_control, None, "vocoder_control")

@@ -129,7 +129,11 @@ def main(argv):
   if FLAGS.gta:
     common.check_prepared_dir("data", FLAGS.data)
   common.check_out_dir("out", FLAGS.out)
-  # Roles and controls come from the registry: any acoustic model, any vocoder.
+  if FLAGS.vocoder is not None:
+    common.check_run_dir("vocoder", FLAGS.vocoder)
+  common.check_control_short_forms(**{name: FLAGS[name].value for name in _CONTROL_SHORT_FORMS})
+  # Roles and controls come from the registry: any acoustic model, any vocoder. It imports
+  # TensorFlow (5-15 s), so every check above needs none.
   from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
   from tfspeech.models import serving  # pylint: disable=import-outside-toplevel
   common.check_run_dir("workdir", FLAGS.workdir,

@@ -67,12 +67,13 @@ def main(argv):
   common.check_no_arguments(argv)
   common.check_positive(batch_size=FLAGS.batch_size)
   common.check_run_dir("workdir", FLAGS.workdir)
-  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
-  # The roles come from the registry: any model whose task serves as a vocoder.
-  common.check_run_dir("workdir", FLAGS.workdir, models=tuple(vocode_lib.vocoder_models()))
   common.check_checkpoint("checkpoint", FLAGS.workdir, FLAGS.checkpoint)
   common.check_dir("mels", FLAGS.mels, "[frames, n_mels] .npy log-mels or a prepared corpus")
   common.check_out_dir("out", FLAGS.out)
+  # The roles come from the registry: any model whose task serves as a vocoder. It imports
+  # TensorFlow (5-15 s), so every check above needs none.
+  from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
+  common.check_run_dir("workdir", FLAGS.workdir, models=tuple(vocode_lib.vocoder_models()))
   from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
   controls, sources = common.check_or_fail(
       serving_runs.resolve_flag_controls, serving_runs.run_model_name(FLAGS.workdir),
