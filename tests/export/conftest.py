@@ -119,6 +119,25 @@ def vocoder_run():
 
 
 @pytest.fixture(scope="session")
+def fastpitch_run():
+  """An in-memory tiny FastPitch run with pitch statistics (`run.config.data_info`), every
+  weight randomized; the FastPitch export tests' model and the streaming page's."""
+  import tfspeech.models.fastpitch  # pylint: disable=import-outside-toplevel,unused-import
+  info = {key: value for key, value in data_info().items()
+          if key not in ("add_blank", "blank_id")}
+  info["pitch_stats"] = {"mean": 180.0, "std": 45.0}
+  tf.keras.utils.set_random_seed(4)
+  task_class = registry.get("fastpitch")
+  modules = task_class(task_class.presets["tiny"]).build_modules()
+  assert randomize_weights(modules.values(), seed=4) > 0
+  # An untrained duration predictor gives ~0.3 frames per token; a trained one several. Its
+  # output bias shifted by log(1 + 3) gives utterance-like mels (durations still vary).
+  bias = modules["fastpitch"].duration_predictor.fc.bias
+  bias.assign(bias + np.log1p(3.0))
+  return inference_graphs.in_memory_run("fastpitch", "tiny", modules, info)
+
+
+@pytest.fixture(scope="session")
 def tfjs_converter():
   """tensorflowjs_converter from its own virtualenv (created once: ~2 min, ~3 GB)."""
   start = time.perf_counter()

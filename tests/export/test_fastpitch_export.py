@@ -11,20 +11,15 @@ References are the Keras modules behind `FastPitchServing.synthesize` and the Hi
 generator, run eagerly, never an exported graph. One conversion per export, shared by the module's tests.
 """
 
-import dataclasses
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfspeech import audio, text
-from tfspeech.export import export_lib, inference_graphs, tflite, tfjs
-from tfspeech.models import registry
+from tfspeech.export import export_lib, tflite, tfjs
 from tfspeech.models.fastpitch import fastpitch_serving
-from tfspeech.models.fastpitch import fastpitch_task  # noqa: F401  (registers "fastpitch")
 
-PITCH_STATS = {"mean": 180.0, "std": 45.0}
 # float32 runtime vs TF: max |error| <= FLOAT32_RTOL * max |reference|.
 FLOAT32_RTOL = 1e-4
 DEFAULTS = {"pace": 1.0, "pitch_shift": 0.0, "pitch_scale": 1.0, "energy_scale": 1.0}
@@ -55,30 +50,11 @@ def text_inputs(lengths, controls, seed):
 
 
 @pytest.fixture(scope="module")
-def fastpitch_run(weight_randomizer):
-  """An in-memory tiny FastPitch run, every weight randomized, with pitch statistics."""
-  data_info = {"sample_rate": 22050, "hop_length": 256, "n_mels": 80,
-               "mel_config": dataclasses.asdict(audio.MelConfig.hifigan()),
-               "mel_pad_value": float(np.log(1e-5)),
-               "symbols": text.english_characters().to_dict(),
-               "cleaners": ["english_cleaners"], "arpabet": False, "pitch_stats": PITCH_STATS}
-  tf.keras.utils.set_random_seed(4)
-  task_class = registry.get("fastpitch")
-  modules = task_class(task_class.presets["tiny"]).build_modules()
-  assert weight_randomizer(modules.values(), seed=4) > 0
-  # An untrained duration predictor gives ~0.3 frames per token; a trained one several. Its
-  # output bias shifted by log(1 + 3) gives utterance-like mels (durations still vary).
-  bias = modules["fastpitch"].duration_predictor.fc.bias
-  bias.assign(bias + np.log1p(3.0))
-  return inference_graphs.in_memory_run("fastpitch", "tiny", modules, data_info)
-
-
-@pytest.fixture(scope="module")
 def references(fastpitch_run, vocoder_run):
   """(lengths, controls) → (inputs, {mel, mel_lengths, durations, audio}) from the models."""
   model = fastpitch_run.modules["fastpitch"]
-  acoustic = fastpitch_serving.FastPitchServing(model, PITCH_STATS["mean"],
-                                                PITCH_STATS["std"])
+  pitch_stats = fastpitch_run.config.data_info["pitch_stats"]
+  acoustic = fastpitch_serving.FastPitchServing(model, pitch_stats["mean"], pitch_stats["std"])
   generator = vocoder_run.modules["generator"]
   cache = {}
 

@@ -2,7 +2,6 @@
 (LiteRT, builtins only, inputs resized per window), TFJS (Node) and the browser demo's
 streaming player (export/web/stream_player.js in headless Chromium); chunks concatenate to
 whole-utterance audio. One chunk graph and one frozen SavedModel serve every runtime."""
-import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfspeech import audio
 from tfspeech import text as text_lib
 from tfspeech.export import export_lib, inference_graphs, tfjs, tflite
 from tfspeech.inference import streaming, synthesize_lib
@@ -59,30 +57,6 @@ def stream(vocoder_run, tmp_path_factory):
   peak = np.max(np.abs(expected))
   assert peak > 0 and np.std(expected) > 0.05 * peak
   return graphs, mels, whole, peak, str(tmp_path_factory.mktemp("stream_frozen"))
-
-
-@pytest.fixture(scope="module")
-def fastpitch_run(weight_randomizer):
-  """An in-memory tiny FastPitch run, every weight randomized (as test_fastpitch_export's): the
-  streaming page's acoustic model, as it would be for low latency (its text_to_mel freezes and
-  converts in ~12 s, Grad-TTS's in ~50 s)."""
-  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
-  from tfspeech.models.fastpitch import fastpitch_task  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
-  data_info = {"sample_rate": 22050, "hop_length": 256, "n_mels": 80,
-               "mel_config": dataclasses.asdict(audio.MelConfig.hifigan()),
-               "mel_pad_value": float(np.log(1e-5)),
-               "symbols": text_lib.english_characters().to_dict(),
-               "cleaners": ["english_cleaners"], "arpabet": False,
-               "pitch_stats": {"mean": 180.0, "std": 45.0}}
-  tf.keras.utils.set_random_seed(4)
-  task_class = registry.get("fastpitch")
-  modules = task_class(task_class.presets["tiny"]).build_modules()
-  assert weight_randomizer(modules.values(), seed=4) > 0
-  # ~0.3 frames per token untrained; log(1 + 3) more on the duration bias gives utterance-like
-  # lengths (several chunks).
-  bias = modules["fastpitch"].duration_predictor.fc.bias
-  bias.assign(bias + np.log1p(3.0))
-  return inference_graphs.in_memory_run("fastpitch", "tiny", modules, data_info)
 
 
 @pytest.fixture(scope="module")

@@ -54,8 +54,9 @@ control may declare a `runtime` control that stands in for it when its value is 
 ("runtime": `--control=steps=runtime`): the graph then takes that control as an input
 instead (DiffWave: `steps=runtime` makes the reverse betas, a vector control `betas` of any
 length, an input of one looped graph), and the model is called with both (`steps="runtime",
-betas=<input>`); in process (`split_controls`) its value is passed as a static one. Vector controls (`Control.shape == (None,)`) are given as comma-separated numbers
-and are graph inputs of that shape; every other control is a scalar.
+betas=<input>`); in process (`split_controls`) its value is passed as a static one. Vector
+controls (`Control.shape == (None,)`) are given as comma-separated numbers and are graph
+inputs of that shape; every other control is a scalar.
 """
 
 import dataclasses
