@@ -198,18 +198,18 @@ class ResidualBlock(keras.layers.Layer):
     kernel = self.dilated_conv.kernel / scale
     halves = []
     for part in (slice(0, c), slice(c, 2 * c)):
-      bias = self.dilated_conv.bias[part]
-      z = _conv(y, kernel[:, :, part], dilation=self.dilation)
+      # Sums of conv outputs are AddN: the TFJS converter fuses Conv2D (+ BiasAdd) + Add
+      # into one FusedConv2D with a rank-4 addend, which its wasm backend refuses.
+      z = _conv(y, kernel[:, :, part], self.dilated_conv.bias[part], self.dilation)
       if self.conditioner_projection is not None:
         projection = self.conditioner_projection
-        z += _conv(conditioner, projection.kernel[:, :, part], projection.bias[part] + bias)
-      else:
-        z = tf.nn.bias_add(z, bias)
+        z = tf.add_n([z, _conv(conditioner, projection.kernel[:, :, part],
+                               projection.bias[part])])
       halves.append(z)
     h = tf.sigmoid(halves[0]) * tf.tanh(halves[1])
     kernel, bias = self.output_projection.kernel, self.output_projection.bias
     # (x + r) / sqrt(2) at the next scale (scale * sqrt(2)) is u + r * scale.
-    u = u + _conv(h, kernel[:, :, :c] * scale, bias[:c] * scale)
+    u = tf.add_n([u, _conv(h, kernel[:, :, :c] * scale, bias[:c] * scale)])
     return u, _conv(h, kernel[:, :, c:], bias[c:])
 
   def call(self, x, embedding, conditioner=None, mask=None):
@@ -290,7 +290,8 @@ class DiffWave(keras.Model):
     for i, layer in enumerate(self.residual_layers):
       # x is carried as x * sqrt(2) ** i (`ResidualBlock.scaled`).
       x, skip_connection = layer.scaled(x, math.sqrt(2.0) ** i, embedding, conditioner, mask)
-      skip = skip_connection if skip is None else skip + skip_connection
+      # AddN: see `ResidualBlock.scaled`.
+      skip = skip_connection if skip is None else tf.add_n([skip, skip_connection])
     # skip / sqrt(layers) folded into the kernel.
     kernel = self.skip_projection.kernel / math.sqrt(len(self.residual_layers))
     x = tf.nn.relu(_conv(skip, kernel, self.skip_projection.bias))
