@@ -299,12 +299,69 @@ def test_runtime_schedule_graph_is_one_converter_ready_loop(vocoder):
   # Loop bodies are not rewritten by the exporter: no new-axis slices there.
   assert not [n.name for n in bodies if n.op == "StridedSlice" and n.attr["new_axis_mask"].i]
   assert sum(n.op == "Conv2D" for n in bodies) >= len(vocoder.model.residual_layers)
+  # The speed of the step (#19): dilated convs are Conv2D with dilations, not Keras'
+  # SpaceToBatchND/BatchToSpaceND copies, and no Split copies of the activations.
+  assert not {n.op for n in bodies} & {"SpaceToBatchND", "BatchToSpaceND", "Split"}
+  assert any(n.op == "Conv2D" and n.attr["dilations"].list.i[2] > 1 for n in bodies)
   # Streaming and fixed shapes need a known step count.
   with pytest.raises(ValueError, match="cannot stream"):
     inference_graphs.build_graphs(None, vocoder, vocoder_controls={"steps": "runtime"},
                                   stream=True)
   with pytest.raises(ValueError, match="--fixed_shapes: input vocoder_betas"):
     inference_graphs.FixedShape(graph, 1, 8)
+
+
+def _layer_by_layer_denoise(model, audio, step, conditioner, mask):
+  """The reference's network written with the Keras layers' own calls (Conv1D with
+  dilation, split halves, (x + r) / sqrt(2), skip / sqrt(layers)): what the rescaled,
+  split-kernel `DiffWave.denoise` must equal."""
+  x = tf.nn.relu(model.input_projection(audio[..., None]))
+  embedding = model.diffusion_embedding(step)
+  skip = 0.0
+  for layer in model.residual_layers:
+    y = (x + layer.diffusion_projection(embedding)[:, None]) * mask[..., None]
+    y = layer.dilated_conv(y)
+    if conditioner is not None:
+      y = y + layer.conditioner_projection(conditioner)
+    gate, filtered = tf.split(y, 2, axis=-1)
+    residual, skip_connection = tf.split(
+        layer.output_projection(tf.sigmoid(gate) * tf.tanh(filtered)), 2, axis=-1)
+    x = (x + residual) / np.sqrt(2.0)
+    skip += skip_connection
+  x = tf.nn.relu(model.skip_projection(skip / np.sqrt(len(model.residual_layers))))
+  return model.output_projection(x)[..., 0]
+
+
+@pytest.mark.parametrize("unconditional", [False, True])
+def test_denoise_equals_the_layer_by_layer_network(unconditional):
+  # 12 layers (scales up to sqrt(2) ** 11), cycle 4 (dilations up to 8 over 40 samples).
+  config = DiffWaveConfig(residual_layers=12, residual_channels=8, dilation_cycle_length=4,
+                          unconditional=unconditional)
+  model = randomized_model(config)
+  rng = np.random.default_rng(2)
+  audio = rng.normal(size=(2, 40)).astype(np.float32)
+  mask = np.ones((2, 40), np.float32)
+  mask[1, 29:] = 0.0
+  conditioner = None if unconditional else rng.normal(size=(2, 40, 80)).astype(np.float32)
+  step = np.array([3.0, 17.5], np.float32)
+  expected = _layer_by_layer_denoise(model, audio, step, conditioner, mask).numpy()
+  got = model.denoise(audio, step, conditioner, mask).numpy()
+  assert np.abs(expected).max() > 0.1
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+  # The block's own 3-D call is the reference block too.
+  layer = model.residual_layers[3]
+  x = rng.normal(size=(2, 40, 8)).astype(np.float32)
+  embedding = model.diffusion_embedding(step)
+  block_conditioner = None if unconditional else conditioner
+  y = (x + layer.diffusion_projection(embedding)[:, None]) * mask[..., None]
+  y = layer.dilated_conv(y)
+  if block_conditioner is not None:
+    y = y + layer.conditioner_projection(block_conditioner)
+  gate, filtered = tf.split(y, 2, axis=-1)
+  residual, skip = tf.split(layer.output_projection(tf.sigmoid(gate) * tf.tanh(filtered)), 2, -1)
+  got_x, got_skip = layer(x, embedding, block_conditioner, mask)
+  np.testing.assert_allclose(got_x, (x + residual) / np.sqrt(2.0), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(got_skip, skip, rtol=1e-4, atol=1e-5)
 
 
 def test_unconditional_model_runs():

@@ -143,12 +143,28 @@ class SpectrogramUpsampler(keras.layers.Layer):
     return x[..., 0]
 
 
+def _conv(x, kernel, bias=None, dilation=1):
+  """A conv over time on `[batch, 1, time, in]` with a Keras Conv1D `kernel` `[width, in,
+  out]` -> `[batch, 1, time, out]` ("same" padding).
+
+  `tf.nn.conv2d` with `dilations` directly: Keras' dilated Conv1D runs SpaceToBatchND + Conv2D
+  + BatchToSpaceND (two copies of the activations per layer per step), and a 3-D conv1d
+  adds ExpandDims/Squeeze around every conv, which keeps oneDNN from fusing the bias (and
+  ReLU) into it. TFLite has a builtin for the dilated conv, TFJS runs it.
+  """
+  # Casts: under a mixed-precision policy the variables stay float32.
+  kernel = tf.expand_dims(tf.cast(kernel, x.dtype), 0)
+  y = tf.nn.conv2d(x, kernel, 1, "SAME", dilations=[1, 1, dilation, 1])
+  return y if bias is None else tf.nn.bias_add(y, tf.cast(bias, x.dtype))
+
+
 class ResidualBlock(keras.layers.Layer):
   """One gated residual block: (x `[b, n, C]`, step embedding `[b or 1, 512]`, conditioner)."""
 
   def __init__(self, channels: int, dilation: int, n_mels: Optional[int], **kwargs):
     super().__init__(**kwargs)
     self.channels = channels
+    self.dilation = dilation
     self.n_mels = n_mels
     self.dilated_conv = _conv1d(2 * channels, 3, 3 * channels, "dilated_conv", dilation)
     self.diffusion_projection = _dense(channels, EMBEDDING_PROJECTION, "diffusion_projection")
@@ -164,17 +180,46 @@ class ResidualBlock(keras.layers.Layer):
     self.output_projection.build((None, None, self.channels))
     self.built = True
 
-  def call(self, x, embedding, conditioner=None, mask=None):
-    y = x + tf.expand_dims(self.diffusion_projection(embedding), 1)
+  def scaled(self, u, scale, embedding, conditioner=None, mask=None):
+    """The block on `u = x * scale` (all `[b, 1, n, ...]`): (`(u + residual * scale) ...`
+    as the next block's `u` at scale `scale * sqrt(2)`, skip `[b, 1, n, C]`).
+
+    Why a scale: the reference's `(x + residual) / sqrt(2)` is an add and a multiply over
+    the activations per block; carrying `x * sqrt(2) ** i` instead moves the factors onto
+    the (small) kernels, the same arithmetic up to float rounding. Gate and filter halves
+    (and residual and skip) are separate convs over slices of the kernels: no Split copies
+    of the activations. `conditioner`: `[b, 1, n, n_mels]`; `mask`: `[b, 1, n, 1]`.
+    """
+    c = self.channels
+    e = tf.cast(self.diffusion_projection(embedding), u.dtype) * scale  # [b or 1, C]
+    y = u + tf.expand_dims(tf.expand_dims(e, 1), 1)
     if mask is not None:
-      y = y * tf.expand_dims(mask, -1)  # the zeros an item alone is padded with
-    y = self.dilated_conv(y)
-    if self.conditioner_projection is not None:
-      y = y + self.conditioner_projection(conditioner)
-    gate, filtered = tf.split(y, 2, axis=-1)
-    y = self.output_projection(tf.sigmoid(gate) * tf.tanh(filtered))
-    residual, skip = tf.split(y, 2, axis=-1)
-    return (x + residual) / math.sqrt(2.0), skip
+      y = y * mask  # the zeros an item alone is padded with
+    kernel = self.dilated_conv.kernel / scale
+    halves = []
+    for part in (slice(0, c), slice(c, 2 * c)):
+      # Sums of conv outputs are AddN: the TFJS converter fuses Conv2D (+ BiasAdd) + Add
+      # into one FusedConv2D with a rank-4 addend, which its wasm backend refuses.
+      z = _conv(y, kernel[:, :, part], self.dilated_conv.bias[part], self.dilation)
+      if self.conditioner_projection is not None:
+        projection = self.conditioner_projection
+        z = tf.add_n([z, _conv(conditioner, projection.kernel[:, :, part],
+                               projection.bias[part])])
+      halves.append(z)
+    h = tf.sigmoid(halves[0]) * tf.tanh(halves[1])
+    kernel, bias = self.output_projection.kernel, self.output_projection.bias
+    # (x + r) / sqrt(2) at the next scale (scale * sqrt(2)) is u + r * scale.
+    u = tf.add_n([u, _conv(h, kernel[:, :, :c] * scale, bias[:c] * scale)])
+    return u, _conv(h, kernel[:, :, c:], bias[c:])
+
+  def call(self, x, embedding, conditioner=None, mask=None):
+    """`x` `[b, n, C]`, conditioner `[b, n, n_mels]`, mask `[b, n]` -> (next x, skip), each
+    `[b, n, C]` (the reference's block; `DiffWave.denoise` chains `scaled`)."""
+    u, skip = self.scaled(
+        tf.expand_dims(x, 1), 1.0, embedding,
+        None if conditioner is None else tf.expand_dims(conditioner, 1),
+        None if mask is None else tf.expand_dims(tf.expand_dims(mask, 1), -1))
+    return tf.squeeze(u, 1) / math.sqrt(2.0), tf.squeeze(skip, 1)
 
 
 class DiffWave(keras.Model):
@@ -232,16 +277,26 @@ class DiffWave(keras.Model):
     `mask`: `[batch, samples]` float (1 inside each length) for batches of mixed lengths.
     """
     # New axes by expand_dims here and in the blocks: this runs inside the exported While
-    # body, where a `[..., None]` slice of a dynamic shape has no TFLite builtin.
-    x = tf.nn.relu(self.input_projection(tf.expand_dims(audio, -1)))
+    # body, where a `[..., None]` slice of a dynamic shape has no TFLite builtin. The stack
+    # runs on `[batch, 1, samples, channels]` (see `_conv`).
+    audio = tf.expand_dims(tf.expand_dims(audio, 1), -1)
+    if conditioner is not None:
+      conditioner = tf.expand_dims(tf.cast(conditioner, audio.dtype), 1)
+    if mask is not None:
+      mask = tf.expand_dims(tf.expand_dims(mask, 1), -1)
+    x = tf.nn.relu(_conv(audio, self.input_projection.kernel, self.input_projection.bias))
     embedding = self.diffusion_embedding(step)  # [batch or 1, 512]
     skip = None
-    for layer in self.residual_layers:
-      x, skip_connection = layer(x, embedding, conditioner, mask)
-      skip = skip_connection if skip is None else skip + skip_connection
-    x = skip / math.sqrt(len(self.residual_layers))
-    x = tf.nn.relu(self.skip_projection(x))
-    return self.output_projection(x)[..., 0]
+    for i, layer in enumerate(self.residual_layers):
+      # x is carried as x * sqrt(2) ** i (`ResidualBlock.scaled`).
+      x, skip_connection = layer.scaled(x, math.sqrt(2.0) ** i, embedding, conditioner, mask)
+      # AddN: see `ResidualBlock.scaled`.
+      skip = skip_connection if skip is None else tf.add_n([skip, skip_connection])
+    # skip / sqrt(layers) folded into the kernel.
+    kernel = self.skip_projection.kernel / math.sqrt(len(self.residual_layers))
+    x = tf.nn.relu(_conv(skip, kernel, self.skip_projection.bias))
+    x = _conv(x, self.output_projection.kernel, self.output_projection.bias)
+    return tf.squeeze(x, [1, 3])
 
   def call(self, inputs, training=None):
     """(audio `[b, n]`, step `[b]`, mel `[b, n / hop, n_mels]` or None) -> noise `[b, n]`."""
