@@ -81,13 +81,7 @@ async function main() {
   if (args.align_wav) return checkAligner(args);
   if (!args.model || !args.text) throw new Error('--model and --text are required');
   const timeout = Number(args.timeout_s) * 1000;
-  const {server, url, wasm} = await startServer({modelDir: args.model});
-  const {browser, profile} = await launch(args, timeout);
-  const console_ = [];
-  try {
-    const page = await browser.newPage();
-    page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
-    page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
+  return withPage(args, timeout, {modelDir: args.model}, async ({page, url, wasm, console_}) => {
     if (args.block_wasm === 'true' || args.break_wasm_kernel) {
       const broken = args.break_wasm_kernel ? brokenKernelScript(args.break_wasm_kernel) : null;
       await page.setRequestInterception(true);
@@ -167,6 +161,21 @@ async function main() {
     if (outcome.problems.length) {
       throw new Error(`the page failed: ${outcome.problems.join('; ')}`);
     }
+  });
+}
+
+// Serves `serverOptions` (startServer's), opens a headless Chromium page that records its
+// console messages and page errors in `console_`, runs `body({page, url, wasm, console_})`
+// and returns its value; the browser, its profile folder and the server are always closed.
+async function withPage(args, timeout, serverOptions, body) {
+  const {server, url, wasm} = await startServer(serverOptions);
+  const {browser, profile} = await launch(args, timeout);
+  const console_ = [];
+  try {
+    const page = await browser.newPage();
+    page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
+    page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
+    return await body({page, url, wasm, console_});
   } finally {
     await browser.close();
     server.close();
@@ -191,13 +200,7 @@ async function checkAligner(args) {
   }
   if (!fs.existsSync(args.align_wav)) throw new Error(`--align_wav=${args.align_wav}: no such file`);
   const timeout = Number(args.timeout_s) * 1000;
-  const {server, url, wasm} = await startServer({modelDir: args.model});
-  const {browser, profile} = await launch(args, timeout);
-  const console_ = [];
-  try {
-    const page = await browser.newPage();
-    page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
-    page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
+  return withPage(args, timeout, {modelDir: args.model}, async ({page, url, wasm, console_}) => {
     await page.goto(`${url}?model=model/&backend=${args.backend}`, {waitUntil: 'load', timeout});
     const statusText = () => page.evaluate(() => document.querySelector('#align-status').textContent);
     if (!(await page.evaluate(() => window.tfspeechAligner.ready))) {
@@ -232,11 +235,7 @@ async function checkAligner(args) {
     if (outcome.problems.length) {
       throw new Error(`the aligner failed: ${outcome.problems.join('; ')}`);
     }
-  } finally {
-    await browser.close();
-    server.close();
-    fs.rmSync(profile, {recursive: true, force: true});
-  }
+  });
 }
 
 // What is wrong with the aligner's outcome: [] when it timed every token and word within the
@@ -317,32 +316,26 @@ async function checkLiteRt(args) {
     fs.symlinkSync(path.resolve(path.dirname(args.inputs), entry.file),
                    path.join(served, path.basename(entry.file)));
   }
-  const {server, url} = await startServer({modelDir: served, requireMetadata: false});
-  const {browser, profile} = await launch(args, timeout);
-  const console_ = [];
   try {
-    const page = await browser.newPage();
-    page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
-    page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
-    await page.goto(`${url}litert.html`, {waitUntil: 'load', timeout});
-    const result = await page.evaluate(runInPage, {
-      spec, threads: args.threads === 'true', repeat: Math.max(1, Number(args.repeat || 1)),
-      warmup: Number(args.warmup || 0)});
-    if (result.error) throw new Error(result.error);
-    fs.mkdirSync(args.out, {recursive: true});
-    const description = {};
-    for (const [name, {base64, dtype, shape}] of Object.entries(result.outputs)) {
-      fs.writeFileSync(path.join(args.out, `${name}.bin`), Buffer.from(base64, 'base64'));
-      description[name] = {dtype, shape, file: `${name}.bin`};
-    }
-    const summary = Object.assign({outputs: description, runtime: 'litertjs-browser'},
-                                  result.summary, {console: console_.slice(-20)});
-    fs.writeFileSync(path.join(args.out, 'outputs.json'), JSON.stringify(summary, null, 2));
-    console.log(JSON.stringify(Object.assign({}, summary, {outputs: description})));
+    return await withPage(args, timeout, {modelDir: served, requireMetadata: false},
+                          async ({page, url, console_}) => {
+      await page.goto(`${url}litert.html`, {waitUntil: 'load', timeout});
+      const result = await page.evaluate(runInPage, {
+        spec, threads: args.threads === 'true', repeat: Math.max(1, Number(args.repeat || 1)),
+        warmup: Number(args.warmup || 0)});
+      if (result.error) throw new Error(result.error);
+      fs.mkdirSync(args.out, {recursive: true});
+      const description = {};
+      for (const [name, {base64, dtype, shape}] of Object.entries(result.outputs)) {
+        fs.writeFileSync(path.join(args.out, `${name}.bin`), Buffer.from(base64, 'base64'));
+        description[name] = {dtype, shape, file: `${name}.bin`};
+      }
+      const summary = Object.assign({outputs: description, runtime: 'litertjs-browser'},
+                                    result.summary, {console: console_.slice(-20)});
+      fs.writeFileSync(path.join(args.out, 'outputs.json'), JSON.stringify(summary, null, 2));
+      console.log(JSON.stringify(Object.assign({}, summary, {outputs: description})));
+    });
   } finally {
-    await browser.close();
-    server.close();
-    fs.rmSync(profile, {recursive: true, force: true});
     fs.rmSync(served, {recursive: true, force: true});
   }
 }
