@@ -57,8 +57,10 @@ def prior_of(acoustic: serving_lib.AcousticModel):
   """The alignment prior of a serving acoustic model; ValueError for models without one."""
   prior = getattr(acoustic, "alignment_prior", lambda: None)()
   if prior is None:
+    from tfspeech.inference import serving_runs  # pylint: disable=import-outside-toplevel
     raise ValueError(f"align: {type(acoustic).__name__} has no alignment prior the aligner can "
-                     "use (serving.AcousticModel.alignment_prior); align with a grad_tts run")
+                     "use (serving.AcousticModel.alignment_prior); align with a run of "
+                     f"{' or '.join(serving_runs.models_that_align())}")
   return prior
 
 

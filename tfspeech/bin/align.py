@@ -27,7 +27,7 @@ from tfspeech.bin import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Training run (tfspeech-train --workdir) of an acoustic model "
-                    "that aligns (today grad_tts).")
+                    "that aligns (its task declares serving_aligns).")
 flags.DEFINE_string("wav", None, "One WAV file to align (with --text).")
 flags.DEFINE_string("text", None, "The transcript of --wav.")
 flags.DEFINE_string("corpus", None, "An LJSpeech-layout folder (metadata.csv, wavs/ID.wav) to "

@@ -143,10 +143,10 @@ class Control:
 
   def _convert_vector(self, value, where: str) -> tuple:
     if isinstance(value, str):
-      items = [item for item in value.replace(" ", "").split(",")]
+      items = value.replace(" ", "").split(",")
     else:
       try:
-        items = list(value.numpy() if hasattr(value, "numpy") else value)
+        items = list(value)  # A sequence, array or eager tensor of numbers.
       except TypeError:
         raise ValueError(f"{where}={value}: expected {self.describe_type()}") from None
     if not items or items == [""]:
