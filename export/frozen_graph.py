@@ -29,7 +29,8 @@ process over runtime betas: one `tf.while_loop` each) are frozen without lowerin
 control flow: the loop stays one functional `While` whose body and condition are library
 functions (the rewrites here apply to the main graph, not to those bodies: a model writes
 new axes in a loop body with `tf.expand_dims`, and its argument checks as `tf.debugging.Assert`
-with string-only data, a plain Assert, where one with tensor data becomes an If op). TFLite converts it to one builtin WHILE; lowered to v1 control flow
+with string-only data, a plain Assert, where one with tensor data becomes an If op). TFLite
+converts it to one builtin WHILE; lowered to v1 control flow
 (Enter/Merge/Switch/Exit) the TFJS converter could not inline the SavedModel's function
 ("Unsupported Ops ...: PartitionedCall"). Loop-free graphs are lowered and checked as before.
 Two more rewrites are for tfjs 4.22 and change only graphs that have those ops: `EnsureShape`

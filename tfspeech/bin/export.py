@@ -24,14 +24,15 @@ control that allows it may be given as `runtime` (DiffWave: --control=steps=runt
 instead, for DiffWave the reverse schedule vocoder_betas float32 [n_betas] (any number of
 steps, one per beta; one loop: a TFLite WHILE, TFJS executeAsync) in place of the unrolled
 fixed-step graph; --control=betas=B1,B2,... records the recommended schedule (default: the
-fast 6-step one). Such graphs cannot be streamed or given --fixed_shapes. The work is done by tfspeech.export.export_lib.export_workdir. A
-SavedModel is one folder; TFLite writes NAME.tflite per graph, TFJS a graph-model folder
-NAME/ per graph; --stream adds mel_chunk_to_audio (streaming vocoding: the browser demo
-then plays the audio chunk by chunk as it is made); every format writes metadata.json of one layout (symbols, cleaners,
-sample rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
+fast 6-step one). Such graphs cannot be streamed or given --fixed_shapes. The work is done
+by tfspeech.export.export_lib.export_workdir. A SavedModel is one folder; TFLite writes
+NAME.tflite per graph, TFJS a graph-model folder NAME/ per graph; --stream adds
+mel_chunk_to_audio (streaming vocoding: the browser demo then plays the audio chunk by chunk
+as it is made); every format writes metadata.json of one layout (symbols, cleaners, sample
+rate, controls, inputs and outputs) so an app can drive the files without tfspeech.
 --format=tflite --fixed_shapes=tokens=T,frames=F writes graphs with static shapes at batch 1
-for LiteRT.js (the demo then offers it). The browser demo serves a TFJS export: `node export/js/serve_demo.js --model=OUT` (after
-`npm ci` in export/).
+for LiteRT.js (the demo then offers it). The browser demo serves a TFJS export: `node
+export/js/serve_demo.js --model=OUT` (after `npm ci` in export/).
 
 --format=tfjs creates the converter's own virtualenv on first use (~3 GB, minutes; see
 tfspeech.export.tfjs), or uses $TFSPEECH_TFJS_CONVERTER.
