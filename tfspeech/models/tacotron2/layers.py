@@ -80,6 +80,27 @@ def new_frame_store(element_shape, static_element_shape, dtype, preallocated, si
                         element_shape=static_element_shape)
 
 
+def frame_source(frames, preallocated):
+  """Per-step reads of `frames` `[steps, ...]` inside a `tf.while_loop` (`frame_source_read`).
+
+  A loop that slices a tensor it captures (`frames[step]`) is differentiated into a
+  full-size `[steps, ...]` gradient per step, added up across steps: O(steps²) work (21 s
+  against 0.2 s for 740 steps of `[16, 1024]` here). A TensorArray's gradient writes one
+  element per step. TFLite graphs (`preallocated`, never differentiated) keep the slice.
+  """
+  if preallocated:
+    return frames
+  return tf.TensorArray(frames.dtype, size=tf.shape(frames)[0],
+                        element_shape=frames.shape[1:]).unstack(frames)
+
+
+def frame_source_read(source, step):
+  """Element `step` of a `frame_source`."""
+  if isinstance(source, tf.TensorArray):
+    return source.read(step)
+  return source[step]
+
+
 def frame_store_write(store, step, element):
   if isinstance(store, tf.TensorArray):
     return store.write(step, element)
@@ -181,10 +202,13 @@ class Encoder(keras.layers.Layer):
 
   def _bidirectional(self, x, mask, preallocated):
     """Both LSTM directions in one loop over tokens; states hold still over padding."""
-    forward = tf.transpose(self.forward_cell.project_inputs(x), [1, 0, 2])
+    forward = frame_source(tf.transpose(self.forward_cell.project_inputs(x), [1, 0, 2]),
+                           preallocated)
     # The backward direction reads tokens last to first; padding (at the end) comes first
     # and leaves its zero state untouched, as packed sequences do in the reference.
-    backward = tf.reverse(tf.transpose(self.backward_cell.project_inputs(x), [1, 0, 2]), [0])
+    backward = frame_source(
+        tf.reverse(tf.transpose(self.backward_cell.project_inputs(x), [1, 0, 2]), [0]),
+        preallocated)
     valid = tf.expand_dims(tf.transpose(mask), -1)  # [tokens, batch, 1]
     valid_backward = tf.reverse(valid, [0])
     batch_size, tokens = tf.shape(x)[0], tf.shape(x)[1]
@@ -200,7 +224,7 @@ class Encoder(keras.layers.Layer):
       for cell, inputs, ok, state in ((self.forward_cell, forward, valid, forward_state),
                                       (self.backward_cell, backward, valid_backward,
                                        backward_state)):
-        h, c = cell.step(inputs[t], state)
+        h, c = cell.step(frame_source_read(inputs, t), state)
         new_states.append((tf.where(ok[t], h, state[0]), tf.where(ok[t], c, state[1])))
         outputs.append(tf.where(ok[t], h, tf.zeros_like(h)))
       stores = tuple(frame_store_write(s, t, o) for s, o in zip(stores, outputs))

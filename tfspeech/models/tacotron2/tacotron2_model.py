@@ -84,14 +84,19 @@ class Tacotron2(keras.Model):
     return (self.attention_rnn.zero_state(batch_size), self.decoder_rnn.zero_state(batch_size),
             zero_weights, zero_weights, context)
 
-  def decoder_step(self, prenet_frame, state, memory, processed_memory, mask, seed=None):
+  def decoder_step(self, prenet_frame, state, memory, processed_memory, mask, seed=None,
+                   hoisted=None):
     """One decoder step (the reference's `Decoder.decode` before its projections).
 
     Args:
-      prenet_frame: `[batch, prenet_dim]` prenet output of the previous frame.
+      prenet_frame: `[batch, prenet_dim]` prenet output of the previous frame; unused with
+        `hoisted`.
       state: `initial_state` structure.
       memory, processed_memory, mask: from `encode` / `attention.process_memory`.
       seed: stateless seed of this step's attention/decoder dropout (training), or None.
+      hoisted: teacher forcing's `(projected, context_kernel)`: the attention LSTM's input
+        projection of this frame's prenet output `[batch, 4 * units]` (bias included), made
+        for every frame before the loop, and the kernel rows that multiply the context.
 
     Returns:
       (features `[batch, decoder_rnn_dim + enc]` for the projections, attention weights
@@ -99,8 +104,13 @@ class Tacotron2(keras.Model):
     """
     config = self.config
     attention_state, decoder_state, weights, cumulative, context = state
-    attention_state = self.attention_rnn(tf.concat([prenet_frame, context], -1),
-                                         attention_state)
+    if hoisted is None:
+      attention_state = self.attention_rnn(tf.concat([prenet_frame, context], -1),
+                                           attention_state)
+    else:
+      projected, context_kernel = hoisted
+      attention_state = self.attention_rnn.step(
+          projected + tf.matmul(context, context_kernel), attention_state)
     attention_hidden = layers.stateless_dropout(
         attention_state[0], config.p_attention_dropout,
         None if seed is None else layers.fold_seed(seed, 0))
@@ -158,7 +168,15 @@ class Tacotron2(keras.Model):
     # The decoder reads the all-zero "go" frame, then the true frames shifted by one.
     previous = tf.concat([tf.zeros_like(mel[:, :1]), mel[:, :-1]], axis=1)
     prenet = self.prenet(previous, serving.cyclic_frames(noise, frames))
-    prenet = tf.transpose(prenet, [1, 0, 2])  # [frames, batch, prenet_dim]
+    # The prenet half of the attention LSTM's input projection, for all frames at once: one
+    # large matmul (and one weight gradient) instead of one per step. The kernel is split
+    # outside the loop: a slice inside it would cost a full-size gradient per step.
+    cell = self.attention_rnn
+    kernel = tf.cast(cell.kernel, prenet.dtype)
+    prenet_kernel, context_kernel = kernel[:config.prenet_dim], kernel[config.prenet_dim:]
+    projected = (tf.tensordot(tf.transpose(prenet, [1, 0, 2]), prenet_kernel, axes=1)
+                 + tf.cast(cell.bias, prenet.dtype))
+    projected = layers.frame_source(projected, preallocated)  # [frames, batch, 4 * units]
     decoder_seed = (layers.fold_seed(seed, _SALT_DECODER)
                     if training and seed is not None else None)
     width = config.decoder_rnn_dim + config.encoder_embedding_dim
@@ -171,8 +189,9 @@ class Tacotron2(keras.Model):
 
     def body(step, state, stores):
       step_seed = None if decoder_seed is None else layers.fold_seed(decoder_seed, step)
-      features, weights, state = self.decoder_step(prenet[step], state, memory,
-                                                   processed_memory, mask, step_seed)
+      features, weights, state = self.decoder_step(
+          None, state, memory, processed_memory, mask, step_seed,
+          hoisted=(layers.frame_source_read(projected, step), context_kernel))
       return (step + 1, state, (layers.frame_store_write(stores[0], step, features),
                                 layers.frame_store_write(stores[1], step, weights)))
 
