@@ -199,7 +199,8 @@ class FastPitchTask(registry.Task):
     mel = tf.ensure_shape(batch["mel"], [None, None, self.config.n_mel_channels])
     return mel, self.modules["fastpitch"].forward(
         batch["text_ids"], batch["text_lengths"], mel, batch["mel_lengths"],
-        batch["pitch"], frame_energy(mel, batch["mel_lengths"]), self._pitch["mean"], self._pitch["std"],
+        batch["pitch"], frame_energy(mel, batch["mel_lengths"]), self._pitch["mean"],
+        self._pitch["std"],
         speaker=self._speaker(batch), prior=batch.get("prior"), training=training)
 
   def _losses(self, batch, ctx, training):
