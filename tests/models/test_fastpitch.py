@@ -8,10 +8,12 @@ import pytest
 import tensorflow as tf
 
 from tfspeech import text as text_lib
+from tfspeech.models import alignment_metrics
 from tfspeech.models import registry
 from tfspeech.models import serving as serving_lib
 from tfspeech.models.fastpitch import FastPitch, FastPitchConfig, FastPitchServing
 from tfspeech.models.fastpitch import fastpitch_presets, losses
+from tfspeech.models.tacotron2 import tacotron2_model
 from tfspeech.testing import assert_no_python_ops
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -159,6 +161,58 @@ def test_binarization_weight_ramps_like_the_reference():
                                   kl_loss_weight=2.0)
   weights = [float(losses.binarization_weight(step, config)) for step in (0, 10, 20, 30, 99)]
   assert weights == [0.0, 0.0, 1.0, 2.0, 2.0]
+
+
+
+def _hand_made(kind, frames, tokens, pad=3):
+  """A `[1, frames + pad, tokens + pad]` alignment of one item: "diagonal" (each frame on its
+  length-scaled token), "reversed" (the same read backwards: sharp but off the diagonal),
+  "blurred" (the diagonal spread over three tokens) or "uniform". Padding holds garbage."""
+  weights = np.zeros([frames + pad, tokens + pad], np.float32)
+  on = np.minimum(((np.arange(frames) + 0.5) * tokens / frames).astype(int), tokens - 1)
+  if kind == "diagonal":
+    weights[np.arange(frames), on] = 1.0
+  elif kind == "reversed":
+    weights[np.arange(frames), tokens - 1 - on] = 1.0
+  elif kind == "blurred":
+    for shift in (-1, 0, 1):
+      weights[np.arange(frames), np.clip(on + shift, 0, tokens - 1)] += 1.0 / 3
+  else:
+    weights[:frames, :tokens] = 1.0 / tokens
+  weights[frames:] = 1.0  # Padded frames must not count.
+  weights[:frames, tokens:] = 0.0
+  return tf.constant(weights[None])
+
+
+def test_alignment_measures_on_hand_made_alignments():
+  frames, tokens = 60, 20
+  lengths = tf.constant([frames]), tf.constant([tokens])
+
+  def mean(per_frame):  # The task's masked mean over the valid frames of one item.
+    return float(tf.reduce_sum(per_frame)) / frames
+
+  diagonal = _hand_made("diagonal", frames, tokens)
+  diagonality = {kind: mean(alignment_metrics.diagonal_band_mass(
+      _hand_made(kind, frames, tokens), *lengths))
+                 for kind in ("diagonal", "reversed", "blurred", "uniform")}
+  assert diagonality["diagonal"] == pytest.approx(1.0)
+  assert diagonality["blurred"] == pytest.approx(1.0)  # One token either side is in the band.
+  # Uniform: the band holds 2 x 0.1 x 20 = 4 of the 20 tokens (fewer at the ends).
+  assert 0.15 < diagonality["uniform"] < 0.2, diagonality
+  # Read backwards: only the frames near the middle, where the two diagonals cross.
+  assert diagonality["reversed"] < 0.15, diagonality
+  # Sharpness against the MAS path (here the diagonal): 1 when the soft attention is that
+  # path, 1/tokens when uniform, 1/3 spread over three tokens, ~0 on another path.
+  sharpness = {kind: mean(alignment_metrics.path_probability(
+      _hand_made(kind, frames, tokens), diagonal, lengths[0]))
+               for kind in ("diagonal", "reversed", "blurred", "uniform")}
+  assert sharpness["diagonal"] == pytest.approx(1.0)
+  assert sharpness["uniform"] == pytest.approx(1.0 / tokens)
+  # (11/30: the first and last 3 frames pile two thirds onto the first or last token.)
+  assert sharpness["blurred"] == pytest.approx(11 / 30)
+  assert sharpness["reversed"] < 0.1, sharpness
+  # The moved function still answers from Tacotron 2's module, unchanged.
+  assert tacotron2_model.diagonal_band_mass is alignment_metrics.diagonal_band_mass
 
 
 def _serving(pitch_mean=150.0, pitch_std=40.0):

@@ -58,6 +58,16 @@ def test_training_lowers_losses_in_a_pure_graph(tiny_fastpitch_run):
     curve = list(_logged(workdir, tag).values())
     assert len(curve) == 6, curve  # 30 steps logged every 5.
     assert np.mean(curve[-2:]) < 0.9 * np.mean(curve[:2]), f"{tag} did not fall: {curve}"
+  # The alignment measures (logged, not trained on) from the same traced step.
+  diagonality = list(_logged(workdir, "losses/alignment_diagonality").values())
+  sharpness = list(_logged(workdir, "losses/alignment_sharpness").values())
+  assert len(diagonality) == len(sharpness) == 6
+  assert all(0 < v <= 1 for v in diagonality + sharpness), (diagonality, sharpness)
+  # The beta-binomial prior keeps the soft alignment near the diagonal from step 0 (~0.75 here;
+  # a uniform one scores ~0.2), and the soft attention gathers onto the MAS path (~0.21 →
+  # ~0.35 here), as the falling binarization loss says.
+  assert min(diagonality) > 0.5, diagonality
+  assert np.mean(sharpness[-2:]) > 1.2 * np.mean(sharpness[:2]), sharpness
 
 
 def test_eval_step_and_summaries(tiny_prepared_pitch, fast_graphs):

@@ -20,6 +20,13 @@ with w ramping linearly from 0 at `kl_loss_start_step` to `kl_loss_weight` over
 global-batch mean (`ctx.masked_mean` / `ctx.mean`), so the sum over replicas equals the
 single-device value.
 
+Logged with the losses, not trained on (masked means over valid frames, from the step's own
+soft and hard alignments, so no extra forward pass): `alignment_diagonality`, the soft
+alignment's mass within 0.1 of the text of the length-scaled diagonal (as Tacotron 2's,
+`alignment_metrics.diagonal_band_mass`), and `alignment_sharpness`, the soft alignment's
+mean probability on the MAS path (`alignment_metrics.path_probability`): 1/tokens for a
+uniform attention, 1 once the soft attention is as hard as MAS's.
+
 Energy per frame is the L2 norm of the log-mel frame (`frame_energy`), as the reference's
 loader computes it from the mel; the records' `energy` (the linear STFT magnitude's norm)
 is not read.
@@ -32,6 +39,7 @@ import tensorflow as tf
 from tfspeech import audio as audio_lib
 from tfspeech.data import dataset as dataset_lib
 from tfspeech.data.corpus_info import ACOUSTIC_RUN_FACTS, CorpusInfo
+from tfspeech.models import alignment_metrics
 from tfspeech.models import registry
 from tfspeech.models.fastpitch import fastpitch_presets
 from tfspeech.models.fastpitch import fastpitch_serving
@@ -44,7 +52,10 @@ from tfspeech.training import summaries as summaries_lib
 PRESETS = fastpitch_presets.PRESETS
 # Loss names reported by train_step / eval_step.
 LOSS_NAMES = ("mel_loss", "duration_loss", "pitch_loss", "energy_loss", "attn_loss",
-              "binarization_loss", "loss")
+              "binarization_loss", "loss", "alignment_diagonality", "alignment_sharpness")
+# Half-width of the diagonal band of `alignment_diagonality`, as a fraction of the text (as
+# Tacotron 2's).
+_DIAGONAL_BAND = 0.1
 _PITCH_FIX = "re-prepare the corpus with pitch: tfspeech-prepare --pitch ..."
 
 
@@ -188,11 +199,13 @@ class FastPitchTask(registry.Task):
     mel = tf.ensure_shape(batch["mel"], [None, None, self.config.n_mel_channels])
     return mel, self.modules["fastpitch"].forward(
         batch["text_ids"], batch["text_lengths"], mel, batch["mel_lengths"],
-        batch["pitch"], frame_energy(mel, batch["mel_lengths"]), self._pitch["mean"], self._pitch["std"],
+        batch["pitch"], frame_energy(mel, batch["mel_lengths"]), self._pitch["mean"],
+        self._pitch["std"],
         speaker=self._speaker(batch), prior=batch.get("prior"), training=training)
 
   def _losses(self, batch, ctx, training):
-    """Every loss term (this replica's share) and their weighted sum "loss"."""
+    """Every loss term (this replica's share), their weighted sum "loss", and the alignment
+    measures (logged only)."""
     c = self.config
     mel, out = self._forward(batch, training)
     frame_mask = sequence_mask(batch["mel_lengths"], tf.shape(mel)[1])
@@ -220,6 +233,12 @@ class FastPitchTask(registry.Task):
                       + c.energy_predictor_loss_scale * losses["energy_loss"]
                       + c.attn_loss_scale * losses["attn_loss"]
                       + kl_weight * losses["binarization_loss"])
+    # After the sum: logged, never trained on (the soft alignment gets no gradient from them).
+    soft = tf.stop_gradient(out["soft"])
+    losses["alignment_diagonality"] = ctx.masked_mean(alignment_metrics.diagonal_band_mass(
+        soft, batch["mel_lengths"], batch["text_lengths"], _DIAGONAL_BAND), frame_mask)
+    losses["alignment_sharpness"] = ctx.masked_mean(alignment_metrics.path_probability(
+        soft, out["hard"], batch["mel_lengths"]), frame_mask)
     return losses
 
   def train_step(self, batch, ctx):

@@ -17,6 +17,9 @@ import keras
 import tensorflow as tf
 
 from tfspeech.models import serving
+# The alignment measures moved to a model-neutral module; importable from here as before.
+from tfspeech.models.alignment_metrics import (  # pylint: disable=unused-import
+    alignment_diagonality, diagonal_band_mass, relative_positions)
 from tfspeech.models.tacotron2 import layers
 from tfspeech.models.tacotron2.tacotron2_config import Tacotron2Config
 
@@ -302,16 +305,6 @@ def durations_from_alignments(alignments, mel_lengths, text_lengths):
   return counts * tf.sequence_mask(text_lengths, tokens, tf.int32)
 
 
-def _relative_positions(mel_lengths, text_lengths, frames, tokens):
-  """Frame and token centres as fractions of each item's lengths: `[batch, frames, 1]` and
-  `[batch, 1, tokens]` (lengths of 0 count as 1, so empty items stay finite)."""
-  mel_lengths = tf.cast(tf.maximum(mel_lengths, 1), tf.float32)
-  text_lengths = tf.cast(tf.maximum(text_lengths, 1), tf.float32)
-  t = (tf.cast(tf.range(frames), tf.float32)[None, :] + 0.5) / mel_lengths[:, None]
-  n = (tf.cast(tf.range(tokens), tf.float32)[None, :] + 0.5) / text_lengths[:, None]
-  return t[:, :, None], n[:, None, :]
-
-
 def guided_attention_penalty(alignments, mel_lengths, text_lengths, g=0.2):
   """Guided-attention penalty per frame (Tachibana et al., 2018, DC-TTS eq. 5).
 
@@ -328,40 +321,8 @@ def guided_attention_penalty(alignments, mel_lengths, text_lengths, g=0.2):
     frames.
   """
   frames, tokens = tf.shape(alignments)[1], tf.shape(alignments)[2]
-  t, n = _relative_positions(mel_lengths, text_lengths, frames, tokens)
+  t, n = relative_positions(mel_lengths, text_lengths, frames, tokens)
   penalty = 1.0 - tf.exp(-tf.square(n - t) / (2.0 * g * g))
   penalty *= tf.sequence_mask(text_lengths, tokens, tf.float32)[:, None, :]
   frame_mask = tf.sequence_mask(mel_lengths, frames, tf.float32)
   return tf.reduce_sum(tf.cast(alignments, tf.float32) * penalty, axis=2) * frame_mask
-
-
-def diagonal_band_mass(alignments, mel_lengths, text_lengths, band=0.1):
-  """Attention mass of each frame within `band` of the length-scaled diagonal.
-
-  Frame t of T attends to token n of N "on the diagonal" when `|n/N - t/T| <= band` (centres
-  of frames and tokens, so a 1-token text is all on it). A learnt Tacotron alignment, which
-  reads the text at a roughly even pace, has most of its mass there; attention stuck on the
-  first tokens has about `band` of it (only the first frames are near those tokens).
-
-  Args:
-    alignments: `[batch, frames, tokens]` attention weights.
-    mel_lengths, text_lengths: `[batch]` valid frames and tokens.
-    band: half-width of the band as a fraction of the text.
-
-  Returns:
-    `[batch, frames]` float32 in [0, 1], 0 at padded frames.
-  """
-  frames, tokens = tf.shape(alignments)[1], tf.shape(alignments)[2]
-  t, n = _relative_positions(mel_lengths, text_lengths, frames, tokens)
-  inside = tf.cast(tf.abs(n - t) <= band, tf.float32)
-  frame_mask = tf.sequence_mask(mel_lengths, frames, tf.float32)
-  return tf.reduce_sum(tf.cast(alignments, tf.float32) * inside, axis=2) * frame_mask
-
-
-def alignment_diagonality(alignments, mel_lengths, text_lengths, band=0.1):
-  """Per item: the mean over its valid frames of `diagonal_band_mass` → `[batch]` in [0, 1].
-
-  About 1 for a diagonal alignment, about `band` for attention stuck on the first tokens.
-  """
-  mass = diagonal_band_mass(alignments, mel_lengths, text_lengths, band)
-  return tf.reduce_sum(mass, axis=1) / tf.cast(tf.maximum(mel_lengths, 1), tf.float32)
