@@ -376,3 +376,48 @@ def test_graphs_are_pure_and_teacher_forcing_matches_gta(model, decode):
   third = fresh.teacher_forced(ids, lengths, mel, mel_lengths, training=True, seed=[1, 3])
   np.testing.assert_array_equal(first["gate_logits"], second["gate_logits"])
   assert not np.allclose(first["gate_logits"], third["gate_logits"])
+
+
+def test_teacher_forced_gradients_equal_the_per_step_form(model):
+  # Training makes the LSTM weight gradients once after the decoder loop (`LoopMatmul`);
+  # TFLite's preallocated form multiplies step by step. Same dropout seed, same values: the
+  # gradients of every variable must agree, LSTM kernels included.
+  ids, lengths = _batch(TEXTS)
+  rng = np.random.default_rng(1)
+  frames = 9
+  mel = tf.constant(rng.normal(size=[3, frames, model.config.n_mel_channels]), tf.float32)
+  mel_lengths = tf.constant([9, 6, 7], tf.int32)
+  noise = _noise(3, frames, model.config.prenet_noise_channels)
+  seed = tf.constant([4, 5], tf.int32)
+  weights = tf.constant(rng.normal(size=[3, frames, model.config.n_mel_channels]), tf.float32)
+
+  def gradients(preallocated):
+    with tf.GradientTape() as tape:
+      out = model.teacher_forced(ids, lengths, mel, mel_lengths, noise, training=True,
+                                 seed=seed, preallocated=preallocated)
+      loss = (tf.reduce_sum(out["mel_after"] * weights) + tf.reduce_sum(out["gate_logits"])
+              + tf.reduce_sum(out["alignments"] ** 2))
+    return loss, [tf.convert_to_tensor(g)
+                  for g in tape.gradient(loss, model.trainable_variables)]
+
+  batched_loss, batched = tf.function(lambda: gradients(False))()
+  stepwise_loss, stepwise = tf.function(lambda: gradients(True))()
+  np.testing.assert_allclose(batched_loss, stepwise_loss, rtol=1e-5)
+  names = [v.path for v in model.trainable_variables]
+  assert any("decoder_rnn" in n and "recurrent_kernel" in n for n in names)
+  # Float rounding differs (one product of [input kernel; recurrent kernel], other sums):
+  # each variable within 1e-4 of its own largest gradient, plus 1e-6 of the largest of all
+  # (a conv bias before training-mode BatchNorm has a gradient that is zero but for noise).
+  largest = max(float(tf.reduce_max(tf.abs(b))) for b in stepwise)
+  worst = 0.0
+  for name, a, b in zip(names, batched, stepwise):
+    scale = float(tf.reduce_max(tf.abs(b)))
+    np.testing.assert_allclose(a, b, atol=1e-4 * scale + 1e-6 * largest, err_msg=name)
+    if "_rnn" in name:
+      worst = max(worst, float(tf.reduce_max(tf.abs(a - b))) / scale)
+  print(f"largest gradient {largest:.3g}; LSTM weights' worst error relative to their largest "
+        f"{worst:.2g}")
+  # Every LSTM kernel gets a gradient that is not zero.
+  for name, a in zip(names, batched):
+    if "_rnn" in name:
+      assert float(tf.reduce_max(tf.abs(a))) > 0, name

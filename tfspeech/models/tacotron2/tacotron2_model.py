@@ -88,18 +88,18 @@ class Tacotron2(keras.Model):
             zero_weights, zero_weights, context)
 
   def decoder_step(self, prenet_frame, state, memory, processed_memory, mask, seed=None,
-                   hoisted=None):
+                   gates=None):
     """One decoder step (the reference's `Decoder.decode` before its projections).
 
     Args:
       prenet_frame: `[batch, prenet_dim]` prenet output of the previous frame; unused with
-        `hoisted`.
+        `gates`.
       state: `initial_state` structure.
       memory, processed_memory, mask: from `encode` / `attention.process_memory`.
       seed: stateless seed of this step's attention/decoder dropout (training), or None.
-      hoisted: teacher forcing's `(projected, context_kernel)`: the attention LSTM's input
-        projection of this frame's prenet output `[batch, 4 * units]` (bias included), made
-        for every frame before the loop, and the kernel rows that multiply the context.
+      gates: teacher forcing's `(attention_gates, decoder_gates)`: functions of
+        `(context, h)` and `(x, h)` giving the two LSTMs' gate pre-activations
+        `[batch, 4 * units]` (biases in; the prenet's part made before the loop).
 
     Returns:
       (features `[batch, decoder_rnn_dim + enc]` for the projections, attention weights
@@ -107,13 +107,12 @@ class Tacotron2(keras.Model):
     """
     config = self.config
     attention_state, decoder_state, weights, cumulative, context = state
-    if hoisted is None:
+    if gates is None:
       attention_state = self.attention_rnn(tf.concat([prenet_frame, context], -1),
                                            attention_state)
     else:
-      projected, context_kernel = hoisted
-      attention_state = self.attention_rnn.step(
-          projected + tf.matmul(context, context_kernel), attention_state)
+      attention_state = self.attention_rnn.activate(
+          gates[0](context, attention_state[0]), attention_state[1])
     attention_hidden = layers.stateless_dropout(
         attention_state[0], config.p_attention_dropout,
         None if seed is None else layers.fold_seed(seed, 0))
@@ -121,7 +120,12 @@ class Tacotron2(keras.Model):
     context, weights = self.attention(attention_hidden, memory, processed_memory, weights,
                                       cumulative, mask)
     cumulative = cumulative + weights
-    decoder_state = self.decoder_rnn(tf.concat([attention_hidden, context], -1), decoder_state)
+    decoder_input = tf.concat([attention_hidden, context], -1)
+    if gates is None:
+      decoder_state = self.decoder_rnn(decoder_input, decoder_state)
+    else:
+      decoder_state = self.decoder_rnn.activate(gates[1](decoder_input, decoder_state[0]),
+                                                decoder_state[1])
     decoder_hidden = layers.stateless_dropout(
         decoder_state[0], config.p_decoder_dropout,
         None if seed is None else layers.fold_seed(seed, 1))
@@ -172,14 +176,26 @@ class Tacotron2(keras.Model):
     previous = tf.concat([tf.zeros_like(mel[:, :1]), mel[:, :-1]], axis=1)
     prenet = self.prenet(previous, serving.cyclic_frames(noise, frames))
     # The prenet half of the attention LSTM's input projection, for all frames at once: one
-    # large matmul (and one weight gradient) instead of one per step. The kernel is split
-    # outside the loop: a slice inside it would cost a full-size gradient per step.
-    cell = self.attention_rnn
-    kernel = tf.cast(cell.kernel, prenet.dtype)
-    prenet_kernel, context_kernel = kernel[:config.prenet_dim], kernel[config.prenet_dim:]
-    projected = (tf.tensordot(tf.transpose(prenet, [1, 0, 2]), prenet_kernel, axes=1)
-                 + tf.cast(cell.bias, prenet.dtype))
+    # large matmul (and one weight gradient) instead of one per step. Kernels are split and
+    # joined outside the loop: a slice inside it would cost a full-size gradient per step.
+    attention_cell, decoder_cell = self.attention_rnn, self.decoder_rnn
+    dtype = prenet.dtype
+    kernel = tf.cast(attention_cell.kernel, dtype)
+    projected = (tf.tensordot(tf.transpose(prenet, [1, 0, 2]), kernel[:config.prenet_dim],
+                              axes=1)
+                 + tf.cast(attention_cell.bias + attention_cell.recurrent_bias, dtype))
     projected = layers.frame_source(projected, preallocated)  # [frames, batch, 4 * units]
+    # Each LSTM's in-loop products as one matmul by [input kernel; recurrent kernel]. In
+    # training, through `LoopMatmul` (one weight gradient after the loop, not one per step).
+    attention_kernel = tf.concat(
+        [kernel[config.prenet_dim:], tf.cast(attention_cell.recurrent_kernel, dtype)], 0)
+    decoder_kernel = tf.concat([tf.cast(decoder_cell.kernel, dtype),
+                                tf.cast(decoder_cell.recurrent_kernel, dtype)], 0)
+    decoder_bias = tf.cast(decoder_cell.bias + decoder_cell.recurrent_bias, dtype)
+    batched = training and not preallocated
+    if batched:
+      matmuls = (layers.LoopMatmul(attention_kernel, frames, batch_size),
+                 layers.LoopMatmul(decoder_kernel, frames, batch_size))
     decoder_seed = (layers.fold_seed(seed, _SALT_DECODER)
                     if training and seed is not None else None)
     width = config.decoder_rnn_dim + config.encoder_embedding_dim
@@ -189,17 +205,37 @@ class Tacotron2(keras.Model):
               layers.new_frame_store(tf.stack([batch_size, tokens]),
                                      tf.TensorShape([None, None]), mel.dtype, preallocated,
                                      frames))
+    inputs = tuple(m.new_store() for m in matmuls) if batched else ()
 
-    def body(step, state, stores):
+    def body(step, state, stores, inputs):
       step_seed = None if decoder_seed is None else layers.fold_seed(decoder_seed, step)
+      written = list(inputs)
+
+      def product(index, kernel, x):
+        if not batched:
+          return tf.matmul(x, kernel)
+        y, written[index] = matmuls[index](x, step, inputs[index])
+        return y
+
+      def attention_gates(context, h):
+        return (layers.frame_source_read(projected, step)
+                + product(0, attention_kernel, tf.concat([context, h], -1)))
+
+      def decoder_gates(x, h):
+        return product(1, decoder_kernel, tf.concat([x, h], -1)) + decoder_bias
+
       features, weights, state = self.decoder_step(
           None, state, memory, processed_memory, mask, step_seed,
-          hoisted=(layers.frame_source_read(projected, step), context_kernel))
+          gates=(attention_gates, decoder_gates))
       return (step + 1, state, (layers.frame_store_write(stores[0], step, features),
-                                layers.frame_store_write(stores[1], step, weights)))
+                                layers.frame_store_write(stores[1], step, weights)),
+              tuple(written))
 
-    _, _, stores = tf.while_loop(lambda step, *_: step < frames, body,
-                                 (tf.constant(0), self.initial_state(memory), stores))
+    _, _, stores, inputs = tf.while_loop(
+        lambda step, *_: step < frames, body,
+        (tf.constant(0), self.initial_state(memory), stores, inputs))
+    for matmul, store in zip(matmuls if batched else (), inputs):
+      matmul.finish(store)
     features = tf.transpose(layers.frame_store_stack(stores[0], frames), [1, 0, 2])
     alignments = tf.transpose(layers.frame_store_stack(stores[1], frames), [1, 0, 2])
     # The projections are linear per frame: applied once to all frames, outside the loop.
