@@ -144,6 +144,9 @@ def fastpitch_train(ctx):
           tf.data.Dataset.from_tensors(batch).element_spec)
       samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
       label = "tfspeech XLA" if xla else "tfspeech"
+      if not xla:  # the XLA step does the same work: one count per group
+        step_flops, flops_extra = common.count_flops(
+            ctx, f"fastpitch train {preset} b{batch_size}", step, batch)
       common.log_step(ctx, f"fastpitch train {preset} b{batch_size}{' xla' if xla else ''}",
                       samples, warmup)
       measurements.append(common.tf_row(
@@ -152,7 +155,8 @@ def fastpitch_train(ctx):
           note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
                 f"{train_config.optimizer}" + ("; jit_compile step" if xla else "")),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
-                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup}))
+                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
+                 **flops_extra}, flops=step_flops))
     if reference is None:
       continue
     fastpitch, model = _torch_model(reference, config)
@@ -170,7 +174,7 @@ def fastpitch_train(ctx):
               "in-graph op); AdamW stands in for apex FusedLAMB; "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": fastpitch.count_parameters(model)}))
+               "parameters": fastpitch.count_parameters(model)}, flops=step_flops))
   return measurements
 
 

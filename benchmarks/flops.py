@@ -16,8 +16,8 @@ Function bodies are counted too: PartitionedCall / StatefulPartitionedCall (nest
 tf.functions) once; If / Case: the costliest branch (so a count is an upper bound where
 branches differ); While loops (tf.while_loop, AutoGraph `for ... in tf.range`, their
 gradients): `while_trips` times their body, a trip count the caller knows (diffusion steps,
-decoder frames) since the graph does not. A loop without a given count is counted once and
-named in `Count.unknown_loops`; an op whose shapes are not static enough is counted as 0 and
+decoder frames) since the graph does not. A loop with costly ops but without a given count is
+counted once and named in `Count.unknown_loops`; an op whose shapes are not static enough is counted as 0 and
 named in `Count.unknown_ops`, so a partial count never passes silently as a full one.
 """
 
@@ -219,7 +219,9 @@ def _count_graph(graph, root, while_trips, prefix, memo):
         continue
       if op.type in _WHILES:
         trips = _trips(while_trips, name)
-        if trips is None:
+        if trips is None and not counts[0].flops and not counts[0].unknown_ops:
+          trips = 1  # a loop without costly ops (e.g. MAS over frames): its trips do not matter
+        elif trips is None:
           count.unknown_loops.append(name)
           trips = 1
         else:

@@ -72,6 +72,14 @@ def test_loops_need_a_trip_count_and_branches_count_the_costlier_one():
   assert known.flops == 6 * one + 2 * one and known.complete
   assert list(known.loops.values()) == [6]
 
+  @tf.function
+  def cheap_loop(x, n):
+    for _ in tf.range(n):
+      x = x + 1.0  # no costly op: the unknown trip count does not make the count partial
+    return tf.matmul(x, w)
+
+  assert flops.count_call(cheap_loop, tf.zeros([3, 4]), tf.constant(6)).complete
+
 
 def test_dynamic_shapes_are_reported_not_guessed():
   @tf.function(input_signature=[tf.TensorSpec([None, 4])])
