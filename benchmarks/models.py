@@ -31,8 +31,10 @@ numbers that say why.
 FLOPs (`count_flops`, `benchmarks/flops.py`): each group's tfspeech call is traced once more
 with the batch's exact shapes and its matmuls and convolutions counted; both rows of the group
 carry that figure (the reference does the same work on the same inputs), so the report gives
-each library's GFLOP/s and fraction of this machine's float32 matmul peak. Synthesis with a
-data-dependent frame count (Grad-TTS) is not counted (its graph has no static frame count).
+each library's GFLOP/s and fraction of this machine's float32 matmul peak. Grad-TTS synthesis
+has a data-dependent frame count, which its graph does not know: its count is the text encoder's
+plus n_timesteps × the U-Net score estimator's, each traced at the frames the call produced
+(`_grad_tts_synthesis_flops`).
 """
 
 import dataclasses
@@ -268,6 +270,23 @@ def grad_tts_train(ctx):
   return measurements
 
 
+def _grad_tts_synthesis_flops(ctx, what, model, ids, lengths, mel_lengths):
+  """(encoder FLOPs, U-Net FLOPs per diffusion step, facts) of a synthesis call whose items came
+  out `mel_lengths` long: the decoder runs on `compatible_frames(max(mel_lengths))` frames."""
+  frames = int(model.compatible_frames(int(np.max(mel_lengths))))
+  batch, n_feats = int(ids.shape[0]), model.config.n_feats
+  encoder, encoder_extra = count_flops(
+      ctx, f"{what} encoder", lambda i, n: model.encode(i, n)[0], ids, lengths)
+  step, step_extra = count_flops(
+      ctx, f"{what} U-Net step at {frames} frames",
+      lambda x, m, t: model.decoder.estimator(x, m, x, t, None),
+      tf.zeros([batch, frames, n_feats]), tf.ones([batch, frames]), tf.ones([batch]))
+  extra = {"flops_encoder": encoder, "flops_per_step": step, "flops_decoder_frames": frames,
+           "flops_trace_seconds": (encoder_extra.get("flops_trace_seconds", 0.0)
+                                   + step_extra.get("flops_trace_seconds", 0.0))}
+  return encoder, step, extra
+
+
 def _time_synthesis(ctx, call, expected):
   """Times a synthesis call; skips the warm-up when the previous step count predicts a slow one.
 
@@ -337,6 +356,7 @@ def grad_tts_infer(ctx):
       # the steps (measured: tiny × 16 × 50 steps 44 s per call and library; ljspeech ~7 min).
       big = batch_size > 1 and not ctx.quick
       expected = expected_torch = None  # seconds per call, from the previous step count
+      counted = None  # (encoder, per-step FLOPs, facts), once per preset and batch
       for n_timesteps in ((10,) if big else timesteps):
         out = {}
 
@@ -346,6 +366,11 @@ def grad_tts_infer(ctx):
         frames = int(np.sum(out["mel_lengths"]))
         audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
         group = f"{preset}, batch {batch_size}, {n_timesteps} steps"
+        if counted is None:
+          counted = _grad_tts_synthesis_flops(ctx, f"grad_tts infer {preset} b{batch_size}",
+                                              model, ids, lengths, out["mel_lengths"])
+        call_flops = (counted[0] + n_timesteps * counted[1]
+                      if counted[0] is not None and counted[1] is not None else None)
         ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps}: "
                 f"{np.median(samples):.3f} s for {audio_seconds:.1f} audio s")
         measurements.append(tf_row(
@@ -356,7 +381,8 @@ def grad_tts_infer(ctx):
                   + ("; 50 steps not run (~5× the time)" if big else "")),
             extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps, "frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup}))
+                   "length_scale": length_scale, "first_call_seconds": warmup, **counted[2]},
+            flops=call_flops))
         if reference is None:
           continue
         torch_out = {}
@@ -379,7 +405,8 @@ def grad_tts_infer(ctx):
             extra={"rtf": torch_audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps,
                    "frames": torch_frames, "tfspeech_frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup}))
+                   "length_scale": length_scale, "first_call_seconds": warmup},
+            flops=call_flops if torch_frames == frames else None))
   return measurements
 
 
