@@ -50,12 +50,14 @@ class Count:
     unknown_ops: names of costly ops whose shapes were not static (counted as 0).
     unknown_loops: names of While ops without a trip count (body counted once).
     loops: While op name → the trips used.
+    n_ops: costly ops counted (loop bodies once).
   """
   flops: float = 0.0
   by_op: Dict[str, float] = dataclasses.field(default_factory=dict)
   unknown_ops: List[str] = dataclasses.field(default_factory=list)
   unknown_loops: List[str] = dataclasses.field(default_factory=list)
   loops: Dict[str, int] = dataclasses.field(default_factory=dict)
+  n_ops: int = 0
 
   @property
   def complete(self) -> bool:
@@ -69,6 +71,7 @@ class Count:
     self.unknown_ops += other.unknown_ops
     self.unknown_loops += other.unknown_loops
     self.loops.update(other.loops)
+    self.n_ops += other.n_ops
 
   def summary(self) -> Dict[str, object]:
     """A JSON-ready digest for a Measurement's `extra`."""
@@ -194,6 +197,7 @@ def _count_graph(graph, root, while_trips, prefix, memo):
         count.unknown_ops.append(f"{name} ({op.type})")
       else:
         count.flops += value
+        count.n_ops += 1
         count.by_op[op.type] = count.by_op.get(op.type, 0.0) + value
       continue
     if op.type in _CALLS or op.type in _WHILES or op.type in _IFS or op.type in _CASES:
