@@ -137,6 +137,8 @@ def dctts_train(ctx):
       batch = _batch(task.config, batch_size)
       samples, warmup = models._timed(  # pylint: disable=protected-access
           ctx, lambda: step(batch)["losses/loss"].numpy(), 3)
+      step_flops, flops_extra = models.count_flops(
+          ctx, f"dctts train {stage} {preset} b{batch_size}", step, batch)
       frames = int(np.sum(batch["mel_lengths"].numpy()))
       ids = int(np.sum(batch["text_lengths"].numpy()))
       group = f"{stage}, {preset}, batch {batch_size}"
@@ -149,7 +151,7 @@ def dctts_train(ctx):
                 + ("" if traced_here else "; step traced at the batch above")),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "stage": stage, "batch_size": batch_size, "first_call_seconds": warmup,
-                 "first_call_traced": traced_here}))
+                 "first_call_traced": traced_here, **flops_extra}, flops=step_flops))
       if reference is None:
         continue
       dctts = _torch_module()
@@ -168,7 +170,7 @@ def dctts_train(ctx):
                 "same batch, targets precomputed as its loader does; "),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "stage": stage, "batch_size": batch_size, "first_call_seconds": warmup,
-                 "parameters": dctts.count_parameters(torch_step.model)}))
+                 "parameters": dctts.count_parameters(torch_step.model)}, flops=step_flops))
   return measurements
 
 

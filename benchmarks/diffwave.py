@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from benchmarks import harness
 from benchmarks.models import (_Torch, _timed, _write_dataset_json, HOP_LENGTH, SAMPLE_RATE,
-                               log_step, tf_row, torch_row)
+                               count_flops, log_step, tf_row, torch_row)
 
 REFERENCE = "lmnt-com/diffwave"
 
@@ -61,6 +61,8 @@ def diffwave_train(ctx):
              "audio_lengths": tf.fill([batch_size], segment)}
     step = trainer.train_step_fn(tf.data.Dataset.from_tensors(batch).element_spec)
     samples, warmup = _timed(ctx, lambda: step(batch)["items"].numpy(), 3)
+    step_flops, flops_extra = count_flops(ctx, f"diffwave train {preset} b{batch_size}", step,
+                                          batch)
     audio_seconds = batch_size * segment / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {segment} samples"
     log_step(ctx, f"diffwave train {preset} b{batch_size}", samples, warmup)
@@ -68,7 +70,8 @@ def diffwave_train(ctx):
              "batch_size": batch_size, "segment_size": segment, "first_call_seconds": warmup}
     measurements.append(tf_row(
         f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
-        work_unit="audio s", note=f"{1 / np.median(samples):.3g} steps/s", extra=extra))
+        work_unit="audio s", note=f"{1 / np.median(samples):.3g} steps/s",
+        extra=dict(extra, **flops_extra), flops=step_flops))
     if reference is None:
       continue
     torch_lib, diffwave = reference.torch, _torch_diffwave()
@@ -86,7 +89,7 @@ def diffwave_train(ctx):
         work_unit="audio s",
         note=(f"{1 / np.median(samples):.3g} steps/s; {REFERENCE} learner.py step (Adam, L1) "
               "on the same audio and mels; "),
-        extra=dict(extra, first_call_seconds=warmup)))
+        extra=dict(extra, first_call_seconds=warmup), flops=step_flops))
   return measurements
 
 

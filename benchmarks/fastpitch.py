@@ -14,15 +14,23 @@ Both libraries' duration predictors output a constant log(1 + FRAMES_PER_TOKEN) 
 layer's weights zeroed, bias set) so that untrained models synthesize utterance-sized mels
 and the two decoders run on exactly the same frame counts; every other weight is random.
 
+FLOPs (`benchmarks/flops.py`, via `models.count_flops`): the train step's from one extra trace
+at the batch's exact shapes; synthesis has a data-dependent frame count, so its count is
+`FastPitch.infer` traced at the ids' shapes (encoder, predictors, embeddings) plus the decoder
+and mel projection traced at the frames the call produced and the length-regulation matmul
+(`_synthesis_flops`). Both rows of a group carry the figure (same work, same inputs).
+
 Baseline: `benchmarks/torch_reference/fastpitch.py` (NVIDIA DeepLearningExamples FastPitch
 1.1) with the same hyperparameters, timed in the same run on the same inputs.
 """
 
 import dataclasses
+import time
 
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import flops as flops_lib
 from benchmarks import harness
 from benchmarks import models as common
 
@@ -53,6 +61,38 @@ def _batch(config, batch, seed=0):
   out["pitch"] = tf.constant(pitch, tf.float32)
   out["prior"] = batch_prior(out["text_lengths"], out["mel_lengths"], tokens, frames)
   return out
+
+
+def _synthesis_flops(ctx, what, model, ids, lengths, frames):
+  """(FLOPs of `model.infer(ids, lengths)` producing `frames` frames (padded), facts).
+
+  The infer graph traced at the ids' shapes counts everything before length regulation; its
+  costly ops without static shapes must be exactly the regulation matmul and the decoder's
+  and projection's ops, which are counted again at `frames` frames. None when that fails.
+  """
+  start = time.perf_counter()
+  try:
+    head = flops_lib.count_call(lambda i, n: model.infer(i, n)["mel_lengths"], ids, lengths)
+    batch, tokens = int(ids.shape[0]), int(ids.shape[1])
+    d_model = int(model.encode(ids[:, :1], tf.ones_like(lengths))[0].shape[-1])
+    tail = flops_lib.count_call(
+        lambda r, m: model.proj(model.decoder(r, m, training=False)) * m,
+        tf.zeros([batch, frames, d_model]), tf.ones([batch, frames, 1]))
+  except Exception as e:  # pylint: disable=broad-except
+    ctx.log(f"  {what}: FLOPs not counted ({type(e).__name__}: {e})")
+    return None, {"flops_error": f"{type(e).__name__}: {e}"}
+  regulate = 2.0 * batch * tokens * frames * d_model  # path^T [frames, tokens] @ enc_out
+  complete = (not head.unknown_loops and tail.complete
+              and len(head.unknown_ops) == tail.n_ops + 1)
+  total = head.flops + tail.flops + regulate
+  seconds = time.perf_counter() - start
+  ctx.log(f"  {what}: {total / 1e9:.4g} GFLOP per call at {frames} frames (counted in "
+          f"{seconds:.1f} s)" + ("" if complete else "; PARTIAL, not reported: "
+                                 f"{len(head.unknown_ops)} ops without static shapes"))
+  extra = {"flops": total, "flops_complete": complete, "flops_encoder": head.flops,
+           "flops_decoder": tail.flops + regulate, "flops_decoder_frames": frames,
+           "flops_trace_seconds": seconds}
+  return (total if complete else None), extra
 
 
 def _fix_durations(model):
@@ -144,6 +184,9 @@ def fastpitch_train(ctx):
           tf.data.Dataset.from_tensors(batch).element_spec)
       samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
       label = "tfspeech XLA" if xla else "tfspeech"
+      if not xla:  # the XLA step does the same work: one count per group
+        step_flops, flops_extra = common.count_flops(
+            ctx, f"fastpitch train {preset} b{batch_size}", step, batch)
       common.log_step(ctx, f"fastpitch train {preset} b{batch_size}{' xla' if xla else ''}",
                       samples, warmup)
       measurements.append(common.tf_row(
@@ -152,7 +195,8 @@ def fastpitch_train(ctx):
           note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
                 f"{train_config.optimizer}" + ("; jit_compile step" if xla else "")),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
-                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup}))
+                 "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
+                 **flops_extra}, flops=step_flops))
     if reference is None:
       continue
     fastpitch, model = _torch_model(reference, config)
@@ -170,7 +214,7 @@ def fastpitch_train(ctx):
               "in-graph op); AdamW stands in for apex FusedLAMB; "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": fastpitch.count_parameters(model)}))
+               "parameters": fastpitch.count_parameters(model)}, flops=step_flops))
   return measurements
 
 
@@ -193,10 +237,10 @@ def fastpitch_infer(ctx):
       _fix_durations(model)
       acoustic = FastPitchServing(model, PITCH_MEAN, PITCH_STD)
       synthesize = synthesize_lib.make_synthesis_fn(acoustic, {})
-      built[preset] = config, synthesize
+      built[preset] = config, synthesize, model
       if reference is not None:
         built[preset] += _torch_model(reference, config)
-    config, synthesize = built[preset][:2]
+    config, synthesize, tf_model = built[preset][:3]
     inputs = _batch(config, batch_size, seed=1)
     ids, lengths = inputs["text_ids"], inputs["text_lengths"]
     seeds = tf.zeros([batch_size, 2], tf.int32)
@@ -212,6 +256,9 @@ def fastpitch_infer(ctx):
     for label, call in calls.items():
       mel_lengths = call()
       frames = int(np.sum(mel_lengths))
+      call_flops, flops_extra = _synthesis_flops(
+          ctx, f"fastpitch infer {preset} b{batch_size}", tf_model, ids, lengths,
+          int(np.max(mel_lengths)))
       audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
       samples, warmup = common._timed(ctx, call, 5)  # pylint: disable=protected-access
       ctx.log(f"  fastpitch infer {preset} b{batch_size} {label}: {np.median(samples):.3f} s "
@@ -222,10 +269,11 @@ def fastpitch_infer(ctx):
           note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
                 + ("; jit_compile serving function" if "XLA" in label else "")),
           extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-                 "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup}))
+                 "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup,
+                 **flops_extra}, flops=call_flops))
     if reference is None:
       continue
-    _, torch_model = built[preset][2:]
+    _, torch_model = built[preset][3:]
     torch_model.eval()
     x = reference.torch.from_numpy(ids.numpy().astype(np.int64)).to(reference.device)
 
@@ -244,5 +292,6 @@ def fastpitch_infer(ctx):
         note=(f"DeepLearningExamples FastPitch.infer (pace 1), inference_mode, same ids; "
               f"{torch_frames} frames; "),
         extra={"rtf": torch_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "frames": torch_frames}))
+               "batch_size": batch_size, "frames": torch_frames},
+        flops=call_flops if torch_frames == frames else None))
   return measurements

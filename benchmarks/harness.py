@@ -8,6 +8,12 @@ variant's (the speed-up: > 1 means faster than the baseline, both measured in
 the same run on the same inputs), measures the case's peak memory, and writes
 `results.json`, `results.md` and `ratios.png`.
 
+A Measurement may carry `flops`, the floating-point operations of one call (counted from the
+traced graph by `benchmarks/flops.py`; a baseline doing the same work on the same inputs gets the
+same figure). The run then measures this CPU's (or GPU's) float32 peak once, the best of a few
+large `tf.linalg.matmul`s (`measure_peak`), and reports each such variant's achieved GFLOP/s
+and its fraction of that peak: how far a case is from what the machine can do.
+
   @harness.case("infer", "hifigan")
   def hifigan_infer(ctx):
     harness.require_model("hifigan", "HiFi-GAN")
@@ -42,7 +48,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 SUITE_NAMES = ("ops", "train", "infer", "export", "prepare")
-SCHEMA_VERSION = 1
+# 2: measurements gained flops / gflops_per_s / fraction_of_peak, the environment float32_peak
+# (absent from version 1 documents, which `to_markdown` still reads).
+SCHEMA_VERSION = 2
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 _MIB = 1024.0 * 1024.0
 
@@ -65,6 +73,7 @@ class Measurement:
     work_unit: the unit of `work`, e.g. "audio s".
     note: a short remark shown in the Markdown table.
     extra: further facts kept in results.json (numbers or strings).
+    flops: floating-point operations per call (2 × multiply-adds), or None.
   """
   name: str
   samples: Sequence[float]
@@ -75,6 +84,7 @@ class Measurement:
   work_unit: str = ""
   note: str = ""
   extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  flops: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,6 +351,10 @@ def _measurement_records(measurements, default_device):
         "throughput": (m.work / stats["median_s"] if m.work is not None and stats["median_s"] > 0
                        else None),
         "speedup_vs_baseline": speedup, "note": m.note, "extra": dict(m.extra),
+        "flops": m.flops,
+        "gflops_per_s": (m.flops / stats["median_s"] / 1e9
+                         if m.flops and stats["median_s"] > 0 else None),
+        "fraction_of_peak": None,  # set by run_cases once the peak is measured
     })
   return records
 
@@ -374,10 +388,46 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
   return record
 
 
+def measure_peak(device: str = "cpu", sizes: Sequence[int] = (2048, 4096),
+                 repeats: int = 3) -> Dict[str, Any]:
+  """This machine's float32 matmul peak: the best GFLOP/s of `repeats` n×n `tf.linalg.matmul`s
+  per size in `sizes`, each under tf.function after a warm-up call.
+
+  Returns:
+    {"gflops_per_s": the best, "per_size": {n: best GFLOP/s}, "method": a sentence}.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  matmul = tf.function(tf.linalg.matmul)
+  per_size = {}
+  with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+    for n in sizes:
+      a = tf.random.stateless_uniform([n, n], [0, n])
+      b = tf.random.stateless_uniform([n, n], [1, n])
+      # The sum makes the timing wait for the product on any device, at O(n²) cost.
+      best = min(time_calls(lambda: tf.reduce_sum(matmul(a, b)).numpy(), repeats))  # pylint: disable=cell-var-from-loop
+      per_size[str(n)] = 2.0 * n ** 3 / best / 1e9
+  return {"gflops_per_s": max(per_size.values()), "per_size": per_size,
+          "method": (f"best of {repeats} float32 tf.linalg.matmul (tf.function) per size "
+                     f"{', '.join(f'{n}²' for n in sizes)} on {device.upper()}, after the cases")}
+
+
+def _add_fractions_of_peak(records, peak):
+  for record in records:
+    for m in record.get("measurements", []):
+      if m.get("gflops_per_s") is not None and peak:
+        m["fraction_of_peak"] = m["gflops_per_s"] / peak
+
+
 def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False,
               repeats: Optional[int] = None, log: Callable[[str], None] = print,
-              options: Optional[dict] = None) -> Dict[str, Any]:
-  """Runs `selected` in order and returns the whole results document (see `write_results`)."""
+              options: Optional[dict] = None,
+              peak: Optional[Callable[[str], Dict[str, Any]]] = None) -> Dict[str, Any]:
+  """Runs `selected` in order and returns the whole results document (see `write_results`).
+
+  When a measurement carries `flops`, the machine's float32 peak is measured once after the
+  cases (`peak(device)`, default `measure_peak`: ~5 s on 2 cores) into
+  `environment["float32_peak"]` and each such row gets its `fraction_of_peak`.
+  """
   started = datetime.datetime.now(datetime.timezone.utc)
   load_before = _load_average()
   records = []
@@ -387,8 +437,17 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name}: {record['status']} "
         f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
     records.append(record)
+  float32_peak = None
+  if any(m.get("flops") for r in records for m in r.get("measurements", [])):
+    log("measuring the float32 matmul peak ...")
+    try:
+      float32_peak = (peak or measure_peak)(device)
+    except Exception as e:  # pylint: disable=broad-except
+      float32_peak = {"gflops_per_s": None, "error": f"{type(e).__name__}: {e}"}
+    _add_fractions_of_peak(records, float32_peak.get("gflops_per_s"))
   finished = datetime.datetime.now(datetime.timezone.utc)
   env = environment(device)
+  env["float32_peak"] = float32_peak
   env["load_average_before"], env["load_average_after"] = load_before, _load_average()
   return {"schema_version": SCHEMA_VERSION,
           "options": dict(options or {}, device=device, quick=quick, repeats=repeats),
@@ -506,6 +565,25 @@ def _cell(text):
   return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _gflops(m):
+  """"123 (38%)": achieved GFLOP/s and fraction of peak; "" without a count (or schema 1)."""
+  value = m.get("gflops_per_s")
+  if value is None:
+    return ""
+  fraction = m.get("fraction_of_peak")
+  return f"{_number(value)}" + (f" ({fraction:.0%})" if fraction is not None else "")
+
+
+def _peak_line(peak):
+  if not peak:
+    return "- float32 peak: not measured (no case counted FLOPs)"
+  if peak.get("gflops_per_s") is None:
+    return f"- float32 peak: not measured ({peak.get('error')})"
+  sizes = ", ".join(f"{n}²: {v:.0f}" for n, v in peak["per_size"].items())
+  return (f"- float32 peak: {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}; "
+          f"GFLOP/s per size {sizes})")
+
+
 def to_markdown(results: Dict[str, Any]) -> str:
   """The results as a Markdown document: environment summary and one table row per variant."""
   env = results["environment"]
@@ -522,15 +600,20 @@ def to_markdown(results: Dict[str, Any]) -> str:
       f"- CPU: {env['cpu_model']}, {env['cpu_cores']} cores; GPU: {gpus}",
       f"- load average (1, 5, 15 min) before {env.get('load_average_before')}, "
       f"after {env.get('load_average_after')}",
-      f"- Python {env['python']}, {versions}; commit {commit}", "",
+      f"- Python {env['python']}, {versions}; commit {commit}",
+      _peak_line(env.get("float32_peak")), "",
       "Speed-up = baseline median time / variant median time, both measured in this run on the "
       "same inputs (> 1: faster than the baseline). Spread: interquartile range (IQR) and "
       "min–max over the timed repeats, after warm-up. Peak RSS is the harness process's peak "
-      "during the case (Δ over its RSS before the case); workers: summed RSS of child processes.",
+      "during the case (Δ over its RSS before the case); workers: summed RSS of child processes. "
+      "GFLOP/s: FLOPs per call counted from the traced graph (matmuls and convolutions, "
+      "benchmarks/flops.py; the baseline of a group does the same work) / median time, and its "
+      "% of the float32 matmul peak measured in this run.",
       "",
       "| suite | case | variant | device | median | IQR | min – max | n | throughput | "
-      "speed-up vs baseline | peak RSS MB (Δ) | workers RSS MB | GPU peak MB | notes |",
-      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+      "speed-up vs baseline | GFLOP/s (% of peak) | peak RSS MB (Δ) | workers RSS MB | "
+      "GPU peak MB | notes |",
+      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ]
   for record in results["cases"]:
     memory = record.get("memory") or {}
@@ -540,7 +623,7 @@ def to_markdown(results: Dict[str, Any]) -> str:
     workers = "" if workers is None else f"{workers:.0f}"
     gpu = "" if gpu is None else f"{gpu:.0f}"
     if record["status"] != "ok":
-      lines.append(f"| {record['suite']} | {_cell(record['case'])} | — | | | | | | | | {rss} | "
+      lines.append(f"| {record['suite']} | {_cell(record['case'])} | — | | | | | | | | | {rss} | "
                    f"{workers} | {gpu} | **{record['status']}**: {_cell(record['message'])} |")
       continue
     for m in record["measurements"]:
@@ -557,7 +640,7 @@ def to_markdown(results: Dict[str, Any]) -> str:
           f"| {record['suite']} | {_cell(case_name)} | {_cell(m['name'])} | {m['device']} | "
           f"{_duration(m['median_s'])} | {_duration(m['iqr_s'])} | "
           f"{_duration(m['min_s'])} – {_duration(m['max_s'])} | {m['n']} | {throughput} | "
-          f"{speedup} | {rss} | {workers} | {gpu} | {_cell(m['note'])} |")
+          f"{speedup} | {_gflops(m)} | {rss} | {workers} | {gpu} | {_cell(m['note'])} |")
   return "\n".join(lines) + "\n"
 
 

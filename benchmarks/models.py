@@ -27,6 +27,14 @@ counts (all cores); torch waits passively (OMP_WAIT_POLICY=PASSIVE unless the
 environment sets it, see `benchmarks/torch_reference/__init__.py`); the settings
 are in each row's `extra`. Without torch the tfspeech rows remain, as absolute
 numbers that say why.
+
+FLOPs (`count_flops`, `benchmarks/flops.py`): each group's tfspeech call is traced once more
+with the batch's exact shapes and its matmuls and convolutions counted; both rows of the group
+carry that figure (the reference does the same work on the same inputs), so the report gives
+each library's GFLOP/s and fraction of this machine's float32 matmul peak. Grad-TTS synthesis
+has a data-dependent frame count, which its graph does not know: its count is the text encoder's
+plus n_timesteps × the U-Net score estimator's, each traced at the frames the call produced
+(`_grad_tts_synthesis_flops`).
 """
 
 import dataclasses
@@ -35,6 +43,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import flops as flops_lib
 from benchmarks import harness
 
 from benchmarks import torch_reference
@@ -134,6 +143,30 @@ def torch_row(label, samples, reference, *, note, extra, **fields):
                              **fields)
 
 
+def count_flops(ctx, what, fn, *args, while_trips=None):
+  """FLOPs of one call `fn(*args)` (a tf.function or Python callable), from one extra trace with
+  the args' exact shapes (no graph optimisation, nothing runs).
+
+  Returns:
+    (flops, or None when the count is partial or failed; facts for the rows' `extra`:
+    the count's `summary()` and `flops_trace_seconds`).
+  """
+  start = time.perf_counter()
+  try:
+    counted = flops_lib.count_call(fn, *args, while_trips=while_trips)
+  except Exception as e:  # pylint: disable=broad-except
+    # A count that fails must not cost the case's timings.
+    ctx.log(f"  {what}: FLOPs not counted ({type(e).__name__}: {e})")
+    return None, {"flops_error": f"{type(e).__name__}: {e}"}
+  seconds = time.perf_counter() - start
+  extra = dict(counted.summary(), flops_trace_seconds=seconds)
+  ctx.log(f"  {what}: {counted.flops / 1e9:.4g} GFLOP per call (counted in {seconds:.1f} s)"
+          + ("" if counted.complete else
+             f"; PARTIAL, not reported: {len(counted.unknown_ops)} ops without static shapes, "
+             f"{len(counted.unknown_loops)} loops without trips"))
+  return (counted.flops if counted.complete else None), extra
+
+
 def log_step(ctx, what, samples, warmup):
   """Logs a train step's median time and its first (tracing) call."""
   ctx.log(f"  {what}: {np.median(samples):.3f} s/step (first call {warmup:.1f} s)")
@@ -201,6 +234,8 @@ def grad_tts_train(ctx):
     task, config, step = steps[preset]
     batch = _grad_tts_batch(task.config, batch_size)
     samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)
+    step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}", step,
+                                          batch)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     ids = int(np.sum(batch["text_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
@@ -212,7 +247,7 @@ def grad_tts_train(ctx):
               + ("" if traced_here else "; step traced at the batch above")),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "first_call_traced": traced_here}))
+               "first_call_traced": traced_here, **flops_extra}, flops=step_flops))
     if reference is None:
       continue
     reference.seed(0)
@@ -231,8 +266,25 @@ def grad_tts_train(ctx):
               "clipped per encoder and decoder (tfspeech: whole model; same cost); "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": reference.grad_tts.count_parameters(model)}))
+               "parameters": reference.grad_tts.count_parameters(model)}, flops=step_flops))
   return measurements
+
+
+def _grad_tts_synthesis_flops(ctx, what, model, ids, lengths, mel_lengths):
+  """(encoder FLOPs, U-Net FLOPs per diffusion step, facts) of a synthesis call whose items came
+  out `mel_lengths` long: the decoder runs on `compatible_frames(max(mel_lengths))` frames."""
+  frames = int(model.compatible_frames(int(np.max(mel_lengths))))
+  batch, n_feats = int(ids.shape[0]), model.config.n_feats
+  encoder, encoder_extra = count_flops(
+      ctx, f"{what} encoder", lambda i, n: model.encode(i, n)[0], ids, lengths)
+  step, step_extra = count_flops(
+      ctx, f"{what} U-Net step at {frames} frames",
+      lambda x, m, t: model.decoder.estimator(x, m, x, t, None),
+      tf.zeros([batch, frames, n_feats]), tf.ones([batch, frames]), tf.ones([batch]))
+  extra = {"flops_encoder": encoder, "flops_per_step": step, "flops_decoder_frames": frames,
+           "flops_trace_seconds": (encoder_extra.get("flops_trace_seconds", 0.0)
+                                   + step_extra.get("flops_trace_seconds", 0.0))}
+  return encoder, step, extra
 
 
 def _time_synthesis(ctx, call, expected):
@@ -304,6 +356,7 @@ def grad_tts_infer(ctx):
       # the steps (measured: tiny × 16 × 50 steps 44 s per call and library; ljspeech ~7 min).
       big = batch_size > 1 and not ctx.quick
       expected = expected_torch = None  # seconds per call, from the previous step count
+      counted = None  # (encoder, per-step FLOPs, facts), once per preset and batch
       for n_timesteps in ((10,) if big else timesteps):
         out = {}
 
@@ -313,6 +366,11 @@ def grad_tts_infer(ctx):
         frames = int(np.sum(out["mel_lengths"]))
         audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
         group = f"{preset}, batch {batch_size}, {n_timesteps} steps"
+        if counted is None:
+          counted = _grad_tts_synthesis_flops(ctx, f"grad_tts infer {preset} b{batch_size}",
+                                              model, ids, lengths, out["mel_lengths"])
+        call_flops = (counted[0] + n_timesteps * counted[1]
+                      if counted[0] is not None and counted[1] is not None else None)
         ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps}: "
                 f"{np.median(samples):.3f} s for {audio_seconds:.1f} audio s")
         measurements.append(tf_row(
@@ -323,7 +381,8 @@ def grad_tts_infer(ctx):
                   + ("; 50 steps not run (~5× the time)" if big else "")),
             extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps, "frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup}))
+                   "length_scale": length_scale, "first_call_seconds": warmup, **counted[2]},
+            flops=call_flops))
         if reference is None:
           continue
         torch_out = {}
@@ -346,7 +405,8 @@ def grad_tts_infer(ctx):
             extra={"rtf": torch_audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps,
                    "frames": torch_frames, "tfspeech_frames": frames,
-                   "length_scale": length_scale, "first_call_seconds": warmup}))
+                   "length_scale": length_scale, "first_call_seconds": warmup},
+            flops=call_flops if torch_frames == frames else None))
   return measurements
 
 
@@ -390,6 +450,8 @@ def hifigan_train(ctx):
              "audio_lengths": tf.fill([batch_size], segment)}
     step = trainer.train_step_fn(tf.data.Dataset.from_tensors(batch).element_spec)
     samples, warmup = _timed(ctx, lambda: step(batch)["items"].numpy(), 3)
+    step_flops, flops_extra = count_flops(ctx, f"hifigan train {preset} b{batch_size}", step,
+                                          batch)
     audio_seconds = batch_size * segment / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {segment} samples"
     log_step(ctx, f"hifigan train {preset} b{batch_size}", samples, warmup)
@@ -398,7 +460,7 @@ def hifigan_train(ctx):
         work_unit="audio s", note=f"{1 / np.median(samples):.3g} steps/s",
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "segment_size": segment,
-               "first_call_seconds": warmup}))
+               "first_call_seconds": warmup, **flops_extra}, flops=step_flops))
     if reference is None:
       continue
     torch_lib, hifigan = reference.torch, reference.hifigan
@@ -422,7 +484,7 @@ def hifigan_train(ctx):
               "the real audio precomputed as its data loader does (tfspeech: in the step); "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "segment_size": segment,
-               "first_call_seconds": warmup}))
+               "first_call_seconds": warmup}, flops=step_flops))
   return measurements
 
 
@@ -443,11 +505,12 @@ def hifigan_infer(ctx):
   else:
     variants = [(p, b, 10.0 if b == 1 else 2.0) for p in ("v1", "v2", "v3") for b in (1, 16)]
   measurements = []
-  vocoders, generators = {}, {}
+  vocoders, generators, tf_generators = {}, {}, {}
   for preset, batch_size, seconds in variants:
     if preset not in vocoders:
       network = get_preset(preset)
       generator = HifiGanGenerator(network, weight_norm=False)
+      tf_generators[preset] = generator
       vocoders[preset] = vocode_lib.Vocoder.for_serving(HifiGanServing(generator, SAMPLE_RATE))
       # Trace once on a short input: the signature has None dims, so one graph serves all.
       short = tf.zeros([1, 8, network.num_mels])
@@ -471,6 +534,11 @@ def hifigan_infer(ctx):
                        warmup=warmup)
     audio_seconds = batch_size * frames * vocoder.hop_length / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {seconds:g} s"
+    # The generator's FLOPs: the serving wrapper's dynamic padding hides the frame count from
+    # the graph, and adds only element-wise work.
+    call_flops, flops_extra = count_flops(
+        ctx, f"hifigan infer {preset} b{batch_size}",
+        lambda m, g=tf_generators[preset]: g(m, training=False), mels)
     ctx.log(f"  hifigan infer {preset} b{batch_size}: {np.median(samples):.3f} s for "
             f"{audio_seconds:.0f} audio s")
     measurements.append(tf_row(
@@ -479,7 +547,8 @@ def hifigan_infer(ctx):
         note=("throughput = RTF (audio s per wall s)"
               + ("; warm-up was a short input only" if big else "")),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "audio_seconds_per_item": seconds}))
+               "batch_size": batch_size, "audio_seconds_per_item": seconds, **flops_extra},
+        flops=call_flops))
     if reference is None:
       continue
     torch_generator = generators[preset]
@@ -497,5 +566,6 @@ def hifigan_infer(ctx):
         note=("jik876/hifi-gan Generator, weight norm removed, inference_mode, same mels; "
               + ("warm-up was a short input only; " if big else "")),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "audio_seconds_per_item": seconds}))
+               "batch_size": batch_size, "audio_seconds_per_item": seconds},
+        flops=call_flops))
   return measurements

@@ -215,3 +215,51 @@ def test_suite_flag_parsing():
   for suite in ("train", "infer", "export"):
     for model in ("grad_tts", "hifigan"):
       assert repr((suite, model)) in out, out
+
+
+def _flops_case(ctx):
+  del ctx
+  # 1e9 FLOPs per call: 2 GFLOP/s at 0.5 s, 1 GFLOP/s at 1 s; the peak below is 4 GFLOP/s.
+  return [harness.Measurement("reference", [1.0, 1.0], baseline=True, flops=1e9),
+          harness.Measurement("ours", [0.5, 0.5], flops=1e9),
+          harness.Measurement("uncounted", [0.5])]
+
+
+def test_flops_give_gflops_and_fraction_of_the_peak_measured_once(tmp_path):
+  peaks = []
+
+  def fake_peak(device):
+    peaks.append(device)
+    return {"gflops_per_s": 4.0, "per_size": {"64": 4.0}, "method": "fake"}
+  results = harness.run_cases([harness.Case("train", "flops", _flops_case),
+                               harness.Case("infer", "flops too", _flops_case)],
+                              log=lambda _: None, peak=fake_peak)
+  assert peaks == ["cpu"]  # one peak for the run, however many cases count FLOPs
+  assert results["environment"]["float32_peak"]["gflops_per_s"] == 4.0
+  reference, ours, uncounted = results["cases"][0]["measurements"]
+  assert (reference["gflops_per_s"], reference["fraction_of_peak"]) == pytest.approx((1.0, 0.25))
+  assert (ours["gflops_per_s"], ours["fraction_of_peak"]) == pytest.approx((2.0, 0.5))
+  assert uncounted["gflops_per_s"] is None and uncounted["fraction_of_peak"] is None
+  markdown = harness.to_markdown(results)
+  assert "| 2 (50%) |" in next(l for l in markdown.splitlines() if "| ours |" in l)
+  assert "float32 peak: 4 GFLOP/s" in markdown
+  # A schema-1 document (no flops fields, no peak) still renders, with empty cells.
+  old = json.loads(json.dumps(results))
+  old["schema_version"] = 1
+  del old["environment"]["float32_peak"]
+  for record in old["cases"]:
+    for m in record["measurements"]:
+      for key in ("flops", "gflops_per_s", "fraction_of_peak"):
+        del m[key]
+  rows = [l for l in harness.to_markdown(old).splitlines() if l.startswith("| ")]
+  assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows)
+  assert "float32 peak: not measured" in harness.to_markdown(old)
+
+
+def test_no_flops_no_peak_and_measure_peak_is_a_matmul_rate():
+  results = harness.run_cases([harness.Case("ops", "fixed", _fixed_case)], log=lambda _: None,
+                              peak=lambda device: pytest.fail("no case counted FLOPs"))
+  assert results["environment"]["float32_peak"] is None
+  peak = harness.measure_peak(sizes=(64, 128), repeats=2)
+  assert set(peak["per_size"]) == {"64", "128"}
+  assert peak["gflops_per_s"] == max(peak["per_size"].values()) > 0
