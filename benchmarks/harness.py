@@ -601,7 +601,11 @@ def to_markdown(results: Dict[str, Any]) -> str:
       f"- load average (1, 5, 15 min) before {env.get('load_average_before')}, "
       f"after {env.get('load_average_after')}",
       f"- Python {env['python']}, {versions}; commit {commit}",
-      _peak_line(env.get("float32_peak")), "",
+      _peak_line(env.get("float32_peak")),
+      *(["- **a row above 100% of the peak**: the peak's matmuls were slowed (a busy machine?); "
+         "read the fractions as unreliable"]
+        if any((m.get("fraction_of_peak") or 0) > 1 for r in results["cases"]
+               for m in r.get("measurements", [])) else []), "",
       "Speed-up = baseline median time / variant median time, both measured in this run on the "
       "same inputs (> 1: faster than the baseline). Spread: interquartile range (IQR) and "
       "min–max over the timed repeats, after warm-up. Peak RSS is the harness process's peak "
