@@ -143,6 +143,19 @@ class Tacotron2(keras.Model):
     seed = layers.fold_seed(seed, _SALT_POSTNET) if seed is not None else None
     return mel + self.postnet(mel, mel_mask, training=training, seed=seed)
 
+  def fused_lstm_weights(self, dtype):
+    """Each decoder LSTM's kernels as one `[inputs + units, 4 * units]` matrix, and its bias.
+
+    A step then makes its gate pre-activations with one matmul of `[inputs, h]` instead of
+    two. Made outside the decoder loop (a concat or slice inside it is redone, and
+    differentiated, every step). Returns `(attention_kernel, attention_bias, decoder_kernel,
+    decoder_bias)`; the attention kernel's rows are `[prenet; context; recurrent]`.
+    """
+    def fused(cell):
+      return (tf.concat([tf.cast(cell.kernel, dtype), tf.cast(cell.recurrent_kernel, dtype)], 0),
+              tf.cast(cell.bias + cell.recurrent_bias, dtype))
+    return fused(self.attention_rnn) + fused(self.decoder_rnn)
+
   # ---------------------------------------------------------------- passes
   def teacher_forced(self, text_ids, text_lengths, mel, mel_lengths, noise=None,
                      training=False, seed=None, preallocated=False):
@@ -178,20 +191,15 @@ class Tacotron2(keras.Model):
     # The prenet half of the attention LSTM's input projection, for all frames at once: one
     # large matmul (and one weight gradient) instead of one per step. Kernels are split and
     # joined outside the loop: a slice inside it would cost a full-size gradient per step.
-    attention_cell, decoder_cell = self.attention_rnn, self.decoder_rnn
     dtype = prenet.dtype
-    kernel = tf.cast(attention_cell.kernel, dtype)
-    projected = (tf.tensordot(tf.transpose(prenet, [1, 0, 2]), kernel[:config.prenet_dim],
-                              axes=1)
-                 + tf.cast(attention_cell.bias + attention_cell.recurrent_bias, dtype))
+    attention_kernel, attention_bias, decoder_kernel, decoder_bias = (
+        self.fused_lstm_weights(dtype))
+    projected = (tf.tensordot(tf.transpose(prenet, [1, 0, 2]),
+                              attention_kernel[:config.prenet_dim], axes=1) + attention_bias)
     projected = layers.frame_source(projected, preallocated)  # [frames, batch, 4 * units]
-    # Each LSTM's in-loop products as one matmul by [input kernel; recurrent kernel]. In
-    # training, through `LoopMatmul` (one weight gradient after the loop, not one per step).
-    attention_kernel = tf.concat(
-        [kernel[config.prenet_dim:], tf.cast(attention_cell.recurrent_kernel, dtype)], 0)
-    decoder_kernel = tf.concat([tf.cast(decoder_cell.kernel, dtype),
-                                tf.cast(decoder_cell.recurrent_kernel, dtype)], 0)
-    decoder_bias = tf.cast(decoder_cell.bias + decoder_cell.recurrent_bias, dtype)
+    # The rest of each LSTM's products in the loop: one matmul by [input; recurrent kernel].
+    # In training through `LoopMatmul` (one weight gradient after the loop, not one per step).
+    attention_kernel = attention_kernel[config.prenet_dim:]
     batched = training and not preallocated
     if batched:
       matmuls = (layers.LoopMatmul(attention_kernel, frames, batch_size),
@@ -295,10 +303,22 @@ class Tacotron2(keras.Model):
       del previous, state, lengths, stores
       return tf.logical_and(step < max_steps, tf.logical_not(tf.reduce_all(done)))
 
+    attention_kernel, attention_bias, decoder_kernel, decoder_bias = (
+        self.fused_lstm_weights(memory.dtype))
+
     def body(step, previous, state, done, lengths, stores):
       prenet_frame = self.prenet(previous, prenet_noise_for(noise, step))
-      features, weights, state = self.decoder_step(prenet_frame, state, memory,
-                                                   processed_memory, mask)
+
+      def attention_gates(context, h):
+        return tf.matmul(tf.concat([prenet_frame, context, h], -1),
+                         attention_kernel) + attention_bias
+
+      def decoder_gates(x, h):
+        return tf.matmul(tf.concat([x, h], -1), decoder_kernel) + decoder_bias
+
+      features, weights, state = self.decoder_step(
+          None, state, memory, processed_memory, mask,
+          gates=(attention_gates, decoder_gates))
       frame, gate = self.project(features)
       lengths = tf.where(done, lengths, step + 1)
       done = tf.logical_or(done, gate > gate_logit_threshold)
