@@ -42,6 +42,7 @@ model's outputs.
 import sys
 
 from absl import flags
+from absl import logging
 
 from tfspeech.bin import common
 
@@ -153,8 +154,11 @@ def main(argv):
   from tfspeech import inference  # pylint: disable=import-outside-toplevel
   from tfspeech import training  # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  # Start-up phases for --alsologtostderr readers (benchmarks/startup.py times from these).
+  logging.info("start-up: TensorFlow and tfspeech imported")
   try:
     run = training.load_run(FLAGS.workdir, FLAGS.checkpoint, tasks=registry.get)
+    logging.info("start-up: run loaded (%s, step %d)", run.checkpoint, run.step)
     if FLAGS.gta:
       result = inference.generate_gta(run, FLAGS.data, FLAGS.out, seed=FLAGS.seed,
                                       batch_size=FLAGS.batch_size, control_sources=sources,
