@@ -324,12 +324,12 @@ def torch_args(s: Setup) -> Optional[dict]:
   """The reference's configs, state dict files and the sentence's ids; None without torch."""
   if s.torch_args is not None:
     return s.torch_args
+  # pylint: disable=import-outside-toplevel
   try:
-    import torch  # pylint: disable=import-outside-toplevel
-    from benchmarks.torch_reference import grad_tts as ref  # pylint: disable=import-outside-toplevel
+    import torch
+    from benchmarks.torch_reference import grad_tts as ref
   except ImportError:
     return None
-  # pylint: disable=import-outside-toplevel
   from tfspeech import training
   from tfspeech.inference import synthesize_lib
   from tfspeech.models import registry
@@ -345,7 +345,7 @@ def torch_args(s: Setup) -> Optional[dict]:
           "tokens": TRAIN_TOKENS, "frames": TRAIN_FRAMES}
   torch.save(model.state_dict(), args["grad_tts_weights"])
   if s.hifigan is not None:
-    from benchmarks.torch_reference import hifigan  # pylint: disable=import-outside-toplevel
+    from benchmarks.torch_reference import hifigan
     h_config = _model_config(s.hifigan)["model_config"]
     h_run = training.load_run(str(s.hifigan), restore=False, tasks=registry.get)
     generator = hifigan.inference_generator(hifigan.params_from_tfspeech(h_run.task.config))

@@ -51,7 +51,8 @@ def test_the_binaries_print_what_the_parsers_read():
   assert "start-up: TensorFlow and tfspeech imported" in synthesize
   assert "start-up: run loaded" in synthesize
   assert "s of audio in {result.wall_seconds:.2f} s: real-time" in synthesize
-  assert "one-off warm-up \"\n        f\"{result.first_call_seconds:.1f} s not counted" in synthesize
+  warmup = "one-off warm-up \"\n        f\"{result.first_call_seconds:.1f} s not counted"
+  assert warmup in synthesize
   loop = (REPO_ROOT / "tfspeech" / "training" / "loop.py").read_text(encoding="utf-8")
   assert 'logging.info("training %s from step %d to %d' in loop
   assert 'logging.info("step %d: %s, %.2f steps/s"' in loop
