@@ -17,7 +17,8 @@ which a loaded machine inflates less than the wall):
   warm-up, files written, as printed) and "exit" (the rest: result lines and interpreter
   teardown). Baseline of each group: the PyTorch reference (benchmarks/torch_reference) for
   the same job in a fresh `python -c` process: import torch, build Grad-TTS at the run's
-  tiny config, load a state dict file, synthesize the sentence's ids (the same ids
+  tiny config, load a state dict file (the run's weights copied from tfspeech, so both
+  predict the same durations), synthesize the sentence's ids (the same ids
   tfspeech reads: tokenized here, not in the timed process) at tfspeech's default controls
   (10 steps, temperature 1.5), plus, in the HiFi-GAN group, build, load and run the tiny
   HiFi-GAN generator on that mel. The Griffin-Lim group's baseline makes the mel only (the
@@ -29,8 +30,8 @@ which a loaded machine inflates less than the wall):
   "to loop" (Python start, imports, config checks, dataset, model build, checkpoint
   restore: to the "training ... from step N" line) and "first step" (the train step's trace,
   optimisation and run). Baseline: the reference's `TrainStep` in a fresh process (import
-  torch, build, load the state dict, Adam, one step on a random batch of the preset's
-  batch size and LJSpeech-like lengths, no data loading: it flatters the baseline).
+  torch, build, load the state dict, Adam, one step on a random batch as large as the
+  corpus's first train batch, no data loading: it flatters the baseline).
 
 The issue's historical figure (#22): one sentence with the demo's tiny run took 72 s wall on
 a busy machine, 45 s of it the one-off warm-up.
@@ -59,8 +60,6 @@ GRAD_TTS_STEPS = 2
 HIFIGAN_STEPS = 1
 # tfspeech-synthesize's defaults for Grad-TTS (serving controls), used by the reference too.
 N_TIMESTEPS, TEMPERATURE = 10, 1.5
-# The reference train step's random batch: LJSpeech-like ids and frames per item.
-TRAIN_TOKENS, TRAIN_FRAMES = 150, 600
 PROCESS_TIMEOUT_SECONDS = 900
 HISTORICAL = "issue #22: 72 s wall, 45 s of it warm-up (busy machine, demo's tiny run)"
 
@@ -205,7 +204,6 @@ import time
 _t0 = time.perf_counter()
 import json, sys
 import torch
-torch.set_num_threads(__THREADS__)
 from benchmarks.torch_reference import grad_tts as ref
 phases = {"import": time.perf_counter() - _t0}
 _t = time.perf_counter()
@@ -256,17 +254,16 @@ print(json.dumps(phases))
 """
 
 
-def _cores() -> int:
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
 def run_torch(script: str, args: dict) -> ProcessRun:
-  """A fresh `python -c script json(args)` in the repository root (benchmarks importable)."""
-  code = script.replace("__THREADS__", str(_cores()))
-  return run_process([sys.executable, "-c", code, json.dumps(args)],
+  """A fresh `python -c script json(args)` in the repository root (benchmarks importable).
+
+  Threads as in every torch baseline (benchmarks/torch_reference/__init__.py): torch's
+  default count and OMP_WAIT_POLICY=PASSIVE unless the environment sets it; spinning OpenMP
+  threads made a 0.15 s tiny Grad-TTS call take 8-15 s on this loaded 2-core machine.
+  """
+  env = dict(os.environ)
+  env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+  return run_process([sys.executable, "-c", script, json.dumps(args)], env=env,
                      cwd=str(harness.REPO_ROOT)).check("the PyTorch reference")
 
 
@@ -320,8 +317,32 @@ def setup(ctx: harness.Context) -> Setup:
   return _SETUPS[ctx.quick]
 
 
+def _first_batch_lengths(data_dir, batch_size: int, add_blank: bool) -> tuple:
+  """(longest ids, longest mel frames) of the first `batch_size` train examples of a corpus."""
+  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+  from tfspeech.data import dataset as dataset_lib
+  from tfspeech.data import records
+  from tfspeech.data.corpus_info import CorpusInfo
+  info = CorpusInfo.load(str(data_dir), require=("mel_config",))
+  tokens, frames = [], []
+  for shard in dataset_lib.shard_files(str(data_dir), "train"):
+    for record in tf.data.TFRecordDataset(shard).take(batch_size - len(tokens)):
+      example = records.parse_example(record, n_mels=info.n_mels)
+      ids = int(tf.shape(example["text_ids"])[0])
+      tokens.append(2 * ids + 1 if add_blank else ids)
+      frames.append(int(tf.shape(example["mel"])[0]))
+    if len(tokens) >= batch_size:
+      break
+  return max(tokens), max(frames)
+
+
 def torch_args(s: Setup) -> Optional[dict]:
-  """The reference's configs, state dict files and the sentence's ids; None without torch."""
+  """The reference's configs, state dict files, the sentence's ids and the train batch's size.
+
+  The state dicts hold the trained runs' weights (copied from tfspeech), so that both
+  predict the same durations, hence mels of the same length. None without torch.
+  """
   if s.torch_args is not None:
     return s.torch_args
   # pylint: disable=import-outside-toplevel
@@ -333,23 +354,27 @@ def torch_args(s: Setup) -> Optional[dict]:
   from tfspeech import training
   from tfspeech.inference import synthesize_lib
   from tfspeech.models import registry
-  run = training.load_run(str(s.grad_tts), restore=False, tasks=registry.get)
+  run = training.load_run(str(s.grad_tts), tasks=registry.get)
   ids = synthesize_lib.text_front_end(run).encode(SENTENCE, on_unknown="drop")
-  config = _model_config(s.grad_tts)["model_config"]
-  # Weights do not change the cost of a call: the reference's own initialisation, saved.
-  torch.manual_seed(0)
-  model = ref.GradTTS(ref.params_from_tfspeech(run.task.config))
-  args = {"grad_tts_config": config, "grad_tts_weights": str(s.root / "grad_tts.pt"),
-          "ids": [int(i) for i in ids], "n_timesteps": N_TIMESTEPS, "temperature": TEMPERATURE,
-          "batch_size": int(_model_config(s.grad_tts)["train"]["batch_size"]),
-          "tokens": TRAIN_TOKENS, "frames": TRAIN_FRAMES}
+  stored = _model_config(s.grad_tts)
+  model = ref.load_tfspeech_weights(ref.GradTTS(ref.params_from_tfspeech(run.task.config)),
+                                    run.modules["grad_tts"])
+  batch_size = int(stored["train"]["batch_size"])
+  tokens, frames = _first_batch_lengths(s.data, batch_size,
+                                        bool(stored["model_config"].get("add_blank")))
+  args = {"grad_tts_config": stored["model_config"],
+          "grad_tts_weights": str(s.root / "grad_tts.pt"), "ids": [int(i) for i in ids],
+          "n_timesteps": N_TIMESTEPS, "temperature": TEMPERATURE, "batch_size": batch_size,
+          "tokens": tokens, "frames": frames}
   torch.save(model.state_dict(), args["grad_tts_weights"])
   if s.hifigan is not None:
     from benchmarks.torch_reference import hifigan
-    h_config = _model_config(s.hifigan)["model_config"]
-    h_run = training.load_run(str(s.hifigan), restore=False, tasks=registry.get)
-    generator = hifigan.inference_generator(hifigan.params_from_tfspeech(h_run.task.config))
-    args.update(hifigan_config=h_config, hifigan_weights=str(s.root / "hifigan.pt"))
+    h_run = training.load_run(str(s.hifigan), tasks=registry.get)
+    generator = hifigan.load_tfspeech_generator(
+        hifigan.inference_generator(hifigan.params_from_tfspeech(h_run.task.config)),
+        h_run.modules["generator"])
+    args.update(hifigan_config=_model_config(s.hifigan)["model_config"],
+                hifigan_weights=str(s.root / "hifigan.pt"))
     torch.save(generator.state_dict(), args["hifigan_weights"])
   s.torch_args = args
   return args
@@ -431,8 +456,9 @@ def train_startup(ctx):
     baseline = _measurement(
         "PyTorch reference (fresh python -c)", torch_runs, torch_phase_list,
         ("import", "load", "first step"), group, baseline=True,
-        note=f"random batch ({TRAIN_TOKENS} ids, {TRAIN_FRAMES} frames per item), no data "
-             "loading; time = to the end of the step")
+        note=f"random batch of the corpus's first batch's size ({args['tokens']} ids, "
+             f"{args['frames']} frames per item), no data loading; time = to the end of "
+             "the step")
     baseline.samples = [p["to first step end"] for p in torch_phase_list]
     measurements.append(baseline)
   step = GRAD_TTS_STEPS + 1
