@@ -5,7 +5,7 @@ bundled tiny corpus prepared (`tfspeech-prepare --workers=1`), a tiny Grad-TTS r
 for `GRAD_TTS_STEPS` steps and, without --quick, a tiny HiFi-GAN run for `HIFIGAN_STEPS`
 step (`tfspeech-train --preset=tiny`, the preset's batch size). Every timed sample is then one
 FRESH process (Python start, imports, loading, tracing, the work, exit), the wall time a
-user waits, with that process's own peak RSS (`os.wait4`) and CPU seconds (user + system,
+user waits, with that process's own peak RSS (its VmHWM, polled) and CPU seconds (user + system,
 which a loaded machine inflates less than the wall):
 
 - infer/startup: `tfspeech-synthesize --workdir=RUN --text=SENTENCE` with Griffin-Lim and,
@@ -77,7 +77,7 @@ class ProcessRun:
   started_at: float  # time.time() at spawn, for absl log timestamps
   wall_seconds: float
   cpu_seconds: float
-  peak_rss_mb: float
+  peak_rss_mb: Optional[float]  # None: never read (a process shorter than one poll)
   returncode: int
   stdout: str
   stderr: str
@@ -90,9 +90,27 @@ class ProcessRun:
     return self
 
 
+def _vm_hwm_kib(pid: int) -> Optional[int]:
+  """The peak RSS (VmHWM) of process `pid`'s current program, or None (gone, not Linux)."""
+  try:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1])
+  except (OSError, ValueError):
+    pass
+  return None
+
+
 def run_process(command: Sequence[str], env: Optional[dict] = None, cwd=None,
                 timeout: float = PROCESS_TIMEOUT_SECONDS) -> ProcessRun:
-  """Runs `command` to completion; its own rusage (peak RSS, CPU) comes from `os.wait4`."""
+  """Runs `command` to completion: wall, CPU (`os.wait4`) and peak RSS of that process.
+
+  The peak RSS is its VmHWM, polled every 20 ms (a high-water mark: any read after the peak
+  holds it, so only a peak in the last 20 ms of a process is missed). Not `ru_maxrss`:
+  Linux folds the forking process's RSS into the child's at exec, so every child of the
+  harness would report at least the harness's own RSS.
+  """
   env = dict(os.environ if env is None else env)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -100,9 +118,20 @@ def run_process(command: Sequence[str], env: Optional[dict] = None, cwd=None,
     proc = subprocess.Popen(list(command), stdout=out, stderr=err, env=env, cwd=cwd)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
+    peak_kib, done = [0], threading.Event()
+
+    def poll():  # Popen returns after the exec: from here on VmHWM is the command's own
+      while True:
+        peak_kib[0] = max(peak_kib[0], _vm_hwm_kib(proc.pid) or 0)
+        if done.wait(0.02):
+          return
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
     try:
       _, status, usage = os.wait4(proc.pid, 0)
     finally:
+      done.set()
+      poller.join()
       timer.cancel()
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
@@ -112,7 +141,8 @@ def run_process(command: Sequence[str], env: Optional[dict] = None, cwd=None,
   if proc.returncode == -9 and wall >= timeout:
     stderr += f"\nerror: killed after {timeout:.0f} s"
   return ProcessRun(list(command), started_at, wall, usage.ru_utime + usage.ru_stime,
-                    usage.ru_maxrss / 1024.0, proc.returncode, stdout, stderr)
+                    peak_kib[0] / 1024.0 if peak_kib[0] else None, proc.returncode, stdout,
+                    stderr)
 
 
 def binary(name: str) -> List[str]:
@@ -391,7 +421,7 @@ def _phase_note(phases: Sequence[Dict[str, float]], names: Sequence[str]) -> str
 def _measurement(name, runs, phases, names, group, baseline=False, device="CPU", note=""):
   import numpy as np  # pylint: disable=import-outside-toplevel
   walls = [r.wall_seconds for r in runs]
-  rss = max(r.peak_rss_mb for r in runs)
+  rss = max((r.peak_rss_mb for r in runs if r.peak_rss_mb is not None), default=float("nan"))
   cpu = float(np.median([r.cpu_seconds for r in runs]))
   text = (f"fresh process; median {_phase_note(phases, names)}; CPU {cpu:.1f} s; "
           f"peak RSS {rss:.0f} MB" + (f"; {note}" if note else ""))
