@@ -87,19 +87,16 @@ class Tacotron2(keras.Model):
     return (self.attention_rnn.zero_state(batch_size), self.decoder_rnn.zero_state(batch_size),
             zero_weights, zero_weights, context)
 
-  def decoder_step(self, prenet_frame, state, memory, processed_memory, mask, seed=None,
-                   gates=None):
+  def decoder_step(self, gates, state, memory, processed_memory, mask, seed=None):
     """One decoder step (the reference's `Decoder.decode` before its projections).
 
     Args:
-      prenet_frame: `[batch, prenet_dim]` prenet output of the previous frame; unused with
-        `gates`.
+      gates: `(attention_gates, decoder_gates)`: functions of `(context, h)` and `(x, h)`
+        giving the two LSTMs' gate pre-activations `[batch, 4 * units]`, biases in (the
+        callers own the matmuls: `fused_lstm_weights`, `LoopMatmul`, the prenet's share).
       state: `initial_state` structure.
       memory, processed_memory, mask: from `encode` / `attention.process_memory`.
       seed: stateless seed of this step's attention/decoder dropout (training), or None.
-      gates: teacher forcing's `(attention_gates, decoder_gates)`: functions of
-        `(context, h)` and `(x, h)` giving the two LSTMs' gate pre-activations
-        `[batch, 4 * units]` (biases in; the prenet's part made before the loop).
 
     Returns:
       (features `[batch, decoder_rnn_dim + enc]` for the projections, attention weights
@@ -107,12 +104,8 @@ class Tacotron2(keras.Model):
     """
     config = self.config
     attention_state, decoder_state, weights, cumulative, context = state
-    if gates is None:
-      attention_state = self.attention_rnn(tf.concat([prenet_frame, context], -1),
-                                           attention_state)
-    else:
-      attention_state = self.attention_rnn.activate(
-          gates[0](context, attention_state[0]), attention_state[1])
+    attention_state = self.attention_rnn.activate(gates[0](context, attention_state[0]),
+                                                  attention_state[1])
     attention_hidden = layers.stateless_dropout(
         attention_state[0], config.p_attention_dropout,
         None if seed is None else layers.fold_seed(seed, 0))
@@ -120,12 +113,9 @@ class Tacotron2(keras.Model):
     context, weights = self.attention(attention_hidden, memory, processed_memory, weights,
                                       cumulative, mask)
     cumulative = cumulative + weights
-    decoder_input = tf.concat([attention_hidden, context], -1)
-    if gates is None:
-      decoder_state = self.decoder_rnn(decoder_input, decoder_state)
-    else:
-      decoder_state = self.decoder_rnn.activate(gates[1](decoder_input, decoder_state[0]),
-                                                decoder_state[1])
+    decoder_state = self.decoder_rnn.activate(
+        gates[1](tf.concat([attention_hidden, context], -1), decoder_state[0]),
+        decoder_state[1])
     decoder_hidden = layers.stateless_dropout(
         decoder_state[0], config.p_decoder_dropout,
         None if seed is None else layers.fold_seed(seed, 1))
@@ -219,22 +209,22 @@ class Tacotron2(keras.Model):
       step_seed = None if decoder_seed is None else layers.fold_seed(decoder_seed, step)
       written = list(inputs)
 
-      def product(index, kernel, x):
+      def product(index, x):
+        """`x @ (attention_kernel, decoder_kernel)[index]`, through `LoopMatmul` in training."""
         if not batched:
-          return tf.matmul(x, kernel)
+          return tf.matmul(x, (attention_kernel, decoder_kernel)[index])
         y, written[index] = matmuls[index](x, step, inputs[index])
         return y
 
       def attention_gates(context, h):
         return (layers.frame_source_read(projected, step)
-                + product(0, attention_kernel, tf.concat([context, h], -1)))
+                + product(0, tf.concat([context, h], -1)))
 
       def decoder_gates(x, h):
-        return product(1, decoder_kernel, tf.concat([x, h], -1)) + decoder_bias
+        return product(1, tf.concat([x, h], -1)) + decoder_bias
 
       features, weights, state = self.decoder_step(
-          None, state, memory, processed_memory, mask, step_seed,
-          gates=(attention_gates, decoder_gates))
+          (attention_gates, decoder_gates), state, memory, processed_memory, mask, step_seed)
       return (step + 1, state, (layers.frame_store_write(stores[0], step, features),
                                 layers.frame_store_write(stores[1], step, weights)),
               tuple(written))
@@ -317,8 +307,7 @@ class Tacotron2(keras.Model):
         return tf.matmul(tf.concat([x, h], -1), decoder_kernel) + decoder_bias
 
       features, weights, state = self.decoder_step(
-          None, state, memory, processed_memory, mask,
-          gates=(attention_gates, decoder_gates))
+          (attention_gates, decoder_gates), state, memory, processed_memory, mask)
       frame, gate = self.project(features)
       lengths = tf.where(done, lengths, step + 1)
       done = tf.logical_or(done, gate > gate_logit_threshold)
