@@ -11,6 +11,10 @@ FastPitch's alignment encoder) with each item's valid frame and token counts.
 
 import tensorflow as tf
 
+# Half-width of the diagonal band of `diagonal_band_mass`, as a fraction of the text (what
+# Tacotron 2 and FastPitch log as `alignment_diagonality`).
+DIAGONAL_BAND = 0.1
+
 
 def relative_positions(mel_lengths, text_lengths, frames, tokens):
   """Frame and token centres as fractions of each item's lengths: `[batch, frames, 1]` and
@@ -22,7 +26,7 @@ def relative_positions(mel_lengths, text_lengths, frames, tokens):
   return t[:, :, None], n[:, None, :]
 
 
-def diagonal_band_mass(alignments, mel_lengths, text_lengths, band=0.1):
+def diagonal_band_mass(alignments, mel_lengths, text_lengths, band=DIAGONAL_BAND):
   """Attention mass of each frame within `band` of the length-scaled diagonal.
 
   Frame t of T attends to token n of N "on the diagonal" when `|n/N - t/T| <= band` (centres
@@ -45,7 +49,7 @@ def diagonal_band_mass(alignments, mel_lengths, text_lengths, band=0.1):
   return tf.reduce_sum(tf.cast(alignments, tf.float32) * inside, axis=2) * frame_mask
 
 
-def alignment_diagonality(alignments, mel_lengths, text_lengths, band=0.1):
+def alignment_diagonality(alignments, mel_lengths, text_lengths, band=DIAGONAL_BAND):
   """Per item: the mean over its valid frames of `diagonal_band_mass` → `[batch]` in [0, 1].
 
   About 1 for a diagonal alignment, about `band` for attention stuck on the first tokens.

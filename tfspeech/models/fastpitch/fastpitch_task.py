@@ -53,9 +53,6 @@ PRESETS = fastpitch_presets.PRESETS
 # Loss names reported by train_step / eval_step.
 LOSS_NAMES = ("mel_loss", "duration_loss", "pitch_loss", "energy_loss", "attn_loss",
               "binarization_loss", "loss", "alignment_diagonality", "alignment_sharpness")
-# Half-width of the diagonal band of `alignment_diagonality`, as a fraction of the text (as
-# Tacotron 2's).
-_DIAGONAL_BAND = 0.1
 _PITCH_FIX = "re-prepare the corpus with pitch: tfspeech-prepare --pitch ..."
 
 
@@ -236,7 +233,7 @@ class FastPitchTask(registry.Task):
     # After the sum: logged, never trained on (the soft alignment gets no gradient from them).
     soft = tf.stop_gradient(out["soft"])
     losses["alignment_diagonality"] = ctx.masked_mean(alignment_metrics.diagonal_band_mass(
-        soft, batch["mel_lengths"], batch["text_lengths"], _DIAGONAL_BAND), frame_mask)
+        soft, batch["mel_lengths"], batch["text_lengths"]), frame_mask)
     losses["alignment_sharpness"] = ctx.masked_mean(alignment_metrics.path_probability(
         soft, out["hard"], batch["mel_lengths"]), frame_mask)
     return losses

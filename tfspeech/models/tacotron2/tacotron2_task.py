@@ -48,8 +48,6 @@ from tfspeech.training import summaries as summaries_lib
 PRESETS = tacotron2_presets.PRESETS
 # Symbol-table presets a corpus can be prepared with (`tfspeech-prepare --symbols`).
 _SYMBOL_PRESETS = ("english_characters", "english_arpabet")
-# Half-width of the band around the diagonal (fraction of the text) of `alignment_diagonality`.
-_DIAGONAL_BAND = 0.1
 # The free-running TensorBoard sample may run this many times the target's frames.
 _SUMMARY_LENGTH_FACTOR = 2
 
@@ -169,7 +167,7 @@ class Tacotron2Task(registry.Task):
         out["alignments"], mel_lengths, text_lengths, self.config.guided_attention_g),
         frame_mask)
     diagonality = ctx.masked_mean(tacotron2_model.diagonal_band_mass(
-        out["alignments"], mel_lengths, text_lengths, _DIAGONAL_BAND), frame_mask)
+        out["alignments"], mel_lengths, text_lengths), frame_mask)
     losses = {"loss": mel_loss + gate_loss, "mel_loss": mel_loss, "gate_loss": gate_loss,
               "guided_attention_loss": guided_loss, "alignment_focus": focus,
               "alignment_diagonality": diagonality}
