@@ -245,19 +245,8 @@ def _stream(run, names, texts, controls, sources, vocoder_controls, vocoder_sour
 
 
 def run():
-  try:
-    common.run(main, __name__)
-  except SystemExit as e:
-    if "tensorflow" not in sys.modules:
-      raise
-    # Every file is written and closed: skip the interpreter's teardown of TensorFlow's traced
-    # graphs (1-2 s of a fresh one-sentence run on a loaded 2-core host; see common.exit_now).
-    # Here, not in main(): tests call main() in their own process.
-    code = e.code
-    if code is not None and not isinstance(code, int):
-      print(code, file=sys.stderr)
-      code = 1
-    common.exit_now(code or 0)
+  # Every file is written and closed when main ends: skip TensorFlow's teardown.
+  common.run(main, __name__, skip_teardown=True)
 
 
 if __name__ == "__main__":
