@@ -314,7 +314,8 @@ class Setup:
 _SETUPS: Dict[bool, Setup] = {}
 
 
-def _model_config(run_dir) -> dict:
+def run_config(run_dir) -> dict:
+  """A run folder's config.json (model, preset, model_config, ...)."""
   with open(pathlib.Path(run_dir) / "config.json", encoding="utf-8") as f:
     return json.load(f)
 
@@ -386,7 +387,7 @@ def torch_args(s: Setup) -> Optional[dict]:
   from tfspeech.models import registry
   run = training.load_run(str(s.grad_tts), tasks=registry.get)
   ids = synthesize_lib.text_front_end(run).encode(SENTENCE, on_unknown="drop")
-  stored = _model_config(s.grad_tts)
+  stored = run_config(s.grad_tts)
   model = ref.load_tfspeech_weights(ref.GradTTS(ref.params_from_tfspeech(run.task.config)),
                                     run.modules["grad_tts"])
   batch_size = int(stored["train"]["batch_size"])
@@ -403,7 +404,7 @@ def torch_args(s: Setup) -> Optional[dict]:
     generator = hifigan.load_tfspeech_generator(
         hifigan.inference_generator(hifigan.params_from_tfspeech(h_run.task.config)),
         h_run.modules["generator"])
-    args.update(hifigan_config=_model_config(s.hifigan)["model_config"],
+    args.update(hifigan_config=run_config(s.hifigan)["model_config"],
                 hifigan_weights=str(s.root / "hifigan.pt"))
     torch.save(generator.state_dict(), args["hifigan_weights"])
   s.torch_args = args

@@ -36,6 +36,7 @@ from typing import Mapping, Optional
 import tensorflow as tf
 
 from tfspeech.export import inference_graphs
+from tfspeech.export import progress
 from tfspeech.inference import synthesize_lib
 from tfspeech.inference import vocode_lib
 
@@ -145,8 +146,12 @@ class SpeechInference(tf.Module):
     self._functions[TEXT_TO_AUDIO_SEEDED] = self.text_to_audio_seeded
 
   def signatures(self) -> dict:
-    """Signature name → concrete function, for `tf.saved_model.save`."""
-    return {name: fn.get_concrete_function() for name, fn in self._functions.items()}
+    """Signature name → concrete function, for `tf.saved_model.save` (traced here)."""
+    signatures = {}
+    for name, fn in self._functions.items():
+      with progress.step(f"{name}: traced"):
+        signatures[name] = fn.get_concrete_function()
+    return signatures
 
   def extra_signatures(self) -> dict:
     """metadata.json's "signatures": the SavedModel-only signatures, inputs and outputs."""
@@ -188,7 +193,9 @@ def export_saved_model(out_dir: str, acoustic_run=None, vocoder_run=None,
   graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls,
                                             vocoder_controls=vocoder_controls)
   module = SpeechInference(graphs)
-  tf.saved_model.save(module, out_dir, signatures=module.signatures())
+  signatures = module.signatures()
+  with progress.step("SavedModel written"):
+    tf.saved_model.save(module, out_dir, signatures=signatures)
   metadata = inference_graphs.export_metadata(
       "saved_model", graphs, {name: "." for name in graphs}, acoustic_run, vocoder_run,
       extra={"signatures": module.extra_signatures()})

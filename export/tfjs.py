@@ -36,6 +36,8 @@ Precisions: float32; float16 (`--quantize_float16`: weights stored as float16); 
 dequantized to float32 when the model loads; compute stays float32).
 """
 
+import concurrent.futures
+import contextvars
 import dataclasses
 import fcntl
 import json
@@ -51,6 +53,7 @@ import numpy as np
 
 from tfspeech.export import frozen_graph
 from tfspeech.export import inference_graphs
+from tfspeech.export import progress
 
 EXPORT_DIR = os.path.dirname(os.path.abspath(__file__))
 NODE_RUNNER = os.path.join(EXPORT_DIR, "js", "run_graph_model.js")
@@ -302,13 +305,22 @@ def export_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir
   """
   converter = converter or converter_executable()
   os.makedirs(out_dir, exist_ok=True)
-  folders = {}
+  folders = {name: os.path.join(out_dir, name) for name in graphs}
   with tempfile.TemporaryDirectory(prefix="tfspeech_tfjs_") as scratch:
     saved_models = frozen_graph.save_frozen_saved_models(graphs, frozen_dir or scratch)
-    for name in graphs:
-      folders[name] = os.path.join(out_dir, name)
-      convert_saved_model(saved_models[name], name, folders[name], precision, converter,
-                          output_keys=list(graphs[name].output_specs))
+    reporter = contextvars.copy_context()  # the caller's progress callback, in every thread
+
+    def convert(name):
+      with progress.step(f"{name}: converted to TFJS {precision}"):
+        convert_saved_model(saved_models[name], name, folders[name], precision, converter,
+                            output_keys=list(graphs[name].output_specs))
+    # One converter process per graph, as many at once as there are cores: each spends
+    # ~5 s importing TensorFlow and then runs mostly on one core (Python, Grappler).
+    workers = max(1, min(len(graphs), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      jobs = [pool.submit(reporter.copy().run, convert, name) for name in graphs]
+      for job in jobs:
+        job.result()
   return folders
 
 

@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from tfspeech.export import frozen_graph
 from tfspeech.export import inference_graphs
+from tfspeech.export import progress
 
 PRECISIONS = ("float32", "float16", "dynamic_range")
 
@@ -105,7 +106,9 @@ def export_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir
     saved_models = frozen_graph.save_frozen_saved_models(graphs, frozen_dir or scratch)
     paths = {}
     for name in graphs:
-      flatbuffer = convert_saved_model(saved_models[name], name, precision, select_tf_ops)
+      with progress.step(f"{name}: converted to TFLite {precision}") as step:
+        flatbuffer = convert_saved_model(saved_models[name], name, precision, select_tf_ops)
+        step["suffix"] = f"({len(flatbuffer) / 1e6:.1f} MB)"
       paths[name] = os.path.join(out_dir, f"{name}.tflite")
       with open(paths[name], "wb") as f:
         f.write(flatbuffer)

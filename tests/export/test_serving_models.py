@@ -400,6 +400,12 @@ def test_export_fixes_a_vocoder_runs_static_controls_with_control(runs, tmp_path
   result = run_binary("export", f"--workdir={runs['noisy_dir']}", "--format=saved_model",
                       f"--out={out}", "--control=layers=3")
   assert result.returncode == 0, result.stderr
+  # Each step is printed as it ends (an export of a big model takes minutes).
+  steps = [line for line in result.stderr.splitlines() if line.startswith("export: ")]
+  assert [line.split(" in ")[0] for line in steps] == [
+      "export: mel_to_audio: traced", "export: mel_to_audio_seeded: traced",
+      "export: SavedModel written"], result.stderr
+  assert all(line.endswith(" s") for line in steps), steps
   metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
   assert sorted(metadata["graphs"]) == ["mel_to_audio"] and metadata["controls"] == {}
   assert metadata["vocoder_controls"]["layers"]["value"] == 3

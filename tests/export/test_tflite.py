@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tensorflow.python.framework import tensor_util
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tfspeech.export import export_lib, frozen_graph, inference_graphs, tflite
@@ -189,6 +190,27 @@ def test_exported_graphs_are_loop_free_and_pure_tf(exported):
                       "RandomStandardNormal", "StatelessRandomNormalV2"}, name
     # The TFJS wasm backend has no Einsum kernel (and a wrong float OneHot): none in our graphs.
     assert "Einsum" not in ops, name
+
+
+def test_frozen_unrolled_graph_is_inlined_with_each_weight_stored_once(exported):
+  # The unrolled steps call one traced U-Net; freezing inlines the calls in C++, drops the
+  # inliner's control edges (tfjs stacked them as tensors) and keeps one Const per weight.
+  function = exported["graphs"]["text_to_audio"].concrete_function()
+  calls = [op for op in function.graph.get_operations()
+           if op.type in ("PartitionedCall", "StatefulPartitionedCall")]
+  assert len(calls) >= 2
+  assert frozen_graph._inlined_constants(function) is not None  # the fast path applies
+  graph_def, inputs, outputs = frozen_graph.frozen_graph_def(function)
+  assert list(inputs) == [spec.name for spec in function.structured_input_signature[0]]
+  assert sorted(outputs) == ["audio", "audio_lengths", "durations", "mel", "mel_lengths"]
+  assert not graph_def.library.function
+  assert not [node.name for node in graph_def.node
+              if node.op == "NoOp" or any(name.startswith("^") for name in node.input)]
+  weights = sum(int(np.prod(v.shape)) for v in function.graph.variables)
+  stored = sum(tensor_util.MakeNdarray(node.attr["value"].tensor).size
+               for node in graph_def.node
+               if node.op == "Const" and node.attr["dtype"].type == tf.float32.as_datatype_enum)
+  assert weights <= stored < 1.2 * weights, (weights, stored)
 
 
 @pytest.mark.smoke
