@@ -323,12 +323,13 @@ def _inlined_constants(concrete_function):
   resource used by anything but a read).
 
   Grappler inlines (C++), and the reads become `Identity`s of one `Const` per variable in
-  the GraphDef's protobuf. Control inputs and NoOps go: the inliner orders each call's body
-  after its inputs with them, which a loop-free graph of stateless ops does not need, and
-  the TFJS converter turned them into `^Fill`-style extra inputs of `Pack` nodes that
-  tfjs then stacked as tensors ("the input tensors shape does not match"). `convert_variables_to_constants_v2` did the same by rebuilding the
-  graph op by op in Python, twice with `freeze`'s pruning: ~25 s for a tiny Grad-TTS's
-  10-step graph (~30k nodes), where this takes ~2 s.
+  the GraphDef's protobuf. `convert_variables_to_constants_v2` did the same by rebuilding
+  the graph op by op in Python, twice with `freeze`'s pruning: ~25 s for a tiny Grad-TTS's
+  10-step graph (~30k nodes), where this takes ~2 s. Control inputs and NoOps go: the
+  inliner orders each call's body after its inputs with them, which a loop-free graph of
+  stateless ops does not need, and the TFJS converter turned them into `^Fill`-style extra
+  inputs of `Pack` nodes, which tfjs then stacked as tensors ("the input tensors shape does
+  not match").
   """
   inline = getattr(convert_to_constants, "_run_inline_graph_optimization", None)
   if inline is None:
