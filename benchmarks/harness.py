@@ -421,12 +421,16 @@ def _add_fractions_of_peak(records, peak):
 def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False,
               repeats: Optional[int] = None, log: Callable[[str], None] = print,
               options: Optional[dict] = None,
-              peak: Optional[Callable[[str], Dict[str, Any]]] = None) -> Dict[str, Any]:
+              peak: Optional[Callable[[str], Dict[str, Any]]] = None,
+              partial: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
   """Runs `selected` in order and returns the whole results document (see `write_results`).
 
   When a measurement carries `flops`, the machine's float32 peak is measured once after the
   cases (`peak(device)`, default `measure_peak`: ~5 s on 2 cores) into
   `environment["float32_peak"]` and each such row gets its `fraction_of_peak`.
+  `partial(document)`, if given, receives the document of the cases so far after each case
+  (no peak yet; `options["partial"]` true), so a run that dies keeps what it measured (a
+  46-minute `--suite=all` was killed for memory in its 19th case and wrote nothing).
   """
   started = datetime.datetime.now(datetime.timezone.utc)
   load_before = _load_average()
@@ -437,6 +441,17 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name}: {record['status']} "
         f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
     records.append(record)
+    if partial is not None and index < len(selected):
+      now = datetime.datetime.now(datetime.timezone.utc)
+      env = dict(environment(device), float32_peak=None, load_average_before=load_before,
+                 load_average_after=_load_average())
+      partial({"schema_version": SCHEMA_VERSION,
+               "options": dict(options or {}, device=device, quick=quick, repeats=repeats,
+                               partial=True),
+               "started_at": started.isoformat(timespec="seconds"),
+               "finished_at": now.isoformat(timespec="seconds"),
+               "wall_seconds": (now - started).total_seconds(),
+               "environment": env, "cases": list(records)})
   float32_peak = None
   if any(m.get("flops") for r in records for m in r.get("measurements", [])):
     log("measuring the float32 matmul peak ...")

@@ -196,7 +196,8 @@ def main(argv):
     selected = [c for c in selected if c.name in FLAGS.cases]
   results = harness.run_cases(
       selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
-      options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv)})
+      options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv)},
+      partial=lambda document: harness.write_results(document, FLAGS.out))
   paths = harness.write_results(results, FLAGS.out)
   print(harness.to_markdown(results))
   print("wrote " + ", ".join(p for p in paths.values() if p))

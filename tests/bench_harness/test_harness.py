@@ -263,3 +263,15 @@ def test_no_flops_no_peak_and_measure_peak_is_a_matmul_rate():
   peak = harness.measure_peak(sizes=(64, 128), repeats=2)
   assert set(peak["per_size"]) == {"64", "128"}
   assert peak["gflops_per_s"] == max(peak["per_size"].values()) > 0
+
+
+def test_partial_documents_follow_each_case_but_the_last(tmp_path):
+  documents = []
+  final = harness.run_cases(FAKE_CASES[:3], log=lambda _: None, partial=documents.append)
+  names = [[c["case"] for c in d["cases"]] for d in documents]
+  assert names == [["fixed"], ["fixed", "failing"]]
+  assert all(d["options"]["partial"] for d in documents) and "partial" not in final["options"]
+  assert [c["status"] for c in documents[1]["cases"]] == ["ok", "error"]
+  # A partial document renders and writes like a whole one (what a killed run leaves).
+  paths = harness.write_results(documents[-1], tmp_path)
+  assert "failing" in pathlib.Path(paths["markdown"]).read_text(encoding="utf-8")
