@@ -347,9 +347,9 @@ def _inlined_constants(concrete_function):
       if id(tensor) not in variables:
         return None
       resources[placeholder.op.name] = placeholder.op.name
-      values[placeholder.op.name] = variables[id(tensor)].numpy()
+      values[placeholder.op.name] = variables[id(tensor)].numpy()  # graph-ok: freezing offline
     else:  # an eager tensor captured by value
-      values[placeholder.op.name] = tensor.numpy()
+      values[placeholder.op.name] = tensor.numpy()  # graph-ok: freezing offline
   # Identities of a resource (the inliner's function inputs) stand for its variable.
   grown = True
   while grown:
