@@ -435,6 +435,20 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
   started = datetime.datetime.now(datetime.timezone.utc)
   load_before = _load_average()
   records = []
+
+  def document(float32_peak, **more_options):
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    env = environment(device)
+    env["float32_peak"] = float32_peak
+    env["load_average_before"], env["load_average_after"] = load_before, _load_average()
+    return {"schema_version": SCHEMA_VERSION,
+            "options": dict(options or {}, device=device, quick=quick, repeats=repeats,
+                            **more_options),
+            "started_at": started.isoformat(timespec="seconds"),
+            "finished_at": finished.isoformat(timespec="seconds"),
+            "wall_seconds": (finished - started).total_seconds(),
+            "environment": env, "cases": list(records)}
+
   for index, c in enumerate(selected, 1):
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name} ...")
     record = run_case(c, device, quick, repeats, log)
@@ -442,16 +456,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
         f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
     records.append(record)
     if partial is not None and index < len(selected):
-      now = datetime.datetime.now(datetime.timezone.utc)
-      env = dict(environment(device), float32_peak=None, load_average_before=load_before,
-                 load_average_after=_load_average())
-      partial({"schema_version": SCHEMA_VERSION,
-               "options": dict(options or {}, device=device, quick=quick, repeats=repeats,
-                               partial=True),
-               "started_at": started.isoformat(timespec="seconds"),
-               "finished_at": now.isoformat(timespec="seconds"),
-               "wall_seconds": (now - started).total_seconds(),
-               "environment": env, "cases": list(records)})
+      partial(document(None, partial=True))
   float32_peak = None
   if any(m.get("flops") for r in records for m in r.get("measurements", [])):
     log("measuring the float32 matmul peak ...")
@@ -460,16 +465,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
     except Exception as e:  # pylint: disable=broad-except
       float32_peak = {"gflops_per_s": None, "error": f"{type(e).__name__}: {e}"}
     _add_fractions_of_peak(records, float32_peak.get("gflops_per_s"))
-  finished = datetime.datetime.now(datetime.timezone.utc)
-  env = environment(device)
-  env["float32_peak"] = float32_peak
-  env["load_average_before"], env["load_average_after"] = load_before, _load_average()
-  return {"schema_version": SCHEMA_VERSION,
-          "options": dict(options or {}, device=device, quick=quick, repeats=repeats),
-          "started_at": started.isoformat(timespec="seconds"),
-          "finished_at": finished.isoformat(timespec="seconds"),
-          "wall_seconds": (finished - started).total_seconds(),
-          "environment": env, "cases": records}
+  return document(float32_peak)
 
 
 # --- environment ---------------------------------------------------------------------------

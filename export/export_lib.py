@@ -136,15 +136,8 @@ def _export_graphs(fmt: str, out: str, acoustic_run, vocoder_run, controls, voco
   graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls,
                                             vocoder_controls=vocoder_controls, stream=True)
   if fmt == "saved_model":
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tfspeech.export import saved_model  # pylint: disable=import-outside-toplevel
-    module = saved_model.SpeechInference(graphs)
-    tf.saved_model.save(module, out, signatures=module.signatures())
-    metadata = inference_graphs.export_metadata(
-        fmt, graphs, {name: "." for name in graphs}, acoustic_run, vocoder_run,
-        extra={"signatures": module.extra_signatures()})
-    inference_graphs.write_metadata(metadata, out)
-    return {"saved_model": out}
+    return {"saved_model": saved_model.save_graphs(graphs, out, acoustic_run, vocoder_run)}
   if fmt == "tflite":
     from tfspeech.export import tflite  # pylint: disable=import-outside-toplevel
     paths = tflite.export_graphs(graphs, out, precision, select_tf_ops)

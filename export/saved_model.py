@@ -192,6 +192,17 @@ def export_saved_model(out_dir: str, acoustic_run=None, vocoder_run=None,
     raise ValueError(f"export: {out_dir} is not empty; choose a new folder")
   graphs = inference_graphs.graphs_for_runs(acoustic_run, vocoder_run, controls,
                                             vocoder_controls=vocoder_controls)
+  return save_graphs(graphs, out_dir, acoustic_run, vocoder_run)
+
+
+def save_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir: str,
+                acoustic_run=None, vocoder_run=None) -> str:
+  """`export_saved_model` for graphs already built from the runs (e.g. with
+  mel_chunk_to_audio): the SavedModel of their `SpeechInference` and `metadata.json`.
+
+  Returns:
+    `out_dir`.
+  """
   module = SpeechInference(graphs)
   signatures = module.signatures()
   with progress.step("SavedModel written"):
