@@ -388,6 +388,12 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
   return record
 
 
+def failed_record(c: Case, message: str, wall_seconds: float) -> Dict[str, Any]:
+  """The record of a case that never returned one (e.g. its process was killed)."""
+  return {"suite": c.suite, "case": c.name, "description": c.description, "status": "error",
+          "message": message, "wall_seconds": wall_seconds, "memory": {}, "measurements": []}
+
+
 def measure_peak(device: str = "cpu", sizes: Sequence[int] = (2048, 4096),
                  repeats: int = 3) -> Dict[str, Any]:
   """This machine's float32 matmul peak: the best GFLOP/s of `repeats` n×n `tf.linalg.matmul`s
@@ -422,8 +428,12 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
               repeats: Optional[int] = None, log: Callable[[str], None] = print,
               options: Optional[dict] = None,
               peak: Optional[Callable[[str], Dict[str, Any]]] = None,
-              partial: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
+              partial: Optional[Callable[[Dict[str, Any]], Any]] = None,
+              runner: Optional[Callable[[Case], Dict[str, Any]]] = None) -> Dict[str, Any]:
   """Runs `selected` in order and returns the whole results document (see `write_results`).
+
+  `runner(case)` returns one case's record (default: `run_case` in this process;
+  `benchmarks.run` gives each case a process of its own).
 
   When a measurement carries `flops`, the machine's float32 peak is measured once after the
   cases (`peak(device)`, default `measure_peak`: ~5 s on 2 cores) into
@@ -451,7 +461,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
 
   for index, c in enumerate(selected, 1):
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name} ...")
-    record = run_case(c, device, quick, repeats, log)
+    record = (runner(c) if runner is not None else run_case(c, device, quick, repeats, log))
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name}: {record['status']} "
         f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
     records.append(record)

@@ -13,8 +13,13 @@ in `CASE_MODULES`.
 
 import collections
 import importlib
+import json
 import os
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,6 +39,13 @@ flags.DEFINE_list("cases", [], "Only these case names within the suites (e.g. di
 flags.DEFINE_string("out", "results", "Directory for results.json, results.md and ratios.png.")
 flags.DEFINE_integer("repeats", None, "Timed repeats per variant after warm-up; default: each "
                      "case's own (3-5, 2 with --quick).", lower_bound=1)
+flags.DEFINE_bool("isolate", True, "Run each case in a process of its own (this module with "
+                  "that one case): its peak memory is its own, and what one case builds (models, "
+                  "traced graphs) is freed before the next. In one process a 2026-12-05 "
+                  "--suite=all grew to 22.5 GB and was killed for memory in its 19th case. A "
+                  "case whose process dies becomes an error row with its exit status.")
+flags.DEFINE_string("record_to", None, "Internal (used by --isolate): run the one selected case "
+                    "and write its record as JSON to this path instead of the results files.")
 flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpora, 2 repeats): "
                   "checks that every case runs, in about a minute; not for reporting.")
 
@@ -180,6 +192,40 @@ def _configure_device(device):
   os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
 
 
+def _case_command(c, record_path):
+  """`python -m benchmarks.run` for case `c` alone, writing its record to `record_path`."""
+  command = [sys.executable, "-m", "benchmarks.run", f"--suite={c.suite}", f"--cases={c.name}",
+             f"--device={FLAGS.device}", "--noisolate", f"--record_to={record_path}",
+             "--quick" if FLAGS.quick else "--noquick"]
+  return command + ([f"--repeats={FLAGS.repeats}"] if FLAGS.repeats else [])
+
+
+def _run_isolated(c):
+  """Runs case `c` in a child process and returns its record (an error record if it died)."""
+  with tempfile.TemporaryDirectory(prefix="tfspeech-bench-case-") as tmp:
+    record_path = os.path.join(tmp, "record.json")
+    start = time.perf_counter()
+    # The child's progress lines go straight to this stdout; stderr (TensorFlow's start-up
+    # chatter, tracebacks) is kept for the error message of a child that dies.
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [repo_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    child = subprocess.run(_case_command(c, record_path), stderr=subprocess.PIPE, text=True,
+                           errors="replace", env=env, cwd=repo_root, check=False)
+    if os.path.exists(record_path):
+      with open(record_path, encoding="utf-8") as f:
+        return json.load(f)
+  status = child.returncode
+  how = (f"was killed by {signal.Signals(-status).name}" if status < 0
+         else f"exited with status {status}")
+  if status == -signal.SIGKILL:
+    how += " (the kernel's out-of-memory killer, or a kill from outside)"
+  tail = "\n".join(child.stderr.strip().splitlines()[-15:])
+  return harness.failed_record(c, f"the case's process {how} before writing its record; "
+                                  f"the end of its stderr:\n{tail}",
+                               time.perf_counter() - start)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -194,10 +240,19 @@ def main(argv):
       raise app.UsageError(f"--cases: no case named {', '.join(unknown)} in suites "
                            f"{','.join(suites)}; cases: {names}")
     selected = [c for c in selected if c.name in FLAGS.cases]
+  if FLAGS.record_to:
+    if len(selected) != 1:
+      raise app.UsageError(f"--record_to runs one case; --suite/--cases selected {len(selected)}")
+    record = harness.run_case(selected[0], FLAGS.device, FLAGS.quick, FLAGS.repeats)
+    with open(FLAGS.record_to, "w", encoding="utf-8") as f:
+      json.dump(record, f, allow_nan=True)
+    return 0
   results = harness.run_cases(
       selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
-      options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv)},
-      partial=lambda document: harness.write_results(document, FLAGS.out))
+      options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv),
+               "isolated": FLAGS.isolate},
+      partial=lambda document: harness.write_results(document, FLAGS.out),
+      runner=_run_isolated if FLAGS.isolate else None)
   paths = harness.write_results(results, FLAGS.out)
   print(harness.to_markdown(results))
   print("wrote " + ", ".join(p for p in paths.values() if p))

@@ -275,3 +275,44 @@ def test_partial_documents_follow_each_case_but_the_last(tmp_path):
   # A partial document renders and writes like a whole one (what a killed run leaves).
   paths = harness.write_results(documents[-1], tmp_path)
   assert "failing" in pathlib.Path(paths["markdown"]).read_text(encoding="utf-8")
+
+
+def test_isolated_cases_return_the_record_their_process_wrote_or_how_it_died():
+  # benchmarks.run defines absl flags, so it is imported in a fresh process.
+  code = """
+import json, sys
+from absl import flags
+import benchmarks.run as run
+from benchmarks import harness
+flags.FLAGS(["run"])
+case = harness.Case("ops", "fake", lambda ctx: [], "a fake case")
+run._case_command = lambda c, path: [sys.executable, "-c",
+    "import os, signal, sys; print('dying', file=sys.stderr); os.kill(os.getpid(), signal.SIGKILL)"]
+print(json.dumps(run._run_isolated(case)))
+run._case_command = lambda c, path: [sys.executable, "-c",
+    f"import json; json.dump({{'case': 'fake', 'status': 'ok', 'from': 'child'}}, open({path!r}, 'w'))"]
+print(json.dumps(run._run_isolated(case)))
+"""
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=str(REPO_ROOT), timeout=120, check=True).stdout.splitlines()
+  died, wrote = json.loads(out[-2]), json.loads(out[-1])
+  assert died["status"] == "error" and died["case"] == "fake" and died["measurements"] == []
+  assert "killed by SIGKILL" in died["message"] and "out-of-memory" in died["message"]
+  assert "dying" in died["message"]  # the end of the child's stderr
+  assert wrote == {"case": "fake", "status": "ok", "from": "child"}
+
+
+def test_case_command_runs_one_case_alone_with_the_run_settings():
+  code = """
+from absl import flags
+import benchmarks.run as run
+from benchmarks import harness
+flags.FLAGS(["run", "--quick", "--repeats=3", "--device=cpu"])
+print(run._case_command(harness.Case("infer", "pitch (YIN)", lambda ctx: []), "/tmp/r.json"))
+"""
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=str(REPO_ROOT), timeout=120, check=True).stdout
+  for arg in ("'-m', 'benchmarks.run'", "'--suite=infer'", "'--cases=pitch (YIN)'",
+              "'--noisolate'", "'--record_to=/tmp/r.json'", "'--quick'", "'--repeats=3'",
+              "'--device=cpu'"):
+    assert arg in out, out
