@@ -15,6 +15,8 @@ import math
 import keras
 import tensorflow as tf
 
+from tfspeech.ops import convolution
+
 
 def fold_seed(seed, salt):
   """A new int32 `[2]` stateless seed derived from `seed` and the int `salt`."""
@@ -135,14 +137,14 @@ class Conv(keras.layers.Layer):
       depthwise = tf.expand_dims(tf.expand_dims(self.depthwise, 0), -1)
       x = tf.nn.depthwise_conv2d(tf.expand_dims(x, 1), depthwise, [1, 1, 1, 1], "VALID",
                                  dilations=[1, self.dilation])[:, 0]
-      return tf.nn.convolution(x, self.kernel, padding="VALID")
+      return convolution.conv1d(x, self.kernel, self.bias)
     if self.groups == 1:
-      return tf.nn.convolution(x, self.kernel, padding="VALID", dilations=self.dilation)
+      return convolution.conv1d(x, self.kernel, self.bias, dilation=self.dilation)
     # Split and concatenate (TF's CPU kernels and TFLite have no grouped convolution).
     inputs = tf.split(x, self.groups, axis=-1)
     kernels = tf.split(self.kernel, self.groups, axis=-1)
-    return tf.concat([tf.nn.convolution(part, kernel, padding="VALID", dilations=self.dilation)
-                      for part, kernel in zip(inputs, kernels)], axis=-1)
+    return tf.concat([convolution.conv1d(part, kernel, dilation=self.dilation)
+                      for part, kernel in zip(inputs, kernels)], axis=-1) + self.bias
 
   def call(self, x, frame_mask=None, training=False, seed=None):
     """`[batch, time, in]` → `[batch, time, filters]` (mask: `[batch, time, 1]` or None)."""
@@ -152,7 +154,7 @@ class Conv(keras.layers.Layer):
     left = width if self.causal else width // 2
     if width:
       x = tf.pad(x, [[0, 0], [left, width - left], [0, 0]])
-    y = self._convolve(x) + self.bias
+    y = self._convolve(x)  # bias included
     y = _apply_norm(self.norm, y, training)
     if self.activation == "relu":
       y = tf.nn.relu(y)

@@ -31,6 +31,8 @@ weight-norm gain is initialised from the value of the freshly drawn kernel.
 import keras
 import tensorflow as tf
 
+from tfspeech.ops import convolution
+
 NORMALIZATIONS = (None, "weight", "spectral")
 # Power iterations at build time so that sigma is sensible even before the
 # first training step (torch starts from random u, v and relies on training calls).
@@ -186,6 +188,14 @@ class NormalizedConv1D(_NormalizedKernelMixin, keras.layers.Conv1D):
 
   Input `[batch, time, in_channels]` -> `[batch, time', filters]`.
   """
+
+  def _convolve(self, inputs, kernel):
+    if getattr(self, "groups", 1) != 1:
+      return super()._convolve(inputs, kernel)
+    # One Conv2D, dilated natively and with the bias fused (see tfspeech.ops.convolution).
+    return convolution.conv1d(inputs, kernel, self.bias if self.use_bias else None,
+                              stride=self.strides[0], dilation=self.dilation_rate[0],
+                              padding=self.padding.upper())
 
 
 class NormalizedConv2D(_NormalizedKernelMixin, keras.layers.Conv2D):
