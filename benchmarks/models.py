@@ -93,7 +93,8 @@ class _Torch:
                  f"(OMP_WAIT_POLICY {self.threads['omp_wait_policy']}); TF intra/inter-op "
                  f"threads {self.threads['tf_intra_op_threads']}/"
                  f"{self.threads['tf_inter_op_threads']} (0 = all cores); both use every core "
-                 "(default thread counts)")
+                 "(default thread counts); glibc mmap threshold "
+                 f"{self.threads['glibc_malloc']['MALLOC_MMAP_THRESHOLD_']}")
     if ctx.device == "gpu" and not cuda:
       self.note += "; torch has no CUDA here, so it ran on CPU against TF on GPU"
 

@@ -27,6 +27,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
+from benchmarks import torch_reference  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("suite", ["all"], "Comma-separated suites to run: "
@@ -208,8 +209,9 @@ def _run_isolated(c):
     # The child's progress lines go straight to this stdout; stderr (TensorFlow's start-up
     # chatter, tracebacks) is kept for the error message of a child that dies.
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [repo_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env = dict(torch_reference.ALLOCATOR_ENV, **os.environ)  # the environment's values win
+    env["PYTHONPATH"] = os.pathsep.join(
+        [repo_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     child = subprocess.run(_case_command(c, record_path), stderr=subprocess.PIPE, text=True,
                            errors="replace", env=env, cwd=repo_root, check=False)
     if os.path.exists(record_path):

@@ -4,6 +4,7 @@ No real suite runs here and no timing is asserted: the fake cases return fixed s
 """
 import importlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -290,7 +291,8 @@ run._case_command = lambda c, path: [sys.executable, "-c",
     "import os, signal, sys; print('dying', file=sys.stderr); os.kill(os.getpid(), signal.SIGKILL)"]
 print(json.dumps(run._run_isolated(case)))
 run._case_command = lambda c, path: [sys.executable, "-c",
-    f"import json; json.dump({{'case': 'fake', 'status': 'ok', 'from': 'child'}}, open({path!r}, 'w'))"]
+    "import json, os; json.dump({'case': 'fake', 'status': 'ok', 'from': 'child', "
+    f"'mmap': os.environ.get('MALLOC_MMAP_THRESHOLD_')}}, open({path!r}, 'w'))"]
 print(json.dumps(run._run_isolated(case)))
 """
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -299,7 +301,9 @@ print(json.dumps(run._run_isolated(case)))
   assert died["status"] == "error" and died["case"] == "fake" and died["measurements"] == []
   assert "killed by SIGKILL" in died["message"] and "out-of-memory" in died["message"]
   assert "dying" in died["message"]  # the end of the child's stderr
-  assert wrote == {"case": "fake", "status": "ok", "from": "child"}
+  # Case processes keep large allocations in glibc's heap (see torch_reference.ALLOCATOR_ENV).
+  mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_", str(2 ** 40))
+  assert wrote == {"case": "fake", "status": "ok", "from": "child", "mmap": mmap}
 
 
 def test_case_command_runs_one_case_alone_with_the_run_settings():
