@@ -89,7 +89,10 @@ def test_quick_hifigan_case_measures_tf_and_every_tflite_precision(hifigan_recor
   for m in by_name.values():
     assert m["group"] == baseline["group"] and m["speedup_vs_baseline"] > 0
     assert m["work"] == pytest.approx(2.0, rel=0.01) and m["work_unit"] == "audio s"
-    assert 0 < m["extra"]["size_mb"] < baseline["extra"]["size_mb"] * 2, m["name"]
+    # LiteRT.js converts at static shapes, which folds the output's sample positions (the
+    # length mask's range) into a float constant: 4 bytes per sample (~0.18 MB at 2 s).
+    positions_mb = 4 * 2.0 * 22050 / 1e6 if m["extra"]["runtime"] == "litertjs" else 0.0
+    assert 0 < m["extra"]["size_mb"] < baseline["extra"]["size_mb"] * 2 + positions_mb, m["name"]
   for m in by_name.values():
     if m["extra"]["precision"] == "float32":
       assert m["extra"]["relative_error"] <= 1e-4, m["name"]
