@@ -258,7 +258,7 @@ def dctts_infer(ctx):
   return measurements
 
 
-@harness.case("train", "dctts_options")
+@harness.case("train", "dctts_options", on_request=True)
 def dctts_options(ctx):
   """Parameters, Text2Mel train step and decoding time of the paper's model per option."""
   harness.require_model("dctts", "DC-TTS")

@@ -48,6 +48,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 SUITE_NAMES = ("ops", "train", "infer", "export", "prepare")
+# A folder that every case process of one `benchmarks.run` shares (for set-ups that several
+# cases use alike, e.g. benchmarks/startup.py's trained runs); unset outside such a run.
+SHARED_DIR_ENV = "TFSPEECH_BENCH_SHARED_DIR"
 # 2: measurements gained flops / gflops_per_s / fraction_of_peak, the environment float32_peak
 # (absent from version 1 documents, which `to_markdown` still reads).
 SCHEMA_VERSION = 2
@@ -103,6 +106,9 @@ class Case:
   fn: Callable[["Context"], List[Measurement]]
   description: str = ""
   placeholder: bool = False
+  # Not part of a suite's default selection (it explores options rather than measuring what
+  # users run, or it is too slow for --suite=all's budget): runs only when named by --cases.
+  on_request: bool = False
 
 
 _REGISTRY: Dict[tuple, Case] = {}
@@ -129,13 +135,22 @@ def unregister(suite: str, name: str) -> None:
   _REGISTRY.pop((suite, name), None)
 
 
-def case(suite: str, name: str, description: str = "", placeholder: bool = False):
+def case(suite: str, name: str, description: str = "", placeholder: bool = False,
+         on_request: bool = False):
   """Decorator registering `fn(ctx) -> list[Measurement]` as a case of `suite`."""
   def decorator(fn):
     register(Case(suite, name, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
-                  placeholder))
+                  placeholder, on_request))
     return fn
   return decorator
+
+
+def not_requested(c: Case) -> Case:
+  """A stand-in for on-request case `c` that a default selection reports as skipped."""
+  def skip(ctx):
+    del ctx
+    raise Skip(f"runs on request only: --suite={c.suite} --cases={c.name}")
+  return Case(c.suite, c.name, skip, c.description, c.placeholder, on_request=True)
 
 
 def cases(suites: Iterable[str]) -> List[Case]:
@@ -242,7 +257,25 @@ class MemoryProbe:
     self.result: Dict[str, Any] = {}
     self._stop = threading.Event()
     self._children_peak_kib = 0
+    self._stage_peaks_kib = []  # peaks of the stages ended by `stage_peak_mb`
     self._thread = None
+    self._method = ""
+
+  def stage_peak_mb(self) -> Optional[float]:
+    """Peak RSS since the previous call (or the probe's start), then starts the next stage.
+
+    None where VmHWM cannot be reset. The case's peak (`result`) stays the largest of all.
+    """
+    if not self._method.startswith("VmHWM"):
+      return None
+    peak_kib = _status_kib("self", "VmHWM")
+    try:
+      with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
+    except OSError:
+      return None
+    self._stage_peaks_kib.append(peak_kib or 0)
+    return _kib_to_mb(peak_kib)
 
   def _sample_children(self):
     pid = os.getpid()
@@ -271,7 +304,9 @@ class MemoryProbe:
       self._stop.set()
       self._thread.join()
     peak_kib = _status_kib("self", "VmHWM") if self._method.startswith("VmHWM") else None
-    if peak_kib is None:
+    if peak_kib is not None:
+      peak_kib = max([peak_kib] + self._stage_peaks_kib)
+    else:
       rusage_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
       peak_kib = rusage_kib // 1024 if sys.platform == "darwin" else rusage_kib  # bytes on macOS
     self.result.update(host_peak_rss_mb=_kib_to_mb(peak_kib), host_peak_method=self._method,
@@ -373,9 +408,22 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
   start = time.perf_counter()
   with tempfile.TemporaryDirectory(prefix="tfspeech-bench-") as tmp:
     probe = MemoryProbe(gpu=device == "gpu")
+    stages = []
+
+    def log_with_peak(message):
+      # Each progress line reports the work done since the line before it, so the peak RSS
+      # since then is that work's: it shows which variant (or which library) a case's peak
+      # memory belongs to.
+      peak = probe.stage_peak_mb()
+      if peak is None:
+        log(message)
+        return
+      stages.append({"line": message.strip(), "peak_rss_mb": peak})
+      log(f"{message} [peak RSS {peak / 1024:.1f} GB]")
+
     try:
       with probe:
-        measurements = c.fn(Context(device, quick, repeats, pathlib.Path(tmp), log))
+        measurements = c.fn(Context(device, quick, repeats, pathlib.Path(tmp), log_with_peak))
       record["measurements"] = _measurement_records(measurements, device.upper())
     except Skip as e:
       record.update(status="skipped", message=str(e))
@@ -384,7 +432,7 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
       record.update(status="error", message=f"{type(e).__name__}: {e}",
                     traceback=traceback.format_exc())
   record["wall_seconds"] = time.perf_counter() - start
-  record["memory"] = probe.result
+  record["memory"] = dict(probe.result, stages=stages)
   return record
 
 

@@ -203,6 +203,8 @@ def _case_command(c, record_path):
 
 def _run_isolated(c):
   """Runs case `c` in a child process and returns its record (an error record if it died)."""
+  if c.on_request and not FLAGS.cases:
+    return harness.run_case(c, FLAGS.device, FLAGS.quick, FLAGS.repeats)  # its skip row
   with tempfile.TemporaryDirectory(prefix="tfspeech-bench-case-") as tmp:
     record_path = os.path.join(tmp, "record.json")
     start = time.perf_counter()
@@ -242,6 +244,8 @@ def main(argv):
       raise app.UsageError(f"--cases: no case named {', '.join(unknown)} in suites "
                            f"{','.join(suites)}; cases: {names}")
     selected = [c for c in selected if c.name in FLAGS.cases]
+  else:
+    selected = [harness.not_requested(c) if c.on_request else c for c in selected]
   if FLAGS.record_to:
     if len(selected) != 1:
       raise app.UsageError(f"--record_to runs one case; --suite/--cases selected {len(selected)}")
@@ -249,12 +253,15 @@ def main(argv):
     with open(FLAGS.record_to, "w", encoding="utf-8") as f:
       json.dump(record, f, allow_nan=True)
     return 0
-  results = harness.run_cases(
-      selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
-      options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv),
-               "isolated": FLAGS.isolate},
-      partial=lambda document: harness.write_results(document, FLAGS.out),
-      runner=_run_isolated if FLAGS.isolate else None)
+  with tempfile.TemporaryDirectory(prefix="tfspeech-bench-shared-") as shared:
+    # The case processes share this folder for set-ups that several cases use alike.
+    os.environ.setdefault(harness.SHARED_DIR_ENV, shared)
+    results = harness.run_cases(
+        selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
+        options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv),
+                 "isolated": FLAGS.isolate},
+        partial=lambda document: harness.write_results(document, FLAGS.out),
+        runner=_run_isolated if FLAGS.isolate else None)
   paths = harness.write_results(results, FLAGS.out)
   print(harness.to_markdown(results))
   print("wrote " + ", ".join(p for p in paths.values() if p))

@@ -320,3 +320,25 @@ print(run._case_command(harness.Case("infer", "pitch (YIN)", lambda ctx: []), "/
               "'--noisolate'", "'--record_to=/tmp/r.json'", "'--quick'", "'--repeats=3'",
               "'--device=cpu'"):
     assert arg in out, out
+
+
+def test_each_progress_line_reports_the_peak_memory_of_its_own_stage():
+  def two_stages(ctx):
+    block = bytearray(128 * 1024 * 1024)
+    block[::4096] = b"\x01" * len(block[::4096])
+    del block
+    ctx.log("big stage")
+    small = bytearray(1024 * 1024)
+    del small
+    ctx.log("small stage")
+    return []
+  lines = []
+  record = harness.run_case(harness.Case("ops", "stages", two_stages), log=lines.append)
+  stages = record["memory"]["stages"]
+  if not stages:
+    pytest.skip("per-stage peak RSS needs Linux /proc/self/clear_refs")
+  assert [s["line"] for s in stages] == ["big stage", "small stage"]
+  assert stages[0]["peak_rss_mb"] - stages[1]["peak_rss_mb"] >= 100
+  assert lines[0].startswith("big stage [peak RSS ") and lines[0].endswith(" GB]")
+  # The case's peak is the largest stage's, though each line reset the kernel's counter.
+  assert record["memory"]["host_peak_rss_mb"] >= stages[0]["peak_rss_mb"]
