@@ -342,3 +342,12 @@ def test_each_progress_line_reports_the_peak_memory_of_its_own_stage():
   assert lines[0].startswith("big stage [peak RSS ") and lines[0].endswith(" GB]")
   # The case's peak is the largest stage's, though each line reset the kernel's counter.
   assert record["memory"]["host_peak_rss_mb"] >= stages[0]["peak_rss_mb"]
+
+
+def test_an_on_request_case_is_a_skipped_row_unless_named():
+  ran = []
+  real = harness.Case("ops", "explore", lambda ctx: ran.append(1) or [], on_request=True)
+  record = harness.run_case(harness.not_requested(real), log=lambda _: None)
+  assert record["status"] == "skipped" and not ran
+  assert "--suite=ops --cases=explore" in record["message"]
+  assert harness.run_case(real, log=lambda _: None)["status"] == "ok" and ran == [1]
