@@ -29,6 +29,7 @@ import os
 import sys
 
 from absl import flags
+from absl import logging
 
 from tfspeech.bin import common
 
@@ -150,6 +151,7 @@ def main(argv):
       print(f"--export_weights skipped: stopped by {result.stopped_by_signal}, whose grace "
             "period is short. To export now, rerun this command with "
             f"--max_steps={result.final_step} (it trains no further).")
+    logging.info("stopped by %s: exiting without interpreter teardown", result.stopped_by_signal)
     common.exit_now(0)
   if FLAGS.export_weights and chief:  # one writer; the others would race for the file
     _export_weights(training)

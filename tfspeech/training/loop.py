@@ -269,6 +269,10 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
     checkpoints.close()
   if isinstance(stopped_by, int):
     stopped_by = signal.Signals(stopped_by).name
+  if stopped_by:
+    # With the binary's exit line, these timestamps split a slow signal exit into the save,
+    # this function's clean-up and the teardown of its locals (the dataset iterator).
+    logging.info("stopped by %s at step %d: writers and checkpoints closed", stopped_by, step)
   return TrainResult(
       start_step=start_step, final_step=step, losses=last_losses, eval_metrics=eval_metrics,
       skipped_steps=int(trainer.skipped_steps.numpy()),  # graph-ok: bookkeeping.
