@@ -331,19 +331,21 @@ def setup(ctx: harness.Context) -> Setup:
   if shared:
     root = pathlib.Path(shared) / ("startup-quick" if ctx.quick else "startup")
     done = root / "setup.json"
-    if done.is_file():
-      facts = json.loads(done.read_text(encoding="utf-8"))
-      ctx.log(f"  startup set-up: reused from an earlier case of this run ({root})")
-      _SETUPS[ctx.quick] = Setup(root, root / "data", root / "grad_tts",
-                                 root / "hifigan" if facts["hifigan"] else None,
-                                 facts["seconds"])
-      return _SETUPS[ctx.quick]
-    shutil.rmtree(root, ignore_errors=True)  # a set-up that did not finish
-    root.mkdir(parents=True)
   else:
     done = None
     root = pathlib.Path(tempfile.mkdtemp(prefix="tfspeech-startup-"))
     atexit.register(shutil.rmtree, root, True)
+  # The folder is per --quick setting, which alone decides whether HiFi-GAN is trained.
+  data, grad_tts = root / "data", root / "grad_tts"
+  hifigan = None if ctx.quick else root / "hifigan"
+  if done is not None and done.is_file():
+    ctx.log(f"  startup set-up: reused from an earlier case of this run ({root})")
+    seconds = json.loads(done.read_text(encoding="utf-8"))["seconds"]
+    _SETUPS[ctx.quick] = Setup(root, data, grad_tts, hifigan, seconds)
+    return _SETUPS[ctx.quick]
+  if done is not None:
+    shutil.rmtree(root, ignore_errors=True)  # a set-up that did not finish
+    root.mkdir(parents=True)
   seconds = {}
 
   def stage(name, command):
@@ -351,21 +353,18 @@ def setup(ctx: harness.Context) -> Setup:
     run = run_process(command).check(f"set-up {name} ({' '.join(command[:1])})")
     seconds[name] = run.wall_seconds
 
-  data, grad_tts, hifigan = root / "data", root / "grad_tts", None
   stage("prepare", binary("prepare") + [f"--corpus={TINY_CORPUS}", f"--out={data}",
                                         "--workers=1"])
   stage("train grad_tts", binary("train") + [
       "--model=grad_tts", "--preset=tiny", f"--data={data}", f"--workdir={grad_tts}",
       f"--max_steps={GRAD_TTS_STEPS}", "--noprogress"])
-  if not ctx.quick:
-    hifigan = root / "hifigan"
+  if hifigan is not None:
     stage("train hifigan", binary("train") + [
         "--model=hifigan", "--preset=tiny", f"--data={data}", f"--workdir={hifigan}",
         f"--max_steps={HIFIGAN_STEPS}", "--noprogress"])
   _SETUPS[ctx.quick] = Setup(root, data, grad_tts, hifigan, seconds)
   if done is not None:
-    done.write_text(json.dumps({"seconds": seconds, "hifigan": hifigan is not None}),
-                    encoding="utf-8")
+    done.write_text(json.dumps({"seconds": seconds}), encoding="utf-8")
   return _SETUPS[ctx.quick]
 
 

@@ -85,7 +85,7 @@ def streaming_infer(ctx):
 # Text to first audio in the browser demo (headless Chromium, wasm, 1 thread).
 
 # (label, model, training overrides, export controls): non-autoregressive FastPitch (one
-# pass) and Grad-TTS at a few diffusion steps, each with HiFi-GAN V2 streamed.
+# pass) and Grad-TTS at 4 diffusion steps, each with HiFi-GAN V2 streamed.
 BROWSER_MODELS = (
     ("FastPitch tiny", "fastpitch", {"batch_size": 8, "max_steps": 10}, {}),
     # Each model is one TFJS export with the vocoder (1-2.5 min): the suite keeps 4 steps.
