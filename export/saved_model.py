@@ -39,6 +39,7 @@ from tfspeech.export import inference_graphs
 from tfspeech.export import progress
 from tfspeech.inference import synthesize_lib
 from tfspeech.inference import vocode_lib
+from tfspeech.models import unrolled
 
 TEXT_TO_MEL = inference_graphs.TEXT_TO_MEL
 MEL_TO_AUDIO = inference_graphs.MEL_TO_AUDIO
@@ -72,7 +73,12 @@ class SpeechInference(tf.Module):
       for variable in getattr(graph, "model_weights", []):
         weights[id(variable)] = variable
     self.model_weights = list(weights.values())
-    self._functions = {name: graph.function for name, graph in graphs.items()}
+    # The graphs' bodies as new tf.functions: traced by `save_graphs` (where unrolled steps stay
+    # calls), they leave each graph's own function, which TFLite and TFJS freeze and which
+    # needs its calls inlined, untraced by this module.
+    self._functions = {name: tf.function(graph.function.python_function,
+                                         input_signature=graph.function.input_signature)
+                       for name, graph in graphs.items()}
     text_to_audio = graphs.get(TEXT_TO_AUDIO)
     text_to_mel = graphs.get(TEXT_TO_MEL) or getattr(text_to_audio, "text_to_mel", None)
     mel_to_audio = graphs.get(MEL_TO_AUDIO) or getattr(text_to_audio, "mel_to_audio", None)
@@ -203,10 +209,13 @@ def save_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir: 
   Returns:
     `out_dir`.
   """
-  module = SpeechInference(graphs)
-  signatures = module.signatures()
-  with progress.step("SavedModel written"):
-    tf.saved_model.save(module, out_dir, signatures=signatures)
+  # Unrolled steps stay calls of one function: the loaded model's first call optimizes one
+  # U-Net, not ten inlined copies (tfspeech.models.unrolled).
+  with unrolled.calls_not_inlined():
+    module = SpeechInference(graphs)
+    signatures = module.signatures()
+    with progress.step("SavedModel written"):
+      tf.saved_model.save(module, out_dir, signatures=signatures)
   metadata = inference_graphs.export_metadata(
       "saved_model", graphs, {name: "." for name in graphs}, acoustic_run, vocoder_run,
       extra={"signatures": module.extra_signatures()})

@@ -28,8 +28,8 @@ declaring more channels only in process would break seeded SavedModel == in-proc
 draws for it may pass 50 channels (`vocode` reads any count, only the exported input
 fixes 6). The cost is 6 floats of noise per output sample (a 10 s clip: 5.3 MB).
 
-Forms: the exported form of a fixed step count unrolls the S steps (S copies of the
-network, no control flow); `in_process()` runs the same arithmetic as one `tf.while_loop`,
+Forms: the exported form of a fixed step count unrolls the S steps (S calls of one traced
+network, no control flow; frozen graphs inline them, a SavedModel keeps the calls); `in_process()` runs the same arithmetic as one `tf.while_loop`,
 whose schedule is a tensor. `vocode_schedule` (what `steps=runtime` exports) is that loop
 with the betas an input (any betas, any number of steps, one copy of the network): TFLite
 converts it to builtins and one WHILE, TFJS runs it with `executeAsync`. Each step is aligned
@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from tfspeech import audio as audio_lib
 from tfspeech.models import serving
+from tfspeech.models import unrolled
 from tfspeech.models.diffwave import diffusion, diffwave_model
 from tfspeech.models.diffwave.diffwave_config import DiffWaveConfig
 from tfspeech.models.diffwave.diffwave_model import DiffWave
@@ -191,7 +192,20 @@ class DiffWaveServing(serving.Vocoder):
     """int32 scalar: noise samples `vocode` reads for `mel_frames` frames."""
     return tf.cast(mel_frames, tf.int32) * self.hop_length
 
-  def _inputs(self, mel, mel_lengths, noise):
+  def _unrolled_denoise(self, conditioned: bool):
+    """`model.denoise` as one `tf.function` that every unrolled step calls (traced once, one
+    copy in a SavedModel; see `tfspeech.models.unrolled`): (audio, step, [conditioner,] mask)."""
+    audio = tf.TensorSpec([None, None], tf.float32)
+    specs = [audio, tf.TensorSpec([], tf.float32)]
+    if conditioned:
+      specs.append(tf.TensorSpec([None, None, self.n_mels], tf.float32))
+      return unrolled.step_function(self.model, "denoise", self.model.denoise, specs + [audio])
+
+    def denoise(audio, step, mask):
+      return self.model.denoise(audio, step, None, mask)
+    return unrolled.step_function(self.model, "denoise", denoise, specs + [audio])
+
+  def _inputs(self, mel, mel_lengths, noise, shared_steps=False):
     mel = diffwave_model.with_width(tf.cast(mel, tf.float32), self.n_mels)
     mel_lengths = tf.cast(mel_lengths, tf.int32)
     samples = tf.shape(mel)[1] * self.hop_length
@@ -203,6 +217,10 @@ class DiffWaveServing(serving.Vocoder):
     mask = tf.sequence_mask(lengths, samples, tf.float32)
     conditioner = self.model.upsample(mel, mel_lengths)
     denoise = lambda audio, step: self.model.denoise(audio, step, conditioner, mask)  # noqa: E731
+    if shared_steps and tf.inside_function():
+      shared = self._unrolled_denoise(conditioner is not None)
+      conditioning = [] if conditioner is None else [conditioner]
+      denoise = lambda audio, step: shared(audio, step, *conditioning, mask)  # noqa: E731
     return noise, lengths, mask, denoise
 
   def vocode(self, mel, mel_lengths, noise=None, steps: int = 6, betas=None):
@@ -225,7 +243,8 @@ class DiffWaveServing(serving.Vocoder):
             "steps=6 or 50")
       return self.vocode_schedule(mel, mel_lengths, noise, betas)
     betas = self.config.schedule(int(steps))
-    noise, lengths, mask, denoise = self._inputs(mel, mel_lengths, noise)
+    noise, lengths, mask, denoise = self._inputs(mel, mel_lengths, noise,
+                                                 shared_steps=self.unroll)
     training = self.config.noise_schedule
     if self.unroll:
       audio = diffusion.reverse_process_unrolled(denoise, noise, lengths, betas, training, mask)

@@ -10,12 +10,14 @@ Sampling loop: `reverse_diffusion` runs a `tf.while_loop` over a (possibly tenso
 `n_timesteps` it emits that many steps instead: a loop-free graph for exporters that cannot
 take control flow. The unrolled steps call one `tf.function` of the U-Net (`unrolled_score`),
 so a graph (and a SavedModel of several graphs) traces and stores the U-Net once, not once per
-step; freezing for TFLite/TFJS inlines the calls.
+step; freezing for TFLite/TFJS inlines the calls, a SavedModel keeps them
+(`tfspeech.models.unrolled`).
 """
 
 import keras
 import tensorflow as tf
 
+from tfspeech.models import unrolled
 from tfspeech.models.grad_tts.score_estimator import GradLogPEstimator2d
 
 
@@ -104,21 +106,18 @@ class Diffusion(keras.layers.Layer):
     """The estimator as one `tf.function` (None dims) shared by every unrolled step.
 
     Tracing the U-Net once instead of `n_timesteps` times took a tiny Grad-TTS export's
-    tracing from ~13 s to ~2 s per graph, and a SavedModel stores one copy of it.
+    tracing from ~13 s to ~2 s per graph, and a SavedModel stores one copy of it (and calls
+    it, see `tfspeech.models.unrolled`).
     """
-    functions = self.__dict__.setdefault("_unrolled_scores", {})  # untracked by Keras
-    if multi_speaker not in functions:
-      c = self.config
-      mel = tf.TensorSpec([None, None, c.n_feats], tf.float32)
-      specs = [mel, tf.TensorSpec([None, None], tf.float32), mel,
-               tf.TensorSpec([None], tf.float32)]
-      if multi_speaker:
-        specs.append(tf.TensorSpec([None, c.spk_emb_dim], tf.float32))
+    c = self.config
+    mel = tf.TensorSpec([None, None, c.n_feats], tf.float32)
+    specs = [mel, tf.TensorSpec([None, None], tf.float32), mel, tf.TensorSpec([None], tf.float32)]
+    if multi_speaker:
+      specs.append(tf.TensorSpec([None, c.spk_emb_dim], tf.float32))
 
-      def score(*args):
-        return self.estimator(*args)
-      functions[multi_speaker] = tf.function(score, input_signature=specs, autograph=False)
-    return functions[multi_speaker]
+    def score(*args):  # the name the SavedModel's function library shows
+      return self.estimator(*args)
+    return unrolled.step_function(self, ("score", multi_speaker), score, specs)
 
   def _reverse_step(self, i, xt, mask, mu, h, stoc, speaker_embedding, seed, unroll=False):
     c = self.config
