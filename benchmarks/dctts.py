@@ -2,7 +2,7 @@
 
 Every case times the real library code on synthetic in-memory inputs of realistic sizes, after
 an untimed warm-up call (tracing, graph optimisation), with the policies of
-`benchmarks/models.py` (`_timed`: one timed repeat for calls over 20 s; torch waits passively;
+`benchmarks/models.py` (`_timed`: timed repeats within `TIMING_BUDGET_SECONDS`; torch waits passively;
 both libraries on every core):
 
 - train/dctts: `Trainer(DCTTSTask, ...).train_step_fn` for each stage (`stage=text2mel`:
@@ -51,11 +51,12 @@ OPTIONS = (("plain", {}), ("separable", {"conv_type": "separable"}),
            ("separable, alpha 0.5", {"conv_type": "separable", "alpha": 0.5}))
 
 
-def _variants(ctx):
-  """(preset, batch) pairs: tiny at batch 1 for --quick, else the paper's model."""
+def _variants(ctx, train=False):
+  """(preset, batch) pairs: tiny at batch 1 for --quick, else the paper's model (train: batch
+  16 first, see `models.TRAIN_VARIANTS`)."""
   if ctx.quick:
     return [("tiny", 1)]
-  return [("ljspeech", 1), ("ljspeech", 16)]
+  return list(models.TRAIN_VARIANTS) if train else [("ljspeech", 1), ("ljspeech", 16)]
 
 
 def _batch(config, batch, seed=0):
@@ -123,8 +124,9 @@ def dctts_train(ctx):
   reference = models._Torch.get(ctx)  # pylint: disable=protected-access
   measurements = []
   steps = {}  # (preset, stage) → (task, train config, mel config, step): one trace each
-  for stage in STAGES:
-    for preset, batch_size in _variants(ctx):
+  # SSRN first: its batch-16 step is the larger one (see models.TRAIN_VARIANTS).
+  for stage in reversed(STAGES):
+    for preset, batch_size in _variants(ctx, train=True):
       traced_here = (preset, stage) not in steps
       if traced_here:
         task = task_class(task_class.preset(preset).replace(stage=stage))
@@ -135,13 +137,26 @@ def dctts_train(ctx):
                                 Trainer(task, config).train_step_fn(spec))
       task, config, mel_config, step = steps[preset, stage]
       batch = _batch(task.config, batch_size)
+      frames = int(np.sum(batch["mel_lengths"].numpy()))
+      ids = int(np.sum(batch["text_lengths"].numpy()))
+      group = f"{stage}, {preset}, batch {batch_size}"
+      torch_timing = None
+      if reference is not None:  # before tfspeech: see models.TRAIN_VARIANTS
+        dctts = _torch_module()
+        reference.seed(0)
+        torch_step = dctts.TrainStep(task.config, stage, learning_rate=config.learning_rate)
+        torch_step.to(reference.device)
+        torch_batch = _torch_batch(reference, stage, task.config, mel_config, batch)
+        torch_timing = models._timed(  # pylint: disable=protected-access
+            ctx, lambda: torch_step(**torch_batch), 3)
+        models.log_step(ctx, f"dctts train {stage} {preset} b{batch_size} pytorch reference",
+                        *torch_timing)
+        parameters = dctts.count_parameters(torch_step.model)
+        del torch_step, torch_batch
       samples, warmup = models._timed(  # pylint: disable=protected-access
           ctx, lambda: step(batch)["losses/loss"].numpy(), 3)
       step_flops, flops_extra = models.count_flops(
           ctx, f"dctts train {stage} {preset} b{batch_size}", step, batch)
-      frames = int(np.sum(batch["mel_lengths"].numpy()))
-      ids = int(np.sum(batch["text_lengths"].numpy()))
-      group = f"{stage}, {preset}, batch {batch_size}"
       models.log_step(ctx, f"dctts train {stage} {preset} b{batch_size}", samples, warmup)
       measurements.append(models.tf_row(
           f"tfspeech {preset}", samples, reference, group=group, work=frames,
@@ -152,25 +167,18 @@ def dctts_train(ctx):
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "stage": stage, "batch_size": batch_size, "first_call_seconds": warmup,
                  "first_call_traced": traced_here, **flops_extra}, flops=step_flops))
-      if reference is None:
+      if torch_timing is None:
         continue
-      dctts = _torch_module()
-      reference.seed(0)
-      torch_step = dctts.TrainStep(task.config, stage, learning_rate=config.learning_rate)
-      torch_step.to(reference.device)
-      torch_batch = _torch_batch(reference, stage, task.config, mel_config, batch)
-      samples, warmup = models._timed(  # pylint: disable=protected-access
-          ctx, lambda: torch_step(**torch_batch), 3)
-      models.log_step(ctx, f"dctts train {stage} {preset} b{batch_size} pytorch reference",
-                      samples, warmup)
+      samples, warmup = torch_timing
       measurements.append(models.torch_row(
           f"pytorch reference {preset}", samples, reference, group=group, work=frames,
           work_unit="mel frames",
           note=(f"{1 / np.median(samples):.3g} steps/s; Kyubyong/dc_tts train.py step on the "
-                "same batch, targets precomputed as its loader does; "),
+                "same batch, targets precomputed as its loader does; timed before tfspeech's "
+                "step; "),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "stage": stage, "batch_size": batch_size, "first_call_seconds": warmup,
-                 "parameters": dctts.count_parameters(torch_step.model)}, flops=step_flops))
+                 "parameters": parameters}, flops=step_flops))
   return measurements
 
 

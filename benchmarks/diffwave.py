@@ -1,7 +1,7 @@
 """Train and inference speed of DiffWave against its PyTorch reference (lmnt-com/diffwave).
 
-Same structure and policies as `benchmarks/models.py` (warm-up call, then timed repeats; one
-repeat for calls over `SLOW_CALL_SECONDS`; torch's thread settings in `extra`; without torch
+Same structure and policies as `benchmarks/models.py` (warm-up call, then timed repeats
+within `TIMING_BUDGET_SECONDS`; torch's thread settings in `extra`; without torch
 the tfspeech rows remain and say why):
 
 - train/diffwave: `Trainer(DiffWaveTask, ...).train_step_fn` (random step per item, L1 on the

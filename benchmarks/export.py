@@ -34,10 +34,10 @@ Cases:
 
 - export/grad_tts: `TextToMel` (decoder unrolled to 4 steps, 2 with --quick; fixed noise) on one
   LJSpeech-length input (120 ids; `length_scale` set so the untrained durations give
-  ~4 frames per id, as `benchmarks/models.py` does), presets tiny (every precision) and
-  ljspeech (float32).
+  ~4 frames per id, as `benchmarks/models.py` does), presets tiny (every precision and
+  runtime) and ljspeech (TF and TFLite float32).
 - export/hifigan: `MelToAudio` on random mels of 4 s (2 s with --quick), presets v1, v3
-  (float32) and v2 (every precision); --quick: tiny.
+  (TF and TFLite float32) and v2 (every precision and runtime); --quick: tiny.
 
 Per row: throughput in audio seconds per wall second (the inverse of the real-time factor,
 wall / audio, that tfspeech-synthesize, tfspeech-vocode and the web demo print), the artifact
@@ -182,7 +182,8 @@ class _Comparison:
     preset: for `extra`.
   """
 
-  def __init__(self, ctx, graph, inputs, output, group, preset, all_precisions=True):
+  def __init__(self, ctx, graph, inputs, output, group, preset, all_precisions=True,
+               js_runtimes=True):
     self.ctx, self.graph, self.inputs, self.output = ctx, graph, inputs, output
     self.group, self.preset = group, preset
     # Quantized variants (TFLite float16 / dynamic range, TFJS float16) for one preset per
@@ -190,6 +191,11 @@ class _Comparison:
     # for a size and speed ratio that differs little between presets.
     self.tflite_precisions = TFLITE_PRECISIONS if all_precisions else TFLITE_PRECISIONS[:1]
     self.tfjs_precisions = TFJS_PRECISIONS if all_precisions else TFJS_PRECISIONS[:1]
+    # The JavaScript runtimes (LiteRT.js in Node and Chromium, TFJS in Node) for one preset per
+    # model too: each is a conversion at this run's shapes plus Node / browser processes whose
+    # calls are 5-15x TF's (ljspeech Grad-TTS: 11.6 s LiteRT.js, 19.5 s TFJS wasm per call),
+    # and what a page ships is the small preset.
+    self.js_runtimes = js_runtimes
     self.dir = ctx.tmp_dir / preset
     self.frozen_dir = str(self.dir / "frozen")
     self.measurements = []
@@ -380,7 +386,11 @@ class _Comparison:
     """All variants; returns the Measurements (TF first, the baseline)."""
     tf_samples, first = self.tf_baseline(audio_seconds_of)
     self.tflite()
-    self.litertjs(float(np.median(tf_samples)))
+    if not self.js_runtimes:
+      self.skipped.append("LiteRT.js and TFJS: another preset's rows")
+      with_tfjs = False
+    else:
+      self.litertjs(float(np.median(tf_samples)))
     if with_tfjs:
       self.tfjs(float(np.median(tf_samples)))
     elif tfjs_skip_reason:
@@ -442,7 +452,7 @@ def grad_tts_export(ctx):
     inputs = grad_tts_inputs(graph, GRAD_TTS_TOKENS, config.n_vocab)
     comparison = _Comparison(ctx, graph, inputs, "mel",
                              f"{preset}, {GRAD_TTS_TOKENS} ids, {n_timesteps} steps", preset,
-                             all_precisions=preset == "tiny")
+                             all_precisions=preset == "tiny", js_runtimes=preset == "tiny")
     measurements += comparison.run(
         lambda out: float(out["mel_lengths"][0]) * HOP_LENGTH / SAMPLE_RATE)
   return measurements
@@ -464,7 +474,7 @@ def hifigan_export(ctx):
   measurements = []
   # tiny is left out of the full suite (its rows were the fastest Node ones, nothing a user
   # ships); V2, the issue's LiteRT-vs-PyTorch target and the browser demo's vocoder, gets the
-  # quantized variants.
+  # quantized variants and the JavaScript runtimes.
   for preset in (("tiny",) if ctx.quick else ("v1", "v2", "v3")):
     tf.keras.utils.set_random_seed(0)
     network = get_preset(preset)
@@ -475,6 +485,7 @@ def hifigan_export(ctx):
     comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32),
                                           "mel_lengths": np.array([frames], np.int32)}, "audio",
                              f"{preset}, {seconds:g} s", preset,
-                             all_precisions=preset in ("tiny", "v2"))
+                             all_precisions=preset in ("tiny", "v2"),
+                             js_runtimes=preset in ("tiny", "v2"))
     measurements += comparison.run(lambda out: out["audio"].shape[1] / SAMPLE_RATE)
   return measurements

@@ -5,14 +5,17 @@ export/export_time: the start-up set-up's tiny Grad-TTS and tiny HiFi-GAN runs
 SavedModel, TFLite float32 and, when the TFJS converter's virtualenv exists, TFJS: one fresh
 process per format (its wall time, peak RSS and CPU time; the artifact's size), then the
 SavedModel loaded in a fresh process and its text_to_audio signature called once (load and
-first-call seconds). Without --quick, also the ljspeech preset (14.8 M parameters, one
-training step on the tiny corpus) alone to a SavedModel and TFLite. Ten unrolled diffusion
-steps (the export default) throughout. There is no baseline: the targets are absolute
+first-call seconds).
+
+export/export_time_ljspeech (only when named: `--cases=export_time_ljspeech`; 2-3 minutes
+that --suite=all leaves out, where export/grad_tts states the ljspeech TFLite conversion time):
+the ljspeech preset (14.8 M parameters, one training step on the tiny corpus) alone to a
+SavedModel (load and first call as above) and TFLite. Ten unrolled diffusion steps (the
+export default) throughout. There is no baseline: the targets are absolute
 (issue #22: under 2 minutes per format for tiny, the SavedModel's load in seconds).
 """
 
 import json
-import os
 import pathlib
 import sys
 from typing import List
@@ -107,7 +110,7 @@ def _load(ctx, group: str, saved_model: pathlib.Path) -> harness.Measurement:
 
 @harness.case("export", "export_time")
 def export_time(ctx) -> List[harness.Measurement]:
-  """tfspeech-export wall time, size and SavedModel load of tiny (and ljspeech) runs."""
+  """tfspeech-export wall time, size and SavedModel load of the tiny Grad-TTS + HiFi-GAN runs."""
   harness.require_model("grad_tts", "Grad-TTS")
   s = startup.setup(ctx)
   formats = ["saved_model", "tflite"] + (["tfjs"] if _tfjs_available() else [])
@@ -123,20 +126,28 @@ def export_time(ctx) -> List[harness.Measurement]:
   if "tfjs" not in formats:
     ctx.log("  export tfjs not timed: no TFJS converter virtualenv (tfspeech-export "
             "--format=tfjs creates it)")
-  if not ctx.quick:
-    workdir = s.root / "grad_tts_ljspeech"
-    if not workdir.is_dir():
-      ctx.log("  export set-up: train grad_tts ljspeech (1 step) ...")
-      startup.run_process(startup.binary("train") + [
-          "--model=grad_tts", "--preset=ljspeech", f"--data={s.data}",
-          f"--workdir={workdir}", f"--max_steps={LJSPEECH_STEPS}", "--noprogress",
-          # The tiny run's ids (this corpus's symbols + blank), not the preset's ARPAbet 149.
-          f"--override=n_vocab={startup.run_config(s.grad_tts)['model_config']['n_vocab']}"]
-      ).check("set-up train grad_tts ljspeech")
-    group = "Grad-TTS ljspeech (14.8 M), 10 steps, no vocoder"
-    for fmt in ("saved_model", "tflite"):
-      measurement, out = _export(ctx, "ljspeech", group, workdir, None, fmt)
-      measurements.append(measurement)
-      if fmt == "saved_model":
-        measurements.append(_load(ctx, group, out))
+  return measurements
+
+
+@harness.case("export", "export_time_ljspeech", on_request=True)
+def export_time_ljspeech(ctx) -> List[harness.Measurement]:
+  """tfspeech-export wall time, size and SavedModel load of a ljspeech Grad-TTS run."""
+  harness.require_model("grad_tts", "Grad-TTS")
+  s = startup.setup(ctx)
+  workdir = s.root / "grad_tts_ljspeech"
+  if not workdir.is_dir():
+    ctx.log("  export set-up: train grad_tts ljspeech (1 step) ...")
+    startup.run_process(startup.binary("train") + [
+        "--model=grad_tts", "--preset=ljspeech", f"--data={s.data}",
+        f"--workdir={workdir}", f"--max_steps={LJSPEECH_STEPS}", "--noprogress",
+        # The tiny run's ids (this corpus's symbols + blank), not the preset's ARPAbet 149.
+        f"--override=n_vocab={startup.run_config(s.grad_tts)['model_config']['n_vocab']}"]
+    ).check("set-up train grad_tts ljspeech")
+  group = "Grad-TTS ljspeech (14.8 M), 10 steps, no vocoder"
+  measurements = []
+  for fmt in ("saved_model", "tflite"):
+    measurement, out = _export(ctx, "ljspeech", group, workdir, None, fmt)
+    measurements.append(measurement)
+    if fmt == "saved_model":
+      measurements.append(_load(ctx, group, out))
   return measurements

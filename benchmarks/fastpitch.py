@@ -39,11 +39,12 @@ HOP_LENGTH, SAMPLE_RATE = common.HOP_LENGTH, common.SAMPLE_RATE
 PITCH_MEAN, PITCH_STD = 214.7, 65.7  # LJSpeech's voiced-frame statistics (reference)
 
 
-def _variants(ctx):
-  """(preset, batch) pairs: ljspeech at batch 1 and 16; --quick: tiny at batch 1."""
+def _variants(ctx, train=False):
+  """(preset, batch) pairs: ljspeech at batch 1 and 16 (train: 16 first, see
+  `models.TRAIN_VARIANTS`); --quick: tiny at batch 1."""
   if ctx.quick:
     return [("tiny", 1)]
-  return [("ljspeech", 1), ("ljspeech", 16)]
+  return list(common.TRAIN_VARIANTS) if train else [("ljspeech", 1), ("ljspeech", 16)]
 
 
 def _batch(config, batch, seed=0):
@@ -166,11 +167,21 @@ def fastpitch_train(ctx):
   task_class = registry.get("fastpitch")
   reference = common._Torch.get(ctx)  # pylint: disable=protected-access
   measurements = []
-  for preset, batch_size in _variants(ctx):
+  for preset, batch_size in _variants(ctx, train=True):
     config = task_class.preset(preset)
     batch = _batch(config, batch_size)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
+    torch_timing = None
+    if reference is not None:  # before tfspeech: see models.TRAIN_VARIANTS
+      fastpitch, model = _torch_model(reference, config)
+      torch_step = _TorchTrainStep(reference.torch, fastpitch, model, learning_rate=1e-4)
+      torch_batch = reference.tensors(_torch_batch(reference.torch, batch))
+      torch_timing = common._timed(ctx, lambda: torch_step(torch_batch), 3)  # pylint: disable=protected-access,cell-var-from-loop
+      common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference",
+                      *torch_timing)
+      parameters = fastpitch.count_parameters(model)
+      del model, torch_step, torch_batch
     # The XLA-compiled step (TrainConfig.xla) runs in --quick only: on this CPU it was slower
     # (tiny, batch 1: 1.50 vs 0.51 s/step) and compiling the ljspeech step took > 8 minutes
     # (per batch shape), more than the whole case's budget.
@@ -197,24 +208,20 @@ def fastpitch_train(ctx):
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
                  **flops_extra}, flops=step_flops))
-    if reference is None:
+    if torch_timing is None:
       continue
-    fastpitch, model = _torch_model(reference, config)
-    torch_step = _TorchTrainStep(reference.torch, fastpitch, model, learning_rate=1e-4)
-    torch_batch = reference.tensors(_torch_batch(reference.torch, batch))
-    samples, warmup = common._timed(ctx, lambda: torch_step(torch_batch), 3)  # pylint: disable=protected-access,cell-var-from-loop
-    common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference", samples,
-                    warmup)
+    samples, warmup = torch_timing
     measurements.append(common.torch_row(
         f"pytorch reference {preset}", samples, reference, group=group, work=frames,
         work_unit="mel frames",
         note=(f"{1 / np.median(samples):.3g} steps/s; DeepLearningExamples FastPitch 1.1 "
               "train step on the same batch (energy = log-mel frame norms, prior from the "
               "loader); MAS is a NumPy loop on host copies (reference: numba; tfspeech: "
-              "in-graph op); AdamW stands in for apex FusedLAMB; "),
+              "in-graph op); AdamW stands in for apex FusedLAMB; timed before tfspeech's "
+              "step; "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": fastpitch.count_parameters(model)}, flops=step_flops))
+               "parameters": parameters}, flops=step_flops))
   return measurements
 
 

@@ -56,21 +56,21 @@ HOP_LENGTH = 256
 # (~100 characters → ~200 ids with blanks → ~6.5 s ≈ 560 frames).
 MIN_TOKENS, MAX_TOKENS = 60, 150
 FRAMES_PER_TOKEN = 4
-# Calls slower than this get one timed repeat (unless --repeats), to keep --suite=all short.
+# Train cases run batch 16 first and, within a batch, the reference before tfspeech: TensorFlow
+# with oneDNN keeps its largest step's memory for the process's life (5.9 GB resident after the
+# ljspeech Grad-TTS batch-16 step, even after malloc_trim), while PyTorch returns its memory to
+# malloc, where TF's step reuses it. Grad-TTS batch 16 in one process: 12.9 GB peak with TF
+# first, 6.8 GB with the reference first (2026-12-06, /proc/self/status VmHWM).
+TRAIN_VARIANTS = [("ljspeech", 16), ("ljspeech", 1)]
+# Calls expected to take longer than this get no second warm-up and one timed call (unless
+# --repeats), to keep --suite=all short.
 SLOW_CALL_SECONDS = 20.0
 # Timed calls after the warm-up stop once the next one would take the timed total past this
-# (at least one, at most the case's default), unless --repeats: a 0.5 s call gets its 5
-# samples, a 7 s call one. --suite=all must fit in 30 minutes (issue #22).
-TIMING_BUDGET_SECONDS = 10.0
-
-
-def _repeats(ctx, warmup_seconds, default):
-  """`default` repeats, 1 when one call takes longer than SLOW_CALL_SECONDS."""
-  if ctx.repeats_override is not None:
-    return ctx.repeats_override
-  if warmup_seconds > SLOW_CALL_SECONDS:
-    return 1
-  return ctx.repeats(default)
+# (at least one, at most the case's default), unless --repeats: a 1 s call gets its 5
+# samples, a 2.5 s call 2, a 4 s call one. --suite=all must fit in 30 minutes (issue #22); the
+# interquartile range of the repeats was 2% of the median in a typical case of the 2026-12-06
+# run (6% at the 90th percentile), so a third sample of a 3 s call bought little.
+TIMING_BUDGET_SECONDS = 6.0
 
 
 def _timed(ctx, fn, default_repeats):
@@ -232,7 +232,7 @@ def _grad_tts_variants(ctx, infer=False):
     return [("tiny", 1)]
   if infer:
     return [("tiny", 16), ("ljspeech", 1)]
-  return [("ljspeech", 1), ("ljspeech", 16)]
+  return TRAIN_VARIANTS
 
 
 @harness.case("train", "grad_tts")
@@ -257,12 +257,23 @@ def grad_tts_train(ctx):
       steps[preset] = (task, config, Trainer(task, config).train_step_fn(spec))
     task, config, step = steps[preset]
     batch = _grad_tts_batch(task.config, batch_size)
-    samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)
-    step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}", step,
-                                          batch)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     ids = int(np.sum(batch["text_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
+    torch_timing = None
+    if reference is not None:  # before tfspeech: see TRAIN_VARIANTS
+      reference.seed(0)
+      model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
+      torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
+                                                learning_rate=config.learning_rate, seed=0)
+      torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
+      torch_timing = _timed(ctx, lambda: torch_step(torch_batch), 5)
+      log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", *torch_timing)
+      parameters = reference.grad_tts.count_parameters(model)
+      del model, torch_step, torch_batch
+    samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)
+    step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}", step,
+                                          batch)
     log_step(ctx, f"grad_tts train {preset} b{batch_size}", samples, warmup)
     measurements.append(tf_row(
         f"tfspeech {preset}", samples, reference, group=group, work=frames,
@@ -272,25 +283,20 @@ def grad_tts_train(ctx):
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
                "first_call_traced": traced_here, **flops_extra}, flops=step_flops))
-    if reference is None:
+    if torch_timing is None:
       continue
-    reference.seed(0)
-    model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
-    torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
-                                              learning_rate=config.learning_rate, seed=0)
-    torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
-    samples, warmup = _timed(ctx, lambda: torch_step(torch_batch), 5)
-    log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", samples, warmup)
+    samples, warmup = torch_timing
     measurements.append(torch_row(
         f"pytorch reference {preset}", samples, reference, group=group, work=frames,
         work_unit="mel frames",
         note=(f"{1 / np.median(samples):.3g} steps/s; Speech-Backbones train.py step, same "
               f"batch, same out_size={task.config.out_size} random segment as tfspeech; MAS "
               "is the Cython core on host copies (tfspeech: in-graph op); gradient norms "
-              "clipped per encoder and decoder (tfspeech: whole model; same cost); "),
+              "clipped per encoder and decoder (tfspeech: whole model; same cost); timed "
+              "before tfspeech's step; "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": reference.grad_tts.count_parameters(model)}, flops=step_flops))
+               "parameters": parameters}, flops=step_flops))
   return measurements
 
 
@@ -554,10 +560,12 @@ def hifigan_infer(ctx):
                                       mean=-5.0, stddev=2.0)
     lengths = tf.fill([batch_size], frames)
     big = batch_size * seconds > 40  # minutes per call on 2 cores: no warm-up, one repeat
-    repeats = _repeats(ctx, 0.0, 3) if not big else (ctx.repeats_override or 1)
-    warmup = 0 if big else 1
-    samples = ctx.time(lambda: vocoder.vocode(mels, lengths)[0].numpy(), repeats=repeats,
-                       warmup=warmup)
+
+    def timed(fn):
+      if big:
+        return ctx.time(fn, repeats=ctx.repeats_override or 1, warmup=0)
+      return _timed(ctx, fn, 3)[0]
+    samples = timed(lambda: vocoder.vocode(mels, lengths)[0].numpy())
     audio_seconds = batch_size * frames * vocoder.hop_length / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {seconds:g} s"
     # The generator's FLOPs: the serving wrapper's dynamic padding hides the frame count from
@@ -583,7 +591,7 @@ def hifigan_infer(ctx):
     def torch_call():
       with reference.torch.inference_mode():
         return torch_generator(torch_mels).cpu()  # waits for the result, as .numpy() does
-    samples = ctx.time(torch_call, repeats=repeats, warmup=warmup)
+    samples = timed(torch_call)
     ctx.log(f"  hifigan infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {audio_seconds:.0f} audio s")
     measurements.append(torch_row(

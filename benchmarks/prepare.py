@@ -273,7 +273,7 @@ def tiny_corpus_case(ctx):
   """prepare_corpus on tests/data/ljspeech_tiny (~55 s of audio): start-up dominated."""
   if not (TINY_CORPUS / "metadata.csv").exists():
     raise harness.Skip(f"tiny corpus missing at {TINY_CORPUS}; run tests/data/make_tiny_corpus.sh")
-  return measure_corpus(ctx, TINY_CORPUS, ctx.repeats(5), estimate_ljspeech=False)
+  return measure_corpus(ctx, TINY_CORPUS, ctx.repeats(3), estimate_ljspeech=False)
 
 
 @harness.case("prepare", "synthetic corpus")

@@ -458,7 +458,7 @@ def synthesize_startup(ctx):
   harness.require_model("grad_tts", "Grad-TTS")
   s = setup(ctx)
   args = torch_args(s)
-  repeats = ctx.repeats(3, quick=1)
+  repeats = ctx.repeats(2, quick=1)  # 10 s each: --suite=all budget (issue #22)
   vocoders = [("Griffin-Lim", None)] + ([("HiFi-GAN tiny", s.hifigan)] if s.hifigan else [])
   names = ("import", "load", "warm-up", "synthesis", "exit")
   measurements = []

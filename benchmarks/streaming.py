@@ -41,7 +41,7 @@ def streaming_infer(ctx):
   presets = ("v2",) if ctx.quick else ("v2", "v1")
   # (chunk frames, first chunk frames)
   chunkings = [(32, 8)] if ctx.quick else [(32, 8), (64, 16), (16, 4)]
-  repeats = ctx.repeats(5)
+  repeats = ctx.repeats(3)  # V1 streams take 2.5-4.5 s per utterance: --suite=all budget
   frames = int(round(seconds * SAMPLE_RATE / HOP_LENGTH))
   audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
   measurements = []

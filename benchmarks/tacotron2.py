@@ -2,7 +2,7 @@
 
 Both cases time the real library code on synthetic in-memory inputs of realistic sizes, after
 an untimed warm-up call (tracing, graph optimisation), with the policies of
-`benchmarks/models.py` (`_timed`: one timed repeat for calls over 20 s; torch waits passively;
+`benchmarks/models.py` (`_timed`: timed repeats within `TIMING_BUDGET_SECONDS`; torch waits passively;
 both libraries on every core):
 
 - train/tacotron2: `Trainer(Tacotron2Task, ...).train_step_fn` (teacher-forced decoder loop,
@@ -14,7 +14,7 @@ both libraries on every core):
   throughput in audio seconds per second (mel frames x hop / sample rate), i.e. the RTF. The
   baseline is the reference's `Tacotron2.inference` with tfspeech's weights; it decodes one
   utterance at a time, so its batch 16 is the 16 items one after another (what the reference
-  can do).
+  can do), timed on its first `REFERENCE_ITEMS` and scaled (each decodes the same frames).
 
 The weights are untrained, so the stop gate would fire at a random step: both libraries get
 the gate bias -1e4 (never stops) and decode exactly `INFER_FRAMES` frames per item, the same
@@ -33,15 +33,18 @@ SAMPLE_RATE, HOP_LENGTH = models.SAMPLE_RATE, models.HOP_LENGTH
 FRAMES_PER_TOKEN = 5
 # Decoded frames per item in infer/tacotron2 (~5.8 s of audio at hop 256, 22050 Hz).
 INFER_FRAMES = 500
+# Items of a batch the reference decodes in the timed calls (it takes one at a time).
+REFERENCE_ITEMS = 4
 # Gate bias that keeps an untrained model decoding to the step limit in both libraries.
 _NEVER_STOP_BIAS = -1e4
 
 
-def _variants(ctx):
-  """(preset, batch) pairs: tiny at batch 1 for --quick, else the reference recipe."""
+def _variants(ctx, train=False):
+  """(preset, batch) pairs: tiny at batch 1 for --quick, else the reference recipe (train:
+  batch 16 first, see `models.TRAIN_VARIANTS`)."""
   if ctx.quick:
     return [("tiny", 1)]
-  return [("ljspeech", 1), ("ljspeech", 16)]
+  return list(models.TRAIN_VARIANTS) if train else [("ljspeech", 1), ("ljspeech", 16)]
 
 
 def _batch(config, batch, seed=0):
@@ -76,7 +79,7 @@ def tacotron2_train(ctx):
   reference = models._Torch.get(ctx)  # pylint: disable=protected-access
   measurements = []
   steps = {}  # preset → (task, train config, traced step): one trace serves every batch size
-  for preset, batch_size in _variants(ctx):
+  for preset, batch_size in _variants(ctx, train=True):
     traced_here = preset not in steps
     if traced_here:
       task = task_class(task_class.preset(preset))
@@ -85,11 +88,27 @@ def tacotron2_train(ctx):
       steps[preset] = (task, config, Trainer(task, config).train_step_fn(spec))
     task, config, step = steps[preset]
     batch = _batch(task.config, batch_size)
-    samples, warmup = models._timed(  # pylint: disable=protected-access
-        ctx, lambda: step(batch)["losses/loss"].numpy(), 3)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     ids = int(np.sum(batch["text_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
+    torch_timing = None
+    if reference is not None:  # before tfspeech: see models.TRAIN_VARIANTS
+      tacotron2 = _torch_module()
+      reference.seed(0)
+      model = tacotron2.Tacotron2(tacotron2.params_from_tfspeech(task.config))
+      torch_step = tacotron2.TrainStep(model.to(reference.device),
+                                       learning_rate=config.learning_rate,
+                                       weight_decay=config.weight_decay or 0.0,
+                                       clip_norm=config.clip_norm)
+      torch_batch = _torch_batch(reference, batch)
+      torch_timing = models._timed(  # pylint: disable=protected-access
+          ctx, lambda: torch_step(**torch_batch), 3)
+      models.log_step(ctx, f"tacotron2 train {preset} b{batch_size} pytorch reference",
+                      *torch_timing)
+      parameters = tacotron2.count_parameters(model)
+      del model, torch_step, torch_batch
+    samples, warmup = models._timed(  # pylint: disable=protected-access
+        ctx, lambda: step(batch)["losses/loss"].numpy(), 3)
     models.log_step(ctx, f"tacotron2 train {preset} b{batch_size}", samples, warmup)
     measurements.append(models.tf_row(
         f"tfspeech {preset}", samples, reference, group=group, work=frames,
@@ -99,28 +118,18 @@ def tacotron2_train(ctx):
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
                "first_call_traced": traced_here}))
-    if reference is None:
+    if torch_timing is None:
       continue
-    tacotron2 = _torch_module()
-    reference.seed(0)
-    model = tacotron2.Tacotron2(tacotron2.params_from_tfspeech(task.config))
-    torch_step = tacotron2.TrainStep(model.to(reference.device),
-                                     learning_rate=config.learning_rate,
-                                     weight_decay=config.weight_decay or 0.0,
-                                     clip_norm=config.clip_norm)
-    torch_batch = _torch_batch(reference, batch)
-    samples, warmup = models._timed(  # pylint: disable=protected-access
-        ctx, lambda: torch_step(**torch_batch), 3)
-    models.log_step(ctx, f"tacotron2 train {preset} b{batch_size} pytorch reference", samples,
-                    warmup)
+    samples, warmup = torch_timing
     measurements.append(models.torch_row(
         f"pytorch reference {preset}", samples, reference, group=group, work=frames,
         work_unit="mel frames",
         note=(f"{1 / np.median(samples):.3g} steps/s; NVIDIA/tacotron2 train.py step on the "
-              "same batch (Python loop over frames, LSTMCell per step); "),
+              "same batch (Python loop over frames, LSTMCell per step); timed before "
+              "tfspeech's step; "),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
-               "parameters": tacotron2.count_parameters(model)}))
+               "parameters": parameters}))
   return measurements
 
 
@@ -175,8 +184,11 @@ def tacotron2_infer(ctx):
     if reference is None:
       continue
     torch = reference.torch
+    # One item at a time: every item decodes exactly frames_per_item frames (the gate never
+    # fires), so the batch's time is its first REFERENCE_ITEMS items' time scaled.
+    timed_items = min(batch_size, REFERENCE_ITEMS)
     items = [torch.from_numpy(ids.numpy()[i:i + 1, :lengths.numpy()[i]].astype(np.int64)
-                              ).to(reference.device) for i in range(batch_size)]
+                              ).to(reference.device) for i in range(timed_items)]
     torch_out = {}
 
     def torch_call():
@@ -188,7 +200,9 @@ def tacotron2_infer(ctx):
       torch_out["frames"] = total
     torch.manual_seed(1)
     samples, warmup = models._timed(ctx, torch_call, 3)  # pylint: disable=protected-access
-    torch_frames = torch_out["frames"]
+    scale = batch_size / timed_items
+    samples = [sample * scale for sample in samples]
+    torch_frames = int(torch_out["frames"] * scale)
     torch_audio_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
     ctx.log(f"  tacotron2 infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {torch_audio_seconds:.1f} audio s")
@@ -196,8 +210,11 @@ def tacotron2_infer(ctx):
         f"pytorch reference {preset}", samples, reference, group=group,
         work=torch_audio_seconds, work_unit="audio s",
         note=(f"NVIDIA/tacotron2 Tacotron2.inference with tfspeech's weights, inference_mode, "
-              f"one utterance per call ({batch_size} in turn), {torch_frames} frames; "),
+              f"one utterance per call ({batch_size} in turn), {torch_frames} frames"
+              + (f"; timed on the first {timed_items} items × {scale:g}" if scale != 1 else "")
+              + "; "),
         extra={"rtf": torch_audio_seconds / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "frames": torch_frames, "tfspeech_frames": frames,
+               "timed_items": timed_items,
                "first_call_seconds": warmup}))
   return measurements
