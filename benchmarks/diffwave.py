@@ -45,7 +45,8 @@ def diffwave_train(ctx):
   mel_fn = audio_lib.MelSpectrogram(mel_config)
   # base at the reference batch 16 is tens of seconds per step on 2 CPU cores: batch 4 there.
   base_batch = 16 if ctx.device == "gpu" else 4
-  variants = [("tiny", 4)] if ctx.quick else [("tiny", 16), ("base", base_batch)]
+  # The bigger step first, and the reference before tfspeech: see models.TRAIN_VARIANTS.
+  variants = [("tiny", 4)] if ctx.quick else [("base", base_batch), ("tiny", 16)]
   measurements = []
   for preset, batch_size in variants:
     task = task_class(task_class.preset(preset))
@@ -60,36 +61,41 @@ def diffwave_train(ctx):
     batch = {"audio": audio, "mel": mel, "mel_lengths": tf.fill([batch_size], frames),
              "audio_lengths": tf.fill([batch_size], segment)}
     step = trainer.train_step_fn(tf.data.Dataset.from_tensors(batch).element_spec)
+    audio_seconds = batch_size * segment / SAMPLE_RATE
+    group = f"{preset}, batch {batch_size} × {segment} samples"
+    extra = {"preset": preset, "batch_size": batch_size, "segment_size": segment}
+    torch_timing = None
+    if reference is not None:
+      torch_lib, diffwave = reference.torch, _torch_diffwave()
+      reference.seed(0)
+      torch_step = diffwave.TrainStep(diffwave.params_from_tfspeech(task.config),
+                                      learning_rate=config.learning_rate)
+      torch_step.model.to(reference.device)
+      torch_step.noise_level = torch_step.noise_level.to(reference.device)
+      y = torch_lib.from_numpy(audio.numpy()).to(reference.device)
+      x = reference.channels_first(mel)
+      torch_timing = _timed(ctx, lambda: torch_step(y, x), 3)
+      log_step(ctx, f"diffwave train {preset} b{batch_size} pytorch reference", *torch_timing)
+      del torch_step, y, x
     samples, warmup = _timed(ctx, lambda: step(batch)["items"].numpy(), 3)
     step_flops, flops_extra = count_flops(ctx, f"diffwave train {preset} b{batch_size}", step,
                                           batch)
-    audio_seconds = batch_size * segment / SAMPLE_RATE
-    group = f"{preset}, batch {batch_size} × {segment} samples"
     log_step(ctx, f"diffwave train {preset} b{batch_size}", samples, warmup)
-    extra = {"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
-             "batch_size": batch_size, "segment_size": segment, "first_call_seconds": warmup}
     measurements.append(tf_row(
         f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
         work_unit="audio s", note=f"{1 / np.median(samples):.3g} steps/s",
-        extra=dict(extra, **flops_extra), flops=step_flops))
-    if reference is None:
+        extra=dict(extra, steps_per_second=1 / float(np.median(samples)),
+                   first_call_seconds=warmup, **flops_extra), flops=step_flops))
+    if torch_timing is None:
       continue
-    torch_lib, diffwave = reference.torch, _torch_diffwave()
-    reference.seed(0)
-    torch_step = diffwave.TrainStep(diffwave.params_from_tfspeech(task.config),
-                                    learning_rate=config.learning_rate)
-    torch_step.model.to(reference.device)
-    torch_step.noise_level = torch_step.noise_level.to(reference.device)
-    y = torch_lib.from_numpy(audio.numpy()).to(reference.device)
-    x = reference.channels_first(mel)
-    samples, warmup = _timed(ctx, lambda: torch_step(y, x), 3)
-    log_step(ctx, f"diffwave train {preset} b{batch_size} pytorch reference", samples, warmup)
+    samples, warmup = torch_timing
     measurements.append(torch_row(
         f"pytorch reference {preset}", samples, reference, group=group, work=audio_seconds,
         work_unit="audio s",
         note=(f"{1 / np.median(samples):.3g} steps/s; {REFERENCE} learner.py step (Adam, L1) "
-              "on the same audio and mels; "),
-        extra=dict(extra, first_call_seconds=warmup), flops=step_flops))
+              "on the same audio and mels; timed before tfspeech's step; "),
+        extra=dict(extra, steps_per_second=1 / float(np.median(samples)),
+                   first_call_seconds=warmup), flops=step_flops))
   return measurements
 
 
