@@ -29,18 +29,19 @@ draws for it may pass 50 channels (`vocode` reads any count, only the exported i
 fixes 6). The cost is 6 floats of noise per output sample (a 10 s clip: 5.3 MB).
 
 Forms: the exported form of a fixed step count unrolls the S steps (S calls of one traced
-network, no control flow; frozen graphs inline them, a SavedModel keeps the calls); `in_process()` runs the same arithmetic as one `tf.while_loop`,
-whose schedule is a tensor. `vocode_schedule` (what `steps=runtime` exports) is that loop
-with the betas an input (any betas, any number of steps, one copy of the network): TFLite
-converts it to builtins and one WHILE, TFJS runs it with `executeAsync`. Each step is aligned
-to a fractional training step in the graph, as the reference's fast sampling does for its
-`inference_noise_schedule` (lmnt-com/diffwave inference.py), so the 6-step fast schedule and
-the 50-step training schedule given as betas give the audio of `steps=6` and `steps=50`.
-Betas are checked where they are known: as a flag or Python values (non-empty, each in
-(0, 1), the noise levels inside the training range: ValueError), and by the SavedModel's
-graph (InvalidArgumentError naming vocoder_betas). TFLite and TFJS drop graph checks: there
-betas outside (0, 1) give NaN audio, an empty schedule returns the clipped starting noise,
-and noise levels outside the training range are clamped to its ends.
+network, no control flow; frozen graphs inline them, a SavedModel keeps the calls);
+`in_process()` runs the same arithmetic as one `tf.while_loop`, whose schedule is a tensor.
+`vocode_schedule` (what `steps=runtime` exports) is that loop with the betas an input (any
+betas, any number of steps, one copy of the network): TFLite converts it to builtins and one
+WHILE, TFJS runs it with `executeAsync`. Each step is aligned to a fractional training step in
+the graph, as the reference's fast sampling does for its `inference_noise_schedule`
+(lmnt-com/diffwave inference.py), so the 6-step fast schedule and the 50-step training schedule
+given as betas give the audio of `steps=6` and `steps=50`. Betas are checked where they are
+known: as a flag or Python values (non-empty, each in (0, 1), the noise levels inside the
+training range: ValueError), and by the SavedModel's graph (InvalidArgumentError naming
+vocoder_betas). TFLite and TFJS drop graph checks: there betas outside (0, 1) give NaN audio,
+an empty schedule returns the clipped starting noise, and noise levels outside the training
+range are clamped to its ends.
 """
 
 from typing import Optional
