@@ -1,5 +1,8 @@
 """tfspeech.models.unrolled: one traced step function per owner, key and inlining mode."""
 
+import gc
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -70,3 +73,15 @@ def test_a_caller_keeps_the_call_only_when_not_inlined():
                                                              "StatefulPartitionedCall")]
   assert len(calls) == 3 and len({op.get_attr("f").name for op in calls}) == 1
   assert owner.traces == 1
+
+
+def test_the_functions_do_not_keep_their_owner_alive():
+  owner = _Owner()
+  spec = [tf.TensorSpec([None], tf.float32)]
+  unrolled.step_function(owner, "step", owner.step, spec)(tf.ones([2]))
+  with unrolled.calls_not_inlined():
+    unrolled.step_function(owner, "step", owner.step, spec)(tf.ones([2]))
+  alive = weakref.ref(owner)
+  del owner
+  gc.collect()
+  assert alive() is None

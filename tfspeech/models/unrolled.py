@@ -22,15 +22,22 @@ from the SavedModel, and is unaffected.
 
 import contextlib
 import threading
-import weakref
 from typing import Callable, Hashable, Iterator, Sequence
 
 import tensorflow as tf
 
 _STATE = threading.local()
-# owner → {(key, not inlined): tf.function}. Not an attribute of the owner: a SavedModel saves
-# every tf.function it finds on a saved object, so both modes' traces would be stored.
-_FUNCTIONS = weakref.WeakKeyDictionary()
+_CACHE_ATTRIBUTE = "_tfspeech_step_functions"
+
+
+class _StepFunctions:
+  """{(key, not inlined): tf.function}, held by the owner. A plain object, not a dict: a
+  SavedModel saves the tf.functions it finds in a saved object's (tracked) dicts, and would
+  store both modes' traces; a module-level WeakKeyDictionary would keep every owner alive,
+  since the functions' closures refer to their owner."""
+
+  def __init__(self):
+    self.functions = {}
 
 
 def not_inlined() -> bool:
@@ -65,7 +72,7 @@ def step_function(owner, key: Hashable, python_function: Callable,
     a `tf.function` (AutoGraph off: the step is straight-line code), `_noinline` inside
     `calls_not_inlined()`.
   """
-  functions = _FUNCTIONS.setdefault(owner, {})
+  functions = owner.__dict__.setdefault(_CACHE_ATTRIBUTE, _StepFunctions()).functions
   noinline = not_inlined()
   if (key, noinline) not in functions:
     functions[key, noinline] = tf.function(
