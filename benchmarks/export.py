@@ -182,20 +182,18 @@ class _Comparison:
     preset: for `extra`.
   """
 
-  def __init__(self, ctx, graph, inputs, output, group, preset, all_precisions=True,
-               js_runtimes=True):
+  def __init__(self, ctx, graph, inputs, output, group, preset, every_variant=True):
     self.ctx, self.graph, self.inputs, self.output = ctx, graph, inputs, output
     self.group, self.preset = group, preset
-    # Quantized variants (TFLite float16 / dynamic range, TFJS float16) for one preset per
-    # model: each is one more conversion (tens of seconds to minutes for the big presets)
-    # for a size and speed ratio that differs little between presets.
-    self.tflite_precisions = TFLITE_PRECISIONS if all_precisions else TFLITE_PRECISIONS[:1]
-    self.tfjs_precisions = TFJS_PRECISIONS if all_precisions else TFJS_PRECISIONS[:1]
-    # The JavaScript runtimes (LiteRT.js in Node and Chromium, TFJS in Node) for one preset per
-    # model too: each is a conversion at this run's shapes plus Node / browser processes whose
-    # calls are 5-15x TF's (ljspeech Grad-TTS: 11.6 s LiteRT.js, 19.5 s TFJS wasm per call),
-    # and what a page ships is the small preset.
-    self.js_runtimes = js_runtimes
+    # Quantized variants (TFLite float16 / dynamic range, TFJS float16) and the JavaScript
+    # runtimes (LiteRT.js in Node and Chromium, TFJS in Node) for one preset per model
+    # (`every_variant`); the others get TF and TFLite float32. Each quantized variant is one
+    # more conversion (tens of seconds to minutes for the big presets) for a size and speed
+    # ratio that differs little between presets; each JS runtime is a conversion plus Node /
+    # browser processes whose calls are 5-15x TF's (ljspeech Grad-TTS: 11.6 s LiteRT.js,
+    # 19.5 s TFJS wasm per call), and what a page ships is the small preset.
+    self.every_variant = every_variant
+    self.tflite_precisions = TFLITE_PRECISIONS if every_variant else TFLITE_PRECISIONS[:1]
     self.dir = ctx.tmp_dir / preset
     self.frozen_dir = str(self.dir / "frozen")
     self.measurements = []
@@ -333,7 +331,7 @@ class _Comparison:
     from tfspeech.export import tfjs
     backends = node_backends()
     plan = []  # (precision, backend, estimated seconds per call)
-    for precision in self.tfjs_precisions:
+    for precision in TFJS_PRECISIONS:
       for backend in (backends if precision == "float32" else backends[:1]):
         label = backend or "cpu"
         estimate = tf_seconds * NODE_SLOWDOWN[label]
@@ -386,7 +384,7 @@ class _Comparison:
     """All variants; returns the Measurements (TF first, the baseline)."""
     tf_samples, first = self.tf_baseline(audio_seconds_of)
     self.tflite()
-    if not self.js_runtimes:
+    if not self.every_variant:
       self.skipped.append("LiteRT.js and TFJS: another preset's rows")
       with_tfjs = False
     else:
@@ -397,7 +395,7 @@ class _Comparison:
       self.skipped.append(tfjs_skip_reason)
     note = (f"frozen SavedModel {_size_mb(self.frozen_dir):.2f} MB; reference of the errors; "
             f"{_cores()} cores")
-    if self.tflite_precisions != TFLITE_PRECISIONS:
+    if not self.every_variant:
       self.skipped.append("float32 only (quantized variants: another preset's rows)")
     if self.skipped:
       note += "; " + "; ".join(self.skipped)
@@ -452,7 +450,7 @@ def grad_tts_export(ctx):
     inputs = grad_tts_inputs(graph, GRAD_TTS_TOKENS, config.n_vocab)
     comparison = _Comparison(ctx, graph, inputs, "mel",
                              f"{preset}, {GRAD_TTS_TOKENS} ids, {n_timesteps} steps", preset,
-                             all_precisions=preset == "tiny", js_runtimes=preset == "tiny")
+                             every_variant=preset == "tiny")
     measurements += comparison.run(
         lambda out: float(out["mel_lengths"][0]) * HOP_LENGTH / SAMPLE_RATE)
   return measurements
@@ -485,7 +483,6 @@ def hifigan_export(ctx):
     comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32),
                                           "mel_lengths": np.array([frames], np.int32)}, "audio",
                              f"{preset}, {seconds:g} s", preset,
-                             all_precisions=preset in ("tiny", "v2"),
-                             js_runtimes=preset in ("tiny", "v2"))
+                             every_variant=preset in ("tiny", "v2"))
     measurements += comparison.run(lambda out: out["audio"].shape[1] / SAMPLE_RATE)
   return measurements
