@@ -45,7 +45,7 @@ def _conv(filters, kernel_size, dilation, normalization, name, initializer):
 
 
 class ResBlock1(keras.layers.Layer):
-  """Per dilation d: x += conv_k(lrelu(conv_{k,d}(lrelu(x)))). `[b, t, c] -> [b, t, c]`."""
+  """Per dilation d: x += conv_k(lrelu(conv_{k,d}(lrelu(x)))). `[b, 1, t, c] -> [b, 1, t, c]`."""
 
   def __init__(self, channels, kernel_size, dilations, normalization="weight", **kwargs):
     super().__init__(**kwargs)
@@ -74,13 +74,13 @@ class ResBlock1(keras.layers.Layer):
 
   def call(self, x):
     for dilated, plain in zip(self.dilated_convs, self.plain_convs):
-      residual = dilated(tf.nn.leaky_relu(x, LRELU_SLOPE))
-      x = x + plain(tf.nn.leaky_relu(residual, LRELU_SLOPE))
+      residual = dilated.call_image(tf.nn.leaky_relu(x, LRELU_SLOPE))
+      x = x + plain.call_image(tf.nn.leaky_relu(residual, LRELU_SLOPE))
     return x
 
 
 class ResBlock2(keras.layers.Layer):
-  """Per dilation d: x += conv_{k,d}(lrelu(x)). `[b, t, c] -> [b, t, c]`."""
+  """Per dilation d: x += conv_{k,d}(lrelu(x)). `[b, 1, t, c] -> [b, 1, t, c]`."""
 
   def __init__(self, channels, kernel_size, dilations, normalization="weight", **kwargs):
     super().__init__(**kwargs)
@@ -102,7 +102,7 @@ class ResBlock2(keras.layers.Layer):
 
   def call(self, x):
     for conv in self.dilated_convs:
-      x = x + conv(tf.nn.leaky_relu(x, LRELU_SLOPE))
+      x = x + conv.call_image(tf.nn.leaky_relu(x, LRELU_SLOPE))
     return x
 
 
@@ -176,13 +176,10 @@ class HifiGanGenerator(keras.Model):
     return layers
 
   def _upsample(self, stage, x):
-    rate = self.config.upsample_rates[stage]
-    crop = (self.config.upsample_kernel_sizes[stage] - rate) // 2
-    frames = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
-    y = self.upsamplers[stage](x)
-    # torch ConvTranspose1d(padding=(k-u)//2) drops `crop` samples at each end
+    # torch ConvTranspose1d(padding=(k-u)//2) drops that many samples at each end
     # of the (frames - 1) * u + k outputs, leaving exactly u * frames.
-    return y[:, crop:crop + rate * frames]
+    crop = (self.config.upsample_kernel_sizes[stage] - self.config.upsample_rates[stage]) // 2
+    return self.upsamplers[stage].call_image_cropped(x, crop)
 
   def call(self, mel):
     """`[batch, frames, num_mels]` log mels -> `[batch, frames * hop_length]` audio."""
@@ -190,12 +187,18 @@ class HifiGanGenerator(keras.Model):
     if mel.shape.rank != 3 or (mel.shape[-1] is not None and mel.shape[-1] != self.config.num_mels):
       raise ValueError(f"{self.name}: mel must have shape [batch, frames, {self.config.num_mels}], "
                        f"got {mel.shape}")
-    x = self.conv_pre(mel)
+    # Activations stay a height-1 image [batch, 1, time, channels] from here to the end
+    # (see NormalizedConv1D.call_image).
+    x = self.conv_pre.call_image(tf.expand_dims(tf.cast(mel, self.compute_dtype), 1))
     for stage, blocks in enumerate(self.resblocks):
       x = self._upsample(stage, tf.nn.leaky_relu(x, LRELU_SLOPE))
-      x = tf.add_n([block(x) for block in blocks]) / len(blocks)
-    x = self.conv_post(tf.nn.leaky_relu(x, FINAL_LRELU_SLOPE))
-    return tf.tanh(x[..., 0])
+      # A chain of adds, not ADD_N, which LiteRT's XNNPACK delegate does not take.
+      total = blocks[0](x)
+      for block in blocks[1:]:
+        total = total + block(x)
+      x = total * (1.0 / len(blocks))
+    x = tf.tanh(self.conv_post.call_image(tf.nn.leaky_relu(x, FINAL_LRELU_SLOPE)))
+    return tf.reshape(x, [tf.shape(x)[0], -1])
 
   def remove_weight_norm(self):
     """Returns an equivalent generator with plain kernels (weight norm folded in).

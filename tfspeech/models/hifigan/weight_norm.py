@@ -198,6 +198,36 @@ class NormalizedConv1D(_NormalizedKernelMixin, keras.layers.Conv1D):
                               padding=self.padding.upper())
 
 
+  def call_image(self, inputs):
+    """The same convolution on a height-1 image: `[batch, 1, time, in]` -> `[batch, 1, time',
+    filters]`, inference-mode kernel.
+
+    A generator that keeps its activations 4-D end to end converts to TFLite as one chain of
+    CONV_2D ops (no EXPAND_DIMS / STRIDED_SLICE around each, which split LiteRT's XNNPACK
+    delegate into a partition per layer), and TF skips a copy per layer. torch's symmetric
+    `time_padding` equals "SAME" padding when it is `dilation * (kernel - 1) / 2` (odd
+    kernels, stride 1): then no PAD op either.
+    """
+    if getattr(self, "groups", 1) != 1:
+      raise ValueError(f"{self.name}: call_image takes ungrouped convolutions only")
+    width, stride, dilation = self.kernel_size[0], self.strides[0], self.dilation_rate[0]
+    padding = self.padding.upper()
+    if self.time_padding:
+      if stride == 1 and 2 * self.time_padding == dilation * (width - 1):
+        padding = "SAME"
+      else:
+        inputs = tf.pad(inputs, [[0, 0], [0, 0], [self.time_padding] * 2, [0, 0]])
+    kernel = tf.cast(self.kernel, inputs.dtype)[None]
+    if dilation > 1 and not convolution.native_dilation_supported():
+      outputs = tf.nn.convolution(inputs, kernel, [1, stride], padding, dilations=[1, dilation])
+    else:
+      outputs = tf.nn.conv2d(inputs, kernel, [1, 1, stride, 1], padding,
+                             dilations=[1, 1, dilation, 1])
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
+    return outputs
+
+
 class NormalizedConv2D(_NormalizedKernelMixin, keras.layers.Conv2D):
   """`keras.layers.Conv2D` (valid padding) with weight/spectral norm; pads axis 1 only.
 
@@ -221,3 +251,27 @@ class NormalizedConv1DTranspose(_NormalizedKernelMixin, keras.layers.Conv1DTrans
   def _convolve(self, inputs, kernel):
     del kernel  # Conv1DTranspose.call reads the (weight-normalised) `kernel` property itself.
     return keras.layers.Conv1DTranspose.call(self, inputs)
+
+  def call_image_cropped(self, inputs, crop: int):
+    """`[batch, 1, frames, in]` -> `[batch, 1, stride * frames, filters]`: the transposed
+    convolution's output without its first `crop` samples (torch's `padding=crop`).
+
+    When `crop` is `(kernel - stride) / 2` this is TF's "SAME" padding, so the output has the
+    exact length and no slice follows (the TFLite/TFJS export turns that form into a
+    stride-1 convolution and a reshape: `tfspeech.export.frozen_graph`); otherwise a slice
+    cuts the "VALID" output.
+    """
+    width, stride = self.kernel_size[0], self.strides[0]
+    batch, frames = tf.shape(inputs)[0], tf.shape(inputs)[2]
+    kernel = tf.cast(self.kernel, inputs.dtype)[None]  # [1, k, filters, in]
+    if 2 * crop == width - stride:
+      outputs = tf.nn.conv2d_transpose(inputs, kernel, [batch, 1, stride * frames, self.filters],
+                                       [1, 1, stride, 1], "SAME")
+    else:
+      full = tf.nn.conv2d_transpose(
+          inputs, kernel, [batch, 1, (frames - 1) * stride + width, self.filters],
+          [1, 1, stride, 1], "VALID")
+      outputs = full[:, :, crop:crop + stride * frames]
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
+    return outputs
