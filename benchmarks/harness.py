@@ -149,7 +149,7 @@ def not_requested(c: Case) -> Case:
   """A stand-in for on-request case `c` that a default selection reports as skipped."""
   def skip(ctx):
     del ctx
-    raise Skip(f"runs on request only: --suite={c.suite} --cases={c.name}")
+    raise Skip(f"runs on request only: --suite={c.suite} --cases={c.name}, or --extended")
   return Case(c.suite, c.name, skip, c.description, c.placeholder, on_request=True)
 
 
@@ -336,12 +336,15 @@ class Context:
     repeats_override: --repeats, or None for each case's default.
     tmp_dir: an empty directory, deleted after the case.
     log: prints a progress line.
+    extended: --extended: also the variants that --suite=all leaves out for its 30 minutes
+      (rows that no open target names, e.g. batch 16 of a model whose targets are met).
   """
   device: str
   quick: bool
   repeats_override: Optional[int]
   tmp_dir: pathlib.Path
   log: Callable[[str], None] = print
+  extended: bool = False
 
   @property
   def device_label(self) -> str:
@@ -395,7 +398,8 @@ def _measurement_records(measurements, default_device):
 
 
 def run_case(c: Case, device: str = "cpu", quick: bool = False,
-             repeats: Optional[int] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
+             repeats: Optional[int] = None, log: Callable[[str], None] = print,
+             extended: bool = False) -> Dict[str, Any]:
   """Runs one case; never raises except for KeyboardInterrupt/SystemExit.
 
   Returns:
@@ -423,7 +427,8 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
 
     try:
       with probe:
-        measurements = c.fn(Context(device, quick, repeats, pathlib.Path(tmp), log_with_peak))
+        measurements = c.fn(Context(device, quick, repeats, pathlib.Path(tmp), log_with_peak,
+                                    extended))
       record["measurements"] = _measurement_records(measurements, device.upper())
     except Skip as e:
       record.update(status="skipped", message=str(e))
@@ -477,7 +482,8 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
               options: Optional[dict] = None,
               peak: Optional[Callable[[str], Dict[str, Any]]] = None,
               partial: Optional[Callable[[Dict[str, Any]], Any]] = None,
-              runner: Optional[Callable[[Case], Dict[str, Any]]] = None) -> Dict[str, Any]:
+              runner: Optional[Callable[[Case], Dict[str, Any]]] = None,
+              extended: bool = False) -> Dict[str, Any]:
   """Runs `selected` in order and returns the whole results document (see `write_results`).
 
   `runner(case)` returns one case's record (default: `run_case` in this process;
@@ -501,6 +507,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
     env["load_average_before"], env["load_average_after"] = load_before, _load_average()
     return {"schema_version": SCHEMA_VERSION,
             "options": dict(options or {}, device=device, quick=quick, repeats=repeats,
+                            extended=extended,
                             **more_options),
             "started_at": started.isoformat(timespec="seconds"),
             "finished_at": finished.isoformat(timespec="seconds"),
@@ -509,7 +516,8 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
 
   for index, c in enumerate(selected, 1):
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name} ...")
-    record = (runner(c) if runner is not None else run_case(c, device, quick, repeats, log))
+    record = (runner(c) if runner is not None
+              else run_case(c, device, quick, repeats, log, extended))
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name}: {record['status']} "
         f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
     records.append(record)

@@ -69,8 +69,8 @@ SLOW_CALL_SECONDS = 20.0
 # (at least one, at most the case's default), unless --repeats: a 1 s call gets its 5
 # samples, a 2.5 s call 2, a 4 s call one. --suite=all must fit in 30 minutes (issue #22); the
 # interquartile range of the repeats was 2% of the median in a typical case of the 2026-12-06
-# run (6% at the 90th percentile), so a third sample of a 3 s call bought little.
-TIMING_BUDGET_SECONDS = 6.0
+# run (6% at the 90th percentile), so a third sample of a 2.5 s call bought little.
+TIMING_BUDGET_SECONDS = 5.0
 
 
 def _timed(ctx, fn, default_repeats):

@@ -311,15 +311,28 @@ def test_case_command_runs_one_case_alone_with_the_run_settings():
 from absl import flags
 import benchmarks.run as run
 from benchmarks import harness
-flags.FLAGS(["run", "--quick", "--repeats=3", "--device=cpu"])
+flags.FLAGS(["run", "--quick", "--repeats=3", "--device=cpu", "--extended"])
 print(run._case_command(harness.Case("infer", "pitch (YIN)", lambda ctx: []), "/tmp/r.json"))
 """
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=str(REPO_ROOT), timeout=120, check=True).stdout
   for arg in ("'-m', 'benchmarks.run'", "'--suite=infer'", "'--cases=pitch (YIN)'",
               "'--noisolate'", "'--record_to=/tmp/r.json'", "'--quick'", "'--repeats=3'",
-              "'--device=cpu'"):
+              "'--device=cpu'", "'--extended'"):
     assert arg in out, out
+
+
+def test_extended_reaches_the_case_and_on_request_cases_say_how_to_run_them():
+  seen = []
+  record = harness.run_case(harness.Case("ops", "sees", lambda ctx: seen.append(ctx.extended)
+                                         or []), extended=True)
+  assert record["status"] == "ok" and seen == [True]
+  harness.run_case(harness.Case("ops", "sees", lambda ctx: seen.append(ctx.extended) or []))
+  assert seen == [True, False]
+  stand_in = harness.not_requested(harness.Case("prepare", "tiny corpus", lambda ctx: []))
+  record = harness.run_case(stand_in)
+  assert record["status"] == "skipped"
+  assert "--cases=tiny corpus" in record["message"] and "--extended" in record["message"]
 
 
 def test_each_progress_line_reports_the_peak_memory_of_its_own_stage():
