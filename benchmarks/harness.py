@@ -789,11 +789,17 @@ def plot_ratios(results: Dict[str, Any], path: os.PathLike) -> None:
   plt.close(fig)
 
 
-def write_results(results: Dict[str, Any], out_dir: os.PathLike) -> Dict[str, Optional[str]]:
+class _NoPlot(Exception):
+  pass
+
+
+def write_results(results: Dict[str, Any], out_dir: os.PathLike,
+                  plot: bool = True) -> Dict[str, Optional[str]]:
   """Writes results.json, results.md and ratios.png into `out_dir` (created if needed).
 
-  The plot needs matplotlib (`pip install .[bench]`); without it the other two
-  files are still written and the returned "plot" path is None.
+  The plot needs matplotlib (`pip install .[bench]`); without it (or with `plot=False`, as
+  the partial writes after each case do: drawing took ~2 s a case) the other two files are
+  still written and the returned "plot" path is None.
 
   Returns:
     dict "json", "markdown", "plot" → path written (or None).
@@ -802,7 +808,11 @@ def write_results(results: Dict[str, Any], out_dir: os.PathLike) -> Dict[str, Op
   out.mkdir(parents=True, exist_ok=True)
   paths = {"json": out / "results.json", "markdown": out / "results.md", "plot": out / "ratios.png"}
   try:
+    if not plot:
+      raise _NoPlot()
     plot_ratios(results, paths["plot"])
+  except _NoPlot:
+    paths["plot"] = None
   except ImportError as e:
     print(f"not writing {paths['plot']}: {e}; install matplotlib (`pip install .[bench]`)",
           file=sys.stderr)

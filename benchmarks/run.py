@@ -268,7 +268,7 @@ def main(argv):
         selected, device=FLAGS.device, quick=FLAGS.quick, repeats=FLAGS.repeats,
         options={"suites": suites, "cases": FLAGS.cases, "command": " ".join(sys.argv),
                  "isolated": FLAGS.isolate},
-        partial=lambda document: harness.write_results(document, FLAGS.out),
+        partial=lambda document: harness.write_results(document, FLAGS.out, plot=False),
         runner=_run_isolated if FLAGS.isolate else None, extended=FLAGS.extended)
   paths = harness.write_results(results, FLAGS.out)
   print(harness.to_markdown(results))
