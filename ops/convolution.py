@@ -49,8 +49,20 @@ def conv1d(x, kernel, bias=None, stride: int = 1, dilation: int = 1, padding: st
   if dilation > 1 and not native_dilation_supported():
     y = tf.nn.convolution(x, kernel, stride, padding, dilations=dilation)
     return y if bias is None else tf.nn.bias_add(y, tf.cast(bias, x.dtype))
-  y = tf.nn.conv2d(x[:, None], kernel[None], [1, 1, stride, 1], padding,
-                   dilations=[1, 1, dilation, 1])
-  if bias is not None:
-    y = tf.nn.bias_add(y, tf.cast(bias, x.dtype))
-  return y[:, 0]
+  return conv1d_image(x[:, None], kernel, bias, stride, dilation, padding)[:, 0]
+
+
+def conv1d_image(x, kernel, bias=None, stride: int = 1, dilation: int = 1,
+                 padding: str = "VALID"):
+  """`conv1d` on a height-1 image: `[batch, 1, time, in]` -> `[batch, 1, time', out]`.
+
+  For networks that keep their activations 4-D from layer to layer (HiFi-GAN's generator):
+  no reshape around each convolution, which in TFLite split LiteRT's XNNPACK delegate into a
+  partition per layer. Arguments as `conv1d`.
+  """
+  kernel = tf.cast(kernel, x.dtype)[None]
+  if dilation > 1 and not native_dilation_supported():
+    y = tf.nn.convolution(x, kernel, [1, stride], padding, dilations=[1, dilation])
+  else:
+    y = tf.nn.conv2d(x, kernel, [1, 1, stride, 1], padding, dilations=[1, 1, dilation, 1])
+  return y if bias is None else tf.nn.bias_add(y, tf.cast(bias, x.dtype))

@@ -217,15 +217,8 @@ class NormalizedConv1D(_NormalizedKernelMixin, keras.layers.Conv1D):
         padding = "SAME"
       else:
         inputs = tf.pad(inputs, [[0, 0], [0, 0], [self.time_padding] * 2, [0, 0]])
-    kernel = tf.cast(self.kernel, inputs.dtype)[None]
-    if dilation > 1 and not convolution.native_dilation_supported():
-      outputs = tf.nn.convolution(inputs, kernel, [1, stride], padding, dilations=[1, dilation])
-    else:
-      outputs = tf.nn.conv2d(inputs, kernel, [1, 1, stride, 1], padding,
-                             dilations=[1, 1, dilation, 1])
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
-    return outputs
+    return convolution.conv1d_image(inputs, self.kernel, self.bias if self.use_bias else None,
+                                    stride=stride, dilation=dilation, padding=padding)
 
 
 class NormalizedConv2D(_NormalizedKernelMixin, keras.layers.Conv2D):
