@@ -390,19 +390,15 @@ class _Comparison:
                     "tfjs", precision, convert_seconds, extra_note=extra_note, backend=label,
                     warmup_calls=0 if slow else 1)
 
-  def run(self, audio_seconds_of, with_tfjs=True, tfjs_skip_reason=""):
+  def run(self, audio_seconds_of):
     """All variants; returns the Measurements (TF first, the baseline)."""
     tf_samples, first = self.tf_baseline(audio_seconds_of)
     self.tflite()
     if not self.every_variant:
       self.skipped.append("LiteRT.js and TFJS: another preset's rows")
-      with_tfjs = False
     else:
       self.litertjs(float(np.median(tf_samples)))
-    if with_tfjs:
       self.tfjs(float(np.median(tf_samples)))
-    elif tfjs_skip_reason:
-      self.skipped.append(tfjs_skip_reason)
     note = (f"frozen SavedModel {_size_mb(self.frozen_dir):.2f} MB; reference of the errors; "
             f"{_cores()} cores")
     if not self.every_variant:

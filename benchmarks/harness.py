@@ -789,10 +789,6 @@ def plot_ratios(results: Dict[str, Any], path: os.PathLike) -> None:
   plt.close(fig)
 
 
-class _NoPlot(Exception):
-  pass
-
-
 def write_results(results: Dict[str, Any], out_dir: os.PathLike,
                   plot: bool = True) -> Dict[str, Optional[str]]:
   """Writes results.json, results.md and ratios.png into `out_dir` (created if needed).
@@ -807,16 +803,15 @@ def write_results(results: Dict[str, Any], out_dir: os.PathLike,
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = {"json": out / "results.json", "markdown": out / "results.md", "plot": out / "ratios.png"}
-  try:
-    if not plot:
-      raise _NoPlot()
-    plot_ratios(results, paths["plot"])
-  except _NoPlot:
+  if not plot:
     paths["plot"] = None
-  except ImportError as e:
-    print(f"not writing {paths['plot']}: {e}; install matplotlib (`pip install .[bench]`)",
-          file=sys.stderr)
-    paths["plot"] = None
+  else:
+    try:
+      plot_ratios(results, paths["plot"])
+    except ImportError as e:
+      print(f"not writing {paths['plot']}: {e}; install matplotlib (`pip install .[bench]`)",
+            file=sys.stderr)
+      paths["plot"] = None
   results = dict(results, files={k: (p.name if p else None) for k, p in paths.items()})
   paths["json"].write_text(json.dumps(results, indent=2, allow_nan=True) + "\n", encoding="utf-8")
   paths["markdown"].write_text(to_markdown(results), encoding="utf-8")
