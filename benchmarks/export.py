@@ -1,7 +1,8 @@
 """Exported-model speed, size and parity: TF vs TFLite (LiteRT) vs TFJS (Node).
 
 Every case builds untrained models from presets (weights do not change the cost of a call of
-a given size), wraps them in the export's inference graphs (`tfspeech.export.
+a given size; HiFi-GAN's are perturbed like a trained model's, `tfspeech.testing.
+randomize_weights`, so that the quantized rows' errors include non-zero biases), wraps them in the export's inference graphs (`tfspeech.export.
 inference_graphs`), and compares, on the same inputs in the same run:
 
 - TF: the inference graph's `tf.function` (the baseline of its group);
@@ -37,9 +38,9 @@ Cases:
   ~4 frames per id, as `benchmarks/models.py` does), presets tiny (every precision and
   runtime) and ljspeech (TF and TFLite float32).
 - export/hifigan: `MelToAudio` on random mels of 4 s (2 s with --quick), presets v1, v3
-  (TF and TFLite float32) and v2 (every precision and runtime, and the PyTorch reference
-  generator on the same mel: issue #22 asks LiteRT float32 for 1.5x it; each TFLite row's
-  note gives that ratio); --quick: tiny.
+  (TF, TFLite float32 and dynamic range) and v2 (every precision and runtime), each with the
+  PyTorch reference generator on the same mel (issue #22 asks LiteRT float32 for 1.5x it on
+  V2; each TFLite row's note gives its ratio); --quick: tiny, no reference.
 
 Per row: throughput in audio seconds per wall second (the inverse of the real-time factor,
 wall / audio, that tfspeech-synthesize, tfspeech-vocode and the web demo print), the artifact
@@ -186,7 +187,8 @@ class _Comparison:
     preset: for `extra`.
   """
 
-  def __init__(self, ctx, graph, inputs, output, group, preset, every_variant=True):
+  def __init__(self, ctx, graph, inputs, output, group, preset, every_variant=True,
+               tflite_precisions=None):
     self.ctx, self.graph, self.inputs, self.output = ctx, graph, inputs, output
     self.group, self.preset = group, preset
     # Quantized variants (TFLite float16 / dynamic range, TFJS float16) and the JavaScript
@@ -197,7 +199,8 @@ class _Comparison:
     # browser processes whose calls are 5-15x TF's (ljspeech Grad-TTS: 11.6 s LiteRT.js,
     # 19.5 s TFJS wasm per call), and what a page ships is the small preset.
     self.every_variant = every_variant
-    self.tflite_precisions = TFLITE_PRECISIONS if every_variant else TFLITE_PRECISIONS[:1]
+    self.tflite_precisions = tuple(tflite_precisions or (
+        TFLITE_PRECISIONS if every_variant else TFLITE_PRECISIONS[:1]))
     self.dir = ctx.tmp_dir / preset
     self.frozen_dir = str(self.dir / "frozen")
     self.measurements = []
@@ -401,8 +404,9 @@ class _Comparison:
       self.tfjs(float(np.median(tf_samples)))
     note = (f"frozen SavedModel {_size_mb(self.frozen_dir):.2f} MB; reference of the errors; "
             f"{_cores()} cores")
-    if not self.every_variant:
-      self.skipped.append("float32 only (quantized variants: another preset's rows)")
+    left_out = [p for p in TFLITE_PRECISIONS if p not in self.tflite_precisions]
+    if left_out:
+      self.skipped.append(f"TFLite {', '.join(left_out)}: another preset's rows")
     if self.skipped:
       note += "; " + "; ".join(self.skipped)
     baseline = harness.Measurement(
@@ -474,24 +478,31 @@ def hifigan_export(ctx):
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
   from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
+  from tfspeech import testing
   seconds = HIFIGAN_SECONDS_QUICK if ctx.quick else HIFIGAN_SECONDS
   measurements = []
   # tiny is left out of the full suite (its rows were the fastest Node ones, nothing a user
   # ships); V2, the issue's LiteRT-vs-PyTorch target and the browser demo's vocoder, gets the
-  # quantized variants and the JavaScript runtimes.
+  # quantized variants and the JavaScript runtimes. V1 and V3 get dynamic range too: V1 runs
+  # at the float32 peak in TF and in LiteRT, where precision is the lever left (issue #22).
+  # Every preset is timed against the PyTorch reference generator on the same mel.
   for preset in (("tiny",) if ctx.quick else ("v1", "v2", "v3")):
     tf.keras.utils.set_random_seed(0)
     network = get_preset(preset)
-    graph = inference_graphs.MelToAudio(HifiGanServing(HifiGanGenerator(network,
-                                                                        weight_norm=False)))
+    generator = HifiGanGenerator(network, weight_norm=False)
+    graph = inference_graphs.MelToAudio(HifiGanServing(generator))
+    # Errors of the quantized rows with weights like a trained model's (non-zero biases).
+    testing.randomize_weights([generator], seed=0)
     frames = int(round(seconds * SAMPLE_RATE / graph.hop_length))
     mel = np.random.default_rng(0).normal(-5.0, 2.0, (1, frames, graph.n_mels))
     comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32),
                                           "mel_lengths": np.array([frames], np.int32)}, "audio",
                              f"{preset}, {seconds:g} s", preset,
-                             every_variant=preset in ("tiny", "v2"))
+                             every_variant=preset in ("tiny", "v2"),
+                             tflite_precisions=(None if preset in ("tiny", "v2")
+                                                else ("float32", "dynamic_range")))
     rows = comparison.run(lambda out: out["audio"].shape[1] / SAMPLE_RATE)
-    if preset == "v2":  # issue #22: LiteRT float32 against the PyTorch reference
+    if not ctx.quick:
       rows += _torch_hifigan_row(ctx, network, mel, comparison, rows)
     measurements += rows
   return measurements

@@ -2,11 +2,44 @@
 
 import contextlib
 
+import numpy as np
 import tensorflow as tf
 
 # Ops that call back into the Python interpreter. A graph containing any of them
 # cannot be exported, run under XLA, or run without Python.
 PYTHON_OP_TYPES = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc", "NumpyFunction"})
+
+
+# `randomize_weights`: a variable with spread (kernels, embeddings) moves by N(0, this * its
+# std); one that starts constant (biases and offsets 0, norm scales 1, ReZero gates 0, the
+# prenet's zero projection, weight-norm gains) by N(0, this * max(|value|, 1)). Small enough
+# that outputs stay finite and of the untrained model's size, large enough that no bias,
+# offset or gate is zero (or folds away when frozen).
+WEIGHT_JITTER = 0.2
+CONSTANT_JITTER = 0.1
+
+
+def randomize_weights(layers, seed: int) -> int:
+  """Perturbs every float variable of `layers` (Keras layers/models) in place, seeded.
+
+  Integer variables (seed-generator states) are left alone.
+
+  Returns:
+    How many variables changed.
+  """
+  rng = np.random.default_rng(seed)
+  changed = 0
+  for layer in layers:
+    for variable in layer.variables:
+      if not tf.as_dtype(variable.dtype).is_floating:
+        continue
+      value = variable.numpy()
+      spread = float(np.std(value))
+      scale = (WEIGHT_JITTER * spread if spread > 0
+               else CONSTANT_JITTER * max(float(np.max(np.abs(value))), 1.0))
+      variable.assign(value + rng.normal(0.0, scale, value.shape).astype(value.dtype))
+      changed += 1
+  return changed
 
 
 def _all_graph_defs(graph_def):
