@@ -211,6 +211,48 @@ def test_same_transposed_convs_become_polyphase_convs(width, stride):
       np.testing.assert_allclose(frozen(x)[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.parametrize("size,stride", [(4, 2), (3, 2), (2, 2), (6, 3)])
+def test_same_2d_transposed_convs_become_polyphase_convs_and_depth_to_space(size, stride):
+  """A "SAME" transposed conv with equal strides and an output of stride x the input on both
+  axes (Grad-TTS's U-Net upsamplers: 4x4, stride 2, mel bins static, frames dynamic) is
+  frozen as a stride-1 Conv2D and a DepthToSpace: the same values at any size and batch,
+  with a static or a dynamic width; unequal strides and other output sizes are left alone."""
+  rng = np.random.default_rng(size * 10 + stride)
+  kernel = tf.constant(rng.standard_normal((size, size, 3, 4)).astype(np.float32))
+  bins = 5
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, bins, 4], tf.float32, name="x"),
+                                tf.TensorSpec([None, None, None, 4], tf.float32, name="y")])
+  def fn(x, y):
+    batch, frames = tf.shape(x)[0], tf.shape(x)[1]
+    shape_y = tf.shape(y)
+    return {
+        "static_width": tf.nn.conv2d_transpose(
+            x, kernel, tf.stack([batch, stride * frames, stride * bins, 3]), stride, "SAME"),
+        "dynamic_width": tf.nn.conv2d_transpose(
+            y, kernel, tf.stack([shape_y[0], stride * shape_y[1], stride * shape_y[2], 3]),
+            stride, "SAME"),
+        "shorter": tf.nn.conv2d_transpose(
+            x, kernel, tf.stack([batch, stride * frames - 1, stride * bins, 3]), stride,
+            "SAME"),
+        "unequal_strides": tf.nn.conv2d_transpose(
+            x, kernel, tf.stack([batch, stride * frames, bins, 3]), [1, stride, 1, 1],
+            "SAME")}
+  function = fn.get_concrete_function()
+  constants = convert_variables_to_constants_v2(function).graph.as_graph_def()
+  _, counts = frozen_graph.make_converter_friendly(constants)
+  assert counts["polyphase_upsamplers"] == 2
+  frozen = frozen_graph.freeze(function)
+  ops = [n.op for n in frozen.graph.as_graph_def().node]
+  assert ops.count("Conv2DBackpropInput") == 2 and ops.count("DepthToSpace") == 2
+  for frames, batch in [(1, 1), (9, 2), (40, 3)]:
+    x = tf.constant(rng.standard_normal((batch, frames, bins, 4)).astype(np.float32))
+    y = tf.constant(rng.standard_normal((batch, frames, frames + 1, 4)).astype(np.float32))
+    for key, value in fn(x, y).items():
+      np.testing.assert_allclose(frozen(x, y)[key], value, rtol=1e-5, atol=1e-5,
+                                 err_msg=f"{key} at {frames} frames")
+
+
 def test_mel_to_audio_runs_in_few_xnnpack_partitions(exported, vocoder_run):
   """The generator's convolutions stay 4-D and its upsamplers are polyphase convs, so LiteRT's
   XNNPACK delegate takes the network in a few partitions (one per upsampler at most, between
