@@ -279,6 +279,36 @@ def _polyphase_kernel(kernel, strides, crops):
           [[top, bottom], [left, right]])
 
 
+def _phase_kernels(kernel, strides, crops):
+  """The polyphase form as one small convolution per phase, with no zero taps: a list, in
+  output-channel order `a * sw + b`, of (kernel `[ta, tb, in, out]`, pads `[[top, bottom],
+  [left, right]]`) for a "VALID" Conv2D of the padded input; None when a phase would need a
+  negative pad (then `_polyphase_kernel`'s one convolution serves)."""
+  table, pads = _polyphase_kernel(kernel, strides, crops)
+  stride_h, stride_w = strides
+  out_channels = kernel.shape[2]
+  table = table.reshape(table.shape[:3] + (stride_h, stride_w, out_channels))
+  taps = []  # per axis, per phase: the taps that phase reads (a contiguous range)
+  for axis, (stride, crop) in enumerate(zip(strides, crops)):
+    rows = _phase_taps(kernel.shape[axis], stride, crop)[0]
+    taps.append([[i for i, row in enumerate(rows) if row[phase] is not None]
+                 for phase in range(stride)])
+  phases = []
+  for a in range(stride_h):
+    for b in range(stride_w):
+      rows, columns = taps[0][a], taps[1][b]
+      if not rows or not columns:
+        return None
+      sub = table[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1, :, a, b, :]
+      phase_pads = []
+      for (before, _), first, size in zip(pads, (rows[0], columns[0]), sub.shape[:2]):
+        phase_pads.append([before - first, size - 1 - (before - first)])
+      if min(min(pad) for pad in phase_pads) < 0:
+        return None
+      phases.append((sub, phase_pads))
+  return phases
+
+
 def _stride_times(nodes, tensor_name: str, stride: int) -> bool:
   """Whether `tensor_name` is a `Mul` by the constant `stride` (an output length's form), or
   a constant multiple of `stride` (a static one)."""
@@ -294,15 +324,16 @@ def _stride_times(nodes, tensor_name: str, stride: int) -> bool:
 
 def _polyphase_upsampling(nodes_list: List[node_def_pb2.NodeDef]
                           ) -> Tuple[List[node_def_pb2.NodeDef], int]:
-  """Rewrites "SAME" transposed convolutions as a stride-1 Conv2D and an interleave.
+  """Rewrites "SAME" transposed convolutions as stride-1 Conv2Ds and an interleave.
 
   LiteRT's XNNPACK delegate takes a TRANSPOSE_CONV only with a constant output shape, so an
   upsampler with a dynamic length ran on TFLite's own kernel, between delegate partitions:
   HiFi-GAN V2, 4 s of audio: 0.091 s per call vs 0.081 s in this form; Grad-TTS's U-Net
-  upsamplers (4x4, stride 2) at ljspeech size: 66 and 73 ms in LiteRT vs 18 and 11 ms in TF.
-  The stride-1 convolution does more multiply-adds than the transposed one (zeros in the
-  phase table: 1.5x for HiFi-GAN's kernel-2x-stride, 2.25x for 4x4 stride 2), on layers
-  that are a few percent of a call.
+  upsamplers (4x4, stride 2) at ljspeech size: 66 and 73 ms in LiteRT vs 18 and 11 ms in TF,
+  now 12 and 15 ms. Each phase is its own small convolution (`_phase_kernels`), concatenated
+  phase-major: one convolution over the whole phase table (`_polyphase_kernel`, the fallback
+  when a phase would need a negative pad) multiplies zeros too, 2.25x the multiply-adds for
+  4x4 stride 2 (23 and 25 ms).
 
   Rewritten: `Conv2DBackpropInput` with a constant `[kh, kw, out, in]` filter, NHWC, no
   dilation, and an output size packed as `[batch, sh * H, sw * W, out]` (each a `Mul` by its
@@ -334,40 +365,55 @@ def _polyphase_upsampling(nodes_list: List[node_def_pb2.NodeDef]
                            and _stride_times(nodes, sizes.input[1], stride_h))):
       out.append(node)
       continue
-    table, pads = _polyphase_kernel(
-        kernel, (stride_h, stride_w),
-        [max(width - stride, 0) // 2 for width, stride in zip(kernel.shape[:2],
-                                                              (stride_h, stride_w))])
-    source = node.input[2]
-    table_node = _const_node(f"{node.name}/polyphase_kernel", table)
-    out.append(table_node)
-    padding = b"SAME"
-    if any(pad != [(taps - 1) // 2, taps // 2] for pad, taps in zip(pads, table.shape[:2])):
-      pads = _const_node(f"{node.name}/polyphase_pads",
-                         np.array([[0, 0]] + pads + [[0, 0]], np.int32))
-      pad = node_def_pb2.NodeDef(name=f"{node.name}/polyphase_pad", op="Pad",
-                                 input=[source, pads.name])
-      pad.attr["T"].CopyFrom(node.attr["T"])
-      pad.attr["Tpaddings"].type = tf.int32.as_datatype_enum
-      out.extend([pads, pad])
-      source, padding = pad.name, b"VALID"
-    conv = node_def_pb2.NodeDef(name=f"{node.name}/polyphase", op="Conv2D",
-                                input=[source, table_node.name])
-    conv.attr["T"].CopyFrom(node.attr["T"])
-    conv.attr["strides"].list.i.extend([1, 1, 1, 1])
-    conv.attr["dilations"].list.i.extend([1, 1, 1, 1])
-    conv.attr["padding"].s = padding
-    conv.attr["data_format"].s = b"NHWC"
+    strides_hw = (stride_h, stride_w)
+    crops = [max(width - stride, 0) // 2 for width, stride in zip(kernel.shape[:2], strides_hw)]
+    phases = _phase_kernels(kernel, strides_hw, crops)
+    if phases is None:
+      phases = [_polyphase_kernel(kernel, strides_hw, crops)]
+    convs = []
+    for index, (phase_kernel, pads) in enumerate(phases):
+      prefix = f"{node.name}/polyphase_{index}"
+      kernel_node = _const_node(f"{prefix}/kernel", phase_kernel)
+      out.append(kernel_node)
+      source = node.input[2]
+      padding = b"SAME"
+      if any(pad != [(taps - 1) // 2, taps // 2]
+             for pad, taps in zip(pads, phase_kernel.shape[:2])):
+        pads_node = _const_node(f"{prefix}/pads", np.array([[0, 0]] + pads + [[0, 0]], np.int32))
+        pad = node_def_pb2.NodeDef(name=f"{prefix}/pad", op="Pad",
+                                   input=[source, pads_node.name])
+        pad.attr["T"].CopyFrom(node.attr["T"])
+        pad.attr["Tpaddings"].type = tf.int32.as_datatype_enum
+        out.extend([pads_node, pad])
+        source, padding = pad.name, b"VALID"
+      conv = node_def_pb2.NodeDef(name=prefix, op="Conv2D", input=[source, kernel_node.name])
+      conv.attr["T"].CopyFrom(node.attr["T"])
+      conv.attr["strides"].list.i.extend([1, 1, 1, 1])
+      conv.attr["dilations"].list.i.extend([1, 1, 1, 1])
+      conv.attr["padding"].s = padding
+      conv.attr["data_format"].s = b"NHWC"
+      out.append(conv)
+      convs.append(conv.name)
+    phases_out = convs[0]
+    if len(convs) > 1:  # phase-major channels, as the one-convolution form has them
+      axis = _const_node(f"{node.name}/polyphase_axis", np.array(3, np.int32))
+      concat = node_def_pb2.NodeDef(name=f"{node.name}/polyphase", op="ConcatV2",
+                                    input=convs + [axis.name])
+      concat.attr["T"].CopyFrom(node.attr["T"])
+      concat.attr["N"].i = len(convs)
+      concat.attr["Tidx"].type = tf.int32.as_datatype_enum
+      out.extend([axis, concat])
+      phases_out = concat.name
     if height_one:
       interleave = node_def_pb2.NodeDef(name=node.name, op="Reshape",
-                                        input=[conv.name, node.input[0]])
+                                        input=[phases_out, node.input[0]])
       interleave.attr["Tshape"].type = tf.int32.as_datatype_enum
     else:
-      interleave = node_def_pb2.NodeDef(name=node.name, op="DepthToSpace", input=[conv.name])
+      interleave = node_def_pb2.NodeDef(name=node.name, op="DepthToSpace", input=[phases_out])
       interleave.attr["block_size"].i = stride_h
       interleave.attr["data_format"].s = b"NHWC"
     interleave.attr["T"].CopyFrom(node.attr["T"])
-    out.extend([conv, interleave])
+    out.append(interleave)
     changed += 1
   return out, changed
 

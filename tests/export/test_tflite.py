@@ -215,8 +215,9 @@ def test_same_transposed_convs_become_polyphase_convs(width, stride):
 def test_same_2d_transposed_convs_become_polyphase_convs_and_depth_to_space(size, stride):
   """A "SAME" transposed conv with equal strides and an output of stride x the input on both
   axes (Grad-TTS's U-Net upsamplers: 4x4, stride 2, mel bins static, frames dynamic) is
-  frozen as a stride-1 Conv2D and a DepthToSpace: the same values at any size and batch,
-  with a static or a dynamic width; unequal strides and other output sizes are left alone."""
+  frozen as stride-1 Conv2Ds, one per phase, and a DepthToSpace: the same values at any size
+  and batch, with a static or a dynamic width; unequal strides and other output sizes are left
+  alone."""
   rng = np.random.default_rng(size * 10 + stride)
   kernel = tf.constant(rng.standard_normal((size, size, 3, 4)).astype(np.float32))
   bins = 5
@@ -245,6 +246,8 @@ def test_same_2d_transposed_convs_become_polyphase_convs_and_depth_to_space(size
   frozen = frozen_graph.freeze(function)
   ops = [n.op for n in frozen.graph.as_graph_def().node]
   assert ops.count("Conv2DBackpropInput") == 2 and ops.count("DepthToSpace") == 2
+  # One small convolution per phase (no zero taps: the transposed conv's multiply-adds).
+  assert ops.count("Conv2D") == 2 * stride * stride
   for frames, batch in [(1, 1), (9, 2), (40, 3)]:
     x = tf.constant(rng.standard_normal((batch, frames, bins, 4)).astype(np.float32))
     y = tf.constant(rng.standard_normal((batch, frames, frames + 1, 4)).astype(np.float32))
