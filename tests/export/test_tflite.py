@@ -269,6 +269,17 @@ def test_mel_to_audio_runs_in_few_xnnpack_partitions(exported, vocoder_run):
   assert 1 <= ops.count("DELEGATE") <= stages + 2, ops
 
 
+def test_text_to_audio_has_no_transposed_convs(exported):
+  """Grad-TTS's U-Net upsamplers (4x4, stride 2, dynamic frames) are polyphase convs and a
+  DEPTH_TO_SPACE, which XNNPACK delegates: as TRANSPOSE_CONV they ran on TFLite's own kernel,
+  5x slower than TF at ljspeech size."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  interpreter = Interpreter(model_path=exported["text_to_audio"])
+  ops = [op["op_name"] for op in interpreter._get_ops_details()]  # pylint: disable=protected-access
+  assert "TRANSPOSE_CONV" not in ops
+  assert ops.count("DEPTH_TO_SPACE") == 2 * N_TIMESTEPS  # two upsamplers per U-Net call
+
+
 def test_exported_graphs_are_loop_free_and_pure_tf(exported):
   for name, graph in exported["graphs"].items():
     assert_no_python_ops(graph.concrete_function())
