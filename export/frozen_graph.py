@@ -361,7 +361,7 @@ def _polyphase_upsampling(nodes_list: List[node_def_pb2.NodeDef]
       continue
     stride_h, stride_w = strides[1:3]
     height_one = stride_h == 1 and kernel.shape[0] == 1
-    if not (height_one or (stride_h == stride_w
+    if not (height_one or (stride_h == stride_w > 1  # DepthToSpace needs a block of 2+
                            and _stride_times(nodes, sizes.input[1], stride_h))):
       out.append(node)
       continue
