@@ -33,7 +33,7 @@ def randomize_weights(layers, seed: int) -> int:
     for variable in layer.variables:
       if not tf.as_dtype(variable.dtype).is_floating:
         continue
-      value = variable.numpy()
+      value = variable.numpy()  # graph-ok: an eager test helper, never traced.
       spread = float(np.std(value))
       scale = (WEIGHT_JITTER * spread if spread > 0
                else CONSTANT_JITTER * max(float(np.max(np.abs(value))), 1.0))
