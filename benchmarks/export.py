@@ -2,8 +2,9 @@
 
 Every case builds untrained models from presets (weights do not change the cost of a call of
 a given size; HiFi-GAN's are perturbed like a trained model's, `tfspeech.testing.
-randomize_weights`, so that the quantized rows' errors include non-zero biases), wraps them in the export's inference graphs (`tfspeech.export.
-inference_graphs`), and compares, on the same inputs in the same run:
+randomize_weights`, so that the quantized rows' errors include non-zero biases), wraps them in
+the export's inference graphs (`tfspeech.export.inference_graphs`), and compares, on the same
+inputs in the same run:
 
 - TF: the inference graph's `tf.function` (the baseline of its group);
 - TFLite float32 / float16 / dynamic_range (`tflite.export_graphs`, one conversion each per
@@ -495,11 +496,11 @@ def hifigan_export(ctx):
     testing.randomize_weights([generator], seed=0)
     frames = int(round(seconds * SAMPLE_RATE / graph.hop_length))
     mel = np.random.default_rng(0).normal(-5.0, 2.0, (1, frames, graph.n_mels))
+    every_variant = preset in ("tiny", "v2")
     comparison = _Comparison(ctx, graph, {"mel": mel.astype(np.float32),
                                           "mel_lengths": np.array([frames], np.int32)}, "audio",
-                             f"{preset}, {seconds:g} s", preset,
-                             every_variant=preset in ("tiny", "v2"),
-                             tflite_precisions=(None if preset in ("tiny", "v2")
+                             f"{preset}, {seconds:g} s", preset, every_variant=every_variant,
+                             tflite_precisions=(None if every_variant
                                                 else ("float32", "dynamic_range")))
     rows = comparison.run(lambda out: out["audio"].shape[1] / SAMPLE_RATE)
     if not ctx.quick:

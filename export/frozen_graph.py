@@ -254,19 +254,24 @@ def _phase_taps(width: int, stride: int, crop: int):
   return rows, q_high, -q_low
 
 
-def _polyphase_kernel(kernel, strides, crops):
+def _phase_axes(kernel, strides, crops):
+  """`_phase_taps` of the height and width axes of a `[kh, kw, out, in]` transposed-conv
+  kernel with strides `(sh, sw)` whose output drops its first `crops` rows and columns."""
+  return [_phase_taps(kernel.shape[axis], stride, crop)
+          for axis, (stride, crop) in enumerate(zip(strides, crops))]
+
+
+def _polyphase_kernel(kernel, axes):
   """A transposed convolution as a stride-1 one: (kernel `[taps_h, taps_w, in, sh * sw * out]`,
-  pads `[[top, bottom], [left, right]]`) for a `[kh, kw, out, in]` transposed-conv kernel with
-  strides `(sh, sw)` whose output drops its first `crops` rows and columns.
+  pads `[[top, bottom], [left, right]]`) for a `[kh, kw, out, in]` transposed-conv kernel and
+  its `_phase_axes`.
 
   Output channel `(a * sw + b) * out + o` is phase (a, b) of channel o: a Reshape (sh = 1) or
   a DepthToSpace (sh = sw) interleaves them.
   """
   _, _, out_channels, in_channels = kernel.shape
-  (stride_h, stride_w), axes = strides, []
-  for axis, (stride, crop) in enumerate(zip(strides, crops)):
-    axes.append(_phase_taps(kernel.shape[axis], stride, crop))
   (rows_h, top, bottom), (rows_w, left, right) = axes
+  stride_h, stride_w = len(rows_h[0]), len(rows_w[0])
   table = np.zeros([len(rows_h), len(rows_w), in_channels, stride_h, stride_w, out_channels],
                    kernel.dtype)
   for i, phases_h in enumerate(rows_h):
@@ -279,20 +284,17 @@ def _polyphase_kernel(kernel, strides, crops):
           [[top, bottom], [left, right]])
 
 
-def _phase_kernels(kernel, strides, crops):
+def _phase_kernels(kernel, axes):
   """The polyphase form as one small convolution per phase, with no zero taps: a list, in
   output-channel order `a * sw + b`, of (kernel `[ta, tb, in, out]`, pads `[[top, bottom],
   [left, right]]`) for a "VALID" Conv2D of the padded input; None when a phase would need a
   negative pad (then `_polyphase_kernel`'s one convolution serves)."""
-  table, pads = _polyphase_kernel(kernel, strides, crops)
-  stride_h, stride_w = strides
-  out_channels = kernel.shape[2]
-  table = table.reshape(table.shape[:3] + (stride_h, stride_w, out_channels))
-  taps = []  # per axis, per phase: the taps that phase reads (a contiguous range)
-  for axis, (stride, crop) in enumerate(zip(strides, crops)):
-    rows = _phase_taps(kernel.shape[axis], stride, crop)[0]
-    taps.append([[i for i, row in enumerate(rows) if row[phase] is not None]
-                 for phase in range(stride)])
+  table, pads = _polyphase_kernel(kernel, axes)
+  stride_h, stride_w = (len(rows[0]) for rows, _, _ in axes)
+  table = table.reshape(table.shape[:3] + (stride_h, stride_w, kernel.shape[2]))
+  # Per axis, per phase: the taps that phase reads (a contiguous range).
+  taps = [[[i for i, row in enumerate(rows) if row[phase] is not None]
+           for phase in range(len(rows[0]))] for rows, _, _ in axes]
   phases = []
   for a in range(stride_h):
     for b in range(stride_w):
@@ -366,10 +368,9 @@ def _polyphase_upsampling(nodes_list: List[node_def_pb2.NodeDef]
       out.append(node)
       continue
     strides_hw = (stride_h, stride_w)
-    crops = [max(width - stride, 0) // 2 for width, stride in zip(kernel.shape[:2], strides_hw)]
-    phases = _phase_kernels(kernel, strides_hw, crops)
-    if phases is None:
-      phases = [_polyphase_kernel(kernel, strides_hw, crops)]
+    axes = _phase_axes(kernel, strides_hw, [max(width - stride, 0) // 2
+                                            for width, stride in zip(kernel.shape[:2], strides_hw)])
+    phases = _phase_kernels(kernel, axes) or [_polyphase_kernel(kernel, axes)]
     convs = []
     for index, (phase_kernel, pads) in enumerate(phases):
       prefix = f"{node.name}/polyphase_{index}"

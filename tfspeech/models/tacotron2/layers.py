@@ -115,8 +115,8 @@ def frame_store_stack(store, count):
 
 
 # Rows from which `LoopMatmul`'s input gradient multiplies by the pre-transposed kernel: at
-# 16 rows it is 5-7x faster than `transpose_b`, at 1 row ~10% slower (a matrix-vector product
-# either way; Tacotron 2's batch-1 train step was 3.8 s with `transpose_b`, 4.7 s without).
+# 16 rows it is 5-7x faster than `transpose_b`; at 1 row (a matrix-vector product either way)
+# `transpose_b` was ~10% faster alone and level in Tacotron 2's batch-1 step (3.5-4.1 s both).
 _TRANSPOSED_GRADIENT_MIN_ROWS = 4
 
 
