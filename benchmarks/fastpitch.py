@@ -238,6 +238,7 @@ def fastpitch_infer(ctx):
   from tfspeech.inference import synthesize_lib
   from tfspeech.models import registry
   from tfspeech.models.fastpitch.fastpitch_serving import FastPitchServing
+  from tfspeech.training import precision as precision_lib
   task_class = registry.get("fastpitch")
   reference = common._Torch.get(ctx)  # pylint: disable=protected-access
   measurements = []
@@ -249,10 +250,17 @@ def fastpitch_infer(ctx):
       _fix_durations(model)
       acoustic = FastPitchServing(model, PITCH_MEAN, PITCH_STD)
       synthesize = synthesize_lib.make_synthesis_fn(acoustic, {})
-      built[preset] = config, synthesize, model
+      # The same weights computed in bfloat16 (load_run(..., precision="bfloat16")).
+      with precision_lib.precision_policy("bfloat16"):
+        bf16_model = task_class(config).build_modules()["fastpitch"]
+        bf16_synthesize = synthesize_lib.make_synthesis_fn(
+            FastPitchServing(bf16_model, PITCH_MEAN, PITCH_STD), {})
+      for source, target in zip(model.variables, bf16_model.variables):
+        target.assign(source)
+      built[preset] = config, synthesize, model, bf16_synthesize
       if reference is not None:
         built[preset] += _torch_model(reference, config)
-    config, synthesize, tf_model = built[preset][:3]
+    config, synthesize, tf_model, bf16_synthesize = built[preset][:4]
     inputs = _batch(config, batch_size, seed=1)
     ids, lengths = inputs["text_ids"], inputs["text_lengths"]
     seeds = tf.zeros([batch_size, 2], tf.int32)
@@ -260,32 +268,50 @@ def fastpitch_infer(ctx):
     one = tf.constant(1.0)
     # No XLA row: the frame count is data-dependent (length regulation), which jit_compile
     # rejects ("must be a compile-time constant").
-    calls = {
-        "tfspeech": lambda: synthesize(ids, lengths, seeds, speakers, one, tf.constant(0.0),
-                                       one, one)["mel_lengths"].numpy(),
-    }
+    mels = {}
+
+    def call_with(fn, label):
+      out = fn(ids, lengths, seeds, speakers, one, tf.constant(0.0), one, one)
+      mels[label] = out["mel"].numpy()
+      return out["mel_lengths"].numpy()
+    calls = {"tfspeech": lambda: call_with(synthesize, "tfspeech"),
+             "tfspeech bfloat16": lambda: call_with(bf16_synthesize, "tfspeech bfloat16")}
     group = f"{preset}, batch {batch_size}"
+    tf_median = None
     for label, call in calls.items():
       mel_lengths = call()
       frames = int(np.sum(mel_lengths))
-      call_flops, flops_extra = _synthesis_flops(
-          ctx, f"fastpitch infer {preset} b{batch_size}", tf_model, ids, lengths,
-          int(np.max(mel_lengths)))
+      row_flops, flops_extra = None, {}
+      if label == "tfspeech":  # the bfloat16 graph does the same work
+        call_flops, flops_extra = _synthesis_flops(
+            ctx, f"fastpitch infer {preset} b{batch_size}", tf_model, ids, lengths,
+            int(np.max(mel_lengths)))
+        row_flops = call_flops
       audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
       samples, warmup = common._timed(ctx, call, 5)  # pylint: disable=protected-access
       ctx.log(f"  fastpitch infer {preset} b{batch_size} {label}: {np.median(samples):.3f} s "
               f"for {audio_seconds:.1f} audio s")
+      note = f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
+      extra = {}
+      if label == "tfspeech":
+        tf_median = float(np.median(samples))
+      else:
+        # Same durations (fixed by _fix_durations), so the mels compare frame by frame.
+        error, peak, snr = common.precision_error(mels[label], mels["tfspeech"])
+        note += (f"; load_run(..., precision='bfloat16'): bfloat16 compute, float32 weights; "
+                 f"{tf_median / float(np.median(samples)):.2f}x tfspeech float32; max |error| "
+                 f"{error:.3g} (log-mel; peak {peak:.3g}), SNR {snr:.0f} dB")
+        extra = {"precision": "bfloat16", "max_abs_error": error, "snr_db": snr}
       measurements.append(common.tf_row(
           f"{label} {preset}", samples, reference, group=group, work=audio_seconds,
-          work_unit="audio s",
-          note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
-                + ("; jit_compile serving function" if "XLA" in label else "")),
+          work_unit="audio s", note=note,
           extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                  "batch_size": batch_size, "frames": frames, "first_call_seconds": warmup,
-                 **flops_extra}, flops=call_flops))
+                 **extra, **flops_extra}, flops=row_flops))
+      bf16_median = float(np.median(samples))
     if reference is None:
       continue
-    _, torch_model = built[preset][3:]
+    _, torch_model = built[preset][4:]
     torch_model.eval()
     x = reference.torch.from_numpy(ids.numpy().astype(np.int64)).to(reference.device)
 
@@ -306,4 +332,21 @@ def fastpitch_infer(ctx):
         extra={"rtf": torch_seconds / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "frames": torch_frames},
         flops=call_flops if torch_frames == frames else None))
+
+    def torch_bf16_call():
+      with reference.torch.inference_mode(), \
+          reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
+        _, dec_lens, *_ = torch_model.infer(x)
+        return int(dec_lens.sum())
+    torch_bf16_call()
+    samples, _ = common._timed(ctx, torch_bf16_call, 5)  # pylint: disable=protected-access
+    ctx.log(f"  fastpitch infer {preset} b{batch_size} pytorch reference bfloat16: "
+            f"{np.median(samples):.3f} s")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset} bfloat16 (autocast)", samples, group=group,
+        work=torch_seconds, work_unit="audio s", device=reference.label,
+        note=(f"FastPitch.infer under torch.autocast(bfloat16); tfspeech bfloat16 is "
+              f"{float(np.median(samples)) / bf16_median:.2f}x it; " + reference.note),
+        extra={"preset": preset, "batch_size": batch_size, "precision": "bfloat16",
+               **reference.threads}))
   return measurements

@@ -157,6 +157,14 @@ def torch_row(label, samples, reference, *, note, extra, **fields):
                              **fields)
 
 
+def precision_error(output, exact):
+  """(max |output - exact|, max |exact|, SNR in dB of `output` against `exact`)."""
+  output, exact = np.asarray(output, np.float64), np.asarray(exact, np.float64)
+  error = output - exact
+  snr = 10.0 * np.log10(np.sum(exact ** 2) / max(np.sum(error ** 2), 1e-30))
+  return float(np.abs(error).max()), float(np.abs(exact).max()), float(snr)
+
+
 def count_flops(ctx, what, fn, *args, while_trips=None):
   """FLOPs of one call `fn(*args)` (a tf.function or Python callable), from one extra trace with
   the args' exact shapes (no graph optimisation, nothing runs). Not counted where `what` names
@@ -339,6 +347,7 @@ def grad_tts_infer(ctx):
   from tfspeech.inference import synthesize_lib
   from tfspeech.models.grad_tts import GradTTS
   from tfspeech.models import registry
+  from tfspeech.training import precision as precision_lib
   task_class = registry.get("grad_tts")
   reference = _Torch.get(ctx)
   timesteps = (10,) if ctx.quick else (10, 50)
@@ -349,6 +358,12 @@ def grad_tts_infer(ctx):
     model = GradTTS(config)
     # What tfspeech-synthesize runs: the diffusion as a loop (exports unroll it).
     acoustic = task_class(config).serving({"grad_tts": model}, {}).in_process()
+    # The same weights with the U-Net in bfloat16 (load_run(..., precision="bfloat16")).
+    with precision_lib.precision_policy("bfloat16"):
+      bf16_model = GradTTS(config)
+      bf16_acoustic = task_class(config).serving({"grad_tts": bf16_model}, {}).in_process()
+    for source, target in zip(model.variables, bf16_model.variables):
+      target.assign(source)
     if reference is not None:
       # tfspeech's weights, so that both predict the same durations (hence mel lengths).
       torch_model = reference.grad_tts.load_tfspeech_weights(
@@ -359,9 +374,9 @@ def grad_tts_infer(ctx):
       ids, lengths = inputs["text_ids"], inputs["text_lengths"]
       seeds = tf.stack([tf.zeros([batch_size], tf.int32), tf.range(batch_size)], axis=1)
 
-      def run(n_timesteps, length_scale):
+      def run(n_timesteps, length_scale, served=acoustic):
         # One traced graph per step count (steps are a static control).
-        synthesize = synthesize_lib.make_synthesis_fn(acoustic, {"n_timesteps": n_timesteps})
+        synthesize = synthesize_lib.make_synthesis_fn(served, {"n_timesteps": n_timesteps})
         return synthesize(ids, lengths, seeds, tf.zeros([batch_size], tf.int32),
                           tf.constant(1.5), tf.constant(length_scale, tf.float32))
 
@@ -390,8 +405,9 @@ def grad_tts_infer(ctx):
       for n_timesteps in ((10,) if big else timesteps):
         out = {}
 
-        def call(n_timesteps=n_timesteps):
-          out["mel_lengths"] = run(n_timesteps, length_scale)["mel_lengths"].numpy()
+        def call(n_timesteps=n_timesteps, served=acoustic, key="float32"):
+          result = run(n_timesteps, length_scale, served)
+          out["mel_lengths"], out[key] = result["mel_lengths"].numpy(), result["mel"].numpy()
         samples, warmup, expected = _time_synthesis(ctx, call, expected)
         frames = int(np.sum(out["mel_lengths"]))
         audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
@@ -413,6 +429,25 @@ def grad_tts_infer(ctx):
                    "batch_size": batch_size, "n_timesteps": n_timesteps, "frames": frames,
                    "length_scale": length_scale, "first_call_seconds": warmup, **counted[2]},
             flops=call_flops))
+        # bfloat16 at 10 steps only (the ratio to float32 holds per step; --suite=all's 30
+        # minutes).
+        bf16_samples = None
+        if n_timesteps == 10:
+          bf16_samples, _ = _timed(ctx, lambda: call(served=bf16_acoustic, key="bfloat16"), 3)
+          error, peak, snr = precision_error(out["bfloat16"], out["float32"])
+          ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps} bfloat16: "
+                  f"{np.median(bf16_samples):.3f} s (SNR {snr:.0f} dB)")
+          measurements.append(tf_row(
+              f"tfspeech {preset} bfloat16", bf16_samples, reference, group=group,
+              work=audio_seconds, work_unit="audio s",
+              note=(f"load_run(..., precision='bfloat16'): the U-Net in bfloat16 (encoder, "
+                    f"durations and the diffusion state float32, float32 weights); "
+                    f"{np.median(samples) / np.median(bf16_samples):.2f}x tfspeech float32; "
+                    f"same durations; max |error| {error:.3g} (mel peak {peak:.3g}), SNR "
+                    f"{snr:.0f} dB (untrained weights)"),
+              extra={"rtf": audio_seconds / float(np.median(bf16_samples)), "preset": preset,
+                     "batch_size": batch_size, "n_timesteps": n_timesteps,
+                     "precision": "bfloat16", "max_abs_error": error, "snr_db": snr}))
         if reference is None:
           continue
         torch_out = {}
@@ -437,6 +472,23 @@ def grad_tts_infer(ctx):
                    "frames": torch_frames, "tfspeech_frames": frames,
                    "length_scale": length_scale, "first_call_seconds": warmup},
             flops=call_flops if torch_frames == frames else None))
+        if bf16_samples is not None and batch_size == 1:
+
+          def torch_bf16_call(n_timesteps=n_timesteps):
+            with reference.torch.autocast(reference.device.type,
+                                          dtype=reference.torch.bfloat16):
+              run_torch(n_timesteps)
+          samples, _ = _timed(ctx, torch_bf16_call, 3)
+          ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps} pytorch reference "
+                  f"bfloat16: {np.median(samples):.3f} s")
+          measurements.append(harness.Measurement(
+              f"pytorch reference {preset} bfloat16 (autocast)", samples, group=group,
+              work=torch_audio_seconds, work_unit="audio s", device=reference.label,
+              note=(f"GradTTS.forward under torch.autocast(bfloat16) (the whole model); "
+                    f"tfspeech bfloat16 is {np.median(samples) / np.median(bf16_samples):.2f}x "
+                    f"it; " + reference.note),
+              extra={"preset": preset, "batch_size": batch_size, "n_timesteps": n_timesteps,
+                     "precision": "bfloat16", **reference.threads}))
   return measurements
 
 
@@ -525,10 +577,12 @@ def hifigan_infer(ctx):
   """HiFi-GAN generator (Vocoder.vocode, weight norm folded) vs the reference generator: RTF."""
   harness.require_model("hifigan", "HiFi-GAN")
   # pylint: disable=import-outside-toplevel
+  from tfspeech import testing
   from tfspeech.inference import vocode_lib
   from tfspeech.models.hifigan import get_preset
   from tfspeech.models.hifigan.generator import HifiGanGenerator
   from tfspeech.models.hifigan.hifigan_serving import HifiGanServing
+  from tfspeech.training import precision as precision_lib
   reference = _Torch.get(ctx)
   # (preset, batch, audio seconds per item). CPU-sized: batch 16 gets 2 s items (32 s of audio
   # per call; V1 at 16 × 10 s would take minutes per call per library on 2 cores).
@@ -537,16 +591,27 @@ def hifigan_infer(ctx):
   else:
     variants = [(p, b, 10.0 if b == 1 else 2.0) for p in ("v1", "v2", "v3") for b in (1, 16)]
   measurements = []
-  vocoders, generators, tf_generators = {}, {}, {}
+  vocoders, bf16_vocoders, generators, tf_generators = {}, {}, {}, {}
   for preset, batch_size, seconds in variants:
     if preset not in vocoders:
       network = get_preset(preset)
       generator = HifiGanGenerator(network, weight_norm=False)
+      # Trained-like weights (timing does not depend on them; the bfloat16 rows' error does).
+      testing.randomize_weights([generator], seed=0)
       tf_generators[preset] = generator
       vocoders[preset] = vocode_lib.Vocoder.for_serving(HifiGanServing(generator, SAMPLE_RATE))
+      # The same weights computed in bfloat16 (what load_vocoder(..., precision="bfloat16")
+      # builds: float32 variables, bfloat16 compute).
+      with precision_lib.precision_policy("bfloat16"):
+        bf16_generator = HifiGanGenerator(network, weight_norm=False)
+        bf16_vocoders[preset] = vocode_lib.Vocoder.for_serving(
+            HifiGanServing(bf16_generator, SAMPLE_RATE))
+      for source, target in zip(generator.variables, bf16_generator.variables):
+        target.assign(source)
       # Trace once on a short input: the signature has None dims, so one graph serves all.
       short = tf.zeros([1, 8, network.num_mels])
-      vocoders[preset].vocode(short, tf.constant([8]))[0].numpy()
+      for vocoder in (vocoders[preset], bf16_vocoders[preset]):
+        vocoder.vocode(short, tf.constant([8]))[0].numpy()
       if reference is not None:
         reference.seed(0)
         generators[preset] = reference.hifigan.inference_generator(
@@ -565,7 +630,12 @@ def hifigan_infer(ctx):
       if big:
         return ctx.time(fn, repeats=ctx.repeats_override or 1, warmup=0)
       return _timed(ctx, fn, 3)[0]
-    samples = timed(lambda: vocoder.vocode(mels, lengths)[0].numpy())
+    outputs = {}
+
+    def vocode(vocoder_, key):
+      outputs[key] = vocoder_.vocode(mels, lengths)[0].numpy()
+      return outputs[key]
+    samples = timed(lambda: vocode(vocoder, "float32"))
     audio_seconds = batch_size * frames * vocoder.hop_length / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {seconds:g} s"
     # The generator's FLOPs: the serving wrapper's dynamic padding hides the frame count from
@@ -583,6 +653,20 @@ def hifigan_infer(ctx):
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "audio_seconds_per_item": seconds, **flops_extra},
         flops=call_flops))
+    bf16_samples = timed(lambda: vocode(bf16_vocoders[preset], "bfloat16"))
+    error, peak, snr = precision_error(outputs["bfloat16"], outputs["float32"])
+    ctx.log(f"  hifigan infer {preset} b{batch_size} bfloat16: {np.median(bf16_samples):.3f} s "
+            f"(max |error| {error / peak:.2%} of the float32 audio's peak, SNR {snr:.0f} dB)")
+    measurements.append(tf_row(
+        f"tfspeech {preset} bfloat16", bf16_samples, reference, group=group, work=audio_seconds,
+        work_unit="audio s",
+        note=(f"load_vocoder(..., precision='bfloat16'): bfloat16 compute, float32 weights; "
+              f"{np.median(samples) / np.median(bf16_samples):.2f}x tfspeech float32; "
+              f"max |error| {error / peak:.2%} of the float32 audio's peak, SNR {snr:.0f} dB "
+              f"(weights perturbed like a trained model's)"),
+        extra={"rtf": audio_seconds / float(np.median(bf16_samples)), "preset": preset,
+               "batch_size": batch_size, "precision": "bfloat16",
+               "max_abs_error_of_peak": error / peak, "snr_db": snr}))
     if reference is None:
       continue
     torch_generator = generators[preset]
@@ -602,4 +686,19 @@ def hifigan_infer(ctx):
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "audio_seconds_per_item": seconds},
         flops=call_flops))
+
+    def torch_bf16_call():
+      with reference.torch.inference_mode(), \
+          reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
+        return torch_generator(torch_mels).float().cpu()
+    torch_bf16 = timed(torch_bf16_call)
+    ctx.log(f"  hifigan infer {preset} b{batch_size} pytorch reference bfloat16: "
+            f"{np.median(torch_bf16):.3f} s")
+    measurements.append(harness.Measurement(
+        f"pytorch reference {preset} bfloat16 (autocast)", torch_bf16, group=group,
+        work=audio_seconds, work_unit="audio s", device=reference.label,
+        note=(f"the reference generator under torch.autocast(bfloat16); tfspeech bfloat16 is "
+              f"{np.median(torch_bf16) / np.median(bf16_samples):.2f}x it; " + reference.note),
+        extra={"preset": preset, "batch_size": batch_size, "precision": "bfloat16",
+               **reference.threads}))
   return measurements

@@ -25,7 +25,7 @@ def test_timestamps_json_times_every_word_of_each_text(tiny_grad_tts_run, tmp_pa
   loaded = []
 
   def load_run(path, checkpoint=None, **kwargs):
-    loaded.append((path, checkpoint, sorted(kwargs)))
+    loaded.append((path, checkpoint, kwargs.get("precision"), sorted(kwargs)))
     return tiny_grad_tts_run
   monkeypatch.setattr(training, "load_run", load_run)
   lines = tmp_path / "lines.txt"
@@ -39,7 +39,7 @@ def test_timestamps_json_times_every_word_of_each_text(tiny_grad_tts_run, tmp_pa
     synthesize.main(argv)
   finally:
     flags.FLAGS.unparse_flags()
-  assert loaded == [(workdir, None, ["tasks"])]
+  assert loaded == [(workdir, None, "float32", ["precision", "tasks"])]
   stdout = capsys.readouterr().out
   assert sorted(os.listdir(out)) == ["greeting.json", "greeting.npy", "greeting.wav",
                                      "money.json", "money.npy", "money.wav"]
@@ -74,3 +74,22 @@ def test_timestamps_with_gta_is_one_error_line(tmp_path, capsys):
   assert exit_info.value.code == 2
   errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "--timestamps" in errors[0] and "--gta" in errors[0], errors
+
+
+def test_precision_flag_builds_the_run_in_bfloat16(tiny_grad_tts_run, tmp_path, capsys):
+  """--precision=bfloat16 restores the session's run with its U-Net in bfloat16 (a real
+  load_run of the fixture's workdir) and writes the same words as float32 would."""
+  from tfspeech.bin import synthesize  # pylint: disable=import-outside-toplevel
+  workdir = os.path.dirname(os.path.dirname(tiny_grad_tts_run.checkpoint))
+  out = tmp_path / "out"
+  argv = flags.FLAGS(["tfspeech-synthesize", f"--workdir={workdir}", "--text=Hi there!",
+                      f"--out={out}", "--timestamps", "--n_timesteps=2",
+                      "--precision=bfloat16"])
+  try:
+    synthesize.main(argv)
+  finally:
+    flags.FLAGS.unparse_flags()
+  stamps = json.loads((out / "0000.json").read_text(encoding="utf-8"))
+  assert [w["word"] for w in stamps["words"]] == ["Hi", "there"]
+  rate, wav = scipy.io.wavfile.read(out / "0000.wav")
+  assert rate == 22050 and len(wav) > 0 and "real-time factor" in capsys.readouterr().out

@@ -196,6 +196,51 @@ def test_load_vocoder_folds_weight_norm_of_the_restored_run(vocoder_run):
     vocoder.check_mel_config(audio_lib.MelConfig.hifigan(fmax=None))
 
 
+def conv_dtypes(concrete_function):
+  """The `T` of every Conv2D in a traced function (its graph and nested functions)."""
+  graph_def = concrete_function.graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+  return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
+
+
+def test_load_vocoder_in_bfloat16_returns_float32_audio_close_to_float32(vocoder_run):
+  workdir, _ = vocoder_run
+  exact = vocode_lib.load_vocoder(workdir)
+  fast = vocode_lib.load_vocoder(workdir, precision="bfloat16")
+  generator = fast.serving.generator
+  assert generator.compute_dtype == "bfloat16"
+  assert {v.dtype for v in generator.variables} == {"float32"}  # any float32 checkpoint loads
+  concrete = fast.fn.traced.get_concrete_function()
+  assert_no_python_ops(concrete)
+  assert conv_dtypes(concrete) == {"bfloat16"}
+  assert conv_dtypes(exact.fn.traced.get_concrete_function()) == {"float32"}
+  mels = tf.constant(random_mels([40, 25], seed=3))
+  want, want_lengths = exact.vocode(mels, tf.constant([40, 25]))
+  got, got_lengths = fast.vocode(mels, tf.constant([40, 25]))
+  assert got.dtype == tf.float32 and got_lengths.numpy().tolist() == want_lengths.numpy().tolist()
+  error = np.abs(got.numpy() - want.numpy())
+  peak = np.abs(want.numpy()).max()
+  # bfloat16 keeps 8 significant bits (relative rounding 2^-9 per value): through the tiny
+  # generator's 20 convolutions the audio stays within ~1% of its peak (float32: 1e-6).
+  assert 0 < error.max() < 0.02 * peak, (error.max(), peak)
+  assert np.corrcoef(got.numpy().ravel(), want.numpy().ravel())[0, 1] > 0.999
+  assert np.all(got.numpy()[1, 25 * HOP:] == 0)  # zero past the shorter item's length
+
+
+def test_precisions_are_checked_per_model():
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
+  import tfspeech.models.grad_tts  # pylint: disable=import-outside-toplevel,unused-import
+  assert precision.task_precisions(HifiGanTask) == ("float32", "bfloat16")
+  precision.check_precision(HifiGanTask, "bfloat16")
+  with pytest.raises(ValueError, match=r"--precision=bfloat16: model 'grad_tts' runs in "
+                                       r"float32 only"):
+    precision.check_precision(registry.get("grad_tts"), "bfloat16")
+  with pytest.raises(ValueError, match=r"--vocoder_precision=float16: must be one of "
+                                       r"float32, bfloat16"):
+    precision.check_precision(HifiGanTask, "float16", flag="vocoder_precision")
+
+
 def test_load_vocoder_rejects_other_runs(tmp_path):
   with pytest.raises(FileNotFoundError, match="not a tfspeech run directory"):
     vocode_lib.load_vocoder(str(tmp_path))
@@ -229,7 +274,8 @@ def run_cli(*args):
 def test_cli_help():
   result = run_cli("--help")
   assert result.returncode in (0, 1), result.stderr  # absl exits 1 after printing help.
-  for flag in ("--workdir", "--mels", "--out", "--batch_size", "--checkpoint", "--split"):
+  for flag in ("--workdir", "--mels", "--out", "--batch_size", "--checkpoint", "--split",
+               "--precision"):
     assert f"  {flag}: " in result.stdout, flag
 
 
@@ -263,6 +309,21 @@ def test_cli_vocodes_npy_files_and_rejects_bad_ones(vocoder_run, tmp_path):
   assert "garbage.npy: not a readable .npy file" in result.stderr
   assert "3 of 5 inputs failed" in result.stderr
   assert sorted(os.listdir(out)) == ["long.wav", "short.wav"]
+
+
+def test_cli_vocodes_in_bfloat16(vocoder_run, tmp_path):
+  workdir, _ = vocoder_run
+  mels_dir = tmp_path / "mels"
+  mels_dir.mkdir()
+  np.save(mels_dir / "a.npy", random_mels([9], seed=9)[0])
+  exact, fast = tmp_path / "f32", tmp_path / "bf16"
+  for out, precision in ((exact, "float32"), (fast, "bfloat16")):
+    result = run_cli(f"--workdir={workdir}", f"--mels={mels_dir}", f"--out={out}",
+                     f"--precision={precision}")
+    assert result.returncode == 0, result.stderr
+  want, got = (scipy.io.wavfile.read(d / "a.wav")[1].astype(np.float64) for d in (exact, fast))
+  assert got.shape == want.shape == (9 * HOP,)
+  assert 0 < np.abs(got - want).max() < 0.02 * np.abs(want).max()
 
 
 def test_cli_vocodes_a_prepared_corpus(vocoder_run, tiny_corpus, tmp_path):

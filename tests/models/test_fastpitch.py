@@ -269,6 +269,51 @@ def test_serving_batched_equals_alone_and_controls_act():
   assert int(acoustic.frames_bound(text_ids, text_lengths)) == lengths.max()
 
 
+def test_bfloat16_serving_follows_float32():
+  from tfspeech import testing  # pylint: disable=import-outside-toplevel
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
+  from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
+  assert precision.task_precisions(registry.get("fastpitch")) == ("float32", "bfloat16")
+  tf.keras.utils.set_random_seed(5)
+  exact = _serving()
+  testing.randomize_weights([exact.model], seed=5)
+  # Trained-like durations: ~4 frames, varying per token (the perturbed output layer alone
+  # would give 0 or the 75-frame cap).
+  dense = exact.model.duration_predictor.fc
+  dense.kernel.assign(dense.kernel * 0.1)
+  dense.bias.assign([np.log(5.0)])
+  with precision.precision_policy("bfloat16"):  # what load_run(..., precision=) builds under
+    fast = _serving()
+  for source, target in zip(exact.model.variables, fast.model.variables):
+    target.assign(source)
+  text_ids, text_lengths, _, _ = _batch()
+  seeds, speakers = tf.zeros([2, 2], tf.int32), tf.zeros([2], tf.int32)
+  controls = [tf.constant(v) for v in (1.0, 0.0, 1.0, 1.0)]
+  fast_fn = synthesize_lib.make_synthesis_fn(fast)
+  concrete = fast_fn.get_concrete_function()
+  assert_no_python_ops(concrete)
+  graph_def = concrete.graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+  compute = {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes
+             if n.op in ("Conv2D", "MatMul", "BatchMatMulV2")}
+  assert "bfloat16" in compute, compute
+  want = synthesize_lib.make_synthesis_fn(exact)(text_ids, text_lengths, seeds, speakers,
+                                                  *controls)
+  got = fast_fn(text_ids, text_lengths, seeds, speakers, *controls)
+  assert got["mel"].dtype == tf.float32
+  # Durations are rounded from bfloat16 predictions: a token may move by a frame.
+  difference = np.abs(got["durations"].numpy() - want["durations"].numpy())
+  assert difference.max() <= 1 and (difference == 0).mean() > 0.8, (
+      difference, want["durations"].numpy())
+  # With the same durations the mels differ by bfloat16 rounding only.
+  durations = want["durations"]
+  want_mel = exact.model.infer(text_ids, text_lengths, durations=durations)["mel"].numpy()
+  got_mel = tf.cast(fast.model.infer(text_ids, text_lengths, durations=durations)["mel"],
+                    tf.float32).numpy()
+  snr = 10 * np.log10(np.sum(want_mel ** 2) / np.sum((got_mel - want_mel) ** 2))
+  assert 30 < snr < 80, snr  # float32 against itself would be exact (inf)
+
+
 def test_ground_truth_aligned_keeps_the_target_frames():
   acoustic = _serving()
   assert acoustic.has_ground_truth_aligned

@@ -479,6 +479,37 @@ def test_synthesize_in_graph_mode(tiny_model):
   np.testing.assert_allclose(decoded.numpy(), eager.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_bfloat16_unet_follows_float32(tiny_model):
+  from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
+  with precision.precision_policy("bfloat16"):  # what load_run(..., precision=) builds under
+    fast = grad_tts.GradTTS(grad_tts.tiny())
+  assert fast.encoder.compute_dtype == "float32"  # durations and MAS stay float32
+  assert fast.decoder.estimator.compute_dtype == "bfloat16"
+  for source, target in zip(tiny_model.variables, fast.variables):
+    target.assign(source)
+
+  def make(model):
+    return tf.function(lambda text, lengths, noise: model.synthesize(
+        text, lengths, n_timesteps=4, noise=noise, unroll=True),
+        input_signature=TEXT_SPEC + [MEL_SPEC])
+  concrete = make(fast).get_concrete_function()
+  assert_no_python_ops(concrete)
+  graph_def = concrete.graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+  # The U-Net's convolutions in bfloat16, the text encoder's in float32.
+  assert {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes
+          if n.op == "Conv2D"} == {"bfloat16", "float32"}
+  noise = tf.random.stateless_normal([3, 256, N_FEATS], [1, 3])
+  want = make(tiny_model)(TEXT, TEXT_LENGTHS, noise)
+  got = make(fast)(TEXT, TEXT_LENGTHS, noise)
+  assert got.mel_decoded.dtype == tf.float32
+  np.testing.assert_array_equal(got.mel_lengths.numpy(), want.mel_lengths.numpy())
+  np.testing.assert_array_equal(got.mel_encoder.numpy(), want.mel_encoder.numpy())
+  exact, approx = want.mel_decoded.numpy(), got.mel_decoded.numpy()
+  snr = 10 * np.log10(np.sum(exact ** 2) / np.sum((approx - exact) ** 2))
+  assert 25 < snr < 80, snr  # float32 against itself would be exact (inf)
+
+
 def test_training_step_in_graph_mode(tiny_model, fast_graphs):
   @tf.function(input_signature=TEXT_SPEC + [MEL_SPEC, tf.TensorSpec([None], tf.int32)])
   def train_loss(text, lengths, mel, mel_lengths):

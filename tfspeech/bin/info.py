@@ -77,6 +77,10 @@ def _print_serving(task_class):
     return
   print()
   print(f"serves as: {role}")
+  from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
+  flag = ("tfspeech-synthesize --precision" if role == serving.ACOUSTIC
+          else "tfspeech-vocode --precision, tfspeech-synthesize --vocoder_precision")
+  print(f"precisions ({flag}): {', '.join(precision.task_precisions(task_class))}")
   controls = serving.task_controls(task_class)
   if controls:
     print("controls (tfspeech-synthesize / tfspeech-export --control=NAME=VALUE):")

@@ -10,6 +10,7 @@ import os
 from typing import Mapping, Optional, Sequence
 
 from tfspeech.models import serving as serving_lib
+from tfspeech.training import precision as precision_lib
 
 RUN_CONFIG = "config.json"
 
@@ -87,5 +88,6 @@ def serving_of_run(loaded_run, role: str, flag: str = "workdir"):
   if actual != role:
     raise ValueError(f"--{flag}: a run of model {model!r} does not serve as the {role} "
                      f"(its role: {actual or 'none'}); pass the workdir of a trained {role}")
-  return serving_lib.build_serving(loaded_run.task, loaded_run.modules,
-                                   loaded_run.config.data_info)
+  with precision_lib.precision_policy(loaded_run.precision):
+    return serving_lib.build_serving(loaded_run.task, loaded_run.modules,
+                                     loaded_run.config.data_info)

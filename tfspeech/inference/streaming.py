@@ -407,6 +407,7 @@ def stream_texts(loaded_run, texts: Sequence[str], vocoder=None, *, seed: int = 
                  control_sources: Optional[dict] = None,
                  vocoder_controls: Optional[dict] = None,
                  vocoder_control_sources: Optional[dict] = None,
+                 vocoder_precision: str = "float32",
                  warm_up: bool = True, **controls) -> Iterator[StreamedAudio]:
   """`synthesize_texts`' audio, text by text, yielded in pieces as the vocoder makes them.
 
@@ -423,6 +424,7 @@ def stream_texts(loaded_run, texts: Sequence[str], vocoder=None, *, seed: int = 
     vocoder: a vocoder run's workdir, a `vocode_lib.Vocoder`, or None (Griffin-Lim).
     chunk_frames, first_chunk_frames: see `stream_vocode` (a small first chunk starts the
       audio sooner).
+    vocoder_precision: a vocoder run's compute precision ("float32" or "bfloat16").
     warm_up: trace both graphs on the first text chunk before timing (`seconds`).
     Others: as `synthesize_texts`.
 
@@ -447,7 +449,8 @@ def stream_texts(loaded_run, texts: Sequence[str], vocoder=None, *, seed: int = 
   hop = info.mel_config.hop_length
   if isinstance(vocoder, str):
     vocoder = vocode_lib.load_vocoder(vocoder, controls=vocoder_controls,
-                                      control_sources=vocoder_control_sources)
+                                      control_sources=vocoder_control_sources,
+                                      precision=vocoder_precision)
     vocoder.check_mel_config(info, source="the acoustic model's mels")
   elif vocoder is None and vocoder_controls:
     raise ValueError(f"vocoder controls {sorted(vocoder_controls)} need a vocoder")

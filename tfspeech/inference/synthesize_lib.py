@@ -206,11 +206,13 @@ def synthesize_mels(acoustic: serving_lib.AcousticModel, text_ids, text_lengths,
     **controls: every control of the model (static ones as Python values).
 
   Returns:
-    {"mel", "mel_lengths", "durations"} (see `tfspeech.models.serving`).
+    {"mel", "mel_lengths", "durations"} (see `tfspeech.models.serving`); float32 mels at
+    any compute precision.
   """
   frames = acoustic.frames_bound(text_ids, text_lengths, speaker, **controls)
   noise = seeded_noise(acoustic, item_seeds, frames)
-  return acoustic.synthesize(text_ids, text_lengths, noise, speaker, **controls)
+  return serving_lib.float32_outputs(
+      acoustic.synthesize(text_ids, text_lengths, noise, speaker, **controls))
 
 
 # --------------------------------------------------------------------------- #
@@ -354,7 +356,7 @@ def griffin_lim_vocoder(mel_config: audio_lib.MelConfig, n_iter: int = 32) -> Ca
 
 
 def load_vocoder(workdir: str, mels, controls: Optional[dict] = None,
-                 control_sources: Optional[dict] = None) -> Callable:
+                 control_sources: Optional[dict] = None, precision: str = "float32") -> Callable:
   """A trained vocoder run as `vocode(mel [batch, frames, n_mels], item_seeds [batch, 2])`.
 
   Uses `tfspeech.inference.vocode_lib` (its `in_process()` serving object, traced once);
@@ -365,16 +367,18 @@ def load_vocoder(workdir: str, mels, controls: Optional[dict] = None,
     mels: the acoustic model's facts (`CorpusInfo`) or `MelConfig`, checked against the
       vocoder's.
     controls: the vocoder's control values; control_sources: the flags that gave them.
+    precision: the vocoder's compute precision ("float32" or "bfloat16").
 
   Returns:
-    `vocode(mel, item_seeds) → [batch, samples]`.
+    `vocode(mel, item_seeds) → [batch, samples]` float32.
 
   Raises:
     ValueError: not a vocoder run, a bad control, or its mel convention differs from the
       acoustic model's.
   """
   from tfspeech.inference import vocode_lib  # pylint: disable=import-outside-toplevel
-  vocoder = vocode_lib.load_vocoder(workdir, controls=controls, control_sources=control_sources)
+  vocoder = vocode_lib.load_vocoder(workdir, controls=controls, control_sources=control_sources,
+                                    precision=precision)
   vocoder.check_mel_config(mels, source=f"--vocoder={workdir}: the acoustic model's mels")
 
   def vocode(mel, item_seeds):
@@ -507,6 +511,7 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
                      control_sources: Optional[dict] = None,
                      vocoder_controls: Optional[dict] = None,
                      vocoder_control_sources: Optional[dict] = None,
+                     vocoder_precision: str = "float32",
                      **controls) -> SynthesisResult:
   """Synthesizes `texts` with a trained acoustic-model run and writes `NAME.npy` / `NAME.wav`.
 
@@ -535,6 +540,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
       needs `vocoder`). A vocoder that draws noise draws chunk j of text k's from the same
       seed pair as the acoustic model (a separate stream, see `vocode_lib`).
     vocoder_control_sources: as `control_sources`, for `vocoder_controls`.
+    vocoder_precision: the vocoder's compute precision, "float32" or "bfloat16" (the
+      acoustic model's is `loaded_run`'s: `load_run(..., precision=)`).
     **controls: the model's declared controls by name (defaults for the others).
 
   Returns:
@@ -593,7 +600,8 @@ def synthesize_texts(loaded_run, texts: Sequence[str], seed: int = 0,
                                                                     values)[0])
   dynamic = _dynamic_args(acoustic, values)
   vocode = (griffin_lim_as_vocoder(mel_config, griffin_lim_iters) if vocoder is None
-            else load_vocoder(vocoder, info, vocoder_controls, vocoder_control_sources))
+            else load_vocoder(vocoder, info, vocoder_controls, vocoder_control_sources,
+                              vocoder_precision))
   pad_id = front_end.symbols.pad_id
 
   def run_model(batch):
@@ -721,8 +729,9 @@ def make_gta_fn(acoustic: serving_lib.AcousticModel, static: Optional[dict] = No
   def gta(text_ids, text_lengths, mel, mel_lengths, item_seeds, speaker, *values):
     controls = dict(static, **{spec.name: v for spec, v in zip(dynamic, values)})
     noise = seeded_noise(acoustic, item_seeds, acoustic.gta_noise_frames(tf.shape(mel)[1]))
-    return acoustic.ground_truth_aligned(text_ids, text_lengths, mel, mel_lengths, noise,
+    mels = acoustic.ground_truth_aligned(text_ids, text_lengths, mel, mel_lengths, noise,
                                          speaker if multi_speaker else None, **controls)
+    return tf.cast(mels, tf.float32)
   return gta
 
 

@@ -210,7 +210,8 @@ def vocoder_models() -> list:
 
 def load_vocoder(workdir: str, checkpoint: Optional[str] = None,
                  controls: Optional[Mapping[str, object]] = None,
-                 control_sources: Optional[Mapping[str, str]] = None) -> Vocoder:
+                 control_sources: Optional[Mapping[str, str]] = None,
+                 precision: str = "float32") -> Vocoder:
   """Restores a trained vocoder run for inference (its task's `serving()` object).
 
   Args:
@@ -218,14 +219,16 @@ def load_vocoder(workdir: str, checkpoint: Optional[str] = None,
     checkpoint: a checkpoint prefix, "best", or None for the newest.
     controls: the vocoder's control values (defaults for the others).
     control_sources: control name → the flag that gave it, for messages.
+    precision: compute precision, "float32" or "bfloat16" (where the model supports it;
+      `tfspeech.training.precision`); the audio is float32 either way.
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint.
-    ValueError: the run is not a vocoder, or a bad control.
+    ValueError: the run is not a vocoder, a bad control, or a precision it does not run at.
   """
   from tfspeech import training  # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
-  run = training.load_run(workdir, checkpoint, tasks=registry.get)
+  run = training.load_run(workdir, checkpoint, tasks=registry.get, precision=precision)
   vocoder = serving_runs.serving_of_run(run, serving_lib.VOCODER)
   return Vocoder.for_serving(vocoder, controls, control_sources, workdir=workdir,
                              checkpoint=run.checkpoint, step=run.step)

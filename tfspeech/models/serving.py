@@ -9,6 +9,7 @@ its serving object:
     serving_role = "acoustic"                # or "vocoder"
     serving_controls = MyServing.controls    # lets binaries check flags before loading
     serving_aligns = True                    # optional: its alignment_prior() is not None
+    serving_precisions = ("float32", "bfloat16")  # optional; default float32 only
 
     def serving(self, modules, data_info):
       return MyServing(modules["net"], data_info)
@@ -57,6 +58,11 @@ length, an input of one looped graph), and the model is called with both (`steps
 betas=<input>`); in process (`split_controls`) its value is passed as a static one. Vector
 controls (`Control.shape == (None,)`) are given as comma-separated numbers and are graph
 inputs of that shape; every other control is a scalar.
+
+Precision: a task lists the compute precisions its serving object supports as
+`serving_precisions` (default float32 only). `load_run(..., precision="bfloat16")` builds a
+run's modules and serving object under Keras's "mixed_bfloat16" policy (float32 variables,
+bfloat16 compute); the drivers cast its outputs to float32.
 """
 
 import dataclasses
@@ -438,17 +444,18 @@ class Vocoder:
 
 
 def call_vocoder(vocoder: Vocoder, mel, mel_lengths, noise=None, **controls) -> dict:
-  """`vocoder.vocode(...)`, passing `noise` only to a vocoder that declares noise channels.
+  """`vocoder.vocode(...)`, passing `noise` only to a vocoder that declares noise channels;
+  float32 audio at any compute precision.
 
   Raises:
     ValueError: noise missing for a vocoder that draws it.
   """
   if vocoder.noise_channels is None:
-    return vocoder.vocode(mel, mel_lengths, **controls)
+    return float32_outputs(vocoder.vocode(mel, mel_lengths, **controls))
   if noise is None:
     raise ValueError(f"{type(vocoder).__name__} draws noise ({vocoder.noise_channels} "
                      "channels); pass noise")
-  return vocoder.vocode(mel, mel_lengths, noise, **controls)
+  return float32_outputs(vocoder.vocode(mel, mel_lengths, noise, **controls))
 
 
 def task_role(task_class) -> Optional[str]:
@@ -464,6 +471,11 @@ def task_controls(task_class) -> tuple:
   run.
   """
   return tuple(getattr(task_class, "serving_controls", ()))
+
+
+def float32_outputs(outputs: Mapping[str, Any]) -> dict:
+  """`outputs` with every floating tensor cast to float32 (bfloat16 models' results)."""
+  return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v for k, v in outputs.items()}
 
 
 def build_serving(task, modules: Mapping[str, Any], data_info: Optional[Mapping] = None):

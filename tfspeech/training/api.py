@@ -23,6 +23,7 @@ from tfspeech import config as cfg
 from tfspeech.training import checkpoints as checkpoints_lib
 from tfspeech.training import init_from
 from tfspeech.training import multi_worker
+from tfspeech.training import precision as precision_lib
 from tfspeech.training.config import (ConfigMismatchError, RunConfig, apply_run_overrides,
                                       load_run_config, override_paths, resolve_run_config,
                                       write_run_config)
@@ -200,16 +201,21 @@ class LoadedRun:
     modules: name → Keras module (same as `task.modules`).
     step: global step of the restored checkpoint (0 if none restored).
     checkpoint: path restored from, or None.
+    precision: the compute precision its modules were built for ("float32" or
+      "bfloat16"; see `tfspeech.models.serving.task_precisions`); its serving object is
+      built for the same.
   """
   task: Any
   config: RunConfig
   modules: dict
   step: int
   checkpoint: Optional[str]
+  precision: str = "float32"
 
 
 def load_run(workdir: str, checkpoint: Optional[str] = None, *,
-             restore: bool = True, tasks: Optional[TaskLookup] = None) -> LoadedRun:
+             restore: bool = True, tasks: Optional[TaskLookup] = None,
+             precision: str = "float32") -> LoadedRun:
   """Builds the task of a run and restores its module weights.
 
   Args:
@@ -218,18 +224,26 @@ def load_run(workdir: str, checkpoint: Optional[str] = None, *,
       WORKDIR/best when `checkpoint="best"`).
     restore: False builds fresh modules only (e.g. to count parameters).
     tasks: name → Task class (default: the model registry's `get`).
+    precision: "float32", or "bfloat16" for inference in bfloat16 compute (variables stay
+      float32, so any checkpoint restores) where the model's task lists it in
+      `serving_precisions`.
 
   Raises:
     FileNotFoundError: no config.json, or no checkpoint to restore.
+    ValueError: the model does not run at `precision`.
   """
   run = load_run_config(workdir, lambda name: resolve_task(name, tasks).config_class)
   if run is None:
     raise FileNotFoundError(f"{os.path.join(workdir, 'config.json')} not found: "
                             f"{workdir} is not a tfspeech run directory")
-  task = resolve_task(run.model, tasks)(run.model_config)
-  modules = task.build_modules()
+  task_class = resolve_task(run.model, tasks)
+  precision_lib.check_precision(task_class, precision)
+  precision_lib.warn_if_emulated(precision)
+  task = task_class(run.model_config)
+  with precision_lib.precision_policy(precision):
+    modules = task.build_modules()
   if not restore:
-    return LoadedRun(task, run, modules, 0, None)
+    return LoadedRun(task, run, modules, 0, None, precision)
   if checkpoint == "best":
     checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, checkpoints_lib.BEST_DIR))
   else:
@@ -242,7 +256,8 @@ def load_run(workdir: str, checkpoint: Optional[str] = None, *,
       checkpoint)
   status.expect_partial()
   status.assert_existing_objects_matched()
-  return LoadedRun(task, run, modules, int(step.numpy()), checkpoint)  # graph-ok: host value.
+  return LoadedRun(task, run, modules, int(step.numpy()), checkpoint,  # graph-ok: host value.
+                   precision)
 
 
 def count_parameters(modules: Mapping[str, Any], depth: int = 0) -> dict:

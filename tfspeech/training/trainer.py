@@ -10,7 +10,6 @@ summaries, signals and the progress bar on top.
     metrics = step_fn(batch)                          # dict tag → scalar tensor
 """
 
-import contextlib
 
 import keras
 import tensorflow as tf
@@ -20,19 +19,9 @@ from tfspeech.training import checkpoints as checkpoints_lib
 from tfspeech.training import multi_worker
 from tfspeech.training import optimizers as optimizers_lib
 from tfspeech.training.config import TrainConfig
+from tfspeech.training.precision import dtype_policy
 from tfspeech.training.step_context import StepContext
 from tfspeech.training.task import Task
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-  """Temporarily sets the Keras global dtype policy ("none" = float32)."""
-  previous = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy("float32" if name == "none" else name)
-  try:
-    yield
-  finally:
-    keras.mixed_precision.set_global_policy(previous)
 
 
 def relaxed_spec(element_spec):

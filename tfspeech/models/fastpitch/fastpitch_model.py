@@ -152,8 +152,11 @@ class FastPitch(keras.Model):
       conditioning = (tf.expand_dims(self.speaker_emb(tf.cast(speaker, tf.int32)), 1)
                       * self.config.speaker_emb_weight)
     enc_out = self.encoder(text_ids, text_mask, conditioning, training=training)
-    log_durations = self.duration_predictor(enc_out, text_mask, training=training)
-    pitch = self.pitch_predictor(enc_out, text_mask, training=training)
+    # The predictions leave the network as float32 under any compute dtype: durations are
+    # rounded to frames, and the controls (pace, pitch, energy) act on them in float32.
+    log_durations = tf.cast(self.duration_predictor(enc_out, text_mask, training=training),
+                            tf.float32)
+    pitch = tf.cast(self.pitch_predictor(enc_out, text_mask, training=training), tf.float32)
     return enc_out, text_mask, log_durations, pitch
 
   def decode(self, enc_out, durations, max_length=None, training=False):
@@ -181,10 +184,11 @@ class FastPitch(keras.Model):
     # `length_regulate`'s batched gather, which the TFJS wasm backend computes wrongly for
     # every item after the first (GatherV2 with batch_dims=1).
     path = alignment_ops.durations_to_path(durations, frames)  # [batch, tokens, frames]
-    regulated = tf.linalg.matmul(path, enc_out, transpose_a=True)
+    regulated = tf.linalg.matmul(tf.cast(path, enc_out.dtype), enc_out, transpose_a=True)
     frame_mask = tf.expand_dims(sequence_mask(mel_lengths, tf.shape(regulated)[1]), 2)
     decoded = self.decoder(regulated, frame_mask, training=training)
-    return self.proj(decoded) * frame_mask, mel_lengths
+    mel = self.proj(decoded)
+    return mel * tf.cast(frame_mask, mel.dtype), mel_lengths
 
   # ------------------------------------------------------------------ training
   def align(self, text_ids, text_lengths, mel, mel_lengths, speaker=None, prior=None):
@@ -286,7 +290,7 @@ class FastPitch(keras.Model):
     enc_out = enc_out + self.pitch_emb(pitch, text_mask)
     energy = None
     if self.config.energy_conditioning:
-      energy = self.energy_predictor(enc_out, text_mask)
+      energy = tf.cast(self.energy_predictor(enc_out, text_mask), tf.float32)
       if energy_transform is not None:
         energy = energy_transform(energy, text_mask[..., 0]) * text_mask[..., 0]
       enc_out = enc_out + self.energy_emb(energy, text_mask)

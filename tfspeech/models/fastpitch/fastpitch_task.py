@@ -103,6 +103,7 @@ class FastPitchTask(registry.Task):
   presets = PRESETS
   data_checkpoint = "reseed"
   serving_role = "acoustic"
+  serving_precisions = ("float32", "bfloat16")  # tests/models/test_fastpitch.py
   serving_controls = fastpitch_serving.CONTROLS
 
   def __init__(self, config):

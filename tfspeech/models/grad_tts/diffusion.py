@@ -79,7 +79,8 @@ class Diffusion(keras.layers.Layer):
       (scalar loss, x_t `[batch, frames, n_feats]`).
     """
     xt, noise = self.forward_diffusion(x0, mask, mu, t, noise)
-    score = self.estimator(xt, mask, mu, t, speaker_embedding)
+    # A mixed-precision U-Net's score in the loss's float32.
+    score = tf.cast(self.estimator(xt, mask, mu, t, speaker_embedding), xt.dtype)
     scaled = score * tf.sqrt(1.0 - tf.exp(-self._cumulative(t)))
     total = tf.reduce_sum(tf.square(scaled + noise))
     loss = total / (tf.reduce_sum(mask) * float(self.config.n_feats))
@@ -129,6 +130,9 @@ class Diffusion(keras.layers.Layer):
       score = self.unrolled_score(speaker_embedding is not None)(*args)
     else:
       score = self.estimator(xt, mask, mu, t, speaker_embedding)
+    # The state xt stays float32 whatever the U-Net computes in (bfloat16 inference): the
+    # Euler steps add up small increments that bfloat16's 8 bits would round away.
+    score = tf.cast(score, xt.dtype)
     if stoc:
       dxt = (0.5 * (mu - xt) - score) * noise_rate * h
       if seed is None:

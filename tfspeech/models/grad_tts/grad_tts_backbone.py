@@ -17,6 +17,7 @@ from tfspeech.models.grad_tts.diffusion import Diffusion
 from tfspeech.models.grad_tts.text_encoder import TextEncoder
 from tfspeech.ops import alignment
 from tfspeech.ops.sequence import sequence_mask
+from tfspeech.training import precision
 
 SynthesisOutput = collections.namedtuple(
     "SynthesisOutput", ["mel_encoder", "mel_decoded", "mel_lengths", "alignment"])
@@ -40,10 +41,13 @@ class GradTTS(keras.Model):
   def __init__(self, config, **kwargs):
     super().__init__(**kwargs)
     self.config = config
-    if config.n_spks > 1:
-      self.speaker_embedding = keras.layers.Embedding(config.n_spks, config.spk_emb_dim,
-                                                      name="speaker_embedding")
-    self.encoder = TextEncoder(config, name="encoder")
+    # Under a bfloat16 (or float16) policy only the U-Net computes in it: the encoder, its
+    # durations and MAS stay float32, as does the reverse diffusion's state (see Diffusion).
+    with precision.dtype_policy("float32"):
+      if config.n_spks > 1:
+        self.speaker_embedding = keras.layers.Embedding(config.n_spks, config.spk_emb_dim,
+                                                        name="speaker_embedding")
+      self.encoder = TextEncoder(config, name="encoder")
     self.decoder = Diffusion(config, name="decoder")
     self.build()
 

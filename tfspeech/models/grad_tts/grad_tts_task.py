@@ -108,6 +108,7 @@ class GradTTSTask(registry.Task):
   data_checkpoint = "reseed"
   bucketing = True
   serving_role = "acoustic"
+  serving_precisions = ("float32", "bfloat16")  # the U-Net; tests/models/test_grad_tts.py
   serving_controls = grad_tts_serving.CONTROLS
   serving_aligns = True  # GradTTSServing.alignment_prior(): tfspeech-align takes its runs
 

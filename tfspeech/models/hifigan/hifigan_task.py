@@ -71,6 +71,7 @@ class HifiGanTask(registry.Task):
   config_class = HifiGanConfig
   presets = PRESETS
   serving_role = "vocoder"
+  serving_precisions = ("float32", "bfloat16")  # tests/inference/test_vocode.py
 
   def __init__(self, config):
     super().__init__(config)
