@@ -592,6 +592,9 @@ def hifigan_infer(ctx):
     variants = [(p, b, 10.0 if b == 1 else 2.0) for p in ("v1", "v2", "v3") for b in (1, 16)]
   measurements = []
   vocoders, bf16_vocoders, generators, tf_generators = {}, {}, {}, {}
+  # The same weights in every run (randomize_weights perturbs the initializers' draws): the
+  # bfloat16 rows' error depends on them (V3's SNR ranged 28-46 dB across unseeded runs).
+  tf.keras.utils.set_random_seed(0)
   for preset, batch_size, seconds in variants:
     if preset not in vocoders:
       network = get_preset(preset)
