@@ -230,12 +230,12 @@ def test_load_vocoder_in_bfloat16_returns_float32_audio_close_to_float32(vocoder
 def test_precisions_are_checked_per_model():
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
-  import tfspeech.models.grad_tts  # pylint: disable=import-outside-toplevel,unused-import
+  import tfspeech.models.tacotron2  # pylint: disable=import-outside-toplevel,unused-import
   assert precision.task_precisions(HifiGanTask) == ("float32", "bfloat16")
   precision.check_precision(HifiGanTask, "bfloat16")
-  with pytest.raises(ValueError, match=r"--precision=bfloat16: model 'grad_tts' runs in "
+  with pytest.raises(ValueError, match=r"--precision=bfloat16: model 'tacotron2' runs in "
                                        r"float32 only"):
-    precision.check_precision(registry.get("grad_tts"), "bfloat16")
+    precision.check_precision(registry.get("tacotron2"), "bfloat16")
   with pytest.raises(ValueError, match=r"--vocoder_precision=float16: must be one of "
                                        r"float32, bfloat16"):
     precision.check_precision(HifiGanTask, "float16", flag="vocoder_precision")
