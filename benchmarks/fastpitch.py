@@ -338,8 +338,7 @@ def fastpitch_infer(ctx):
           reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
         _, dec_lens, *_ = torch_model.infer(x)
         return int(dec_lens.sum())
-    torch_bf16_call()
-    samples, _ = common._timed(ctx, torch_bf16_call, 5)  # pylint: disable=protected-access
+    samples, _ = common._timed(ctx, torch_bf16_call, 3)  # pylint: disable=protected-access
     ctx.log(f"  fastpitch infer {preset} b{batch_size} pytorch reference bfloat16: "
             f"{np.median(samples):.3f} s")
     measurements.append(harness.Measurement(
