@@ -333,19 +333,8 @@ def fastpitch_infer(ctx):
                "batch_size": batch_size, "frames": torch_frames},
         flops=call_flops if torch_frames == frames else None))
 
-    def torch_bf16_call():
-      with reference.torch.inference_mode(), \
-          reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
-        _, dec_lens, *_ = torch_model.infer(x)
-        return int(dec_lens.sum())
-    samples, _ = common._timed(ctx, torch_bf16_call, 3)  # pylint: disable=protected-access
-    ctx.log(f"  fastpitch infer {preset} b{batch_size} pytorch reference bfloat16: "
-            f"{np.median(samples):.3f} s")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset} bfloat16 (autocast)", samples, group=group,
-        work=torch_seconds, work_unit="audio s", device=reference.label,
-        note=(f"FastPitch.infer under torch.autocast(bfloat16); tfspeech bfloat16 is "
-              f"{float(np.median(samples)) / bf16_median:.2f}x it; " + reference.note),
-        extra={"preset": preset, "batch_size": batch_size, "precision": "bfloat16",
-               **reference.threads}))
+    measurements.append(common.torch_bfloat16_row(
+        ctx, reference, f"fastpitch infer {preset} b{batch_size}", torch_call, bf16_median,
+        label=f"pytorch reference {preset}", model_note="FastPitch.infer", group=group,
+        work=torch_seconds, extra={"preset": preset, "batch_size": batch_size}))
   return measurements

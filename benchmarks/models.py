@@ -165,6 +165,22 @@ def precision_error(output, exact):
   return float(np.abs(error).max()), float(np.abs(exact).max()), float(snr)
 
 
+def torch_bfloat16_row(ctx, reference, what, call, tf_seconds, *, label, model_note, **fields):
+  """The reference's `call` timed under `torch.autocast(bfloat16)` (at most 2 timed calls), as a
+  row beside tfspeech's bfloat16 row (`tf_seconds`, its median); `fields`: group, work, extra."""
+  def autocast_call():
+    with reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
+      return call()
+  samples, _ = _timed(ctx, autocast_call, 2)
+  ctx.log(f"  {what} pytorch reference bfloat16: {np.median(samples):.3f} s")
+  extra = fields.pop("extra")
+  return harness.Measurement(
+      f"{label} bfloat16 (autocast)", samples, work_unit="audio s", device=reference.label,
+      note=(f"{model_note} under torch.autocast(bfloat16); tfspeech bfloat16 is "
+            f"{np.median(samples) / tf_seconds:.2f}x it; " + reference.note),
+      extra={**extra, "precision": "bfloat16", **reference.threads}, **fields)
+
+
 def count_flops(ctx, what, fn, *args, while_trips=None):
   """FLOPs of one call `fn(*args)` (a tf.function or Python callable), from one extra trace with
   the args' exact shapes (no graph optimisation, nothing runs). Not counted where `what` names
@@ -477,22 +493,13 @@ def grad_tts_infer(ctx):
                    "length_scale": length_scale, "first_call_seconds": warmup},
             flops=call_flops if torch_frames == frames else None))
         if bf16_samples is not None and batch_size == 1:
-
-          def torch_bf16_call(n_timesteps=n_timesteps):
-            with reference.torch.autocast(reference.device.type,
-                                          dtype=reference.torch.bfloat16):
-              run_torch(n_timesteps)
-          samples, _ = _timed(ctx, torch_bf16_call, 2)
-          ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps} pytorch reference "
-                  f"bfloat16: {np.median(samples):.3f} s")
-          measurements.append(harness.Measurement(
-              f"pytorch reference {preset} bfloat16 (autocast)", samples, group=group,
-              work=torch_audio_seconds, work_unit="audio s", device=reference.label,
-              note=(f"GradTTS.forward under torch.autocast(bfloat16) (the whole model); "
-                    f"tfspeech bfloat16 is {np.median(samples) / np.median(bf16_samples):.2f}x "
-                    f"it; " + reference.note),
-              extra={"preset": preset, "batch_size": batch_size, "n_timesteps": n_timesteps,
-                     "precision": "bfloat16", **reference.threads}))
+          measurements.append(torch_bfloat16_row(
+              ctx, reference, f"grad_tts infer {preset} b{batch_size} T={n_timesteps}",
+              lambda n_timesteps=n_timesteps: run_torch(n_timesteps),
+              float(np.median(bf16_samples)), label=f"pytorch reference {preset}",
+              model_note="GradTTS.forward (the whole model)", group=group,
+              work=torch_audio_seconds,
+              extra={"preset": preset, "batch_size": batch_size, "n_timesteps": n_timesteps}))
   return measurements
 
 
@@ -696,18 +703,9 @@ def hifigan_infer(ctx):
     if batch_size != 1:  # the reference in bfloat16 at batch 1 only (--suite=all's 30 minutes)
       continue
 
-    def torch_bf16_call():
-      with reference.torch.inference_mode(), \
-          reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
-        return torch_generator(torch_mels).float().cpu()
-    torch_bf16 = _timed(ctx, torch_bf16_call, 2)[0]
-    ctx.log(f"  hifigan infer {preset} b{batch_size} pytorch reference bfloat16: "
-            f"{np.median(torch_bf16):.3f} s")
-    measurements.append(harness.Measurement(
-        f"pytorch reference {preset} bfloat16 (autocast)", torch_bf16, group=group,
-        work=audio_seconds, work_unit="audio s", device=reference.label,
-        note=(f"the reference generator under torch.autocast(bfloat16); tfspeech bfloat16 is "
-              f"{np.median(torch_bf16) / np.median(bf16_samples):.2f}x it; " + reference.note),
-        extra={"preset": preset, "batch_size": batch_size, "precision": "bfloat16",
-               **reference.threads}))
+    measurements.append(torch_bfloat16_row(
+        ctx, reference, f"hifigan infer {preset} b{batch_size}", torch_call,
+        float(np.median(bf16_samples)), label=f"pytorch reference {preset}",
+        model_note="the reference generator", group=group, work=audio_seconds,
+        extra={"preset": preset, "batch_size": batch_size}))
   return measurements
