@@ -202,7 +202,7 @@ class LoadedRun:
     step: global step of the restored checkpoint (0 if none restored).
     checkpoint: path restored from, or None.
     precision: the compute precision its modules were built for ("float32" or
-      "bfloat16"; see `tfspeech.models.serving.task_precisions`); its serving object is
+      "bfloat16"; see `tfspeech.training.precision`); its serving object is
       built for the same.
   """
   task: Any
