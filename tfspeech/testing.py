@@ -69,6 +69,13 @@ def python_ops(fn_or_graph):
   return sorted(found)
 
 
+def op_dtypes(concrete_function, op_types) -> set:
+  """The `T` dtype names of every op of `op_types` in a traced function (nested ones too)."""
+  graph_def = concrete_function.graph.as_graph_def()
+  return {tf.dtypes.as_dtype(node.attr["T"].type).name for nodes in _all_graph_defs(graph_def)
+          for node in nodes if node.op in op_types}
+
+
 def assert_no_python_ops(fn_or_graph):
   """Raises AssertionError naming every Python/NumPy callback op in the graph."""
   found = python_ops(fn_or_graph)

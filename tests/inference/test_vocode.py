@@ -15,7 +15,7 @@ from tfspeech.inference import vocode_lib
 from tfspeech.models import hifigan
 from tfspeech.models.hifigan.hifigan_serving import HifiGanServing, receptive_field_samples
 from tfspeech.models.hifigan.hifigan_task import HifiGanTask
-from tfspeech.testing import assert_no_python_ops
+from tfspeech.testing import assert_no_python_ops, op_dtypes
 from tfspeech.training import Trainer
 from tfspeech.training.checkpoints import Checkpoints
 from tfspeech.training.config import RunConfig, write_run_config
@@ -196,13 +196,6 @@ def test_load_vocoder_folds_weight_norm_of_the_restored_run(vocoder_run):
     vocoder.check_mel_config(audio_lib.MelConfig.hifigan(fmax=None))
 
 
-def conv_dtypes(concrete_function):
-  """The `T` of every Conv2D in a traced function (its graph and nested functions)."""
-  graph_def = concrete_function.graph.as_graph_def()
-  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
-  return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
-
-
 def test_load_vocoder_in_bfloat16_returns_float32_audio_close_to_float32(vocoder_run):
   workdir, _ = vocoder_run
   exact = vocode_lib.load_vocoder(workdir)
@@ -212,8 +205,8 @@ def test_load_vocoder_in_bfloat16_returns_float32_audio_close_to_float32(vocoder
   assert {v.dtype for v in generator.variables} == {"float32"}  # any float32 checkpoint loads
   concrete = fast.fn.traced.get_concrete_function()
   assert_no_python_ops(concrete)
-  assert conv_dtypes(concrete) == {"bfloat16"}
-  assert conv_dtypes(exact.fn.traced.get_concrete_function()) == {"float32"}
+  assert op_dtypes(concrete, ("Conv2D",)) == {"bfloat16"}
+  assert op_dtypes(exact.fn.traced.get_concrete_function(), ("Conv2D",)) == {"float32"}
   mels = tf.constant(random_mels([40, 25], seed=3))
   want, want_lengths = exact.vocode(mels, tf.constant([40, 25]))
   got, got_lengths = fast.vocode(mels, tf.constant([40, 25]))

@@ -292,10 +292,7 @@ def test_bfloat16_serving_follows_float32():
   fast_fn = synthesize_lib.make_synthesis_fn(fast)
   concrete = fast_fn.get_concrete_function()
   assert_no_python_ops(concrete)
-  graph_def = concrete.graph.as_graph_def()
-  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
-  compute = {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes
-             if n.op in ("Conv2D", "MatMul", "BatchMatMulV2")}
+  compute = testing.op_dtypes(concrete, ("Conv2D", "MatMul", "BatchMatMulV2"))
   assert "bfloat16" in compute, compute
   want = synthesize_lib.make_synthesis_fn(exact)(text_ids, text_lengths, seeds, speakers,
                                                   *controls)

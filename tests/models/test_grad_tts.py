@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfspeech.models import grad_tts
 from tfspeech.models.grad_tts import score_estimator, text_encoder
-from tfspeech.testing import assert_no_python_ops
+from tfspeech.testing import assert_no_python_ops, op_dtypes
 
 N_FEATS = 80
 
@@ -494,11 +494,8 @@ def test_bfloat16_unet_follows_float32(tiny_model):
         input_signature=TEXT_SPEC + [MEL_SPEC])
   concrete = make(fast).get_concrete_function()
   assert_no_python_ops(concrete)
-  graph_def = concrete.graph.as_graph_def()
-  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
   # The U-Net's convolutions in bfloat16, the text encoder's in float32.
-  assert {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes
-          if n.op == "Conv2D"} == {"bfloat16", "float32"}
+  assert op_dtypes(concrete, ("Conv2D",)) == {"bfloat16", "float32"}
   noise = tf.random.stateless_normal([3, 256, N_FEATS], [1, 3])
   want = make(tiny_model)(TEXT, TEXT_LENGTHS, noise)
   got = make(fast)(TEXT, TEXT_LENGTHS, noise)
