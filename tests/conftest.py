@@ -85,29 +85,14 @@ def tiny_fastpitch_run(tiny_prepared_pitch, tmp_path_factory):
   Returns a dict: "workdir", "result" (the `train` result) and "train_fn" (the traced train
   step, for graph checks).
   """
-  import tensorflow as tf
   from tfspeech import training
   from tfspeech.models import registry
-  from tfspeech.training import trainer as trainer_lib
-  captured = []
-  original = trainer_lib.Trainer.train_step_fn
-
-  def capture(self, element_spec):
-    fn = original(self, element_spec)
-    captured.append(fn)
-    return fn
-  previous = tf.config.optimizer.get_experimental_options()
-  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  trainer_lib.Trainer.train_step_fn = capture
-  try:
+  from tfspeech.testing import captured_train_functions, grappler_disabled
+  with grappler_disabled(), captured_train_functions() as captured:
     workdir = str(tmp_path_factory.mktemp("tiny_fastpitch_run"))
     result = training.train(
         "fastpitch", "tiny", tasks=registry.get, data_dir=tiny_prepared_pitch, workdir=workdir,
         overrides={"batch_size": 8, "max_steps": 30, "log_every": 5, "eval_every": 0,
                    "summary_every": 0, "checkpoint_every": 1000},
         progress=False, handle_signals=False)
-  finally:
-    trainer_lib.Trainer.train_step_fn = original
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": previous.get("disable_meta_optimizer", False)})
   return {"workdir": workdir, "result": result, "train_fn": captured[0]}

@@ -118,6 +118,28 @@ def grappler_disabled():
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
 
 
+@contextlib.contextmanager
+def captured_train_functions():
+  """Collects the traced train-step `tf.function` of every `Trainer` built inside the block.
+
+  Yields a list that fills as trainers make their train steps (`Trainer.train_step_fn`), for
+  graph checks on a run made through `training.train`.
+  """
+  from tfspeech.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  captured = []
+  original = trainer_lib.Trainer.train_step_fn
+
+  def capture(self, element_spec):
+    fn = original(self, element_spec)
+    captured.append(fn)
+    return fn
+  trainer_lib.Trainer.train_step_fn = capture
+  try:
+    yield captured
+  finally:
+    trainer_lib.Trainer.train_step_fn = original
+
+
 def export_every_format(run_binary, root, *args, formats=("saved_model", "tflite", "tfjs")):
   """Runs `run_binary("export", *args, --format=F, --out=root/F)` for every format at once.
 

@@ -312,6 +312,7 @@ def test_synthesize_and_vocode_binaries_run_the_test_models(runs, tmp_path):
 
   assert info.returncode == 0, info.stderr
   assert "serves as: acoustic" in info.stdout and "pace (float32" in info.stdout
+  assert "training precisions (--override=mixed_precision=...): none\n" in info.stdout
 
 
 def noisy_vocoder(runs, **controls):

@@ -66,7 +66,11 @@ def main(argv):
   print(json.dumps(cfg.to_dict(run), indent=2))
   print()
   print(training.format_parameter_table(training.count_parameters(modules, depth=FLAGS.depth)))
-  _print_serving(registry.get(run.model))
+  task_class = registry.get(run.model)
+  print()
+  print("training precisions (--override=mixed_precision=...): "
+        + ", ".join(("none",) + tuple(task_class.mixed_precisions)))
+  _print_serving(task_class)
 
 
 def _print_serving(task_class):

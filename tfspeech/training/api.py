@@ -166,6 +166,7 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
   resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
                             overrides=overrides, allow_changes=allow_changes, tasks=tasks)
   run = resolved.run
+  precision_lib.check_mixed_precision(resolved.task_class, run.train.mixed_precision)
   task = resolved.task_class(run.model_config)
   chief = multi_worker.worker_role(strategy).is_chief
   if not resolved.resumed:

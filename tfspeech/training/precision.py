@@ -53,6 +53,26 @@ def check_precision(task_class, precision: str, flag: str = "precision") -> None
                      f"{' or '.join(supported)} only")
 
 
+def check_mixed_precision(task_class, policy: str) -> None:
+  """Raises ValueError unless the task trains under `TrainConfig.mixed_precision=policy`.
+
+  "none" (float32) always trains; a mixed policy only where the task lists it in
+  `mixed_precisions`. Warns when a policy would run emulated on this machine.
+  """
+  supported = ("none",) + tuple(getattr(task_class, "mixed_precisions", ()))
+  if policy not in supported:
+    name = getattr(task_class, "name", None) or task_class.__name__
+    raise ValueError(f"--override=mixed_precision={policy}: model {name!r} trains with "
+                     f"mixed_precision {' or '.join(supported)} only; drop the override")
+  if not tf.config.list_logical_devices("GPU"):
+    if policy == "mixed_float16":
+      logging.warning("mixed_precision=mixed_float16 without a GPU: float16 is emulated on "
+                      "CPUs (slower than float32) and their float16 kernels lack some ops "
+                      "(dilated convolution gradients); use mixed_bfloat16 or none here")
+    elif policy == "mixed_bfloat16":
+      warn_if_emulated(BFLOAT16)
+
+
 def cpu_has_native_bfloat16() -> bool:
   """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX; Linux flags).
 

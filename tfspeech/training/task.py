@@ -83,6 +83,9 @@ class Task:
   # buffers hold whole utterances (TF 2.17 also mis-restores symbolic
   # positions of repeated TFRecord readers past the first epoch).
   data_checkpoint: str = "symbolic"
+  # The `TrainConfig.mixed_precision` policies the train step is written and tested for,
+  # besides "none" (float32); `train` refuses the others before anything is written.
+  mixed_precisions: tuple = ()
 
   def __init__(self, config):
     if self.config_class is not None and not isinstance(config, self.config_class):

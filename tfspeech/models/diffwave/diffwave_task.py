@@ -49,6 +49,8 @@ class DiffWaveTask(registry.Task):
   serving_controls = CONTROLS
   # Prepared TFRecord corpora: the shuffle buffer holds whole clips (see Task.data_checkpoint).
   data_checkpoint = "reseed"
+  # Training policies besides float32 (tests/training/test_mixed_precision.py).
+  mixed_precisions = ("mixed_bfloat16", "mixed_float16")
 
   def __init__(self, config):
     super().__init__(config)
@@ -122,7 +124,9 @@ class DiffWaveTask(registry.Task):
     talpha_cum = diffusion.noise_levels(self.config.noise_schedule)
     noisy = diffusion.training_noise(audio, steps, noise, talpha_cum)
     predicted = self.modules["diffwave"]((noisy, steps, mel), training=training)
-    return tf.reduce_mean(tf.abs(noise - predicted), axis=1)  # [batch]
+    # The L1 in float32 under a mixed-precision policy (the network computes in bfloat16 or
+    # float16 there).
+    return tf.reduce_mean(tf.abs(noise - tf.cast(predicted, tf.float32)), axis=1)  # [batch]
 
   def train_step(self, batch, ctx):
     audio, mel = self._crop(batch)

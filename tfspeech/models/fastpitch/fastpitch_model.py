@@ -11,13 +11,19 @@ Training (`FastPitch.forward`) aligns text and mel with the alignment encoder, t
 durations from monotonic alignment search (`tfspeech.ops.maximum_path`, inside the traced
 step), averages pitch and energy per token over them, and teacher-forces the decoder.
 Inference (`FastPitch.infer`) uses the predictors; it is loop-free.
+
+Under a mixed-precision policy (training's `mixed_bfloat16` / `mixed_float16`, serving's
+bfloat16) the layers compute in the low precision and everything that is not a layer stays
+float32: the predictions, the alignment's normalisation with the prior, MAS, the per-token
+targets, the mel output and so every loss.
 """
 
 import keras
 import tensorflow as tf
 
 from tfspeech.models.fastpitch.layers import (AlignmentEncoder, FFTransformer,
-                                              TemporalPredictor, ValueEmbedding)
+                                              TemporalPredictor, ValueEmbedding,
+                                              alignment_log_prob)
 from tfspeech.ops import alignment as alignment_ops
 from tfspeech.ops.pitch import average_pitch_per_token
 from tfspeech.ops.sequence import sequence_mask
@@ -210,8 +216,8 @@ class FastPitch(keras.Model):
     text_mask = tf.expand_dims(sequence_mask(text_lengths, tokens), 2)
     if prior is None:
       prior = batch_prior(text_lengths, mel_lengths, tokens, frames)
-    soft, log_prob = self.attention(mel, self.encoder.embed(text_ids, text_mask), text_mask,
-                                    prior)
+    scores = self.attention(mel, self.encoder.embed(text_ids, text_mask), text_mask)
+    soft, log_prob = alignment_log_prob(scores, text_mask, prior)
     # MAS on the log-probabilities: log(soft) differs from them by a per-frame constant,
     # which moves no path (every path takes one cell per frame), and has no log(0).
     hard = tf.transpose(alignment_ops.maximum_path(
@@ -245,15 +251,17 @@ class FastPitch(keras.Model):
     enc_out = enc_out + self.pitch_emb(pitch_target, text_mask)
     energy_predicted = None
     if use_energy:
-      energy_predicted = self.energy_predictor(enc_out, text_mask, training=training)
+      energy_predicted = tf.cast(
+          self.energy_predictor(enc_out, text_mask, training=training), tf.float32)
       enc_out = enc_out + self.energy_emb(energy_target, text_mask)
     # The hard path is the length regulation of its own durations (monotonic, one token per
     # frame); as a matmul it keeps the target's frame count, a static shape under XLA.
-    regulated = tf.linalg.matmul(aligned["hard"], enc_out)
+    regulated = tf.linalg.matmul(tf.cast(aligned["hard"], enc_out.dtype), enc_out)
     out_lengths = tf.reduce_sum(durations, axis=1)
     frame_mask = tf.expand_dims(sequence_mask(out_lengths, tf.shape(mel)[1]), 2)
     decoded = self.decoder(regulated, frame_mask, training=training)
-    mel_out = self.proj(decoded) * frame_mask
+    # The losses see float32 under any compute dtype (mixed-precision training).
+    mel_out = tf.cast(self.proj(decoded), tf.float32) * frame_mask
     return dict(aligned, mel=mel_out, mel_lengths=out_lengths, log_durations=log_durations,
                 pitch_predicted=pitch_predicted, pitch_target=pitch_target,
                 energy_predicted=energy_predicted, energy_target=energy_target,

@@ -104,6 +104,8 @@ class FastPitchTask(registry.Task):
   data_checkpoint = "reseed"
   serving_role = "acoustic"
   serving_precisions = ("float32", "bfloat16")  # tests/models/test_fastpitch.py
+  # Training policies besides float32 (tests/training/test_mixed_precision.py).
+  mixed_precisions = ("mixed_bfloat16", "mixed_float16")
   serving_controls = fastpitch_serving.CONTROLS
 
   def __init__(self, config):

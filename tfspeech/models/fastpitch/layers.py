@@ -25,6 +25,13 @@ import tensorflow as tf
 # Masked attention scores: finite, so a row with no valid key stays finite (softmax of equal
 # values) instead of NaN; exp(-1e9 - max) is exactly 0 in float32 next to any real score.
 _MASKED_SCORE = -1e9
+
+
+def _masked_score(dtype):
+  """`_MASKED_SCORE` in `dtype`, or its lowest finite value where -1e9 overflows (float16)."""
+  return max(_MASKED_SCORE, dtype.min)
+
+
 # torch.nn.LayerNorm's default epsilon (Keras' is 1e-3).
 _LAYER_NORM_EPSILON = 1e-5
 
@@ -74,7 +81,7 @@ class MultiHeadAttention(keras.layers.Layer):
     query, key, value = heads[0], heads[1], heads[2]
     scores = tf.linalg.matmul(query, key, transpose_b=True) * (1.0 / math.sqrt(self.d_head))
     key_mask = tf.expand_dims(tf.transpose(mask, [0, 2, 1]), 1)  # [batch, 1, 1, time]
-    scores = tf.where(key_mask > 0, scores, _MASKED_SCORE)
+    scores = tf.where(key_mask > 0, scores, _masked_score(scores.dtype))
     weights = self.dropatt(tf.nn.softmax(scores, axis=-1), training=training)
     out = tf.linalg.matmul(weights, value)  # [batch, heads, time, d_head]
     out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.n_head * self.d_head])
@@ -157,7 +164,8 @@ class FFTransformer(keras.layers.Layer):
 
   def embed(self, ids, mask):
     """`[batch, tokens]` ids -> `[batch, tokens, d_model]` embeddings, 0 on padding."""
-    return self.word_emb(ids) * mask
+    embeddings = self.word_emb(ids)
+    return embeddings * tf.cast(mask, embeddings.dtype)
 
   def call(self, inputs, mask, conditioning=None, training=False):
     """Runs the stack.
@@ -223,11 +231,11 @@ class ValueEmbedding(keras.layers.Layer):
 
 
 class AlignmentEncoder(keras.layers.Layer):
-  """The reference `ConvAttention` (align_query_enc_type "3xconv"): a learned soft alignment.
+  """The reference `ConvAttention` (align_query_enc_type "3xconv"): alignment scores.
 
   Keys: token embeddings through Conv(k3, 2C) -> ReLU -> Conv(1, A). Queries: mel frames
   through Conv(k3, 2M) -> ReLU -> Conv(1, M) -> ReLU -> Conv(1, A). Scores are
-  -0.0005 x squared L2 distance, log-softmaxed over tokens and added to the log of the
+  -0.0005 x squared L2 distance; `alignment_log_prob` normalises them over tokens with the
   beta-binomial prior. The reference also builds an unused 1x1 `attn_proj` (A -> 1); it is
   kept here so the parameter count matches.
   """
@@ -252,32 +260,53 @@ class AlignmentEncoder(keras.layers.Layer):
     self.query_conv_3.build((None, None, self.n_mel))
     self.attn_proj.build((None, None, self.n_att))
 
-  def call(self, mel, text_embedding, text_mask, prior):
-    """Soft alignment of mel frames to tokens.
+  def call(self, mel, text_embedding, text_mask):
+    """Alignment scores of mel frames against tokens.
 
     Args:
       mel: `[batch, frames, n_mel]` target mels (queries).
       text_embedding: `[batch, tokens, n_text]` token embeddings (keys), 0 on padding.
       text_mask: `[batch, tokens, 1]` float.
-      prior: `[batch, frames, tokens]` beta-binomial prior (0 in padding).
 
     Returns:
-      (soft `[batch, frames, tokens]`: rows sum to 1 over real tokens, 0 on padded tokens;
-       log_prob `[batch, frames, tokens]`: log-softmax scores + log prior, padded tokens
-       at -1e9).
+      `[batch, frames, tokens]` float32 scores, -0.0005 |query - key|^2 (padded tokens
+      included; `alignment_log_prob` masks them).
     """
     keys = self.key_conv_2(tf.nn.relu(self.key_conv_1(text_embedding * text_mask)))
     queries = self.query_conv_3(tf.nn.relu(self.query_conv_2(
         tf.nn.relu(self.query_conv_1(mel)))))
+    # The distance in float32 under any compute dtype: its expansion below cancels large
+    # terms, which bfloat16's 8-bit mantissa (or float16's range) would not survive.
+    keys, queries = tf.cast(keys, tf.float32), tf.cast(queries, tf.float32)
     # |q - k|^2 = |q|^2 - 2 q.k + |k|^2, without a [batch, frames, tokens, A] tensor.
     distance = (tf.reduce_sum(tf.square(queries), -1, keepdims=True)
                 - 2.0 * tf.linalg.matmul(queries, keys, transpose_b=True)
                 + tf.expand_dims(tf.reduce_sum(tf.square(keys), -1), 1))
-    token_valid = tf.transpose(text_mask, [0, 2, 1]) > 0  # [batch, 1, tokens]
-    # The reference normalises over padded tokens too; leaving them out keeps an item's
-    # alignment independent of its batch (and changes nothing for an unpadded item).
-    scores = tf.where(token_valid, -0.0005 * distance, _MASKED_SCORE)
-    log_prob = tf.nn.log_softmax(scores, axis=-1) + tf.math.log(prior + 1e-8)
-    log_prob = tf.where(token_valid, log_prob, _MASKED_SCORE)
-    soft = tf.nn.softmax(log_prob, axis=-1) * tf.cast(token_valid, log_prob.dtype)
-    return soft, log_prob
+    return -0.0005 * distance
+
+
+def alignment_log_prob(scores, text_mask, prior):
+  """Soft alignment from `AlignmentEncoder` scores and the prior, in float32.
+
+  A function, not part of the layer, so the prior never passes a Keras layer boundary,
+  which would cast it to a mixed-precision compute dtype (float16 flushes its small values).
+
+  Args:
+    scores: `[batch, frames, tokens]` float32 scores.
+    text_mask: `[batch, tokens, 1]` float.
+    prior: `[batch, frames, tokens]` beta-binomial prior (0 in padding).
+
+  Returns:
+    (soft `[batch, frames, tokens]`: rows sum to 1 over real tokens, 0 on padded tokens;
+     log_prob `[batch, frames, tokens]`: log-softmax scores + log prior, padded tokens
+     at -1e9), both float32.
+  """
+  token_valid = tf.transpose(text_mask, [0, 2, 1]) > 0  # [batch, 1, tokens]
+  # The reference normalises over padded tokens too; leaving them out keeps an item's
+  # alignment independent of its batch (and changes nothing for an unpadded item).
+  scores = tf.where(token_valid, tf.cast(scores, tf.float32), _MASKED_SCORE)
+  log_prob = tf.nn.log_softmax(scores, axis=-1) + tf.math.log(
+      tf.cast(prior, tf.float32) + 1e-8)
+  log_prob = tf.where(token_valid, log_prob, _MASKED_SCORE)
+  soft = tf.nn.softmax(log_prob, axis=-1) * tf.cast(token_valid, tf.float32)
+  return soft, log_prob

@@ -109,6 +109,8 @@ class GradTTSTask(registry.Task):
   bucketing = True
   serving_role = "acoustic"
   serving_precisions = ("float32", "bfloat16")  # the U-Net; tests/models/test_grad_tts.py
+  # Training policies besides float32 (tests/training/test_mixed_precision.py).
+  mixed_precisions = ("mixed_bfloat16", "mixed_float16")
   serving_controls = grad_tts_serving.CONTROLS
   serving_aligns = True  # GradTTSServing.alignment_prior(): tfspeech-align takes its runs
 

@@ -72,6 +72,8 @@ class HifiGanTask(registry.Task):
   presets = PRESETS
   serving_role = "vocoder"
   serving_precisions = ("float32", "bfloat16")  # tests/inference/test_vocode.py
+  # Training policies besides float32 (tests/training/test_mixed_precision.py).
+  mixed_precisions = ("mixed_bfloat16", "mixed_float16")
 
   def __init__(self, config):
     super().__init__(config)
@@ -173,6 +175,12 @@ class HifiGanTask(registry.Task):
     # The trainer relaxes every input dimension; the mel bins are static.
     return tf.ensure_shape(batch["mel"], [None, None, self.config.num_mels])
 
+  def _generate(self, mel, training):
+    """`[batch, frames, mels]` -> `[batch, samples]` float32 audio under any dtype policy
+    (mixed-precision training computes the generator in bfloat16/float16; the mel loss's
+    STFT and the discriminators' inputs take float32)."""
+    return tf.cast(self.modules["generator"](mel, training=training), tf.float32)
+
   @staticmethod
   def _discriminate(discriminator, real, fake):
     """One call on `concat([real, fake])` (half the graph of two calls), split back.
@@ -187,13 +195,12 @@ class HifiGanTask(registry.Task):
     return [x[:count] for x in logits], [x[count:] for x in logits], real_maps, fake_maps
 
   def train_step(self, batch, ctx):
-    generator = self.modules["generator"]
     discriminators = (self.modules["mpd"], self.modules["msd"])
     loss_mel = self._loss_mel_fn()
     mel = self._mel(batch)
     real = batch["audio"][:, :tf.shape(mel)[1] * self.config.hop_length]
     with tf.GradientTape() as g_tape:
-      fake = generator(mel, training=True)
+      fake = self._generate(mel, training=True)
     # Discriminator update on the detached fake.
     with tf.GradientTape() as d_tape:
       d_parts = []
@@ -228,7 +235,7 @@ class HifiGanTask(registry.Task):
     mel = self._mel(batch)
     frames = tf.shape(mel)[1]
     samples = frames * self.config.hop_length
-    fake = self.modules["generator"](mel, training=False)
+    fake = self._generate(mel, training=False)
     real = batch["audio"][:, :samples]
     # Padded batches: records may hold up to hop - 1 samples past their last frame.
     real = tf.pad(real, [[0, 0], [0, samples - tf.shape(real)[1]]])
@@ -240,7 +247,7 @@ class HifiGanTask(registry.Task):
     """The first clip of `batch`: real and generated audio, input and generated mels."""
     mel = self._mel(batch)
     frames = batch["mel_lengths"][0]
-    generated = self.modules["generator"](mel[:1, :frames], training=False)
+    generated = self._generate(mel[:1, :frames], training=False)
     real = batch["audio"][:1, :frames * self.config.hop_length]
     results = {"audio/real": real, "audio/generated": generated,
                "images/mel_input": summaries_lib.mel_image(mel[0, :frames])}

@@ -15,6 +15,12 @@ FEATURE_MATCHING_WEIGHT = 2.0
 MEL_LOSS_WEIGHT = 45.0
 
 
+def _float32(x):
+  # Discriminators trained under a mixed-precision policy give bfloat16/float16 logits and
+  # maps; their means are taken in float32 (a bfloat16 sum of many terms loses most digits).
+  return tf.cast(x, tf.float32)
+
+
 def discriminator_loss(real_logits, fake_logits):
   """Least-squares discriminator loss.
 
@@ -26,20 +32,20 @@ def discriminator_loss(real_logits, fake_logits):
     `(loss, real_losses, fake_losses)`: the scalar sum, and the per
     sub-discriminator scalars mean((1 - real)^2) and mean(fake^2).
   """
-  real_losses = [tf.reduce_mean(tf.square(1.0 - real)) for real in real_logits]
-  fake_losses = [tf.reduce_mean(tf.square(fake)) for fake in fake_logits]
+  real_losses = [tf.reduce_mean(tf.square(1.0 - _float32(real))) for real in real_logits]
+  fake_losses = [tf.reduce_mean(tf.square(_float32(fake))) for fake in fake_logits]
   return tf.add_n(real_losses) + tf.add_n(fake_losses), real_losses, fake_losses
 
 
 def generator_loss(fake_logits):
   """Least-squares generator loss: `(sum, per sub-discriminator mean((1 - fake)^2))`."""
-  losses = [tf.reduce_mean(tf.square(1.0 - fake)) for fake in fake_logits]
+  losses = [tf.reduce_mean(tf.square(1.0 - _float32(fake))) for fake in fake_logits]
   return tf.add_n(losses), losses
 
 
 def feature_matching_loss(real_feature_maps, fake_feature_maps):
   """2 x the sum over sub-discriminators and layers of mean |real - fake| (scalar)."""
-  terms = [tf.reduce_mean(tf.abs(real - fake))
+  terms = [tf.reduce_mean(tf.abs(_float32(real) - _float32(fake)))
            for real_maps, fake_maps in zip(real_feature_maps, fake_feature_maps)
            for real, fake in zip(real_maps, fake_maps)]
   return FEATURE_MATCHING_WEIGHT * tf.add_n(terms)

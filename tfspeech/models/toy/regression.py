@@ -60,6 +60,7 @@ class ToyTask(registry.Task):
   presets = {"tiny": ToyConfig(hidden=8, num_layers=1),
              "small": ToyConfig(hidden=32, num_layers=3)}
   sample_rate = 8000
+  mixed_precisions = ("mixed_bfloat16", "mixed_float16")  # tests/training/test_nan_guard.py
 
   @classmethod
   def default_train_config(cls, preset):
