@@ -365,3 +365,36 @@ def test_default_controls_leave_the_model_output_unchanged():
   served = acoustic.synthesize(text_ids, text_lengths, None)
   np.testing.assert_array_equal(served["durations"].numpy(), plain["durations"].numpy())
   np.testing.assert_allclose(served["mel"].numpy(), plain["mel"].numpy(), atol=1e-4)
+
+
+def test_training_conv_equals_keras_conv_with_gradients():
+  import keras  # pylint: disable=import-outside-toplevel
+  from tfspeech.models.fastpitch.layers import TrainingConv1D  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(5)
+  fast, plain = TrainingConv1D(6, 3), keras.layers.Conv1D(6, 3, padding="same")
+  for layer in (fast, plain):
+    layer.build((None, None, 4))
+  for source, target in zip(plain.variables, fast.variables):
+    source.assign(rng.normal(size=source.shape))  # biases too: a zero bias hides its gradient
+    target.assign(source)
+  upstream = tf.constant(rng.normal(size=[2, 9, 6]), tf.float32)
+
+  # Time unknown in the trace, as in a train step.
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float32)])
+  def value_and_gradients(x):
+    results = []
+    for layer, kwargs in ((fast, {"training": True}), (plain, {})):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, **kwargs)
+        loss = tf.reduce_sum(y * upstream)
+      results.append([y] + tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    return results
+  x = tf.constant(rng.normal(size=[2, 9, 4]), tf.float32)
+  got, want = value_and_gradients(x)
+  for name, a, b in zip(("output", "d_input", "d_kernel", "d_bias"), got, want):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+  # Inference is Keras's own convolution.
+  np.testing.assert_array_equal(fast(x).numpy(), plain(x).numpy())
+  with pytest.raises(ValueError, match="must be odd"):
+    TrainingConv1D(6, 4)

@@ -52,6 +52,55 @@ def positional_encoding(length, channels, dtype=tf.float32):
   return tf.cast(tf.concat([tf.sin(angles), tf.cos(angles)], axis=1), dtype)
 
 
+def _conv1d_same(x, kernel):
+  """`tf.nn.conv1d(x, kernel, 1, "SAME")` for odd kernel widths, with hand-written gradients.
+
+  The kernel's gradient is one matmul of the shifted inputs `[batch * time, k * in]` with the
+  output gradient `[batch * time, out]`, and the input's the same convolution with the
+  flipped, transposed kernel. oneDNN's weight-gradient convolution of these 1-D shapes ran at
+  60% of a matmul's rate in bfloat16 (85% in float32) on AVX512-BF16.
+
+  Args:
+    x: `[batch, time, in]`.
+    kernel: `[k, in, out]` tensor, k odd.
+  """
+  width, channels_in, channels_out = kernel.shape
+  half = (width - 1) // 2
+
+  @tf.custom_gradient
+  def conv(x, kernel):
+    def grad(upstream):
+      flipped = tf.transpose(tf.reverse(kernel, [0]), [0, 2, 1])  # [k, out, in]
+      dx = tf.nn.conv1d(upstream, flipped, 1, "SAME")
+      length = tf.shape(x)[1]
+      padded = tf.pad(x, [[0, 0], [half, half], [0, 0]])
+      shifted = tf.concat([padded[:, i:i + length] for i in range(width)], axis=-1)
+      dkernel = tf.linalg.matmul(tf.reshape(shifted, [-1, width * channels_in]),
+                                 tf.reshape(upstream, [-1, channels_out]), transpose_a=True)
+      return dx, tf.reshape(dkernel, [width, channels_in, channels_out])
+    return tf.nn.conv1d(x, kernel, 1, "SAME"), grad
+  return conv(x, kernel)
+
+
+class TrainingConv1D(keras.layers.Conv1D):
+  """A "same", stride-1 Keras `Conv1D` (odd width) whose training pass uses `_conv1d_same`.
+
+  Inference (`training=False`) is Keras's own convolution, so exported graphs are unchanged;
+  the variables are Conv1D's (`kernel` `[k, in, out]`, `bias`), so are checkpoints.
+  """
+
+  def __init__(self, filters, kernel_size, **kwargs):
+    if kernel_size % 2 != 1:
+      raise ValueError(f"TrainingConv1D: kernel_size {kernel_size} must be odd")
+    super().__init__(filters, kernel_size, padding="same", **kwargs)
+
+  def call(self, inputs, training=False):
+    if not training:
+      return super().call(inputs)
+    outputs = _conv1d_same(inputs, tf.convert_to_tensor(self.kernel))
+    return outputs + self.bias if self.use_bias else outputs
+
+
 class MultiHeadAttention(keras.layers.Layer):
   """Post-norm self-attention of the reference FFT block: LN(x + drop(o(attn(qkv(x))))).
 
@@ -95,8 +144,8 @@ class PositionwiseConvFF(keras.layers.Layer):
   def __init__(self, d_model, d_inner, kernel_size, dropout, **kwargs):
     super().__init__(**kwargs)
     self.d_model, self.d_inner = d_model, d_inner
-    self.conv_1 = keras.layers.Conv1D(d_inner, kernel_size, padding="same", name="conv_1")
-    self.conv_2 = keras.layers.Conv1D(d_model, kernel_size, padding="same", name="conv_2")
+    self.conv_1 = TrainingConv1D(d_inner, kernel_size, name="conv_1")
+    self.conv_2 = TrainingConv1D(d_model, kernel_size, name="conv_2")
     self.norm = _layer_norm("norm")
     self.dropout = keras.layers.Dropout(dropout)
 
@@ -106,8 +155,8 @@ class PositionwiseConvFF(keras.layers.Layer):
     self.norm.build((None, None, self.d_model))
 
   def call(self, x, mask, training=False):
-    h = tf.nn.relu(self.conv_1(x * mask)) * mask
-    h = self.dropout(self.conv_2(h), training=training)
+    h = tf.nn.relu(self.conv_1(x * mask, training=training)) * mask
+    h = self.dropout(self.conv_2(h, training=training), training=training)
     return self.norm(x + h)
 
 
