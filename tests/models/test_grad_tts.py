@@ -479,7 +479,7 @@ def test_synthesize_in_graph_mode(tiny_model):
   np.testing.assert_allclose(decoded.numpy(), eager.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_bfloat16_unet_follows_float32(tiny_model):
+def test_bfloat16_unet_follows_float32(tiny_model, fast_graphs):
   from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
   with precision.precision_policy("bfloat16"):  # what load_run(..., precision=) builds under
     fast = grad_tts.GradTTS(grad_tts.tiny())
@@ -492,13 +492,14 @@ def test_bfloat16_unet_follows_float32(tiny_model):
     return tf.function(lambda text, lengths, noise: model.synthesize(
         text, lengths, n_timesteps=4, noise=noise, unroll=True),
         input_signature=TEXT_SPEC + [MEL_SPEC])
-  concrete = make(fast).get_concrete_function()
+  fast_fn = make(fast)
+  concrete = fast_fn.get_concrete_function()
   assert_no_python_ops(concrete)
   # The U-Net's convolutions in bfloat16, the text encoder's in float32.
   assert op_dtypes(concrete, ("Conv2D",)) == {"bfloat16", "float32"}
   noise = tf.random.stateless_normal([3, 256, N_FEATS], [1, 3])
   want = make(tiny_model)(TEXT, TEXT_LENGTHS, noise)
-  got = make(fast)(TEXT, TEXT_LENGTHS, noise)
+  got = fast_fn(TEXT, TEXT_LENGTHS, noise)
   assert got.mel_decoded.dtype == tf.float32
   np.testing.assert_array_equal(got.mel_lengths.numpy(), want.mel_lengths.numpy())
   np.testing.assert_array_equal(got.mel_encoder.numpy(), want.mel_encoder.numpy())
