@@ -5,7 +5,9 @@ Follows `benchmarks.models` (its `_Torch`, `_timed` and row policies):
 - train/fastpitch: `Trainer(FastPitchTask, ...).train_step_fn` (alignment encoder, in-graph
   MAS, per-token pitch/energy targets, the five losses, the optimizer) on batches of 60-150
   token ids and 4 frames per token (with --quick also XLA-compiled, `xla=True`: slower on
-  CPU, see below); throughput in mel frames per second.
+  CPU, see below); throughput in mel frames per second. Also the same step under
+  `mixed_precision="mixed_bfloat16"` beside the reference's step under
+  `torch.autocast(bfloat16)`.
 - infer/fastpitch: `synthesize_lib.make_synthesis_fn` (the traced batched text-to-mel,
   what `tfspeech-synthesize` runs) on the same ids; throughput in audio seconds per second.
   Not XLA-compiled: the frame count is data-dependent, which `jit_compile` rejects.
@@ -167,13 +169,14 @@ def fastpitch_train(ctx):
   task_class = registry.get("fastpitch")
   reference = common._Torch.get(ctx)  # pylint: disable=protected-access
   measurements = []
-  steps = {}  # (preset, xla) → traced step: one trace serves every batch size, as in a run
+  # (preset, xla, mixed_precision) → traced step: one trace serves every batch size, as in a run
+  steps = {}
   for preset, batch_size in _variants(ctx, train=True):
     config = task_class.preset(preset)
     batch = _batch(config, batch_size)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
-    torch_timing = None
+    torch_timing = torch_bf16 = None
     if reference is not None:  # before tfspeech: see models.TRAIN_VARIANTS
       fastpitch, model = _torch_model(reference, config)
       torch_step = _TorchTrainStep(reference.torch, fastpitch, model, learning_rate=1e-4)
@@ -181,38 +184,58 @@ def fastpitch_train(ctx):
       torch_timing = common._timed(ctx, lambda: torch_step(torch_batch), 3)  # pylint: disable=protected-access,cell-var-from-loop
       common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference",
                       *torch_timing)
+      torch_bf16 = common.torch_bfloat16_samples(
+          ctx, reference, f"fastpitch train {preset} b{batch_size}",
+          lambda: torch_step(torch_batch))  # pylint: disable=cell-var-from-loop
       parameters = fastpitch.count_parameters(model)
       del model, torch_step, torch_batch
     # The XLA-compiled step (TrainConfig.xla) runs in --quick only: on this CPU it was slower
     # (tiny, batch 1: 1.50 vs 0.51 s/step) and compiling the ljspeech step took > 8 minutes
     # (per batch shape), more than the whole case's budget.
-    for xla in ((False, True) if ctx.quick else (False,)):
-      traced_here = (preset, xla) not in steps
+    # The mixed_bfloat16 step (TrainConfig.mixed_precision): bfloat16 compute, float32
+    # variables; the same losses within bfloat16's rounding (tests/training/test_mixed_precision).
+    variants = [(False, "none"), (False, "mixed_bfloat16")]
+    if ctx.quick:
+      variants.insert(1, (True, "none"))
+    tf_seconds = {}
+    for xla, policy in variants:
+      traced_here = (preset, xla, policy) not in steps
       if traced_here:
         task = task_class(config)
         # What `data_info` reads from dataset.json; here without a corpus on disk.
         task._pitch = {"mean": PITCH_MEAN, "std": PITCH_STD}  # pylint: disable=protected-access
         train_config = dataclasses.replace(task_class.default_train_config(preset),
-                                           batch_size=batch_size, xla=xla)
-        steps[(preset, xla)] = (train_config, Trainer(task, train_config).train_step_fn(
+                                           batch_size=batch_size, xla=xla,
+                                           mixed_precision=policy)
+        steps[(preset, xla, policy)] = (train_config, Trainer(task, train_config).train_step_fn(
             tf.data.Dataset.from_tensors(batch).element_spec))
-      train_config, step = steps[(preset, xla)]
+      train_config, step = steps[(preset, xla, policy)]
       samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
-      label = "tfspeech XLA" if xla else "tfspeech"
-      if not xla:  # the XLA step does the same work: one count per group
+      mixed = policy != "none"
+      label = "tfspeech XLA" if xla else ("tfspeech mixed_bfloat16" if mixed else "tfspeech")
+      row_flops, row_extra, note = None, {}, ""
+      if not (xla or mixed):  # the other steps do the same work: one count per group
         step_flops, flops_extra = common.count_flops(
             ctx, f"fastpitch train {preset} b{batch_size}", step, batch)
-      common.log_step(ctx, f"fastpitch train {preset} b{batch_size}{' xla' if xla else ''}",
+        row_flops, row_extra = step_flops, flops_extra
+        tf_seconds["float32"] = float(np.median(samples))
+      if mixed:
+        tf_seconds["bfloat16"] = float(np.median(samples))
+        note = (f"; mixed_precision='mixed_bfloat16': bfloat16 compute, float32 variables; "
+                f"{tf_seconds['float32'] / tf_seconds['bfloat16']:.2f}x tfspeech float32")
+        row_extra = {"precision": "bfloat16", "mixed_precision": policy}
+      common.log_step(ctx, f"fastpitch train {preset} b{batch_size}"
+                      f"{' xla' if xla else ''}{' mixed_bfloat16' if mixed else ''}",
                       samples, warmup)
       measurements.append(common.tf_row(
           f"{label} {preset}", samples, reference, group=group, work=frames,
           work_unit="mel frames",
           note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
                 f"{train_config.optimizer}" + ("; jit_compile step" if xla else "")
-                + ("" if traced_here else "; step traced at the batch above")),
+                + ("" if traced_here else "; step traced at the batch above") + note),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
-                 **flops_extra}, flops=step_flops))
+                 **row_extra}, flops=row_flops))
     if torch_timing is None:
       continue
     samples, warmup = torch_timing
@@ -227,6 +250,11 @@ def fastpitch_train(ctx):
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
                "parameters": parameters}, flops=step_flops))
+    measurements.append(common.torch_bfloat16_row(
+        ctx, reference, f"fastpitch train {preset} b{batch_size}", None,
+        tf_seconds["bfloat16"], samples=torch_bf16, label=f"pytorch reference {preset}",
+        model_note="the same train step", group=group, work=frames, work_unit="mel frames",
+        extra={"preset": preset, "batch_size": batch_size}))
   return measurements
 
 

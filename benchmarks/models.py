@@ -165,17 +165,26 @@ def precision_error(output, exact):
   return float(np.abs(error).max()), float(np.abs(exact).max()), float(snr)
 
 
-def torch_bfloat16_row(ctx, reference, what, call, tf_seconds, *, label, model_note, **fields):
-  """The reference's `call` timed under `torch.autocast(bfloat16)` (at most 2 timed calls), as a
-  row beside tfspeech's bfloat16 row (`tf_seconds`, its median); `fields`: group, work, extra."""
+def torch_bfloat16_samples(ctx, reference, what, call):
+  """The reference's `call` timed under `torch.autocast(bfloat16)` (at most 2 timed calls)."""
   def autocast_call():
     with reference.torch.autocast(reference.device.type, dtype=reference.torch.bfloat16):
       return call()
   samples, _ = _timed(ctx, autocast_call, 2)
   ctx.log(f"  {what} pytorch reference bfloat16: {np.median(samples):.3f} s")
+  return samples
+
+
+def torch_bfloat16_row(ctx, reference, what, call, tf_seconds, *, label, model_note,
+                       samples=None, work_unit="audio s", **fields):
+  """The reference under `torch.autocast(bfloat16)` as a row beside tfspeech's bfloat16 row
+  (`tf_seconds`, its median): `call` timed by `torch_bfloat16_samples`, or its `samples` when
+  already timed; `fields`: group, work, extra."""
+  if samples is None:
+    samples = torch_bfloat16_samples(ctx, reference, what, call)
   extra = fields.pop("extra")
   return harness.Measurement(
-      f"{label} bfloat16 (autocast)", samples, work_unit="audio s", device=reference.label,
+      f"{label} bfloat16 (autocast)", samples, work_unit=work_unit, device=reference.label,
       note=(f"{model_note} under torch.autocast(bfloat16); tfspeech bfloat16 is "
             f"{np.median(samples) / tf_seconds:.2f}x it; " + reference.note),
       extra={**extra, "precision": "bfloat16", **reference.threads}, **fields)
