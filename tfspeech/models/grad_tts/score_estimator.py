@@ -31,8 +31,15 @@ KEY_MASK_OFFSET = 1e4
 
 
 def mish(x):
-  """x * tanh(softplus(x)) (Misra, 2019)."""
-  return keras.activations.mish(x)
+  """x * tanh(softplus(x)) (Misra, 2019); in float32 for bfloat16/float16 inputs.
+
+  TF's CPU Softplus and Sigmoid kernels run 5x and 3x slower in bfloat16 than in float32
+  (`[16, 64, 80, 172]`: 187 against 35 ms), which in a mixed-precision U-Net train step cost
+  more than its bfloat16 convolutions saved; float32 inputs are unchanged.
+  """
+  if x.dtype == tf.float32:
+    return keras.activations.mish(x)
+  return tf.cast(keras.activations.mish(tf.cast(x, tf.float32)), x.dtype)
 
 
 def sinusoidal_time_embedding(t, dim, scale):
