@@ -67,9 +67,10 @@ def main(argv):
   print()
   print(training.format_parameter_table(training.count_parameters(modules, depth=FLAGS.depth)))
   task_class = registry.get(run.model)
+  from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
   print()
   print("training precisions (--override=mixed_precision=...): "
-        + ", ".join(("none",) + tuple(task_class.mixed_precisions)))
+        + ", ".join(precision.task_training_policies(task_class)))
   _print_serving(task_class)
 
 

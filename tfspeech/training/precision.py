@@ -53,13 +53,17 @@ def check_precision(task_class, precision: str, flag: str = "precision") -> None
                      f"{' or '.join(supported)} only")
 
 
-def check_mixed_precision(task_class, policy: str) -> None:
-  """Raises ValueError unless the task trains under `TrainConfig.mixed_precision=policy`.
+def task_training_policies(task_class) -> tuple:
+  """The `TrainConfig.mixed_precision` values a task trains under: "none" (float32) always,
+  and the mixed policies it lists in `mixed_precisions`."""
+  return ("none",) + tuple(getattr(task_class, "mixed_precisions", ()))
 
-  "none" (float32) always trains; a mixed policy only where the task lists it in
-  `mixed_precisions`. Warns when a policy would run emulated on this machine.
+
+def check_mixed_precision(task_class, policy: str) -> None:
+  """Raises ValueError unless the task trains under `TrainConfig.mixed_precision=policy`
+  (`task_training_policies`). Warns when a policy would run emulated on this machine.
   """
-  supported = ("none",) + tuple(getattr(task_class, "mixed_precisions", ()))
+  supported = task_training_policies(task_class)
   if policy not in supported:
     name = getattr(task_class, "name", None) or task_class.__name__
     raise ValueError(f"--override=mixed_precision={policy}: model {name!r} trains with "
