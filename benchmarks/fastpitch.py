@@ -217,9 +217,10 @@ def fastpitch_train(ctx):
       if not (xla or mixed):  # the other steps do the same work: one count per group
         step_flops, flops_extra = common.count_flops(
             ctx, f"fastpitch train {preset} b{batch_size}", step, batch)
-        row_flops, row_extra = step_flops, flops_extra
         tf_seconds["float32"] = float(np.median(samples))
-      if mixed:
+      if not mixed:  # the XLA row carries the float32 step's count, as before
+        row_flops, row_extra = step_flops, flops_extra
+      else:
         tf_seconds["bfloat16"] = float(np.median(samples))
         note = (f"; mixed_precision='mixed_bfloat16': bfloat16 compute, float32 variables; "
                 f"{tf_seconds['float32'] / tf_seconds['bfloat16']:.2f}x tfspeech float32")

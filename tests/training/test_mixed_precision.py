@@ -29,9 +29,10 @@ _COMPARED = {
     "diffwave": ("loss",),
 }
 
-# Keras draws dropout masks in the compute dtype, so the two policies' masks differ (and move
-# a tiny predictor's output by 10%): compared without dropout.
-_NO_DROPOUT = {
+# Per-model overrides of the compared runs. FastPitch without dropout: Keras draws dropout
+# masks in the compute dtype, so the two policies' masks differ (and move a tiny predictor's
+# output by 10%).
+_OVERRIDES = {
     "fastpitch": {f"p_{part}": 0.0 for part in (
         "in_fft_dropout", "in_fft_dropatt", "out_fft_dropout", "out_fft_dropatt",
         "dur_predictor_dropout", "pitch_predictor_dropout", "energy_predictor_dropout")},
@@ -40,7 +41,7 @@ _NO_DROPOUT = {
 
 
 def _train(model, data, workdir, policy, **overrides):
-  overrides = dict(_STEP, mixed_precision=policy, **_NO_DROPOUT.get(model, {}), **overrides)
+  overrides = dict(_STEP, mixed_precision=policy, **_OVERRIDES.get(model, {}), **overrides)
   with testing.captured_train_functions() as captured:
     result = training.train(model, "tiny", tasks=registry.get, data_dir=data, workdir=workdir,
                             overrides=overrides, progress=False, handle_signals=False)
