@@ -189,6 +189,24 @@ def _apply_function(optimizer, variables):
   return step
 
 
+def _five_traced_applies(build, initial):
+  """Builds an optimizer over Keras variables set to `initial`, applies five random gradients
+  with one traced function; returns (the traced graph's op types, variables + both slots)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  variables = [keras.Variable(value) for value in initial]
+  optimizer = build()
+  optimizer.build(variables)
+  step = _apply_function(optimizer, variables)
+  for seed in range(5):
+    step(tf.constant(seed))
+  graph = step.get_concrete_function().graph
+  return ([op.type for op in graph.get_operations()],
+          [v.numpy() for v in variables + optimizer._momentums + optimizer._velocities])
+
+
+_SHAPES = [(3, 4), (5,), (2, 1, 3)]
+
+
 @pytest.mark.parametrize("name,decay", [("adam", 0.0), ("adamw", 0.01)])
 def test_fused_adam_updates_like_keras_adam_with_one_op_per_variable(name, decay):
   """make_optimizer's Adam/AdamW update each variable with one ResourceApplyAdam (Keras's own
@@ -200,21 +218,37 @@ def test_fused_adam_updates_like_keras_adam_with_one_op_per_variable(name, decay
                            epsilon=1e-7, weight_decay=decay)
   keras_class = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}[name]
   rng = np.random.default_rng(0)
-  initial = [rng.standard_normal(shape).astype(np.float32) for shape in [(3, 4), (5,), (2, 1, 3)]]
-  states, graphs = [], []
-  for build in (lambda: optimizers.make_optimizer(config, "main"),
-                lambda: keras_class(learning_rate=1e-2, beta_1=0.8, beta_2=0.99, epsilon=1e-7,
-                                    **({"weight_decay": decay} if decay else {}))):
-    variables = [keras.Variable(value) for value in initial]
-    optimizer = build()
-    optimizer.build(variables)
+  initial = [rng.standard_normal(shape).astype(np.float32) for shape in _SHAPES]
+  (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial) for build in (
+      lambda: optimizers.make_optimizer(config, "main"),
+      lambda: keras_class(learning_rate=1e-2, beta_1=0.8, beta_2=0.99, epsilon=1e-7,
+                          **({"weight_decay": decay} if decay else {})))]
+  assert fused_graph.count("ResourceApplyAdam") == len(initial)
+  assert len(fused_graph) < len(keras_graph) - 15 * len(initial), (len(fused_graph),
+                                                                   len(keras_graph))
+  for got, expected in zip(fused, reference):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
-    step = _apply_function(optimizer, variables)
-    for seed in range(5):
-      step(tf.constant(seed))
-    graphs.append([op.type for op in step.get_concrete_function().graph.get_operations()])
-    states.append([v.numpy() for v in variables + optimizer._momentums + optimizer._velocities])
-  assert graphs[0].count("ResourceApplyAdam") == len(initial)
-  assert len(graphs[0]) < len(graphs[1]) - 15 * len(initial), (len(graphs[0]), len(graphs[1]))
-  for fused, reference in zip(*states):
-    np.testing.assert_allclose(fused, reference, rtol=1e-5, atol=1e-6)
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_fused_lamb_updates_like_keras_lamb_in_one_xla_call_per_variable(decay):
+  """make_optimizer's LAMB computes each variable's update, decay included, in one XLA call
+  (Keras: ~28 graph ops per variable) and gives Keras's values and slots, the trust ratio's
+  zero-norm cases included (a zero variable)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from tfspeech.training import optimizers  # pylint: disable=import-outside-toplevel
+  config = OptimizerConfig(name="lamb", learning_rate=1e-2, beta_1=0.8, beta_2=0.99,
+                           epsilon=1e-6, weight_decay=decay)
+  rng = np.random.default_rng(0)
+  initial = [rng.standard_normal(shape).astype(np.float32) for shape in _SHAPES]
+  initial[1][:] = 0.0  # |w| = 0: ratio 1
+  (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial) for build in (
+      lambda: optimizers.make_optimizer(config, "main"),
+      lambda: keras.optimizers.Lamb(learning_rate=1e-2, beta_1=0.8, beta_2=0.99, epsilon=1e-6,
+                                    weight_decay=decay or None))]
+  # One call of the compiled update per variable, nothing element-wise around it.
+  assert fused_graph.count("StatefulPartitionedCall") == len(initial)
+  assert len(fused_graph) < len(keras_graph) - 15 * len(initial), (len(fused_graph),
+                                                                   len(keras_graph))
+  for got, expected in zip(fused, reference):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

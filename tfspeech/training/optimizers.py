@@ -127,6 +127,61 @@ class FusedAdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
   """`keras.optimizers.AdamW` (Keras applies the decoupled decay first) with the fused update."""
 
 
+@tf.function(jit_compile=True, autograph=False)
+def _lamb_update(variable, momentum, velocity, gradient, learning_rate, beta_1, beta_2, step,
+                 epsilon, weight_decay):
+  """One variable's LAMB update in place: Keras 3's decoupled weight decay, then its
+  `Lamb.update_step` (Adam's bias-corrected direction, scaled per variable by the trust ratio
+  |w| / |update|), as one XLA computation."""
+  decayed = variable - variable * weight_decay * learning_rate
+  momentum.assign_add((gradient - momentum) * (1.0 - beta_1))
+  velocity.assign_add((tf.square(gradient) - velocity) * (1.0 - beta_2))
+  update = ((momentum / (1.0 - tf.pow(beta_1, step)))
+            / (tf.sqrt(velocity / (1.0 - tf.pow(beta_2, step))) + epsilon))
+  w_norm = tf.sqrt(tf.reduce_sum(tf.square(decayed)))
+  u_norm = tf.sqrt(tf.reduce_sum(tf.square(update)))
+  ratio = tf.where(w_norm > 0.0, tf.where(u_norm > 0.0, w_norm / u_norm, 1.0), 1.0)
+  variable.assign(decayed - ratio * learning_rate * update)
+
+
+@keras.saving.register_keras_serializable(package="tfspeech")
+class FusedLamb(keras.optimizers.Lamb):
+  """`keras.optimizers.Lamb` whose per-variable update, weight decay included, is one XLA
+  computation (`_lamb_update`).
+
+  Keras writes LAMB as ~25 element-wise graph ops per variable plus three for the decay, each a
+  pass over the variable: in FastPitch's ljspeech step (batch 1, 180 variables) they were a
+  quarter of the op time (0.27 s) and the traced graph took 30 s to its first step, against 19
+  s fused. Same slot variables (checkpoints unchanged); distributed (mirrored) variables keep
+  Keras's own update.
+  """
+
+  def _fusable(self, variable):
+    index = self._get_variable_index(variable)
+    return all(_resource_handle(x) is not None for x in
+               (variable, self._momentums[index], self._velocities[index]))
+
+  def _apply_weight_decay(self, variables):
+    # `apply` decays every variable before any update; the fused update decays its own.
+    self._fused_decay = {self._var_key(v): bool(self.weight_decay) and self._use_weight_decay(v)
+                         for v in variables if self._fusable(v)}
+    super()._apply_weight_decay([v for v in variables if self._var_key(v) not in self._fused_decay])
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self._var_key(variable) not in getattr(self, "_fused_decay", {}):
+      return super().update_step(gradient, variable, learning_rate)
+    index = self._get_variable_index(variable)
+    plain = [x if isinstance(x, tf.Variable) else x.value
+             for x in (variable, self._momentums[index], self._velocities[index])]
+    dtype = variable.dtype
+    decay = self.weight_decay if self._fused_decay[self._var_key(variable)] else 0.0
+    return _lamb_update(
+        *plain, tf.cast(gradient, dtype), tf.cast(learning_rate, dtype),
+        tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype),
+        tf.cast(self.iterations + 1, dtype), tf.cast(self.epsilon, dtype),
+        tf.cast(decay, dtype))
+
+
 def make_optimizer(config: OptimizerConfig, name: str, mixed_precision: str = "none"):
   """Builds a Keras 3 optimizer; float16 mixed precision wraps it in `LossScaleOptimizer`.
 
@@ -142,9 +197,8 @@ def make_optimizer(config: OptimizerConfig, name: str, mixed_precision: str = "n
     opt = FusedAdam(learning_rate=lr, beta_1=config.beta_1, beta_2=config.beta_2,
                     epsilon=config.epsilon, name=name)
   elif config.name == "lamb":
-    opt = keras.optimizers.Lamb(learning_rate=lr, beta_1=config.beta_1, beta_2=config.beta_2,
-                                epsilon=config.epsilon, weight_decay=config.weight_decay or None,
-                                name=name)
+    opt = FusedLamb(learning_rate=lr, beta_1=config.beta_1, beta_2=config.beta_2,
+                    epsilon=config.epsilon, weight_decay=config.weight_decay or None, name=name)
   elif config.name == "sgd":
     opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.beta_1, name=name)
   else:
