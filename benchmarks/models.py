@@ -270,52 +270,75 @@ def _grad_tts_variants(ctx, infer=False):
 
 @harness.case("train", "grad_tts")
 def grad_tts_train(ctx):
-  """Grad-TTS train step (Trainer, MAS + losses + Adam) vs the PyTorch reference's train.py step."""
+  """Grad-TTS train step (Trainer, MAS + losses + Adam) vs the PyTorch reference's train.py step;
+  --extended also times the `mixed_bfloat16` step beside the reference under
+  `torch.autocast(bfloat16)` (about a minute, which --suite=all's 30 do not have)."""
   harness.require_model("grad_tts", "Grad-TTS")
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   from tfspeech.training import Trainer  # pylint: disable=import-outside-toplevel
   task_class = registry.get("grad_tts")
   reference = _Torch.get(ctx)
+  policies = ("none", "mixed_bfloat16") if ctx.extended else ("none",)
   measurements = []
-  steps = {}  # preset → (task, train config, traced step): one trace serves every batch size
+  steps = {}  # (preset, policy) → (task, train config, traced step): one trace per batch sizes
   for preset, batch_size in _grad_tts_variants(ctx):
-    traced_here = preset not in steps
-    if traced_here:
-      task = task_class(task_class.preset(preset))
-      config = task_class.default_train_config(preset)
-      # The step's input signature has None dims (relaxed_spec): the function traced at the
-      # first batch size runs the others without retracing, so tracing and graph optimisation
-      # (30-60 s per preset) are paid once per preset, as in a real run.
-      spec = tf.data.Dataset.from_tensors(_grad_tts_batch(task.config, batch_size)).element_spec
-      steps[preset] = (task, config, Trainer(task, config).train_step_fn(spec))
-    task, config, step = steps[preset]
-    batch = _grad_tts_batch(task.config, batch_size)
-    frames = int(np.sum(batch["mel_lengths"].numpy()))
-    ids = int(np.sum(batch["text_lengths"].numpy()))
+    batch = None
     group = f"{preset}, batch {batch_size}"
-    torch_timing = None
-    if reference is not None:  # before tfspeech: see TRAIN_VARIANTS
-      reference.seed(0)
-      model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
-      torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
-                                                learning_rate=config.learning_rate, seed=0)
-      torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
-      torch_timing = _timed(ctx, lambda: torch_step(torch_batch), 5)
-      log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", *torch_timing)
-      parameters = reference.grad_tts.count_parameters(model)
-      del model, torch_step, torch_batch
-    samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)
-    step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}", step,
-                                          batch)
-    log_step(ctx, f"grad_tts train {preset} b{batch_size}", samples, warmup)
-    measurements.append(tf_row(
-        f"tfspeech {preset}", samples, reference, group=group, work=frames,
-        work_unit="mel frames",
-        note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames, {ids} ids per batch"
-              + ("" if traced_here else "; step traced at the batch above")),
-        extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
-               "batch_size": batch_size, "first_call_seconds": warmup,
-               "first_call_traced": traced_here, **flops_extra}, flops=step_flops))
+    torch_timing = torch_bf16 = None
+    tf_seconds = {}
+    for policy in policies:
+      traced_here = (preset, policy) not in steps
+      if traced_here:
+        task = task_class(task_class.preset(preset))
+        config = dataclasses.replace(task_class.default_train_config(preset),
+                                     mixed_precision=policy)
+        # The step's input signature has None dims (relaxed_spec): the function traced at the
+        # first batch size runs the others without retracing, so tracing and graph optimisation
+        # (30-60 s per preset) are paid once per preset, as in a real run.
+        spec = tf.data.Dataset.from_tensors(_grad_tts_batch(task.config, batch_size)).element_spec
+        steps[(preset, policy)] = (task, config, Trainer(task, config).train_step_fn(spec))
+      task, config, step = steps[(preset, policy)]
+      if batch is None:
+        batch = _grad_tts_batch(task.config, batch_size)
+        frames = int(np.sum(batch["mel_lengths"].numpy()))
+        ids = int(np.sum(batch["text_lengths"].numpy()))
+      if reference is not None and torch_timing is None:  # before tfspeech: see TRAIN_VARIANTS
+        reference.seed(0)
+        model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
+        torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
+                                                  learning_rate=config.learning_rate, seed=0)
+        torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
+        torch_timing = _timed(ctx, lambda: torch_step(torch_batch), 5)  # pylint: disable=cell-var-from-loop
+        log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", *torch_timing)
+        if ctx.extended:
+          torch_bf16 = torch_bfloat16_samples(
+              ctx, reference, f"grad_tts train {preset} b{batch_size}",
+              lambda: torch_step(torch_batch))  # pylint: disable=cell-var-from-loop
+        parameters = reference.grad_tts.count_parameters(model)
+        del model, torch_step, torch_batch
+      samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)  # pylint: disable=cell-var-from-loop
+      mixed = policy != "none"
+      row_flops, row_extra, note = None, {}, ""
+      if mixed:
+        tf_seconds["bfloat16"] = float(np.median(samples))
+        note = (f"; mixed_precision='mixed_bfloat16': bfloat16 compute, float32 variables; "
+                f"{tf_seconds['float32'] / tf_seconds['bfloat16']:.2f}x tfspeech float32")
+        row_extra = {"precision": "bfloat16", "mixed_precision": policy}
+      else:  # the mixed step does the same work: one count per group
+        tf_seconds["float32"] = float(np.median(samples))
+        step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}",
+                                              step, batch)
+        row_flops, row_extra = step_flops, flops_extra
+      log_step(ctx, f"grad_tts train {preset} b{batch_size}{' mixed_bfloat16' if mixed else ''}",
+               samples, warmup)
+      measurements.append(tf_row(
+          f"tfspeech {preset}{' mixed_bfloat16' if mixed else ''}", samples, reference,
+          group=group, work=frames, work_unit="mel frames",
+          note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames, {ids} ids per batch"
+                + ("" if traced_here else "; step traced at the batch above") + note),
+          extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
+                 "batch_size": batch_size, "first_call_seconds": warmup,
+                 "first_call_traced": traced_here, **row_extra}, flops=row_flops))
     if torch_timing is None:
       continue
     samples, warmup = torch_timing
@@ -330,6 +353,12 @@ def grad_tts_train(ctx):
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
                "parameters": parameters}, flops=step_flops))
+    if torch_bf16 is not None:
+      measurements.append(torch_bfloat16_row(
+          ctx, reference, f"grad_tts train {preset} b{batch_size}", None,
+          tf_seconds["bfloat16"], samples=torch_bf16, label=f"pytorch reference {preset}",
+          model_note="the same train step", group=group, work=frames, work_unit="mel frames",
+          extra={"preset": preset, "batch_size": batch_size}))
   return measurements
 
 
