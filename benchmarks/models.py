@@ -280,7 +280,7 @@ def grad_tts_train(ctx):
   reference = _Torch.get(ctx)
   policies = ("none", "mixed_bfloat16") if ctx.extended else ("none",)
   measurements = []
-  steps = {}  # (preset, policy) → (task, train config, traced step): one trace per batch sizes
+  steps = {}  # (preset, policy) → (task, train config, traced step), serving every batch size
   for preset, batch_size in _grad_tts_variants(ctx):
     batch = None
     group = f"{preset}, batch {batch_size}"
