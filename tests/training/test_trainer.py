@@ -233,8 +233,8 @@ def test_fused_adam_updates_like_keras_adam_with_one_op_per_variable(name, decay
 @pytest.mark.parametrize("decay", [0.0, 0.01])
 def test_fused_lamb_updates_like_keras_lamb_in_one_xla_call_per_variable(decay):
   """make_optimizer's LAMB computes each variable's update, decay included, in one XLA call
-  (Keras: 62 graph ops per variable, 68 with the decay) and gives Keras's values and slots, the trust ratio's
-  zero-norm cases included (a zero variable)."""
+  (Keras: 62 graph ops per variable, 68 with the decay) and gives Keras's values and slots,
+  the trust ratio's zero-norm cases included (a zero variable)."""
   import keras  # pylint: disable=import-outside-toplevel
   from tfspeech.training import optimizers  # pylint: disable=import-outside-toplevel
   config = OptimizerConfig(name="lamb", learning_rate=1e-2, beta_1=0.8, beta_2=0.99,
