@@ -219,10 +219,11 @@ def test_fused_adam_updates_like_keras_adam_with_one_op_per_variable(name, decay
   keras_class = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}[name]
   rng = np.random.default_rng(0)
   initial = [rng.standard_normal(shape).astype(np.float32) for shape in _SHAPES]
-  (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial) for build in (
-      lambda: optimizers.make_optimizer(config, "main"),
-      lambda: keras_class(learning_rate=1e-2, beta_1=0.8, beta_2=0.99, epsilon=1e-7,
-                          **({"weight_decay": decay} if decay else {})))]
+  builds = (lambda: optimizers.make_optimizer(config, "main"),
+            lambda: keras_class(learning_rate=1e-2, beta_1=0.8, beta_2=0.99, epsilon=1e-7,
+                                **({"weight_decay": decay} if decay else {})))
+  (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial)
+                                                    for build in builds]
   assert [op.type for op in fused_graph].count("ResourceApplyAdam") == len(initial)
   assert len(fused_graph) < len(keras_graph) - 15 * len(initial), (len(fused_graph),
                                                                    len(keras_graph))
@@ -242,10 +243,11 @@ def test_fused_lamb_updates_like_keras_lamb_in_one_xla_call_per_variable(decay):
   rng = np.random.default_rng(0)
   initial = [rng.standard_normal(shape).astype(np.float32) for shape in _SHAPES]
   initial[1][:] = 0.0  # |w| = 0: ratio 1
-  (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial) for build in (
-      lambda: optimizers.make_optimizer(config, "main"),
-      lambda: keras.optimizers.Lamb(learning_rate=1e-2, beta_1=0.8, beta_2=0.99, epsilon=1e-6,
-                                    weight_decay=decay or None))]
+  builds = (lambda: optimizers.make_optimizer(config, "main"),
+            lambda: keras.optimizers.Lamb(learning_rate=1e-2, beta_1=0.8, beta_2=0.99,
+                                          epsilon=1e-6, weight_decay=decay or None))
+  (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial)
+                                                    for build in builds]
   # One call of the XLA-compiled update per variable, nothing element-wise around it.
   calls = [op for op in fused_graph if op.type == "StatefulPartitionedCall"]
   assert len(calls) == len(initial)

@@ -165,7 +165,8 @@ class FusedLamb(keras.optimizers.Lamb):
     # `apply` decays every variable before any update; the fused update decays its own.
     self._fused_decay = {self._var_key(v): bool(self.weight_decay) and self._use_weight_decay(v)
                          for v in variables if self._fusable(v)}
-    super()._apply_weight_decay([v for v in variables if self._var_key(v) not in self._fused_decay])
+    super()._apply_weight_decay(
+        [v for v in variables if self._var_key(v) not in self._fused_decay])
 
   def update_step(self, gradient, variable, learning_rate):
     if self._var_key(variable) not in getattr(self, "_fused_decay", {}):
