@@ -152,8 +152,8 @@ class FusedLamb(keras.optimizers.Lamb):
   Keras writes LAMB as 62 graph ops per variable (31 of them element-wise arithmetic, each a
   pass over the variable) plus six for the decay: in FastPitch's ljspeech step (batch 1, 180
   variables) they were a quarter of the op time (0.27 s) and the traced graph took 30 s to its
-  first step, against 18-20 s fused. Same slot variables (checkpoints unchanged); distributed (mirrored) variables keep
-  Keras's own update.
+  first step, against 18-20 s fused. Same slot variables (checkpoints unchanged); distributed
+  (mirrored) variables keep Keras's own update.
   """
 
   def _fusable(self, variable):
