@@ -221,10 +221,7 @@ def fastpitch_train(ctx):
       if not mixed:  # the XLA row carries the float32 step's count, as before
         row_flops, row_extra = step_flops, flops_extra
       else:
-        tf_seconds["bfloat16"] = float(np.median(samples))
-        note = (f"; mixed_precision='mixed_bfloat16': bfloat16 compute, float32 variables; "
-                f"{tf_seconds['float32'] / tf_seconds['bfloat16']:.2f}x tfspeech float32")
-        row_extra = {"precision": "bfloat16", "mixed_precision": policy}
+        note, row_extra = common.mixed_step_fields(policy, tf_seconds, samples)
       common.log_step(ctx, f"fastpitch train {preset} b{batch_size}"
                       f"{' xla' if xla else ''}{' mixed_bfloat16' if mixed else ''}",
                       samples, warmup)

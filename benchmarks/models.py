@@ -190,6 +190,15 @@ def torch_bfloat16_row(ctx, reference, what, call, tf_seconds, *, label, model_n
       extra={**extra, "precision": "bfloat16", **reference.threads}, **fields)
 
 
+def mixed_step_fields(policy, tf_seconds, samples):
+  """(note suffix, extra) of a train row under `mixed_precision=policy`; records its median in
+  `tf_seconds["bfloat16"]` beside the float32 step's (timed first)."""
+  tf_seconds["bfloat16"] = float(np.median(samples))
+  note = (f"; mixed_precision={policy!r}: bfloat16 compute, float32 variables; "
+          f"{tf_seconds['float32'] / tf_seconds['bfloat16']:.2f}x tfspeech float32")
+  return note, {"precision": "bfloat16", "mixed_precision": policy}
+
+
 def count_flops(ctx, what, fn, *args, while_trips=None):
   """FLOPs of one call `fn(*args)` (a tf.function or Python callable), from one extra trace with
   the args' exact shapes (no graph optimisation, nothing runs). Not counted where `what` names
@@ -320,10 +329,7 @@ def grad_tts_train(ctx):
       mixed = policy != "none"
       row_flops, row_extra, note = None, {}, ""
       if mixed:
-        tf_seconds["bfloat16"] = float(np.median(samples))
-        note = (f"; mixed_precision='mixed_bfloat16': bfloat16 compute, float32 variables; "
-                f"{tf_seconds['float32'] / tf_seconds['bfloat16']:.2f}x tfspeech float32")
-        row_extra = {"precision": "bfloat16", "mixed_precision": policy}
+        note, row_extra = mixed_step_fields(policy, tf_seconds, samples)
       else:  # the mixed step does the same work: one count per group
         tf_seconds["float32"] = float(np.median(samples))
         step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}",

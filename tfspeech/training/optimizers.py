@@ -169,13 +169,14 @@ class FusedLamb(keras.optimizers.Lamb):
         [v for v in variables if self._var_key(v) not in self._fused_decay])
 
   def update_step(self, gradient, variable, learning_rate):
-    if self._var_key(variable) not in getattr(self, "_fused_decay", {}):
+    decayed_here = getattr(self, "_fused_decay", {}).get(self._var_key(variable))
+    if decayed_here is None:
       return super().update_step(gradient, variable, learning_rate)
     index = self._get_variable_index(variable)
     plain = [x if isinstance(x, tf.Variable) else x.value
              for x in (variable, self._momentums[index], self._velocities[index])]
     dtype = variable.dtype
-    decay = self.weight_decay if self._fused_decay[self._var_key(variable)] else 0.0
+    decay = self.weight_decay if decayed_here else 0.0
     return _lamb_update(
         *plain, tf.cast(gradient, dtype), tf.cast(learning_rate, dtype),
         tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype),
