@@ -25,11 +25,14 @@ which a loaded machine inflates less than the wall):
   reference has no Griffin-Lim; tfspeech's row also vocodes and writes the files), so its
   ratio flatters the baseline.
 - train/startup: `tfspeech-train --workdir=COPY --max_steps=N+1` on a copy of the trained
-  Grad-TTS run (a resume that runs exactly one step), timed to the end of that step: the
-  trainer's "step N+1:" log line (its losses read back, so the step has run). Split:
-  "to loop" (Python start, imports, config checks, dataset, model build, checkpoint
-  restore: to the "training ... from step N" line) and "first step" (the train step's trace,
-  optimisation and run). Baseline: the reference's `TrainStep` in a fresh process (import
+  Grad-TTS run (a resume that runs exactly one step; it calls the train step that the
+  set-up's training traced and kept in WORKDIR/trace_cache), and the same with
+  `--notrace_cache` (traced again, as at a run's first start), each timed to the end of
+  that step: the trainer's "step N+1:" log line (its losses read back, so the step has
+  run). Split: "to loop" (Python start, imports, config checks, dataset, model build,
+  checkpoint restore: to the "training ... from step N" line) and "first step" (the train
+  step's trace or cache load, Grappler's optimisation and the run). The issue's historical
+  figure: 29.5 s (the first measurement, 2026-12-06 02:11, before the cache). Baseline: the reference's `TrainStep` in a fresh process (import
   torch, build, load the state dict, Adam, one step on a random batch as large as the
   corpus's first train batch, no data loading: it flatters the baseline).
 
@@ -518,24 +521,32 @@ def train_startup(ctx):
     baseline.samples = [p["to first step end"] for p in torch_phase_list]
     measurements.append(baseline)
   step = GRAD_TTS_STEPS + 1
-  runs, phases = [], []
-  for index in range(fresh_repeats):
-    workdir = ctx.tmp_dir / f"resume_{index}"
-    shutil.copytree(s.grad_tts, workdir)
-    run = run_process(binary("train") + [
-        "--model=grad_tts", f"--workdir={workdir}", f"--max_steps={step}", "--noprogress",
-        "--alsologtostderr"]).check("tfspeech-train")
-    shutil.rmtree(workdir, ignore_errors=True)
-    runs.append(run)
-    phases.append(train_phases(run, step))
-    ctx.log(f"  startup train: step {step} ends {phases[-1]['to first step end']:.1f} s after "
-            f"start ({run.wall_seconds:.1f} s wall)")
-  # The sample is the time to the end of the first step (the process then saves and exits).
-  measurement = _measurement("tfspeech-train (resume, --max_steps=N+1)", runs, phases,
-                             ("to loop", "first step", "exit"), group, device=ctx.device_label,
-                             note="time = to the end of the step")
-  measurement.samples = [p["to first step end"] for p in phases]
-  measurement.extra["process_wall_s"] = [r.wall_seconds for r in runs]
-  measurements.append(measurement)
+  # A resume calls the step its run traced before (WORKDIR/trace_cache, written by the
+  # set-up's training); --notrace_cache traces it again, as a run's very first start does.
+  for label, flags, expect in (
+      ("tfspeech-train (resume, --max_steps=N+1)", [], "trace cache: loaded"),
+      ("tfspeech-train (resume, --notrace_cache: traced again)", ["--notrace_cache"], None)):
+    runs, phases = [], []
+    for index in range(fresh_repeats):
+      workdir = ctx.tmp_dir / f"resume_{index}"
+      shutil.copytree(s.grad_tts, workdir)
+      run = run_process(binary("train") + [
+          "--model=grad_tts", f"--workdir={workdir}", f"--max_steps={step}", "--noprogress",
+          "--alsologtostderr"] + flags).check("tfspeech-train")
+      shutil.rmtree(workdir, ignore_errors=True)
+      if expect and expect not in run.stderr:
+        raise RuntimeError(f"{label}: no {expect!r} line: the set-up's run kept no traced "
+                           "step, or it could not be used")
+      runs.append(run)
+      phases.append(train_phases(run, step))
+      ctx.log(f"  startup train{' '.join([''] + flags)}: step {step} ends "
+              f"{phases[-1]['to first step end']:.1f} s after start ({run.wall_seconds:.1f} s "
+              "wall)")
+    # The sample is the time to the end of the first step (the process then saves, exits).
+    measurement = _measurement(label, runs, phases, ("to loop", "first step", "exit"), group,
+                               device=ctx.device_label, note="time = to the end of the step")
+    measurement.samples = [p["to first step end"] for p in phases]
+    measurement.extra["process_wall_s"] = [r.wall_seconds for r in runs]
+    measurements.append(measurement)
   measurements[-1].extra["setup_s"] = dict(s.seconds)
   return measurements

@@ -13,6 +13,7 @@ this floor pass `tasks=registry.get`); this floor never imports the registry.
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 from typing import Any, Mapping, Optional, Union
 
@@ -120,7 +121,8 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
           overrides: Optional[Mapping[str, Any]] = None, allow_changes=(),
           strategy: Union[tf.distribute.Strategy, str, None] = None,
           stop_at_step: Optional[int] = None, progress: bool = True,
-          handle_signals: bool = True, tasks: Optional[TaskLookup] = None) -> TrainResult:
+          handle_signals: bool = True, tasks: Optional[TaskLookup] = None,
+          trace_cache: bool = True) -> TrainResult:
   """Trains (or resumes) a registered model in `workdir`.
 
   Args:
@@ -138,6 +140,9 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
     progress: tqdm bar on a TTY.
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
     tasks: name → Task class (default: the model registry's `get`).
+    trace_cache: keep the traced train step in WORKDIR/trace_cache/, so that a resume
+      (same code, versions and config) skips tracing it (`tfspeech.training.step_cache`);
+      single-replica runs only.
 
   Returns:
     `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
@@ -158,11 +163,11 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
   chief = multi_worker.worker_role(strategy).is_chief
   with hold_workdir(workdir) if chief else contextlib.nullcontext():
     return _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
-                  stop_at_step, progress, handle_signals, tasks)
+                  stop_at_step, progress, handle_signals, tasks, trace_cache)
 
 
 def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
-           stop_at_step, progress, handle_signals, tasks):
+           stop_at_step, progress, handle_signals, tasks, trace_cache):
   resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
                             overrides=overrides, allow_changes=allow_changes, tasks=tasks)
   run = resolved.run
@@ -189,7 +194,33 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
   train_dataset = task.dataset(run.data_dir, "train", data_config)
   eval_dataset = task.dataset(run.data_dir, "eval", run.train) if trainer.has_eval() else None
   return fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
-             stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)
+             stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals,
+             trace_cache_key=trace_cache_key(run) if trace_cache else None)
+
+
+# Train fields that only the loop reads: a resume may change them and keep its traced step.
+_LOOP_ONLY_FIELDS = ("max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+                     "keep_every_n_hours", "keep_every_steps", "keep_best", "eval_every",
+                     "eval_batches", "summary_every", "max_consecutive_skips", "init_from",
+                     "init_optimizers")
+
+
+def trace_cache_key(run: RunConfig) -> dict:
+  """What a run's traced train step depends on besides code and versions (step_cache).
+
+  The whole config but the loop's own fields, and the contents of the corpus's JSON
+  files (statistics such as the pitch mean reach the graph as constants).
+  """
+  config = run.to_dict()
+  config["train"] = {k: v for k, v in config["train"].items() if k not in _LOOP_ONLY_FIELDS}
+  config.pop("data_dir")
+  data_files = {}
+  if run.data_dir and tf.io.gfile.isdir(run.data_dir):
+    for name in sorted(tf.io.gfile.listdir(run.data_dir)):
+      if name.endswith(".json"):
+        with tf.io.gfile.GFile(os.path.join(run.data_dir, name), "rb") as f:
+          data_files[name] = hashlib.sha256(f.read()).hexdigest()
+  return {"config": config, "data_files": data_files}
 
 
 @dataclasses.dataclass

@@ -7,9 +7,10 @@ that); tests and custom binaries can drive it with any dataset.
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import time
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,7 @@ from absl import logging
 
 from tfspeech.training import init_from
 from tfspeech.training import multi_worker
+from tfspeech.training import step_cache
 from tfspeech.training.checkpoints import Checkpoints
 from tfspeech.training.progress import Progress
 from tfspeech.training.signals import StopRequested
@@ -69,7 +71,8 @@ def _mean_of(history: list) -> dict:
 
 def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
         stop_at_step: Optional[int] = None, progress: bool = True,
-        handle_signals: bool = True) -> TrainResult:
+        handle_signals: bool = True,
+        trace_cache_key: Optional[Mapping[str, Any]] = None) -> TrainResult:
   """Trains until `stop_at_step` (default `config.max_steps`), resuming from WORKDIR.
 
   Args:
@@ -82,6 +85,10 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     progress: show a tqdm bar (only on a TTY).
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early; the
       save path is warmed up at start so that save takes well under a second.
+    trace_cache_key: what the traced train step depends on besides the code and
+      versions (JSON-able: the run's config, the corpus's metadata). With it, a
+      single-replica run keeps its traced step in WORKDIR/trace_cache/ and a later
+      start with the same key calls it without tracing (`tfspeech.training.step_cache`).
 
   Under `MultiWorkerMirroredStrategy` every worker runs `fit` on the same dataset of
   global batches; only the chief holds the lock and writes checkpoints and summaries
@@ -105,11 +112,29 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
   role = getattr(trainer, "role", None) or multi_worker.WorkerRole()
   with hold_workdir(workdir) if role.is_chief else contextlib.nullcontext():
     return _fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
-                stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals)
+                stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals,
+                trace_cache_key=trace_cache_key)
+
+
+def _train_step_cache(trainer, workdir, element_spec, key_parts):
+  """(cache, variables) for the train step, or (None, None) where it is not used."""
+  if key_parts is None or trainer.num_replicas != 1 or tf.distribute.has_strategy() \
+      or trainer.strategy is not tf.distribute.get_strategy():
+    return None, None
+  cache = step_cache.StepCache(os.path.join(workdir, "trace_cache"), "train_step",
+                               step_cache.cache_key(key_parts, element_spec))
+  def variables():
+    # The checkpoint's variables, then those only Keras tracks (dropout seed states).
+    found = step_cache.trackable_variables(tf.train.Checkpoint(**trainer.checkpoint_objects()))
+    for owners in (trainer.modules, trainer.optimizers):
+      for owner in owners.values():
+        found.extend(owner.variables)
+    return found
+  return cache, variables
 
 
 def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progress,
-         handle_signals):
+         handle_signals, trace_cache_key):
   config = trainer.config
   role = getattr(trainer, "role", None) or multi_worker.WorkerRole()
   stop_at = min(stop_at_step or config.max_steps, config.max_steps)
@@ -134,6 +159,9 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
   if handle_signals:
     checkpoints.warm_up()  # a stop signal's save must not pay for tracing
   train_fn = trainer.train_step_fn(train_dataset.element_spec)
+  cache, cache_variables = _train_step_cache(trainer, workdir, train_dataset.element_spec,
+                                             trace_cache_key)
+  cached_fn = cache.load(train_dataset.element_spec, cache_variables()) if cache else None
   eval_fn = None
   if eval_dataset is not None and trainer.has_eval():
     eval_fn = trainer.eval_step_fn(eval_dataset.element_spec)
@@ -188,7 +216,16 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
           raise RuntimeError(
               f"the train dataset ended at step {step}; Task.dataset(split='train') must "
               "repeat forever (.repeat())") from None
-        metrics = train_fn(batch)
+        if cache is not None:  # the first step: the cached graph, or trace (and keep) it
+          metrics, used_cache = step_cache.first_call_or_trace(cached_fn, train_fn, batch,
+                                                               cache.discard)
+          if used_cache:
+            train_fn = cached_fn
+          else:
+            cache.save(train_fn, train_dataset.element_spec, cache_variables())
+          cache = None
+        else:
+          metrics = train_fn(batch)
         if voting:
           # A host read each step; the step's all-reduces already make the workers wait
           # for one another.

@@ -281,15 +281,10 @@ class Trainer:
   def nonfinite_variables(self) -> list[str]:
     """Names of module/optimizer variables holding NaN or Inf (empty when all finite)."""
     named = list(self.named_variables())
-    if not hasattr(self, "_finite_fn"):
-      variables = [v for _, v in named]
-
-      @tf.function
-      def finite_fn():
-        return tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
-                         for v in variables])
-      self._finite_fn = finite_fn
-    flags = self._finite_fn().numpy()  # graph-ok: host-side check before saving.
+    # Eager, one small op per variable (~30 ms for 600 variables): a traced check cost
+    # ~1 s of tracing at every start (the save path is warmed up before the first step).
+    flags = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
+                      for _, v in named]).numpy()  # graph-ok: host-side check before saving.
     bad = [name for (name, _), ok in zip(named, flags) if not ok]
     if bad:
       logging.error("non-finite variables: %s", bad)

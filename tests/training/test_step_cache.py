@@ -1,0 +1,149 @@
+"""The traced train step kept in WORKDIR/trace_cache (`tfspeech.training.step_cache`)."""
+import dataclasses
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfspeech import training
+from tfspeech.models import registry
+from tfspeech.training import api
+from tfspeech.training import step_cache
+from tfspeech.training.config import RunConfig
+
+COMMON = dict(log_every=1, checkpoint_every=100, eval_every=0, summary_every=0)
+
+
+def _train(workdir, steps, **kwargs):
+  overrides = dict(COMMON, max_steps=steps)
+  overrides.update(kwargs.pop("overrides", {}))
+  return training.train("toy", "tiny", workdir=str(workdir), overrides=overrides,
+                        allow_changes=("max_steps",), progress=False, handle_signals=False,
+                        **kwargs)
+
+
+def _entries(workdir):
+  return sorted(glob.glob(os.path.join(workdir, "trace_cache", "train_step-*")))
+
+
+@pytest.fixture
+def cached_calls(monkeypatch):
+  """How many steps ran through a cached graph (CachedStep calls)."""
+  calls = []
+  call = step_cache.CachedStep.__call__
+
+  def counting(self, batch):
+    calls.append(self.function_name)
+    return call(self, batch)
+  monkeypatch.setattr(step_cache.CachedStep, "__call__", counting)
+  return calls
+
+
+def _checkpoint_values(workdir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir,
+                                                                            "checkpoints")))
+  return {k: reader.get_tensor(k) for k, dtype in reader.get_variable_to_dtype_map().items()
+          if dtype != tf.variant and "OBJECT_GRAPH" not in k}
+
+
+@pytest.mark.smoke  # internal TF entry points (add_function_def, call_function): newest TF too
+def test_resume_runs_the_cached_graph_and_ends_where_a_traced_resume_ends(tmp_path,
+                                                                           cached_calls):
+  first = tmp_path / "first"
+  _train(first, 2)
+  (entry,) = _entries(str(first))
+  meta = json.loads(open(os.path.join(entry, "meta.json"), encoding="utf-8").read())
+  assert any("variable" in c for c in meta["captures"])
+  assert not cached_calls  # a new run traces
+
+  shutil.copytree(first, tmp_path / "cached")
+  shutil.copytree(first, tmp_path / "traced")
+  shutil.rmtree(tmp_path / "traced" / "trace_cache")
+  cached = _train(tmp_path / "cached", 5)
+  assert len(cached_calls) == 3 and set(cached_calls) == {meta["function"]}
+  traced = _train(tmp_path / "traced", 5)
+  assert len(cached_calls) == 3
+  assert len(_entries(str(tmp_path / "traced"))) == 1  # traced again, and kept
+
+  assert cached.losses == traced.losses
+  assert list(cached.losses) == list(traced.losses)  # in the task's order
+  want, got = _checkpoint_values(str(tmp_path / "traced")), _checkpoint_values(
+      str(tmp_path / "cached"))
+  assert sorted(want) == sorted(got) and len(want) > 8
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_key_ignores_what_only_the_loop_reads_and_follows_the_rest(tmp_path, monkeypatch):
+  task_class = registry.get("toy")
+  run = RunConfig(model="toy", preset="tiny", model_config=task_class.preset("tiny"),
+                  train=task_class.default_train_config("tiny"), data_dir=str(tmp_path))
+  (tmp_path / "stats.json").write_text('{"pitch_mean": 200.0}')
+  spec = {"x": tf.TensorSpec([None, None], tf.float32)}
+
+  def key(r, element_spec=spec):
+    return step_cache.cache_key(api.trace_cache_key(r), element_spec)
+
+  base = key(run)
+  loop_only = dataclasses.replace(run.train, max_steps=7, log_every=3, checkpoint_every=9,
+                                  eval_every=0, summary_every=0, keep_checkpoints=1)
+  assert key(dataclasses.replace(run, train=loop_only, data_dir=str(tmp_path))) == base
+  graph_changes = [
+      dataclasses.replace(run, train=dataclasses.replace(run.train, learning_rate=0.5)),
+      dataclasses.replace(run, train=dataclasses.replace(run.train, clip_norm=0.5)),
+      dataclasses.replace(run, model_config=dataclasses.replace(run.model_config, hidden=9)),
+      dataclasses.replace(run, data_info={"sample_rate": 16000}),
+  ]
+  assert len({base} | {key(r) for r in graph_changes}) == 1 + len(graph_changes)
+  assert key(run, {"x": tf.TensorSpec([None, None], tf.int32)}) != base
+  (tmp_path / "stats.json").write_text('{"pitch_mean": 120.0}')  # the corpus re-prepared
+  assert key(run) != base
+  (tmp_path / "stats.json").write_text('{"pitch_mean": 200.0}')
+  assert key(run) == base
+  monkeypatch.setattr(step_cache, "source_digest", lambda: "an edited source file")
+  assert key(run) != base
+
+
+def test_entry_of_other_code_is_replaced_and_a_broken_one_set_aside(tmp_path, monkeypatch,
+                                                                    cached_calls, caplog):
+  caplog.set_level("INFO", logger="absl")
+  workdir = str(tmp_path / "run")
+  _train(workdir, 1)
+  (old,) = _entries(workdir)
+
+  monkeypatch.setattr(step_cache, "source_digest", lambda: "an edited source file")
+  _train(workdir, 2)
+  (new,) = _entries(workdir)
+  assert new != old and not cached_calls
+  assert "was traced by other code" in caplog.text
+
+  # Another variable layout than the graph's: not used, set aside, traced and rewritten.
+  meta_path = os.path.join(new, "meta.json")
+  meta = json.loads(open(meta_path, encoding="utf-8").read())
+  json.dump(dict(meta, variables=meta["variables"] + 1), open(meta_path, "w",
+                                                              encoding="utf-8"))
+  result = _train(workdir, 3)
+  assert result.final_step == 3 and not cached_calls
+  assert "cannot use" in caplog.text
+  assert json.loads(open(meta_path, encoding="utf-8").read())["variables"] == meta["variables"]
+
+  # A graph the runtime refuses at the first call: that batch goes to the traced step.
+  json.dump(dict(meta, function="tfspeech_no_such_function"), open(meta_path, "w",
+                                                                  encoding="utf-8"))
+  result = _train(workdir, 4)
+  assert result.final_step == 4 and len(cached_calls) == 1
+  assert "the cached step failed" in caplog.text
+  assert json.loads(open(meta_path, encoding="utf-8").read())["function"].startswith(
+      "tfspeech_cached_")
+  assert _train(workdir, 5).final_step == 5 and len(cached_calls) == 2
+
+
+def test_no_cache_without_the_option_or_with_several_replicas(tmp_path):
+  _train(tmp_path / "off", 1, trace_cache=False)
+  assert not os.path.exists(tmp_path / "off" / "trace_cache")
+  _train(tmp_path / "mirrored", 1, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+  assert not os.path.exists(tmp_path / "mirrored" / "trace_cache")
