@@ -26,8 +26,8 @@ def _train(workdir, steps, **kwargs):
                         **kwargs)
 
 
-def _entries(workdir):
-  return sorted(glob.glob(os.path.join(workdir, "trace_cache", "train_step-*")))
+def _entries(workdir, name="train_step"):
+  return sorted(glob.glob(os.path.join(workdir, "trace_cache", f"{name}-*")))
 
 
 @pytest.fixture
@@ -50,11 +50,26 @@ def _checkpoint_values(workdir):
           if dtype != tf.variant and "OBJECT_GRAPH" not in k}
 
 
+def _media(workdir, step):
+  """{tag: serialized tensor} of the image/audio summaries written at `step`."""
+  media = {}
+  for path in glob.glob(os.path.join(workdir, "eval", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if event.step == step and value.tag.startswith(("images/", "audio/")):
+          media[value.tag] = value.tensor.SerializeToString()
+  return media
+
+
 @pytest.mark.smoke  # internal TF entry points (add_function_def, call_function): newest TF too
-def test_resume_runs_the_cached_graph_and_ends_where_a_traced_resume_ends(tmp_path,
-                                                                           cached_calls):
+def test_resume_runs_the_cached_graphs_and_ends_where_a_traced_resume_ends(tmp_path,
+                                                                            cached_calls):
+  # Train step, eval step and media summaries: traced in the first run, all three cached.
+  media_at_2_and_4 = dict(eval_every=2, eval_batches=2, summary_every=2)
   first = tmp_path / "first"
-  _train(first, 2)
+  _train(first, 2, overrides=media_at_2_and_4)
+  names = [os.path.basename(e).split("-")[0] for e in _entries(str(first), "*")]
+  assert names == ["eval_step", "summaries", "train_step"]
   (entry,) = _entries(str(first))
   meta = json.loads(open(os.path.join(entry, "meta.json"), encoding="utf-8").read())
   assert any("variable" in c for c in meta["captures"])
@@ -63,19 +78,24 @@ def test_resume_runs_the_cached_graph_and_ends_where_a_traced_resume_ends(tmp_pa
   shutil.copytree(first, tmp_path / "cached")
   shutil.copytree(first, tmp_path / "traced")
   shutil.rmtree(tmp_path / "traced" / "trace_cache")
-  cached = _train(tmp_path / "cached", 5)
-  assert len(cached_calls) == 3 and set(cached_calls) == {meta["function"]}
-  traced = _train(tmp_path / "traced", 5)
-  assert len(cached_calls) == 3
-  assert len(_entries(str(tmp_path / "traced"))) == 1  # traced again, and kept
+  cached = _train(tmp_path / "cached", 5, overrides=media_at_2_and_4)
+  # Steps 3, 4, 5; two eval batches and the summaries at step 4.
+  assert len(cached_calls) == 3 + 2 + 1 and len(set(cached_calls)) == 3
+  assert cached_calls.count(meta["function"]) == 3
+  traced = _train(tmp_path / "traced", 5, overrides=media_at_2_and_4)
+  assert len(cached_calls) == 6
+  assert len(_entries(str(tmp_path / "traced"), "*")) == 3  # traced again, and kept
 
   assert cached.losses == traced.losses
   assert list(cached.losses) == list(traced.losses)  # in the task's order
+  assert cached.eval_metrics == traced.eval_metrics and cached.eval_metrics
   want, got = _checkpoint_values(str(tmp_path / "traced")), _checkpoint_values(
       str(tmp_path / "cached"))
   assert sorted(want) == sorted(got) and len(want) > 8
   for key in want:
     np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  media = _media(str(tmp_path / "traced"), 4)
+  assert len(media) >= 2 and _media(str(tmp_path / "cached"), 4) == media
 
 
 def test_key_ignores_what_only_the_loop_reads_and_follows_the_rest(tmp_path, monkeypatch):
@@ -136,7 +156,7 @@ def test_entry_of_other_code_is_replaced_and_a_broken_one_set_aside(tmp_path, mo
                                                                   encoding="utf-8"))
   result = _train(workdir, 4)
   assert result.final_step == 4 and len(cached_calls) == 1
-  assert "the cached step failed" in caplog.text
+  assert "the cached train_step failed" in caplog.text
   assert json.loads(open(meta_path, encoding="utf-8").read())["function"].startswith(
       "tfspeech_cached_")
   assert _train(workdir, 5).final_step == 5 and len(cached_calls) == 2

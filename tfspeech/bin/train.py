@@ -12,8 +12,9 @@ the last checkpoint. TensorBoard: `tensorboard --logdir=WORKDIR`.
 Long runs: --keep_checkpoints=K keeps the newest K checkpoints, --keep_every_steps=N also
 keeps every N-th step's for good (WORKDIR/kept/); --export_weights=PATH writes the final
 weights alone (no optimizer state: the release form, `load_run(WORKDIR, checkpoint=PATH)`).
-A resume calls the train step traced by the previous start (WORKDIR/trace_cache/, kept
-while the code, TensorFlow and the config are the same) instead of tracing it again.
+A resume calls the train step (eval step, summaries) traced by an earlier start
+(WORKDIR/trace_cache/, kept while the code, TensorFlow and the config are the same)
+instead of tracing it again.
 
   tfspeech-train --model=diffwave --preset=base --data=data/ljspeech --workdir=runs/dw \
       --keep_checkpoints=3 --keep_every_steps=100000 --export_weights=release/dw-weights
@@ -55,10 +56,11 @@ flags.DEFINE_integer("keep_checkpoints", None, "Keep the newest K checkpoints (a
 flags.DEFINE_integer("keep_every_steps", None, "Also keep the checkpoint of every step that is a "
                      "multiple of N, for good, in WORKDIR/kept/ (a multiple of checkpoint_every; "
                      "a safe change on resume).")
-flags.DEFINE_bool("trace_cache", True, "Keep the traced train step in WORKDIR/trace_cache/ so "
-                  "that a resume with the same code, TensorFlow and config starts without "
-                  "tracing it (seconds instead of tens of seconds); --notrace_cache traces "
-                  "at every start and writes nothing there.")
+flags.DEFINE_bool("trace_cache", True, "Keep the traced train step, eval step and summaries "
+                  "in WORKDIR/trace_cache/ so that a resume with the same code, TensorFlow "
+                  "and config runs them without tracing (seconds, not tens of seconds, "
+                  "before its first step); --notrace_cache traces at every start and writes "
+                  "nothing there.")
 flags.DEFINE_string("export_weights", None, "After training, write the final weights alone "
                     "(no optimizer state) to this checkpoint prefix, e.g. release/model.")
 flags.mark_flags_as_required(["model", "workdir"])

@@ -140,9 +140,9 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
     progress: tqdm bar on a TTY.
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early.
     tasks: name → Task class (default: the model registry's `get`).
-    trace_cache: keep the traced train step in WORKDIR/trace_cache/, so that a resume
-      (same code, versions and config) skips tracing it (`tfspeech.training.step_cache`);
-      single-replica runs only.
+    trace_cache: keep the traced train step, eval step and summaries in
+      WORKDIR/trace_cache/, so that a resume (same code, versions and config) skips
+      tracing them (`tfspeech.training.step_cache`); single-replica runs only.
 
   Returns:
     `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
@@ -206,7 +206,7 @@ _LOOP_ONLY_FIELDS = ("max_steps", "log_every", "checkpoint_every", "keep_checkpo
 
 
 def trace_cache_key(run: RunConfig) -> dict:
-  """What a run's traced train step depends on besides code and versions (step_cache).
+  """What a run's traced functions depend on besides code and versions (step_cache).
 
   The whole config but the loop's own fields, and the contents of the corpus's JSON
   files (statistics such as the pitch mean reach the graph as constants).

@@ -85,10 +85,11 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
     progress: show a tqdm bar (only on a TTY).
     handle_signals: SIGINT/SIGTERM save a checkpoint and return early; the
       save path is warmed up at start so that save takes well under a second.
-    trace_cache_key: what the traced train step depends on besides the code and
-      versions (JSON-able: the run's config, the corpus's metadata). With it, a
-      single-replica run keeps its traced step in WORKDIR/trace_cache/ and a later
-      start with the same key calls it without tracing (`tfspeech.training.step_cache`).
+    trace_cache_key: what the traced functions depend on besides the code and versions
+      (JSON-able: the run's config, the corpus's metadata). With it, a single-replica
+      run keeps its traced train step, eval step and summaries in WORKDIR/trace_cache/
+      and a later start with the same key calls them without tracing
+      (`tfspeech.training.step_cache`).
 
   Under `MultiWorkerMirroredStrategy` every worker runs `fit` on the same dataset of
   global batches; only the chief holds the lock and writes checkpoints and summaries
@@ -116,21 +117,26 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
                 trace_cache_key=trace_cache_key)
 
 
-def _train_step_cache(trainer, workdir, element_spec, key_parts):
-  """(cache, variables) for the train step, or (None, None) where it is not used."""
+def _trace_caches(trainer, workdir, key_parts):
+  """name, element_spec → that function's `StepCache`, or None where none is used."""
   if key_parts is None or trainer.num_replicas != 1 or tf.distribute.has_strategy() \
       or trainer.strategy is not tf.distribute.get_strategy():
-    return None, None
-  cache = step_cache.StepCache(os.path.join(workdir, "trace_cache"), "train_step",
-                               step_cache.cache_key(key_parts, element_spec))
-  def variables():
-    # The checkpoint's variables, then those only Keras tracks (dropout seed states).
-    found = step_cache.trackable_variables(tf.train.Checkpoint(**trainer.checkpoint_objects()))
-    for owners in (trainer.modules, trainer.optimizers):
-      for owner in owners.values():
-        found.extend(owner.variables)
-    return found
-  return cache, variables
+    return lambda name, element_spec: None
+
+  def cache(name, element_spec):
+    return step_cache.StepCache(os.path.join(workdir, "trace_cache"), name,
+                                step_cache.cache_key(key_parts, element_spec))
+  return cache
+
+
+def _traced_variables(trainer):
+  """Every variable a traced step may capture, in the same order in every process."""
+  # The checkpoint's variables, then those only Keras tracks (dropout seed states).
+  found = step_cache.trackable_variables(tf.train.Checkpoint(**trainer.checkpoint_objects()))
+  for owners in (trainer.modules, trainer.optimizers):
+    for owner in owners.values():
+      found.extend(owner.variables)
+  return found
 
 
 def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progress,
@@ -158,20 +164,27 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
   start_step = step
   if handle_signals:
     checkpoints.warm_up()  # a stop signal's save must not pay for tracing
-  train_fn = trainer.train_step_fn(train_dataset.element_spec)
-  cache, cache_variables = _train_step_cache(trainer, workdir, train_dataset.element_spec,
-                                             trace_cache_key)
-  cached_fn = cache.load(train_dataset.element_spec, cache_variables()) if cache else None
+  trace_cache = _trace_caches(trainer, workdir, trace_cache_key)
+
+  def cached(traced, name, element_spec):
+    return step_cache.CachingFunction(traced, trace_cache(name, element_spec), element_spec,
+                                      lambda: _traced_variables(trainer))
+  train_fn = cached(trainer.train_step_fn(train_dataset.element_spec), "train_step",
+                    train_dataset.element_spec)
   eval_fn = None
   if eval_dataset is not None and trainer.has_eval():
-    eval_fn = trainer.eval_step_fn(eval_dataset.element_spec)
+    eval_fn = cached(trainer.eval_step_fn(eval_dataset.element_spec), "eval_step",
+                     eval_dataset.element_spec)
   summary_batch = None
   summaries_fn = None
   if config.summary_every and role.is_chief:  # media needs no collectives: chief only
     source = eval_dataset if eval_dataset is not None else train_dataset
     summary_batch = next(iter(source.take(1)), None)
     if summary_batch is not None:
-      summaries_fn = tf.function(trainer.task.summaries)
+      # Traced for this one batch: its shapes are part of the key.
+      summaries_fn = cached(tf.function(trainer.task.summaries), "summaries",
+                            tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype),
+                                                  summary_batch))
   writers = SummaryWriters(workdir, enabled=role.is_chief)
   bar = Progress(step, config.max_steps, enabled=progress and role.is_chief)
   history, last_losses, eval_metrics = [], {}, {}
@@ -216,16 +229,7 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
           raise RuntimeError(
               f"the train dataset ended at step {step}; Task.dataset(split='train') must "
               "repeat forever (.repeat())") from None
-        if cache is not None:  # the first step: the cached graph, or trace (and keep) it
-          metrics, used_cache = step_cache.first_call_or_trace(cached_fn, train_fn, batch,
-                                                               cache.discard)
-          if used_cache:
-            train_fn = cached_fn
-          else:
-            cache.save(train_fn, train_dataset.element_spec, cache_variables())
-          cache = None
-        else:
-          metrics = train_fn(batch)
+        metrics = train_fn(batch)
         if voting:
           # A host read each step; the step's all-reduces already make the workers wait
           # for one another.

@@ -1,24 +1,25 @@
-"""The traced train step kept on disk, so a resumed run does not trace its Python again.
+"""Traced training functions kept on disk, so a resumed run does not trace their Python again.
 
-Every start of `tfspeech-train` traced the task's train step afresh: autograph, the Keras
-layers' Python, the gradient graph — most of a tiny Grad-TTS resume's first step (see
-benchmarks/startup.py). That graph is a function of the code, the TensorFlow and Keras
-versions, the run's config, the corpus's metadata and the dataset's element spec, and of
-nothing else a resume changes. So after the first traced call `fit` writes the step's
-graph (its `FunctionDefLibrary`) to WORKDIR/trace_cache/, under a digest of all of those,
-and a later start with the same digest calls that graph directly — a
-`StatefulPartitionedCall` on the live variables, in the order the graph captured them —
-tracing nothing. Any difference in the digest (an edited source file, another TensorFlow,
-a config field that may reach the graph) traces afresh and replaces the entry; an entry
-that cannot be used (variables that differ, a graph the runtime refuses) is set aside
-with a log line and the step is traced as before. What a cached step runs is the graph
-that the same code traced, so results are the traced step's (tested bit for bit).
+Every start of `tfspeech-train` traced the task's train step afresh (autograph, the Keras
+layers' Python, the gradient graph: most of a tiny Grad-TTS resume's first step, see
+benchmarks/startup.py), and its eval step and media summaries at their first use. Each
+graph is a function of the code, the TensorFlow, Keras and Python versions, the run's
+config, the corpus's metadata and the batches' spec, and of nothing else a resume changes.
+So after a function's first traced call `fit` writes its graph (the `FunctionDefLibrary`)
+to WORKDIR/trace_cache/<name>-<digest>/, under a digest of all of those, and a later start
+with the same digest calls that graph by name, as a `tf.function` calls its own, on the
+live variables in the order the graph captured them: nothing is traced. Any difference in
+the digest (an edited source file, another TensorFlow, a config field that may reach the
+graph) traces afresh and replaces the entry; an entry that cannot be used (other
+variables, a graph the runtime refuses) is set aside with a log line and the function is
+traced as before. A cached graph is the one the same code traced, so its results are the
+traced function's (tested bit for bit).
 
 Only single-replica runs under the default strategy use it; distributed steps trace.
 
-  cache = StepCache(os.path.join(workdir, "trace_cache"), "train_step", key)
-  step = cache.load(element_spec, variables) or traced_fn      # batch -> dict of tensors
-  ...after traced_fn's first call: cache.save(traced_fn, element_spec, variables)
+  cache = StepCache(os.path.join(workdir, "trace_cache"), "train_step",
+                    cache_key(key_parts, element_spec))
+  train_fn = CachingFunction(traced_fn, cache, element_spec, variables)  # batch -> dict
 """
 
 import dataclasses
@@ -168,11 +169,11 @@ class StepCache:
     self.path = os.path.join(directory, f"{name}-{key[:16]}")
 
   # ------------------------------------------------------------------ save
-  def save(self, function, element_spec, variables: Sequence[Any]) -> bool:
-    """Writes `function`'s traced graph (after its first call). False, logged, if it can't."""
+  def save(self, concrete, element_spec, variables: Sequence[Any]) -> bool:
+    """Writes a traced `ConcreteFunction`'s graph. False, logged, if it cannot."""
     try:
       started = time.perf_counter()
-      self._write(function, element_spec, variables)
+      self._write(concrete, element_spec, variables)
     except (UncacheableStep, OSError, ValueError, TypeError) as e:
       logging.info("trace cache: not saving %s (%s); the next start traces it again",
                    self.name, e)
@@ -181,13 +182,12 @@ class StepCache:
                  time.perf_counter() - started)
     return True
 
-  def _write(self, function, element_spec, variables):
+  def _write(self, concrete, element_spec, variables):
     specs = _flat_specs(element_spec)
-    concrete = function.get_concrete_function()  # the signature's trace: no new trace
     outputs = concrete.structured_outputs
-    if not isinstance(outputs, dict) or not all(
+    if not isinstance(outputs, dict) or not outputs or not all(
         isinstance(v, tf.Tensor) for v in outputs.values()):
-      raise UncacheableStep("the step does not return a flat dict of tensors")
+      raise UncacheableStep("it does not return a non-empty flat dict of tensors")
     flat_keys = tf.nest.flatten({k: k for k in outputs})
     function_def = concrete.function_def
     if len(function_def.signature.output_arg) != len(flat_keys):
@@ -243,9 +243,10 @@ class StepCache:
         writer.write(blob)
     with open(os.path.join(scratch, _META), "w", encoding="utf-8") as f:
       json.dump(meta, f, indent=1)
-    # Other keys' entries of this step are stale from now on.
+    # Other keys' entries of this function are stale from now on, and a scratch folder
+    # left by a killed process is garbage (the workdir lock admits one writer).
     for entry in os.listdir(self.directory):
-      if entry.startswith(f"{self.name}-") and ".tmp-" not in entry:
+      if entry.startswith(f"{self.name}-") and entry != os.path.basename(scratch):
         shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)
     os.replace(scratch, self.path)
 
@@ -310,19 +311,51 @@ class StepCache:
     shutil.rmtree(self.path, ignore_errors=True)
 
 
-def first_call_or_trace(cached: Optional[Callable], traced: Callable, batch, on_fallback):
-  """Calls `cached` on the first batch; if the runtime refuses its graph, the traced step.
+class CachingFunction:
+  """A traced function whose graph a later process takes from the cache.
 
-  A graph that fails to instantiate fails before it runs, so nothing was applied; the
-  traced step then takes the same batch.
+  The first call runs the cached graph when `cache` holds a usable one; otherwise (or if
+  the runtime refuses that graph: it fails before running, so nothing was applied) it
+  calls `traced` and saves the trace. Later calls go to whichever ran.
+
+  Args:
+    traced: the `tf.function`, mapping a batch to a flat dict of tensors.
+    cache: its `StepCache`, or None (always `traced`, nothing saved).
+    element_spec: the batches' spec (the cache key covers it).
+    variables: returns every variable the graph may capture, in a deterministic order
+      (`trackable_variables`); called at load and at save.
   """
-  if cached is None:
-    return traced(batch), False
-  try:
-    return cached(batch), True
-  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
-          tf.errors.UnimplementedError, tf.errors.FailedPreconditionError) as e:
-    logging.warning("trace cache: the cached step failed (%s); tracing it instead",
-                    str(e).splitlines()[0])
-    on_fallback()
-    return traced(batch), False
+
+  def __init__(self, traced: Callable, cache: Optional[StepCache], element_spec,
+               variables: Callable[[], Sequence[Any]]):
+    self._function = traced
+    self._cache = cache
+    self._element_spec = element_spec
+    self._variables = variables
+    self._cached = cache.load(element_spec, variables()) if cache is not None else None
+
+  @property
+  def cached(self) -> bool:
+    """Whether calls go (or will go) to a graph from the cache."""
+    return self._cached is not None
+
+  def __call__(self, batch):
+    if self._cache is None:
+      return self._function(batch)
+    cache, self._cache = self._cache, None
+    if self._cached is not None:
+      try:
+        outputs = self._cached(batch)
+      except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+              tf.errors.UnimplementedError, tf.errors.FailedPreconditionError) as e:
+        logging.warning("trace cache: the cached %s failed (%s); tracing it instead",
+                        cache.name, str(e).splitlines()[0])
+        cache.discard()
+        self._cached = None
+      else:
+        self._function = self._cached
+        return outputs
+    outputs = self._function(batch)
+    cache.save(self._function.get_concrete_function(batch), self._element_spec,
+               self._variables())
+    return outputs
