@@ -30,16 +30,26 @@ def _entries(workdir, name="train_step"):
   return sorted(glob.glob(os.path.join(workdir, "trace_cache", f"{name}-*")))
 
 
+def _read_json(path):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _write_json(path, value):
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(value, f)
+
+
 @pytest.fixture
 def cached_calls(monkeypatch):
-  """How many steps ran through a cached graph (CachedStep calls)."""
+  """How many steps ran through a cached graph (CachedFunction calls)."""
   calls = []
-  call = step_cache.CachedStep.__call__
+  call = step_cache.CachedFunction.__call__
 
   def counting(self, batch):
     calls.append(self.function_name)
     return call(self, batch)
-  monkeypatch.setattr(step_cache.CachedStep, "__call__", counting)
+  monkeypatch.setattr(step_cache.CachedFunction, "__call__", counting)
   return calls
 
 
@@ -71,7 +81,7 @@ def test_resume_runs_the_cached_graphs_and_ends_where_a_traced_resume_ends(tmp_p
   names = [os.path.basename(e).split("-")[0] for e in _entries(str(first), "*")]
   assert names == ["eval_step", "summaries", "train_step"]
   (entry,) = _entries(str(first))
-  meta = json.loads(open(os.path.join(entry, "meta.json"), encoding="utf-8").read())
+  meta = _read_json(os.path.join(entry, "meta.json"))
   assert any("variable" in c for c in meta["captures"])
   assert not cached_calls  # a new run traces
 
@@ -143,23 +153,39 @@ def test_entry_of_other_code_is_replaced_and_a_broken_one_set_aside(tmp_path, mo
 
   # Another variable layout than the graph's: not used, set aside, traced and rewritten.
   meta_path = os.path.join(new, "meta.json")
-  meta = json.loads(open(meta_path, encoding="utf-8").read())
-  json.dump(dict(meta, variables=meta["variables"] + 1), open(meta_path, "w",
-                                                              encoding="utf-8"))
+  meta = _read_json(meta_path)
+  _write_json(meta_path, dict(meta, variables=meta["variables"] + 1))
   result = _train(workdir, 3)
   assert result.final_step == 3 and not cached_calls
   assert "cannot use" in caplog.text
-  assert json.loads(open(meta_path, encoding="utf-8").read())["variables"] == meta["variables"]
+  assert _read_json(meta_path)["variables"] == meta["variables"]
+
+  # A variable list in another order (same count, another variable at a captured position).
+  meta = _read_json(meta_path)
+  captures = [dict(c) for c in meta["captures"]]
+  first = next(c for c in captures if "variable" in c)
+  first["name"] += "_elsewhere"
+  _write_json(meta_path, dict(meta, captures=captures))
+  assert _train(workdir, 4).final_step == 4 and not cached_calls
+  assert caplog.text.count("cannot use") == 2
+
+  # A damaged graph file: set aside too.
+  functions = os.path.join(new, "functions.pb")
+  with open(functions, "wb") as f:
+    f.write(b"\xff" * 64)
+  assert _train(workdir, 5).final_step == 5 and not cached_calls
+  assert caplog.text.count("cannot use") == 3
+  with open(functions, "rb") as f:
+    assert len(f.read()) > 1000
 
   # A graph the runtime refuses at the first call: that batch goes to the traced step.
-  json.dump(dict(meta, function="tfspeech_no_such_function"), open(meta_path, "w",
-                                                                  encoding="utf-8"))
-  result = _train(workdir, 4)
-  assert result.final_step == 4 and len(cached_calls) == 1
+  meta = _read_json(meta_path)
+  _write_json(meta_path, dict(meta, function="tfspeech_no_such_function"))
+  result = _train(workdir, 6)
+  assert result.final_step == 6 and len(cached_calls) == 1
   assert "the cached train_step failed" in caplog.text
-  assert json.loads(open(meta_path, encoding="utf-8").read())["function"].startswith(
-      "tfspeech_cached_")
-  assert _train(workdir, 5).final_step == 5 and len(cached_calls) == 2
+  assert _read_json(meta_path)["function"].startswith("tfspeech_cached_")
+  assert _train(workdir, 7).final_step == 7 and len(cached_calls) == 2
 
 
 def test_no_cache_without_the_option_or_with_several_replicas(tmp_path):

@@ -117,16 +117,18 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
                 trace_cache_key=trace_cache_key)
 
 
-def _trace_caches(trainer, workdir, key_parts):
-  """name, element_spec → that function's `StepCache`, or None where none is used."""
-  if key_parts is None or trainer.num_replicas != 1 or tf.distribute.has_strategy() \
-      or trainer.strategy is not tf.distribute.get_strategy():
-    return lambda name, element_spec: None
+def _trace_cached(trainer, workdir, key_parts):
+  """(traced function, name, element_spec) → it behind WORKDIR/trace_cache, where used."""
+  used = (key_parts is not None and trainer.num_replicas == 1
+          and not tf.distribute.has_strategy()
+          and trainer.strategy is tf.distribute.get_strategy())
 
-  def cache(name, element_spec):
-    return step_cache.StepCache(os.path.join(workdir, "trace_cache"), name,
-                                step_cache.cache_key(key_parts, element_spec))
-  return cache
+  def wrap(traced, name, element_spec):
+    cache = step_cache.StepCache(os.path.join(workdir, "trace_cache"), name,
+                                 step_cache.cache_key(key_parts, element_spec)) if used else None
+    return step_cache.CachingFunction(traced, cache, element_spec,
+                                      lambda: _traced_variables(trainer))
+  return wrap
 
 
 def _traced_variables(trainer):
@@ -164,11 +166,7 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
   start_step = step
   if handle_signals:
     checkpoints.warm_up()  # a stop signal's save must not pay for tracing
-  trace_cache = _trace_caches(trainer, workdir, trace_cache_key)
-
-  def cached(traced, name, element_spec):
-    return step_cache.CachingFunction(traced, trace_cache(name, element_spec), element_spec,
-                                      lambda: _traced_variables(trainer))
+  cached = _trace_cached(trainer, workdir, trace_cache_key)
   train_fn = cached(trainer.train_step_fn(train_dataset.element_spec), "train_step",
                     train_dataset.element_spec)
   eval_fn = None

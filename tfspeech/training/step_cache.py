@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -38,6 +39,7 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence
 import keras
 import tensorflow as tf
 from absl import logging
+from google.protobuf import message as protobuf_message
 from tensorflow.core.framework import function_pb2
 from tensorflow.python.eager import context
 
@@ -47,8 +49,8 @@ _CONSTANTS = "constants.tfrecord"
 _META = "meta.json"
 
 
-class UncacheableStep(ValueError):
-  """The traced step captures something a later process cannot supply."""
+class Uncacheable(ValueError):
+  """The traced function captures or returns something a later process cannot rebuild."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +71,7 @@ def source_digest() -> str:
 
 
 def cache_key(parts: Mapping[str, Any], element_spec) -> str:
-  """Digest of what a traced step depends on: `parts` (config, data), code and versions."""
+  """Digest of what a traced function depends on: `parts` (config, data), code, versions."""
   material = {
       "format": FORMAT_VERSION,
       "parts": parts,
@@ -98,6 +100,16 @@ def _resource_variables(variables: Sequence[Any]) -> List[Any]:
   return out
 
 
+def _variable_name(variable) -> str:
+  """The variable's path without the numbers Keras appends to repeated layer names.
+
+  Those numbers come from process-wide counters (a second model built in one process gets
+  other ones); the rest of the path catches a variable list that came out in another order.
+  """
+  name = getattr(variable, "path", None) or variable.name
+  return re.sub(r"_\d+(?=/|:|$)", "", name.split(":")[0])
+
+
 def trackable_variables(root) -> List[Any]:
   """Every variable reachable from the trackable `root`, in a deterministic order.
 
@@ -110,16 +122,16 @@ def trackable_variables(root) -> List[Any]:
 def _flat_specs(element_spec) -> List[tf.TensorSpec]:
   specs = tf.nest.flatten(element_spec, expand_composites=False)
   if not all(isinstance(s, tf.TensorSpec) for s in specs):
-    raise UncacheableStep("the batch holds composite tensors")
+    raise Uncacheable("the batch holds composite tensors")
   return specs
 
 
 @dataclasses.dataclass
-class CachedStep:
-  """A train step loaded from the cache: call it like the traced function it was."""
+class CachedFunction:
+  """A graph loaded from the cache: call it like the traced function it came from."""
   function_name: str
   flat_keys: List[str]  # the graph's outputs, in tf.nest order (sorted)
-  output_keys: List[str]  # the order the traced step returned them in
+  output_keys: List[str]  # the order the traced function returned them in
   captures: List[tf.Tensor]  # variable handles and constants, in the graph's order
   path: str
 
@@ -134,7 +146,7 @@ class CachedStep:
 
 
 def _rename_functions(library: function_pb2.FunctionDefLibrary, prefix: str) -> dict:
-  """Prefixes every function's name and every reference to it (while/if/call attrs).
+  """Prefixes every function's name and every reference to it (call/while/if attrs, ops).
 
   The names in a traced library come from a process-wide counter, so another function
   traced later in a loading process could otherwise take one of them.
@@ -154,6 +166,8 @@ def _rename_functions(library: function_pb2.FunctionDefLibrary, prefix: str) -> 
     for attr in function.attr.values():
       fix(attr)
     for node in function.node_def:
+      if node.op in renamed:  # a library function called as an op
+        node.op = renamed[node.op]
       for attr in node.attr.values():
         fix(attr)
   return renamed
@@ -174,7 +188,7 @@ class StepCache:
     try:
       started = time.perf_counter()
       self._write(concrete, element_spec, variables)
-    except (UncacheableStep, OSError, ValueError, TypeError) as e:
+    except (Uncacheable, OSError, ValueError, TypeError) as e:
       logging.info("trace cache: not saving %s (%s); the next start traces it again",
                    self.name, e)
       return False
@@ -187,25 +201,25 @@ class StepCache:
     outputs = concrete.structured_outputs
     if not isinstance(outputs, dict) or not outputs or not all(
         isinstance(v, tf.Tensor) for v in outputs.values()):
-      raise UncacheableStep("it does not return a non-empty flat dict of tensors")
+      raise Uncacheable("it does not return a non-empty flat dict of tensors")
     flat_keys = tf.nest.flatten({k: k for k in outputs})
     function_def = concrete.function_def
     if len(function_def.signature.output_arg) != len(flat_keys):
-      raise UncacheableStep("outputs do not map one to one onto the graph's")
+      raise Uncacheable("outputs do not map one to one onto the graph's")
     captured = list(concrete.captured_inputs)
     if len(function_def.signature.input_arg) != len(specs) + len(captured):
-      raise UncacheableStep("inputs do not map one to one onto the graph's")
+      raise Uncacheable("inputs do not map one to one onto the graph's")
     position = {id(v.handle): i for i, v in enumerate(_resource_variables(variables))}
     captures, constants = [], []
     internal = {id(external): inner for external, inner in concrete.graph.captures}
     for tensor in captured:
       if tensor.dtype == tf.resource:
         if id(tensor) not in position:
-          raise UncacheableStep("it captures a resource that is not one of the run's "
-                                f"variables ({internal[id(tensor)].name})")
+          raise Uncacheable("it captures a resource that is not one of the run's "
+                            f"variables ({internal[id(tensor)].name})")
         captures.append({"variable": position[id(tensor)]})
       elif tensor.dtype == tf.variant or not hasattr(tensor, "numpy"):
-        raise UncacheableStep(f"it captures a {tensor.dtype.name} tensor")
+        raise Uncacheable(f"it captures a {tensor.dtype.name} tensor")
       else:
         captures.append({"constant": len(constants)})
         constants.append(tf.io.serialize_tensor(tensor).numpy())  # graph-ok: host-side.
@@ -214,7 +228,8 @@ class StepCache:
     for capture in captures:
       if "variable" in capture:
         v = variables[capture["variable"]]
-        capture.update(dtype=tf.as_dtype(v.dtype).name, shape=list(v.shape))
+        capture.update(dtype=tf.as_dtype(v.dtype).name, shape=list(v.shape),
+                       name=_variable_name(v))
 
     library = function_pb2.FunctionDefLibrary()
     library.function.extend(concrete.graph.as_graph_def().library.function)
@@ -251,8 +266,8 @@ class StepCache:
     os.replace(scratch, self.path)
 
   # ------------------------------------------------------------------ load
-  def load(self, element_spec, variables: Sequence[Any]) -> Optional[CachedStep]:
-    """The cached step for this key, or None (nothing cached, or unusable: logged)."""
+  def load(self, element_spec, variables: Sequence[Any]) -> Optional[CachedFunction]:
+    """The cached graph for this key, or None (nothing cached, or unusable: logged)."""
     if not os.path.isdir(self.path):
       if os.path.isdir(self.directory) and any(
           e.startswith(f"{self.name}-") for e in os.listdir(self.directory)):
@@ -261,26 +276,27 @@ class StepCache:
       return None
     started = time.perf_counter()
     try:
-      step = self._read(element_spec, variables)
-    except (UncacheableStep, OSError, ValueError, KeyError, tf.errors.OpError) as e:
-      logging.warning("trace cache: cannot use %s (%s); tracing the step instead",
+      loaded = self._read(element_spec, variables)
+    except (Uncacheable, OSError, ValueError, KeyError, tf.errors.OpError,
+            protobuf_message.DecodeError) as e:
+      logging.warning("trace cache: cannot use %s (%s); tracing it instead",
                       self.path, e)
       self.discard()
       return None
     logging.info("trace cache: loaded %s in %.2f s (no tracing)", self.name,
                  time.perf_counter() - started)
-    return step
+    return loaded
 
-  def _read(self, element_spec, variables) -> CachedStep:
+  def _read(self, element_spec, variables) -> CachedFunction:
     with open(os.path.join(self.path, _META), encoding="utf-8") as f:
       meta = json.load(f)
     if meta.get("format") != FORMAT_VERSION or meta.get("key") != self.key:
-      raise UncacheableStep("written for another key or format")
+      raise Uncacheable("written for another key or format")
     if meta["inputs"] != len(_flat_specs(element_spec)):
-      raise UncacheableStep("the batch has another structure")
+      raise Uncacheable("the batch has another structure")
     variables = _resource_variables(variables)
     if meta["variables"] != len(variables):
-      raise UncacheableStep(f"{meta['variables']} variables when traced, "
+      raise Uncacheable(f"{meta['variables']} variables when traced, "
                             f"{len(variables)} now")
     constants = [tf.io.parse_tensor(blob, tf.as_dtype(dtype)) for blob, dtype in zip(
         tf.data.TFRecordDataset(os.path.join(self.path, _CONSTANTS)),
@@ -289,10 +305,10 @@ class StepCache:
     for capture in meta["captures"]:
       if "variable" in capture:
         v = variables[capture["variable"]]
-        if (tf.as_dtype(v.dtype).name != capture["dtype"]
-            or list(v.shape) != capture["shape"]):
-          raise UncacheableStep(f"variable {capture['variable']} is {v.dtype} "
-                                f"{list(v.shape)}, was {capture['dtype']} {capture['shape']}")
+        now = (_variable_name(v), tf.as_dtype(v.dtype).name, list(v.shape))
+        if now != (capture["name"], capture["dtype"], capture["shape"]):
+          raise Uncacheable(f"variable {capture['variable']} is {now}, was "
+                            f"{(capture['name'], capture['dtype'], capture['shape'])}")
         captures.append(v.handle)
       else:
         captures.append(constants[capture["constant"]])
@@ -303,7 +319,7 @@ class StepCache:
     for function in library.function:
       if not ctx.has_function(function.signature.name):
         ctx.add_function_def(function)
-    return CachedStep(function_name=meta["function"], flat_keys=meta["flat_outputs"],
+    return CachedFunction(function_name=meta["function"], flat_keys=meta["flat_outputs"],
                       output_keys=meta["outputs"], captures=captures, path=self.path)
 
   def discard(self):
