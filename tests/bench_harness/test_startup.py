@@ -128,9 +128,14 @@ def canned(monkeypatch, tmp_path):
     commands.append(list(command))
     text = " ".join(command)
     if "--max_steps=" in text:
-      stderr = "\n".join([_absl(5.0, "training grad_tts from step 2 to 3"),
-                          _absl(12.0, "step 3: diff=1")])
-      return _process(stderr=stderr, wall=14.0, rss=900.0)
+      if "--notrace_cache" in text:  # the step traced again
+        stderr = "\n".join([_absl(5.0, "training grad_tts from step 2 to 3"),
+                            _absl(12.0, "step 3: diff=1")])
+        return _process(stderr=stderr, wall=14.0, rss=900.0)
+      stderr = "\n".join([_absl(4.9, "trace cache: loaded train_step in 0.07 s (no tracing)"),
+                          _absl(5.0, "training grad_tts from step 2 to 3"),
+                          _absl(8.0, "step 3: diff=1")])
+      return _process(stderr=stderr, wall=10.0, rss=900.0)
     stderr = "\n".join([_absl(4.0, "start-up: TensorFlow and tfspeech imported"),
                         _absl(4.5, "start-up: run loaded (x, step 2)")])
     return _process(SYNTH_STDOUT, stderr, wall=9.0)
@@ -166,9 +171,28 @@ def test_train_case_times_the_resume_to_the_end_of_its_first_step(canned):
   record = harness.run_case(harness.Case("train", "startup", startup.train_startup),
                             quick=True, log=lambda _: None)
   assert record["status"] == "ok", record.get("traceback")
-  baseline, ours = record["measurements"]
+  baseline, cached, traced = record["measurements"]
   assert baseline["baseline"] and baseline["samples_s"] == [pytest.approx(6.5)]
-  assert ours["samples_s"] == [pytest.approx(12.0)] and ours["extra"]["process_wall_s"] == [14.0]
-  assert ours["speedup_vs_baseline"] == pytest.approx(6.5 / 12.0)
-  resume = next(c for c in canned if "--max_steps=3" in c)
-  assert "--model=grad_tts" in resume and not any(a.startswith("--preset") for a in resume)
+  assert "--notrace_cache" not in cached["name"] and "--notrace_cache" in traced["name"]
+  assert cached["samples_s"] == [pytest.approx(8.0)] and cached["extra"]["process_wall_s"] == [10.0]
+  assert traced["samples_s"] == [pytest.approx(12.0)]
+  assert traced["speedup_vs_baseline"] == pytest.approx(6.5 / 12.0)
+  resumes = [c for c in canned if "--max_steps=3" in c]
+  assert len(resumes) == 2 and ["--notrace_cache" in c for c in resumes] == [False, True]
+  assert all("--model=grad_tts" in c and not any(a.startswith("--preset") for a in c)
+             for c in resumes)
+
+
+def test_train_case_is_an_error_when_the_resume_did_not_use_the_trace_cache(canned,
+                                                                           monkeypatch):
+  # A row labelled "resume" that silently traced would report the slow start as the fast one.
+  fake = startup.run_process
+
+  def traced_anyway(command, **kwargs):
+    run = fake(command, **kwargs)
+    run.stderr = "\n".join(l for l in run.stderr.splitlines() if "trace cache" not in l)
+    return run
+  monkeypatch.setattr(startup, "run_process", traced_anyway)
+  record = harness.run_case(harness.Case("train", "startup", startup.train_startup),
+                            quick=True, log=lambda _: None)
+  assert record["status"] == "error" and "trace cache: loaded" in record["traceback"]
