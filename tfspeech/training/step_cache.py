@@ -133,7 +133,6 @@ class CachedFunction:
   flat_keys: List[str]  # the graph's outputs, in tf.nest order (sorted)
   output_keys: List[str]  # the order the traced function returned them in
   captures: List[tf.Tensor]  # variable handles and constants, in the graph's order
-  path: str
 
   def __call__(self, batch) -> dict:
     # As a tf.function runs its traced graph: the function called by name, with the
@@ -209,27 +208,23 @@ class StepCache:
     captured = list(concrete.captured_inputs)
     if len(function_def.signature.input_arg) != len(specs) + len(captured):
       raise Uncacheable("inputs do not map one to one onto the graph's")
-    position = {id(v.handle): i for i, v in enumerate(_resource_variables(variables))}
+    variables = _resource_variables(variables)
+    position = {id(v.handle): i for i, v in enumerate(variables)}
     captures, constants = [], []
-    internal = {id(external): inner for external, inner in concrete.graph.captures}
     for tensor in captured:
       if tensor.dtype == tf.resource:
         if id(tensor) not in position:
+          inner = dict((id(e), i) for e, i in concrete.graph.captures)[id(tensor)]
           raise Uncacheable("it captures a resource that is not one of the run's "
-                            f"variables ({internal[id(tensor)].name})")
-        captures.append({"variable": position[id(tensor)]})
+                            f"variables ({inner.name})")
+        v = variables[position[id(tensor)]]
+        captures.append({"variable": position[id(tensor)], "name": _variable_name(v),
+                         "dtype": tf.as_dtype(v.dtype).name, "shape": list(v.shape)})
       elif tensor.dtype == tf.variant or not hasattr(tensor, "numpy"):
         raise Uncacheable(f"it captures a {tensor.dtype.name} tensor")
       else:
-        captures.append({"constant": len(constants)})
+        captures.append({"constant": len(constants), "dtype": tensor.dtype.name})
         constants.append(tf.io.serialize_tensor(tensor).numpy())  # graph-ok: host-side.
-      captures[-1].update(dtype=tensor.dtype.name)
-    variables = _resource_variables(variables)
-    for capture in captures:
-      if "variable" in capture:
-        v = variables[capture["variable"]]
-        capture.update(dtype=tf.as_dtype(v.dtype).name, shape=list(v.shape),
-                       name=_variable_name(v))
 
     library = function_pb2.FunctionDefLibrary()
     library.function.extend(concrete.graph.as_graph_def().library.function)
@@ -320,7 +315,7 @@ class StepCache:
       if not ctx.has_function(function.signature.name):
         ctx.add_function_def(function)
     return CachedFunction(function_name=meta["function"], flat_keys=meta["flat_outputs"],
-                      output_keys=meta["outputs"], captures=captures, path=self.path)
+                      output_keys=meta["outputs"], captures=captures)
 
   def discard(self):
     """Removes this key's entry (unusable); the next save writes it again."""
@@ -349,11 +344,6 @@ class CachingFunction:
     self._element_spec = element_spec
     self._variables = variables
     self._cached = cache.load(element_spec, variables()) if cache is not None else None
-
-  @property
-  def cached(self) -> bool:
-    """Whether calls go (or will go) to a graph from the cache."""
-    return self._cached is not None
 
   def __call__(self, batch):
     if self._cache is None:
