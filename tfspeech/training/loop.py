@@ -119,8 +119,8 @@ def fit(trainer, train_dataset, workdir: str, *, eval_dataset=None,
 
 def _trace_cached(trainer, workdir, key_parts):
   """(traced function, name, element_spec) → it behind WORKDIR/trace_cache, where used."""
-  used = (key_parts is not None and trainer.num_replicas == 1
-          and not tf.distribute.has_strategy()
+  # The default strategy (one replica), not entered: distributed steps always trace.
+  used = (key_parts is not None and not tf.distribute.has_strategy()
           and trainer.strategy is tf.distribute.get_strategy())
 
   def wrap(traced, name, element_spec):

@@ -291,8 +291,7 @@ class StepCache:
       raise Uncacheable("the batch has another structure")
     variables = _resource_variables(variables)
     if meta["variables"] != len(variables):
-      raise Uncacheable(f"{meta['variables']} variables when traced, "
-                            f"{len(variables)} now")
+      raise Uncacheable(f"{meta['variables']} variables when traced, {len(variables)} now")
     constants = [tf.io.parse_tensor(blob, tf.as_dtype(dtype)) for blob, dtype in zip(
         tf.data.TFRecordDataset(os.path.join(self.path, _CONSTANTS)),
         [c["dtype"] for c in meta["captures"] if "constant" in c])]
@@ -315,7 +314,7 @@ class StepCache:
       if not ctx.has_function(function.signature.name):
         ctx.add_function_def(function)
     return CachedFunction(function_name=meta["function"], flat_keys=meta["flat_outputs"],
-                      output_keys=meta["outputs"], captures=captures)
+                          output_keys=meta["outputs"], captures=captures)
 
   def discard(self):
     """Removes this key's entry (unusable); the next save writes it again."""
@@ -357,7 +356,6 @@ class CachingFunction:
         logging.warning("trace cache: the cached %s failed (%s); tracing it instead",
                         cache.name, str(e).splitlines()[0])
         cache.discard()
-        self._cached = None
       else:
         self._function = self._cached
         return outputs

@@ -281,8 +281,9 @@ class Trainer:
   def nonfinite_variables(self) -> list[str]:
     """Names of module/optimizer variables holding NaN or Inf (empty when all finite)."""
     named = list(self.named_variables())
-    # Eager, one small op per variable (~30 ms for 600 variables): a traced check cost
-    # ~1 s of tracing at every start (the save path is warmed up before the first step).
+    # Eager, a few small ops per variable (0.08 s for FastPitch ljspeech's 543, 0.12 s for
+    # HiFi-GAN V1's 1180, per save): a traced check cost ~1 s of tracing at every start
+    # (the save path is warmed up before the first step).
     flags = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
                       for _, v in named]).numpy()  # graph-ok: host-side check before saving.
     bad = [name for (name, _), ok in zip(named, flags) if not ok]
