@@ -10,7 +10,8 @@ reads the same wavs:
   torch      jik876/hifi-gan meldataset.py as written (scipy wav read, torch.stft)
              + `torch.save`, when torch is installed.
   tfspeech   `prepare_corpus` with all cores (spawned workers) and with
-             workers=1 (in this process); it also stores PCM, text ids and
+             workers=1 (in this process, a thread per core: the default on
+             2 cores); it also stores PCM, text ids and
              mel statistics in TFRecords, here with pitch by YIN and energy per
              mel frame (`pitch=True`, as for FastPitch); workers=1 also without
              (the default), which gives what pitch costs.
@@ -205,7 +206,7 @@ def measure_corpus(ctx, corpus_dir, repeats, estimate_ljspeech, spawn_workers=Tr
   runs += [(1, True), (1, False)]
   for workers, pitch in runs:
     reports = reports_by_variant.setdefault((workers, pitch), [])
-    label = "in this process" if workers == 1 else "spawned processes"
+    label = (f"in this process, {cores} threads" if workers == 1 else "spawned processes")
     label += ", pitch + energy" if pitch else ", no pitch"
     variants.append((f"tfspeech prepare_corpus (workers={workers}, {label})",
                      _tfspeech_prepare(corpus_dir, ctx.tmp_dir / f"tfspeech-{workers}-{pitch}",

@@ -1,6 +1,7 @@
 """Tests of tfspeech.data.prepare: tiny corpus end to end, broken entries, resume."""
 
 import json
+import os
 import shutil
 import sys
 import wave
@@ -115,6 +116,8 @@ def test_output_does_not_depend_on_worker_count(tiny_corpus, prepared_tiny, tmp_
   in_process = prepare.prepare_corpus(tiny_corpus, tmp_path, workers=None, num_shards=3,
                                       validation_count=4, seed=1, progress=False)
   assert (spawned.workers, in_process.workers) == (2, 1)
+  # In this process: one utterance at a time per core (threads), the same bytes.
+  assert in_process.threads == (os.cpu_count() or 1)
   for split in dataset_lib.SPLITS:
     for path in dataset_lib.shard_files(out_dir, split):
       name = path.rsplit("/", 1)[-1]

@@ -90,3 +90,67 @@ def test_shard_statistics_from_markers():
   assert stats["mel_frames"] == 12 and stats["mel_mean"] == pytest.approx([2.0, 2.0])
   assert stats["mel_std"] == pytest.approx([1.0, 1.0])
   assert prepare_shards.mel_stats([], 2)["mel_mean"] is None
+
+
+def test_ordered_thread_map_overlaps_calls_keeps_order_and_bounds_pending_work():
+  import threading
+  import time
+  running, seen = [0], {"most_running": 0, "submitted": 0}
+  lock = threading.Lock()
+  release = threading.Event()
+
+  def work(item):
+    with lock:
+      running[0] += 1
+      seen["most_running"] = max(seen["most_running"], running[0])
+    # Item 0 waits until a later item has run: with one thread this would deadlock, so the
+    # test fails (by timeout) unless two calls really overlap; later items finish first.
+    if item == 0:
+      assert release.wait(10), "no other call ran while item 0 was running"
+    else:
+      release.set()
+    with lock:
+      running[0] -= 1
+    return item * 10
+
+  def items():
+    for i in range(20):
+      seen["submitted"] = i + 1
+      yield i
+
+  results = prepare_shards.ordered_thread_map(work, items(), threads=2, in_flight=3)
+  assert next(results) == 0
+  # One result taken: 3 submitted up front, one more after it, no more.
+  assert seen["submitted"] == 4
+  assert list(results) == [i * 10 for i in range(1, 20)]
+  assert seen["most_running"] == 2
+
+
+def test_ordered_thread_map_closed_early_runs_nothing_more():
+  calls = []
+  results = prepare_shards.ordered_thread_map(calls.append, iter(range(100)), threads=2,
+                                              in_flight=4)
+  next(results)
+  results.close()
+  assert len(calls) <= 5
+
+
+@pytest.mark.parametrize("cores, entries_floor, expected", [
+    (2, 0, (1, 2)),    # 2 cores: threads in this process, faster there than spawned workers
+    (8, 0, (8, 1)),    # more cores: a spawned process per core
+    (8, 10**6, (1, 8)),  # a small corpus: in-process, worker start-up would cost more
+])
+def test_default_workers_follow_cores_and_corpus_size(
+    tiny_corpus, tmp_path, monkeypatch, cores, entries_floor, expected):
+  class Chosen(Exception):
+    pass
+
+  def run_tasks(out_dir, pending, settings, workers, *args, **kwargs):
+    raise Chosen((workers, settings.threads))
+
+  monkeypatch.setattr(prepare.os, "cpu_count", lambda: cores)
+  monkeypatch.setattr(prepare, "MIN_ENTRIES_FOR_WORKERS", entries_floor)
+  monkeypatch.setattr(prepare_shards, "run_tasks", run_tasks)
+  with pytest.raises(Chosen) as chosen:
+    prepare.prepare_corpus(tiny_corpus, tmp_path, progress=False)
+  assert chosen.value.args[0] == expected

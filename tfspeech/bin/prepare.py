@@ -39,8 +39,10 @@ flags.DEFINE_float("validation_fraction", 0.05, "Fraction of utterances held out
 flags.DEFINE_integer("validation_count", None, "Exact number held out (overrides the fraction).")
 flags.DEFINE_integer("num_shards", 4, "Number of training shards.")
 flags.DEFINE_integer("seed", 0, "Seed of the train/validation split.")
-flags.DEFINE_integer("workers", None, "Worker processes (default: all cores, or 1 = in-process "
-                     "for corpora under 256 entries, where worker start-up costs more).")
+flags.DEFINE_integer("workers", None, "Worker processes; 1 = in this process, one utterance per "
+                     "core on threads. Default: 1 for corpora under 256 entries (worker "
+                     "start-up costs more) and on up to 2 cores (the threads were faster), "
+                     "else one process per core.")
 flags.DEFINE_bool("allow_resample", True, "Resample audio at another rate (else skip it).")
 flags.DEFINE_bool("allow_downmix", True, "Average multi-channel audio to mono (else skip it).")
 flags.DEFINE_float("trim_silence_db", None, "Trim leading/trailing silence quieter than this many "

@@ -75,6 +75,11 @@ PathLike = Union[str, os.PathLike]
 # 6-17 s importing TensorFlow, more than ~250 LJSpeech clips (~25 min of audio) take to
 # process in one process at the measured 60-120 audio-s/s.
 MIN_ENTRIES_FOR_WORKERS = 256
+# Up to this many cores `workers=None` prepares in-process on one thread per core: on 2 cores
+# the threads ran 1.35x one thread and 1.2x two spawned workers' steady state (607 s of
+# audio with pitch: 1.25 s, 1.70 s, ~1.5 s + 4 s start-up), which also send every record
+# back to a third process, the writer, competing for the same cores.
+MAX_CORES_IN_PROCESS = 2
 
 # Private helpers that tests and tfspeech.bin.prepare reach by their old names.
 _text_lib = prepare_plan.import_text
@@ -113,6 +118,8 @@ class PrepareReport:
       processed utterance; mostly worker start-up (importing TensorFlow), which
       dominates `throughput` on small corpora.
     workers: worker processes asked for (1 = in-process).
+    threads: utterances processed at once in this process (workers=1: one per
+      core), or each worker's TensorFlow threads.
     converted: one dict per kept entry whose audio was resampled or down-mixed:
       id, audio_path, from/to_sample_rate, from/to_channels.
     validation_passed_over: ids of validation candidates whose audio is
@@ -134,6 +141,7 @@ class PrepareReport:
   dropped_symbols: Dict[str, int] = dataclasses.field(default_factory=dict)
   first_result_seconds: float = 0.0
   workers: int = 1
+  threads: int = 1
   converted: Tuple[Dict[str, Any], ...] = ()
   validation_passed_over: Tuple[str, ...] = ()
   warnings: Tuple[str, ...] = ()
@@ -161,6 +169,7 @@ class PrepareReport:
         "num_validation": self.num_validation,
         "num_skipped": self.num_skipped,
         "workers": self.workers,
+        "threads": self.threads,
         "skipped_by_reason": self.skipped_by_reason,
         "audio_seconds": self.audio_seconds,
         "processed_audio_seconds": self.processed_audio_seconds,
@@ -222,9 +231,11 @@ def prepare_corpus(
     num_shards: train shards.
     num_validation_shards: validation shards.
     seed: seed of the train/validation split.
-    workers: processes computing audio and mels; 1 = in this process (no
-      TensorFlow start-up per worker); None = 1 below `MIN_ENTRIES_FOR_WORKERS`
-      entries, else all cores.
+    workers: processes computing audio and mels; 1 = in this process, one
+      utterance per core at a time on threads (no TensorFlow start-up per
+      worker, no records sent between processes); None = 1 below
+      `MIN_ENTRIES_FOR_WORKERS` entries or on up to `MAX_CORES_IN_PROCESS`
+      cores, else a spawned process per core.
     allow_resample: resample files at another rate (else skip them).
     allow_downmix: average multi-channel files to mono (else skip them).
     trim_silence: False, True (trim below 60 dB under the peak) or a top_db
@@ -301,13 +312,15 @@ def prepare_corpus(
   kept = prepare_plan.encode_transcripts(
       utterances, table, cleaners, on_unknown, cmudict, skipped, dropped)
   speakers = prepare_plan.speaker_indices(u for u, _, _ in kept)
+  cores = os.cpu_count() or 1
   if workers is None:
-    workers = 1 if len(kept) < MIN_ENTRIES_FOR_WORKERS else (os.cpu_count() or 1)
+    in_process = len(kept) < MIN_ENTRIES_FOR_WORKERS or cores <= MAX_CORES_IN_PROCESS
+    workers = 1 if in_process else cores
   workers = int(workers)
 
   settings = prepare_worker.Settings(
       config.sample_rate, config, bool(allow_resample), bool(allow_downmix), trim_top_db,
-      threads=max(1, (os.cpu_count() or 1) // max(1, workers)), pitch=pitch)
+      threads=max(1, cores // max(1, workers)), pitch=pitch)
   num_validation = prepare_plan.num_validation_entries(
       len(kept), validation_fraction, validation_count)
   splits, passed_over = prepare_plan.split_entries(
@@ -402,6 +415,7 @@ def prepare_corpus(
       dropped_symbols=dict(sorted(dropped.items())),
       first_result_seconds=first_result_seconds,
       workers=workers,
+      threads=settings.threads,
       converted=tuple(converted),
       validation_passed_over=tuple(passed_over),
       warnings=tuple(warnings))

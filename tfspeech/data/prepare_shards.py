@@ -8,7 +8,10 @@ per-split counts and length deciles of dataset.json without reading any record
 again.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
+import itertools
 import json
 import math
 import multiprocessing
@@ -99,6 +102,29 @@ class ShardWriter:
     return self.marker
 
 
+def ordered_thread_map(function, items, threads, in_flight):
+  """`map(function, items)` on `threads` threads, results in order, at most `in_flight` pending.
+
+  The in-process preparation path: TensorFlow releases the GIL while its ops run, so two
+  utterances' graphs overlap on two cores without a spawned process's TensorFlow start-up or
+  the pickling of every record back to the parent. The bound keeps finished records from
+  piling up in memory when writing them is the slower side.
+  """
+  items = iter(items)
+  executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="prepare")
+  try:
+    futures = collections.deque(
+        executor.submit(function, item) for item in itertools.islice(items, in_flight))
+    while futures:
+      result = futures.popleft().result()
+      for item in items:
+        futures.append(executor.submit(function, item))
+        break
+      yield result
+  finally:
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
 def run_tasks(out_dir, pending, settings, workers, n_mels, progress,
               process=prepare_worker.process):
   """Processes the pending shards' utterances and writes their shards and markers.
@@ -107,7 +133,8 @@ def run_tasks(out_dir, pending, settings, workers, n_mels, progress,
     out_dir: the output directory (pathlib.Path).
     pending: the `Shard`s to write, in plan order.
     settings: `prepare_worker.Settings` for every worker.
-    workers: processes; 1 = in this process, else a pool of 'spawn' processes.
+    workers: processes; 1 = in this process (on `settings.threads` threads), else a pool
+      of 'spawn' processes.
     n_mels: mel bins (for the per-bin sums).
     progress: show a tqdm progress bar.
     process: the task function (Task -> Result); with workers > 1 it must be
@@ -132,13 +159,15 @@ def run_tasks(out_dir, pending, settings, workers, n_mels, progress,
 
   workers = max(1, min(int(workers), len(tasks)))
   bar = tqdm.tqdm(total=len(tasks), unit="utt", desc="prepare", disable=not progress)
-  pool = None
+  pool = results = None
   started = time.perf_counter()
   first_result_seconds = 0.0
   try:
     if workers == 1:
       prepare_worker.init_worker(settings, configure_threads=False)
-      results = map(process, tasks)
+      threads = max(1, min(settings.threads, len(tasks)))
+      results = (map(process, tasks) if threads == 1 else
+                 ordered_thread_map(process, tasks, threads, in_flight=4 * threads))
     else:
       pool = multiprocessing.get_context("spawn").Pool(
           workers, initializer=prepare_worker.init_worker, initargs=(settings, True))
@@ -158,6 +187,8 @@ def run_tasks(out_dir, pending, settings, workers, n_mels, progress,
       bar.update(1)
   finally:
     bar.close()
+    if hasattr(results, "close"):  # the threads' generator: cancel what has not started
+      results.close()
     if pool is not None:
       pool.terminate()
       pool.join()

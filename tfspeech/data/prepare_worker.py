@@ -139,7 +139,11 @@ class PitchSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """Per-utterance processing settings, sent once to each worker."""
+  """Per-utterance processing settings, sent once to each worker.
+
+  `threads`: a spawned worker's TensorFlow intra- and inter-op threads, or, preparing in
+  the calling process, how many utterances run at once there.
+  """
   sample_rate: int
   mel_config: audio_lib.MelConfig
   allow_resample: bool
