@@ -94,7 +94,6 @@ def test_shard_statistics_from_markers():
 
 def test_ordered_thread_map_overlaps_calls_keeps_order_and_bounds_pending_work():
   import threading
-  import time
   running, seen = [0], {"most_running": 0, "submitted": 0}
   lock = threading.Lock()
   release = threading.Event()
