@@ -118,7 +118,10 @@ class Block(keras.layers.Layer):
     self.norm.build((None, None, None, self.dim_out))
 
   def call(self, x, mask):
-    return mish(self.norm(self.conv(x * mask), mask)) * mask
+    # Masked before Mish, not after (the same values: mish(0) = 0): with the mask's Mul after
+    # it, Grappler's arithmetic optimizer reorders the Mul chain and the remapper no longer
+    # fuses Softplus, Tanh and Mul into one oneDNN Mish (ljspeech level-0 map: 4.6 -> 1.3 ms).
+    return mish(self.norm(self.conv(x * mask), mask) * mask)
 
 
 class ResnetBlock(keras.layers.Layer):
