@@ -104,7 +104,7 @@ class MaskedGroupNorm(keras.layers.Layer):
 
 
 class Block(keras.layers.Layer):
-  """3x3 Conv2D -> masked GroupNorm -> Mish, input and output masked."""
+  """3x3 Conv2D -> masked GroupNorm -> Mish, input and output masked (mish(0) = 0)."""
 
   def __init__(self, dim_in, dim_out, groups, **kwargs):
     super().__init__(**kwargs)
@@ -347,5 +347,5 @@ class GradLogPEstimator2d(keras.layers.Layer):
       h = attention(h, level_mask)
       h = upsample(h * level_mask)
 
-    h = self.final_block(h, mask)
-    return (self.final_conv(h * mask) * mask)[..., 0]
+    h = self.final_block(h, mask)  # zero on padded frames already (Block's output)
+    return (self.final_conv(h) * mask)[..., 0]
