@@ -58,7 +58,8 @@ flags.DEFINE_bool("quick", False, "Tiny configuration (short audio, small corpor
 # Modules whose import registers cases. Add benchmarks/train.py etc. here.
 CASE_MODULES = ("benchmarks.prepare", "benchmarks.models", "benchmarks.export",
                 "benchmarks.diffwave", "benchmarks.fastpitch", "benchmarks.tacotron2", "benchmarks.dctts",
-                "benchmarks.streaming", "benchmarks.startup", "benchmarks.export_time")
+                "benchmarks.streaming", "benchmarks.startup", "benchmarks.export_time",
+                "benchmarks.conv_bound")
 
 
 def _suites_ok(value):
