@@ -102,6 +102,9 @@ class ShardWriter:
     return self.marker
 
 
+_NO_ITEM = object()
+
+
 def ordered_thread_map(function, items, threads, in_flight):
   """`map(function, items)` on `threads` threads, results in order, at most `in_flight` pending.
 
@@ -117,9 +120,9 @@ def ordered_thread_map(function, items, threads, in_flight):
         executor.submit(function, item) for item in itertools.islice(items, in_flight))
     while futures:
       result = futures.popleft().result()
-      for item in items:
-        futures.append(executor.submit(function, item))
-        break
+      following = next(items, _NO_ITEM)
+      if following is not _NO_ITEM:
+        futures.append(executor.submit(function, following))
       yield result
   finally:
     executor.shutdown(wait=True, cancel_futures=True)
