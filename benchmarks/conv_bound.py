@@ -74,6 +74,11 @@ def convolution_flops(calls):
   return total
 
 
+def _out_channels(kind, w_shape):
+  """Output channels of a recorded call (a transposed convolution's weight is `[in, out, ...]`)."""
+  return w_shape[1] if kind == "ConvTranspose2d" else w_shape[0]
+
+
 def torch_replay(calls, train):
   """A callable running the recorded calls alone in PyTorch (train: with both gradients).
 
@@ -86,19 +91,18 @@ def torch_replay(calls, train):
   ops = {"Conv1d": F.conv1d, "Conv2d": F.conv2d, "ConvTranspose2d": F.conv_transpose2d}
   tensors = {}
   args = []
-  for kind, x_shape, w_shape, stride, padding, bias in calls:
-    key = (kind, x_shape, w_shape, stride, padding, bias)
-    if key not in tensors:
+  for call in calls:
+    kind, x_shape, w_shape, stride, padding, bias = call
+    if call not in tensors:
       x = torch.randn(x_shape, generator=generator, requires_grad=train)
       w = (torch.randn(w_shape, generator=generator) * 0.05).requires_grad_(train)
-      b = (torch.zeros(w_shape[1] if kind == "ConvTranspose2d" else w_shape[0],
-                       requires_grad=train) if bias else None)
+      b = torch.zeros(_out_channels(kind, w_shape), requires_grad=train) if bias else None
       dy = None
       if train:
         with torch.no_grad():
           dy = torch.randn_like(ops[kind](x, w, b, stride, padding))
-      tensors[key] = (x, w, b, dy)
-    args.append((ops[kind], stride, padding) + tensors[key])
+      tensors[call] = (x, w, b, dy)
+    args.append((ops[kind], stride, padding) + tensors[call])
   if not train:
     def run():
       with torch.inference_mode():
@@ -115,7 +119,7 @@ def torch_replay(calls, train):
 
 
 def tf_replay_seconds(calls, train, repeats):
-  """Seconds per replay of `calls` in TF (median of `repeats`), from a fresh process."""
+  """Seconds of each of `repeats` timed replays of `calls` in TF, in a fresh process."""
   command = [sys.executable, "-m", "benchmarks.conv_bound",
              json.dumps({"calls": calls, "train": train, "repeats": repeats})]
   out = subprocess.run(command, capture_output=True, text=True, check=False,
@@ -162,28 +166,28 @@ def _tf_replay_main(spec):
   train = spec["train"]
   rng = np.random.default_rng(0)
   tensors = {}  # shared by calls with the same shapes, as in `torch_replay`
-  for kind, x_shape, w_shape, stride, padding, bias in calls:
-    key = (kind, x_shape, w_shape, stride, padding, bias)
-    if key in tensors:
+  for call in calls:
+    kind, x_shape, w_shape, stride, padding, bias = call
+    if call in tensors:
       continue
     x, w = tf_layout(kind, rng.standard_normal(x_shape, dtype=np.float32),
                      rng.standard_normal(w_shape, dtype=np.float32) * 0.05)
-    channels = w_shape[1] if kind == "ConvTranspose2d" else w_shape[0]
-    b = tf.Variable(np.zeros(channels, np.float32)) if bias else None
+    b = tf.Variable(np.zeros(_out_channels(kind, w_shape), np.float32)) if bias else None
     x, w = tf.Variable(x), tf.Variable(w)
     dy = None
     if train:
       dy = tf.random.normal(tf_convolution(kind, tf.convert_to_tensor(x), w, b, stride, padding,
                                            w_shape).shape)
-    tensors[key] = (x, w, b, dy)
+    tensors[call] = (x, w, b, dy)
 
   @tf.function
   def replay():
     # Every output is returned: nothing is pruned, and with one inter-op thread the
     # convolutions run one after another.
     outputs = []
-    for kind, x_shape, w_shape, stride, padding, bias in calls:
-      x, w, b, dy = tensors[(kind, x_shape, w_shape, stride, padding, bias)]
+    for call in calls:
+      kind, _, w_shape, stride, padding, _ = call
+      x, w, b, dy = tensors[call]
       x = tf.convert_to_tensor(x)
       if not train:
         outputs.append(tf_convolution(kind, x, w, b, stride, padding, w_shape))
