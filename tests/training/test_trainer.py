@@ -232,10 +232,11 @@ def test_fused_adam_updates_like_keras_adam_with_one_op_per_variable(name, decay
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.01])
-def test_fused_lamb_updates_like_keras_lamb_in_one_xla_call_per_variable(decay):
-  """make_optimizer's LAMB computes each variable's update, decay included, in one XLA call
-  (Keras: 62 graph ops per variable, 68 with the decay) and gives Keras's values and slots,
-  the trust ratio's zero-norm cases included (a zero variable)."""
+def test_fused_lamb_updates_like_keras_lamb_in_two_xla_calls_per_variable(decay):
+  """make_optimizer's LAMB updates each variable, decay included, with two XLA calls (the
+  moments and direction; the final update) and the norms as two L2Loss ops (Keras: 62 graph
+  ops per variable, 68 with the decay) and gives Keras's values and slots, the trust ratio's
+  zero-norm cases included (a zero variable)."""
   import keras  # pylint: disable=import-outside-toplevel
   from tfspeech.training import optimizers  # pylint: disable=import-outside-toplevel
   config = OptimizerConfig(name="lamb", learning_rate=1e-2, beta_1=0.8, beta_2=0.99,
@@ -248,10 +249,15 @@ def test_fused_lamb_updates_like_keras_lamb_in_one_xla_call_per_variable(decay):
                                           epsilon=1e-6, weight_decay=decay or None))
   (fused_graph, fused), (keras_graph, reference) = [_five_traced_applies(build, initial)
                                                     for build in builds]
-  # One call of the XLA-compiled update per variable, nothing element-wise around it.
+  # Two calls of XLA-compiled element-wise work and two norms per variable; the rest of the
+  # update is scalar arithmetic.
   calls = [op for op in fused_graph if op.type == "StatefulPartitionedCall"]
-  assert len(calls) == len(initial)
+  assert len(calls) == 2 * len(initial)
   assert all(op.get_attr("_XlaMustCompile") for op in calls)
+  assert [op.type for op in fused_graph].count("L2Loss") == 2 * len(initial)
+  elementwise = {"Mul", "Sub", "AddV2", "RealDiv", "Sqrt", "Square"}
+  assert all(op.outputs[0].shape.rank == 0 for op in fused_graph
+             if op.type in elementwise and "stateless_random_normal" not in op.name)
   assert len(fused_graph) < len(keras_graph) - 15 * len(initial), (len(fused_graph),
                                                                    len(keras_graph))
   for got, expected in zip(fused, reference):
