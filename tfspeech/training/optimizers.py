@@ -143,37 +143,23 @@ def _lamb_apply(variable, update, step_size, decay):
   variable.assign(variable - variable * decay - step_size * update)
 
 
-def _lamb_update(variable, momentum, velocity, gradient, learning_rate, beta_1, beta_2, step,
-                 epsilon, weight_decay):
-  """One variable's LAMB update in place: Keras 3's decoupled weight decay, then its
-  `Lamb.update_step` (Adam's bias-corrected direction, scaled per variable by the trust ratio
-  |w| / |update|, w the decayed variable).
-
-  The element-wise work is two XLA computations (moments and direction; the final update)
-  and the two norms are TF's `L2Loss`: XLA:CPU's full reductions ran single-threaded at a
-  fifth of L2Loss's rate, so one computation with both norms inside took 3.3 ms on a
-  [3, 384, 1536] kernel against 1.9 ms this way.
-  """
-  update = _lamb_moments(momentum, velocity, gradient, beta_1, beta_2, step, epsilon)
-  decay = weight_decay * learning_rate
-  # |w - w * decay| = |1 - decay| |w|: no decayed copy is made before the norm.
-  w_norm = tf.abs(1.0 - decay) * tf.sqrt(2.0 * tf.nn.l2_loss(variable))
-  u_norm = tf.sqrt(2.0 * tf.nn.l2_loss(update))
-  ratio = tf.where(w_norm > 0.0, tf.where(u_norm > 0.0, w_norm / u_norm, 1.0), 1.0)
-  _lamb_apply(variable, update, ratio * learning_rate, decay)
-
-
 @keras.saving.register_keras_serializable(package="tfspeech")
 class FusedLamb(keras.optimizers.Lamb):
   """`keras.optimizers.Lamb` whose per-variable update, weight decay included, is two XLA
-  computations and two `L2Loss` norms (`_lamb_update`).
+  computations (`_lamb_moments`, `_lamb_apply`) and two `L2Loss` norms, with the trust ratios
+  of all variables computed together.
 
   Keras writes LAMB as 62 graph ops per variable (31 of them element-wise arithmetic, each a
   pass over the variable) plus six for the decay: in FastPitch's ljspeech step (batch 1, 180
   variables) they were a quarter of the op time (0.27 s) and the traced graph took 30 s to its
-  first step, against 18-20 s fused. Updating all 46M parameters of FastPitch ljspeech takes
-  59 ms this way (79 ms as one XLA computation per variable; `v += 1e-9 * g` over them, one
-  read of two tensors and one write, takes 16 ms, and LAMB reads four and writes three). Same slot variables (checkpoints unchanged); distributed
+  first step, against 18-20 s fused. Both norms are TF's `L2Loss`, not part of the XLA
+  computations: XLA:CPU's full reductions ran single-threaded at a fifth of L2Loss's rate
+  (one computation with the norms inside: 3.3 ms on a [3, 384, 1536] kernel, 1.9 ms split).
+  The scalar work (casts, norms to ratios) is done once per apply on vectors, not per variable:
+  per variable it was ~13 of the ~17 ops in the update, 3000 ops a FastPitch step. Updating
+  all 46M parameters of FastPitch ljspeech takes 49 ms (79 ms as one XLA computation per
+  variable; `v += 1e-9 * g` over them, one read of two tensors and one write, takes 16 ms, and
+  LAMB reads four and writes three). Same slot variables (checkpoints unchanged); distributed
   (mirrored) variables keep Keras's own update.
   """
 
@@ -189,20 +175,43 @@ class FusedLamb(keras.optimizers.Lamb):
     super()._apply_weight_decay(
         [v for v in variables if self._var_key(v) not in self._fused_decay])
 
-  def update_step(self, gradient, variable, learning_rate):
-    decayed_here = getattr(self, "_fused_decay", {}).get(self._var_key(variable))
-    if decayed_here is None:
-      return super().update_step(gradient, variable, learning_rate)
-    index = self._get_variable_index(variable)
-    plain = [x if isinstance(x, tf.Variable) else x.value
-             for x in (variable, self._momentums[index], self._velocities[index])]
-    dtype = variable.dtype
-    decay = self.weight_decay if decayed_here else 0.0
-    return _lamb_update(
-        *plain, tf.cast(gradient, dtype), tf.cast(learning_rate, dtype),
-        tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype),
-        tf.cast(self.iterations + 1, dtype), tf.cast(self.epsilon, dtype),
-        tf.cast(decay, dtype))
+  def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    fused_decay = getattr(self, "_fused_decay", {})
+    fused, others = [], []
+    for pair in zip(grads, trainable_variables):
+      (fused if self._var_key(pair[1]) in fused_decay else others).append(pair)
+    if others:
+      super()._backend_update_step([g for g, _ in others], [v for _, v in others],
+                                   learning_rate)
+    by_dtype = {}
+    for gradient, variable in fused:
+      by_dtype.setdefault(variable.dtype, []).append((gradient, variable))
+    for dtype, pairs in by_dtype.items():
+      self._fused_update(pairs, [fused_decay[self._var_key(v)] for _, v in pairs],
+                         tf.cast(learning_rate, dtype), dtype)
+
+  def _fused_update(self, pairs, decayed, learning_rate, dtype):
+    """LAMB on `(gradient, variable)` pairs of one dtype; `decayed[i]`: decay variable i."""
+    beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+    step, epsilon = tf.cast(self.iterations + 1, dtype), tf.cast(self.epsilon, dtype)
+    variables, updates = [], []
+    for gradient, variable in pairs:
+      index = self._get_variable_index(variable)
+      variable, momentum, velocity = [x if isinstance(x, tf.Variable) else x.value for x in
+                                      (variable, self._momentums[index],
+                                       self._velocities[index])]
+      updates.append(_lamb_moments(momentum, velocity, tf.cast(gradient, dtype), beta_1, beta_2,
+                                   step, epsilon))
+      variables.append(variable)
+    decay = tf.constant([float(self.weight_decay or 0.0) if d else 0.0 for d in decayed],
+                        dtype) * learning_rate
+    # Keras takes the norm of the decayed variable: |w - w * decay| = |1 - decay| |w|.
+    w_norm = tf.abs(1.0 - decay) * tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(v) for v in variables]))
+    u_norm = tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(u) for u in updates]))
+    ratio = tf.where(w_norm > 0.0, tf.where(u_norm > 0.0, w_norm / u_norm, 1.0), 1.0)
+    for variable, update, step_size, variable_decay in zip(
+        variables, updates, tf.unstack(ratio * learning_rate), tf.unstack(decay)):
+      _lamb_apply(variable, update, step_size, variable_decay)
 
 
 def make_optimizer(config: OptimizerConfig, name: str, mixed_precision: str = "none"):
