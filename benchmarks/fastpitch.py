@@ -41,12 +41,12 @@ HOP_LENGTH, SAMPLE_RATE = common.HOP_LENGTH, common.SAMPLE_RATE
 PITCH_MEAN, PITCH_STD = 214.7, 65.7  # LJSpeech's voiced-frame statistics (reference)
 
 
-def _variants(ctx):
-  """Inference (preset, batch) pairs: ljspeech at batch 1 and 16; --quick: tiny at batch 1.
-  (Training runs one batch size per case: `models.one_batch_variants`.)"""
+def _variants(ctx, train=False):
+  """(preset, batch) pairs: ljspeech at batch 1 and 16 (train: 16 first, see
+  `models.TRAIN_VARIANTS`); --quick: tiny at batch 1."""
   if ctx.quick:
     return [("tiny", 1)]
-  return [("ljspeech", 1), ("ljspeech", 16)]
+  return list(common.TRAIN_VARIANTS) if train else [("ljspeech", 1), ("ljspeech", 16)]
 
 
 def _batch(config, batch, seed=0):
@@ -161,19 +161,7 @@ def _torch_model(reference, config):
 
 @harness.case("train", "fastpitch")
 def fastpitch_train(ctx):
-  """FastPitch train step at batch 16 (Trainer; float32 and mixed_bfloat16) vs the reference
-  train.py step (float32 and torch.autocast bfloat16)."""
-  return _train(ctx, 16)
-
-
-@harness.case("train", "fastpitch_b1")
-def fastpitch_train_b1(ctx):
-  """The `fastpitch` train case at batch 1, in a process of its own (see
-  `models.TRAIN_VARIANTS`)."""
-  return _train(ctx, 1)
-
-
-def _train(ctx, size):
+  """FastPitch train step (Trainer; plain and XLA) vs the reference train.py step."""
   harness.require_model("fastpitch", "FastPitch")
   # pylint: disable=import-outside-toplevel
   from tfspeech.models import registry
@@ -181,7 +169,9 @@ def _train(ctx, size):
   task_class = registry.get("fastpitch")
   reference = common._Torch.get(ctx)  # pylint: disable=protected-access
   measurements = []
-  for preset, batch_size in common.one_batch_variants(ctx, size):
+  # (preset, xla, mixed_precision) → traced step: one trace serves every batch size, as in a run
+  steps = {}
+  for preset, batch_size in _variants(ctx, train=True):
     config = task_class.preset(preset)
     batch = _batch(config, batch_size)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
@@ -209,14 +199,17 @@ def _train(ctx, size):
       variants.insert(1, (True, "none"))
     tf_seconds = {}
     for xla, policy in variants:
-      task = task_class(config)
-      # What `data_info` reads from dataset.json; here without a corpus on disk.
-      task._pitch = {"mean": PITCH_MEAN, "std": PITCH_STD}  # pylint: disable=protected-access
-      train_config = dataclasses.replace(task_class.default_train_config(preset),
-                                         batch_size=batch_size, xla=xla,
-                                         mixed_precision=policy)
-      step = Trainer(task, train_config).train_step_fn(
-          tf.data.Dataset.from_tensors(batch).element_spec)
+      traced_here = (preset, xla, policy) not in steps
+      if traced_here:
+        task = task_class(config)
+        # What `data_info` reads from dataset.json; here without a corpus on disk.
+        task._pitch = {"mean": PITCH_MEAN, "std": PITCH_STD}  # pylint: disable=protected-access
+        train_config = dataclasses.replace(task_class.default_train_config(preset),
+                                           batch_size=batch_size, xla=xla,
+                                           mixed_precision=policy)
+        steps[(preset, xla, policy)] = (train_config, Trainer(task, train_config).train_step_fn(
+            tf.data.Dataset.from_tensors(batch).element_spec))
+      train_config, step = steps[(preset, xla, policy)]
       samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
       mixed = policy != "none"
       label = "tfspeech XLA" if xla else ("tfspeech mixed_bfloat16" if mixed else "tfspeech")
@@ -237,7 +230,7 @@ def _train(ctx, size):
           work_unit="mel frames",
           note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames per batch; optimizer "
                 f"{train_config.optimizer}" + ("; jit_compile step" if xla else "")
-                + note),
+                + ("" if traced_here else "; step traced at the batch above") + note),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "batch_size": batch_size, "xla": xla, "first_call_seconds": warmup,
                  **row_extra}, flops=row_flops))

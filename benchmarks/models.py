@@ -62,24 +62,6 @@ FRAMES_PER_TOKEN = 4
 # malloc, where TF's step reuses it. Grad-TTS batch 16 in one process: 12.9 GB peak with TF
 # first, 6.8 GB with the reference first (2026-12-06, /proc/self/status VmHWM).
 TRAIN_VARIANTS = [("ljspeech", 16), ("ljspeech", 1)]
-# Grad-TTS's and FastPitch's train cases run each batch size as a case of its own, so in a
-# process of its own (benchmarks/run.py isolates cases), as a training run at one batch size
-# would: after the batch-16 steps, under the malloc settings the harness sets for PyTorch
-# (ALLOCATOR_ENV), the same process ran tfspeech's batch-1 steps 10-20% slower than a fresh
-# one (2026-12-07: Grad-TTS 0.347 against 0.302 s, the reference 0.433 against 0.427 s;
-# FastPitch mixed_bfloat16 0.363 against 0.300 s), and read ratios of what came before them.
-# Batch 1 first in one process instead took Grad-TTS's case to 12.3 GB (see above).
-
-
-def one_batch_variants(ctx, batch_size):
-  """The (preset, batch) pair of a train case that runs batch `batch_size` alone; --quick: the
-  tiny preset at batch 1 in the batch-16 case, and the batch-1 case is skipped."""
-  if ctx.quick:
-    if batch_size != TRAIN_VARIANTS[0][1]:
-      raise harness.Skip(f"--quick runs the tiny preset at batch 1 in the batch-"
-                         f"{TRAIN_VARIANTS[0][1]} case")
-    return [("tiny", 1)]
-  return [("ljspeech", batch_size)]
 # Calls expected to take longer than this get no second warm-up and one timed call (unless
 # --repeats), to keep --suite=all short.
 SLOW_CALL_SECONDS = 20.0
@@ -282,32 +264,24 @@ def _grad_tts_batch(config, batch, seed=0):
   return text_mel_batch(np.random.default_rng(seed), batch, config.n_vocab, config.n_feats)
 
 
-def _grad_tts_variants(ctx):
-  """Synthesis (preset, batch) pairs. CPU-sized: no ljspeech synthesis at batch 16, which took
-  2 and 4 minutes per call for tfspeech and the reference on 2 cores (7 min of the suite's
-  budget); tiny synthesis at batch 16 stands in for it. --quick: tiny at batch 1. (Training:
-  ljspeech only; the tiny rows, one more trace and two more references, cost a minute of
-  --suite=all's 30 for a model only the demo trains.)"""
+def _grad_tts_variants(ctx, infer=False):
+  """(preset, batch) pairs. CPU-sized: no ljspeech synthesis at batch 16, which took 2 and 4
+  minutes per call for tfspeech and the reference on 2 cores (7 min of the suite's budget);
+  tiny synthesis at batch 16 stands in for it. Training: ljspeech only (the tiny rows, one
+  more trace and two more references, cost a minute of --suite=all's 30 for a model only the
+  demo trains). --quick: tiny at batch 1."""
   if ctx.quick:
     return [("tiny", 1)]
-  return [("tiny", 16), ("ljspeech", 1)]
+  if infer:
+    return [("tiny", 16), ("ljspeech", 1)]
+  return TRAIN_VARIANTS
 
 
 @harness.case("train", "grad_tts")
 def grad_tts_train(ctx):
-  """Grad-TTS train step at batch 16 (Trainer, MAS + losses + Adam) vs the PyTorch reference's
-  train.py step; --extended also times the `mixed_bfloat16` step beside the reference under
+  """Grad-TTS train step (Trainer, MAS + losses + Adam) vs the PyTorch reference's train.py step;
+  --extended also times the `mixed_bfloat16` step beside the reference under
   `torch.autocast(bfloat16)` (about a minute, which --suite=all's 30 do not have)."""
-  return _grad_tts_train(ctx, 16)
-
-
-@harness.case("train", "grad_tts_b1")
-def grad_tts_train_b1(ctx):
-  """The `grad_tts` train case at batch 1, in a process of its own (see TRAIN_VARIANTS)."""
-  return _grad_tts_train(ctx, 1)
-
-
-def _grad_tts_train(ctx, size):
   harness.require_model("grad_tts", "Grad-TTS")
   from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
   from tfspeech.training import Trainer  # pylint: disable=import-outside-toplevel
@@ -315,17 +289,24 @@ def _grad_tts_train(ctx, size):
   reference = _Torch.get(ctx)
   policies = ("none", "mixed_bfloat16") if ctx.extended else ("none",)
   measurements = []
-  for preset, batch_size in one_batch_variants(ctx, size):
+  steps = {}  # (preset, policy) → (task, train config, traced step), serving every batch size
+  for preset, batch_size in _grad_tts_variants(ctx):
     batch = None
     group = f"{preset}, batch {batch_size}"
     torch_timing = torch_bf16 = None
     tf_seconds = {}
     for policy in policies:
-      task = task_class(task_class.preset(preset))
-      config = dataclasses.replace(task_class.default_train_config(preset),
-                                   mixed_precision=policy)
-      spec = tf.data.Dataset.from_tensors(_grad_tts_batch(task.config, batch_size)).element_spec
-      step = Trainer(task, config).train_step_fn(spec)
+      traced_here = (preset, policy) not in steps
+      if traced_here:
+        task = task_class(task_class.preset(preset))
+        config = dataclasses.replace(task_class.default_train_config(preset),
+                                     mixed_precision=policy)
+        # The step's input signature has None dims (relaxed_spec): the function traced at the
+        # first batch size runs the others without retracing, so tracing and graph optimisation
+        # (30-60 s per preset) are paid once per preset, as in a real run.
+        spec = tf.data.Dataset.from_tensors(_grad_tts_batch(task.config, batch_size)).element_spec
+        steps[(preset, policy)] = (task, config, Trainer(task, config).train_step_fn(spec))
+      task, config, step = steps[(preset, policy)]
       if batch is None:
         batch = _grad_tts_batch(task.config, batch_size)
         frames = int(np.sum(batch["mel_lengths"].numpy()))
@@ -360,10 +341,10 @@ def _grad_tts_train(ctx, size):
           f"tfspeech {preset}{' mixed_bfloat16' if mixed else ''}", samples, reference,
           group=group, work=frames, work_unit="mel frames",
           note=(f"{1 / np.median(samples):.3g} steps/s; {frames} frames, {ids} ids per batch"
-                + note),
+                + ("" if traced_here else "; step traced at the batch above") + note),
           extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                  "batch_size": batch_size, "first_call_seconds": warmup,
-                 **row_extra}, flops=row_flops))
+                 "first_call_traced": traced_here, **row_extra}, flops=row_flops))
     if torch_timing is None:
       continue
     samples, warmup = torch_timing
@@ -433,7 +414,7 @@ def grad_tts_infer(ctx):
   reference = _Torch.get(ctx)
   timesteps = (10,) if ctx.quick else (10, 50)
   measurements = []
-  variants = _grad_tts_variants(ctx)
+  variants = _grad_tts_variants(ctx, infer=True)
   for preset in sorted({p for p, _ in variants}, key=["tiny", "ljspeech"].index):
     config = task_class.preset(preset)
     model = GradTTS(config)
