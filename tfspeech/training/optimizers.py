@@ -81,13 +81,14 @@ def make_schedule(config: OptimizerConfig):
   raise ValueError(f"unknown schedule {config.schedule!r}")
 
 
-def _resource_handle(variable):
-  """The resource handle of a plain (single-device) TF variable, else None."""
+def _plain_variable(variable):
+  """The plain (single-device) resource tf.Variable of `variable` (Keras or TF), else None."""
   # A Keras variable wraps a tf.Variable (as its `value`; a tf.Variable's `value` is a method).
   value = variable if isinstance(variable, tf.Variable) else getattr(variable, "value", None)
-  if isinstance(value, tf.distribute.DistributedValues) or not isinstance(value, tf.Variable):
+  if (isinstance(value, tf.distribute.DistributedValues) or not isinstance(value, tf.Variable)
+      or getattr(value, "handle", None) is None):
     return None
-  return getattr(value, "handle", None)
+  return value
 
 
 class _FusedUpdates:
@@ -115,13 +116,13 @@ class _FusedUpdates:
 
   def _fusable(self, variable):
     index = self._get_variable_index(variable)
-    return all(_resource_handle(x) is not None for x in
+    return all(_plain_variable(x) is not None for x in
                (variable, self._momentums[index], self._velocities[index]))
 
   def _plain_variables(self, variable):
-    """The tf.Variables of `variable` and its two moments."""
+    """The plain tf.Variables of fusable `variable` and its two moments."""
     index = self._get_variable_index(variable)
-    return [x if isinstance(x, tf.Variable) else x.value
+    return [_plain_variable(x)
             for x in (variable, self._momentums[index], self._velocities[index])]
 
 
