@@ -65,27 +65,35 @@ TRAIN_VARIANTS = [("ljspeech", 16), ("ljspeech", 1)]
 # Calls expected to take longer than this get no second warm-up and one timed call (unless
 # --repeats), to keep --suite=all short.
 SLOW_CALL_SECONDS = 20.0
-# Timed calls after the warm-up stop once the next one would take the timed total past this
-# (at least one, at most the case's default), unless --repeats: a 1 s call gets its 5
-# samples, a 2.5 s call 2, a 4 s call one. --suite=all must fit in 30 minutes (issue #22); the
-# interquartile range of the repeats was 2% of the median in a typical case of the 2026-12-06
-# run (6% at the 90th percentile), so a third sample of a 2.5 s call bought little.
+# Timed calls after the warm-up stop once the next one would take the timed total past this,
+# unless --repeats: at most the case's default, and at least MIN_TIMED_CALLS (or the default,
+# if smaller; one with --quick). --suite=all must fit in 30 minutes (issue #22); a 1 s call gets
+# its 5 samples, a 2.5 s or 4 s call 3.
 TIMING_BUDGET_SECONDS = 5.0
+# A single timed call is a single draw of the machine's state: the first timed call after the
+# warm-up is often the slowest (Grad-TTS ljspeech batch 1: 0.424 s, then 0.385-0.401 s), and the
+# batch-16 rows that the budget cut to one sample moved the most between runs (Grad-TTS's step
+# 5.04 s in the 03:05 run of 2026-12-07, 4.00 and 4.08 s in two runs of the case around it).
+# Three make the median robust to one slow call, for ~3 more minutes of --suite=all.
+MIN_TIMED_CALLS = 3
 
 
 def _timed(ctx, fn, default_repeats):
-  """Warm-up call, then timed calls within TIMING_BUDGET_SECONDS (1 to `default_repeats`;
-  exactly --repeats if given); returns (samples, warm-up seconds)."""
+  """Warm-up call, then timed calls: `MIN_TIMED_CALLS` (fewer only if `default_repeats` is, or
+  one with --quick), more up to `default_repeats` while within TIMING_BUDGET_SECONDS; exactly
+  --repeats if given. Returns (samples, warm-up seconds)."""
   start = time.perf_counter()
   fn()
   warmup = time.perf_counter() - start
   if ctx.repeats_override is not None:
     return harness.time_calls(fn, ctx.repeats_override, warmup=0), warmup
   limit = ctx.repeats(default_repeats)
+  floor = 1 if ctx.quick else min(limit, MIN_TIMED_CALLS)
   samples = []
   while len(samples) < limit:
     samples += harness.time_calls(fn, 1, warmup=0)
-    if sum(samples) + float(np.median(samples)) > TIMING_BUDGET_SECONDS:
+    if (len(samples) >= floor
+        and sum(samples) + float(np.median(samples)) > TIMING_BUDGET_SECONDS):
       break
   return samples, warmup
 

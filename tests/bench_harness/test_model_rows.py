@@ -51,3 +51,48 @@ def test_text_mel_batch_is_padded_and_seeded():
   again = models.text_mel_batch(np.random.default_rng(3), 4, n_vocab=10, n_mels=5,
                                 frames_per_token=2)
   np.testing.assert_array_equal(again["mel"].numpy(), mel)
+
+
+def _fake_clock(monkeypatch, call_seconds):
+  """A `time.perf_counter` that advances by `call_seconds` per call of the returned function."""
+  now = [0.0]
+  monkeypatch.setattr(models.time, "perf_counter", lambda: now[0])
+  monkeypatch.setattr(models.harness.time, "perf_counter", lambda: now[0])
+  calls = []
+
+  def fn():
+    calls.append(now[0])
+    now[0] += call_seconds
+
+  return fn, calls
+
+
+def _context(quick=False, repeats=None):
+  return types.SimpleNamespace(
+      quick=quick, repeats_override=repeats,
+      repeats=lambda default, quick_repeats=2: quick_repeats if quick else default)
+
+
+def test_timed_takes_at_least_three_samples_of_a_call_longer_than_the_budget(monkeypatch):
+  # A 4 s batch-16 step: the 5 s budget alone stopped after one timed call.
+  fn, calls = _fake_clock(monkeypatch, 4.0)
+  samples, warmup = models._timed(_context(), fn, 5)  # pylint: disable=protected-access
+  assert warmup == 4.0 and samples == [4.0] * models.MIN_TIMED_CALLS == [4.0] * 3
+  assert len(calls) == 4  # the warm-up, then three timed
+
+
+def test_timed_stops_at_the_budget_after_the_minimum_and_at_the_default(monkeypatch):
+  fn, _ = _fake_clock(monkeypatch, 1.5)  # 3 × 1.5 + 1.5 > 5: no fourth
+  assert models._timed(_context(), fn, 5)[0] == [1.5] * 3  # pylint: disable=protected-access
+  fn, _ = _fake_clock(monkeypatch, 0.5)  # the budget allows 9: the case's default wins
+  assert models._timed(_context(), fn, 5)[0] == [0.5] * 5  # pylint: disable=protected-access
+  fn, _ = _fake_clock(monkeypatch, 4.0)  # a default below the minimum wins too
+  assert models._timed(_context(), fn, 2)[0] == [4.0] * 2  # pylint: disable=protected-access
+
+
+def test_timed_quick_and_repeats(monkeypatch):
+  fn, _ = _fake_clock(monkeypatch, 4.0)
+  assert models._timed(_context(quick=True), fn, 5)[0] == [4.0]  # pylint: disable=protected-access
+  fn, calls = _fake_clock(monkeypatch, 4.0)
+  assert models._timed(_context(repeats=4), fn, 5)[0] == [4.0] * 4  # pylint: disable=protected-access
+  assert len(calls) == 5
