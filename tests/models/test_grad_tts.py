@@ -249,6 +249,45 @@ def test_masked_group_norm_counts_only_real_frames():
   np.testing.assert_allclose(part, torch_group_norm(x[:, :5]), rtol=1e-4, atol=1e-4)
 
 
+def _plain_masked_group_norm(x, mask, gamma, beta, groups, epsilon=1e-5):
+  """The masked GroupNorm written plainly (weighted moments per item and group), for autodiff."""
+  batch, frames, bins, channels = x.shape
+  grouped = tf.reshape(x, [batch, frames, bins, groups, channels // groups])
+  weights = tf.broadcast_to(tf.reshape(mask, [batch, frames, 1, 1, 1]), grouped.shape)
+  mean, variance = tf.nn.weighted_moments(grouped, axes=[1, 2, 4], frequency_weights=weights,
+                                          keepdims=True)
+  normalized = tf.reshape((grouped - mean) * tf.math.rsqrt(variance + epsilon), x.shape)
+  return (normalized * gamma + beta) * mask
+
+
+def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form():
+  # The layer writes its gradient out (custom_gradient); here it meets autodiff of the plain
+  # form, with padded frames full of large values, per-item lengths, an offset mean, and an
+  # upstream gradient that is non-zero on padded frames too.
+  rng = np.random.default_rng(5)
+  layer = score_estimator.MaskedGroupNorm(2)
+  layer.build((None, None, None, 6))
+  layer.gamma.assign(rng.uniform(0.5, 1.5, size=6).astype(np.float32))
+  layer.beta.assign(rng.normal(size=6).astype(np.float32))
+  x = (3.0 + 2.0 * rng.normal(size=(2, 9, 4, 6))).astype(np.float32)
+  mask = (np.arange(9)[None, :] < np.array([[9], [6]])).astype(np.float32)[:, :, None, None]
+  x[1, 6:] = 80.0
+  d_out = rng.normal(size=x.shape).astype(np.float32)
+  x = tf.constant(x)
+
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    got = layer(x, mask)
+    want = _plain_masked_group_norm(x, mask, layer.gamma, layer.beta, 2)
+  np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+  assert np.all(got.numpy()[1, 6:] == 0.0)
+  got_grads = tape.gradient(got, [x, layer.gamma, layer.beta], output_gradients=d_out)
+  want_grads = tape.gradient(want, [x, layer.gamma, layer.beta], output_gradients=d_out)
+  for name, g, w in zip(["x", "gamma", "beta"], got_grads, want_grads):
+    np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
+  assert np.all(got_grads[0].numpy()[1, 6:] == 0.0)
+
+
 def test_sinusoidal_time_embedding_matches_reference():
   t = np.array([0.0, 0.3, 0.99], np.float32)
   half = 8
