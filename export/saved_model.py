@@ -214,8 +214,11 @@ def save_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir: 
   with unrolled.calls_not_inlined():
     module = SpeechInference(graphs)
     signatures = module.signatures()
+    # No gradients: an inference export does not differentiate, and each custom gradient of
+    # the graphs (Grad-TTS's GroupNorm, in every unrolled step) would be traced and stored.
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     with progress.step("SavedModel written"):
-      tf.saved_model.save(module, out_dir, signatures=signatures)
+      tf.saved_model.save(module, out_dir, signatures=signatures, options=options)
   metadata = inference_graphs.export_metadata(
       "saved_model", graphs, {name: "." for name in graphs}, acoustic_run, vocoder_run,
       extra={"signatures": module.extra_signatures()})
