@@ -214,8 +214,8 @@ def save_graphs(graphs: Mapping[str, inference_graphs.InferenceGraph], out_dir: 
   with unrolled.calls_not_inlined():
     module = SpeechInference(graphs)
     signatures = module.signatures()
-    # No gradients: an inference export does not differentiate, and each custom gradient of
-    # the graphs (Grad-TTS's GroupNorm, in every unrolled step) would be traced and stored.
+    # No gradients: an inference export does not differentiate, and each custom gradient in
+    # the graphs (a layer's, once per unrolled step) would be traced and stored with them.
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     with progress.step("SavedModel written"):
       tf.saved_model.save(module, out_dir, signatures=signatures, options=options)
