@@ -260,12 +260,67 @@ def _plain_masked_group_norm(x, mask, gamma, beta, groups, epsilon=1e-5):
   return (normalized * gamma + beta) * mask
 
 
+def _plain_mish(x):
+  return x * tf.tanh(tf.math.softplus(x))
+
+
+def test_mish_and_its_gradient_match_float64_everywhere():
+  # Training's Mish gradient (and the fused GroupNorm's Mish) come from one exp with capped
+  # arguments: finite and right far out on both sides, not only near 0.
+  x = np.concatenate([np.linspace(-90, 90, 3601), [-3e38, -1e30, 0.0, 1e30, 3e38]])
+  x = x.astype(np.float32)
+  with tf.GradientTape() as tape:
+    xt = tf.constant(x)
+    tape.watch(xt)
+    y = score_estimator.mish(xt)
+  d = tape.gradient(y, xt).numpy().astype(np.float64)
+  fused_y, fused_d = [v.numpy().astype(np.float64) for v in
+                      tf.function(score_estimator._mish_terms, jit_compile=True)(xt)]
+  x64 = x.astype(np.float64)
+  t = np.tanh(np.logaddexp(0.0, x64))
+  want_y = x64 * t
+  want_d = t + x64 / (1.0 + np.exp(-x64)) * (1.0 - t * t)
+  want_d[~np.isfinite(want_d)] = np.where(x64 > 0, 1.0, 0.0)[~np.isfinite(want_d)]
+  for got in (d, fused_d):
+    np.testing.assert_allclose(got, want_d, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(fused_y, want_y, rtol=1e-6, atol=1e-6)
+
+
+def test_estimator_training_path_equals_inference_path():
+  # training=True swaps each Block's GroupNorm + Mish for XLA loops with a written-out
+  # gradient: the same score and the same weight gradients, on a padded batch.
+  model = grad_tts.GradTTS(grad_tts.tiny())
+  rng = np.random.default_rng(3)
+  for v in model.variables:  # like a trained model's: no zero biases or unit gammas
+    v.assign(v + rng.normal(scale=0.1, size=v.shape).astype(np.float32))
+  estimator = model.decoder.estimator
+  x = tf.constant(rng.normal(size=(2, 16, N_FEATS)).astype(np.float32))
+  mask = tf.sequence_mask([16, 11], 16, dtype=tf.float32)
+  t = tf.constant([0.3, 0.8])
+
+  def score_and_grads(training):
+    with tf.GradientTape() as tape:
+      score = estimator(x, mask, 0.5 * x, t, training=training)
+      loss = tf.reduce_sum(tf.square(score - x))
+    return score, tape.gradient(loss, estimator.trainable_variables)
+
+  want, want_grads = score_and_grads(False)
+  got, got_grads = score_and_grads(True)
+  np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
+                             atol=1e-5 * np.abs(want.numpy()).max())
+  for variable, g, w in zip(estimator.trainable_variables, got_grads, want_grads):
+    np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-3,
+                               atol=1e-4 * np.abs(w.numpy()).max(), err_msg=variable.path)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["norm", "fused_with_mish"])
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("mixed_bfloat16", 3e-2)])
-def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form(dtype, tolerance):
+def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form(dtype, tolerance, fused):
   # The layer writes its gradient out (custom_gradient); here it meets autodiff of the plain
   # form in float32, with padded frames full of large values, per-item lengths, an offset
   # mean, and an upstream gradient that is non-zero on padded frames too. bfloat16 takes the
   # centred form (x - mean) * a + beta: x * a + b lost 5 dB of the U-Net's SNR there.
+  # `normalized_mish` (training's XLA loops, Mish from one exp) meets the plain form + Mish.
   rng = np.random.default_rng(5)
   layer = score_estimator.MaskedGroupNorm(2, dtype=dtype)
   layer.build((None, None, None, 6))
@@ -279,8 +334,12 @@ def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form(dtype, to
 
   with tf.GradientTape(persistent=True) as tape:
     tape.watch(x)
-    got = layer(x, mask)
+    # (normalized_mish is a method, not a call: no autocast of x to the layer's dtype)
+    got = (layer.normalized_mish(tf.cast(x, layer.compute_dtype), mask) if fused
+           else layer(x, mask))
     want = _plain_masked_group_norm(x, mask, layer.gamma, layer.beta, 2)
+    if fused:
+      want = _plain_mish(want)
   assert got.dtype == layer.compute_dtype
   scale = np.abs(want.numpy()).max()
   np.testing.assert_allclose(tf.cast(got, tf.float32).numpy(), want.numpy(), rtol=0,

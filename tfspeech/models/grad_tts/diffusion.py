@@ -80,7 +80,8 @@ class Diffusion(keras.layers.Layer):
     """
     xt, noise = self.forward_diffusion(x0, mask, mu, t, noise)
     # A mixed-precision U-Net's score in the loss's float32.
-    score = tf.cast(self.estimator(xt, mask, mu, t, speaker_embedding), xt.dtype)
+    score = tf.cast(self.estimator(xt, mask, mu, t, speaker_embedding, training=True),
+                    xt.dtype)
     scaled = score * tf.sqrt(1.0 - tf.exp(-self._cumulative(t)))
     total = tf.reduce_sum(tf.square(scaled + noise))
     loss = total / (tf.reduce_sum(mask) * float(self.config.n_feats))
