@@ -313,14 +313,15 @@ def test_estimator_training_path_equals_inference_path():
                                atol=1e-4 * np.abs(w.numpy()).max(), err_msg=variable.path)
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["norm", "fused_with_mish"])
+@pytest.mark.parametrize("fused", [None, "mish", "mish_shift_residual"])
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("mixed_bfloat16", 3e-2)])
 def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form(dtype, tolerance, fused):
   # The layer writes its gradient out (custom_gradient); here it meets autodiff of the plain
   # form in float32, with padded frames full of large values, per-item lengths, an offset
   # mean, and an upstream gradient that is non-zero on padded frames too. bfloat16 takes the
   # centred form (x - mean) * a + beta: x * a + b lost 5 dB of the U-Net's SNR there.
-  # `normalized_mish` (training's XLA loops, Mish from one exp) meets the plain form + Mish.
+  # `normalized_mish` (training's XLA loops, Mish from one exp) meets the plain form + Mish,
+  # and with ResnetBlock's time shift (then masked) and shortcut added in the same loop.
   rng = np.random.default_rng(5)
   layer = score_estimator.MaskedGroupNorm(2, dtype=dtype)
   layer.build((None, None, None, 6))
@@ -331,24 +332,33 @@ def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form(dtype, to
   x[1, 6:] = 80.0
   d_out = rng.normal(size=x.shape).astype(np.float32)
   x = tf.constant(x)
+  shift = tf.constant(rng.normal(size=(2, 6)).astype(np.float32))
+  residual = tf.constant(rng.normal(size=x.shape).astype(np.float32))
+  extras = [shift, residual] if fused == "mish_shift_residual" else []
 
   with tf.GradientTape(persistent=True) as tape:
-    tape.watch(x)
-    # (normalized_mish is a method, not a call: no autocast of x to the layer's dtype)
-    got = (layer.normalized_mish(tf.cast(x, layer.compute_dtype), mask) if fused
-           else layer(x, mask))
+    tape.watch([x] + extras)
+    if fused:
+      # (normalized_mish is a method, not a call: no autocast of x to the layer's dtype)
+      got = layer.normalized_mish(tf.cast(x, layer.compute_dtype), mask,
+                                  *[tf.cast(v, layer.compute_dtype) for v in extras])
+    else:
+      got = layer(x, mask)
     want = _plain_masked_group_norm(x, mask, layer.gamma, layer.beta, 2)
     if fused:
       want = _plain_mish(want)
+    if extras:
+      want = (want + shift[:, None, None, :]) * mask + residual
   assert got.dtype == layer.compute_dtype
   scale = np.abs(want.numpy()).max()
   np.testing.assert_allclose(tf.cast(got, tf.float32).numpy(), want.numpy(), rtol=0,
                              atol=tolerance * scale)
-  assert np.all(tf.cast(got, tf.float32).numpy()[1, 6:] == 0.0)
-  got_grads = tape.gradient(got, [x, layer.gamma, layer.beta],
-                            output_gradients=tf.cast(d_out, got.dtype))
-  want_grads = tape.gradient(want, [x, layer.gamma, layer.beta], output_gradients=d_out)
-  for name, g, w in zip(["x", "gamma", "beta"], got_grads, want_grads):
+  if not extras:
+    assert np.all(tf.cast(got, tf.float32).numpy()[1, 6:] == 0.0)
+  sources = [x, layer.gamma, layer.beta] + extras
+  got_grads = tape.gradient(got, sources, output_gradients=tf.cast(d_out, got.dtype))
+  want_grads = tape.gradient(want, sources, output_gradients=d_out)
+  for name, g, w in zip(["x", "gamma", "beta", "shift", "residual"], got_grads, want_grads):
     g = tf.cast(g, tf.float32).numpy()
     np.testing.assert_allclose(g, w.numpy(), rtol=tolerance,
                                atol=tolerance * np.abs(w.numpy()).max(), err_msg=name)

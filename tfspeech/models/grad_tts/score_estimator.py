@@ -132,20 +132,26 @@ def _as_map(values):  # [batch, channels] -> [batch, 1, 1, channels]
 # statistics' matmuls, each one pass over the map where TF ran five to nine (two for the
 # normalisation, Mish's Softplus alone costing six). Float32 inside whatever x's dtype.
 @tf.function(jit_compile=True, autograph=False)
-def _normalized_mish(x, mask, mean, scale, beta):
-  """`mish(((x - mean) * scale + beta) * mask)`; x `[b, t, f, c]`, mean/scale `[b, 1, 1, c]`."""
+def _normalized_mish(x, mask, mean, scale, beta, shift=None, residual=None):
+  """`(mish(n) + shift) * mask + residual`, `n = ((x - mean) * scale + beta) * mask`; x
+  `[b, t, f, c]`, mean/scale/shift `[b, 1, 1, c]`, residual x's shape (both optional)."""
   f32 = lambda v: tf.cast(v, tf.float32)
   n = ((f32(x) - f32(mean)) * f32(scale) + f32(beta)) * f32(mask)
-  return tf.cast(_mish_terms(n)[0], x.dtype)
+  y = _mish_terms(n)[0]
+  if shift is not None:
+    y = (y + f32(shift)) * f32(mask)
+  if residual is not None:
+    y += f32(residual)
+  return tf.cast(y, x.dtype)
 
 
 @tf.function(jit_compile=True, autograph=False)
 def _normalized_mish_backward(d_y, x, mask, mean, scale, beta):
-  """`(d_n, d_n * (x - mean))`, d_n the gradient at the normalised map before its mask."""
+  """`(d_n, d_n * (x - mean))`, d_n the gradient at n (zero on padded frames)."""
   f32 = lambda v: tf.cast(v, tf.float32)
   centred = f32(x) - f32(mean)
   n = (centred * f32(scale) + f32(beta)) * f32(mask)
-  d_n = f32(d_y) * _mish_terms(n)[1]
+  d_n = f32(d_y) * _mish_terms(n)[1] * f32(mask)
   return tf.cast(d_n, x.dtype), tf.cast(d_n * centred, x.dtype)
 
 
@@ -245,25 +251,35 @@ class MaskedGroupNorm(keras.layers.Layer):
 
     return normalize(x, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta))
 
-  def normalized_mish(self, x, mask):
+  def normalized_mish(self, x, mask, shift=None, residual=None):
     """`mish(self(x, mask))` for training: three XLA loops and the statistics' matmuls.
 
-    The same values as `mish(self(x, mask))` to float32 rounding (XLA's own tanh and
-    softplus), in fewer passes over x: ljspeech level-0 map at batch 16 (`[16, 172, 80, 64]`),
-    GroupNorm + Mish forward 17.8 -> 12 ms, forward and backward 39-40 -> 29-30 ms (45 with
-    autodiff's Mish); the ljspeech train step at batch 16 3.73-3.75 -> 3.34-3.35 s. XLA
-    compiles once per input shape, which in training is fixed (`out_size` segments);
-    inference keeps `call`, whose shapes vary.
+    The same values as `mish(self(x, mask))` to float32 rounding (XLA's own exp), in fewer
+    passes over x: ljspeech level-0 map at batch 16 (`[16, 172, 80, 64]`), GroupNorm + Mish
+    forward 17.8 -> 12 ms, forward and backward 39-40 -> 29-30 ms (45 with autodiff's Mish);
+    the ljspeech train step at batch 16 3.73-3.75 -> 3.34-3.35 s. XLA compiles once per
+    input shape, which in training is fixed (`out_size` segments); inference keeps `call`,
+    whose shapes vary.
+
+    Args:
+      x: `[batch, frames, n_feats, channels]`.
+      mask: `[batch, frames, 1, 1]`.
+      shift: optional `[batch, channels]`, added after Mish, then masked (ResnetBlock's time
+        embedding, in the same loop).
+      residual: optional map like x, added last (ResnetBlock's shortcut).
     """
     mask = tf.cast(mask, x.dtype)
     sums = _GroupSums(x, mask, self.groups)
+    has_shift, has_residual = shift is not None, residual is not None
 
     @tf.custom_gradient
-    def normalize_mish(x, gamma, beta):
+    def normalize_mish(x, gamma, beta, *extras):
       mean, mean_c, rstd, rstd_c = self._statistics(sums, x)
       scale = _as_map(rstd_c * gamma)
       mean_x = _as_map(mean_c)
-      out = _normalized_mish(x, mask, mean_x, scale, beta)
+      out = _normalized_mish(x, mask, mean_x, scale, beta,
+                             _as_map(extras[0]) if has_shift else None,
+                             extras[-1] if has_residual else None)
 
       def grad(d_out):
         d_n, d_centred = _normalized_mish_backward(d_out, x, mask, mean_x, scale, beta)
@@ -271,12 +287,14 @@ class MaskedGroupNorm(keras.layers.Layer):
             sums, gamma, rstd, rstd_c, sums.channel_sums(d_n), sums.channel_sums(d_centred))
         d_x = _normalized_input_gradient(d_n, x, mask, mean_x, scale, _as_map(x_factor),
                                          _as_map(offset))
-        return d_x, d_gamma, d_beta
+        return ([d_x, d_gamma, d_beta] + ([sums.channel_sums(d_out)] if has_shift else [])
+                + ([d_out] if has_residual else []))
 
       return out, grad
 
+    extras = [tf.cast(v, x.dtype) for v in (shift, residual) if v is not None]
     # Cast, not autocast: a method, so called outside the layer's autocast scope.
-    return normalize_mish(x, tf.cast(self.gamma, x.dtype), tf.cast(self.beta, x.dtype))
+    return normalize_mish(x, tf.cast(self.gamma, x.dtype), tf.cast(self.beta, x.dtype), *extras)
 
 
 class Block(keras.layers.Layer):
@@ -293,9 +311,15 @@ class Block(keras.layers.Layer):
     self.conv.build((None, None, None, self.dim_in))
     self.norm.build((None, None, None, self.dim_out))
 
-  def call(self, x, mask, training=False):
+  def call(self, x, mask, training=False, shift=None, residual=None, input_masked=False):
+    """`[batch, frames, n_feats, dim_in]` -> dim_out; with training=True (XLA loops) also
+    `(out + shift) * mask + residual` for optional shift `[batch, dim_out]` and residual,
+    and input_masked skips masking x (see `MaskedGroupNorm.normalized_mish`)."""
     if training:
-      return self.norm.normalized_mish(self.conv(x * mask), mask)
+      h = self.conv(x if input_masked else x * mask)
+      return self.norm.normalized_mish(h, mask, shift, residual)
+    if shift is not None or residual is not None:
+      raise ValueError(f"{self.name}: shift and residual are for the training path only.")
     # Masked before Mish (by the norm), not after (the same values: mish(0) = 0): with the
     # mask's Mul after it, Grappler's arithmetic optimizer reorders the Mul chain and the
     # remapper no longer fuses Softplus, Tanh and Mul into one oneDNN Mish (ljspeech level-0
@@ -324,12 +348,18 @@ class ResnetBlock(keras.layers.Layer):
 
   def call(self, x, mask, time_embedding, training=False):
     """x `[batch, frames, n_feats, dim_in]`, time_embedding `[batch, time_dim]` -> dim_out."""
-    h = self.block_1(x, mask, training=training)
-    h = h + self.time_proj(mish(time_embedding))[:, None, None, :]
-    h = self.block_2(h, mask, training=training)
+    shift = self.time_proj(mish(time_embedding))  # [batch, dim_out]
     shortcut = x * mask
     if self.shortcut is not None:
       shortcut = self.shortcut(shortcut)
+    if training:
+      # The time embedding, block_2's input mask and the shortcut go into the Blocks' XLA
+      # loops: three passes fewer forward, and their gradients with them (train step at
+      # batch 16 ... -> ... s).
+      h = self.block_1(x, mask, training=True, shift=shift)
+      return self.block_2(h, mask, training=True, residual=shortcut, input_masked=True)
+    h = self.block_1(x, mask)
+    h = self.block_2(h + shift[:, None, None, :], mask)
     return h + shortcut
 
 
@@ -359,24 +389,27 @@ class ResidualLinearAttention(keras.layers.Layer):
     rows = tf.reshape(x, [batch, positions, self.dim])
     kernel = self.to_qkv.kernel
 
-    # k and v come out transposed, `[batch, heads, c, positions]` (the reference's own layout),
-    # from one matmul each on a column block of to_qkv's kernel (channel order (qkv, head, c),
-    # as its rearrange 'b (qkv heads c) h w'), the transposes done inside the matmuls: the
-    # per-head products are then plain batched matmuls, with no transposed copy of any
-    # activation and no cross-head work. Column blocks of the kernel, not a slice of one
+    # k comes out transposed, `[batch, heads * c, positions]` (the reference's own layout),
+    # from one matmul on a column block of to_qkv's kernel (channel order (qkv, head, c), as
+    # its rearrange 'b (qkv heads c) h w'), the transpose done inside the matmul: no
+    # transposed copy of any activation. Column blocks of the kernel, not a slice of one
     # product: the TFJS wasm backend's StridedSlice took 80% of a Grad-TTS call on that slice.
     # No einsum: TFJS has none.
-    def project(index):
-      block = tf.linalg.matmul(kernel[:, index * inner:(index + 1) * inner], rows,
-                               transpose_a=True, transpose_b=True)  # [batch, heads * c, positions]
-      return tf.reshape(block, [batch, heads, dim_head, positions])
+    key = tf.linalg.matmul(kernel[:, inner:2 * inner], rows, transpose_a=True, transpose_b=True)
 
     # Padded frames get -KEY_MASK_OFFSET added (not tf.where on a broadcast mask: broadcasting
     # the mask over mel bins costs a Tile in TFJS); softmax over all (frame, bin) positions.
-    key = tf.reshape(project(1), [batch, inner, frames, bins])
+    key = tf.reshape(key, [batch, inner, frames, bins])
     key += (tf.reshape(mask, [batch, 1, frames, 1]) - 1.0) * KEY_MASK_OFFSET
-    key = tf.nn.softmax(tf.reshape(key, [batch, heads, dim_head, positions]))
-    context = tf.linalg.matmul(key, project(2), transpose_b=True)  # [batch, heads, d, e]
+    key = tf.nn.softmax(tf.reshape(key, [batch, inner, positions]))
+
+    # The values are linear in x too: context_h = k_h v_h^T = (k_h @ rows) @ W_v,h, so the keys
+    # pool the rows once (`[batch, heads * d, dim]`) and no value map is ever made (ljspeech
+    # level-0 attention at 412 frames ... -> ... ms; forward + backward at batch 16 ... ms).
+    pooled = tf.reshape(tf.linalg.matmul(key, rows), [batch, heads, dim_head, self.dim])
+    value_kernel = tf.transpose(tf.reshape(kernel[:, 2 * inner:], [self.dim, heads, dim_head]),
+                                [1, 0, 2])  # [heads, dim, e]
+    context = tf.linalg.matmul(pooled, value_kernel)  # [batch, heads, d, e]
 
     # The queries are not normalised, so to_out(context^T q) is linear in x: per item it is
     # rows @ M with M = sum over heads of W_q,h context_h W_out,h, a [dim, dim] matrix. One
