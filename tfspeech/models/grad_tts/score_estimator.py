@@ -312,11 +312,14 @@ class Block(keras.layers.Layer):
     self.norm.build((None, None, None, self.dim_out))
 
   def call(self, x, mask, training=False, shift=None, residual=None, input_masked=False):
-    """`[batch, frames, n_feats, dim_in]` -> dim_out; with training=True (XLA loops) also
-    `(out + shift) * mask + residual` for optional shift `[batch, dim_out]` and residual,
-    and input_masked skips masking x (see `MaskedGroupNorm.normalized_mish`)."""
+    """`[batch, frames, n_feats, dim_in]` -> dim_out, zero on padded frames.
+
+    training: XLA loops (`MaskedGroupNorm.normalized_mish`), which also give
+      `(out + shift) * mask + residual` for an optional shift `[batch, dim_out]` and residual.
+    input_masked: x is zero on padded frames already (no mask pass).
+    """
+    h = self.conv(x if input_masked else x * mask)
     if training:
-      h = self.conv(x if input_masked else x * mask)
       return self.norm.normalized_mish(h, mask, shift, residual)
     if shift is not None or residual is not None:
       raise ValueError(f"{self.name}: shift and residual are for the training path only.")
@@ -324,7 +327,7 @@ class Block(keras.layers.Layer):
     # mask's Mul after it, Grappler's arithmetic optimizer reorders the Mul chain and the
     # remapper no longer fuses Softplus, Tanh and Mul into one oneDNN Mish (ljspeech level-0
     # map: 4.6 -> 1.3 ms).
-    return mish(self.norm(self.conv(x * mask), mask))
+    return mish(self.norm(h, mask))
 
 
 class ResnetBlock(keras.layers.Layer):
@@ -346,21 +349,29 @@ class ResnetBlock(keras.layers.Layer):
     if self.shortcut is not None:
       self.shortcut.build((None, None, None, self.dim_in))
 
-  def call(self, x, mask, time_embedding, training=False):
-    """x `[batch, frames, n_feats, dim_in]`, time_embedding `[batch, time_dim]` -> dim_out."""
+  def call(self, x, mask, time_embedding, training=False, input_masked=False):
+    """x `[batch, frames, n_feats, dim_in]`, time_embedding `[batch, time_dim]` -> dim_out.
+
+    input_masked: x is zero on padded frames already (no mask pass). The output is zero on
+    padded frames when the shortcut is the identity (`output_masked`).
+    """
     shift = self.time_proj(mish(time_embedding))  # [batch, dim_out]
-    shortcut = x * mask
-    if self.shortcut is not None:
-      shortcut = self.shortcut(shortcut)
+    x = x if input_masked else x * mask
+    shortcut = x if self.shortcut is None else self.shortcut(x)
     if training:
       # The time embedding, block_2's input mask and the shortcut go into the Blocks' XLA
-      # loops: three passes fewer forward, and their gradients with them (train step at
-      # batch 16 ... -> ... s).
-      h = self.block_1(x, mask, training=True, shift=shift)
+      # loops: three passes fewer forward, and their gradients with them.
+      h = self.block_1(x, mask, training=True, shift=shift, input_masked=True)
       return self.block_2(h, mask, training=True, residual=shortcut, input_masked=True)
-    h = self.block_1(x, mask)
-    h = self.block_2(h + shift[:, None, None, :], mask)
+    # block_1's output is zero on padded frames, so (h + shift) * mask, block_2's input, is
+    # h + shift * mask: one pass over the map, not two.
+    h = self.block_1(x, mask, input_masked=True)
+    h = self.block_2(h + shift[:, None, None, :] * mask, mask, input_masked=True)
     return h + shortcut
+
+  @property
+  def output_masked(self):
+    return self.shortcut is None
 
 
 class ResidualLinearAttention(keras.layers.Layer):
@@ -544,28 +555,38 @@ class GradLogPEstimator2d(keras.layers.Layer):
     h = tf.stack(channels, axis=-1)  # [batch, frames, n_feats, 2 or 3]
     mask = mask[:, :, None, None]
 
-    skips, masks = [], [mask]
+    # `masked`: h is known to be zero on padded frames, so the next layer skips its mask pass
+    # (ResnetBlocks with an identity shortcut and the attention keep it; convolutions don't).
+    skips, masks, masked = [], [mask], False
+
+    def resnet(block, h, level_mask, masked):
+      h = block(h, level_mask, time, training=training, input_masked=masked)
+      return h, block.output_masked
+
     for resnet_1, resnet_2, attention, downsample in self.downs:
       level_mask = masks[-1]
-      h = resnet_1(h, level_mask, time, training=training)
-      h = resnet_2(h, level_mask, time, training=training)
+      h, masked = resnet(resnet_1, h, level_mask, masked)
+      h, masked = resnet(resnet_2, h, level_mask, masked)
       h = attention(h, level_mask)
-      skips.append(h)
+      skips.append((h, masked))
       if downsample is not None:
-        h = downsample(h * level_mask)
+        h = downsample(h if masked else h * level_mask)
         masks.append(level_mask[:, ::2])
+        masked = False
 
-    h = self.mid_resnet_1(h, masks[-1], time, training=training)
+    h, masked = resnet(self.mid_resnet_1, h, masks[-1], masked)
     h = self.mid_attention(h, masks[-1])
-    h = self.mid_resnet_2(h, masks[-1], time, training=training)
+    h, masked = resnet(self.mid_resnet_2, h, masks[-1], masked)
 
     for resnet_1, resnet_2, attention, upsample in self.ups:
       level_mask = masks.pop()
-      h = tf.concat([h, skips.pop()], axis=-1)
-      h = resnet_1(h, level_mask, time, training=training)
-      h = resnet_2(h, level_mask, time, training=training)
+      skip, skip_masked = skips.pop()
+      h, masked = tf.concat([h, skip], axis=-1), masked and skip_masked
+      h, masked = resnet(resnet_1, h, level_mask, masked)
+      h, masked = resnet(resnet_2, h, level_mask, masked)
       h = attention(h, level_mask)
-      h = upsample(h * level_mask)
+      h = upsample(h if masked else h * level_mask)
+      masked = False
 
-    h = self.final_block(h, mask, training=training)  # zero on padded frames already (Block's output)
+    h = self.final_block(h, mask, training=training)  # zero on padded frames (Block's output)
     return (self.final_conv(h) * mask)[..., 0]
