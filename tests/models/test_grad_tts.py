@@ -224,6 +224,13 @@ def test_linear_attention_matches_reference():
   np.testing.assert_allclose(padded[:, :3], unpadded, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(padded[:, 3:], noisy_padding[:, 3:])
 
+  # A masked input (the U-Net's case) takes the folded path, rows @ (I + g M) + g b mask: the
+  # same output, zero on padded frames.
+  masked_input = x * mask
+  folded = layer(masked_input, np.broadcast_to(mask, (2, 4, 1, 1)), input_masked=True).numpy()
+  np.testing.assert_allclose(folded[:, :3], unpadded, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(folded[:, 3:], 0.0)
+
 
 def test_masked_group_norm_counts_only_real_frames():
   rng = np.random.default_rng(3)

