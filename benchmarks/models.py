@@ -82,20 +82,40 @@ def _timed(ctx, fn, default_repeats):
   """Warm-up call, then timed calls: `MIN_TIMED_CALLS` (fewer only if `default_repeats` is, or
   one with --quick), more up to `default_repeats` while within TIMING_BUDGET_SECONDS; exactly
   --repeats if given. Returns (samples, warm-up seconds)."""
-  start = time.perf_counter()
-  fn()
-  warmup = time.perf_counter() - start
+  return _timed_together(ctx, [fn], default_repeats)[0]
+
+
+def _timed_together(ctx, fns, default_repeats, warm=()):
+  """`_timed` for calls that are compared: their timed calls alternate (a, b, a, b, ...).
+
+  This machine's memory bandwidth moves for seconds to minutes at a time: one process's
+  element-wise ops ran 0.25 ms a pass for a minute, then 0.40 (`[1, 412, 80, 64]` maps,
+  2026-12-07), while its convolutions barely moved. Timed one after the other, two models
+  meet different minutes (the Grad-TTS 10-step row read 1.20-1.47x in three runs of the same
+  code); alternating, both meet the same ones. Each gets a warm-up call unless its index is in
+  `warm`, then rounds of one call each: at least the minimum of `_timed`, more while all rounds
+  stay within `len(fns)` budgets. Returns [(samples, warm-up seconds)] in `fns`' order.
+  """
+  warmups = []
+  for i, fn in enumerate(fns):
+    start = time.perf_counter()
+    if i not in warm:
+      fn()
+    warmups.append(time.perf_counter() - start if i not in warm else 0.0)
   if ctx.repeats_override is not None:
-    return harness.time_calls(fn, ctx.repeats_override, warmup=0), warmup
-  limit = ctx.repeats(default_repeats)
-  floor = 1 if ctx.quick else min(limit, MIN_TIMED_CALLS)
-  samples = []
-  while len(samples) < limit:
-    samples += harness.time_calls(fn, 1, warmup=0)
-    if (len(samples) >= floor
-        and sum(samples) + float(np.median(samples)) > TIMING_BUDGET_SECONDS):
+    limit = floor = ctx.repeats_override
+  else:
+    limit = ctx.repeats(default_repeats)
+    floor = 1 if ctx.quick else min(limit, MIN_TIMED_CALLS)
+  samples = [[] for _ in fns]
+  while len(samples[0]) < limit:
+    for fn, taken in zip(fns, samples):
+      taken += harness.time_calls(fn, 1, warmup=0)
+    spent = sum(sum(taken) + float(np.median(taken)) for taken in samples)
+    if (ctx.repeats_override is None and len(samples[0]) >= floor
+        and spent > TIMING_BUDGET_SECONDS * len(fns)):
       break
-  return samples, warmup
+  return list(zip(samples, warmups))
 
 
 class _Torch:
@@ -393,20 +413,23 @@ def _grad_tts_synthesis_flops(ctx, what, model, ids, lengths, mel_lengths):
   return encoder, step, extra
 
 
-def _time_synthesis(ctx, call, expected, warm=False):
-  """Times a synthesis call; skips the warm-up when the previous step count predicts a slow one,
-  or when `warm` (nothing to trace, and the same shapes ran before: the reference at 50 steps
-  after its 10-step calls).
+def _time_synthesis(ctx, calls, expected, warm=()):
+  """Times synthesis calls that are compared, alternating (`_timed_together`); skips the
+  warm-ups when the previous step count predicts a slow call, and those of the calls in `warm`
+  (nothing to trace, and the same shapes ran before: the reference at 50 steps after its 10-step
+  calls).
 
   Returns:
-    (samples, warm-up seconds, expected seconds per call at 5× the steps).
+    ([(samples, warm-up seconds)] in `calls`' order, expected seconds of the first call at 5×
+    the steps).
   """
-  if warm or (expected is not None and expected > SLOW_CALL_SECONDS):
-    # The probe call traced the function; a second warm-up would cost minutes.
-    samples, warmup = harness.time_calls(call, ctx.repeats_override or 1, warmup=0), 0.0
+  if expected is not None and expected > SLOW_CALL_SECONDS:
+    # The probe call traced the functions; second warm-ups would cost minutes.
+    timings = [(harness.time_calls(call, ctx.repeats_override or 1, warmup=0), 0.0)
+               for call in calls]
   else:
-    samples, warmup = _timed(ctx, call, 3)
-  return samples, warmup, float(np.median(samples)) * 5
+    timings = _timed_together(ctx, calls, 3, warm=warm)
+  return timings, float(np.median(timings[0][0])) * 5
 
 
 @harness.case("infer", "grad_tts")
@@ -473,15 +496,31 @@ def grad_tts_infer(ctx):
       # Batch 16 runs 10 steps only (CPU-sized suite): the decoder's cost grows linearly with
       # the steps (measured: tiny × 16 × 50 steps 44 s per call and library; ljspeech ~7 min).
       big = batch_size > 1 and not ctx.quick
-      expected = expected_torch = None  # seconds per call, from the previous step count
+      expected = None  # seconds per call, from the previous step count
       counted = None  # (encoder, per-step FLOPs, facts), once per preset and batch
       for n_timesteps in ((10,) if big else timesteps):
-        out = {}
+        out, torch_out = {}, {}
 
         def call(n_timesteps=n_timesteps, served=acoustic, key="float32"):
           result = run(n_timesteps, length_scale, served)
           out["mel_lengths"], out[key] = result["mel_lengths"].numpy(), result["mel"].numpy()
-        samples, warmup, expected = _time_synthesis(ctx, call, expected)
+
+        def torch_call(n_timesteps=n_timesteps):
+          torch_out["frames"] = run_torch(n_timesteps)
+
+        # bfloat16 for ljspeech at 10 steps only (the ratio to float32 holds per step; the
+        # tiny U-Net is bound by per-op overhead, where bfloat16 gains nothing: 3.84 s against
+        # float32's 3.65 at batch 16; --suite=all's 30 minutes).
+        calls = {"float32": call}
+        if n_timesteps == 10 and preset != "tiny":
+          calls["bfloat16"] = lambda: call(served=bf16_acoustic, key="bfloat16")
+        if reference is not None:
+          calls["reference"] = torch_call
+        # The reference's shapes ran at the previous step count: no second warm-up.
+        warm = {len(calls) - 1} if reference is not None and expected is not None else set()
+        timings, expected = _time_synthesis(ctx, list(calls.values()), expected, warm=warm)
+        timings = dict(zip(calls, timings))
+        samples, warmup = timings["float32"]
         frames = int(np.sum(out["mel_lengths"]))
         audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
         group = f"{preset}, batch {batch_size}, {n_timesteps} steps"
@@ -492,22 +531,21 @@ def grad_tts_infer(ctx):
                       if counted[0] is not None and counted[1] is not None else None)
         ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps}: "
                 f"{np.median(samples):.3f} s for {audio_seconds:.1f} audio s")
+        alternated = ("; timed calls alternated with " + ", ".join(
+            {"bfloat16": "bfloat16's", "reference": "the reference's"}[k]
+            for k in calls if k != "float32")) if len(calls) > 1 else ""
         measurements.append(tf_row(
             f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
             work_unit="audio s",
             note=(f"{frames} frames from {int(np.sum(lengths.numpy()))} ids "
                   f"(length_scale {length_scale:.2f}); throughput = RTF"
-                  + ("; 50 steps not run (~5× the time)" if big else "")),
+                  + ("; 50 steps not run (~5× the time)" if big else "") + alternated),
             extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                    "batch_size": batch_size, "n_timesteps": n_timesteps, "frames": frames,
                    "length_scale": length_scale, "first_call_seconds": warmup, **counted[2]},
             flops=call_flops))
-        # bfloat16 for ljspeech at 10 steps only (the ratio to float32 holds per step; the
-        # tiny U-Net is bound by per-op overhead, where bfloat16 gains nothing: 3.84 s against
-        # float32's 3.65 at batch 16; --suite=all's 30 minutes).
-        bf16_samples = None
-        if n_timesteps == 10 and preset != "tiny":
-          bf16_samples, _ = _timed(ctx, lambda: call(served=bf16_acoustic, key="bfloat16"), 2)
+        bf16_samples = timings["bfloat16"][0] if "bfloat16" in timings else None
+        if bf16_samples is not None:
           error, peak, snr = precision_error(out["bfloat16"], out["float32"])
           ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps} bfloat16: "
                   f"{np.median(bf16_samples):.3f} s (SNR {snr:.0f} dB)")
@@ -524,12 +562,7 @@ def grad_tts_infer(ctx):
                      "precision": "bfloat16", "max_abs_error": error, "snr_db": snr}))
         if reference is None:
           continue
-        torch_out = {}
-
-        def torch_call(n_timesteps=n_timesteps):
-          torch_out["frames"] = run_torch(n_timesteps)
-        samples, warmup, expected_torch = _time_synthesis(
-            ctx, torch_call, expected_torch, warm=expected_torch is not None)
+        samples, warmup = timings["reference"]
         torch_frames = torch_out["frames"]
         torch_audio_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
         ctx.log(f"  grad_tts infer {preset} b{batch_size} T={n_timesteps} pytorch reference: "

@@ -96,3 +96,25 @@ def test_timed_quick_and_repeats(monkeypatch):
   fn, calls = _fake_clock(monkeypatch, 4.0)
   assert models._timed(_context(repeats=4), fn, 5)[0] == [4.0] * 4  # pylint: disable=protected-access
   assert len(calls) == 5
+
+
+def test_timed_together_alternates_the_calls_and_skips_warm_ones(monkeypatch):
+  now = [0.0]
+  monkeypatch.setattr(models.time, "perf_counter", lambda: now[0])
+  order = []
+
+  def timed(name, seconds):
+    def fn():
+      order.append(name)
+      now[0] += seconds
+    return fn
+
+  timings = models._timed_together(  # pylint: disable=protected-access
+      _context(), [timed("a", 1.0), timed("b", 2.0)], 5, warm={1})
+  # a's warm-up only, then rounds a, b: 3 rounds (9 s) + the medians' 3 s > 2 budgets of 5 s.
+  assert order == ["a"] + ["a", "b"] * 3
+  assert timings == [([1.0] * 3, 1.0), ([2.0] * 3, 0.0)]
+  order.clear()
+  timings = models._timed_together(  # pylint: disable=protected-access
+      _context(repeats=2), [timed("a", 1.0), timed("b", 2.0)], 5)
+  assert order == ["a", "b"] + ["a", "b"] * 2 and [len(t[0]) for t in timings] == [2, 2]
