@@ -302,10 +302,24 @@ def fastpitch_infer(ctx):
       return out["mel_lengths"].numpy()
     calls = {"tfspeech": lambda: call_with(synthesize, "tfspeech"),
              "tfspeech bfloat16": lambda: call_with(bf16_synthesize, "tfspeech bfloat16")}
+    if reference is not None:
+      _, torch_model = built[preset][4:]
+      torch_model.eval()
+      x = reference.torch.from_numpy(ids.numpy().astype(np.int64)).to(reference.device)
+
+      def torch_call():
+        with reference.torch.inference_mode():
+          _, dec_lens, *_ = torch_model.infer(x)
+          return int(dec_lens.sum())  # waits for the result
+      calls["reference"] = torch_call
+    first = {label: call() for label, call in calls.items()}  # frames; traces the graphs
+    # Alternating, so that the compared calls meet the same minutes of the machine.
+    timings = dict(zip(calls, common._timed_together(  # pylint: disable=protected-access
+        ctx, list(calls.values()), 5)))
     group = f"{preset}, batch {batch_size}"
     tf_median = None
-    for label, call in calls.items():
-      mel_lengths = call()
+    for label in ("tfspeech", "tfspeech bfloat16"):
+      mel_lengths = first[label]
       frames = int(np.sum(mel_lengths))
       row_flops, flops_extra = None, {}
       if label == "tfspeech":  # the bfloat16 graph does the same work
@@ -314,10 +328,13 @@ def fastpitch_infer(ctx):
             int(np.max(mel_lengths)))
         row_flops = call_flops
       audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
-      samples, warmup = common._timed(ctx, call, 5)  # pylint: disable=protected-access
+      samples, warmup = timings[label]
       ctx.log(f"  fastpitch infer {preset} b{batch_size} {label}: {np.median(samples):.3f} s "
               f"for {audio_seconds:.1f} audio s")
       note = f"{frames} frames from {int(np.sum(lengths.numpy()))} ids; throughput = RTF"
+      if label == "tfspeech":
+        note += ("; timed calls alternated with bfloat16's"
+                 + (" and the reference's" if reference is not None else ""))
       extra = {}
       if label == "tfspeech":
         tf_median = float(np.median(samples))
@@ -337,16 +354,8 @@ def fastpitch_infer(ctx):
       bf16_median = float(np.median(samples))
     if reference is None:
       continue
-    _, torch_model = built[preset][4:]
-    torch_model.eval()
-    x = reference.torch.from_numpy(ids.numpy().astype(np.int64)).to(reference.device)
-
-    def torch_call():
-      with reference.torch.inference_mode():
-        _, dec_lens, *_ = torch_model.infer(x)
-        return int(dec_lens.sum())  # waits for the result
-    torch_frames = torch_call()
-    samples, warmup = common._timed(ctx, torch_call, 5)  # pylint: disable=protected-access
+    torch_frames = first["reference"]
+    samples, warmup = timings["reference"]
     torch_seconds = torch_frames * HOP_LENGTH / SAMPLE_RATE
     ctx.log(f"  fastpitch infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {torch_seconds:.1f} audio s")

@@ -728,16 +728,26 @@ def hifigan_infer(ctx):
     lengths = tf.fill([batch_size], frames)
     big = batch_size * seconds > 40  # minutes per call on 2 cores: no warm-up, one repeat
 
-    def timed(fn):
-      if big:
-        return ctx.time(fn, repeats=ctx.repeats_override or 1, warmup=0)
-      return _timed(ctx, fn, 3)[0]
     outputs = {}
 
     def vocode(vocoder_, key):
       outputs[key] = vocoder_.vocode(mels, lengths)[0].numpy()
       return outputs[key]
-    samples = timed(lambda: vocode(vocoder, "float32"))
+    calls = [lambda: vocode(vocoder, "float32"),
+             lambda: vocode(bf16_vocoders[preset], "bfloat16")]
+    if reference is not None:
+      torch_generator = generators[preset]
+      torch_mels = reference.channels_first(mels)
+
+      def torch_call():
+        with reference.torch.inference_mode():
+          return torch_generator(torch_mels).cpu()  # waits for the result, as .numpy() does
+      calls.append(torch_call)
+    if big:
+      timings = [ctx.time(fn, repeats=ctx.repeats_override or 1, warmup=0) for fn in calls]
+    else:  # alternating, so that the compared calls meet the same minutes of the machine
+      timings = [samples for samples, _ in _timed_together(ctx, calls, 3)]
+    samples, bf16_samples = timings[:2]
     audio_seconds = batch_size * frames * vocoder.hop_length / SAMPLE_RATE
     group = f"{preset}, batch {batch_size} × {seconds:g} s"
     # The generator's FLOPs: the serving wrapper's dynamic padding hides the frame count from
@@ -751,11 +761,12 @@ def hifigan_infer(ctx):
         f"tfspeech {preset}", samples, reference, group=group, work=audio_seconds,
         work_unit="audio s",
         note=("throughput = RTF (audio s per wall s)"
-              + ("; warm-up was a short input only" if big else "")),
+              + ("; warm-up was a short input only" if big else
+                 "; timed calls alternated with bfloat16's"
+                 + (" and the reference's" if reference is not None else ""))),
         extra={"rtf": audio_seconds / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "audio_seconds_per_item": seconds, **flops_extra},
         flops=call_flops))
-    bf16_samples = _timed(ctx, lambda: vocode(bf16_vocoders[preset], "bfloat16"), 2)[0]
     error, peak, snr = precision_error(outputs["bfloat16"], outputs["float32"])
     ctx.log(f"  hifigan infer {preset} b{batch_size} bfloat16: {np.median(bf16_samples):.3f} s "
             f"(max |error| {error / peak:.2%} of the float32 audio's peak, SNR {snr:.0f} dB)")
@@ -771,13 +782,7 @@ def hifigan_infer(ctx):
                "max_abs_error_of_peak": error / peak, "snr_db": snr}))
     if reference is None:
       continue
-    torch_generator = generators[preset]
-    torch_mels = reference.channels_first(mels)
-
-    def torch_call():
-      with reference.torch.inference_mode():
-        return torch_generator(torch_mels).cpu()  # waits for the result, as .numpy() does
-    samples = timed(torch_call)
+    samples = timings[2]
     ctx.log(f"  hifigan infer {preset} b{batch_size} pytorch reference: "
             f"{np.median(samples):.3f} s for {audio_seconds:.0f} audio s")
     measurements.append(torch_row(
