@@ -448,7 +448,10 @@ class ResidualLinearAttention(keras.layers.Layer):
       # g b mask: the residual, the gate and the mask go into the matmul and one broadcast add,
       # where the map took four passes after it (ljspeech level-0 attention at 412 frames: that
       # tail 0.47 -> 0.22 ms of op time). The output is zero on padded frames.
-      residual_mixing = tf.eye(self.dim, dtype=mixing.dtype) + self.gate * mixing
+      # The identity as a constant, not tf.eye (a MatrixDiagV3 op, which TFJS lacks).
+      identity = tf.constant([[float(i == j) for j in range(self.dim)] for i in range(self.dim)],
+                             mixing.dtype)
+      residual_mixing = identity + self.gate * mixing
       out = tf.reshape(tf.linalg.matmul(rows, residual_mixing), [batch, frames, bins, self.dim])
       return out + self.gate * self.to_out.bias * mask
     out = tf.reshape(tf.linalg.matmul(rows, mixing) + self.to_out.bias,
