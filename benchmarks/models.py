@@ -88,11 +88,12 @@ def _timed(ctx, fn, default_repeats):
 def _timed_together(ctx, fns, default_repeats, warm=()):
   """`_timed` for calls that are compared: their timed calls alternate (a, b, a, b, ...).
 
-  This machine's memory bandwidth moves for seconds to minutes at a time: one process's
-  element-wise ops ran 0.25 ms a pass for a minute, then 0.40 (`[1, 412, 80, 64]` maps,
-  2026-12-07), while its convolutions barely moved. Timed one after the other, two models
-  meet different minutes (the Grad-TTS 10-step row read 1.20-1.47x in three runs of the same
-  code); alternating, both meet the same ones. Each gets a warm-up call unless its index is in
+  This machine's speed moves for seconds to minutes at a time: one process's element-wise ops
+  ran 0.25 ms a pass for a minute, then 0.40 (`[1, 412, 80, 64]` maps, 2026-12-07), while its
+  convolutions barely moved. Timed one after the other, two models meet different minutes;
+  alternating, both meet the same ones. (That is not all of the spread: the Grad-TTS 10-step
+  synthesis ratio still read 1.30-1.50x in three runs within half an hour, alternating.) Each
+  gets a warm-up call unless its index is in
   `warm`, then rounds of one call each: at least the minimum of `_timed`, more while all rounds
   stay within `len(fns)` budgets. Returns [(samples, warm-up seconds)] in `fns`' order.
   """
