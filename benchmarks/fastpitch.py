@@ -176,19 +176,26 @@ def fastpitch_train(ctx):
     batch = _batch(config, batch_size)
     frames = int(np.sum(batch["mel_lengths"].numpy()))
     group = f"{preset}, batch {batch_size}"
-    torch_timing = torch_bf16 = None
-    if reference is not None:  # before tfspeech: see models.TRAIN_VARIANTS
+    torch_timing = torch_bf16 = torch_call = None
+    # At batch 1 the steps are small, so the reference's stays alive and the timed steps take
+    # turns (`common._timed_together`: the compared steps meet the same minutes of the
+    # machine; one full run had tfspeech's float32 step 0.58 s against 0.40 s alone). At
+    # batch 16 the reference runs first and is freed: see models.TRAIN_VARIANTS.
+    alternate = batch_size == 1
+    if reference is not None:
       fastpitch, model = _torch_model(reference, config)
       torch_step = _TorchTrainStep(reference.torch, fastpitch, model, learning_rate=1e-4)
       torch_batch = reference.tensors(_torch_batch(reference.torch, batch))
-      torch_timing = common._timed(ctx, lambda: torch_step(torch_batch), 3)  # pylint: disable=protected-access,cell-var-from-loop
-      common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference",
-                      *torch_timing)
+      torch_call = lambda: torch_step(torch_batch)  # pylint: disable=cell-var-from-loop
+      if not alternate:
+        torch_timing = common._timed(ctx, torch_call, 3)  # pylint: disable=protected-access
+        common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference",
+                        *torch_timing)
       torch_bf16 = common.torch_bfloat16_samples(
-          ctx, reference, f"fastpitch train {preset} b{batch_size}",
-          lambda: torch_step(torch_batch))  # pylint: disable=cell-var-from-loop
+          ctx, reference, f"fastpitch train {preset} b{batch_size}", torch_call)
       parameters = fastpitch.count_parameters(model)
-      del model, torch_step, torch_batch
+      if not alternate:
+        del model, torch_step, torch_batch, torch_call
     # The XLA-compiled step (TrainConfig.xla) runs in --quick only: on this CPU it was slower
     # (tiny, batch 1: 1.50 vs 0.51 s/step) and compiling the ljspeech step took > 8 minutes
     # (per batch shape), more than the whole case's budget.
@@ -197,10 +204,10 @@ def fastpitch_train(ctx):
     variants = [(False, "none"), (False, "mixed_bfloat16")]
     if ctx.quick:
       variants.insert(1, (True, "none"))
-    tf_seconds = {}
+    traced = {}
     for xla, policy in variants:
-      traced_here = (preset, xla, policy) not in steps
-      if traced_here:
+      traced[(xla, policy)] = (preset, xla, policy) not in steps
+      if traced[(xla, policy)]:
         task = task_class(config)
         # What `data_info` reads from dataset.json; here without a corpus on disk.
         task._pitch = {"mean": PITCH_MEAN, "std": PITCH_STD}  # pylint: disable=protected-access
@@ -209,8 +216,20 @@ def fastpitch_train(ctx):
                                            mixed_precision=policy)
         steps[(preset, xla, policy)] = (train_config, Trainer(task, train_config).train_step_fn(
             tf.data.Dataset.from_tensors(batch).element_spec))
+    calls = [lambda step=steps[(preset, xla, policy)][1]: step(batch)["losses/loss"].numpy()
+             for xla, policy in variants]
+    if alternate and torch_call is not None:
+      timings = common._timed_together(ctx, calls + [torch_call], 3)  # pylint: disable=protected-access
+      torch_timing = timings.pop()
+      common.log_step(ctx, f"fastpitch train {preset} b{batch_size} pytorch reference",
+                      *torch_timing)
+      del model, torch_step, torch_batch, torch_call
+    else:
+      timings = [common._timed(ctx, call, 3) for call in calls]  # pylint: disable=protected-access
+    tf_seconds = {}
+    for (xla, policy), (samples, warmup) in zip(variants, timings):
+      traced_here = traced[(xla, policy)]
       train_config, step = steps[(preset, xla, policy)]
-      samples, warmup = common._timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 3)  # pylint: disable=protected-access,cell-var-from-loop
       mixed = policy != "none"
       label = "tfspeech XLA" if xla else ("tfspeech mixed_bfloat16" if mixed else "tfspeech")
       row_flops, row_extra, note = None, {}, ""
@@ -222,6 +241,8 @@ def fastpitch_train(ctx):
         row_flops, row_extra = step_flops, flops_extra
       else:
         note, row_extra = common.mixed_step_fields(policy, tf_seconds, samples)
+      if alternate and torch_timing is not None:
+        note += "; timed steps took turns with the other steps of this batch and the reference's"
       common.log_step(ctx, f"fastpitch train {preset} b{batch_size}"
                       f"{' xla' if xla else ''}{' mixed_bfloat16' if mixed else ''}",
                       samples, warmup)
@@ -243,8 +264,9 @@ def fastpitch_train(ctx):
         note=(f"{1 / np.median(samples):.3g} steps/s; DeepLearningExamples FastPitch 1.1 "
               "train step on the same batch (energy = log-mel frame norms, prior from the "
               "loader); MAS is a NumPy loop on host copies (reference: numba; tfspeech: "
-              "in-graph op); AdamW stands in for apex FusedLAMB; timed before tfspeech's "
-              "step; "),
+              "in-graph op); AdamW stands in for apex FusedLAMB; "
+              + ("timed in turn with tfspeech's steps; " if alternate
+                 else "timed before tfspeech's step; ")),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
                "parameters": parameters}, flops=step_flops))

@@ -320,13 +320,17 @@ def grad_tts_train(ctx):
   measurements = []
   steps = {}  # (preset, policy) → (task, train config, traced step), serving every batch size
   for preset, batch_size in _grad_tts_variants(ctx):
-    batch = None
     group = f"{preset}, batch {batch_size}"
-    torch_timing = torch_bf16 = None
+    torch_timing = torch_bf16 = torch_call = None
     tf_seconds = {}
+    # At batch 1 the steps are small, so the reference's stays alive and the timed steps take
+    # turns (`_timed_together`); at batch 16 the reference runs first and is freed (memory:
+    # see TRAIN_VARIANTS).
+    alternate = batch_size == 1
+    traced = {}
     for policy in policies:
-      traced_here = (preset, policy) not in steps
-      if traced_here:
+      traced[policy] = (preset, policy) not in steps
+      if traced[policy]:
         task = task_class(task_class.preset(preset))
         config = dataclasses.replace(task_class.default_train_config(preset),
                                      mixed_precision=policy)
@@ -335,26 +339,38 @@ def grad_tts_train(ctx):
         # (30-60 s per preset) are paid once per preset, as in a real run.
         spec = tf.data.Dataset.from_tensors(_grad_tts_batch(task.config, batch_size)).element_spec
         steps[(preset, policy)] = (task, config, Trainer(task, config).train_step_fn(spec))
-      task, config, step = steps[(preset, policy)]
-      if batch is None:
-        batch = _grad_tts_batch(task.config, batch_size)
-        frames = int(np.sum(batch["mel_lengths"].numpy()))
-        ids = int(np.sum(batch["text_lengths"].numpy()))
-      if reference is not None and torch_timing is None:  # before tfspeech: see TRAIN_VARIANTS
-        reference.seed(0)
-        model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
-        torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
-                                                  learning_rate=config.learning_rate, seed=0)
-        torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
-        torch_timing = _timed(ctx, lambda: torch_step(torch_batch), 5)  # pylint: disable=cell-var-from-loop
+    task, config, _ = steps[(preset, policies[0])]
+    batch = _grad_tts_batch(task.config, batch_size)
+    frames = int(np.sum(batch["mel_lengths"].numpy()))
+    ids = int(np.sum(batch["text_lengths"].numpy()))
+    if reference is not None:
+      reference.seed(0)
+      model = reference.grad_tts.GradTTS(reference.grad_tts.params_from_tfspeech(task.config))
+      torch_step = reference.grad_tts.TrainStep(model.to(reference.device),
+                                                learning_rate=config.learning_rate, seed=0)
+      torch_batch = reference.tensors(reference.grad_tts.torch_batch(batch))
+      torch_call = lambda: torch_step(torch_batch)  # pylint: disable=cell-var-from-loop
+      if not alternate:  # before tfspeech: see TRAIN_VARIANTS
+        torch_timing = _timed(ctx, torch_call, 5)
         log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", *torch_timing)
-        if ctx.extended:
-          torch_bf16 = torch_bfloat16_samples(
-              ctx, reference, f"grad_tts train {preset} b{batch_size}",
-              lambda: torch_step(torch_batch))  # pylint: disable=cell-var-from-loop
-        parameters = reference.grad_tts.count_parameters(model)
-        del model, torch_step, torch_batch
-      samples, warmup = _timed(ctx, lambda: step(batch)["losses/loss"].numpy(), 5)  # pylint: disable=cell-var-from-loop
+      if ctx.extended:
+        torch_bf16 = torch_bfloat16_samples(
+            ctx, reference, f"grad_tts train {preset} b{batch_size}", torch_call)
+      parameters = reference.grad_tts.count_parameters(model)
+      if not alternate:
+        del model, torch_step, torch_batch, torch_call
+    calls = [lambda step=steps[(preset, policy)][2]: step(batch)["losses/loss"].numpy()
+             for policy in policies]
+    if alternate and torch_call is not None:
+      timings = _timed_together(ctx, calls + [torch_call], 5)
+      torch_timing = timings.pop()
+      log_step(ctx, f"grad_tts train {preset} b{batch_size} pytorch reference", *torch_timing)
+      del model, torch_step, torch_batch, torch_call
+    else:
+      timings = [_timed(ctx, call, 5) for call in calls]
+    for policy, (samples, warmup) in zip(policies, timings):
+      traced_here = traced[policy]
+      step = steps[(preset, policy)][2]
       mixed = policy != "none"
       row_flops, row_extra, note = None, {}, ""
       if mixed:
@@ -364,6 +380,9 @@ def grad_tts_train(ctx):
         step_flops, flops_extra = count_flops(ctx, f"grad_tts train {preset} b{batch_size}",
                                               step, batch)
         row_flops, row_extra = step_flops, flops_extra
+      if alternate and torch_timing is not None:
+        note += "; timed steps took turns with the reference's" + (
+            " and the other precision's" if len(policies) > 1 else "")
       log_step(ctx, f"grad_tts train {preset} b{batch_size}{' mixed_bfloat16' if mixed else ''}",
                samples, warmup)
       measurements.append(tf_row(
@@ -383,8 +402,9 @@ def grad_tts_train(ctx):
         note=(f"{1 / np.median(samples):.3g} steps/s; Speech-Backbones train.py step, same "
               f"batch, same out_size={task.config.out_size} random segment as tfspeech; MAS "
               "is the Cython core on host copies (tfspeech: in-graph op); gradient norms "
-              "clipped per encoder and decoder (tfspeech: whole model; same cost); timed "
-              "before tfspeech's step; "),
+              "clipped per encoder and decoder (tfspeech: whole model; same cost); "
+              + ("timed in turn with tfspeech's steps; " if alternate
+                 else "timed before tfspeech's step; ")),
         extra={"steps_per_second": 1 / float(np.median(samples)), "preset": preset,
                "batch_size": batch_size, "first_call_seconds": warmup,
                "parameters": parameters}, flops=step_flops))
