@@ -93,16 +93,16 @@ def _timed_together(ctx, fns, default_repeats, warm=()):
   convolutions barely moved. Timed one after the other, two models meet different minutes;
   alternating, both meet the same ones. (That is not all of the spread: the Grad-TTS 10-step
   synthesis ratio still read 1.30-1.50x in three runs within half an hour, alternating.) Each
-  gets a warm-up call unless its index is in
-  `warm`, then rounds of one call each: at least the minimum of `_timed`, more while all rounds
-  stay within `len(fns)` budgets. Returns [(samples, warm-up seconds)] in `fns`' order.
+  gets a warm-up call unless its index is in `warm`, then rounds of one call each: at least the
+  minimum of `_timed`, more while all rounds stay within `len(fns)` budgets. Returns
+  [(samples, warm-up seconds)] in `fns`' order (0.0 for the calls in `warm`).
   """
-  warmups = []
+  warmups = [0.0] * len(fns)
   for i, fn in enumerate(fns):
-    start = time.perf_counter()
     if i not in warm:
+      start = time.perf_counter()
       fn()
-    warmups.append(time.perf_counter() - start if i not in warm else 0.0)
+      warmups[i] = time.perf_counter() - start
   if ctx.repeats_override is not None:
     limit = floor = ctx.repeats_override
   else:
