@@ -13,11 +13,26 @@ from tfspeech import training
 from tfspeech.models.toy.regression import ToyTask
 
 CHILD = """
-import json, sys
+import json, sys, threading
 from tfspeech import training
 from tfspeech.models import registry
+
+def on_signal_stop(result):
+  # Still inside train(): another thread finds the workdir locked.
+  found = []
+  def try_lock():
+    try:
+      with training.hold_workdir(sys.argv[1]):
+        found.append("free")
+    except training.WorkdirLockedError:
+      found.append("locked")
+  thread = threading.Thread(target=try_lock)
+  thread.start()
+  thread.join()
+  print(json.dumps({"hook_step": result.final_step, "workdir": found[0]}))
+
 result = training.train("toy", "tiny", workdir=sys.argv[1], tasks=registry.get, progress=False,
-                        overrides=dict(
+                        on_signal_stop=on_signal_stop, overrides=dict(
     max_steps=10**7, checkpoint_every=20, log_every=10, eval_every=0, summary_every=0))
 print(json.dumps({"final_step": result.final_step, "signal": result.stopped_by_signal,
                   "checkpoint": result.checkpoint}))
@@ -64,7 +79,9 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   out, err = child.communicate(timeout=60)
   assert child.returncode == 0, err[-3000:]
   assert time.monotonic() - sent < 10  # container runtimes SIGKILL after ~10 s
-  report = json.loads(out.strip().splitlines()[-1])
+  hook, report = [json.loads(line) for line in out.strip().splitlines()[-2:]]
+  # The hook a binary exits from runs before train() lets go of the workdir and the trainer.
+  assert hook == {"hook_step": report["final_step"], "workdir": "locked"}
   assert report["signal"] == "SIGTERM"
   assert report["final_step"] >= 20
   assert report["checkpoint"].endswith(f"ckpt-{report['final_step']}")

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import tensorflow as tf
 from absl import logging
@@ -122,7 +122,8 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
           strategy: Union[tf.distribute.Strategy, str, None] = None,
           stop_at_step: Optional[int] = None, progress: bool = True,
           handle_signals: bool = True, tasks: Optional[TaskLookup] = None,
-          trace_cache: bool = True) -> TrainResult:
+          trace_cache: bool = True,
+          on_signal_stop: Optional[Callable[[TrainResult], Any]] = None) -> TrainResult:
   """Trains (or resumes) a registered model in `workdir`.
 
   Args:
@@ -143,6 +144,9 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
     trace_cache: keep the traced train step, eval step and summaries in
       WORKDIR/trace_cache/, so that a resume (same code, versions and config) skips
       tracing them (`tfspeech.training.step_cache`); single-replica runs only.
+    on_signal_stop: called with the `TrainResult` of a run a signal stopped, after its
+      checkpoint is written and before the trainer and datasets are released (see `fit`):
+      where a binary exits the process.
 
   Returns:
     `TrainResult` (start/final step, last losses, eval metrics, skipped steps,
@@ -163,11 +167,11 @@ def train(model_name: Model, preset: Optional[str] = None, data_dir: str = "", w
   chief = multi_worker.worker_role(strategy).is_chief
   with hold_workdir(workdir) if chief else contextlib.nullcontext():
     return _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
-                  stop_at_step, progress, handle_signals, tasks, trace_cache)
+                  stop_at_step, progress, handle_signals, tasks, trace_cache, on_signal_stop)
 
 
 def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, strategy,
-           stop_at_step, progress, handle_signals, tasks, trace_cache):
+           stop_at_step, progress, handle_signals, tasks, trace_cache, on_signal_stop):
   resolved = resolve_config(model_name, preset, data_dir=data_dir, workdir=workdir,
                             overrides=overrides, allow_changes=allow_changes, tasks=tasks)
   run = resolved.run
@@ -195,7 +199,8 @@ def _train(model_name, preset, data_dir, workdir, overrides, allow_changes, stra
   eval_dataset = task.dataset(run.data_dir, "eval", run.train) if trainer.has_eval() else None
   return fit(trainer, train_dataset, workdir, eval_dataset=eval_dataset,
              stop_at_step=stop_at_step, progress=progress, handle_signals=handle_signals,
-             trace_cache_key=trace_cache_key(run) if trace_cache else None)
+             trace_cache_key=trace_cache_key(run) if trace_cache else None,
+             on_signal_stop=on_signal_stop)
 
 
 # Train fields that only the loop reads: a resume may change them and keep its traced step.

@@ -41,8 +41,8 @@ class StopRequested:
     # The grace period is for the step in flight and the save. Once the run returns, its
     # traced graphs become cyclic garbage that one collection took 30 s to free on a busy
     # 2-core host. Exempt everything alive now from collection: the process is about to
-    # exit (tfspeech-train skips the teardown too); an interactive caller keeps working,
-    # holding that memory until exit or `gc.unfreeze()`.
+    # exit (tfspeech-train exits from inside `train`, see its `on_signal_stop`); an
+    # interactive caller keeps working, holding that memory until exit or `gc.unfreeze()`.
     gc.freeze()
 
   def __enter__(self):
