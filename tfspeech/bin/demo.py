@@ -8,7 +8,8 @@ tfspeech-synthesize.
 
 Runs from a checkout of the repository (the corpus is tests/data/ljspeech_tiny).
 Each stage resumes: running it again continues training where it stopped and
-redoes synthesis and export. Equivalent to:
+redoes synthesis and export. Ctrl-C (or SIGTERM) while training saves a checkpoint and
+ends the demo there. Equivalent to:
 
   tfspeech-prepare --corpus=tests/data/ljspeech_tiny --out=OUT/data --workers=1
   tfspeech-train --model=M --preset=tiny --data=OUT/data --workdir=OUT/run --max_steps=N
@@ -45,6 +46,15 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 def _stage(name):
   print(f"\n=== {name}", flush=True)
   return time.time()
+
+
+def _exit_stopped_training(result):
+  """A signal stopped training: its checkpoint is written; end the demo without the later
+  stages (and without tearing down the traced graphs, see tfspeech-train)."""
+  print(f"stopped by {result.stopped_by_signal} at step {result.final_step} of "
+        f"{FLAGS.max_steps} (checkpoint: {result.checkpoint}); run the same command again to "
+        "continue training, then synthesize and export", flush=True)
+  common.exit_now(0)
 
 
 def main(argv):
@@ -89,7 +99,7 @@ def main(argv):
     result = training.train(FLAGS.model, "tiny", data_dir=data_dir, workdir=workdir,
                             overrides={"max_steps": FLAGS.max_steps},
                             allow_changes=("max_steps",), progress=FLAGS.progress,
-                            tasks=registry.get)
+                            tasks=registry.get, on_signal_stop=_exit_stopped_training)
   except training.WorkdirLockedError as e:
     common.fail(f"{e}; wait for it or pass another --out")
   print(f"step {result.final_step}: " + ", ".join(
