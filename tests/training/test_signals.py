@@ -13,7 +13,7 @@ from tfspeech import training
 from tfspeech.models.toy.regression import ToyTask
 
 CHILD = """
-import json, sys, threading
+import gc, json, sys, threading
 from tfspeech import training
 from tfspeech.models import registry
 
@@ -29,13 +29,14 @@ def on_signal_stop(result):
   thread = threading.Thread(target=try_lock)
   thread.start()
   thread.join()
-  print(json.dumps({"hook_step": result.final_step, "workdir": found[0]}))
+  print(json.dumps({"hook_step": result.final_step, "workdir": found[0],
+                    "frozen": gc.get_freeze_count() > 0}))
 
 result = training.train("toy", "tiny", workdir=sys.argv[1], tasks=registry.get, progress=False,
                         on_signal_stop=on_signal_stop, overrides=dict(
     max_steps=10**7, checkpoint_every=20, log_every=10, eval_every=0, summary_every=0))
 print(json.dumps({"final_step": result.final_step, "signal": result.stopped_by_signal,
-                  "checkpoint": result.checkpoint}))
+                  "checkpoint": result.checkpoint, "frozen_after": gc.get_freeze_count()}))
 """
 
 
@@ -80,8 +81,10 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   assert child.returncode == 0, err[-3000:]
   assert time.monotonic() - sent < 10  # container runtimes SIGKILL after ~10 s
   hook, report = [json.loads(line) for line in out.strip().splitlines()[-2:]]
-  # The hook a binary exits from runs before train() lets go of the workdir and the trainer.
-  assert hook == {"hook_step": report["final_step"], "workdir": "locked"}
+  # The hook a binary exits from runs before train() lets go of the workdir and the trainer,
+  # with the live objects exempt from garbage collection; a caller that goes on gets it back.
+  assert hook == {"hook_step": report["final_step"], "workdir": "locked", "frozen": True}
+  assert report["frozen_after"] == 0
   assert report["signal"] == "SIGTERM"
   assert report["final_step"] >= 20
   assert report["checkpoint"].endswith(f"ckpt-{report['final_step']}")
@@ -166,7 +169,7 @@ def test_train_binary_sigterm_saves_and_exits_well_within_10_seconds(tmp_path, t
   assert loaded.step == step
 
 
-def test_a_stop_signal_exempts_the_live_objects_from_garbage_collection():
+def test_a_stop_signal_exempts_the_live_objects_from_garbage_collection_until_thawed():
   import gc  # pylint: disable=import-outside-toplevel
   from tfspeech.training.signals import StopRequested  # pylint: disable=import-outside-toplevel
   gc.unfreeze()
@@ -175,5 +178,14 @@ def test_a_stop_signal_exempts_the_live_objects_from_garbage_collection():
       assert gc.get_freeze_count() == 0
       stop._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
       assert stop.requested and gc.get_freeze_count() > 0
+    stop.thaw()
+    assert gc.get_freeze_count() == 0
+    # A freeze the process made itself (a pre-fork server, say) is left as it was.
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with StopRequested() as stop:
+      stop._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
+    stop.thaw()
+    assert gc.get_freeze_count() >= frozen > 0
   finally:
     gc.unfreeze()

@@ -221,8 +221,9 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
       return {}
     return {k: float(v.numpy()) / batches for k, v in sums.items()}  # graph-ok: logging.
 
+  stop = StopRequested(enabled=handle_signals)
   try:
-    with StopRequested(enabled=handle_signals) as stop:
+    with stop:
       while step < stop_at and not (cluster_stops if voting else stop.requested):
         if voting and stop.requested and not voted:
           trainer.request_stop()
@@ -307,6 +308,9 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
           not_saving("stopping", streak)
         else:
           checkpoints.save(step)
+  except BaseException:
+    stop.thaw()
+    raise
   finally:
     bar.close()
     writers.flush()
@@ -323,6 +327,9 @@ def _fit(trainer, train_dataset, workdir, *, eval_dataset, stop_at_step, progres
       skipped_steps=int(trainer.skipped_steps.numpy()),  # graph-ok: bookkeeping.
       stopped_by_signal=stopped_by,
       checkpoint=checkpoints.latest, workdir=workdir)
-  if stopped_by and on_signal_stop is not None:
-    on_signal_stop(result)
+  try:
+    if stopped_by and on_signal_stop is not None:
+      on_signal_stop(result)
+  finally:
+    stop.thaw()  # the caller keeps the process: its garbage is collectable again
   return result

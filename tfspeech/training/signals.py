@@ -22,6 +22,7 @@ class StopRequested:
     self.enabled = enabled
     self.signum = None
     self._previous = {}
+    self._froze = False  # this object called gc.freeze() with nothing frozen before
 
   @property
   def requested(self) -> bool:
@@ -38,12 +39,20 @@ class StopRequested:
                     "stopping (send SIGINT again to abort without saving)",
                     signal.Signals(signum).name)
     self.signum = signum
-    # The grace period is for the step in flight and the save. Once the run returns, its
-    # traced graphs become cyclic garbage that one collection took 30 s to free on a busy
-    # 2-core host. Exempt everything alive now from collection: the process is about to
-    # exit (tfspeech-train exits from inside `train`, see its `on_signal_stop`); an
-    # interactive caller keeps working, holding that memory until exit or `gc.unfreeze()`.
+    # The grace period is for the step in flight and the save; a collection of cyclic
+    # garbage (old traced graphs) took 30 s on a busy 2-core host. Exempt everything alive
+    # now from collection until `thaw`: a binary exits before it (tfspeech-train exits from
+    # inside `train`, see its `on_signal_stop`); an interactive caller gets collection back
+    # when the run returns.
+    if not self._froze and not gc.get_freeze_count():
+      self._froze = True
     gc.freeze()
+
+  def thaw(self):
+    """Undoes the stop's `gc.freeze()` (not one the process made before it)."""
+    if self._froze:
+      self._froze = False
+      gc.unfreeze()
 
   def __enter__(self):
     if self.enabled and threading.current_thread() is threading.main_thread():
