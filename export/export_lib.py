@@ -11,7 +11,10 @@ run's task (`tfspeech.models.serving`). `stream=True` (`--stream`) adds the stre
 vocoder graph mel_chunk_to_audio to every runtime (`export.inference_graphs`).
 """
 
+import contextlib
 import os
+import shutil
+import tempfile
 from typing import Dict, Mapping, Optional
 
 FORMATS = ("saved_model", "tflite", "tfjs")
@@ -96,11 +99,56 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
   Returns:
     {name: written path}.
 
+  A local `out` is written whole or not at all: the export goes into a new sibling folder
+  `OUT.partial-*`, renamed to `out` once complete and removed if the export fails or is
+  interrupted (a killed process leaves only that folder), so a half-written export is never
+  found at `out`, where a runtime would fail on it and a rerun refuse the non-empty folder.
+
   Raises:
     ValueError: bad options or runs (`stream` without a vocoder, or a vocoder that does not
       declare its streaming context).
   """
   sizes = check_options(fmt, out, precision, select_tf_ops, fixed_shapes)
+  with _staged(out) as staging:
+    paths = _export(workdir, fmt, staging, vocoder, checkpoint, controls, precision,
+                    select_tf_ops, vocoder_controls, stream, sizes)
+  final = out if "://" in out else os.path.normpath(out)
+  return {name: final + path[len(staging):] if path.startswith(staging) else path
+          for name, path in paths.items()}
+
+
+@contextlib.contextmanager
+def _staged(out: str):
+  """Yields the folder to write `out` into: a new sibling, renamed to `out` on success.
+
+  URLs (gs://…) and folders whose parent cannot be written are written in place.
+  """
+  if "://" in out:
+    yield out
+    return
+  out = os.path.normpath(out)
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  if not os.access(parent, os.W_OK | os.X_OK):
+    yield out
+    return
+  staging = tempfile.mkdtemp(prefix=os.path.basename(out) + ".partial-", dir=parent)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(staging, 0o777 & ~umask)  # as os.makedirs would have made `out` (mkdtemp: 0700)
+  try:
+    yield staging
+    if os.path.isdir(out):
+      os.rmdir(out)  # empty: check_options refused a non-empty one
+    os.replace(staging, out)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+
+
+def _export(workdir, fmt, out, vocoder, checkpoint, controls, precision, select_tf_ops,
+            vocoder_controls, stream, sizes) -> Dict[str, str]:
+  """`export_workdir` into `out` (its staging folder), options checked."""
   if stream and sizes:
     raise ValueError("--stream and --fixed_shapes do not combine yet: LiteRT.js's fixed-shape "
                      "graphs have no streaming form; export them separately")
