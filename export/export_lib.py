@@ -121,9 +121,11 @@ def export_workdir(workdir: str, fmt: str, out: str, vocoder: Optional[str] = No
 def _staged(out: str):
   """Yields the folder to write `out` into: a new sibling, renamed to `out` on success.
 
-  URLs (gs://…) and folders whose parent cannot be written are written in place.
+  URLs (gs://…), symbolic links and folders whose parent cannot be written are written in
+  place. A complete export that cannot be moved to `out` stays in the sibling, named in the
+  error.
   """
-  if "://" in out:
+  if "://" in out or os.path.islink(out):
     yield out
     return
   out = os.path.normpath(out)
@@ -138,12 +140,16 @@ def _staged(out: str):
   os.chmod(staging, 0o777 & ~umask)  # as os.makedirs would have made `out` (mkdtemp: 0700)
   try:
     yield staging
-    if os.path.isdir(out):
-      os.rmdir(out)  # empty: check_options refused a non-empty one
-    os.replace(staging, out)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
+  try:
+    if os.path.isdir(out):
+      os.rmdir(out)  # empty when the export started (check_options)
+    os.replace(staging, out)
+  except OSError as e:
+    raise RuntimeError(f"the export is complete in {staging} but could not be moved to {out} "
+                       f"({e.strerror}); move it there yourself") from e
 
 
 def _export(workdir, fmt, out, vocoder, checkpoint, controls, precision, select_tf_ops,

@@ -52,3 +52,31 @@ def test_a_failed_or_interrupted_export_leaves_nothing(tmp_path, monkeypatch, er
     export_lib.export_workdir("run", "saved_model", str(out))
   assert os.path.isdir(tmp_path) and os.listdir(tmp_path) == []
   assert not os.path.exists(seen["folder"])
+
+
+def test_a_complete_export_that_cannot_take_its_place_is_kept_and_named(tmp_path, monkeypatch):
+  out = tmp_path / "exported"
+  export, seen = _fake_export()
+
+  def export_then_fill_out(*args):
+    paths = export(*args)
+    out.mkdir()
+    (out / "someone_elses.txt").write_text("x")  # written into --out during the export
+    return paths
+  monkeypatch.setattr(export_lib, "_export", export_then_fill_out)
+  with pytest.raises(RuntimeError, match="export is complete in .*partial.* move it there"):
+    export_lib.export_workdir("run", "tflite", str(out))
+  assert os.path.isfile(os.path.join(seen["folder"], "graph", "model.json"))
+  assert os.listdir(out) == ["someone_elses.txt"]
+
+
+def test_a_symlinked_out_is_written_in_place(tmp_path, monkeypatch):
+  target = tmp_path / "target"
+  target.mkdir()
+  link = tmp_path / "link"
+  link.symlink_to(target)
+  export, seen = _fake_export()
+  monkeypatch.setattr(export_lib, "_export", export)
+  paths = export_lib.export_workdir("run", "tfjs", str(link))
+  assert seen["folder"] == str(link) and os.path.isfile(paths["graph"])
+  assert sorted(os.listdir(tmp_path)) == ["link", "target"] and link.is_symlink()
