@@ -44,7 +44,7 @@ class StopRequested:
     # now from collection until `thaw`: a binary exits before it (tfspeech-train exits from
     # inside `train`, see its `on_signal_stop`); an interactive caller gets collection back
     # when the run returns.
-    if not self._froze and not gc.get_freeze_count():
+    if not gc.get_freeze_count():  # nothing frozen yet: this freeze is ours to undo
       self._froze = True
     gc.freeze()
 
