@@ -6,7 +6,9 @@ at inference time also convert to TFLite with builtin ops.
 Modules: `alignment` (MAS, paths, durations, length regulation, alignment
 prior), `sequence` (masks), `pitch` (YIN), `resample` (sample-rate conversion:
 `tfspeech.ops.resample.resample(audio, source_rate, target_rate)` — the module
-name is kept for the function's module, so the function is not re-exported here).
+name is kept for the function's module, so the function is not re-exported here),
+`convolution` (1-D convolutions with native dilation) and `winograd` (width-3
+1-D convolutions by Winograd's F(4, 3), for wide channels on CPUs).
 """
 
 from tfspeech.ops import alignment, pitch, resample, sequence

@@ -398,3 +398,70 @@ def test_training_conv_equals_keras_conv_with_gradients():
   np.testing.assert_array_equal(fast(x).numpy(), plain(x).numpy())
   with pytest.raises(ValueError, match="must be odd"):
     TrainingConv1D(6, 4)
+
+
+def _feed_forward_op_types(concrete):
+  """Op types under the decoder's feed-forward blocks (nested functions included)."""
+  graphs = [concrete.graph.as_graph_def()]
+  nodes = list(graphs[0].node) + [n for f in graphs[0].library.function for n in f.node_def]
+  return {(n.op, "conv" in n.name) for n in nodes if "decoder" in n.name and "feed_forward"
+          in n.name}
+
+
+def test_in_process_decoder_runs_winograd_with_the_exported_graphs_values(monkeypatch):
+  from tfspeech import testing  # pylint: disable=import-outside-toplevel
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
+  from tfspeech.ops import winograd  # pylint: disable=import-outside-toplevel
+  # The tiny preset's 16 <-> 64 channels are below where F(4, 3) pays; take it anyway.
+  monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 0)
+  exported = _serving()
+  testing.randomize_weights([exported.model], seed=7)  # biases too, as a trained model's
+  dense = exported.model.duration_predictor.fc
+  dense.kernel.assign(dense.kernel * 0.1)
+  dense.bias.assign([np.log(5.0)])
+  in_process = exported.in_process()
+  assert in_process is exported.in_process()  # one object: its traced functions are reused
+  assert in_process.winograd and not exported.winograd  # no GPU here
+  text_ids, text_lengths, _, _ = _batch()
+  seeds, speakers = tf.zeros([2, 2], tf.int32), tf.zeros([2], tf.int32)
+  controls = [tf.constant(v) for v in (1.0, 0.0, 1.0, 1.0)]
+  outputs = {}
+  for name, acoustic in (("exported", exported), ("in_process", in_process)):
+    fn = synthesize_lib.make_synthesis_fn(acoustic)
+    concrete = fn.get_concrete_function()
+    assert_no_python_ops(concrete)
+    ops = _feed_forward_op_types(concrete)
+    if name == "exported":  # the exporters' graph keeps the convolutions
+      assert ("Conv2D", True) in ops and not any(op == "BatchMatMulV2" for op, _ in ops)
+    else:
+      assert ("BatchMatMulV2", False) in ops and ("Conv2D", True) not in ops, ops
+    outputs[name] = fn(text_ids, text_lengths, seeds, speakers, *controls)
+  want, got = outputs["exported"], outputs["in_process"]
+  np.testing.assert_array_equal(got["durations"].numpy(), want["durations"].numpy())
+  np.testing.assert_array_equal(got["mel_lengths"].numpy(), want["mel_lengths"].numpy())
+  want_mel, got_mel = want["mel"].numpy(), got["mel"].numpy()
+  error = np.abs(got_mel - want_mel).max() / np.abs(want_mel).max()
+  assert 0 < error < 2e-5, error  # F(4, 3)'s round-off, not a changed network
+
+  # Training: the decoder's gradients through F(4, 3) equal the convolutions'.
+  model = exported.model
+  _, _, mel, mel_lengths = _batch()
+  pitch = tf.random.stateless_uniform([2, 22], [3, 4], 80.0, 250.0)
+
+  def loss_and_gradients(use_winograd):
+    with tf.GradientTape() as tape:
+      out = model.forward(text_ids, text_lengths, mel, mel_lengths, pitch, pitch, 150.0, 40.0,
+                          training=False, winograd=use_winograd)
+      loss = tf.reduce_sum(tf.sin(out["mel"]))
+    variables = model.decoder.trainable_variables
+    return loss, tape.gradient(loss, variables), [v.path for v in variables]
+
+  want_loss, want_grads, names = loss_and_gradients(False)
+  got_loss, got_grads, _ = loss_and_gradients(True)
+  np.testing.assert_allclose(float(got_loss), float(want_loss), rtol=1e-5)
+  assert any("feed_forward/conv_1/kernel" in name for name in names)
+  # Round-off apart: the training pass did take F(4, 3).
+  assert max(float(tf.reduce_max(tf.abs(g - w))) for g, w in zip(got_grads, want_grads)) > 0
+  for name, g, w in zip(names, got_grads, want_grads):
+    np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-4 * np.abs(w).max() + 1e-7,
+                               err_msg=name)

@@ -25,6 +25,7 @@ from tfspeech.models.fastpitch.layers import (AlignmentEncoder, FFTransformer,
                                               TemporalPredictor, ValueEmbedding,
                                               alignment_log_prob)
 from tfspeech.ops import alignment as alignment_ops
+from tfspeech.ops import winograd as winograd_ops
 from tfspeech.ops.pitch import average_pitch_per_token
 from tfspeech.ops.sequence import sequence_mask
 
@@ -165,13 +166,15 @@ class FastPitch(keras.Model):
     pitch = tf.cast(self.pitch_predictor(enc_out, text_mask, training=training), tf.float32)
     return enc_out, text_mask, log_durations, pitch
 
-  def decode(self, enc_out, durations, max_length=None, training=False):
+  def decode(self, enc_out, durations, max_length=None, training=False, winograd=False):
     """Length regulation, the decoder and the mel projection.
 
     Args:
       enc_out: `[batch, tokens, d_model]` conditioned encodings.
       durations: `[batch, tokens]` int frames per token.
       max_length: optional cap on frames (the target mel's length in training).
+      winograd: the decoder's feed-forward convolutions by `tfspeech.ops.winograd` where
+        that pays.
 
     Returns:
       (mel `[batch, frames, n_mels]` 0 past each length, mel_lengths `[batch]` int32);
@@ -192,7 +195,7 @@ class FastPitch(keras.Model):
     path = alignment_ops.durations_to_path(durations, frames)  # [batch, tokens, frames]
     regulated = tf.linalg.matmul(tf.cast(path, enc_out.dtype), enc_out, transpose_a=True)
     frame_mask = tf.expand_dims(sequence_mask(mel_lengths, tf.shape(regulated)[1]), 2)
-    decoded = self.decoder(regulated, frame_mask, training=training)
+    decoded = self.decoder(regulated, frame_mask, training=training, winograd=winograd)
     mel = self.proj(decoded)
     return mel * tf.cast(frame_mask, mel.dtype), mel_lengths
 
@@ -226,7 +229,7 @@ class FastPitch(keras.Model):
     return {"soft": soft, "log_prob": log_prob, "hard": hard, "durations": durations}
 
   def forward(self, text_ids, text_lengths, mel, mel_lengths, pitch, energy, pitch_mean,
-              pitch_std, speaker=None, prior=None, training=False):
+              pitch_std, speaker=None, prior=None, training=False, winograd=None):
     """The training pass (reference `FastPitch.forward` with ground-truth pitch).
 
     Args:
@@ -235,12 +238,16 @@ class FastPitch(keras.Model):
       energy: `[batch, frames]` per-frame energy (ignored without energy conditioning).
       pitch_mean, pitch_std: corpus pitch statistics (Hz).
       prior: optional `[batch, frames, tokens]` alignment prior (see `align`).
+      winograd: the decoder's feed-forward convolutions by `tfspeech.ops.winograd` where
+        that pays; None: on CPUs (`winograd.preferred()`).
 
     Returns:
       dict: "mel" `[batch, frames, n_mels]`, "mel_lengths", "log_durations",
       "pitch_predicted", "pitch_target", "energy_predicted", "energy_target" (None without
       energy conditioning), "text_mask" `[batch, tokens]`, and `align`'s entries.
     """
+    if winograd is None:
+      winograd = winograd_ops.preferred()
     enc_out, text_mask, log_durations, pitch_predicted = self.encode(
         text_ids, text_lengths, speaker, training=training)
     aligned = self.align(text_ids, text_lengths, mel, mel_lengths, speaker, prior)
@@ -259,7 +266,7 @@ class FastPitch(keras.Model):
     regulated = tf.linalg.matmul(tf.cast(aligned["hard"], enc_out.dtype), enc_out)
     out_lengths = tf.reduce_sum(durations, axis=1)
     frame_mask = tf.expand_dims(sequence_mask(out_lengths, tf.shape(mel)[1]), 2)
-    decoded = self.decoder(regulated, frame_mask, training=training)
+    decoded = self.decoder(regulated, frame_mask, training=training, winograd=winograd)
     # The losses see float32 under any compute dtype (mixed-precision training).
     mel_out = tf.cast(self.proj(decoded), tf.float32) * frame_mask
     return dict(aligned, mel=mel_out, mel_lengths=out_lengths, log_durations=log_durations,
@@ -274,7 +281,7 @@ class FastPitch(keras.Model):
                             self.config.max_duration) * text_mask[..., 0]
 
   def infer(self, text_ids, text_lengths, speaker=None, pace=1.0, pitch_transform=None,
-            energy_transform=None, durations=None, pitch=None):
+            energy_transform=None, durations=None, pitch=None, winograd=False):
     """Synthesis from the predictors (reference `FastPitch.infer`); loop-free.
 
     Args:
@@ -283,6 +290,9 @@ class FastPitch(keras.Model):
       energy_transform: optional fn(energy `[batch, tokens]` log(1 + e), mask) -> energy.
       durations: optional `[batch, tokens]` int frames per token (teacher forcing).
       pitch: optional `[batch, tokens]` normalised pitch to use instead of the predicted.
+      winograd: the decoder's feed-forward convolutions by `tfspeech.ops.winograd` where
+        that pays (in-process synthesis on CPUs; exported graphs keep the convolutions,
+        which their runtimes run well and store once).
 
     Returns:
       dict: "mel" `[batch, frames, n_mels]` 0 past each length, "mel_lengths" `[batch]`,
@@ -309,6 +319,6 @@ class FastPitch(keras.Model):
       # durations are exactly the frames each token gets.
       durations = tf.cast(predicted / pace + 0.5, tf.int32)
     durations = tf.cast(durations, tf.int32) * tf.cast(text_mask[..., 0], tf.int32)
-    mel, mel_lengths = self.decode(enc_out, durations)
+    mel, mel_lengths = self.decode(enc_out, durations, winograd=winograd)
     return {"mel": mel, "mel_lengths": mel_lengths, "durations": durations, "pitch": pitch,
             "energy": energy}

@@ -15,6 +15,7 @@ run's data_info as `pitch_stats`): Hz = normalised x std + mean, as the referenc
 import tensorflow as tf
 
 from tfspeech.models import serving
+from tfspeech.ops import winograd as winograd_ops
 
 CONTROLS = (
     serving.Control("pace", "float32", 1.0, "speaking rate: durations are divided by it "
@@ -33,16 +34,29 @@ class FastPitchServing(serving.AcousticModel):
   Args:
     model: a `FastPitch`.
     pitch_mean, pitch_std: the training corpus's voiced-frame pitch statistics (Hz).
+    winograd: the decoder's feed-forward convolutions by `tfspeech.ops.winograd` where that
+      pays; exported graphs keep the convolutions (False), `in_process()` takes it on CPUs.
   """
   controls = CONTROLS
   noise_channels = None
 
-  def __init__(self, model, pitch_mean: float, pitch_std: float):
+  def __init__(self, model, pitch_mean: float, pitch_std: float, winograd: bool = False):
     self.model = model
     self.pitch_mean = float(pitch_mean)
     self.pitch_std = float(pitch_std)
+    self.winograd = winograd
     self.n_mels = model.config.n_mel_channels
     self.num_speakers = model.config.n_speakers
+    self._in_process = None
+
+  def in_process(self):
+    """This model with the decoder's feed-forward convolutions by Winograd's F(4, 3) on CPUs
+    (in-process synthesis and `--gta`: half their multiply-adds; `tfspeech.ops.winograd`)."""
+    if self._in_process is None:
+      preferred = winograd_ops.preferred()
+      self._in_process = self if self.winograd == preferred else FastPitchServing(
+          self.model, self.pitch_mean, self.pitch_std, winograd=preferred)
+    return self._in_process
 
   @property
   def weights(self):
@@ -86,7 +100,7 @@ class FastPitchServing(serving.AcousticModel):
                                                          energy_scale)
     out = self.model.infer(text_ids, text_lengths, self._speaker(speaker), pace=pace,
                            pitch_transform=pitch_transform,
-                           energy_transform=energy_transform)
+                           energy_transform=energy_transform, winograd=self.winograd)
     return {"mel": out["mel"], "mel_lengths": out["mel_lengths"],
             "durations": out["durations"]}
 
@@ -106,7 +120,7 @@ class FastPitchServing(serving.AcousticModel):
                                                          energy_scale)
     out = self.model.infer(text_ids, text_lengths, self._speaker(speaker),
                            pitch_transform=pitch_transform, energy_transform=energy_transform,
-                           durations=aligned["durations"])
+                           durations=aligned["durations"], winograd=self.winograd)
     frames = tf.shape(mel)[1]
     predicted = out["mel"][:, :frames]
     return tf.pad(predicted, [[0, 0], [0, frames - tf.shape(predicted)[1]], [0, 0]])
