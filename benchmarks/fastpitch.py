@@ -104,6 +104,21 @@ def _synthesis_flops(ctx, what, model, ids, lengths, frames):
   return (total if complete else None), extra
 
 
+def _as_written(preset):
+  """{"flops_as_written": True} where float32 tfspeech computes the decoder's feed-forward
+  convolutions by F(4, 3) (fewer multiply-adds than the counted network), else {}."""
+  c = _preset_config(preset)
+  computed = winograd_ops.preferred() and winograd_ops.pays(
+      c.out_fft_conv1d_kernel_size, c.symbols_embedding_dim, c.out_fft_conv1d_filter_size,
+      tf.float32)
+  return {"flops_as_written": True} if computed else {}
+
+
+def _preset_config(preset):  # the registry loads the models on first use
+  from tfspeech.models import registry  # pylint: disable=import-outside-toplevel
+  return registry.get("fastpitch").preset(preset)
+
+
 def _fix_durations(model):
   """The duration predictor outputs log(1 + FRAMES_PER_TOKEN) everywhere (tfspeech model)."""
   dense = model.duration_predictor.fc
@@ -247,7 +262,7 @@ def fastpitch_train(ctx):
               ctx, f"fastpitch train {preset} b{batch_size}", step, batch)
         tf_seconds["float32"] = float(np.median(samples))
       if not mixed:  # the XLA row carries the float32 step's count, as before
-        row_flops, row_extra = step_flops, flops_extra
+        row_flops, row_extra = step_flops, dict(flops_extra, **_as_written(preset))
       else:
         note, row_extra = common.mixed_step_fields(policy, tf_seconds, samples)
       if alternate and torch_timing is not None:
@@ -359,7 +374,7 @@ def fastpitch_infer(ctx):
         call_flops, flops_extra = _synthesis_flops(
             ctx, f"fastpitch infer {preset} b{batch_size}", tf_model, ids, lengths,
             int(np.max(mel_lengths)))
-        row_flops = call_flops
+        row_flops, flops_extra = call_flops, dict(flops_extra, **_as_written(preset))
       audio_seconds = frames * HOP_LENGTH / SAMPLE_RATE
       samples, warmup = timings[label]
       ctx.log(f"  fastpitch infer {preset} b{batch_size} {label}: {np.median(samples):.3f} s "

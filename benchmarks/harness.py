@@ -642,13 +642,20 @@ def _cell(text):
   return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _fewer_computed(m):
+  """Whether a row's FLOPs are the network's as written while it computes fewer (a case sets
+  `extra["flops_as_written"]`; Winograd's F(4, 3))."""
+  return bool((m.get("extra") or {}).get("flops_as_written")) and m.get("flops") is not None
+
+
 def _gflops(m):
   """"123 (38%)": achieved GFLOP/s and fraction of peak; "" without a count (or schema 1)."""
   value = m.get("gflops_per_s")
   if value is None:
     return ""
   fraction = m.get("fraction_of_peak")
-  return f"{_number(value)}" + (f" ({fraction:.0%})" if fraction is not None else "")
+  return (f"{_number(value)}" + (f" ({fraction:.0%})" if fraction is not None else "")
+          + ("\u2020" if _fewer_computed(m) else ""))
 
 
 def _peak_line(peak):
@@ -681,7 +688,12 @@ def to_markdown(results: Dict[str, Any]) -> str:
       _peak_line(env.get("float32_peak")),
       *(["- **a row above 100% of the peak**: the peak's matmuls were slowed (a busy machine?); "
          "read the fractions as unreliable"]
-        if any((m.get("fraction_of_peak") or 0) > 1 for r in results["cases"]
+        if any((m.get("fraction_of_peak") or 0) > 1 and not _fewer_computed(m)
+               for r in results["cases"] for m in r.get("measurements", [])) else []),
+      *(["- GFLOP/s marked \u2020 count the network's multiply-adds as written, which tfspeech "
+         "computes in fewer (Winograd's F(4, 3), `tfspeech.ops.winograd`): they may pass 100% "
+         "of the peak"]
+        if any(_fewer_computed(m) for r in results["cases"]
                for m in r.get("measurements", [])) else []), "",
       "Speed-up = baseline median time / variant median time, both measured in this run on the "
       "same inputs (> 1: faster than the baseline). Spread: interquartile range (IQR) and "

@@ -257,6 +257,27 @@ def test_flops_give_gflops_and_fraction_of_the_peak_measured_once(tmp_path):
   assert "float32 peak: not measured" in harness.to_markdown(old)
 
 
+def test_rows_counting_more_than_they_compute_are_marked_not_taken_for_a_slow_peak():
+  def case(ctx):
+    del ctx
+    # 1e9 FLOPs as written in 0.2 s: 5 GFLOP/s against a 4 GFLOP/s peak.
+    return [harness.Measurement("reference", [1.0], baseline=True, flops=1e9),
+            harness.Measurement("ours", [0.2], flops=1e9, extra={"flops_as_written": True})]
+
+  def fake_peak(device):
+    del device
+    return {"gflops_per_s": 4.0, "per_size": {"64": 4.0}, "method": "fake"}
+  results = harness.run_cases([harness.Case("infer", "winograd", case)], log=lambda _: None,
+                              peak=fake_peak)
+  markdown = harness.to_markdown(results)
+  assert "| 5 (125%)\u2020 |" in next(l for l in markdown.splitlines() if "| ours |" in l)
+  assert "marked \u2020" in markdown and "a row above 100% of the peak" not in markdown
+  # Without the mark, a row above the peak still flags the peak as unreliable.
+  del results["cases"][0]["measurements"][1]["extra"]["flops_as_written"]
+  markdown = harness.to_markdown(results)
+  assert "a row above 100% of the peak" in markdown and "\u2020" not in markdown
+
+
 def test_no_flops_no_peak_and_measure_peak_is_a_matmul_rate():
   results = harness.run_cases([harness.Case("ops", "fixed", _fixed_case)], log=lambda _: None,
                               peak=lambda device: pytest.fail("no case counted FLOPs"))
