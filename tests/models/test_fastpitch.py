@@ -400,15 +400,15 @@ def test_training_conv_equals_keras_conv_with_gradients():
     TrainingConv1D(6, 4)
 
 
-def _feed_forward_op_types(concrete):
-  """Op types under the decoder's feed-forward blocks (nested functions included)."""
-  graphs = [concrete.graph.as_graph_def()]
-  nodes = list(graphs[0].node) + [n for f in graphs[0].library.function for n in f.node_def]
-  return {(n.op, "conv" in n.name) for n in nodes if "decoder" in n.name and "feed_forward"
+def _feed_forward_op_types(concrete, stack):
+  """Op types under a stack's feed-forward blocks (nested functions included)."""
+  graph = concrete.graph.as_graph_def()
+  nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+  return {(n.op, "conv" in n.name) for n in nodes if n.name.startswith(stack) and "feed_forward"
           in n.name}
 
 
-def test_in_process_decoder_runs_winograd_with_the_exported_graphs_values(monkeypatch):
+def test_in_process_synthesis_runs_winograd_with_the_exported_graphs_values(monkeypatch):
   from tfspeech import testing  # pylint: disable=import-outside-toplevel
   from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
   from tfspeech.ops import winograd  # pylint: disable=import-outside-toplevel
@@ -421,27 +421,39 @@ def test_in_process_decoder_runs_winograd_with_the_exported_graphs_values(monkey
   dense.bias.assign([np.log(5.0)])
   in_process = exported.in_process()
   assert in_process is exported.in_process()  # one object: its traced functions are reused
-  assert in_process.winograd and not exported.winograd  # no GPU here
+  assert in_process.winograd == "cached" and not exported.winograd  # no GPU here
   text_ids, text_lengths, _, _ = _batch()
   seeds, speakers = tf.zeros([2, 2], tf.int32), tf.zeros([2], tf.int32)
   controls = [tf.constant(v) for v in (1.0, 0.0, 1.0, 1.0)]
-  outputs = {}
+  functions = {}
   for name, acoustic in (("exported", exported), ("in_process", in_process)):
     fn = synthesize_lib.make_synthesis_fn(acoustic)
     concrete = fn.get_concrete_function()
     assert_no_python_ops(concrete)
-    ops = _feed_forward_op_types(concrete)
-    if name == "exported":  # the exporters' graph keeps the convolutions
-      assert ("Conv2D", True) in ops and not any(op == "BatchMatMulV2" for op, _ in ops)
-    else:
-      assert ("BatchMatMulV2", False) in ops and ("Conv2D", True) not in ops, ops
-    outputs[name] = fn(text_ids, text_lengths, seeds, speakers, *controls)
-  want, got = outputs["exported"], outputs["in_process"]
-  np.testing.assert_array_equal(got["durations"].numpy(), want["durations"].numpy())
-  np.testing.assert_array_equal(got["mel_lengths"].numpy(), want["mel_lengths"].numpy())
-  want_mel, got_mel = want["mel"].numpy(), got["mel"].numpy()
-  error = np.abs(got_mel - want_mel).max() / np.abs(want_mel).max()
-  assert 0 < error < 2e-5, error  # F(4, 3)'s round-off, not a changed network
+    for stack in ("encoder", "decoder"):
+      ops = _feed_forward_op_types(concrete, stack)
+      if name == "exported":  # the exporters' graph keeps the convolutions
+        assert ("Conv2D", True) in ops and not any(op == "BatchMatMulV2" for op, _ in ops)
+      else:  # F(4, 3) with the kernels transformed beforehand: no convolution, no transform
+        assert ("BatchMatMulV2", False) in ops and ("Conv2D", True) not in ops, ops
+    functions[name] = fn
+
+  def compare():
+    want, got = (functions[name](text_ids, text_lengths, seeds, speakers, *controls)
+                 for name in ("exported", "in_process"))
+    np.testing.assert_array_equal(got["durations"].numpy(), want["durations"].numpy())
+    np.testing.assert_array_equal(got["mel_lengths"].numpy(), want["mel_lengths"].numpy())
+    want_mel, got_mel = want["mel"].numpy(), got["mel"].numpy()
+    error = np.abs(got_mel - want_mel).max() / np.abs(want_mel).max()
+    assert 0 < error < 2e-5, error  # F(4, 3)'s round-off, not a changed network
+    return got_mel
+  before = compare()
+  # New weights reach the traced in-process function when in_process() is called again.
+  kernel = exported.model.decoder.blocks[0].feed_forward.conv_1.kernel
+  kernel.assign(kernel * 1.5)
+  assert exported.in_process() is in_process
+  after = compare()
+  assert np.abs(after - before).max() > 1e-3
 
   # Training: the decoder's gradients through F(4, 3) equal the convolutions'.
   model = exported.model

@@ -18,6 +18,8 @@ float32: the predictions, the alignment's normalisation with the prior, MAS, the
 targets, the mel output and so every loss.
 """
 
+from collections.abc import Mapping
+
 import keras
 import tensorflow as tf
 
@@ -145,8 +147,13 @@ class FastPitch(keras.Model):
                        "speaker=[batch] int ids.")
     return tf.cast(text_ids, tf.int32), tf.cast(text_lengths, tf.int32)
 
-  def encode(self, text_ids, text_lengths, speaker=None, training=False):
+  def encode(self, text_ids, text_lengths, speaker=None, training=False, winograd=False):
     """Encoder and the duration and pitch predictors.
+
+    Args:
+      winograd: transformed kernels (`winograd_kernels`) for the encoder's feed-forward
+        convolutions by `tfspeech.ops.winograd`; a bool leaves them direct (transformed at
+        every call, F(4, 3) costs more than it saves over one sentence's ~100 tokens).
 
     Returns:
       (enc_out `[batch, tokens, d_model]`, text_mask `[batch, tokens, 1]` float,
@@ -158,7 +165,8 @@ class FastPitch(keras.Model):
     if self.config.n_speakers > 1:
       conditioning = (tf.expand_dims(self.speaker_emb(tf.cast(speaker, tf.int32)), 1)
                       * self.config.speaker_emb_weight)
-    enc_out = self.encoder(text_ids, text_mask, conditioning, training=training)
+    enc_out = self.encoder(text_ids, text_mask, conditioning, training=training,
+                           winograd=winograd if isinstance(winograd, Mapping) else False)
     # The predictions leave the network as float32 under any compute dtype: durations are
     # rounded to frames, and the controls (pace, pitch, energy) act on them in float32.
     log_durations = tf.cast(self.duration_predictor(enc_out, text_mask, training=training),
@@ -275,6 +283,15 @@ class FastPitch(keras.Model):
                 text_mask=text_mask[..., 0])
 
   # ------------------------------------------------------------------ inference
+  def winograd_kernels(self, encoder=True):
+    """{kernel path: `[6, in, out]`} transformed feed-forward kernels of the decoder (and the
+    encoder) where F(4, 3) pays, for `infer(..., winograd=...)`: computed once instead of at
+    every call (twice the kernels' size in memory)."""
+    kernels = self.decoder.winograd_kernels()
+    if encoder:
+      kernels.update(self.encoder.winograd_kernels())
+    return kernels
+
   def predicted_durations(self, log_durations, text_mask):
     """Frames per token as floats: clip(exp(log d) - 1, 0, max_duration), 0 on padding."""
     return tf.clip_by_value(tf.exp(log_durations) - 1.0, 0.0,
@@ -291,15 +308,16 @@ class FastPitch(keras.Model):
       durations: optional `[batch, tokens]` int frames per token (teacher forcing).
       pitch: optional `[batch, tokens]` normalised pitch to use instead of the predicted.
       winograd: the decoder's feed-forward convolutions by `tfspeech.ops.winograd` where
-        that pays (in-process synthesis on CPUs; exported graphs keep the convolutions,
-        which their runtimes run well and store once).
+        that pays (True), or every block's whose transformed kernels it maps
+        (`winograd_kernels`; in-process synthesis on CPUs). Exported graphs keep the
+        convolutions, which their runtimes run well and store once.
 
     Returns:
       dict: "mel" `[batch, frames, n_mels]` 0 past each length, "mel_lengths" `[batch]`,
       "durations" `[batch, tokens]` int32, "pitch" and "energy" `[batch, tokens]` used.
     """
-    enc_out, text_mask, log_durations, pitch_predicted = self.encode(text_ids, text_lengths,
-                                                                     speaker)
+    enc_out, text_mask, log_durations, pitch_predicted = self.encode(
+        text_ids, text_lengths, speaker, winograd=winograd)
     if pitch is None:
       pitch = pitch_predicted
       if pitch_transform is not None:

@@ -34,13 +34,15 @@ class FastPitchServing(serving.AcousticModel):
   Args:
     model: a `FastPitch`.
     pitch_mean, pitch_std: the training corpus's voiced-frame pitch statistics (Hz).
-    winograd: the decoder's feed-forward convolutions by `tfspeech.ops.winograd` where that
-      pays; exported graphs keep the convolutions (False), `in_process()` takes it on CPUs.
+    winograd: the feed-forward convolutions by `tfspeech.ops.winograd`: False (exported
+      graphs keep the convolutions), True (the decoder's, kernels transformed at every call)
+      or "cached" (`in_process()` on CPUs: every block's where it pays, with the kernels
+      transformed once, into variables of this object, when `in_process()` is called).
   """
   controls = CONTROLS
   noise_channels = None
 
-  def __init__(self, model, pitch_mean: float, pitch_std: float, winograd: bool = False):
+  def __init__(self, model, pitch_mean: float, pitch_std: float, winograd=False):
     self.model = model
     self.pitch_mean = float(pitch_mean)
     self.pitch_std = float(pitch_std)
@@ -48,15 +50,42 @@ class FastPitchServing(serving.AcousticModel):
     self.n_mels = model.config.n_mel_channels
     self.num_speakers = model.config.n_speakers
     self._in_process = None
+    self._kernels = None  # {kernel path: tf.Variable}, with winograd="cached"
 
   def in_process(self):
-    """This model with the decoder's feed-forward convolutions by Winograd's F(4, 3) on CPUs
-    (in-process synthesis and `--gta`: half their multiply-adds; `tfspeech.ops.winograd`)."""
+    """This model with its wide feed-forward convolutions by Winograd's F(4, 3) on CPUs
+    (in-process synthesis and `--gta`: half their multiply-adds; `tfspeech.ops.winograd`).
+
+    The transformed kernels are computed here, from the weights as they are now (twice the
+    feed-forward kernels' size: ~340 MB for `ljspeech`), and at every later call, into the
+    same variables, so that the returned object (and the functions traced with it) follows
+    the weights: call it again after changing them (training on, restoring a checkpoint).
+    """
+    if not winograd_ops.preferred() or self.model.compute_dtype != "float32":
+      return self  # F(4, 3) is for float32 on CPUs (bfloat16 keeps the convolutions)
     if self._in_process is None:
-      preferred = winograd_ops.preferred()
-      self._in_process = self if self.winograd == preferred else FastPitchServing(
-          self.model, self.pitch_mean, self.pitch_std, winograd=preferred)
+      self._in_process = FastPitchServing(self.model, self.pitch_mean, self.pitch_std,
+                                          winograd="cached")
+    self._in_process.refresh_kernels()
     return self._in_process
+
+  def refresh_kernels(self):
+    """Transforms the current feed-forward kernels into this object's variables
+    (winograd="cached" only)."""
+    if self.winograd != "cached":
+      return
+    kernels = self.model.winograd_kernels()
+    if self._kernels is None:
+      self._kernels = {path: tf.Variable(value, trainable=False, name="winograd_kernel")
+                       for path, value in kernels.items()}
+    else:
+      for path, value in kernels.items():
+        self._kernels[path].assign(value)
+
+  def _winograd(self):
+    if self.winograd == "cached":
+      return {path: variable.read_value() for path, variable in self._kernels.items()}
+    return bool(self.winograd)
 
   @property
   def weights(self):
@@ -86,8 +115,9 @@ class FastPitchServing(serving.AcousticModel):
   def frames_bound(self, text_ids, text_lengths, speaker=None, pace=1.0, **unused):
     """The longest item's frame count (FastPitch draws no noise; for the interface)."""
     del unused
-    _, text_mask, log_durations, _ = self.model.encode(text_ids, text_lengths,
-                                                       self._speaker(speaker))
+    # The encoder as `synthesize` runs it: the same durations, to the last rounding.
+    _, text_mask, log_durations, _ = self.model.encode(
+        text_ids, text_lengths, self._speaker(speaker), winograd=self._winograd())
     durations = self.model.predicted_durations(log_durations, text_mask)
     frames = tf.reduce_sum(tf.cast(durations / tf.cast(pace, tf.float32) + 0.5, tf.int32), 1)
     return tf.maximum(tf.reduce_max(tf.concat([frames, [0]], 0)), 1)
@@ -100,7 +130,7 @@ class FastPitchServing(serving.AcousticModel):
                                                          energy_scale)
     out = self.model.infer(text_ids, text_lengths, self._speaker(speaker), pace=pace,
                            pitch_transform=pitch_transform,
-                           energy_transform=energy_transform, winograd=self.winograd)
+                           energy_transform=energy_transform, winograd=self._winograd())
     return {"mel": out["mel"], "mel_lengths": out["mel_lengths"],
             "durations": out["durations"]}
 
@@ -120,7 +150,7 @@ class FastPitchServing(serving.AcousticModel):
                                                          energy_scale)
     out = self.model.infer(text_ids, text_lengths, self._speaker(speaker),
                            pitch_transform=pitch_transform, energy_transform=energy_transform,
-                           durations=aligned["durations"], winograd=self.winograd)
+                           durations=aligned["durations"], winograd=self._winograd())
     frames = tf.shape(mel)[1]
     predicted = out["mel"][:, :frames]
     return tf.pad(predicted, [[0, 0], [0, frames - tf.shape(predicted)[1]], [0, 0]])

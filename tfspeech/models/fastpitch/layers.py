@@ -17,6 +17,7 @@ The reference's TemporalPredictor does not mask between its convolutions (a padd
 holds LayerNorm(ReLU(bias)) there); masking them too changes no parameter.
 """
 
+import collections.abc
 import math
 
 import keras
@@ -160,24 +161,43 @@ class PositionwiseConvFF(keras.layers.Layer):
     """x: `[batch, time, d_model]`; mask: `[batch, time, 1]`.
 
     `winograd`: run the two convolutions by `tfspeech.ops.winograd`'s F(4, 3) in its phase
-    layout (the same values to ~5e-6 of the peak in half the multiply-adds) where they are
-    wide enough for it to pay (`winograd.pays`). False, and in exported graphs: Keras's
-    convolutions.
+    layout (the same values to ~5e-6 of the peak in half the multiply-adds): True where they
+    are wide enough for it to pay (`winograd.pays`), transforming the kernels at every call;
+    a mapping from kernel paths to transformed kernels (`winograd_kernels`) for the blocks
+    whose kernels it holds. False, and in exported graphs: Keras's convolutions.
     """
-    if winograd and winograd_ops.pays(self.conv_1.kernel_size[0], self.d_model, self.d_inner,
-                                      x.dtype):
-      h = self._winograd(x, mask)
-    else:
+    kernels = self._winograd_kernels(winograd, x.dtype)
+    if kernels is None:
       h = self._direct(x, mask, training)
+    else:
+      h = self._winograd(x, mask, *kernels)
     return self.norm(x + self.dropout(h, training=training))
+
+  def pays(self, dtype=tf.float32):
+    return winograd_ops.pays(self.conv_1.kernel_size[0], self.d_model, self.d_inner, dtype)
+
+  def winograd_kernels(self):
+    """{kernel path: `[6, in, out]` transformed kernel} of the two convolutions."""
+    return {conv.kernel.path: winograd_ops.transform_kernel(conv.kernel)
+            for conv in (self.conv_1, self.conv_2)}
+
+  def _winograd_kernels(self, winograd, dtype):
+    """(kernel_1, kernel_2) transformed, or None for the direct convolutions."""
+    if not winograd or not winograd_ops.supported(self.conv_1.kernel_size[0], dtype):
+      return None
+    if isinstance(winograd, collections.abc.Mapping):
+      kernels = tuple(winograd.get(conv.kernel.path) for conv in (self.conv_1, self.conv_2))
+      return None if None in kernels else kernels
+    if not self.pays(dtype):
+      return None
+    return (winograd_ops.transform_kernel(self.conv_1.kernel),
+            winograd_ops.transform_kernel(self.conv_2.kernel))
 
   def _direct(self, x, mask, training):
     h = tf.nn.relu(self.conv_1(x * mask, training=training)) * mask
     return self.conv_2(h, training=training)
 
-  def _winograd(self, x, mask):
-    kernel_1 = winograd_ops.transform_kernel(self.conv_1.kernel)
-    kernel_2 = winograd_ops.transform_kernel(self.conv_2.kernel)
+  def _winograd(self, x, mask, kernel_1, kernel_2):
     h = winograd_ops.conv1d_phases(winograd_ops.to_phases(x * mask), kernel_1, self.conv_1.bias)
     h = tf.nn.relu(h) * winograd_ops.to_phases(mask)
     return winograd_ops.from_phases(winograd_ops.conv1d_phases(h, kernel_2, self.conv_2.bias),
@@ -248,7 +268,7 @@ class FFTransformer(keras.layers.Layer):
       mask: `[batch, time, 1]` float.
       conditioning: optional `[batch, 1, d_model]` added to every step (speaker).
       winograd: feed-forward convolutions by `tfspeech.ops.winograd` (see
-        `PositionwiseConvFF`).
+        `PositionwiseConvFF`): True, or transformed kernels from `winograd_kernels`.
 
     Returns:
       `[batch, time, d_model]`, 0 on padding.
@@ -261,6 +281,14 @@ class FFTransformer(keras.layers.Layer):
     for block in self.blocks:
       x = block(x, mask, training=training, winograd=winograd)
     return x
+
+  def winograd_kernels(self):
+    """{kernel path: transformed kernel} of the feed-forward blocks where F(4, 3) pays."""
+    kernels = {}
+    for block in self.blocks:
+      if block.feed_forward.pays():
+        kernels.update(block.feed_forward.winograd_kernels())
+    return kernels
 
 
 class TemporalPredictor(keras.layers.Layer):
