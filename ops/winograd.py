@@ -6,9 +6,10 @@ output steps from six input steps with six products, 1.5 per step: the convoluti
 six matmuls `[tiles, in] x [in, out]` (one batched matmul) between two small linear maps
 over the tile (the input and output transforms) and one over the kernel's taps. In TF ops
 the transforms are separate memory passes, so it pays where the channels are wide and the
-matmuls dominate: FastPitch's feed-forward convolutions (384 <-> 1536 channels) ran 1.44x
-faster than oneDNN's direct convolution at batch 16 (2-core AMD EPYC, float32), level at
-~100 steps.
+matmuls dominate: FastPitch's feed-forward convolutions (384 <-> 1536 channels) ran 1.42x
+faster than oneDNN's direct convolutions over 16 x 300 steps (2-core AMD EPYC, float32) and
+1.35x over 412 with the kernels transformed beforehand, 0.95x over 103 (0.61x transforming
+them at every call: `MIN_CHANNEL_PRODUCT` below).
 
 The work stays in a "phase" layout between convolutions: `[4, batch, tiles, channels]`
 with step `t = 4 * tile + phase` at `[phase, :, tile]`. A convolution's six input rows

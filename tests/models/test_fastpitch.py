@@ -421,6 +421,7 @@ def test_in_process_synthesis_runs_winograd_with_the_exported_graphs_values(monk
   dense.bias.assign([np.log(5.0)])
   in_process = exported.in_process()
   assert in_process is exported.in_process()  # one object: its traced functions are reused
+  assert in_process.in_process() is in_process
   assert in_process.winograd == "cached" and not exported.winograd  # no GPU here
   text_ids, text_lengths, _, _ = _batch()
   seeds, speakers = tf.zeros([2, 2], tf.int32), tf.zeros([2], tf.int32)

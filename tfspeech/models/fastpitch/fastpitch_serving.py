@@ -63,6 +63,9 @@ class FastPitchServing(serving.AcousticModel):
     """
     if not winograd_ops.preferred() or self.model.compute_dtype != "float32":
       return self  # F(4, 3) is for float32 on CPUs (bfloat16 keeps the convolutions)
+    if self.winograd == "cached":  # already the in-process form
+      self.refresh_kernels()
+      return self
     if self._in_process is None:
       self._in_process = FastPitchServing(self.model, self.pitch_mean, self.pitch_std,
                                           winograd="cached")
