@@ -105,8 +105,8 @@ def _synthesis_flops(ctx, what, model, ids, lengths, frames):
 
 
 def _as_written(preset):
-  """{"flops_as_written": True} where float32 tfspeech computes the decoder's feed-forward
-  convolutions by F(4, 3) (fewer multiply-adds than the counted network), else {}."""
+  """{"flops_as_written": True} where float32 tfspeech computes the feed-forward convolutions
+  by F(4, 3) (fewer multiply-adds than the counted network), else {}."""
   c = _preset_config(preset)
   computed = winograd_ops.preferred() and winograd_ops.pays(
       c.out_fft_conv1d_kernel_size, c.symbols_embedding_dim, c.out_fft_conv1d_filter_size,
@@ -320,8 +320,8 @@ def fastpitch_infer(ctx):
       config = task_class.preset(preset)
       model = task_class(config).build_modules()["fastpitch"]
       _fix_durations(model)
-      # In-process synthesis, as tfspeech-synthesize runs it (the decoder by Winograd's
-      # F(4, 3) on CPUs; see tfspeech.ops.winograd).
+      # In-process synthesis, as tfspeech-synthesize runs it (the feed-forward convolutions
+      # by Winograd's F(4, 3) on CPUs, kernels transformed once; see tfspeech.ops.winograd).
       acoustic = FastPitchServing(model, PITCH_MEAN, PITCH_STD).in_process()
       synthesize = synthesize_lib.make_synthesis_fn(acoustic, {})
       # The same weights computed in bfloat16 (load_run(..., precision="bfloat16")).

@@ -283,14 +283,11 @@ class FastPitch(keras.Model):
                 text_mask=text_mask[..., 0])
 
   # ------------------------------------------------------------------ inference
-  def winograd_kernels(self, encoder=True):
-    """{kernel path: `[6, in, out]`} transformed feed-forward kernels of the decoder (and the
-    encoder) where F(4, 3) pays, for `infer(..., winograd=...)`: computed once instead of at
+  def winograd_kernels(self):
+    """{kernel path: `[6, in, out]`} transformed feed-forward kernels of the encoder and the
+    decoder where F(4, 3) pays, for `infer(..., winograd=...)`: computed once instead of at
     every call (twice the kernels' size in memory)."""
-    kernels = self.decoder.winograd_kernels()
-    if encoder:
-      kernels.update(self.encoder.winograd_kernels())
-    return kernels
+    return {**self.encoder.winograd_kernels(), **self.decoder.winograd_kernels()}
 
   def predicted_durations(self, log_durations, text_mask):
     """Frames per token as floats: clip(exp(log d) - 1, 0, max_duration), 0 on padding."""

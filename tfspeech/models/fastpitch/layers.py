@@ -188,10 +188,7 @@ class PositionwiseConvFF(keras.layers.Layer):
     if isinstance(winograd, collections.abc.Mapping):
       kernels = tuple(winograd.get(conv.kernel.path) for conv in (self.conv_1, self.conv_2))
       return None if None in kernels else kernels
-    if not self.pays(dtype):
-      return None
-    return (winograd_ops.transform_kernel(self.conv_1.kernel),
-            winograd_ops.transform_kernel(self.conv_2.kernel))
+    return tuple(self.winograd_kernels().values()) if self.pays(dtype) else None
 
   def _direct(self, x, mask, training):
     h = tf.nn.relu(self.conv_1(x * mask, training=training)) * mask
