@@ -674,6 +674,7 @@ def to_markdown(results: Dict[str, Any]) -> str:
   gpus = ", ".join(g.get("name", g.get("error", "?")) for g in env.get("gpus") or []) or "none"
   versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
   commit = (env.get("git_commit") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else "")
+  measurements = [m for r in results["cases"] for m in r.get("measurements", [])]
   lines = [
       "# tfspeech benchmarks", "",
       f"- run: {results['started_at']} → {results['finished_at']} "
@@ -689,12 +690,11 @@ def to_markdown(results: Dict[str, Any]) -> str:
       *(["- **a row above 100% of the peak**: the peak's matmuls were slowed (a busy machine?); "
          "read the fractions as unreliable"]
         if any((m.get("fraction_of_peak") or 0) > 1 and not _fewer_computed(m)
-               for r in results["cases"] for m in r.get("measurements", [])) else []),
+               for m in measurements) else []),
       *(["- GFLOP/s marked \u2020 count the network's multiply-adds as written, which tfspeech "
          "computes in fewer (Winograd's F(4, 3), `tfspeech.ops.winograd`): they may pass 100% "
          "of the peak"]
-        if any(_fewer_computed(m) for r in results["cases"]
-               for m in r.get("measurements", [])) else []), "",
+        if any(_fewer_computed(m) for m in measurements) else []), "",
       "Speed-up = baseline median time / variant median time, both measured in this run on the "
       "same inputs (> 1: faster than the baseline). Spread: interquartile range (IQR) and "
       "min–max over the timed repeats, after warm-up. Peak RSS is the harness process's peak "
