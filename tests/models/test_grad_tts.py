@@ -372,6 +372,31 @@ def test_masked_group_norm_gradient_matches_autodiff_of_the_plain_form(dtype, to
   assert np.all(tf.cast(got_grads[0], tf.float32).numpy()[1, 6:] == 0.0)
 
 
+def test_wide_blocks_split_the_inference_convolution_by_output_channels(monkeypatch):
+  # The ljspeech U-Net's lowest level (256 -> 256, 512 -> 128) convolves in output-channel
+  # slices at inference (CONV_SPLIT_GROUPS): the same values as one convolution, four Conv2D
+  # ops in the graph; narrower Blocks, training and bfloat16 keep the one convolution.
+  rng = np.random.default_rng(5)
+  wide, narrow = score_estimator.Block(512, 128, 8), score_estimator.Block(128, 128, 8)
+  assert wide.split_output_groups() == score_estimator.CONV_SPLIT_GROUPS > 1
+  assert narrow.split_output_groups() == 1
+  assert wide.split_output_groups(tf.bfloat16) == 1
+  x = tf.constant(rng.normal(size=(2, 12, 5, 512)).astype(np.float32))
+  mask = tf.reshape(tf.sequence_mask([12, 7], 12, dtype=tf.float32), [2, 12, 1, 1])
+  wide.build(None)
+  for v in wide.variables:  # like a trained model's: biases and gammas not at their init
+    v.assign(v + rng.normal(scale=0.1, size=v.shape).astype(np.float32))
+  traced = tf.function(lambda x, mask: wide(x, mask))
+  graph = traced.get_concrete_function(tf.TensorSpec([None, None, 5, 512]),
+                                       tf.TensorSpec([None, None, 1, 1])).graph
+  assert sum(op.type == "Conv2D" for op in graph.get_operations()) == 4
+  split = traced(x, mask).numpy()
+  monkeypatch.setattr(score_estimator, "CONV_SPLIT_GROUPS", 1)
+  single = tf.function(lambda x, mask: wide(x, mask))(x, mask).numpy()
+  np.testing.assert_allclose(split, single, rtol=1e-5, atol=1e-6 * np.abs(single).max())
+  assert np.abs(single).max() > 0.1 and not np.any(split[1, 7:])
+
+
 def test_sinusoidal_time_embedding_matches_reference():
   t = np.array([0.0, 0.3, 0.99], np.float32)
   half = 8
