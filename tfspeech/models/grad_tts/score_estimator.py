@@ -362,8 +362,8 @@ class Block(keras.layers.Layer):
     groups = self.split_output_groups(x.dtype)
     if groups == 1:
       return self.conv(x)
-    kernels = tf.split(tf.cast(self.conv.kernel, x.dtype), groups, axis=3)
-    biases = tf.split(tf.cast(self.conv.bias, x.dtype), groups)
+    kernels = tf.split(self.conv.kernel, groups, axis=3)  # float32, as x (split_output_groups)
+    biases = tf.split(self.conv.bias, groups)
     return tf.concat([tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias)
                       for kernel, bias in zip(kernels, biases)], axis=-1)
 
