@@ -23,8 +23,10 @@ at the batch's exact shapes; synthesis has a data-dependent frame count, so its 
 `FastPitch.infer` traced at the ids' shapes (encoder, predictors, embeddings) plus the decoder
 and mel projection traced at the frames the call produced and the length-regulation matmul
 (`_synthesis_flops`). Both rows of a group carry the figure (same work, same inputs). The
-counts are of the network as written (direct convolutions), also where tfspeech computes the
-decoder's by F(4, 3) in half the multiply-adds, so its "fraction of peak" can pass 100%.
+counts are of the network as written (direct convolutions over the padded batch, as the
+reference computes it), also where tfspeech computes the feed-forward convolutions by F(4, 3)
+in half the multiply-adds and over the batch's real steps only (`winograd.pack`), so its
+"fraction of peak" can pass 100%.
 
 Baseline: `benchmarks/torch_reference/fastpitch.py` (NVIDIA DeepLearningExamples FastPitch
 1.1) with the same hyperparameters, timed in the same run on the same inputs.
@@ -255,8 +257,9 @@ def fastpitch_train(ctx):
       label = "tfspeech XLA" if xla else ("tfspeech mixed_bfloat16" if mixed else "tfspeech")
       row_flops, row_extra, note = None, {}, ""
       if not (xla or mixed):  # the other steps do the same work: one count per group
-        # The network's work as written (direct convolutions), not the fewer multiply-adds
-        # F(4, 3) runs for it: the reference does the former, and the rows share the figure.
+        # The network's work as written (direct convolutions over the padded batch), not the
+        # fewer multiply-adds packed F(4, 3) runs for it: the reference does the former, and
+        # the rows share the figure.
         with mock.patch.object(winograd_ops, "preferred", lambda: False):
           step_flops, flops_extra = common.count_flops(
               ctx, f"fastpitch train {preset} b{batch_size}", step, batch)

@@ -692,8 +692,8 @@ def to_markdown(results: Dict[str, Any]) -> str:
         if any((m.get("fraction_of_peak") or 0) > 1 and not _fewer_computed(m)
                for m in measurements) else []),
       *(["- GFLOP/s marked \u2020 count the network's multiply-adds as written, which tfspeech "
-         "computes in fewer (Winograd's F(4, 3), `tfspeech.ops.winograd`): they may pass 100% "
-         "of the peak"]
+         "computes in fewer (Winograd's F(4, 3) over the batch's real steps, "
+         "`tfspeech.ops.winograd`): they may pass 100% of the peak"]
         if any(_fewer_computed(m) for m in measurements) else []), "",
       "Speed-up = baseline median time / variant median time, both measured in this run on the "
       "same inputs (> 1: faster than the baseline). Spread: interquartile range (IQR) and "

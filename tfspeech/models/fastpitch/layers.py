@@ -157,21 +157,25 @@ class PositionwiseConvFF(keras.layers.Layer):
     self.conv_2.build((None, None, self.d_inner))
     self.norm.build((None, None, self.d_model))
 
-  def call(self, x, mask, training=False, winograd=False):
-    """x: `[batch, time, d_model]`; mask: `[batch, time, 1]`.
+  def call(self, x, mask, training=False, winograd=False, packing=None):
+    """x: `[batch, time, d_model]`; mask: `[batch, time, 1]`, 1 on each item's first steps.
 
-    `winograd`: run the two convolutions by `tfspeech.ops.winograd`'s F(4, 3) in its phase
-    layout (the same values to ~5e-6 of the peak in half the multiply-adds): True where they
-    are wide enough for it to pay (`winograd.pays`), transforming the kernels at every call;
-    a mapping from kernel paths to transformed kernels (`winograd_kernels`) for the blocks
-    whose kernels it holds. False, and in exported graphs: Keras's convolutions.
+    `winograd`: run the two convolutions by `tfspeech.ops.winograd`'s F(4, 3) (the same values
+    to ~5e-6 of the peak in half the multiply-adds) over the batch's real steps packed into
+    one sequence (`winograd.pack`: no multiply-adds on padding): True where they are wide
+    enough for it to pay (`winograd.pays`), transforming the kernels at every call; a mapping
+    from kernel paths to transformed kernels (`winograd_kernels`) for the blocks whose
+    kernels it holds. False, and in exported graphs: Keras's convolutions. `packing`: the
+    batch's `winograd.Packing`, shared by a stack's blocks (computed here without it).
+    Steps past each length are not 0 on the F(4, 3) path: the caller masks them.
     """
     kernels = self._winograd_kernels(winograd, x.dtype)
     if kernels is None:
       h = self._direct(x, mask, training)
-    else:
-      h = self._winograd(x, mask, *kernels)
-    return self.norm(x + self.dropout(h, training=training))
+      return self.norm(x + self.dropout(h, training=training))
+    if packing is None:
+      packing = packing_of(mask)
+    return self._winograd(x, packing, training, *kernels)
 
   def pays(self, dtype=tf.float32):
     return winograd_ops.pays(self.conv_1.kernel_size[0], self.d_model, self.d_inner, dtype)
@@ -194,11 +198,18 @@ class PositionwiseConvFF(keras.layers.Layer):
     h = tf.nn.relu(self.conv_1(x * mask, training=training)) * mask
     return self.conv_2(h, training=training)
 
-  def _winograd(self, x, mask, kernel_1, kernel_2):
-    h = winograd_ops.conv1d_phases(winograd_ops.to_phases(x * mask), kernel_1, self.conv_1.bias)
-    h = tf.nn.relu(h) * winograd_ops.to_phases(mask)
-    return winograd_ops.from_phases(winograd_ops.conv1d_phases(h, kernel_2, self.conv_2.bias),
-                                    tf.shape(x)[1])
+  def _winograd(self, x, packing, training, kernel_1, kernel_2):
+    x = winograd_ops.pack(x, packing)  # [4, 1, tiles, d_model], 0 between the items
+    h = tf.nn.relu(winograd_ops.conv1d_phases(x, kernel_1, self.conv_1.bias)) * packing.mask
+    h = winograd_ops.conv1d_phases(h, kernel_2, self.conv_2.bias)
+    return winograd_ops.unpack(self.norm(x + self.dropout(h, training=training)), packing)
+
+
+def packing_of(mask):
+  """The `winograd.Packing` of a batch from its `[batch, time, 1]` mask (1 on each item's
+  first steps)."""
+  lengths = tf.cast(tf.reduce_sum(tf.cast(mask, tf.float32), [1, 2]), tf.int32)
+  return winograd_ops.packing(lengths, tf.shape(mask)[1])
 
 
 class TransformerLayer(keras.layers.Layer):
@@ -217,9 +228,10 @@ class TransformerLayer(keras.layers.Layer):
     self.attention.build(None)
     self.feed_forward.build(None)
 
-  def call(self, x, mask, training=False, winograd=False):
+  def call(self, x, mask, training=False, winograd=False, packing=None):
     x = self.attention(x, mask, training=training) * mask
-    return self.feed_forward(x, mask, training=training, winograd=winograd) * mask
+    return self.feed_forward(x, mask, training=training, winograd=winograd,
+                             packing=packing) * mask
 
 
 class FFTransformer(keras.layers.Layer):
@@ -275,8 +287,9 @@ class FFTransformer(keras.layers.Layer):
     if conditioning is not None:
       x = x + conditioning
     x = self.drop(x, training=training)
+    packing = packing_of(mask) if winograd else None
     for block in self.blocks:
-      x = block(x, mask, training=training, winograd=winograd)
+      x = block(x, mask, training=training, winograd=winograd, packing=packing)
     return x
 
   def winograd_kernels(self):
