@@ -143,7 +143,6 @@ class MultiHeadAttention(keras.layers.Layer):
     out = self.dropout(self.output_proj(out), training=training)
     return self.norm(x + out)
 
-
   def _heads(self, x, batch, length):
     """`[batch, time, heads * d_head]` -> `[batch, heads, time, d_head]` (no transpose for
     the reference's one head)."""
