@@ -159,11 +159,11 @@ class Packing(NamedTuple):
   of 16 sentences is ~27% padding at its longest item's length).
 
   Attributes:
-    rows: `[4, 1, tiles]` int32: the row of the flattened `[batch * time]` input read by each
-      packed step (0 at the gaps and past the end, which `mask` zeroes).
-    mask: `[4, 1, tiles, 1]` float32: 1 at real steps.
-    steps: `[batch, time]` int32: the row of the flattened `[4 * tiles]` phase layout that
-      each padded step reads (a neighbouring row past its item's length).
+    rows: `[tile, 1, tiles]` int32: the row of the flattened `[batch * time]` input read by
+      each packed step (0 at the gaps and past the end, which `mask` zeroes).
+    mask: `[tile, 1, tiles, 1]` float32: 1 at real steps.
+    steps: `[batch, time]` int32: the row of the flattened `[tile * tiles]` packed layout
+      that each padded step reads (a neighbouring row past its item's length).
     step_mask: `[batch, time, 1]` float32: 1 at real steps.
   """
   rows: tf.Tensor
@@ -172,38 +172,42 @@ class Packing(NamedTuple):
   step_mask: tf.Tensor
 
 
-def packing(lengths, time) -> Packing:
+def packing(lengths, time, tile=TILE) -> Packing:
   """The `Packing` of a batch whose items are `lengths` steps long, padded to `time`.
 
   Args:
     lengths: `[batch]` int32, each at most `time`; batch at least 1.
     time: the padded length (a scalar int32 tensor).
+    tile: 4 (`TILE`) for the phase layout `[4, 1, tiles, channels]` of `conv1d_phases`; 1 for
+      the step layout `[1, 1, steps, channels]` (direct convolutions, after `[0]`).
   """
   lengths = tf.cast(lengths, tf.int32)
   ends = tf.cumsum(lengths + 1)  # one past each item's gap
   starts = ends - lengths - 1
-  tiles = tiles_for(tf.maximum(tf.reduce_sum(lengths + 1) - 1, 1))
-  position = tf.range(tiles * TILE)
+  total = tf.maximum(tf.reduce_sum(lengths + 1) - 1, 1)
+  tiles = (total + tile - 1) // tile
+  position = tf.range(tiles * tile)
   # Steps past the last item fall to a sentinel item of length 0.
   item = tf.searchsorted(ends, position, side="right")
   offset = position - tf.gather(tf.concat([starts, [0]], 0), item)
   real = (offset >= 0) & (offset < tf.gather(tf.concat([lengths, [0]], 0), item))
   rows = tf.where(real, item * time + offset, 0)
 
-  def phase_major(steps):  # [4 * tiles] -> [4, tiles]: step 4 t + p at [p, t]
-    return tf.transpose(tf.reshape(steps, [tiles, TILE]))
+  def phase_major(steps):  # [tile * tiles] -> [tile, tiles]: step 4 t + p at [p, t]
+    return tf.transpose(tf.reshape(steps, [tiles, tile]))
 
-  steps = tf.minimum(tf.expand_dims(starts, 1) + tf.range(time), tiles * TILE - 1)
-  steps = (steps % TILE) * tiles + steps // TILE
+  steps = tf.minimum(tf.expand_dims(starts, 1) + tf.range(time), tiles * tile - 1)
+  steps = (steps % tile) * tiles + steps // tile
   return Packing(rows=tf.expand_dims(phase_major(rows), 1),
-                 mask=tf.reshape(phase_major(tf.cast(real, tf.float32)), [TILE, 1, tiles, 1]),
+                 mask=tf.reshape(phase_major(tf.cast(real, tf.float32)), [tile, 1, tiles, 1]),
                  steps=steps,
                  step_mask=tf.expand_dims(tf.sequence_mask(lengths, time, tf.float32), 2))
 
 
 def pack(x, layout):
-  """`[batch, time, channels]` -> the packed phase layout `[4, 1, tiles, channels]`, zero at
-  the gaps and past the end (`conv1d_phases`' input). Its gradient is `unpack`'s, masked."""
+  """`[batch, time, channels]` -> the packed layout `[tile, 1, tiles, channels]`, zero at the
+  gaps and past the end (`conv1d_phases`' input for tile 4). Its gradient is `unpack`'s,
+  masked."""
   channels = x.shape[-1]
 
   @tf.custom_gradient
@@ -215,7 +219,7 @@ def pack(x, layout):
 
 
 def unpack(phases, layout):
-  """The packed phase layout `[4, 1, tiles, channels]` -> `[batch, time, channels]`.
+  """The packed layout `[tile, 1, tiles, channels]` -> `[batch, time, channels]`.
 
   Steps past an item's length hold a neighbouring step's values, and gradients arriving
   there are dropped: mask the result, as the step layout's users do anyway.

@@ -478,3 +478,39 @@ def test_in_process_synthesis_runs_winograd_with_the_exported_graphs_values(monk
   for name, g, w in zip(names, got_grads, want_grads):
     np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-4 * np.abs(w).max() + 1e-7,
                                err_msg=name)
+
+
+def test_direct_convolutions_run_packed_where_the_dtype_keeps_them(monkeypatch):
+  """bfloat16 keeps the feed-forward convolutions (no F(4, 3)) but still runs them over the
+  batch's real steps only: forced here in float32 (F(4, 3) unsupported, every width wide
+  enough), the packed pass equals the padded one, values and gradients."""
+  from tfspeech import testing  # pylint: disable=import-outside-toplevel
+  from tfspeech.ops import winograd  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 0)
+  monkeypatch.setattr(winograd, "supported", lambda *unused: False)
+  model = FastPitch(fastpitch_presets.tiny())
+  testing.randomize_weights([model], seed=11)
+  text_ids, text_lengths, mel, mel_lengths = _batch()
+  pitch = tf.random.stateless_uniform([2, 22], [5, 6], 80.0, 250.0)
+  feed_forward = model.decoder.blocks[0].feed_forward
+  assert feed_forward.packed_tile(True, tf.float32) == 1
+  assert feed_forward.packed_tile(False, tf.float32) is None
+
+  def run(packed):
+    with tf.GradientTape() as tape:
+      out = model.forward(text_ids, text_lengths, mel, mel_lengths, pitch, pitch, 150.0, 40.0,
+                          training=False, winograd=packed)
+      loss = tf.reduce_sum(tf.sin(out["mel"]))
+    return out["mel"].numpy(), tape.gradient(loss, model.decoder.trainable_variables)
+
+  want_mel, want_grads = run(False)
+  got_mel, got_grads = run(True)
+  np.testing.assert_allclose(got_mel, want_mel, rtol=0, atol=1e-5 * np.abs(want_mel).max())
+  for g, w in zip(got_grads, want_grads):
+    np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-5 * np.abs(w).max() + 1e-7)
+  graph = tf.function(lambda: model.forward(
+      text_ids, text_lengths, mel, mel_lengths, pitch, pitch, 150.0, 40.0,
+      winograd=True)["mel"]).get_concrete_function().graph
+  gathers = [op.name for op in graph.get_operations()
+             if op.type == "GatherV2" and "feed_forward" in op.name]
+  assert gathers, "the feed-forward blocks did not pack the batch"

@@ -175,17 +175,30 @@ class PositionwiseConvFF(keras.layers.Layer):
     one sequence (`winograd.pack`: no multiply-adds on padding): True where they are wide
     enough for it to pay (`winograd.pays`), transforming the kernels at every call; a mapping
     from kernel paths to transformed kernels (`winograd_kernels`) for the blocks whose
-    kernels it holds. False, and in exported graphs: Keras's convolutions. `packing`: the
-    batch's `winograd.Packing`, shared by a stack's blocks (computed here without it).
-    Steps past each length are not 0 on the F(4, 3) path: the caller masks them.
+    kernels it holds. Where `winograd` is set on a CPU but the dtype keeps the convolutions
+    (bfloat16), they run over the packed batch too (`packed_tile`). False, and in exported
+    graphs: Keras's convolutions over the padded batch. `packing`: the batch's
+    `winograd.Packing`, shared by a stack's blocks (computed here without it). Steps past
+    each length are not 0 on the packed paths: the caller masks them.
     """
-    kernels = self._winograd_kernels(winograd, x.dtype)
-    if kernels is None:
+    tile = self.packed_tile(winograd, x.dtype)
+    if tile is None:
       h = self._direct(x, mask, training)
       return self.norm(x + self.dropout(h, training=training))
-    if packing is None:
-      packing = packing_of(mask)
-    return self._winograd(x, packing, training, *kernels)
+    if packing is None or packing.mask.shape[0] != tile:
+      packing = packing_of(mask, tile)
+    if tile == 1:
+      return self._direct_packed(x, packing, training)
+    return self._winograd(x, packing, training, *self._winograd_kernels(winograd, x.dtype))
+
+  def packed_tile(self, winograd, dtype):
+    """How the two convolutions run: `winograd.TILE`, by F(4, 3) over the packed batch; 1, as
+    direct convolutions over the packed batch (where F(4, 3) would run but the dtype keeps
+    the convolutions: bfloat16); None, as direct convolutions over the padded batch."""
+    if self._winograd_kernels(winograd, dtype, transform=False) is not None:
+      return winograd_ops.TILE
+    wide = self.d_model * self.d_inner >= winograd_ops.MIN_CHANNEL_PRODUCT
+    return 1 if winograd and wide and winograd_ops.preferred() else None
 
   def pays(self, dtype=tf.float32):
     return winograd_ops.pays(self.conv_1.kernel_size[0], self.d_model, self.d_inner, dtype)
@@ -195,18 +208,28 @@ class PositionwiseConvFF(keras.layers.Layer):
     return {conv.kernel.path: winograd_ops.transform_kernel(conv.kernel)
             for conv in (self.conv_1, self.conv_2)}
 
-  def _winograd_kernels(self, winograd, dtype):
-    """(kernel_1, kernel_2) transformed, or None for the direct convolutions."""
+  def _winograd_kernels(self, winograd, dtype, transform=True):
+    """(kernel_1, kernel_2) transformed (with `transform=False`: True in their place), or
+    None for the direct convolutions."""
     if not winograd or not winograd_ops.supported(self.conv_1.kernel_size[0], dtype):
       return None
     if isinstance(winograd, collections.abc.Mapping):
       kernels = tuple(winograd.get(conv.kernel.path) for conv in (self.conv_1, self.conv_2))
       return None if None in kernels else kernels
-    return tuple(self.winograd_kernels().values()) if self.pays(dtype) else None
+    if not self.pays(dtype):
+      return None
+    return tuple(self.winograd_kernels().values()) if transform else (True, True)
 
   def _direct(self, x, mask, training):
     h = tf.nn.relu(self.conv_1(x * mask, training=training)) * mask
     return self.conv_2(h, training=training)
+
+  def _direct_packed(self, x, packing, training):
+    x = winograd_ops.pack(x, packing)[0]  # [1, steps, d_model], 0 between the items
+    h = tf.nn.relu(self.conv_1(x, training=training)) * tf.cast(packing.mask[0], x.dtype)
+    h = self.conv_2(h, training=training)
+    out = self.norm(x + self.dropout(h, training=training))
+    return winograd_ops.unpack(tf.expand_dims(out, 0), packing)
 
   def _winograd(self, x, packing, training, kernel_1, kernel_2):
     x = winograd_ops.pack(x, packing)  # [4, 1, tiles, d_model], 0 between the items
@@ -215,11 +238,11 @@ class PositionwiseConvFF(keras.layers.Layer):
     return winograd_ops.unpack(self.norm(x + self.dropout(h, training=training)), packing)
 
 
-def packing_of(mask):
+def packing_of(mask, tile=winograd_ops.TILE):
   """The `winograd.Packing` of a batch from its `[batch, time, 1]` mask (1 on each item's
   first steps)."""
   lengths = tf.cast(tf.reduce_sum(tf.cast(mask, tf.float32), [1, 2]), tf.int32)
-  return winograd_ops.packing(lengths, tf.shape(mask)[1])
+  return winograd_ops.packing(lengths, tf.shape(mask)[1], tile)
 
 
 class TransformerLayer(keras.layers.Layer):
@@ -297,7 +320,9 @@ class FFTransformer(keras.layers.Layer):
     if conditioning is not None:
       x = x + conditioning
     x = self.drop(x, training=training)
-    packing = packing_of(mask) if winograd else None
+    # One packing for the blocks (all alike; a block whose path differs makes its own).
+    tile = self.blocks[0].feed_forward.packed_tile(winograd, x.dtype) if self.blocks else None
+    packing = None if tile is None else packing_of(mask, tile)
     for block in self.blocks:
       x = block(x, mask, training=training, winograd=winograd, packing=packing)
     return x
