@@ -189,13 +189,13 @@ class PositionwiseConvFF(keras.layers.Layer):
       packing = packing_of(mask, tile)
     if tile == 1:
       return self._direct_packed(x, packing, training)
-    return self._winograd(x, packing, training, *self._winograd_kernels(winograd, x.dtype))
+    return self._winograd(x, packing, training, *self._winograd_kernels(winograd))
 
   def packed_tile(self, winograd, dtype):
     """How the two convolutions run: `winograd.TILE`, by F(4, 3) over the packed batch; 1, as
     direct convolutions over the packed batch (where F(4, 3) would run but the dtype keeps
     the convolutions: bfloat16); None, as direct convolutions over the padded batch."""
-    if self._winograd_kernels(winograd, dtype, transform=False) is not None:
+    if self._takes_winograd(winograd, dtype):
       return winograd_ops.TILE
     wide = self.d_model * self.d_inner >= winograd_ops.MIN_CHANNEL_PRODUCT
     return 1 if winograd and wide and winograd_ops.preferred() else None
@@ -208,17 +208,20 @@ class PositionwiseConvFF(keras.layers.Layer):
     return {conv.kernel.path: winograd_ops.transform_kernel(conv.kernel)
             for conv in (self.conv_1, self.conv_2)}
 
-  def _winograd_kernels(self, winograd, dtype, transform=True):
-    """(kernel_1, kernel_2) transformed (with `transform=False`: True in their place), or
-    None for the direct convolutions."""
+  def _takes_winograd(self, winograd, dtype):
+    """Whether the convolutions run by F(4, 3): float32, and `winograd` maps both kernels
+    or is True where that pays."""
     if not winograd or not winograd_ops.supported(self.conv_1.kernel_size[0], dtype):
-      return None
+      return False
     if isinstance(winograd, collections.abc.Mapping):
-      kernels = tuple(winograd.get(conv.kernel.path) for conv in (self.conv_1, self.conv_2))
-      return None if None in kernels else kernels
-    if not self.pays(dtype):
-      return None
-    return tuple(self.winograd_kernels().values()) if transform else (True, True)
+      return all(conv.kernel.path in winograd for conv in (self.conv_1, self.conv_2))
+    return self.pays(dtype)
+
+  def _winograd_kernels(self, winograd):
+    """(kernel_1, kernel_2) transformed: from the mapping, or transformed here."""
+    if isinstance(winograd, collections.abc.Mapping):
+      return tuple(winograd[conv.kernel.path] for conv in (self.conv_1, self.conv_2))
+    return tuple(self.winograd_kernels().values())
 
   def _direct(self, x, mask, training):
     h = tf.nn.relu(self.conv_1(x * mask, training=training)) * mask
