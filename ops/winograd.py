@@ -152,7 +152,8 @@ def conv1d(x, kernel, bias=None):
 
 
 class Packing(NamedTuple):
-  """Where the real steps of a padded batch sit in one packed phase-layout sequence.
+  """Where the real steps of a padded batch sit in one packed sequence (in F(4, 3)'s phase
+  layout, or in the step layout for direct convolutions: `packing`'s `tile`).
 
   The items follow each other with one zero step between neighbours, which is all a width-3
   convolution needs to keep them apart, so a batch's padding costs no multiply-adds (a batch
@@ -193,7 +194,7 @@ def packing(lengths, time, tile=TILE) -> Packing:
   real = (offset >= 0) & (offset < tf.gather(tf.concat([lengths, [0]], 0), item))
   rows = tf.where(real, item * time + offset, 0)
 
-  def phase_major(steps):  # [tile * tiles] -> [tile, tiles]: step 4 t + p at [p, t]
+  def phase_major(steps):  # [tile * tiles] -> [tile, tiles]: step tile * t + p at [p, t]
     return tf.transpose(tf.reshape(steps, [tiles, tile]))
 
   steps = tf.minimum(tf.expand_dims(starts, 1) + tf.range(time), tiles * tile - 1)
