@@ -327,11 +327,12 @@ def fastpitch_infer(ctx):
       # by Winograd's F(4, 3) on CPUs, kernels transformed once; see tfspeech.ops.winograd).
       acoustic = FastPitchServing(model, PITCH_MEAN, PITCH_STD).in_process()
       synthesize = synthesize_lib.make_synthesis_fn(acoustic, {})
-      # The same weights computed in bfloat16 (load_run(..., precision="bfloat16")).
+      # The same weights computed in bfloat16, in-process as load_run(...,
+      # precision="bfloat16") synthesizes (the convolutions over the packed real steps).
       with precision_lib.precision_policy("bfloat16"):
         bf16_model = task_class(config).build_modules()["fastpitch"]
         bf16_synthesize = synthesize_lib.make_synthesis_fn(
-            FastPitchServing(bf16_model, PITCH_MEAN, PITCH_STD), {})
+            FastPitchServing(bf16_model, PITCH_MEAN, PITCH_STD).in_process(), {})
       for source, target in zip(model.variables, bf16_model.variables):
         target.assign(source)
       built[preset] = config, synthesize, model, bf16_synthesize

@@ -514,3 +514,39 @@ def test_direct_convolutions_run_packed_where_the_dtype_keeps_them(monkeypatch):
   gathers = [op.name for op in graph.get_operations()
              if op.type == "GatherV2" and "feed_forward" in op.name]
   assert gathers, "the feed-forward blocks did not pack the batch"
+
+
+def test_bfloat16_in_process_synthesis_runs_packed_convolutions(monkeypatch):
+  """load_run(..., precision="bfloat16") synthesizes through `in_process()` too: the encoder's
+  and the decoder's feed-forward convolutions stay convolutions (no F(4, 3) in bfloat16) over
+  the batch's packed real steps, with the padded graph's values."""
+  from tfspeech import testing  # pylint: disable=import-outside-toplevel
+  from tfspeech.inference import synthesize_lib  # pylint: disable=import-outside-toplevel
+  from tfspeech.ops import winograd  # pylint: disable=import-outside-toplevel
+  from tfspeech.training import precision  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 0)  # the tiny preset's widths
+  with precision.precision_policy("bfloat16"):
+    padded = _serving()
+  testing.randomize_weights([padded.model], seed=9)
+  dense = padded.model.duration_predictor.fc
+  dense.kernel.assign(dense.kernel * 0.1)
+  dense.bias.assign([np.log(5.0)])
+  packed = padded.in_process()
+  assert packed is padded.in_process() and packed.in_process() is packed
+  assert packed.winograd is True and not padded.winograd
+  concrete = synthesize_lib.make_synthesis_fn(packed).get_concrete_function()
+  assert_no_python_ops(concrete)
+  for stack in ("encoder", "decoder"):
+    ops = _feed_forward_op_types(concrete, stack)
+    assert ("Conv2D", True) in ops and ("GatherV2", False) in ops, (stack, ops)
+    assert not any(op == "BatchMatMulV2" for op, _ in ops), (stack, ops)
+  text_ids, text_lengths, _, _ = _batch()
+  # The same durations for both, so that the mels compare frame by frame.
+  durations = padded.model.infer(text_ids, text_lengths)["durations"]
+  assert int(tf.reduce_min(tf.reduce_sum(durations, 1))) > 4
+  want = tf.cast(padded.model.infer(text_ids, text_lengths, durations=durations)["mel"],
+                 tf.float32).numpy()
+  got = tf.cast(packed.model.infer(text_ids, text_lengths, durations=durations,
+                                   winograd=packed.winograd)["mel"], tf.float32).numpy()
+  error = np.abs(got - want).max() / np.abs(want).max()
+  assert error < 2e-2, error  # bfloat16's rounding (8-bit mantissa), not another network

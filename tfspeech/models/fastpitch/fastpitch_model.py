@@ -152,8 +152,10 @@ class FastPitch(keras.Model):
 
     Args:
       winograd: transformed kernels (`winograd_kernels`) for the encoder's feed-forward
-        convolutions by `tfspeech.ops.winograd`; a bool leaves them direct (transformed at
-        every call, F(4, 3) costs more than it saves over one sentence's ~100 tokens).
+        convolutions by `tfspeech.ops.winograd`. In float32 a bool leaves them direct
+        (transformed at every call, F(4, 3) costs more than it saves over one sentence's
+        ~100 tokens); in bfloat16, which keeps the convolutions, True runs them over the
+        batch's packed real steps.
 
     Returns:
       (enc_out `[batch, tokens, d_model]`, text_mask `[batch, tokens, 1]` float,
@@ -165,8 +167,10 @@ class FastPitch(keras.Model):
     if self.config.n_speakers > 1:
       conditioning = (tf.expand_dims(self.speaker_emb(tf.cast(speaker, tf.int32)), 1)
                       * self.config.speaker_emb_weight)
+    if not isinstance(winograd, Mapping) and self.compute_dtype == "float32":
+      winograd = False
     enc_out = self.encoder(text_ids, text_mask, conditioning, training=training,
-                           winograd=winograd if isinstance(winograd, Mapping) else False)
+                           winograd=winograd)
     # The predictions leave the network as float32 under any compute dtype: durations are
     # rounded to frames, and the controls (pace, pitch, energy) act on them in float32.
     log_durations = tf.cast(self.duration_predictor(enc_out, text_mask, training=training),

@@ -35,9 +35,11 @@ class FastPitchServing(serving.AcousticModel):
     model: a `FastPitch`.
     pitch_mean, pitch_std: the training corpus's voiced-frame pitch statistics (Hz).
     winograd: the feed-forward convolutions by `tfspeech.ops.winograd`: False (exported
-      graphs keep the convolutions), True (the decoder's, kernels transformed at every call)
-      or "cached" (`in_process()` on CPUs: every block's where it pays, with the kernels
-      transformed once, into variables of this object, when `in_process()` is called).
+      graphs keep the convolutions), True (float32: the decoder's, kernels transformed at
+      every call; bfloat16, `in_process()` on CPUs: direct convolutions over the batch's
+      packed real steps) or "cached" (float32 `in_process()` on CPUs: every block's where it
+      pays, with the kernels transformed once, into variables of this object, when
+      `in_process()` is called).
   """
   controls = CONTROLS
   noise_channels = None
@@ -61,8 +63,17 @@ class FastPitchServing(serving.AcousticModel):
     same variables, so that the returned object (and the functions traced with it) follows
     the weights: call it again after changing them (training on, restoring a checkpoint).
     """
-    if not winograd_ops.preferred() or self.model.compute_dtype != "float32":
-      return self  # F(4, 3) is for float32 on CPUs (bfloat16 keeps the convolutions)
+    if not winograd_ops.preferred():
+      return self  # F(4, 3) and packing are for CPUs (measured there)
+    if self.model.compute_dtype != "float32":
+      # bfloat16 keeps the convolutions; winograd=True runs the wide ones over the batch's
+      # real steps packed into one sequence (`PositionwiseConvFF.packed_tile`).
+      if self.winograd is True:
+        return self
+      if self._in_process is None:
+        self._in_process = FastPitchServing(self.model, self.pitch_mean, self.pitch_std,
+                                            winograd=True)
+      return self._in_process
     if self.winograd == "cached":  # already the in-process form
       self.refresh_kernels()
       return self
