@@ -14,6 +14,11 @@ same figure). The run then measures this CPU's (or GPU's) float32 peak once, the
 large `tf.linalg.matmul`s (`measure_peak`), and reports each such variant's achieved GFLOP/s
 and its fraction of that peak: how far a case is from what the machine can do.
 
+Every case also measures the machine's speed just before and just after itself (a 2048²
+float32 matmul, `probe_speed`, ~0.3 s each on 2 cores), so that a case run while the machine
+was slowed (a busy host's neighbours: the same code was measured up to 2x slower within one
+evening) says so in the report instead of passing for a regression or a speed-up.
+
   @harness.case("infer", "hifigan")
   def hifigan_infer(ctx):
     harness.require_model("hifigan", "HiFi-GAN")
@@ -52,8 +57,15 @@ SUITE_NAMES = ("ops", "train", "infer", "export", "prepare")
 # cases use alike, e.g. benchmarks/startup.py's trained runs); unset outside such a run.
 SHARED_DIR_ENV = "TFSPEECH_BENCH_SHARED_DIR"
 # 2: measurements gained flops / gflops_per_s / fraction_of_peak, the environment float32_peak
-# (absent from version 1 documents, which `to_markdown` still reads).
-SCHEMA_VERSION = 2
+# (absent from version 1 documents, which `to_markdown` still reads). 3: each case's
+# machine_speed and the environment's machine_speed_best (absent from older documents).
+SCHEMA_VERSION = 3
+# The matmul size of the per-case speed probe (one of `measure_peak`'s sizes, so the run's
+# peak measurement is one more probe).
+SPEED_PROBE_SIZE = 2048
+# A case whose probes fall under this fraction of the run's fastest probe ran on a slowed
+# machine: the report names it.
+SLOWED_BELOW = 0.8
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 _MIB = 1024.0 * 1024.0
 
@@ -399,16 +411,28 @@ def _measurement_records(measurements, default_device):
 
 def run_case(c: Case, device: str = "cpu", quick: bool = False,
              repeats: Optional[int] = None, log: Callable[[str], None] = print,
-             extended: bool = False) -> Dict[str, Any]:
+             extended: bool = False,
+             speed: Optional[Callable[[str], float]] = None) -> Dict[str, Any]:
   """Runs one case; never raises except for KeyboardInterrupt/SystemExit.
+
+  `speed(device)` measures the machine's speed in GFLOP/s (default `probe_speed`) just before
+  the case and, unless it was skipped, just after it.
 
   Returns:
     dict with `suite`, `case`, `description`, `status` ("ok", "skipped" or
-    "error"), `message`, `wall_seconds`, `memory` (see `MemoryProbe`) and
-    `measurements` (per variant: statistics, throughput, speed-up).
+    "error"), `message`, `wall_seconds`, `memory` (see `MemoryProbe`), `measurements`
+    (per variant: statistics, throughput, speed-up) and `machine_speed` ({"before",
+    "after"}: GFLOP/s, None where the probe failed).
   """
   record = {"suite": c.suite, "case": c.name, "description": c.description, "status": "ok",
             "message": "", "wall_seconds": None, "memory": {}, "measurements": []}
+  machine_speed = {}
+
+  def probe_machine(when):
+    try:
+      machine_speed[when] = (speed or probe_speed)(device)
+    except Exception:  # pylint: disable=broad-except
+      machine_speed[when] = None  # a missing probe must not cost the case's results
   start = time.perf_counter()
   with tempfile.TemporaryDirectory(prefix="tfspeech-bench-") as tmp:
     probe = MemoryProbe(gpu=device == "gpu")
@@ -427,6 +451,7 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
 
     try:
       with probe:
+        probe_machine("before")
         measurements = c.fn(Context(device, quick, repeats, pathlib.Path(tmp), log_with_peak,
                                     extended))
       record["measurements"] = _measurement_records(measurements, device.upper())
@@ -438,6 +463,9 @@ def run_case(c: Case, device: str = "cpu", quick: bool = False,
                     traceback=traceback.format_exc())
   record["wall_seconds"] = time.perf_counter() - start
   record["memory"] = dict(probe.result, stages=stages)
+  if record["status"] != "skipped":
+    probe_machine("after")
+  record["machine_speed"] = machine_speed
   return record
 
 
@@ -447,27 +475,54 @@ def failed_record(c: Case, message: str, wall_seconds: float) -> Dict[str, Any]:
           "message": message, "wall_seconds": wall_seconds, "memory": {}, "measurements": []}
 
 
-def measure_peak(device: str = "cpu", sizes: Sequence[int] = (2048, 4096),
+def matmul_rate(n: int, device: str = "cpu", repeats: int = 3) -> float:
+  """The best GFLOP/s of `repeats` n×n float32 `tf.linalg.matmul`s under tf.function, after a
+  warm-up call."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  matmul = tf.function(tf.linalg.matmul)
+  with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+    a = tf.random.stateless_uniform([n, n], [0, n])
+    b = tf.random.stateless_uniform([n, n], [1, n])
+    # The sum makes the timing wait for the product on any device, at O(n²) cost.
+    best = min(time_calls(lambda: tf.reduce_sum(matmul(a, b)).numpy(), repeats))
+  return 2.0 * n ** 3 / best / 1e9
+
+
+def probe_speed(device: str = "cpu") -> float:
+  """The machine's speed now: `matmul_rate(SPEED_PROBE_SIZE)` in GFLOP/s (~0.3 s on 2 cores)."""
+  return matmul_rate(SPEED_PROBE_SIZE, device)
+
+
+def measure_peak(device: str = "cpu", sizes: Sequence[int] = (SPEED_PROBE_SIZE, 4096),
                  repeats: int = 3) -> Dict[str, Any]:
   """This machine's float32 matmul peak: the best GFLOP/s of `repeats` n×n `tf.linalg.matmul`s
-  per size in `sizes`, each under tf.function after a warm-up call.
+  per size in `sizes`, each under tf.function after a warm-up call (`matmul_rate`).
 
   Returns:
     {"gflops_per_s": the best, "per_size": {n: best GFLOP/s}, "method": a sentence}.
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  matmul = tf.function(tf.linalg.matmul)
-  per_size = {}
-  with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
-    for n in sizes:
-      a = tf.random.stateless_uniform([n, n], [0, n])
-      b = tf.random.stateless_uniform([n, n], [1, n])
-      # The sum makes the timing wait for the product on any device, at O(n²) cost.
-      best = min(time_calls(lambda: tf.reduce_sum(matmul(a, b)).numpy(), repeats))  # pylint: disable=cell-var-from-loop
-      per_size[str(n)] = 2.0 * n ** 3 / best / 1e9
+  per_size = {str(n): matmul_rate(n, device, repeats) for n in sizes}
   return {"gflops_per_s": max(per_size.values()), "per_size": per_size,
           "method": (f"best of {repeats} float32 tf.linalg.matmul (tf.function) per size "
                      f"{', '.join(f'{n}²' for n in sizes)} on {device.upper()}, after the cases")}
+
+
+def _add_machine_speed(records, peak):
+  """Each record's machine_speed["fraction_of_best"]: its slower probe over the run's fastest
+  (the cases' probes and the peak's matmul of the same size); returns that fastest."""
+  probes = [(r.get("machine_speed") or {}).get(when) for r in records
+            for when in ("before", "after")]
+  probes.append(((peak or {}).get("per_size") or {}).get(str(SPEED_PROBE_SIZE)))
+  probes = [v for v in probes if v]
+  if not probes:
+    return None
+  best = max(probes)
+  for record in records:
+    speed = record.get("machine_speed") or {}
+    measured = [speed.get(when) for when in ("before", "after") if speed.get(when)]
+    if measured:
+      speed["fraction_of_best"] = min(measured) / best
+  return best
 
 
 def _add_fractions_of_peak(records, peak):
@@ -483,7 +538,8 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
               peak: Optional[Callable[[str], Dict[str, Any]]] = None,
               partial: Optional[Callable[[Dict[str, Any]], Any]] = None,
               runner: Optional[Callable[[Case], Dict[str, Any]]] = None,
-              extended: bool = False) -> Dict[str, Any]:
+              extended: bool = False,
+              speed: Optional[Callable[[str], float]] = None) -> Dict[str, Any]:
   """Runs `selected` in order and returns the whole results document (see `write_results`).
 
   `runner(case)` returns one case's record (default: `run_case` in this process;
@@ -492,6 +548,9 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
   When a measurement carries `flops`, the machine's float32 peak is measured once after the
   cases (`peak(device)`, default `measure_peak`: ~5 s on 2 cores) into
   `environment["float32_peak"]` and each such row gets its `fraction_of_peak`.
+  `speed`: the per-case machine-speed probe (`run_case`; default `probe_speed`); each
+  record's `machine_speed` gains `fraction_of_best` (its slower probe over the run's fastest,
+  `environment["machine_speed_best"]`).
   `partial(document)`, if given, receives the document of the cases so far after each case
   (no peak yet; `options["partial"]` true), so a run that dies keeps what it measured (a
   46-minute `--suite=all` was killed for memory in its 19th case and wrote nothing).
@@ -505,6 +564,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
     env = environment(device)
     env["float32_peak"] = float32_peak
     env["load_average_before"], env["load_average_after"] = load_before, _load_average()
+    env["machine_speed_best"] = _add_machine_speed(records, float32_peak)
     return {"schema_version": SCHEMA_VERSION,
             "options": dict(options or {}, device=device, quick=quick, repeats=repeats,
                             extended=extended,
@@ -517,7 +577,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
   for index, c in enumerate(selected, 1):
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name} ...")
     record = (runner(c) if runner is not None
-              else run_case(c, device, quick, repeats, log, extended))
+              else run_case(c, device, quick, repeats, log, extended, speed))
     log(f"[{index}/{len(selected)}] {c.suite}/{c.name}: {record['status']} "
         f"({record['wall_seconds']:.1f} s){': ' + record['message'] if record['message'] else ''}")
     records.append(record)
@@ -668,6 +728,29 @@ def _peak_line(peak):
           f"GFLOP/s per size {sizes})")
 
 
+def _machine_speed_lines(results):
+  """The per-case speed probes' range, and the cases that ran on a slowed machine."""
+  best = results["environment"].get("machine_speed_best")
+  probed = [r for r in results["cases"]
+            if any((r.get("machine_speed") or {}).get(when) for when in ("before", "after"))]
+  if not best or not probed:
+    return []  # an older document, or no probe succeeded
+  values = [v for r in probed for when, v in r["machine_speed"].items()
+            if when in ("before", "after") and v]
+  slowed = [r for r in probed if r["machine_speed"].get("fraction_of_best", 1) < SLOWED_BELOW]
+  line = (f"- machine speed ({SPEED_PROBE_SIZE}² float32 matmul, best of 3, just before and "
+          f"after each case): {min(values):.0f}–{max(values):.0f} GFLOP/s; ")
+  if not slowed:
+    return [line + f"every case's probes within {SLOWED_BELOW:.0%} of the fastest ({best:.0f})"]
+  def probes(speed):
+    return " / ".join(f"{speed[when]:.0f}" if speed.get(when) else "–"
+                      for when in ("before", "after"))
+  named = ", ".join(f"{r['suite']}/{r['case']} ({probes(r['machine_speed'])})" for r in slowed)
+  return [line + f"**{len(slowed)} case(s) ran under {SLOWED_BELOW:.0%} of the fastest "
+          f"({best:.0f}): {named}**; their times (and ratios, where the compared calls did not "
+          "meet the same minutes) are of a slowed machine"]
+
+
 def to_markdown(results: Dict[str, Any]) -> str:
   """The results as a Markdown document: environment summary and one table row per variant."""
   env = results["environment"]
@@ -687,6 +770,7 @@ def to_markdown(results: Dict[str, Any]) -> str:
       f"after {env.get('load_average_after')}",
       f"- Python {env['python']}, {versions}; commit {commit}",
       _peak_line(env.get("float32_peak")),
+      *_machine_speed_lines(results),
       *(["- **a row above 100% of the peak**: the peak's matmuls were slowed (a busy machine?); "
          "read the fractions as unreliable"]
         if any((m.get("fraction_of_peak") or 0) > 1 and not _fewer_computed(m)
