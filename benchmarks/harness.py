@@ -14,8 +14,8 @@ same figure). The run then measures this CPU's (or GPU's) float32 peak once, the
 large `tf.linalg.matmul`s (`measure_peak`), and reports each such variant's achieved GFLOP/s
 and its fraction of that peak: how far a case is from what the machine can do.
 
-Every case also measures the machine's speed just before and just after itself (a 2048²
-float32 matmul, `probe_speed`, ~0.3 s each on 2 cores), so that a case run while the machine
+Every case also measures the machine's speed just before and just after itself (2048²
+float32 matmuls, `probe_speed`, ~0.5 s each on 2 cores), so that a case run while the machine
 was slowed (a busy host's neighbours: the same code was measured up to 2x slower within one
 evening) says so in the report instead of passing for a regression or a speed-up.
 
@@ -58,13 +58,14 @@ SUITE_NAMES = ("ops", "train", "infer", "export", "prepare")
 SHARED_DIR_ENV = "TFSPEECH_BENCH_SHARED_DIR"
 # 2: measurements gained flops / gflops_per_s / fraction_of_peak, the environment float32_peak
 # (absent from version 1 documents, which `to_markdown` still reads). 3: each case's
-# machine_speed and the environment's machine_speed_best (absent from older documents).
+# machine_speed and the environment's machine_speed_median (absent from older documents).
 SCHEMA_VERSION = 3
 # The matmul size of the per-case speed probe (one of `measure_peak`'s sizes, so the run's
 # peak measurement is one more probe).
 SPEED_PROBE_SIZE = 2048
-# A case whose probes fall under this fraction of the run's fastest probe ran on a slowed
-# machine: the report names it.
+# A case whose slower probe falls under this fraction of the run's median probe ran on a
+# slowed machine: the report names it. (The median, not the fastest: one lucky probe would
+# flag most cases; the probes of one quiet run spread by ~10%.)
 SLOWED_BELOW = 0.8
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 _MIB = 1024.0 * 1024.0
@@ -475,22 +476,23 @@ def failed_record(c: Case, message: str, wall_seconds: float) -> Dict[str, Any]:
           "message": message, "wall_seconds": wall_seconds, "memory": {}, "measurements": []}
 
 
-def matmul_rate(n: int, device: str = "cpu", repeats: int = 3) -> float:
-  """The best GFLOP/s of `repeats` n×n float32 `tf.linalg.matmul`s under tf.function, after a
-  warm-up call."""
+def matmul_rate(n: int, device: str = "cpu", repeats: int = 3, warmup: int = 1) -> float:
+  """The best GFLOP/s of `repeats` n×n float32 `tf.linalg.matmul`s under tf.function, after
+  `warmup` untimed calls."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   matmul = tf.function(tf.linalg.matmul)
   with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
     a = tf.random.stateless_uniform([n, n], [0, n])
     b = tf.random.stateless_uniform([n, n], [1, n])
     # The sum makes the timing wait for the product on any device, at O(n²) cost.
-    best = min(time_calls(lambda: tf.reduce_sum(matmul(a, b)).numpy(), repeats))
+    best = min(time_calls(lambda: tf.reduce_sum(matmul(a, b)).numpy(), repeats, warmup))
   return 2.0 * n ** 3 / best / 1e9
 
 
 def probe_speed(device: str = "cpu") -> float:
-  """The machine's speed now: `matmul_rate(SPEED_PROBE_SIZE)` in GFLOP/s (~0.3 s on 2 cores)."""
-  return matmul_rate(SPEED_PROBE_SIZE, device)
+  """The machine's speed now in GFLOP/s: the best of 5 `SPEED_PROBE_SIZE`² matmuls after 2
+  untimed ones (a fresh process's first products run slower: thread pool, page faults)."""
+  return matmul_rate(SPEED_PROBE_SIZE, device, repeats=5, warmup=2)
 
 
 def measure_peak(device: str = "cpu", sizes: Sequence[int] = (SPEED_PROBE_SIZE, 4096),
@@ -508,21 +510,21 @@ def measure_peak(device: str = "cpu", sizes: Sequence[int] = (SPEED_PROBE_SIZE, 
 
 
 def _add_machine_speed(records, peak):
-  """Each record's machine_speed["fraction_of_best"]: its slower probe over the run's fastest
-  (the cases' probes and the peak's matmul of the same size); returns that fastest."""
+  """Each record's machine_speed["fraction_of_median"]: its slower probe over the median of
+  the run's probes (the cases' and the peak's matmul of the same size); returns that median."""
   probes = [(r.get("machine_speed") or {}).get(when) for r in records
             for when in ("before", "after")]
   probes.append(((peak or {}).get("per_size") or {}).get(str(SPEED_PROBE_SIZE)))
   probes = [v for v in probes if v]
   if not probes:
     return None
-  best = max(probes)
+  median = float(np.median(probes))
   for record in records:
     speed = record.get("machine_speed") or {}
     measured = [speed.get(when) for when in ("before", "after") if speed.get(when)]
     if measured:
-      speed["fraction_of_best"] = min(measured) / best
-  return best
+      speed["fraction_of_median"] = min(measured) / median
+  return median
 
 
 def _add_fractions_of_peak(records, peak):
@@ -549,8 +551,8 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
   cases (`peak(device)`, default `measure_peak`: ~5 s on 2 cores) into
   `environment["float32_peak"]` and each such row gets its `fraction_of_peak`.
   `speed`: the per-case machine-speed probe (`run_case`; default `probe_speed`); each
-  record's `machine_speed` gains `fraction_of_best` (its slower probe over the run's fastest,
-  `environment["machine_speed_best"]`).
+  record's `machine_speed` gains `fraction_of_median` (its slower probe over the median of
+  the run's probes, `environment["machine_speed_median"]`).
   `partial(document)`, if given, receives the document of the cases so far after each case
   (no peak yet; `options["partial"]` true), so a run that dies keeps what it measured (a
   46-minute `--suite=all` was killed for memory in its 19th case and wrote nothing).
@@ -564,7 +566,7 @@ def run_cases(selected: Sequence[Case], device: str = "cpu", quick: bool = False
     env = environment(device)
     env["float32_peak"] = float32_peak
     env["load_average_before"], env["load_average_after"] = load_before, _load_average()
-    env["machine_speed_best"] = _add_machine_speed(records, float32_peak)
+    env["machine_speed_median"] = _add_machine_speed(records, float32_peak)
     return {"schema_version": SCHEMA_VERSION,
             "options": dict(options or {}, device=device, quick=quick, repeats=repeats,
                             extended=extended,
@@ -730,24 +732,26 @@ def _peak_line(peak):
 
 def _machine_speed_lines(results):
   """The per-case speed probes' range, and the cases that ran on a slowed machine."""
-  best = results["environment"].get("machine_speed_best")
+  median = results["environment"].get("machine_speed_median")
   probed = [r for r in results["cases"]
             if any((r.get("machine_speed") or {}).get(when) for when in ("before", "after"))]
-  if not best or not probed:
+  if not median or not probed:
     return []  # an older document, or no probe succeeded
   values = [v for r in probed for when, v in r["machine_speed"].items()
             if when in ("before", "after") and v]
-  slowed = [r for r in probed if r["machine_speed"].get("fraction_of_best", 1) < SLOWED_BELOW]
-  line = (f"- machine speed ({SPEED_PROBE_SIZE}² float32 matmul, best of 3, just before and "
-          f"after each case): {min(values):.0f}–{max(values):.0f} GFLOP/s; ")
+  slowed = [r for r in probed
+            if r["machine_speed"].get("fraction_of_median", 1) < SLOWED_BELOW]
+  line = (f"- machine speed ({SPEED_PROBE_SIZE}² float32 matmul, best of 5, just before and "
+          f"after each case): {min(values):.0f}–{max(values):.0f} GFLOP/s, median "
+          f"{median:.0f}; ")
   if not slowed:
-    return [line + f"every case's probes within {SLOWED_BELOW:.0%} of the fastest ({best:.0f})"]
+    return [line + f"no case's probes under {SLOWED_BELOW:.0%} of the median"]
   def probes(speed):
     return " / ".join(f"{speed[when]:.0f}" if speed.get(when) else "–"
                       for when in ("before", "after"))
   named = ", ".join(f"{r['suite']}/{r['case']} ({probes(r['machine_speed'])})" for r in slowed)
-  return [line + f"**{len(slowed)} case(s) ran under {SLOWED_BELOW:.0%} of the fastest "
-          f"({best:.0f}): {named}**; their times (and ratios, where the compared calls did not "
+  return [line + f"**{len(slowed)} case(s) ran under {SLOWED_BELOW:.0%} of the median: "
+          f"{named}**; their times (and ratios, where the compared calls did not "
           "meet the same minutes) are of a slowed machine"]
 
 
