@@ -746,6 +746,7 @@ def _machine_speed_lines(results):
           f"{median:.0f}; ")
   if not slowed:
     return [line + f"no case's probes under {SLOWED_BELOW:.0%} of the median"]
+
   def probes(speed):
     return " / ".join(f"{speed[when]:.0f}" if speed.get(when) else "–"
                       for when in ("before", "after"))
