@@ -62,24 +62,19 @@ class FastPitchServing(serving.AcousticModel):
     feed-forward kernels' size: ~340 MB for `ljspeech`), and at every later call, into the
     same variables, so that the returned object (and the functions traced with it) follows
     the weights: call it again after changing them (training on, restoring a checkpoint).
+    bfloat16 keeps the convolutions (no F(4, 3)): its in-process form (winograd=True) runs
+    the wide ones over the batch's real steps packed into one sequence
+    (`PositionwiseConvFF.packed_tile`), with no kernels to transform.
     """
     if not winograd_ops.preferred():
       return self  # F(4, 3) and packing are for CPUs (measured there)
-    if self.model.compute_dtype != "float32":
-      # bfloat16 keeps the convolutions; winograd=True runs the wide ones over the batch's
-      # real steps packed into one sequence (`PositionwiseConvFF.packed_tile`).
-      if self.winograd is True:
-        return self
-      if self._in_process is None:
-        self._in_process = FastPitchServing(self.model, self.pitch_mean, self.pitch_std,
-                                            winograd=True)
-      return self._in_process
-    if self.winograd == "cached":  # already the in-process form
+    form = "cached" if self.model.compute_dtype == "float32" else True
+    if self.winograd == form:  # already the in-process form
       self.refresh_kernels()
       return self
     if self._in_process is None:
       self._in_process = FastPitchServing(self.model, self.pitch_mean, self.pitch_std,
-                                          winograd="cached")
+                                          winograd=form)
     self._in_process.refresh_kernels()
     return self._in_process
 
