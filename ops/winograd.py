@@ -68,11 +68,16 @@ def supported(kernel_width: int, dtype) -> bool:
   return kernel_width == 3 and tf.as_dtype(dtype) == tf.float32
 
 
+def wide(channels_in: int, channels_out: int) -> bool:
+  """Whether a convolution has the channels (`MIN_CHANNEL_PRODUCT`) for F(4, 3), or packing
+  its batch, to pay over long inputs."""
+  return channels_in * channels_out >= MIN_CHANNEL_PRODUCT
+
+
 def pays(kernel_width: int, channels_in: int, channels_out: int, dtype) -> bool:
   """Whether this convolution is supported and wide enough for F(4, 3) to pay over long
   inputs (hundreds of steps in the batch)."""
-  return (supported(kernel_width, dtype)
-          and channels_in * channels_out >= MIN_CHANNEL_PRODUCT)
+  return supported(kernel_width, dtype) and wide(channels_in, channels_out)
 
 
 def tiles_for(length):

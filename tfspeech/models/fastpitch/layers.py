@@ -197,7 +197,7 @@ class PositionwiseConvFF(keras.layers.Layer):
     the convolutions: bfloat16); None, as direct convolutions over the padded batch."""
     if self._takes_winograd(winograd, dtype):
       return winograd_ops.TILE
-    wide = self.d_model * self.d_inner >= winograd_ops.MIN_CHANNEL_PRODUCT
+    wide = winograd_ops.wide(self.d_model, self.d_inner)
     return 1 if winograd and wide and winograd_ops.preferred() else None
 
   def pays(self, dtype=tf.float32):
